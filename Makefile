@@ -1,0 +1,115 @@
+# chatmesh: `make up` runs the whole mesh on loopback, `make test` runs every test.
+# Every target installs what it needs first and is safe to re-run.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_SYS ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BUF := $(VENV)/bin/buf
+export PYTHONPATH := $(CURDIR):$(CURDIR)/gen/python
+export GOFLAGS := -mod=mod
+
+PROTOVALIDATE_VERSION := v1.2.2
+PROTOC_GEN_GO_VERSION := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+GRPCURL_VERSION := v1.9.3
+PROTODEPS := build/protodeps/protovalidate/buf/validate/validate.proto
+
+STAMP_PY := $(VENV)/.stamp-requirements
+STAMP_NODE := tools/node_modules/.stamp
+GO_TOOLS := bin/protoc-gen-go bin/protoc-gen-go-grpc bin/grpcurl
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+
+# ---- setup ---------------------------------------------------------------------------
+
+$(STAMP_PY): requirements.txt
+	test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(STAMP_NODE): tools/package.json
+	cd tools && npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+bin/protoc-gen-go:
+	GOBIN=$(CURDIR)/bin go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+bin/protoc-gen-go-grpc:
+	GOBIN=$(CURDIR)/bin go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+bin/grpcurl:
+	GOBIN=$(CURDIR)/bin go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
+
+# protovalidate's validate.proto, from its Go module (no BSR here; not committed).
+$(PROTODEPS):
+	mkdir -p $(dir $@)
+	dir=$$(cd /tmp && go mod download -json github.com/bufbuild/protovalidate@$(PROTOVALIDATE_VERSION) | $(PY) -c 'import json,sys; print(json.load(sys.stdin)["Dir"])') && \
+	  install -m 0644 $$dir/proto/protovalidate/buf/validate/validate.proto $@
+
+.PHONY: setup
+setup: $(STAMP_PY) $(STAMP_NODE) $(GO_TOOLS) $(PROTODEPS) ## Install everything the mesh and its tests need
+	$(PY) -m mesh.deps.cassandra install
+
+# ---- contracts -----------------------------------------------------------------------
+
+.PHONY: generate
+generate: $(STAMP_PY) $(STAMP_NODE) bin/protoc-gen-go bin/protoc-gen-go-grpc $(PROTODEPS) ## Regenerate gen/ (Python, TypeScript, Go) from proto/
+	rm -rf gen/python/chatmesh gen/python/buf gen/ts/chatmesh gen/ts/buf gen/go/chatmesh
+	$(BUF) generate --path proto/chatmesh
+
+.PHONY: check-generated
+check-generated: generate ## Fail if gen/ differs from what proto/ generates
+	@if [ -n "$$(git status --porcelain -- gen)" ]; then \
+	  echo "gen/ is stale: run 'make generate' and commit the result"; git status --short -- gen; exit 1; fi
+
+# ---- quality -------------------------------------------------------------------------
+
+.PHONY: lint
+lint: $(STAMP_PY) $(PROTODEPS) ## ruff, mypy, buf lint, buf breaking against main
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy services mesh gateway bench tools
+	$(BUF) lint
+	$(BUF) format --diff --exit-code proto
+	./tools/buf-breaking.sh main
+
+.PHONY: fmt
+fmt: $(STAMP_PY) ## Format Python and proto files
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+	$(BUF) format -w proto
+
+.PHONY: test
+test: setup lint check-generated ## Every test: lint, generation check, unit, integration and e2e (real NATS, Cassandra, Envoy)
+	$(PY) -m pytest
+
+# ---- running the mesh ----------------------------------------------------------------
+
+.PHONY: up
+up: setup ## Run the whole mesh on loopback in the foreground (Ctrl-C stops it)
+	$(PY) -m mesh up
+
+.PHONY: up-detached
+up-detached: setup ## Start the mesh in the background; returns once every health check is green
+	$(PY) -m mesh up --detach
+
+.PHONY: down
+down: ## Stop a detached mesh; leaves no process or port behind
+	$(PY) -m mesh down
+
+.PHONY: status
+status: ## Is a detached mesh running?
+	$(PY) -m mesh status
+
+# ---- benchmarks ----------------------------------------------------------------------
+
+.PHONY: bench
+bench: bench-gateway ## Every benchmark
+
+.PHONY: bench-gateway
+bench-gateway: setup ## Gateway overhead: unary and server-streaming through Envoy vs direct
+	$(PY) -m bench.gateway

@@ -1,0 +1,365 @@
+"""Render the Envoy bootstrap from :class:`GatewaySettings` and the mesh's routes.
+
+The HTTP filter chain, in order:
+
+1. ``grpc_web``: turns browser gRPC-web (HTTP/1.1) into gRPC for everything after it.
+2. ``cors``: answers preflights itself, so they never reach the rate limit or a service.
+3. ``local_ratelimit``: one token bucket per route (``typed_per_filter_config``).
+4. ``buffer``: caps request bodies at ``max_request_bytes`` (disabled on client streams).
+5. ``router``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gateway.routes import RouteSpec, duration, render_routes
+from gateway.settings import GatewaySettings, Upstream
+
+GRPC_STATUS_DEADLINE_EXCEEDED = 4
+GRPC_STATUS_RESOURCE_EXHAUSTED = 8
+
+CORS_ALLOW_METHODS = "GET, PUT, DELETE, POST, OPTIONS"
+CORS_ALLOW_HEADERS = (
+    "keep-alive,user-agent,cache-control,content-type,content-transfer-encoding,"
+    "x-accept-content-transfer-encoding,x-accept-response-streaming,x-user-agent,x-grpc-web,"
+    "grpc-timeout,authorization,connect-protocol-version"
+)
+CORS_EXPOSE_HEADERS = "grpc-status,grpc-message,grpc-status-details-bin"
+
+# What one access log line holds. Never a request header that may carry a secret
+# (authorization, cookie): only the ones named here are logged.
+ACCESS_LOG_FIELDS = {
+    "start": "%START_TIME%",
+    "method": "%REQ(:METHOD)%",
+    "path": "%REQ(:PATH)%",
+    "protocol": "%PROTOCOL%",
+    "http_status": "%RESPONSE_CODE%",
+    "grpc_status": "%GRPC_STATUS_NUMBER%",
+    "details": "%RESPONSE_CODE_DETAILS%",
+    "flags": "%RESPONSE_FLAGS%",
+    "duration_ms": "%DURATION%",
+    "bytes_received": "%BYTES_RECEIVED%",
+    "bytes_sent": "%BYTES_SENT%",
+    "upstream": "%UPSTREAM_CLUSTER%",
+    "upstream_host": "%UPSTREAM_HOST%",
+    "client": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+    "request_id": "%REQ(X-REQUEST-ID)%",
+    "user_agent": "%REQ(USER-AGENT)%",
+}
+
+_HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+_HTTP_OPTIONS_TYPE = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+_FILTER_TYPES = {
+    "envoy.filters.http.grpc_web": "type.googleapis.com/envoy.extensions.filters.http.grpc_web.v3.GrpcWeb",
+    "envoy.filters.http.cors": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors",
+    "envoy.filters.http.local_ratelimit": (
+        "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"
+    ),
+    "envoy.filters.http.buffer": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+    "envoy.filters.http.router": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
+}
+
+
+def _socket(host: str, port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _cors_policy(settings: GatewaySettings) -> dict[str, Any]:
+    return {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy",
+        "allow_origin_string_match": [{"exact": origin} for origin in settings.cors_allowed_origins],
+        "allow_methods": CORS_ALLOW_METHODS,
+        "allow_headers": CORS_ALLOW_HEADERS,
+        "expose_headers": CORS_EXPOSE_HEADERS,
+        "max_age": str(settings.cors_max_age_s),
+        # A preflight from a foreign origin is answered here (without allow headers) rather
+        # than forwarded to a gRPC server that cannot make sense of it.
+        "forward_not_matching_preflights": False,
+    }
+
+
+def _http_filters(settings: GatewaySettings) -> list[dict[str, Any]]:
+    configs: dict[str, dict[str, Any]] = {
+        "envoy.filters.http.grpc_web": {},
+        "envoy.filters.http.cors": {},
+        # No bucket here: each route brings its own (routes.py); a route without one is unlimited.
+        "envoy.filters.http.local_ratelimit": {
+            "stat_prefix": "gateway_rate_limit",
+            "rate_limited_as_resource_exhausted": True,
+        },
+        "envoy.filters.http.buffer": {"max_request_bytes": settings.max_request_bytes},
+        # Internal x-envoy-* response headers tell a browser nothing it needs.
+        "envoy.filters.http.router": {"suppress_envoy_headers": True},
+    }
+    return [
+        {"name": name, "typed_config": {"@type": _FILTER_TYPES[name], **config}} for name, config in configs.items()
+    ]
+
+
+def _grpc_local_reply(http_status: int, grpc_status: int, message: str) -> dict[str, Any]:
+    """Turn Envoy's own ``http_status`` answer to a gRPC call into ``grpc_status``.
+
+    A gRPC-web request is not gRPC to Envoy's local replies: it would get a plain HTTP error,
+    which the grpc_web filter maps by HTTP status (413 to UNKNOWN, 429 and 504 to UNAVAILABLE).
+    Rewritten here to HTTP 200 with an empty body and a grpc-status header, it is a
+    trailers-only gRPC answer, kept as is by grpc_web and by Envoy's native gRPC reply alike.
+    """
+    return {
+        "filter": {
+            "and_filter": {
+                "filters": [
+                    {
+                        "status_code_filter": {
+                            "comparison": {
+                                "op": "EQ",
+                                "value": {"default_value": http_status, "runtime_key": f"gateway_{http_status}"},
+                            }
+                        }
+                    },
+                    # grpc_web has already turned a gRPC-web request's content-type into application/grpc.
+                    {
+                        "header_filter": {
+                            "header": {"name": "content-type", "string_match": {"prefix": "application/grpc"}}
+                        }
+                    },
+                ]
+            }
+        },
+        "status_code": 200,
+        "body": {"inline_string": ""},
+        "headers_to_add": [
+            {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+            for key, value in (
+                ("content-type", "application/grpc"),
+                ("grpc-status", str(grpc_status)),
+                ("grpc-message", message),
+            )
+        ],
+    }
+
+
+def _local_reply_config(settings: GatewaySettings) -> dict[str, Any]:
+    """gRPC status codes for Envoy's own refusals, the same for gRPC-web and native gRPC.
+
+    Oversized request (buffer filter, 413) and rate-limited call (429): RESOURCE_EXHAUSTED,
+    as gRPC itself answers a message over its size limit. Call past its deadline or the unary
+    timeout (504): DEADLINE_EXCEEDED, as native gRPC calls already get from Envoy.
+    """
+    too_large = f"request body larger than {settings.max_request_bytes} bytes"
+    return {
+        "mappers": [
+            _grpc_local_reply(413, GRPC_STATUS_RESOURCE_EXHAUSTED, too_large),
+            _grpc_local_reply(429, GRPC_STATUS_RESOURCE_EXHAUSTED, "rate limited"),
+            _grpc_local_reply(504, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded at the gateway"),
+        ]
+    }
+
+
+def _access_log(settings: GatewaySettings) -> list[dict[str, Any]]:
+    if not settings.access_log_enabled:
+        return []
+    log_format = {"json_format": ACCESS_LOG_FIELDS}
+    if settings.access_log_path is None:
+        return [
+            {
+                "name": "envoy.access_loggers.stdout",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+                    "log_format": log_format,
+                },
+            }
+        ]
+    return [
+        {
+            "name": "envoy.access_loggers.file",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                "path": str(settings.access_log_path),
+                "log_format": log_format,
+            },
+        }
+    ]
+
+
+def _connection_manager(settings: GatewaySettings, routes: list[RouteSpec]) -> dict[str, Any]:
+    return {
+        "@type": _HCM_TYPE,
+        "stat_prefix": "gateway",
+        # AUTO serves HTTP/1.1 (browsers, gRPC-web) and prior-knowledge h2c (grpcurl, SDKs) on one port.
+        "codec_type": "AUTO",
+        "use_remote_address": True,
+        "normalize_path": True,
+        "merge_slashes": True,
+        "generate_request_id": True,
+        "server_name": settings.server_name,
+        "stream_idle_timeout": duration(settings.stream_idle_timeout_s),
+        # Streams have no total timeout here; routes set theirs.
+        "request_timeout": "0s",
+        "request_headers_timeout": "10s",
+        "common_http_protocol_options": {"idle_timeout": "3600s", "headers_with_underscores_action": "DROP_HEADER"},
+        "http2_protocol_options": {
+            "max_concurrent_streams": settings.max_concurrent_streams,
+            "initial_stream_window_size": 65_536,
+            "initial_connection_window_size": 1_048_576,
+        },
+        "route_config": {
+            "name": "gateway",
+            "virtual_hosts": [
+                {
+                    "name": "mesh",
+                    "domains": ["*"],
+                    "routes": render_routes(settings, routes),
+                    "typed_per_filter_config": {"envoy.filters.http.cors": _cors_policy(settings)},
+                }
+            ],
+        },
+        "http_filters": _http_filters(settings),
+        "local_reply_config": _local_reply_config(settings),
+        "access_log": _access_log(settings),
+    }
+
+
+def _health_checks(settings: GatewaySettings, upstream: Upstream) -> list[dict[str, Any]]:
+    check = settings.health_check
+    if not check.enabled:
+        return []
+    return [
+        {
+            "timeout": duration(check.timeout_s),
+            "interval": duration(check.interval_s),
+            # Without traffic Envoy would check only once a minute; a restarted service would
+            # then stay marked down long after it is back.
+            "no_traffic_interval": duration(check.interval_s),
+            "healthy_threshold": check.healthy_threshold,
+            "unhealthy_threshold": check.unhealthy_threshold,
+            "grpc_health_check": {"service_name": upstream.health_service},
+        }
+    ]
+
+
+def _cluster(settings: GatewaySettings, upstream: Upstream) -> dict[str, Any]:
+    breakers = settings.circuit_breakers
+    cluster: dict[str, Any] = {
+        "name": upstream.name,
+        "type": "STATIC" if _is_ip(upstream.host) else "STRICT_DNS",
+        "connect_timeout": duration(settings.connect_timeout_s),
+        "lb_policy": "ROUND_ROBIN",
+        "load_assignment": {
+            "cluster_name": upstream.name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket(upstream.host, upstream.port)}}]}],
+        },
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": _HTTP_OPTIONS_TYPE,
+                # gRPC needs HTTP/2 upstream; pings find a dead server under a quiet long stream.
+                "explicit_http_config": {
+                    "http2_protocol_options": {"connection_keepalive": {"interval": "30s", "timeout": "5s"}}
+                },
+            }
+        },
+        "circuit_breakers": {
+            "thresholds": [
+                {
+                    "priority": "DEFAULT",
+                    "max_connections": breakers.max_connections,
+                    "max_pending_requests": breakers.max_pending_requests,
+                    "max_requests": breakers.max_requests,
+                    "max_retries": breakers.max_retries,
+                }
+            ]
+        },
+        "health_checks": _health_checks(settings, upstream),
+    }
+    if cluster["type"] == "STRICT_DNS":
+        cluster["dns_lookup_family"] = "V4_PREFERRED"
+    return cluster
+
+
+def render(settings: GatewaySettings, routes: list[RouteSpec]) -> dict[str, Any]:
+    """Build the Envoy bootstrap.
+
+    Args:
+        settings: the gateway settings.
+        routes: one RouteSpec per package that needs more than a plain prefix route (streaming
+            methods, or a cluster other than the upstream declaring the package). Reflection
+            and grpc.health.v1 routes to the catalog are always added.
+
+    Returns:
+        The bootstrap as plain data, ready for YAML or JSON.
+
+    Raises:
+        ValueError: the routes and settings disagree (unknown cluster, duplicate package...).
+    """
+    upstreams = [*settings.upstreams, settings.catalog]
+    return {
+        "admin": {
+            # The admin interface can stop the server and dump its config: loopback only, always.
+            "address": _socket("127.0.0.1", settings.admin_port),
+        },
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "gateway",
+                    "address": _socket(settings.host, settings.port),
+                    "per_connection_buffer_limit_bytes": 32_768,
+                    "filter_chains": [
+                        {
+                            "filters": [
+                                {
+                                    "name": "envoy.filters.network.http_connection_manager",
+                                    "typed_config": _connection_manager(settings, routes),
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ],
+            "clusters": [_cluster(settings, u) for u in upstreams],
+        },
+        "overload_manager": {
+            "resource_monitors": [
+                {
+                    "name": "envoy.resource_monitors.global_downstream_max_connections",
+                    "typed_config": {
+                        "@type": (
+                            "type.googleapis.com/envoy.extensions.resource_monitors."
+                            "downstream_connections.v3.DownstreamConnectionsConfig"
+                        ),
+                        "max_active_downstream_connections": settings.max_downstream_connections,
+                    },
+                }
+            ]
+        },
+    }
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """Writes shared sub-dicts out in full instead of as YAML anchors and aliases."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def write_config(settings: GatewaySettings, routes: list[RouteSpec], path: Path) -> Path:
+    """Render the bootstrap and write it to ``path`` as YAML (parents created).
+
+    Returns:
+        ``path``.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.dump(render(settings, routes), Dumper=_PlainDumper, sort_keys=False, default_flow_style=False)
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -1,0 +1,203 @@
+"""Which gRPC paths go where, and how each route is limited.
+
+A :class:`RouteSpec` says, for one proto package, which cluster serves it and which of its
+methods stream. Every package gets a prefix route (``/chatmesh.session.v1.``) with the unary
+timeout; every streaming method gets an exact-path route placed before the prefix routes,
+with no total timeout (``0s``) and an idle timeout instead, because Envoy's default route
+timeout would cut long server streams.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from gateway.settings import CLUSTER_NAME_PATTERN, PACKAGE_PATTERN, GatewaySettings, RateLimit
+
+REFLECTION_PREFIX = "grpc.reflection"
+HEALTH_PACKAGE = "grpc.health.v1"
+HEALTH_WATCH = "/grpc.health.v1.Health/Watch"
+REFLECTION_INFO = (
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+)
+
+_RATE_LIMIT_FILTER = "envoy.filters.http.local_ratelimit"
+_BUFFER_FILTER = "envoy.filters.http.buffer"
+_LOCAL_RATE_LIMIT_TYPE = "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"
+_BUFFER_PER_ROUTE_TYPE = "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute"
+
+
+class RouteSpec(BaseModel):
+    """The routes of one proto package.
+
+    Attributes:
+        package: proto package, routed by the path prefix ``/<package>.``; a prefix of several
+            packages works too (``grpc.reflection`` covers v1 and v1alpha).
+        cluster: name of the upstream (or ``catalog``) that serves the package.
+        streaming_methods: full paths (``/chatmesh.session.v1.SessionService/Connect``) of
+            server-streaming methods: no total timeout, an idle timeout instead.
+        client_streaming_methods: full paths of client- and bidirectional-streaming methods
+            (SDK-only). Streaming like the above, and exempt from the request size limit,
+            whose buffering would hold the whole stream until the client half-closes.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    package: str = Field(max_length=200, pattern=PACKAGE_PATTERN)
+    cluster: str = Field(pattern=CLUSTER_NAME_PATTERN)
+    streaming_methods: list[str] = Field(default_factory=list, max_length=256)
+    client_streaming_methods: list[str] = Field(default_factory=list, max_length=256)
+
+    @model_validator(mode="after")
+    def _methods_belong_to_the_package(self) -> Self:
+        method = re.compile(rf"^/{re.escape(self.package)}\.([A-Za-z_][A-Za-z0-9_]*\.)*[A-Za-z_][A-Za-z0-9_]*/\w+$")
+        bad = [m for m in self.streaming_methods + self.client_streaming_methods if not method.match(m)]
+        if bad:
+            raise ValueError(f"not a method path of package {self.package}: {', '.join(bad)}")
+        return self
+
+
+def builtin_routes(catalog: str) -> list[RouteSpec]:
+    """Routes every gateway has: reflection (for grpcurl) and grpc.health.v1, both to the catalog.
+
+    Args:
+        catalog: cluster name of the catalog server.
+    """
+    return [
+        RouteSpec(package=HEALTH_PACKAGE, cluster=catalog, streaming_methods=[HEALTH_WATCH]),
+        # ServerReflectionInfo is bidirectional: grpcurl waits for each answer before asking again.
+        RouteSpec(package=REFLECTION_PREFIX, cluster=catalog, client_streaming_methods=list(REFLECTION_INFO)),
+    ]
+
+
+@dataclass(frozen=True)
+class _Route:
+    """One Envoy route before rendering; ``key`` is its name and its rate-limit override key."""
+
+    key: str
+    package: str
+    cluster: str
+    exact: bool
+    streaming: bool
+    client_streaming: bool
+
+
+def resolve_routes(settings: GatewaySettings, routes: list[RouteSpec]) -> list[RouteSpec]:
+    """Complete ``routes`` with the built-ins and a plain route for every upstream not covered.
+
+    Raises:
+        ValueError: a route names an unknown cluster, or a package or method appears twice.
+    """
+    given = [*builtin_routes(settings.catalog.name), *routes]
+    covered = {r.package for r in given}
+    plain = [
+        RouteSpec(package=u.package, cluster=u.name)
+        for u in settings.upstreams
+        if u.package and u.package not in covered
+    ]
+    resolved = given + plain
+    clusters = {u.name for u in settings.upstreams} | {settings.catalog.name}
+    unknown = sorted({r.cluster for r in resolved if r.cluster not in clusters})
+    if unknown:
+        raise ValueError(f"routes name clusters that no upstream defines: {', '.join(unknown)}")
+    packages = [r.package for r in resolved]
+    twice = sorted({p for p in packages if packages.count(p) > 1})
+    if twice:
+        raise ValueError(f"more than one RouteSpec for package: {', '.join(twice)}")
+    return resolved
+
+
+def _flatten(specs: list[RouteSpec]) -> list[_Route]:
+    """Exact-path routes first, then prefix routes, longest prefix first (nested packages)."""
+    exact: dict[str, _Route] = {}
+    for spec in specs:
+        for path in spec.streaming_methods + spec.client_streaming_methods:
+            if path in exact and exact[path].package != spec.package:
+                raise ValueError(f"method {path} is listed by two packages")
+            client = path in spec.client_streaming_methods
+            exact[path] = _Route(path, spec.package, spec.cluster, True, True, client)
+    prefixes = [_Route(s.package, s.package, s.cluster, False, False, False) for s in specs]
+    prefixes.sort(key=lambda r: len(r.package), reverse=True)
+    return list(exact.values()) + prefixes
+
+
+def duration(value: float) -> str:
+    """A protobuf Duration in its JSON form: ``30s``, ``0.250s``."""
+    return f"{int(value)}s" if float(value).is_integer() else f"{value:.3f}s"
+
+
+def _rate_limit_config(limit: RateLimit, stat_prefix: str) -> dict[str, Any]:
+    always = {"default_value": {"numerator": 100, "denominator": "HUNDRED"}, "runtime_key": "gateway_rate_limit"}
+    return {
+        "@type": _LOCAL_RATE_LIMIT_TYPE,
+        "stat_prefix": stat_prefix,
+        "token_bucket": {
+            "max_tokens": limit.max_tokens,
+            "tokens_per_fill": limit.tokens_per_fill,
+            "fill_interval": duration(limit.fill_interval_s),
+        },
+        "filter_enabled": always,
+        "filter_enforced": always,
+        # Without it a rate-limited gRPC call reads UNAVAILABLE, which clients retry at once.
+        "rate_limited_as_resource_exhausted": True,
+    }
+
+
+def _rate_limit_for(settings: GatewaySettings, route: _Route) -> RateLimit:
+    overrides = settings.rate_limit_overrides
+    return overrides.get(route.key) or overrides.get(route.package) or settings.rate_limit
+
+
+def _stat_name(key: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", key.strip("/"))
+
+
+def _render_route(settings: GatewaySettings, route: _Route) -> dict[str, Any]:
+    match: dict[str, Any] = {"path": route.key} if route.exact else {"prefix": f"/{route.package}."}
+    action: dict[str, Any] = {"cluster": route.cluster}
+    # With max_stream_duration set, Envoy ignores ``timeout`` ("new timeouts"): the stream's
+    # total life is max_stream_duration, or the client's grpc-timeout capped by the header max.
+    # ``timeout`` still says the same thing, for a reader and in case the other goes.
+    if route.streaming:
+        action["timeout"] = "0s"
+        action["idle_timeout"] = duration(settings.stream_idle_timeout_s)
+        # No total limit; a client deadline (grpc-timeout) is honoured as sent.
+        action["max_stream_duration"] = {"grpc_timeout_header_max": "0s"}
+    else:
+        unary = duration(settings.unary_timeout_s)
+        action["timeout"] = unary
+        # A shorter client deadline wins; no deadline or a longer one gets the unary timeout.
+        action["max_stream_duration"] = {"max_stream_duration": unary, "grpc_timeout_header_max": unary}
+    per_filter: dict[str, Any] = {}
+    limit = _rate_limit_for(settings, route)
+    if limit.enabled:
+        per_filter[_RATE_LIMIT_FILTER] = _rate_limit_config(limit, f"route_{_stat_name(route.key)}")
+    if route.client_streaming:
+        per_filter[_BUFFER_FILTER] = {"@type": _BUFFER_PER_ROUTE_TYPE, "disabled": True}
+    rendered: dict[str, Any] = {"name": route.key, "match": match, "route": action}
+    if per_filter:
+        rendered["typed_per_filter_config"] = per_filter
+    return rendered
+
+
+def render_routes(settings: GatewaySettings, routes: list[RouteSpec]) -> list[dict[str, Any]]:
+    """The virtual host's ordered route list.
+
+    Args:
+        settings: gateway settings (timeouts, rate limits).
+        routes: the mesh's RouteSpecs; built-ins and plain upstream routes are added.
+
+    Raises:
+        ValueError: unknown cluster, duplicate package or method, or a rate-limit override
+            that names no route.
+    """
+    flat = _flatten(resolve_routes(settings, routes))
+    keys = {r.key for r in flat} | {r.package for r in flat}
+    stray = sorted(set(settings.rate_limit_overrides) - keys)
+    if stray:
+        raise ValueError(f"rate_limit_overrides name no route: {', '.join(stray)}")
+    return [_render_route(settings, r) for r in flat]

@@ -1,0 +1,213 @@
+"""Typed settings of the gateway, read from ``CHATMESH_GATEWAY_*`` environment variables.
+
+Nested values take JSON (``CHATMESH_GATEWAY_UPSTREAMS='[{"name": "session", ...}]'``) or the
+``__`` delimiter (``CHATMESH_GATEWAY_HEALTH_CHECK__INTERVAL_S=2``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# A proto package (``chatmesh.session.v1``) or a prefix of several (``grpc.reflection``).
+PACKAGE_PATTERN = r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$"
+# A full gRPC service name (``chatmesh.session.v1.SessionService``), or "" for the whole server.
+SERVICE_PATTERN = r"^([a-z_][a-z0-9_]*\.)*[A-Za-z_][A-Za-z0-9_]*$|^$"
+CLUSTER_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
+
+
+class Upstream(BaseModel):
+    """One gRPC server behind the gateway: an Envoy cluster of one endpoint.
+
+    A host given as an IP address makes a STATIC cluster; a name (``localhost``, a Kubernetes
+    service) makes a STRICT_DNS cluster that follows the name's addresses.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=CLUSTER_NAME_PATTERN, description="Envoy cluster name, unique in the gateway.")
+    host: str = Field(default="127.0.0.1", min_length=1, max_length=253, description="IP address or DNS name.")
+    port: int = Field(ge=1, le=65535, description="TCP port of the server's gRPC (h2c) listener.")
+    package: str = Field(
+        default="",
+        max_length=200,
+        pattern=PACKAGE_PATTERN + "|^$",
+        description="Proto package routed to this upstream (chatmesh.session.v1); empty routes nothing by default.",
+    )
+    health_service: str = Field(
+        default="",
+        max_length=200,
+        pattern=SERVICE_PATTERN,
+        description="Full service name asked by the gRPC health check; empty asks about the whole server.",
+    )
+
+
+class RateLimit(BaseModel):
+    """A token bucket: each call takes one token; an empty bucket answers RESOURCE_EXHAUSTED."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = Field(default=True, description="False lets every call through on this route.")
+    max_tokens: int = Field(default=5000, ge=1, le=10_000_000, description="Bucket size: the largest burst.")
+    tokens_per_fill: int = Field(default=5000, ge=1, le=10_000_000, description="Tokens added each fill.")
+    fill_interval_s: float = Field(
+        # Envoy refuses fill intervals under 50 ms.
+        default=1.0,
+        ge=0.05,
+        le=86_400.0,
+        description="Seconds between fills.",
+    )
+
+
+class HealthCheck(BaseModel):
+    """Envoy's active gRPC health check of every upstream (grpc.health.v1.Health/Check)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = Field(default=True, description="False sends every call to the upstream unchecked.")
+    interval_s: float = Field(default=5.0, ge=0.1, le=300.0, description="Seconds between checks.")
+    timeout_s: float = Field(default=1.0, ge=0.05, le=60.0, description="Seconds a check may take.")
+    healthy_threshold: int = Field(default=1, ge=1, le=100, description="Passes that mark a host healthy.")
+    unhealthy_threshold: int = Field(default=3, ge=1, le=100, description="Failures that mark it unhealthy.")
+
+
+class CircuitBreakers(BaseModel):
+    """Per-upstream limits; past them Envoy answers UNAVAILABLE at once instead of queueing.
+
+    Envoy's defaults (1024 each) suit short calls; long-lived server streams (Connect,
+    WatchPresence) hold a request each for minutes, hence the larger ``max_requests``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_connections: int = Field(default=1024, ge=1, le=1_000_000, description="Upstream TCP connections.")
+    max_pending_requests: int = Field(
+        default=1024, ge=1, le=1_000_000, description="Calls waiting for a connection or stream."
+    )
+    max_requests: int = Field(default=65_536, ge=1, le=10_000_000, description="Calls in flight, streams included.")
+    max_retries: int = Field(default=3, ge=0, le=1000, description="Retries in flight.")
+
+
+def _default_upstreams() -> list[Upstream]:
+    services = [
+        ("session", 50051, "SessionService"),
+        ("history", 50052, "HistoryService"),
+        ("presence", 50053, "PresenceService"),
+        ("inference", 50054, "InferenceService"),
+        ("ingest", 50055, "IngestService"),
+        ("forms", 50056, "FormsService"),
+    ]
+    return [
+        Upstream(
+            name=name,
+            port=port,
+            package=f"chatmesh.{name}.v1",
+            health_service=f"chatmesh.{name}.v1.{service}",
+        )
+        for name, port, service in services
+    ]
+
+
+DEFAULT_CORS_ORIGINS = [
+    "http://127.0.0.1:8080",
+    "http://localhost:8080",
+    "http://127.0.0.1:5173",
+    "http://localhost:5173",
+]
+
+
+class GatewaySettings(BaseSettings):
+    """Everything the rendered Envoy configuration depends on."""
+
+    model_config = SettingsConfigDict(env_prefix="CHATMESH_GATEWAY_", env_nested_delimiter="__", frozen=True)
+
+    host: str = Field(
+        default="127.0.0.1", min_length=1, max_length=45, description="Listener IP address (Envoy resolves no names)."
+    )
+    port: int = Field(default=8080, ge=1, le=65535, description="Listener port (gRPC-web and h2c gRPC).")
+    admin_port: int = Field(
+        default=9901, ge=1, le=65535, description="Envoy admin port; always bound to 127.0.0.1 only."
+    )
+    upstreams: list[Upstream] = Field(
+        default_factory=_default_upstreams, max_length=64, description="The gRPC services behind the gateway."
+    )
+    catalog: Upstream = Field(
+        default_factory=lambda: Upstream(name="catalog", port=50050),
+        description="Server that answers reflection (lists every service) and grpc.health.v1.Health.",
+    )
+    cors_allowed_origins: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_CORS_ORIGINS),
+        max_length=64,
+        description="Exact browser origins (scheme://host:port) allowed to call the gateway.",
+    )
+    cors_max_age_s: int = Field(
+        default=7200, ge=0, le=86_400, description="Seconds a browser may cache a preflight answer."
+    )
+    unary_timeout_s: float = Field(
+        default=30.0, ge=0.1, le=3600.0, description="Longest unary call; a shorter client deadline wins."
+    )
+    stream_idle_timeout_s: float = Field(
+        default=300.0,
+        ge=1.0,
+        le=86_400.0,
+        description="A stream with no bytes either way for this long is reset (streams have no total timeout).",
+    )
+    max_request_bytes: int = Field(
+        default=1 << 20,
+        ge=1024,
+        le=1 << 30,
+        description="Largest request body on unary and server-streaming routes; client streams are exempt.",
+    )
+    rate_limit: RateLimit = Field(default_factory=RateLimit, description="Token bucket of every route.")
+    rate_limit_overrides: dict[str, RateLimit] = Field(
+        default_factory=dict,
+        max_length=256,
+        description="Buckets by package (chatmesh.session.v1) or full method path (/pkg.Service/Method).",
+    )
+    health_check: HealthCheck = Field(default_factory=HealthCheck, description="Active upstream health checks.")
+    circuit_breakers: CircuitBreakers = Field(
+        default_factory=CircuitBreakers, description="Limits applied to every upstream cluster."
+    )
+    connect_timeout_s: float = Field(
+        default=1.0, ge=0.01, le=60.0, description="Seconds to open a TCP connection to an upstream."
+    )
+    max_concurrent_streams: int = Field(
+        default=1024, ge=1, le=2_147_483_647, description="HTTP/2 streams one downstream connection may open."
+    )
+    max_downstream_connections: int = Field(
+        default=10_000, ge=1, le=10_000_000, description="Connections the listener accepts in all."
+    )
+    access_log_path: Path | None = Field(
+        default=None, description="File of JSON access log lines; None writes them to Envoy's stdout."
+    )
+    access_log_enabled: bool = Field(default=True, description="False writes no access log at all.")
+    server_name: str = Field(
+        default="chatmesh-gateway", min_length=1, max_length=64, description="Value of the server response header."
+    )
+
+    @field_validator("host")
+    @classmethod
+    def _host_is_an_ip_address(cls, value: str) -> str:
+        ipaddress.ip_address(value)  # its ValueError names the bad address
+        return value
+
+    @model_validator(mode="after")
+    def _names_and_ports_are_distinct(self) -> Self:
+        names = [u.name for u in self.upstreams] + [self.catalog.name]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"upstream names must be unique (catalog included): {', '.join(duplicates)}")
+        packages = [u.package for u in self.upstreams if u.package]
+        duplicates = sorted({p for p in packages if packages.count(p) > 1})
+        if duplicates:
+            raise ValueError(f"a package may be served by one upstream only: {', '.join(duplicates)}")
+        if self.port == self.admin_port:
+            raise ValueError(f"port and admin_port must differ (both {self.port})")
+        bad = [o for o in self.cors_allowed_origins if not o.startswith(("http://", "https://")) or o.endswith("/")]
+        if bad:
+            raise ValueError(f"cors_allowed_origins must be scheme://host[:port] without a slash: {', '.join(bad)}")
+        return self

@@ -1,0 +1,1 @@
+"""Running the mesh: dependencies, the local supervisor, the gateway catalog."""

@@ -1,0 +1,1 @@
+"""Real dependencies (NATS, Cassandra, Envoy) as processes the project starts itself."""

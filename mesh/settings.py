@@ -1,0 +1,48 @@
+"""Settings of the local mesh (`make up`): ports, state directory, sizes. Env prefix CHATMESH_MESH_."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class MeshSettings(BaseSettings):
+    """Every port is configurable, so two meshes (or a mesh and the tests) can share a machine."""
+
+    model_config = SettingsConfigDict(env_prefix="CHATMESH_MESH_", extra="ignore", frozen=True)
+
+    state_dir: Path = Field(Path(".chatmesh"), description="Data, logs, keys and pid files of the local mesh.")
+    host: str = Field("127.0.0.1", description="Loopback address every component binds.")
+    gateway_port: int = Field(8080, ge=1, le=65535, description="Envoy gateway (gRPC, gRPC-web, grpcurl).")
+    gateway_admin_port: int = Field(9901, ge=1, le=65535, description="Envoy admin, loopback only.")
+    nats_port: int = Field(4222, ge=1, le=65535, description="NATS client port.")
+    nats_sync_interval: str = Field(
+        "1s", pattern=r"^(always|\d+(ms|s|m))$", description="JetStream fsync interval (see mesh/deps/nats.py)."
+    )
+    cql_port: int = Field(9042, ge=1, le=65535, description="Cassandra native (CQL) port.")
+    cql_storage_port: int = Field(7000, ge=1, le=65535, description="Cassandra inter-node port (loopback).")
+    cassandra_heap_mb: int = Field(768, ge=256, le=16_384, description="Cassandra JVM heap.")
+    catalog_port: int = Field(50050, ge=1, le=65535, description="Reflection catalog behind the gateway.")
+    service_base_port: int = Field(
+        50051, ge=1, le=65_000, description="session gets this port, then history, presence, inference, ingest, forms."
+    )
+    metrics_base_port: int = Field(9101, ge=1, le=65_000, description="Prometheus /metrics ports, same order.")
+    ready_timeout_s: float = Field(300, ge=10, le=3_600, description="How long `up` waits for everything green.")
+    restart_backoff_max_s: float = Field(30, ge=1, le=600, description="Longest wait before restarting a crashed process.")
+
+    @property
+    def run_dir(self) -> Path:
+        """Pid and ready files."""
+        return self.state_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        """One log file per process."""
+        return self.state_dir / "logs"
+
+    @property
+    def key_dir(self) -> Path:
+        """The access-token signing key pair."""
+        return self.state_dir / "keys"

@@ -1,0 +1,313 @@
+"""The local supervisor behind `make up`.
+
+Starts, in order: NATS and Cassandra (together), the six services and the catalog
+(together), then the Envoy gateway; waits for each to be healthy; prints the gateway
+address; restarts any process that dies (with back-off); on SIGINT/SIGTERM stops
+everything in reverse order and leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from gateway.envoy import Envoy
+from gateway.render import RouteSpec
+from gateway.settings import GatewaySettings, Upstream
+from mesh.contracts import ServiceContract, load_all
+from mesh.deps.base import Dependency, ProcessSpec
+from mesh.deps.cassandra import Cassandra, CassandraConfig
+from mesh.deps.nats import Nats, NatsConfig
+from mesh.deps.process import launch, terminate
+from mesh.settings import MeshSettings
+from services.runtime.tokens import generate_key_pair
+
+log = logging.getLogger("chatmesh.mesh")
+
+ROOT = Path(__file__).resolve().parent.parent
+CATALOG = "catalog"
+
+
+@dataclass
+class Managed:
+    """One process the supervisor owns."""
+
+    name: str
+    spec: ProcessSpec
+    wait_ready: Callable[[float], Awaitable[None]]
+    proc: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+    started_at: float = field(default=0.0)
+
+
+async def wait_grpc_serving(target: str, service: str, timeout_s: float) -> None:
+    """Wait until ``target``'s gRPC health says ``service`` is SERVING."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError:
+                pass
+            if loop.time() > deadline:
+                raise TimeoutError(f"{service} at {target} not SERVING after {timeout_s}s")
+            await asyncio.sleep(0.2)
+
+
+async def wait_gateway_clusters(admin_url: str, clusters: list[str], timeout_s: float) -> None:
+    """Wait until Envoy's health checks mark every upstream cluster healthy."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        try:
+            text = await asyncio.to_thread(_get, f"{admin_url}/clusters")
+            healthy = {line.split("::")[0] for line in text.splitlines() if line.endswith("health_flags::healthy")}
+            if set(clusters) <= healthy:
+                return
+        except OSError:
+            pass
+        if loop.time() > deadline:
+            raise TimeoutError(f"gateway upstreams not healthy after {timeout_s}s")
+        await asyncio.sleep(0.2)
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback admin URL we built
+        return str(response.read().decode())
+
+
+class Supervisor:
+    """Runs the whole mesh on loopback."""
+
+    def __init__(self, settings: MeshSettings) -> None:
+        self.settings = settings
+        self.contracts = load_all()
+        self._stopping = asyncio.Event()
+        self._groups: list[list[Managed]] = []
+
+    # -- building the plan --------------------------------------------------------
+
+    def _service_port(self, index: int) -> int:
+        return self.settings.service_base_port + index
+
+    def _service_env(self, name: str, index: int) -> dict[str, str]:
+        s = self.settings
+        prefix = f"CHATMESH_{name.upper()}_"
+        env = {
+            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "gen" / "python")]),
+            "PYTHONUNBUFFERED": "1",
+            f"{prefix}HOST": s.host,
+            f"{prefix}PORT": str(self._service_port(index) if index >= 0 else s.catalog_port),
+            f"{prefix}METRICS_PORT": str(s.metrics_base_port + index if index >= 0 else 0),
+            f"{prefix}TOKEN_PUBLIC_KEY_FILE": str((s.key_dir / "access_token.pub.pem").resolve()),
+            f"{prefix}NATS__URL": f"nats://{s.host}:{s.nats_port}",
+            f"{prefix}CQL__HOSTS": f'["{s.host}"]',
+            f"{prefix}CQL__PORT": str(s.cql_port),
+        }
+        if name == "session":
+            env[f"{prefix}SIGNING_KEY_FILE"] = str((s.key_dir / "access_token.pem").resolve())
+        return env
+
+    def _python(self, name: str, module: str, index: int, ready: Callable[[float], Awaitable[None]]) -> Managed:
+        spec = ProcessSpec(
+            name=name,
+            argv=[sys.executable, "-m", module],
+            env=self._service_env(name, index),
+            cwd=ROOT,
+            log_path=self.settings.log_dir / f"{name}.log",
+        )
+        return Managed(name, spec, ready)
+
+    def _dependency(self, dep: Dependency) -> Managed:
+        return Managed(dep.name, dep.spec(), dep.wait_ready)
+
+    def gateway_settings(self) -> GatewaySettings:
+        """The gateway's typed settings, pointing at this mesh's ports."""
+        s = self.settings
+        return GatewaySettings(
+            host=s.host,
+            port=s.gateway_port,
+            admin_port=s.gateway_admin_port,
+            upstreams=[
+                Upstream(name=c.name, host=s.host, port=self._service_port(i), package=c.package)
+                for i, c in enumerate(self.contracts)
+            ],
+            catalog=Upstream(name=CATALOG, host=s.host, port=s.catalog_port, package="grpc.reflection"),
+        )
+
+    def routes(self) -> list[RouteSpec]:
+        """One route per service package, from the contracts."""
+        return [
+            RouteSpec(
+                package=c.package,
+                cluster=c.name,
+                streaming_methods=list(c.server_streaming),
+                client_streaming_methods=list(c.client_streaming),
+            )
+            for c in self.contracts
+        ]
+
+    async def prepare(self) -> None:
+        """Install and configure the dependencies, write keys; build the start plan."""
+        s = self.settings
+        for d in (s.run_dir, s.log_dir, s.key_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        if not (s.key_dir / "access_token.pem").exists():
+            generate_key_pair(s.key_dir / "access_token.pem", s.key_dir / "access_token.pub.pem")
+        nats_dep = Nats(NatsConfig(home=s.state_dir / "nats", host=s.host, port=s.nats_port,
+                                   sync_interval=s.nats_sync_interval))
+        cassandra = Cassandra(CassandraConfig(home=s.state_dir / "cassandra", host=s.host, native_port=s.cql_port,
+                                              storage_port=s.cql_storage_port, heap_mb=s.cassandra_heap_mb))
+        envoy = Envoy(self.gateway_settings(), self.routes(), s.state_dir / "envoy")
+        await asyncio.gather(*(asyncio.to_thread(d.prepare) for d in (nats_dep, cassandra, envoy)))
+        services = [self._service(c, i) for i, c in enumerate(self.contracts)]
+        catalog_target = f"{s.host}:{s.catalog_port}"
+        services.append(
+            self._python(CATALOG, "mesh.catalog", -1, lambda t: wait_grpc_serving(catalog_target, "", t))
+        )
+        gateway = self._dependency(envoy)
+        admin = f"http://{s.host}:{s.gateway_admin_port}"
+        clusters = [c.name for c in self.contracts] + [CATALOG]
+
+        async def gateway_ready(timeout_s: float) -> None:
+            await envoy.wait_ready(timeout_s)
+            await wait_gateway_clusters(admin, clusters, timeout_s)
+
+        gateway.wait_ready = gateway_ready
+        self._groups = [[self._dependency(nats_dep), self._dependency(cassandra)], services, [gateway]]
+
+    def _service(self, contract: ServiceContract, index: int) -> Managed:
+        target = f"{self.settings.host}:{self._service_port(index)}"
+        return self._python(
+            contract.name,
+            f"services.{contract.name}",
+            index,
+            lambda t: wait_grpc_serving(target, contract.full_name, t),
+        )
+
+    # -- running ------------------------------------------------------------------
+
+    async def _start(self, item: Managed, timeout_s: float) -> None:
+        item.proc = await launch(item.spec)
+        item.started_at = time.monotonic()
+        (self.settings.run_dir / f"{item.name}.pid").write_text(str(item.proc.pid))
+        ready = asyncio.ensure_future(item.wait_ready(timeout_s))
+        exited = asyncio.ensure_future(item.proc.wait())
+        done, _ = await asyncio.wait({ready, exited}, return_when=asyncio.FIRST_COMPLETED)
+        if exited in done:
+            ready.cancel()
+            raise RuntimeError(
+                f"{item.name} exited with code {item.proc.returncode} while starting; see {item.spec.log_path}"
+            )
+        exited.cancel()
+        ready.result()
+
+    async def up(self) -> None:
+        """Start everything in order; raise if anything fails to become healthy."""
+        started = time.monotonic()
+        await self.prepare()
+        for group in self._groups:
+            await asyncio.gather(*(self._start(item, self.settings.ready_timeout_s) for item in group))
+            log.info("healthy: %s", ", ".join(item.name for item in group))
+        (self.settings.run_dir / "ready").write_text(self.gateway_address + "\n")
+        print(
+            f"chatmesh is up in {time.monotonic() - started:.0f}s: gateway at {self.gateway_address} "
+            f"(gRPC, gRPC-web; try `grpcurl -plaintext {self.settings.host}:{self.settings.gateway_port} list`)",
+            flush=True,
+        )
+
+    @property
+    def gateway_address(self) -> str:
+        """Where clients connect."""
+        return f"http://{self.settings.host}:{self.settings.gateway_port}"
+
+    async def watch(self) -> None:
+        """Restart processes that die, until asked to stop."""
+        while not self._stopping.is_set():
+            waits = {
+                asyncio.ensure_future(item.proc.wait()): item
+                for group in self._groups
+                for item in group
+                if item.proc is not None
+            }
+            stop = asyncio.ensure_future(self._stopping.wait())
+            done, _ = await asyncio.wait({stop, *waits}, return_when=asyncio.FIRST_COMPLETED)
+            for fut in waits:
+                fut.cancel()
+            if stop in done:
+                return
+            stop.cancel()
+            for fut in done:
+                item = waits[fut]
+                code = item.proc.returncode if item.proc else None
+                uptime = time.monotonic() - item.started_at
+                # Back off exponentially, but forgive a process that ran a while before dying.
+                item.restarts = 0 if uptime > 60 else item.restarts + 1
+                delay = min(self.settings.restart_backoff_max_s, 0.5 * 2**item.restarts)
+                log.warning("%s exited with code %s; restarting in %.1fs", item.name, code, delay)
+                print(f"chatmesh: {item.name} exited with code {code}; restarting in {delay:.1f}s", flush=True)
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                    return
+                except TimeoutError:
+                    pass
+                try:
+                    await self._start(item, self.settings.ready_timeout_s)
+                    print(f"chatmesh: {item.name} restarted", flush=True)
+                except (RuntimeError, TimeoutError) as exc:
+                    log.error("restart of %s failed: %s", item.name, exc)
+
+    async def down(self) -> None:
+        """Stop everything, gateway first, dependencies last."""
+        for group in reversed(self._groups):
+            await asyncio.gather(*(self._stop(item) for item in group))
+        for path in self.settings.run_dir.glob("*"):
+            path.unlink(missing_ok=True)
+
+    async def _stop(self, item: Managed) -> None:
+        if item.proc is not None:
+            await terminate(item.proc, item.spec.stop_timeout_s)
+        (self.settings.run_dir / f"{item.name}.pid").unlink(missing_ok=True)
+
+    def request_stop(self) -> None:
+        """Ask run() to stop (signal handlers call this)."""
+        self._stopping.set()
+
+    async def run(self) -> int:
+        """up, watch, down; the exit code of `make up`."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.request_stop)
+        try:
+            up = asyncio.ensure_future(self.up())
+            stop = asyncio.ensure_future(self._stopping.wait())
+            done, _ = await asyncio.wait({up, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if stop in done:
+                up.cancel()
+                return 130
+            stop.cancel()
+            up.result()
+            await self.watch()
+            return 0
+        except (RuntimeError, TimeoutError) as exc:
+            print(f"chatmesh: up failed: {exc}", file=sys.stderr, flush=True)
+            return 1
+        finally:
+            print("chatmesh: stopping...", flush=True)
+            await self.down()
+            print("chatmesh: stopped", flush=True)

@@ -1,0 +1,1 @@
+"""chatmesh services: one package a service, all standing on services.runtime."""

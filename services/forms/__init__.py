@@ -1,0 +1,1 @@
+"""The forms service: typed forms, validated submissions, consumers, dead letters."""

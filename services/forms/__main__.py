@@ -1,0 +1,3 @@
+from services.forms.server import main
+
+main()

@@ -1,0 +1,1 @@
+"""The history service: conversations, messages, read pointers (CQL) and their fanout."""

@@ -1,0 +1,1 @@
+"""The inference service: llama.cpp models, generation slots, streaming replies, embeddings."""

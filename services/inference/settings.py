@@ -1,0 +1,18 @@
+"""Settings of the inference service (env prefix CHATMESH_INFERENCE_)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from services.runtime.bus import NatsSettings
+from services.runtime.settings import ServiceSettings
+
+
+class InferenceSettings(ServiceSettings):
+    """Inference service settings."""
+
+    model_config = SettingsConfigDict(env_prefix="CHATMESH_INFERENCE_")
+
+    port: int = Field(50054, ge=0, le=65535, description="gRPC port; 0 picks a free one (tests).")
+    nats: NatsSettings = Field(default_factory=NatsSettings, description="NATS (CHATMESH_INFERENCE_NATS__URL).")

@@ -1,0 +1,1 @@
+"""The ingest service: vector collections, ingest jobs, snapshots."""

@@ -1,0 +1,1 @@
+"""The presence service: heartbeats folded per user, last seen, typing."""

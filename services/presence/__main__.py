@@ -1,0 +1,3 @@
+from services.presence.server import main
+
+main()

@@ -1,0 +1,1 @@
+"""What every chatmesh service stands on: bootstrap, settings, auth, errors, metrics."""

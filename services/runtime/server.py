@@ -1,0 +1,165 @@
+"""Building and running a service's gRPC server.
+
+``create_server`` builds (tests call it on port 0 in-process); ``serve`` runs until
+SIGTERM/SIGINT, then drains: health NOT_SERVING, a pause for load balancers to notice,
+``server.stop(grace)``, then the service's own cleanup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.runtime.errors import ChatmeshError
+from services.runtime.interceptors import (
+    AuthInterceptor,
+    DeadlineInterceptor,
+    ErrorInterceptor,
+    MetricsInterceptor,
+    ValidationInterceptor,
+)
+from services.runtime.logs import configure_logging
+from services.runtime.metrics import RpcMetrics
+from services.runtime.settings import ServiceSettings, load_settings
+from services.runtime.tokens import TokenVerifier
+
+log = logging.getLogger("chatmesh.server")
+
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+
+
+@dataclass(frozen=True)
+class ServiceBinding:
+    """One gRPC service to serve: its full name, the generated ``add_..._to_server`` and the servicer."""
+
+    full_name: str
+    add_to_server: Callable[[Any, grpc.aio.Server], None]
+    servicer: Any
+    public_methods: Collection[str] = ()
+
+
+@dataclass
+class ServiceServer:
+    """A built, not yet started, server and what it owns."""
+
+    name: str
+    settings: ServiceSettings
+    server: grpc.aio.Server
+    health: health.aio.HealthServicer
+    metrics: RpcMetrics
+    service_names: Sequence[str]
+    port: int
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    metrics_port: int = 0
+
+    async def start(self) -> None:
+        """Start serving and mark every service SERVING."""
+        await self.server.start()
+        for name in [*self.service_names, ""]:
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("serving", extra={"port": self.port, "services": ",".join(self.service_names)})
+
+    async def stop(self) -> None:
+        """Drain and stop: NOT_SERVING, wait the drain time, stop with grace, run cleanups."""
+        await self.health.enter_graceful_shutdown()
+        if self.settings.shutdown_drain_s:
+            await asyncio.sleep(self.settings.shutdown_drain_s)
+        await self.server.stop(self.settings.shutdown_grace_s)
+        for cleanup in reversed(self.on_stop):
+            try:
+                await cleanup()
+            except Exception:  # noqa: BLE001 - one failed cleanup must not skip the others
+                log.exception("cleanup failed")
+        self.metrics.close()
+        log.info("stopped")
+
+
+def create_server(
+    name: str,
+    settings: ServiceSettings,
+    bindings: Sequence[ServiceBinding],
+    *,
+    reflection_names: Sequence[str] = (),
+    verifier: TokenVerifier | None = None,
+) -> ServiceServer:
+    """Build a server for ``bindings`` with the runtime's interceptors, health and reflection.
+
+    Args:
+        name: short service name ("session"), used for metrics and logs.
+        settings: the service's settings.
+        bindings: the gRPC services it serves.
+        reflection_names: extra service names to list in reflection (the gateway's catalog).
+        verifier: verifies access tokens; defaults to one built from ``token_public_key_file``.
+    """
+    if verifier is None and settings.token_public_key_file is not None:
+        verifier = TokenVerifier.from_file(settings.token_public_key_file, settings.token_issuer)
+    metrics = RpcMetrics(name)
+    public = {m for b in bindings for m in b.public_methods}
+    server = grpc.aio.server(
+        interceptors=[
+            MetricsInterceptor(metrics),
+            ErrorInterceptor(),
+            DeadlineInterceptor(settings.default_deadline_s),
+            AuthInterceptor(verifier, public),
+            ValidationInterceptor(),
+        ],
+        options=[
+            ("grpc.max_receive_message_length", settings.max_receive_message_bytes),
+            ("grpc.max_send_message_length", settings.max_send_message_bytes),
+            ("grpc.max_concurrent_streams", settings.max_concurrent_streams),
+            ("grpc.keepalive_time_ms", settings.keepalive_time_s * 1000),
+            ("grpc.keepalive_timeout_ms", 10_000),
+            ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.so_reuseport", 0),
+        ],
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+    )
+    for binding in bindings:
+        binding.add_to_server(binding.servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [b.full_name for b in bindings]
+    reflection.enable_server_reflection(
+        [*names, *reflection_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        server,
+    )
+    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    if port == 0:
+        raise RuntimeError(f"could not bind {settings.host}:{settings.port}")
+    result = ServiceServer(name, settings, server, health_servicer, metrics, [*names, *reflection_names], port)
+    if settings.metrics_port:
+        result.metrics_port = metrics.serve(settings.host, settings.metrics_port)
+    return result
+
+
+async def serve(build: Callable[[], Awaitable[ServiceServer]]) -> None:
+    """Build, start, and run the server until SIGTERM or SIGINT, then stop it gracefully."""
+    app = await build()
+    await app.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping")
+    await app.stop()
+
+
+def run(name: str, settings_cls: type[SettingsT], build: Callable[[SettingsT], Awaitable[ServiceServer]]) -> None:
+    """The ``main`` of every service: load settings, configure logs, serve until SIGTERM."""
+    settings = load_settings(settings_cls)
+    configure_logging(name, settings.log_level)
+    try:
+        asyncio.run(serve(lambda: build(settings)))
+    except ChatmeshError as exc:  # a dependency unreachable at start, a missing key file...
+        log.error("start failed", extra={"reason": str(exc)})
+        raise SystemExit(1) from None

@@ -1,0 +1,65 @@
+"""Settings every service shares; each service subclasses with its own env prefix.
+
+Loaded once at start (:func:`load_settings`), validated, and passed in. A missing or
+invalid setting stops the start with one line naming it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+
+class ServiceSettings(BaseSettings):
+    """What the runtime needs to serve one service. Env prefix: CHATMESH_<SERVICE>_."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, env_nested_delimiter="__")
+
+    host: str = Field("127.0.0.1", description="Address the gRPC server binds.")
+    port: int = Field(0, ge=0, le=65535, description="gRPC port; 0 picks a free one (tests).")
+    metrics_port: int = Field(
+        0, ge=0, le=65535, description="Prometheus /metrics port on the same host; 0 disables the endpoint."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Lowest level logged.")
+    token_public_key_file: Path | None = Field(
+        None, description="PEM Ed25519 public key that verifies access tokens (written by the session service)."
+    )
+    token_issuer: str = Field("chatmesh", min_length=1, max_length=64, description="Expected `iss` of tokens.")
+    max_receive_message_bytes: int = Field(
+        1 * MiB, ge=4096, le=64 * MiB, description="Largest request message accepted; larger is RESOURCE_EXHAUSTED."
+    )
+    max_send_message_bytes: int = Field(4 * MiB, ge=4096, le=64 * MiB, description="Largest response message sent.")
+    default_deadline_s: float = Field(
+        30.0, gt=0, le=600, description="Deadline for unary calls whose client set none (streams have none)."
+    )
+    max_concurrent_rpcs: int = Field(
+        2000, ge=1, le=100_000, description="Calls in flight before new ones get RESOURCE_EXHAUSTED."
+    )
+    max_concurrent_streams: int = Field(1000, ge=1, le=100_000, description="HTTP/2 streams per connection.")
+    keepalive_time_s: int = Field(30, ge=1, le=3600, description="Server-sent HTTP/2 pings on idle connections.")
+    shutdown_drain_s: float = Field(
+        1.0, ge=0, le=60, description="Seconds health says NOT_SERVING before the server stops taking calls."
+    )
+    shutdown_grace_s: float = Field(5.0, ge=0, le=300, description="Seconds calls in flight get to finish on stop.")
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load_settings(cls: type[S]) -> S:
+    """Load ``cls`` from the environment; on error print one line naming the setting and exit 2."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        problems = "; ".join(
+            f"{prefix}{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        print(f"chatmesh: invalid settings: {problems}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,126 @@
+"""Access tokens: signed by the session service, verified by every service.
+
+An access token is a JWT signed with Ed25519 (EdDSA). Only the session service holds
+the private key; every other service verifies with the public key, so a compromised
+service cannot mint tokens. Claims: ``sub`` (user id), ``did`` (device id), ``sid``
+(refresh family id), ``iss``, ``iat``, ``exp``, ``jti``, ``typ`` = "access".
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from services.runtime.errors import Unauthenticated
+
+ALGORITHM = "EdDSA"
+LEEWAY_S = 5
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the verified claims of their access token."""
+
+    user_id: str
+    device_id: str
+    session_id: str
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A freshly signed access token and when it expires (unix seconds)."""
+
+    token: str
+    expires_at: int
+
+
+class TokenVerifier:
+    """Verifies access tokens with the session service's public key."""
+
+    def __init__(self, public_key: Ed25519PublicKey, issuer: str) -> None:
+        self._key = public_key
+        self._issuer = issuer
+
+    @classmethod
+    def from_file(cls, path: Path, issuer: str) -> TokenVerifier:
+        """Load the PEM public key at ``path``."""
+        key = serialization.load_pem_public_key(path.read_bytes())
+        if not isinstance(key, Ed25519PublicKey):
+            raise ValueError(f"{path} is not an Ed25519 public key")
+        return cls(key, issuer)
+
+    def verify(self, token: str) -> Principal:
+        """Return the token's principal, or raise Unauthenticated saying why (never echoing the token)."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=[ALGORITHM],
+                issuer=self._issuer,
+                leeway=LEEWAY_S,
+                options={"require": ["sub", "did", "sid", "exp", "iat", "iss", "typ"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("access token expired: refresh it") from None
+        except jwt.InvalidTokenError:
+            raise Unauthenticated("access token invalid") from None
+        if claims.get("typ") != "access":
+            raise Unauthenticated("access token invalid")
+        return Principal(user_id=str(claims["sub"]), device_id=str(claims["did"]), session_id=str(claims["sid"]))
+
+
+class TokenSigner:
+    """Signs access tokens. Only the session service has one."""
+
+    def __init__(self, private_key: Ed25519PrivateKey, issuer: str, ttl_s: int) -> None:
+        self._key = private_key
+        self._issuer = issuer
+        self._ttl_s = ttl_s
+
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        """The key that verifies this signer's tokens."""
+        return self._key.public_key()
+
+    def sign(self, principal: Principal, now: float | None = None) -> IssuedToken:
+        """A token for ``principal`` valid for the signer's TTL from ``now``."""
+        issued = int(time.time() if now is None else now)
+        expires = issued + self._ttl_s
+        claims = {
+            "sub": principal.user_id,
+            "did": principal.device_id,
+            "sid": principal.session_id,
+            "iss": self._issuer,
+            "iat": issued,
+            "exp": expires,
+            "jti": uuid.uuid4().hex,
+            "typ": "access",
+        }
+        return IssuedToken(jwt.encode(claims, self._key, algorithm=ALGORITHM), expires)
+
+
+def generate_key_pair(private_path: Path, public_path: Path) -> None:
+    """Write a new Ed25519 key pair as PEM files (private one readable by the owner only)."""
+    key = Ed25519PrivateKey.generate()
+    private_path.parent.mkdir(parents=True, exist_ok=True)
+    private_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    private_path.chmod(0o600)
+    public_path.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+
+
+def load_private_key(path: Path) -> Ed25519PrivateKey:
+    """Load the PEM Ed25519 private key at ``path``."""
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{path} is not an Ed25519 private key")
+    return key

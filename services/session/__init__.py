@@ -1,0 +1,1 @@
+"""The session service: accounts, tokens, devices, and each device's event stream."""

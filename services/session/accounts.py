@@ -1,0 +1,204 @@
+"""Accounts and sessions: register, log in, rotate refresh tokens, log out, devices.
+
+Knows nothing of gRPC: it takes plain values and raises services.session.errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from services.runtime.tokens import IssuedToken, Principal, TokenSigner
+from services.session.errors import (
+    DeviceNotFound,
+    InvalidCredentials,
+    RefreshTokenRejected,
+    TooManyLoginFailures,
+    UsernameTaken,
+)
+from services.session.passwords import PasswordVault
+from services.session.store import Account, AccountStore, DeviceRecord, RefreshRecord
+
+log = logging.getLogger("chatmesh.session")
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    """Tokens handed to a logged-in device."""
+
+    access: IssuedToken
+    refresh_token: str
+    refresh_expires_at: datetime
+
+
+@dataclass(frozen=True)
+class LoggedIn:
+    """Result of Register and Login."""
+
+    user_id: str
+    device_id: str
+    tokens: TokenPair
+
+
+class LoginFailures:
+    """Failed logins per username in a sliding window (per replica; enough to slow guessing)."""
+
+    def __init__(self, allowed: int, window_s: float) -> None:
+        self._allowed = allowed
+        self._window_s = window_s
+        self._failures: dict[str, deque[float]] = {}
+
+    def check(self, username: str, now: float) -> None:
+        """Raise TooManyLoginFailures if ``username`` used up its failures."""
+        failures = self._recent(username, now)
+        if len(failures) >= self._allowed:
+            raise TooManyLoginFailures(retry_after_s=failures[0] + self._window_s - now)
+
+    def record(self, username: str, now: float) -> None:
+        """Count one failure."""
+        self._recent(username, now).append(now)
+        if len(self._failures) > 100_000:  # bounded memory under a username-spraying attack
+            self._failures.pop(next(iter(self._failures)))
+
+    def clear(self, username: str) -> None:
+        """Forget the failures after a success."""
+        self._failures.pop(username, None)
+
+    def _recent(self, username: str, now: float) -> deque[float]:
+        failures = self._failures.setdefault(username, deque())
+        while failures and failures[0] <= now - self._window_s:
+            failures.popleft()
+        return failures
+
+
+def _hash_refresh(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Accounts:
+    """The session service's use cases."""
+
+    def __init__(
+        self,
+        store: AccountStore,
+        vault: PasswordVault,
+        signer: TokenSigner,
+        failures: LoginFailures,
+        refresh_ttl_s: int,
+        max_devices: int,
+    ) -> None:
+        self._store = store
+        self._vault = vault
+        self._signer = signer
+        self._failures = failures
+        self._refresh_ttl_s = refresh_ttl_s
+        self._max_devices = max_devices
+
+    async def register(self, username: str, password: str, display_name: str, device_name: str) -> LoggedIn:
+        """Create an account and log its first device in."""
+        now = datetime.now(UTC)
+        account = Account(str(uuid.uuid4()), username, await self._vault.hash(password), display_name or username)
+        if not await self._store.create_account(account, now):
+            raise UsernameTaken()
+        log.info("account registered", extra={"user_id": account.user_id})
+        return await self._start_session(account.user_id, None, device_name, now)
+
+    async def login(self, username: str, password: str, device_name: str, device_id: str | None) -> LoggedIn:
+        """Check the password and log a device in."""
+        self._failures.check(username, time.monotonic())
+        account = await self._store.account_by_username(username)
+        if not await self._vault.verify(account.password_hash if account else None, password) or account is None:
+            self._failures.record(username, time.monotonic())
+            log.info("login failed", extra={"reason": "bad credentials"})
+            raise InvalidCredentials()
+        self._failures.clear(username)
+        return await self._start_session(account.user_id, device_id, device_name, datetime.now(UTC))
+
+    async def refresh(self, refresh_token: str) -> TokenPair:
+        """Rotate a refresh token: the old one stops working, a reused one revokes its family."""
+        token_hash = _hash_refresh(refresh_token)
+        record = await self._store.refresh(token_hash)
+        now = datetime.now(UTC)
+        if record is None or record.expires_at <= now or await self._store.family_revoked(record.family_id):
+            raise RefreshTokenRejected()
+        if record.used or not await self._store.mark_refresh_used(token_hash):
+            # A used token presented again means it leaked: end that login everywhere.
+            await self._store.revoke_family(record.family_id)
+            log.warning("refresh token reused; family revoked", extra={"user_id": record.user_id})
+            raise RefreshTokenRejected()
+        device = await self._store.device(record.user_id, record.device_id)
+        if device is None or device.revoked:
+            raise RefreshTokenRejected()
+        await self._store.put_device(_touched(device, now))
+        return await self._issue(Principal(record.user_id, record.device_id, record.family_id), now)
+
+    async def logout(self, principal: Principal) -> None:
+        """End the calling device's login."""
+        await self._store.revoke_family(principal.session_id)
+
+    async def devices(self, user_id: str) -> list[DeviceRecord]:
+        """The user's logged-in devices, most recently seen first."""
+        devices = [d for d in await self._store.devices(user_id) if not d.revoked]
+        return sorted(devices, key=lambda d: d.last_seen_at, reverse=True)
+
+    async def revoke_device(self, user_id: str, device_id: str) -> None:
+        """Log one of the user's devices out."""
+        device = await self._store.device(user_id, device_id)
+        if device is None or device.revoked:
+            raise DeviceNotFound(device_id)
+        if device.family_id:
+            await self._store.revoke_family(device.family_id)
+        await self._store.put_device(
+            DeviceRecord(
+                device.user_id, device.device_id, device.name, device.created_at, device.last_seen_at, None, True
+            )
+        )
+
+    async def _start_session(
+        self, user_id: str, device_id: str | None, device_name: str, now: datetime
+    ) -> LoggedIn:
+        existing = await self._store.device(user_id, device_id) if device_id else None
+        if existing is not None and existing.family_id:
+            await self._store.revoke_family(existing.family_id)  # one live login per device
+        if existing is None:
+            live = [d for d in await self._store.devices(user_id) if not d.revoked]
+            if len(live) >= self._max_devices:
+                # Make room by logging out the device seen longest ago, like most chat apps.
+                oldest = min(live, key=lambda d: d.last_seen_at)
+                await self.revoke_device(user_id, oldest.device_id)
+        family_id = str(uuid.uuid4())
+        device = DeviceRecord(
+            user_id=user_id,
+            device_id=existing.device_id if existing else str(uuid.uuid4()),
+            name=device_name,
+            created_at=existing.created_at if existing else now,
+            last_seen_at=now,
+            family_id=family_id,
+            revoked=False,
+        )
+        await self._store.put_device(device)
+        await self._store.put_family(family_id, user_id, device.device_id)
+        tokens = await self._issue(Principal(user_id, device.device_id, family_id), now)
+        return LoggedIn(user_id, device.device_id, tokens)
+
+    async def _issue(self, principal: Principal, now: datetime) -> TokenPair:
+        refresh_token = secrets.token_urlsafe(32)
+        expires = now + timedelta(seconds=self._refresh_ttl_s)
+        await self._store.put_refresh(
+            _hash_refresh(refresh_token),
+            RefreshRecord(principal.user_id, principal.device_id, principal.session_id, expires, False),
+            self._refresh_ttl_s,
+        )
+        return TokenPair(self._signer.sign(principal, now.timestamp()), refresh_token, expires)
+
+
+def _touched(device: DeviceRecord, now: datetime) -> DeviceRecord:
+    return DeviceRecord(
+        device.user_id, device.device_id, device.name, device.created_at, now, device.family_id, device.revoked
+    )

@@ -1,0 +1,58 @@
+"""Wiring of the session service: settings -> CQL, keys, domain, servicer, server."""
+
+from __future__ import annotations
+
+from chatmesh.session.v1 import session_pb2, session_pb2_grpc
+
+from services.runtime.cql import CqlSession
+from services.runtime.errors import Unavailable
+from services.runtime.server import ServiceBinding, ServiceServer, create_server, run
+from services.runtime.tokens import TokenSigner, TokenVerifier, load_private_key
+from services.session.accounts import Accounts, LoginFailures
+from services.session.passwords import PasswordVault
+from services.session.servicer import PUBLIC_METHODS, SessionServicer
+from services.session.settings import SessionSettings
+from services.session.store import SCHEMA, AccountStore
+
+SERVICE_NAME = session_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name
+
+
+async def build(settings: SessionSettings) -> ServiceServer:
+    """Connect to CQL (creating the schema if missing) and build the server."""
+    if not settings.signing_key_file.is_file():
+        raise Unavailable(
+            f"CHATMESH_SESSION_SIGNING_KEY_FILE: {settings.signing_key_file} does not exist "
+            "(`make up` writes one; `python -m mesh keys` makes a pair)"
+        )
+    signer = TokenSigner(
+        load_private_key(settings.signing_key_file), settings.token_issuer, settings.access_token_ttl_s
+    )
+    cql = await CqlSession.connect(settings.cql, SCHEMA)
+    accounts = Accounts(
+        AccountStore(cql),
+        PasswordVault(settings.argon2_time_cost, settings.argon2_memory_kib),
+        signer,
+        LoginFailures(settings.login_failures_allowed, settings.login_failure_window_s),
+        settings.refresh_token_ttl_s,
+        settings.max_devices_per_user,
+    )
+    app = create_server(
+        "session",
+        settings,
+        [
+            ServiceBinding(
+                SERVICE_NAME,
+                session_pb2_grpc.add_SessionServiceServicer_to_server,
+                SessionServicer(accounts),
+                PUBLIC_METHODS,
+            )
+        ],
+        verifier=TokenVerifier(signer.public_key, settings.token_issuer),
+    )
+    app.on_stop.append(cql.close)
+    return app
+
+
+def main() -> None:
+    """Run the session service until SIGTERM."""
+    run("session", SessionSettings, build)

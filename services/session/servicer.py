@@ -1,0 +1,90 @@
+"""SessionService: proto messages in, domain calls, proto messages out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import grpc
+from chatmesh.session.v1 import session_pb2 as pb
+from chatmesh.session.v1 import session_pb2_grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from services.runtime.interceptors import current_principal
+from services.session.accounts import Accounts, LoggedIn, TokenPair
+
+PUBLIC_METHODS = (
+    "/chatmesh.session.v1.SessionService/Register",
+    "/chatmesh.session.v1.SessionService/Login",
+    "/chatmesh.session.v1.SessionService/Refresh",
+)
+
+
+def _ts(value: datetime | float) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(value if isinstance(value, datetime) else datetime.fromtimestamp(value, UTC))
+    return stamp
+
+
+def _tokens(pair: TokenPair) -> pb.Tokens:
+    return pb.Tokens(
+        access_token=pair.access.token,
+        access_expires_at=_ts(pair.access.expires_at),
+        refresh_token=pair.refresh_token,
+        refresh_expires_at=_ts(pair.refresh_expires_at),
+    )
+
+
+def _logged_in(result: LoggedIn) -> tuple[str, str, pb.Tokens]:
+    return result.user_id, result.device_id, _tokens(result.tokens)
+
+
+class SessionServicer(session_pb2_grpc.SessionServiceServicer):
+    """Connect lands with the chat issue; until then it answers UNIMPLEMENTED."""
+
+    def __init__(self, accounts: Accounts) -> None:
+        self._accounts = accounts
+
+    async def Register(self, request: pb.RegisterRequest, context: grpc.aio.ServicerContext) -> pb.RegisterResponse:
+        user_id, device_id, tokens = _logged_in(
+            await self._accounts.register(
+                request.username, request.password, request.display_name, request.device_name
+            )
+        )
+        return pb.RegisterResponse(user_id=user_id, device_id=device_id, tokens=tokens)
+
+    async def Login(self, request: pb.LoginRequest, context: grpc.aio.ServicerContext) -> pb.LoginResponse:
+        user_id, device_id, tokens = _logged_in(
+            await self._accounts.login(
+                request.username, request.password, request.device_name, request.device_id or None
+            )
+        )
+        return pb.LoginResponse(user_id=user_id, device_id=device_id, tokens=tokens)
+
+    async def Refresh(self, request: pb.RefreshRequest, context: grpc.aio.ServicerContext) -> pb.RefreshResponse:
+        return pb.RefreshResponse(tokens=_tokens(await self._accounts.refresh(request.refresh_token)))
+
+    async def Logout(self, request: pb.LogoutRequest, context: grpc.aio.ServicerContext) -> pb.LogoutResponse:
+        await self._accounts.logout(current_principal())
+        return pb.LogoutResponse()
+
+    async def ListDevices(
+        self, request: pb.ListDevicesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListDevicesResponse:
+        devices = await self._accounts.devices(current_principal().user_id)
+        return pb.ListDevicesResponse(
+            devices=[
+                pb.Device(
+                    device_id=d.device_id,
+                    name=d.name,
+                    created_at=_ts(d.created_at),
+                    last_seen_at=_ts(d.last_seen_at),
+                )
+                for d in devices
+            ]
+        )
+
+    async def RevokeDevice(
+        self, request: pb.RevokeDeviceRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RevokeDeviceResponse:
+        await self._accounts.revoke_device(current_principal().user_id, request.device_id)
+        return pb.RevokeDeviceResponse()

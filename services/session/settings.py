@@ -1,0 +1,34 @@
+"""Settings of the session service (env prefix CHATMESH_SESSION_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from services.runtime.cql import CqlSettings
+from services.runtime.settings import ServiceSettings
+
+
+class SessionSettings(ServiceSettings):
+    """Session service settings."""
+
+    model_config = SettingsConfigDict(env_prefix="CHATMESH_SESSION_")
+
+    port: int = Field(50051, ge=0, le=65535, description="gRPC port; 0 picks a free one (tests).")
+    cql: CqlSettings = Field(default_factory=CqlSettings, description="CQL cluster (CHATMESH_SESSION_CQL__HOSTS...).")
+    signing_key_file: Path = Field(
+        Path(".chatmesh/keys/access_token.pem"), description="PEM Ed25519 private key that signs access tokens."
+    )
+    access_token_ttl_s: int = Field(900, ge=60, le=86_400, description="Lifetime of an access token.")
+    refresh_token_ttl_s: int = Field(
+        30 * 86_400, ge=3_600, le=90 * 86_400, description="Lifetime of an unused refresh token."
+    )
+    argon2_time_cost: int = Field(2, ge=1, le=10, description="argon2id iterations (OWASP minimum: 2).")
+    argon2_memory_kib: int = Field(19_456, ge=8_192, le=1_048_576, description="argon2id memory (OWASP: 19 MiB).")
+    login_failures_allowed: int = Field(
+        10, ge=1, le=1_000, description="Failed logins per username within the window before RESOURCE_EXHAUSTED."
+    )
+    login_failure_window_s: int = Field(300, ge=1, le=86_400, description="Window for counting failed logins.")
+    max_devices_per_user: int = Field(100, ge=1, le=1_000, description="Devices an account may have logged in.")

@@ -1,0 +1,63 @@
+"""Fixtures that start the real thing: nats-server and Cassandra once per test run
+(session scope, free ports, torn down at the end), a keyspace and a key pair per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from mesh.deps.base import free_port
+from mesh.deps.cassandra import Cassandra, CassandraConfig
+from mesh.deps.nats import Nats, NatsConfig
+from mesh.deps.process import running
+from services.runtime.cql import CqlSettings
+from services.runtime.tokens import generate_key_pair
+
+
+@pytest.fixture(scope="session")
+async def nats_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Nats]:
+    """A real nats-server with JetStream for the whole run."""
+    home = tmp_path_factory.mktemp("nats")
+    async with running(Nats(NatsConfig(home=home, port=free_port())), ready_timeout_s=30) as dep:
+        assert isinstance(dep, Nats)
+        yield dep
+
+
+@pytest.fixture(scope="session")
+async def cassandra(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cassandra]:
+    """A real single-node Cassandra for the whole run (each test gets its own keyspace)."""
+    home = tmp_path_factory.mktemp("cassandra")
+    config = CassandraConfig(home=home, native_port=free_port(), storage_port=free_port())
+    async with running(Cassandra(config), ready_timeout_s=240) as dep:
+        assert isinstance(dep, Cassandra)
+        yield dep
+
+
+@pytest.fixture
+def cql(cassandra: Cassandra) -> CqlSettings:
+    """CQL settings pointing at a fresh keyspace of the shared Cassandra."""
+    return CqlSettings(
+        hosts=[cassandra.config.host],
+        port=cassandra.config.native_port,
+        keyspace=f"t_{uuid.uuid4().hex[:20]}",
+    )
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    """PEM files of an access-token key pair."""
+
+    private: Path
+    public: Path
+
+
+@pytest.fixture
+def token_keys(tmp_path: Path) -> KeyPair:
+    """A fresh Ed25519 key pair."""
+    pair = KeyPair(tmp_path / "keys" / "access_token.pem", tmp_path / "keys" / "access_token.pub.pem")
+    generate_key_pair(pair.private, pair.public)
+    return pair

@@ -1,0 +1,230 @@
+"""Envoy, run for real in front of a tiny grpc.aio server, spoken to as a browser would."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import struct
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import pytest
+from conftest import SESSION_PACKAGE, SESSION_SERVICE, GatewayFactory
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from gateway.settings import RateLimit
+
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+ALLOWED_ORIGIN = "http://localhost:5173"
+OK, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, UNIMPLEMENTED = 0, 4, 8, 12
+
+
+@dataclass
+class GrpcWebReply:
+    """A gRPC-web answer taken apart: HTTP status and headers, data frames, trailer frame."""
+
+    http_status: int
+    headers: dict[str, str]
+    messages: list[bytes] = field(default_factory=list)
+    trailers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def grpc_status(self) -> int | None:
+        """From the trailer frame, or from the headers of a trailers-only answer."""
+        value = self.trailers.get("grpc-status", self.headers.get("grpc-status"))
+        return None if value is None else int(value)
+
+
+def frame(message: bytes) -> bytes:
+    """One gRPC-web data frame: flag 0, 4-byte big-endian length, the message."""
+    return b"\x00" + struct.pack(">I", len(message)) + message
+
+
+def parse_frames(body: bytes) -> tuple[list[bytes], dict[str, str]]:
+    messages: list[bytes] = []
+    trailers: dict[str, str] = {}
+    while body:
+        flag, length = body[0], struct.unpack(">I", body[1:5])[0]
+        payload, body = body[5 : 5 + length], body[5 + length :]
+        if flag & 0x80:
+            for line in payload.decode().split("\r\n"):
+                if line:
+                    key, _, value = line.partition(":")
+                    trailers[key.strip().lower()] = value.strip()
+        else:
+            messages.append(payload)
+    return messages, trailers
+
+
+def grpc_web_post(port: int, path: str, body: bytes, headers: dict[str, str] | None = None) -> GrpcWebReply:
+    """POST a gRPC-web request over plain HTTP/1.1, as a browser's fetch() would."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request(
+            "POST",
+            path,
+            body=body,
+            headers={
+                "content-type": "application/grpc-web+proto",
+                "x-grpc-web": "1",
+                "origin": ALLOWED_ORIGIN,
+                **(headers or {}),
+            },
+        )
+        response = conn.getresponse()
+        data = response.read()
+    finally:
+        conn.close()
+    messages, trailers = parse_frames(data)
+    return GrpcWebReply(response.status, {k.lower(): v for k, v in response.getheaders()}, messages, trailers)
+
+
+def check_request(service: str = SESSION_SERVICE) -> bytes:
+    return frame(health_pb2.HealthCheckRequest(service=service).SerializeToString())
+
+
+async def post(port: int, path: str, body: bytes, headers: dict[str, str] | None = None) -> GrpcWebReply:
+    # The upstream server runs on this event loop: blocking HTTP must stay off it.
+    return await asyncio.to_thread(grpc_web_post, port, path, body, headers)
+
+
+def preflight(port: int, origin: str) -> dict[str, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request(
+            "OPTIONS",
+            HEALTH_CHECK,
+            headers={
+                "origin": origin,
+                "access-control-request-method": "POST",
+                "access-control-request-headers": "content-type,x-grpc-web,authorization",
+            },
+        )
+        response = conn.getresponse()
+        response.read()
+        return {k.lower(): v for k, v in response.getheaders()}
+    finally:
+        conn.close()
+
+
+@pytest.mark.asyncio
+async def test_grpc_web_call_over_http11_reaches_the_service_and_reads_serving(gateway: GatewayFactory) -> None:
+    async with gateway() as envoy:
+        reply = await post(envoy.settings.port, HEALTH_CHECK, check_request())
+
+    assert reply.http_status == 200
+    assert reply.headers["content-type"].startswith("application/grpc-web")
+    assert reply.trailers["grpc-status"] == "0"
+    assert len(reply.messages) == 1
+    answer = health_pb2.HealthCheckResponse.FromString(reply.messages[0])
+    assert answer.status == health_pb2.HealthCheckResponse.SERVING
+    assert reply.headers["access-control-allow-origin"] == ALLOWED_ORIGIN
+    assert "grpc-status" in reply.headers["access-control-expose-headers"]
+
+
+@pytest.mark.asyncio
+async def test_preflight_is_allowed_for_a_listed_origin_only(gateway: GatewayFactory) -> None:
+    async with gateway() as envoy:
+        allowed = await asyncio.to_thread(preflight, envoy.settings.port, ALLOWED_ORIGIN)
+        foreign = await asyncio.to_thread(preflight, envoy.settings.port, "http://evil.example")
+
+    assert allowed["access-control-allow-origin"] == ALLOWED_ORIGIN
+    assert "x-grpc-web" in allowed["access-control-allow-headers"]
+    assert "authorization" in allowed["access-control-allow-headers"]
+    assert "POST" in allowed["access-control-allow-methods"]
+    # Envoy answers a foreign preflight itself (never forwarded) without allow-origin, the
+    # header a browser needs before it sends anything.
+    assert "access-control-allow-origin" not in foreign
+
+
+@pytest.mark.asyncio
+async def test_malformed_body_fails_and_the_next_good_call_still_works(gateway: GatewayFactory) -> None:
+    async with gateway(unary_timeout_s=1.0) as envoy:
+        port = envoy.settings.port
+        garbage = await post(port, HEALTH_CHECK, frame(b"\xff\xff\xff\xff"))
+        # The frame header promises 100 bytes and three follow: grpc.aio waits for the rest
+        # even after the stream ends, so only the route's unary timeout ends this call.
+        started = time.monotonic()
+        truncated = await post(port, HEALTH_CHECK, b"\x00\x00\x00\x00\x64abc")
+        waited = time.monotonic() - started
+        good = await post(port, HEALTH_CHECK, check_request())
+
+    assert garbage.grpc_status not in (None, OK)
+    assert truncated.grpc_status == DEADLINE_EXCEEDED
+    assert waited < 5
+    assert good.grpc_status == OK
+
+
+@pytest.mark.asyncio
+async def test_body_over_max_request_bytes_is_refused_as_resource_exhausted(gateway: GatewayFactory) -> None:
+    async with gateway(max_request_bytes=64 * 1024) as envoy:
+        port = envoy.settings.port
+        big = check_request("x" * (100 * 1024))
+        refused = await post(port, HEALTH_CHECK, big)
+        small = await post(port, HEALTH_CHECK, check_request())
+
+    assert refused.grpc_status == RESOURCE_EXHAUSTED
+    assert small.grpc_status == OK
+
+
+@pytest.mark.asyncio
+async def test_exhausted_rate_limit_answers_resource_exhausted(gateway: GatewayFactory) -> None:
+    tiny = RateLimit(max_tokens=2, tokens_per_fill=1, fill_interval_s=3600)
+    async with gateway(rate_limit_overrides={SESSION_PACKAGE: tiny}) as envoy:
+        port = envoy.settings.port
+        path = f"/{SESSION_SERVICE}/Ping"
+        web = [await post(port, path, frame(b"")) for _ in range(3)]
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            ping = channel.unary_unary(path)
+            with pytest.raises(grpc.aio.AioRpcError) as native:
+                await ping(b"", timeout=5)
+        # Other routes keep their own bucket.
+        health = await post(port, HEALTH_CHECK, check_request())
+
+    # The upstream has no SessionService: calls that get through read UNIMPLEMENTED.
+    assert [r.grpc_status for r in web] == [UNIMPLEMENTED, UNIMPLEMENTED, RESOURCE_EXHAUSTED]
+    assert native.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert health.grpc_status == OK
+
+
+@pytest.mark.asyncio
+async def test_native_grpc_and_reflection_pass_through_the_gateway(gateway: GatewayFactory) -> None:
+    async with gateway() as envoy, grpc.aio.insecure_channel(f"127.0.0.1:{envoy.settings.port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        answer = await health.Check(health_pb2.HealthCheckRequest(service=SESSION_SERVICE), timeout=5)
+        # Bidirectional: this hangs if the route buffered the request until the client half-closes.
+        call = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(timeout=5)
+        await call.write(reflection_pb2.ServerReflectionRequest(list_services=""))
+        listed = await call.read()
+        await call.done_writing()
+        with pytest.raises(grpc.aio.AioRpcError) as unknown:
+            await channel.unary_unary("/chatmesh.nowhere.v1.NowhereService/Call")(b"", timeout=5)
+
+    assert answer.status == health_pb2.HealthCheckResponse.SERVING
+    assert isinstance(listed, reflection_pb2.ServerReflectionResponse)
+    names = {s.name for s in listed.list_services_response.service}
+    assert "grpc.health.v1.Health" in names
+    assert unknown.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+@pytest.mark.asyncio
+async def test_access_log_is_json_with_grpc_status_and_without_the_token(
+    gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    log = tmp_path / "access.log"
+    async with gateway(access_log_path=log) as envoy:
+        await post(envoy.settings.port, HEALTH_CHECK, check_request(), {"authorization": "Bearer sekrit-token"})
+        deadline = time.monotonic() + 10
+        while not (log.exists() and log.read_text()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+
+    text = log.read_text()
+    line = json.loads(text.splitlines()[0])
+    assert line["path"] == HEALTH_CHECK
+    assert line["method"] == "POST"
+    assert "sekrit" not in text
+    assert {"duration_ms", "bytes_received", "bytes_sent", "grpc_status"} <= line.keys()

@@ -1,0 +1,291 @@
+"""The rendered Envoy bootstrap: routes, timeouts, CORS, limits; and Envoy's own verdict on it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gateway.envoy import Envoy
+from gateway.errors import InvalidEnvoyConfigError
+from gateway.render import render, write_config
+from gateway.routes import RouteSpec
+from gateway.settings import GatewaySettings, RateLimit, Upstream
+
+CONNECT = "/chatmesh.session.v1.SessionService/Connect"
+STREAM_UPSERT = "/chatmesh.ingest.v1.IngestService/StreamUpsert"
+WATCH_JOB = "/chatmesh.ingest.v1.IngestService/WatchJob"
+MESH_ROUTES = [
+    RouteSpec(package="chatmesh.session.v1", cluster="session", streaming_methods=[CONNECT]),
+    RouteSpec(
+        package="chatmesh.ingest.v1",
+        cluster="ingest",
+        streaming_methods=[WATCH_JOB],
+        client_streaming_methods=[STREAM_UPSERT],
+    ),
+]
+
+
+def connection_manager(config: dict[str, Any]) -> dict[str, Any]:
+    listener = config["static_resources"]["listeners"][0]
+    manager: dict[str, Any] = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    return manager
+
+
+def virtual_host(config: dict[str, Any]) -> dict[str, Any]:
+    host: dict[str, Any] = connection_manager(config)["route_config"]["virtual_hosts"][0]
+    return host
+
+
+def routes_by_name(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {route["name"]: route for route in virtual_host(config)["routes"]}
+
+
+def route_names(config: dict[str, Any]) -> list[str]:
+    return [route["name"] for route in virtual_host(config)["routes"]]
+
+
+def bucket(route: dict[str, Any]) -> dict[str, Any]:
+    limit: dict[str, Any] = route["typed_per_filter_config"]["envoy.filters.http.local_ratelimit"]
+    return limit
+
+
+def test_every_package_has_a_prefix_route_to_its_upstream() -> None:
+    config = render(GatewaySettings(), MESH_ROUTES)
+
+    routes = routes_by_name(config)
+    for upstream in GatewaySettings().upstreams:
+        route = routes[upstream.package]
+        assert route["match"] == {"prefix": f"/{upstream.package}."}
+        assert route["route"]["cluster"] == upstream.name
+
+
+def test_reflection_and_health_go_to_the_catalog() -> None:
+    routes = routes_by_name(render(GatewaySettings(), []))
+
+    assert routes["grpc.reflection"]["match"] == {"prefix": "/grpc.reflection."}
+    assert routes["grpc.reflection"]["route"]["cluster"] == "catalog"
+    assert routes["grpc.health.v1"]["route"]["cluster"] == "catalog"
+    for version in ("v1", "v1alpha"):
+        info = routes[f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo"]
+        assert info["route"]["cluster"] == "catalog"
+        assert info["route"]["timeout"] == "0s"
+
+
+def test_streaming_methods_come_before_prefix_routes_without_a_total_timeout() -> None:
+    config = render(GatewaySettings(stream_idle_timeout_s=120), MESH_ROUTES)
+
+    names = route_names(config)
+    last_exact = max(i for i, n in enumerate(names) if n.startswith("/"))
+    first_prefix = min(i for i, n in enumerate(names) if not n.startswith("/"))
+    assert last_exact < first_prefix
+    connect = routes_by_name(config)[CONNECT]
+    assert connect["match"] == {"path": CONNECT}
+    assert connect["route"]["timeout"] == "0s"
+    assert connect["route"]["idle_timeout"] == "120s"
+    assert "max_stream_duration" not in connect["route"]["max_stream_duration"]
+
+
+def test_unary_routes_end_at_the_unary_timeout_or_the_client_deadline() -> None:
+    route = routes_by_name(render(GatewaySettings(unary_timeout_s=2.5), MESH_ROUTES))["chatmesh.session.v1"]
+
+    assert route["route"]["timeout"] == "2.500s"
+    assert route["route"]["max_stream_duration"] == {
+        "max_stream_duration": "2.500s",
+        "grpc_timeout_header_max": "2.500s",
+    }
+
+
+def test_nested_package_prefix_is_tried_before_its_parent() -> None:
+    settings = GatewaySettings(
+        upstreams=[
+            Upstream(name="session", port=1, package="chatmesh.session.v1"),
+            Upstream(name="admin", port=2, package="chatmesh.session.v1.admin"),
+        ]
+    )
+    names = route_names(render(settings, []))
+
+    assert names.index("chatmesh.session.v1.admin") < names.index("chatmesh.session.v1")
+
+
+def test_only_client_streams_skip_the_request_size_limit() -> None:
+    config = render(GatewaySettings(max_request_bytes=4096), MESH_ROUTES)
+
+    filters = {f["name"]: f["typed_config"] for f in connection_manager(config)["http_filters"]}
+    assert filters["envoy.filters.http.buffer"]["max_request_bytes"] == 4096
+    routes = routes_by_name(config)
+    upsert = routes[STREAM_UPSERT]["typed_per_filter_config"]
+    assert upsert["envoy.filters.http.buffer"]["disabled"] is True
+    for name in (WATCH_JOB, CONNECT, "chatmesh.ingest.v1"):
+        assert "envoy.filters.http.buffer" not in routes[name]["typed_per_filter_config"]
+
+
+def test_filters_run_grpc_web_cors_rate_limit_buffer_router_in_that_order() -> None:
+    filters = [f["name"] for f in connection_manager(render(GatewaySettings(), []))["http_filters"]]
+
+    assert filters == [
+        "envoy.filters.http.grpc_web",
+        "envoy.filters.http.cors",
+        "envoy.filters.http.local_ratelimit",
+        "envoy.filters.http.buffer",
+        "envoy.filters.http.router",
+    ]
+
+
+def test_cors_allows_exactly_the_configured_origins() -> None:
+    origins = ["https://chat.example", "http://localhost:5173"]
+    config = render(GatewaySettings(cors_allowed_origins=origins), [])
+
+    policy = virtual_host(config)["typed_per_filter_config"]["envoy.filters.http.cors"]
+    assert policy["allow_origin_string_match"] == [{"exact": o} for o in origins]
+    assert policy["allow_methods"] == "GET, PUT, DELETE, POST, OPTIONS"
+    assert {"x-grpc-web", "authorization", "grpc-timeout", "connect-protocol-version"} <= set(
+        policy["allow_headers"].split(",")
+    )
+    assert policy["expose_headers"] == "grpc-status,grpc-message,grpc-status-details-bin"
+
+
+def test_default_origins_are_the_local_web_client() -> None:
+    assert GatewaySettings().cors_allowed_origins == [
+        "http://127.0.0.1:8080",
+        "http://localhost:8080",
+        "http://127.0.0.1:5173",
+        "http://localhost:5173",
+    ]
+
+
+def test_every_route_has_the_default_bucket_unless_overridden() -> None:
+    settings = GatewaySettings(
+        rate_limit=RateLimit(max_tokens=100, tokens_per_fill=50, fill_interval_s=0.5),
+        rate_limit_overrides={
+            "chatmesh.ingest.v1": RateLimit(max_tokens=10, tokens_per_fill=10),
+            STREAM_UPSERT: RateLimit(max_tokens=2, tokens_per_fill=1, fill_interval_s=60),
+            "chatmesh.forms.v1": RateLimit(enabled=False),
+        },
+    )
+    routes = routes_by_name(render(settings, MESH_ROUTES))
+
+    assert bucket(routes["chatmesh.session.v1"])["token_bucket"] == {
+        "max_tokens": 100,
+        "tokens_per_fill": 50,
+        "fill_interval": "0.500s",
+    }
+    assert bucket(routes["chatmesh.ingest.v1"])["token_bucket"]["max_tokens"] == 10
+    # A method route falls back to its package's override.
+    assert bucket(routes[WATCH_JOB])["token_bucket"]["max_tokens"] == 10
+    assert bucket(routes[STREAM_UPSERT])["token_bucket"] == {
+        "max_tokens": 2,
+        "tokens_per_fill": 1,
+        "fill_interval": "60s",
+    }
+    assert "typed_per_filter_config" not in routes["chatmesh.forms.v1"]
+    assert all(bucket(r)["rate_limited_as_resource_exhausted"] for n, r in routes.items() if n != "chatmesh.forms.v1")
+
+
+def test_an_override_that_names_no_route_is_refused() -> None:
+    settings = GatewaySettings(rate_limit_overrides={"chatmesh.sesion.v1": RateLimit()})
+
+    with pytest.raises(ValueError, match="chatmesh.sesion.v1"):
+        render(settings, [])
+
+
+def test_a_route_to_an_unknown_cluster_is_refused() -> None:
+    with pytest.raises(ValueError, match="nowhere"):
+        render(GatewaySettings(), [RouteSpec(package="chatmesh.session.v1", cluster="nowhere")])
+
+
+def test_a_streaming_method_outside_its_package_is_refused() -> None:
+    with pytest.raises(ValueError, match="not a method path"):
+        RouteSpec(package="chatmesh.history.v1", cluster="history", streaming_methods=[CONNECT])
+
+
+def test_clusters_speak_http2_and_check_grpc_health_by_service_name() -> None:
+    settings = GatewaySettings(connect_timeout_s=0.25)
+    clusters = {c["name"]: c for c in render(settings, [])["static_resources"]["clusters"]}
+
+    assert set(clusters) == {u.name for u in settings.upstreams} | {"catalog"}
+    session = clusters["session"]
+    assert session["type"] == "STATIC"
+    assert session["connect_timeout"] == "0.250s"
+    options = session["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+    assert "http2_protocol_options" in options["explicit_http_config"]
+    assert session["health_checks"][0]["grpc_health_check"] == {"service_name": "chatmesh.session.v1.SessionService"}
+    assert session["circuit_breakers"]["thresholds"][0]["max_requests"] == 65_536
+
+
+def test_a_named_upstream_host_makes_a_dns_cluster() -> None:
+    settings = GatewaySettings(upstreams=[Upstream(name="session", host="localhost", port=1)])
+    clusters = {c["name"]: c for c in render(settings, [])["static_resources"]["clusters"]}
+
+    assert clusters["session"]["type"] == "STRICT_DNS"
+
+
+def test_admin_listens_on_loopback_only() -> None:
+    config = render(GatewaySettings(host="0.0.0.0", admin_port=9999), [])
+
+    assert config["admin"]["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 9999}
+
+
+def test_access_log_is_json_and_never_logs_authorization(tmp_path: Path) -> None:
+    to_file = connection_manager(render(GatewaySettings(access_log_path=tmp_path / "a.log"), []))["access_log"]
+    to_stdout = connection_manager(render(GatewaySettings(), []))["access_log"]
+
+    assert to_file[0]["typed_config"]["path"] == str(tmp_path / "a.log")
+    assert to_stdout[0]["name"] == "envoy.access_loggers.stdout"
+    fields = to_stdout[0]["typed_config"]["log_format"]["json_format"]
+    assert {"method", "path", "grpc_status", "duration_ms", "bytes_received", "bytes_sent"} <= fields.keys()
+    assert "authorization" not in json.dumps(fields).lower()
+
+
+def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHATMESH_GATEWAY_PORT", "18080")
+    monkeypatch.setenv("CHATMESH_GATEWAY_HEALTH_CHECK__INTERVAL_S", "2")
+    monkeypatch.setenv("CHATMESH_GATEWAY_CORS_ALLOWED_ORIGINS", '["https://chat.example"]')
+
+    settings = GatewaySettings()
+
+    assert settings.port == 18080
+    assert settings.health_check.interval_s == 2
+    assert settings.cors_allowed_origins == ["https://chat.example"]
+
+
+def test_bad_settings_are_refused_with_the_field_named() -> None:
+    with pytest.raises(ValueError, match="max_request_bytes"):
+        GatewaySettings(max_request_bytes=0)
+    with pytest.raises(ValueError, match="host"):
+        GatewaySettings(host="gateway.local")
+    with pytest.raises(ValueError, match="unique"):
+        GatewaySettings(upstreams=[Upstream(name="catalog", port=1)])
+
+
+def test_written_yaml_reads_back_as_the_rendered_config(tmp_path: Path) -> None:
+    settings = GatewaySettings()
+    path = write_config(settings, MESH_ROUTES, tmp_path / "conf" / "envoy.yaml")
+
+    text = path.read_text()
+    assert "&id" not in text  # no YAML anchors: the file reads plainly
+    assert yaml.safe_load(text) == render(settings, MESH_ROUTES)
+
+
+def test_envoy_validates_the_rendered_config(tmp_path: Path) -> None:
+    settings = GatewaySettings(rate_limit_overrides={STREAM_UPSERT: RateLimit(max_tokens=1)})
+    envoy = Envoy(settings, MESH_ROUTES, tmp_path)
+
+    envoy.prepare()  # runs envoy --mode validate; raises if Envoy refuses
+
+    assert envoy.config_path.is_file()
+
+
+def test_a_config_envoy_refuses_raises_with_envoys_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def write_bad(settings: GatewaySettings, routes: list[RouteSpec], path: Path) -> Path:
+        path.write_text("static_resources:\n  clusters:\n  - name: x\n    no_such_field: 1\n")
+        return path
+
+    monkeypatch.setattr("gateway.envoy.write_config", write_bad)
+
+    with pytest.raises(InvalidEnvoyConfigError, match="no_such_field") as refused:
+        Envoy(GatewaySettings(), [], tmp_path).prepare()
+    assert "\n" not in str(refused.value)
