@@ -17,6 +17,8 @@ from mesh.deps.process import running
 from services.runtime.cql import CqlSettings
 from services.runtime.tokens import generate_key_pair
 
+pytest_plugins = ["tests.conftest_services"]
+
 
 @pytest.fixture(scope="session")
 async def nats_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Nats]:

@@ -287,6 +287,7 @@ class Cassandra:
         home = self.home
         conf = home / "conf"
         heap = f"{self.config.heap_mb}m"
+        extra = os.environ.get(JVM_OPTS_ENV, "").split()
         jamm = _jamm_jar_name(sorted(p.name for p in lib.glob("jamm-*.jar")))
         argv = [
             *_no_memory_lock_prefix(),
@@ -294,7 +295,7 @@ class Cassandra:
             f"-Xms{heap}",
             f"-Xmx{heap}",
             "-Xss256k",
-            *_gc_options(),
+            *_gc_options(extra),
             # From jvm-server.options: lower-priority background work, no /tmp/hsperfdata
             # mmap (it causes pauses, and clutters /tmp with one file per test node).
             "-XX:+UseThreadPriorities",
@@ -304,7 +305,7 @@ class Cassandra:
             # Dying beats limping on after an OOM (what cassandra-env.sh arranges with kill -9).
             "-XX:+ExitOnOutOfMemoryError",
             *_JAVA17_MODULE_OPTIONS,
-            f"-javaagent:{lib / jamm}",
+            *([] if os.environ.get("NOAGENT") else [f"-javaagent:{lib / jamm}"]),
             *_FAST_START_PROPERTIES,
             f"-Dcassandra.config={conf.joinpath('cassandra.yaml').as_uri()}",
             f"-Dlogback.configurationFile={conf.joinpath('logback.xml').as_uri()}",
@@ -314,9 +315,11 @@ class Cassandra:
             f"-Djava.io.tmpdir={home / 'tmp'}",
             "-Dcassandra-foreground=yes",
             *_ip_stack_options(self.config.host),
-            *os.environ.get(JVM_OPTS_ENV, "").split(),
+            *extra,
+            # Jars listed one by one, in a fixed order, and no directory: a class-data-sharing
+            # archive is only valid for the exact classpath it was made with.
             "-cp",
-            f"{conf}{os.pathsep}{lib / '*'}",
+            os.pathsep.join(str(jar) for jar in _classpath(lib)),
             "org.apache.cassandra.service.CassandraDaemon",
         ]
         return ProcessSpec(
@@ -394,7 +397,15 @@ def query_release_version(host: str, port: int, timeout_s: float = 10.0) -> str:
         cluster.shutdown()
 
 
-def _gc_options() -> list[str]:
+def _classpath(lib: Path) -> list[Path]:
+    # cassandra-all first so that its classes win over any stray copy in a dependency.
+    jars = sorted(lib.glob("*.jar"), key=lambda jar: (not jar.name.startswith("cassandra-all-"), jar.name))
+    return jars
+
+
+def _gc_options(extra: list[str]) -> list[str]:
+    if any(opt.startswith("-XX:+Use") and opt.endswith("GC") for opt in extra):
+        return []  # The caller picked a collector; the JVM refuses two.
     # G1, as in jvm17-server.options, but without its 16 MB regions (a few dozen regions in a
     # sub-GB heap) and without AlwaysPreTouch, which would fault in the whole heap at start.
     return ["-XX:+UseG1GC", "-XX:MaxGCPauseMillis=300", "-XX:+ParallelRefProcEnabled"]

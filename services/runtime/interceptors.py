@@ -1,20 +1,24 @@
-"""Server interceptors every service runs, outermost first.
+"""The server interceptor every service runs: a chain of layers, outermost first.
 
-``MetricsInterceptor`` (count, latency) -> ``ErrorInterceptor`` (domain errors to
-statuses) -> ``DeadlineInterceptor`` (default deadline for unary calls) ->
-``AuthInterceptor`` (access token) -> ``ValidationInterceptor`` (protovalidate) ->
-the servicer. Inner layers raise :mod:`services.runtime.errors`; only
-``ErrorInterceptor`` talks to gRPC about failures.
+``MetricsLayer`` (count, latency) -> ``ErrorLayer`` (domain errors to statuses) ->
+``DeadlineLayer`` (default deadline for unary calls) -> ``AuthLayer`` (access token) ->
+``ValidationLayer`` (protovalidate) -> the servicer. Inner layers raise
+:mod:`services.runtime.errors`; only ``ErrorLayer`` talks to gRPC about failures.
+
+The layers are composed once per method and cached by :class:`RuntimeInterceptor`, so a
+call pays for one interceptor hop and a few awaits, not one grpc interceptor per layer
+(five chained grpc.aio interceptors cost about half of a loopback unary call).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from typing import Any
 
 import grpc
@@ -37,7 +41,7 @@ _status: contextvars.ContextVar[list[grpc.StatusCode]] = contextvars.ContextVar(
 
 
 def current_principal() -> Principal:
-    """The verified caller of the RPC being served (set by AuthInterceptor)."""
+    """The verified caller of the RPC being served (set by AuthLayer)."""
     principal = _principal.get()
     if principal is None:
         raise Unauthenticated("this call needs an access token")
@@ -53,46 +57,8 @@ async def _iterate(result: Any) -> AsyncIterator[Any]:
         yield item
 
 
-class WrappingInterceptor(grpc.aio.ServerInterceptor):
-    """Wraps each RPC's behavior; subclasses override ``unary`` and/or ``stream``."""
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        return self._wrap(handler, handler_call_details.method)
-
-    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
-        if handler.unary_unary:
-            inner_uu = handler.unary_unary
-
-            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                return await self.unary(method, inner_uu, request, context)
-
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary, handler.request_deserializer, handler.response_serializer
-            )
-        if handler.stream_unary:
-            inner_su = handler.stream_unary
-
-            async def stream_unary(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-                return await self.unary(method, inner_su, requests, context)
-
-            return grpc.stream_unary_rpc_method_handler(
-                stream_unary, handler.request_deserializer, handler.response_serializer
-            )
-        inner_stream = handler.unary_stream or handler.stream_stream
-
-        async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            async for item in self.stream(method, lambda r, c: _iterate(inner_stream(r, c)), request, context):
-                yield item
-
-        factory = grpc.unary_stream_rpc_method_handler if handler.unary_stream else grpc.stream_stream_rpc_method_handler
-        return factory(streaming, handler.request_deserializer, handler.response_serializer)
+class Layer:
+    """One concern wrapped around every RPC; subclasses override ``unary`` and/or ``stream``."""
 
     async def unary(self, method: str, call: UnaryCall, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """Serve one call with a single response. Default: pass through."""
@@ -105,7 +71,60 @@ class WrappingInterceptor(grpc.aio.ServerInterceptor):
         return call(request, context)
 
 
-class MetricsInterceptor(WrappingInterceptor):
+class RuntimeInterceptor(grpc.aio.ServerInterceptor):
+    """Runs ``layers`` (outermost first) around every RPC's behavior."""
+
+    def __init__(self, layers: Sequence[Layer]) -> None:
+        self._layers = tuple(layers)
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        method = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:
+            handler = await continuation(handler_call_details)
+            if handler is None:
+                return None  # unknown method: grpc answers UNIMPLEMENTED
+            wrapped = self._wrapped[method] = self._wrap(handler, method)
+        return wrapped
+
+    def _unary_chain(self, method: str, inner: UnaryCall) -> UnaryCall:
+        call = inner
+        for layer in reversed(self._layers):
+            call = functools.partial(layer.unary, method, call)
+        return call
+
+    def _stream_chain(self, method: str, inner: Callable[[Any, grpc.aio.ServicerContext], Any]) -> StreamCall:
+        def innermost(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            return _iterate(inner(request, context))
+
+        call: StreamCall = innermost
+        for layer in reversed(self._layers):
+            call = functools.partial(layer.stream, method, call)
+        return call
+
+    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        if handler.unary_unary or handler.stream_unary:
+            unary = self._unary_chain(method, handler.unary_unary or handler.stream_unary)
+            factory = (
+                grpc.unary_unary_rpc_method_handler if handler.unary_unary else grpc.stream_unary_rpc_method_handler
+            )
+            return factory(unary, handler.request_deserializer, handler.response_serializer)
+        chain = self._stream_chain(method, handler.unary_stream or handler.stream_stream)
+
+        async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async for item in chain(request, context):
+                yield item
+
+        factory = grpc.unary_stream_rpc_method_handler if handler.unary_stream else grpc.stream_stream_rpc_method_handler
+        return factory(streaming, handler.request_deserializer, handler.response_serializer)
+
+
+class MetricsLayer(Layer):
     """Counts calls by method and status, and times them (streams: until they end)."""
 
     def __init__(self, metrics: RpcMetrics) -> None:
@@ -136,7 +155,7 @@ class MetricsInterceptor(WrappingInterceptor):
             self._metrics.observe(method, status[-1] if status else grpc.StatusCode.OK, time.perf_counter() - started)
 
 
-class ErrorInterceptor(WrappingInterceptor):
+class ErrorLayer(Layer):
     """Turns domain errors into statuses; anything unexpected is logged and answered INTERNAL."""
 
     async def unary(self, method: str, call: UnaryCall, request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -176,7 +195,7 @@ class ErrorInterceptor(WrappingInterceptor):
         await context.abort(code, message, trailing_metadata=metadata)
 
 
-class DeadlineInterceptor(WrappingInterceptor):
+class DeadlineLayer(Layer):
     """Gives unary calls without a client deadline the service's default one."""
 
     def __init__(self, default_deadline_s: float) -> None:
@@ -192,7 +211,7 @@ class DeadlineInterceptor(WrappingInterceptor):
             raise DeadlineExceeded(f"{method} took longer than {self._default_s:g}s") from None
 
 
-class AuthInterceptor(WrappingInterceptor):
+class AuthLayer(Layer):
     """Checks the access token of every call but the public ones, and records the principal."""
 
     def __init__(self, verifier: TokenVerifier | None, public_methods: Collection[str]) -> None:
@@ -253,7 +272,7 @@ async def _validated(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
         yield message
 
 
-class ValidationInterceptor(WrappingInterceptor):
+class ValidationLayer(Layer):
     """Applies each request's protovalidate rules before the servicer sees it."""
 
     async def unary(self, method: str, call: UnaryCall, request: Any, context: grpc.aio.ServicerContext) -> Any:

@@ -20,11 +20,12 @@ from grpc_reflection.v1alpha import reflection
 
 from services.runtime.errors import ChatmeshError
 from services.runtime.interceptors import (
-    AuthInterceptor,
-    DeadlineInterceptor,
-    ErrorInterceptor,
-    MetricsInterceptor,
-    ValidationInterceptor,
+    AuthLayer,
+    DeadlineLayer,
+    ErrorLayer,
+    MetricsLayer,
+    RuntimeInterceptor,
+    ValidationLayer,
 )
 from services.runtime.logs import configure_logging
 from services.runtime.metrics import RpcMetrics
@@ -105,11 +106,15 @@ def create_server(
     public = {m for b in bindings for m in b.public_methods}
     server = grpc.aio.server(
         interceptors=[
-            MetricsInterceptor(metrics),
-            ErrorInterceptor(),
-            DeadlineInterceptor(settings.default_deadline_s),
-            AuthInterceptor(verifier, public),
-            ValidationInterceptor(),
+            RuntimeInterceptor(
+                [
+                    MetricsLayer(metrics),
+                    ErrorLayer(),
+                    DeadlineLayer(settings.default_deadline_s),
+                    AuthLayer(verifier, public),
+                    ValidationLayer(),
+                ]
+            )
         ],
         options=[
             ("grpc.max_receive_message_length", settings.max_receive_message_bytes),

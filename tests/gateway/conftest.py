@@ -52,9 +52,7 @@ def gateway_settings(upstream: int, **changes: Any) -> GatewaySettings:
     values: dict[str, Any] = {
         "port": port,
         "admin_port": admin_port,
-        "upstreams": [
-            Upstream(name="session", port=upstream, package=SESSION_PACKAGE, health_service=SESSION_SERVICE)
-        ],
+        "upstreams": [Upstream(name="session", port=upstream, package=SESSION_PACKAGE, health_service=SESSION_SERVICE)],
         "catalog": Upstream(name="catalog", port=upstream),
         "health_check": HealthCheck(interval_s=0.5),
         **changes,

@@ -7,16 +7,23 @@ import http.client
 import json
 import struct
 import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 import pytest
-from conftest import SESSION_PACKAGE, SESSION_SERVICE, GatewayFactory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from gateway.envoy import Envoy
 from gateway.settings import RateLimit
+
+# The upstream of conftest.py serves this package's health, and is the catalog too.
+SESSION_SERVICE = "chatmesh.session.v1.SessionService"
+SESSION_PACKAGE = "chatmesh.session.v1"
+GatewayFactory = Callable[..., AbstractAsyncContextManager[Envoy]]
 
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 ALLOWED_ORIGIN = "http://localhost:5173"

@@ -1,0 +1,164 @@
+"""make bench-gateway: what the Envoy gateway costs, measured against calling the service directly.
+
+One upstream built with the real services.runtime (interceptors, token check, validation,
+metrics) serves a cheap unary RPC (InferenceService/ListModels) and a server stream
+(InferenceService/Generate, N small messages); the bench servicer does no model work, so
+what differs between the two paths is the gateway alone. The same client calls it straight
+and through Envoy (h2c gRPC, the rendered production config), interleaved in rounds so
+machine noise hits both alike.
+
+Prints: direct/envoy unary calls per second (1 and CONCURRENCY in flight), p50 latency
+and the added p50, stream messages per second, and last `ratio_unary_qps=<envoy/direct>`
+at CONCURRENCY in flight.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+
+from bench.stats import emit, median, percentile
+from chatmesh.inference.v1 import inference_pb2 as pb
+from chatmesh.inference.v1 import inference_pb2_grpc
+from gateway.envoy import Envoy
+from gateway.routes import RouteSpec
+from gateway.settings import GatewaySettings, RateLimit, Upstream
+from mesh.contracts import load
+from mesh.deps.base import free_port
+from mesh.deps.process import running
+from services.runtime.server import ServiceBinding, create_server
+from services.runtime.settings import ServiceSettings
+from services.runtime.tokens import Principal, TokenSigner, generate_key_pair, load_private_key
+
+
+STREAM_MESSAGES = 4000
+
+
+class BenchInferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
+    """Answers at once: ListModels with one model, Generate with `max_tokens` token messages."""
+
+    async def ListModels(self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
+        return pb.ListModelsResponse(models=[pb.Model(name="bench", context_length=2048)])
+
+    async def Generate(
+        self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.GenerateResponse]:
+        for index in range(request.sampling.max_tokens):
+            yield pb.GenerateResponse(token=pb.Token(text="tok", token_id=index, index=index))
+
+
+async def unary_round(stub: inference_pb2_grpc.InferenceServiceStub, auth: tuple[tuple[str, str], ...], calls: int,
+                      in_flight: int) -> tuple[float, list[float]]:
+    """``calls`` ListModels with ``in_flight`` workers; returns (calls/s, latencies in s)."""
+    latencies: list[float] = []
+    remaining = calls
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            started = time.perf_counter()
+            await stub.ListModels(pb.ListModelsRequest(), metadata=auth, timeout=10)
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(in_flight)))
+    return calls / (time.perf_counter() - started), latencies
+
+
+async def stream_round(stub: inference_pb2_grpc.InferenceServiceStub, auth: tuple[tuple[str, str], ...],
+                       streams: int) -> float:
+    """``streams`` Generate streams of 4,000 messages (the contract's max_tokens), one after another;
+    returns messages/s."""
+    request = pb.GenerateRequest(prompt="bench", sampling=pb.SamplingParams(max_tokens=STREAM_MESSAGES))
+    started = time.perf_counter()
+    count = 0
+    for _ in range(streams):
+        async for _ in stub.Generate(request, metadata=auth, timeout=60):
+            count += 1
+    assert count == streams * STREAM_MESSAGES, f"streams delivered {count} of {streams * STREAM_MESSAGES}"
+    return count / (time.perf_counter() - started)
+
+
+async def main(rounds: int, calls: int, in_flight: int, streams: int) -> None:
+    """Run the benchmark and print its figures."""
+    home = Path(tempfile.mkdtemp(prefix="chatmesh-bench-gateway-"))
+    keys = (home / "key.pem", home / "key.pub.pem")
+    generate_key_pair(*keys)
+    token = TokenSigner(load_private_key(keys[0]), "chatmesh", 3600).sign(
+        Principal(str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4()))
+    )
+    auth = (("authorization", f"Bearer {token.token}"),)
+    contract = load("inference")
+    settings = ServiceSettings(port=free_port(), token_public_key_file=keys[1], max_concurrent_rpcs=10_000)
+    app = create_server(
+        "inference", settings, [ServiceBinding(contract.full_name, inference_pb2_grpc.add_InferenceServiceServicer_to_server,
+                                               BenchInferenceServicer())]
+    )
+    await app.start()
+    upstream = Upstream(name="inference", port=app.port, package=contract.package, health_service=contract.full_name)
+    gateway = GatewaySettings(
+        port=free_port(),
+        admin_port=free_port(),
+        upstreams=[upstream],
+        catalog=Upstream(name="catalog", port=app.port, health_service=""),
+        # The bench measures the gateway's cost, not its rate limiter: a bucket it can't drain.
+        rate_limit=RateLimit(max_tokens=1_000_000, tokens_per_fill=1_000_000, fill_interval_s=1),
+        access_log_path=home / "access.log",
+    )
+    routes = [RouteSpec(package=contract.package, cluster="inference", streaming_methods=list(contract.server_streaming))]
+    try:
+        async with running(Envoy(gateway, routes, home / "envoy"), ready_timeout_s=60):
+            async with (
+                grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as direct_channel,
+                grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as envoy_channel,
+            ):
+                paths = {
+                    "direct": inference_pb2_grpc.InferenceServiceStub(direct_channel),
+                    "envoy": inference_pb2_grpc.InferenceServiceStub(envoy_channel),
+                }
+                for stub in paths.values():  # warm up connections, Envoy's upstream pool, caches
+                    await unary_round(stub, auth, 300, in_flight)
+                    await stream_round(stub, auth, 1)
+                serial: dict[str, list[float]] = {k: [] for k in paths}
+                serial_qps: dict[str, list[float]] = {k: [] for k in paths}
+                parallel_qps: dict[str, list[float]] = {k: [] for k in paths}
+                stream_rate: dict[str, list[float]] = {k: [] for k in paths}
+                for _ in range(rounds):
+                    for name, stub in paths.items():
+                        qps, latencies = await unary_round(stub, auth, calls, 1)
+                        serial[name].extend(latencies)
+                        serial_qps[name].append(qps)
+                        qps, _ = await unary_round(stub, auth, calls, in_flight)
+                        parallel_qps[name].append(qps)
+                        stream_rate[name].append(await stream_round(stub, auth, streams))
+    finally:
+        await app.stop()
+
+    for name in paths:
+        emit(f"{name}_unary_qps_1", median(serial_qps[name]))
+        emit(f"{name}_unary_qps_{in_flight}", median(parallel_qps[name]))
+        emit(f"{name}_unary_p50_ms", percentile(serial[name], 0.5) * 1000)
+        emit(f"{name}_unary_p99_ms", percentile(serial[name], 0.99) * 1000)
+        emit(f"{name}_stream_msgs_per_s", median(stream_rate[name]))
+    emit("ratio_unary_qps_1", median(serial_qps["envoy"]) / median(serial_qps["direct"]))
+    emit("ratio_stream", median(stream_rate["envoy"]) / median(stream_rate["direct"]))
+    emit("added_p50_ms", (percentile(serial["envoy"], 0.5) - percentile(serial["direct"], 0.5)) * 1000)
+    emit("ratio_unary_qps", median(parallel_qps["envoy"]) / median(parallel_qps["direct"]))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per path")
+    parser.add_argument("--calls", type=int, default=2000, help="unary calls per round")
+    parser.add_argument("--in-flight", type=int, default=32, help="concurrent unary calls for the headline ratio")
+    parser.add_argument("--streams", type=int, default=5, help="streams of 4,000 messages per round")
+    args = parser.parse_args()
+    asyncio.run(main(args.rounds, args.calls, args.in_flight, args.streams))
