@@ -33,10 +33,10 @@ from gateway.settings import GatewaySettings, RateLimit, Upstream
 from mesh.contracts import load
 from mesh.deps.base import free_port
 from mesh.deps.process import running
+from services.runtime.interceptors import Context
 from services.runtime.server import ServiceBinding, create_server
 from services.runtime.settings import ServiceSettings
 from services.runtime.tokens import Principal, TokenSigner, generate_key_pair, load_private_key
-
 
 STREAM_MESSAGES = 4000
 
@@ -44,18 +44,21 @@ STREAM_MESSAGES = 4000
 class BenchInferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     """Answers at once: ListModels with one model, Generate with `max_tokens` token messages."""
 
-    async def ListModels(self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
+    async def ListModels(
+        self, request: pb.ListModelsRequest, context: Context
+    ) -> pb.ListModelsResponse:
         return pb.ListModelsResponse(models=[pb.Model(name="bench", context_length=2048)])
 
     async def Generate(
-        self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext
+        self, request: pb.GenerateRequest, context: Context
     ) -> AsyncIterator[pb.GenerateResponse]:
         for index in range(request.sampling.max_tokens):
             yield pb.GenerateResponse(token=pb.Token(text="tok", token_id=index, index=index))
 
 
-async def unary_round(stub: inference_pb2_grpc.InferenceServiceStub, auth: tuple[tuple[str, str], ...], calls: int,
-                      in_flight: int) -> tuple[float, list[float]]:
+async def unary_round(
+    stub: inference_pb2_grpc.InferenceServiceStub, auth: tuple[tuple[str, str], ...], calls: int, in_flight: int
+) -> tuple[float, list[float]]:
     """``calls`` ListModels with ``in_flight`` workers; returns (calls/s, latencies in s)."""
     latencies: list[float] = []
     remaining = calls
@@ -73,8 +76,9 @@ async def unary_round(stub: inference_pb2_grpc.InferenceServiceStub, auth: tuple
     return calls / (time.perf_counter() - started), latencies
 
 
-async def stream_round(stub: inference_pb2_grpc.InferenceServiceStub, auth: tuple[tuple[str, str], ...],
-                       streams: int) -> float:
+async def stream_round(
+    stub: inference_pb2_grpc.InferenceServiceStub, auth: tuple[tuple[str, str], ...], streams: int
+) -> float:
     """``streams`` Generate streams of 4,000 messages (the contract's max_tokens), one after another;
     returns messages/s."""
     request = pb.GenerateRequest(prompt="bench", sampling=pb.SamplingParams(max_tokens=STREAM_MESSAGES))
@@ -99,8 +103,13 @@ async def main(rounds: int, calls: int, in_flight: int, streams: int) -> None:
     contract = load("inference")
     settings = ServiceSettings(port=free_port(), token_public_key_file=keys[1], max_concurrent_rpcs=10_000)
     app = create_server(
-        "inference", settings, [ServiceBinding(contract.full_name, inference_pb2_grpc.add_InferenceServiceServicer_to_server,
-                                               BenchInferenceServicer())]
+        "inference",
+        settings,
+        [
+            ServiceBinding(
+                contract.full_name, inference_pb2_grpc.add_InferenceServiceServicer_to_server, BenchInferenceServicer()
+            )
+        ],
     )
     await app.start()
     upstream = Upstream(name="inference", port=app.port, package=contract.package, health_service=contract.full_name)
@@ -113,7 +122,9 @@ async def main(rounds: int, calls: int, in_flight: int, streams: int) -> None:
         rate_limit=RateLimit(max_tokens=1_000_000, tokens_per_fill=1_000_000, fill_interval_s=1),
         access_log_path=home / "access.log",
     )
-    routes = [RouteSpec(package=contract.package, cluster="inference", streaming_methods=list(contract.server_streaming))]
+    routes = [
+        RouteSpec(package=contract.package, cluster="inference", streaming_methods=list(contract.server_streaming))
+    ]
     try:
         async with running(Envoy(gateway, routes, home / "envoy"), ready_timeout_s=60):
             async with (

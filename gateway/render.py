@@ -17,11 +17,10 @@ from typing import Any
 
 import yaml
 
+from gateway.access_log import access_logs, upstream_logs
+from gateway.local_reply import local_reply_config
 from gateway.routes import RouteSpec, duration, render_routes
 from gateway.settings import GatewaySettings, Upstream
-
-GRPC_STATUS_DEADLINE_EXCEEDED = 4
-GRPC_STATUS_RESOURCE_EXHAUSTED = 8
 
 CORS_ALLOW_METHODS = "GET, PUT, DELETE, POST, OPTIONS"
 CORS_ALLOW_HEADERS = (
@@ -30,27 +29,6 @@ CORS_ALLOW_HEADERS = (
     "grpc-timeout,authorization,connect-protocol-version"
 )
 CORS_EXPOSE_HEADERS = "grpc-status,grpc-message,grpc-status-details-bin"
-
-# What one access log line holds. Never a request header that may carry a secret
-# (authorization, cookie): only the ones named here are logged.
-ACCESS_LOG_FIELDS = {
-    "start": "%START_TIME%",
-    "method": "%REQ(:METHOD)%",
-    "path": "%REQ(:PATH)%",
-    "protocol": "%PROTOCOL%",
-    "http_status": "%RESPONSE_CODE%",
-    "grpc_status": "%GRPC_STATUS_NUMBER%",
-    "details": "%RESPONSE_CODE_DETAILS%",
-    "flags": "%RESPONSE_FLAGS%",
-    "duration_ms": "%DURATION%",
-    "bytes_received": "%BYTES_RECEIVED%",
-    "bytes_sent": "%BYTES_SENT%",
-    "upstream": "%UPSTREAM_CLUSTER%",
-    "upstream_host": "%UPSTREAM_HOST%",
-    "client": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
-    "request_id": "%REQ(X-REQUEST-ID)%",
-    "user_agent": "%REQ(USER-AGENT)%",
-}
 
 _HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 _HTTP_OPTIONS_TYPE = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
@@ -85,8 +63,8 @@ def _cors_policy(settings: GatewaySettings) -> dict[str, Any]:
         "allow_headers": CORS_ALLOW_HEADERS,
         "expose_headers": CORS_EXPOSE_HEADERS,
         "max_age": str(settings.cors_max_age_s),
-        # A preflight from a foreign origin is answered here (without allow headers) rather
-        # than forwarded to a gRPC server that cannot make sense of it.
+        # A preflight from a foreign origin is answered here, without the allow-origin header a
+        # browser needs, rather than forwarded to a gRPC server that cannot make sense of it.
         "forward_not_matching_preflights": False,
     }
 
@@ -101,96 +79,14 @@ def _http_filters(settings: GatewaySettings) -> list[dict[str, Any]]:
             "rate_limited_as_resource_exhausted": True,
         },
         "envoy.filters.http.buffer": {"max_request_bytes": settings.max_request_bytes},
-        # Internal x-envoy-* response headers tell a browser nothing it needs.
-        "envoy.filters.http.router": {"suppress_envoy_headers": True},
+        "envoy.filters.http.router": {
+            # Internal x-envoy-* response headers tell a browser nothing it needs.
+            "suppress_envoy_headers": True,
+            "upstream_log": upstream_logs(settings),
+        },
     }
     return [
         {"name": name, "typed_config": {"@type": _FILTER_TYPES[name], **config}} for name, config in configs.items()
-    ]
-
-
-def _grpc_local_reply(http_status: int, grpc_status: int, message: str) -> dict[str, Any]:
-    """Turn Envoy's own ``http_status`` answer to a gRPC call into ``grpc_status``.
-
-    A gRPC-web request is not gRPC to Envoy's local replies: it would get a plain HTTP error,
-    which the grpc_web filter maps by HTTP status (413 to UNKNOWN, 429 and 504 to UNAVAILABLE).
-    Rewritten here to HTTP 200 with an empty body and a grpc-status header, it is a
-    trailers-only gRPC answer, kept as is by grpc_web and by Envoy's native gRPC reply alike.
-    """
-    return {
-        "filter": {
-            "and_filter": {
-                "filters": [
-                    {
-                        "status_code_filter": {
-                            "comparison": {
-                                "op": "EQ",
-                                "value": {"default_value": http_status, "runtime_key": f"gateway_{http_status}"},
-                            }
-                        }
-                    },
-                    # grpc_web has already turned a gRPC-web request's content-type into application/grpc.
-                    {
-                        "header_filter": {
-                            "header": {"name": "content-type", "string_match": {"prefix": "application/grpc"}}
-                        }
-                    },
-                ]
-            }
-        },
-        "status_code": 200,
-        "body": {"inline_string": ""},
-        "headers_to_add": [
-            {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
-            for key, value in (
-                ("content-type", "application/grpc"),
-                ("grpc-status", str(grpc_status)),
-                ("grpc-message", message),
-            )
-        ],
-    }
-
-
-def _local_reply_config(settings: GatewaySettings) -> dict[str, Any]:
-    """gRPC status codes for Envoy's own refusals, the same for gRPC-web and native gRPC.
-
-    Oversized request (buffer filter, 413) and rate-limited call (429): RESOURCE_EXHAUSTED,
-    as gRPC itself answers a message over its size limit. Call past its deadline or the unary
-    timeout (504): DEADLINE_EXCEEDED, as native gRPC calls already get from Envoy.
-    """
-    too_large = f"request body larger than {settings.max_request_bytes} bytes"
-    return {
-        "mappers": [
-            _grpc_local_reply(413, GRPC_STATUS_RESOURCE_EXHAUSTED, too_large),
-            _grpc_local_reply(429, GRPC_STATUS_RESOURCE_EXHAUSTED, "rate limited"),
-            _grpc_local_reply(504, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded at the gateway"),
-        ]
-    }
-
-
-def _access_log(settings: GatewaySettings) -> list[dict[str, Any]]:
-    if not settings.access_log_enabled:
-        return []
-    log_format = {"json_format": ACCESS_LOG_FIELDS}
-    if settings.access_log_path is None:
-        return [
-            {
-                "name": "envoy.access_loggers.stdout",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
-                    "log_format": log_format,
-                },
-            }
-        ]
-    return [
-        {
-            "name": "envoy.access_loggers.file",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
-                "path": str(settings.access_log_path),
-                "log_format": log_format,
-            },
-        }
     ]
 
 
@@ -227,8 +123,8 @@ def _connection_manager(settings: GatewaySettings, routes: list[RouteSpec]) -> d
             ],
         },
         "http_filters": _http_filters(settings),
-        "local_reply_config": _local_reply_config(settings),
-        "access_log": _access_log(settings),
+        "local_reply_config": local_reply_config(settings),
+        "access_log": access_logs(settings),
     }
 
 
@@ -282,6 +178,7 @@ def _cluster(settings: GatewaySettings, upstream: Upstream) -> dict[str, Any]:
             ]
         },
         "health_checks": _health_checks(settings, upstream),
+        "common_lb_config": {"healthy_panic_threshold": {"value": settings.health_check.panic_threshold_percent}},
     }
     if cluster["type"] == "STRICT_DNS":
         cluster["dns_lookup_family"] = "V4_PREFERRED"

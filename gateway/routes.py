@@ -142,7 +142,8 @@ def _rate_limit_config(limit: RateLimit, stat_prefix: str) -> dict[str, Any]:
         },
         "filter_enabled": always,
         "filter_enforced": always,
-        # Without it a rate-limited gRPC call reads UNAVAILABLE, which clients retry at once.
+        # Else a rate-limited native gRPC call reads UNAVAILABLE, which clients retry at once
+        # (gRPC-web calls get RESOURCE_EXHAUSTED from local_reply.py).
         "rate_limited_as_resource_exhausted": True,
     }
 

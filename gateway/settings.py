@@ -73,6 +73,15 @@ class HealthCheck(BaseModel):
     timeout_s: float = Field(default=1.0, ge=0.05, le=60.0, description="Seconds a check may take.")
     healthy_threshold: int = Field(default=1, ge=1, le=100, description="Passes that mark a host healthy.")
     unhealthy_threshold: int = Field(default=3, ge=1, le=100, description="Failures that mark it unhealthy.")
+    panic_threshold_percent: float = Field(
+        # Envoy's default. With one replica a cluster is 0% or 100% healthy: at 50 a failing check
+        # changes nothing (the call goes through and fails or not on its own); at 0 Envoy answers
+        # UNAVAILABLE at once while the only replica is marked down, also while it starts.
+        default=50.0,
+        ge=0.0,
+        le=100.0,
+        description="Below this share of healthy hosts Envoy ignores health and uses all hosts; 0 never does.",
+    )
 
 
 class CircuitBreakers(BaseModel):

@@ -30,7 +30,9 @@ class MeshSettings(BaseSettings):
     )
     metrics_base_port: int = Field(9101, ge=1, le=65_000, description="Prometheus /metrics ports, same order.")
     ready_timeout_s: float = Field(300, ge=10, le=3_600, description="How long `up` waits for everything green.")
-    restart_backoff_max_s: float = Field(30, ge=1, le=600, description="Longest wait before restarting a crashed process.")
+    restart_backoff_max_s: float = Field(
+        30, ge=1, le=600, description="Longest wait before restarting a crashed process."
+    )
 
     @property
     def run_dir(self) -> Path:

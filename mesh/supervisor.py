@@ -23,7 +23,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.envoy import Envoy
-from gateway.render import RouteSpec
+from gateway.routes import RouteSpec
 from gateway.settings import GatewaySettings, Upstream
 from mesh.contracts import ServiceContract, load_all
 from mesh.deps.base import Dependency, ProcessSpec
@@ -144,10 +144,13 @@ class Supervisor:
             port=s.gateway_port,
             admin_port=s.gateway_admin_port,
             upstreams=[
-                Upstream(name=c.name, host=s.host, port=self._service_port(i), package=c.package)
+                Upstream(
+                    name=c.name, host=s.host, port=self._service_port(i), package=c.package, health_service=c.full_name
+                )
                 for i, c in enumerate(self.contracts)
             ],
-            catalog=Upstream(name=CATALOG, host=s.host, port=s.catalog_port, package="grpc.reflection"),
+            catalog=Upstream(name=CATALOG, host=s.host, port=s.catalog_port, health_service=""),
+            access_log_path=s.log_dir / "gateway-access.log",
         )
 
     def routes(self) -> list[RouteSpec]:
@@ -169,17 +172,23 @@ class Supervisor:
             d.mkdir(parents=True, exist_ok=True)
         if not (s.key_dir / "access_token.pem").exists():
             generate_key_pair(s.key_dir / "access_token.pem", s.key_dir / "access_token.pub.pem")
-        nats_dep = Nats(NatsConfig(home=s.state_dir / "nats", host=s.host, port=s.nats_port,
-                                   sync_interval=s.nats_sync_interval))
-        cassandra = Cassandra(CassandraConfig(home=s.state_dir / "cassandra", host=s.host, native_port=s.cql_port,
-                                              storage_port=s.cql_storage_port, heap_mb=s.cassandra_heap_mb))
+        nats_dep = Nats(
+            NatsConfig(home=s.state_dir / "nats", host=s.host, port=s.nats_port, sync_interval=s.nats_sync_interval)
+        )
+        cassandra = Cassandra(
+            CassandraConfig(
+                home=s.state_dir / "cassandra",
+                host=s.host,
+                native_port=s.cql_port,
+                storage_port=s.cql_storage_port,
+                heap_mb=s.cassandra_heap_mb,
+            )
+        )
         envoy = Envoy(self.gateway_settings(), self.routes(), s.state_dir / "envoy")
         await asyncio.gather(*(asyncio.to_thread(d.prepare) for d in (nats_dep, cassandra, envoy)))
         services = [self._service(c, i) for i, c in enumerate(self.contracts)]
         catalog_target = f"{s.host}:{s.catalog_port}"
-        services.append(
-            self._python(CATALOG, "mesh.catalog", -1, lambda t: wait_grpc_serving(catalog_target, "", t))
-        )
+        services.append(self._python(CATALOG, "mesh.catalog", -1, lambda t: wait_grpc_serving(catalog_target, "", t)))
         gateway = self._dependency(envoy)
         admin = f"http://{s.host}:{s.gateway_admin_port}"
         clusters = [c.name for c in self.contracts] + [CATALOG]

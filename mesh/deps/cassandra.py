@@ -4,12 +4,22 @@ Apache does not publish the Cassandra binary tarball on Maven Central, but it do
 ``org.apache.cassandra:cassandra-all`` and every runtime dependency.  :func:`install` resolves
 those with Maven into a per-user cache (``~/.cache/chatmesh/cassandra-<version>/lib``, outside
 the repository so that every clone on the machine shares it), and :class:`Cassandra` launches
-``org.apache.cassandra.service.CassandraDaemon`` from that directory with our own
-``cassandra.yaml`` and ``logback.xml`` (templates in ``mesh/deps/cassandra/``) and the JVM
-options that ``bin/cassandra`` would have assembled for Java 17.
+``org.apache.cassandra.service.CassandraDaemon`` from there with our own ``cassandra.yaml`` and
+``logback.xml`` (templates in ``mesh/deps/cassandra/``) and the JVM options that ``bin/cassandra``
+would assemble for Java 17.
+
+Start-up time is what tests and CI wait on, so besides the Cassandra settings that are safe to
+shorten on a lone node, two JVM measures roughly halve the CPU a start costs on a small machine:
+
+* a class-data-sharing archive of the ~9,600 classes a node loads, made once per JVM by a
+  training run inside :func:`install` (``cds/`` in the cache);
+* C1-only JIT compilation (``-XX:TieredStopAtLevel=1``): C2 would spend seconds of CPU compiling
+  start-up code that never runs again.  Steady-state throughput is lower, so benchmarks should
+  set ``CHATMESH_CASSANDRA_FULL_JIT=1``.
 
 Every path a node writes to lies under its :attr:`CassandraConfig.home`, JMX is not started, and
-all ports come from the config, so several nodes (one per test run, on free ports) can run at once.
+all ports come from the config, so several nodes (one per test session, on free ports) can run
+at once.
 
 Command line::
 
@@ -24,30 +34,44 @@ import asyncio
 import contextlib
 import fcntl
 import functools
+import hashlib
+import importlib
+import logging
 import os
 import shutil
 import signal
+import socket
 import string
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from mesh.deps.base import ProcessSpec, wait_tcp
+from mesh.deps.base import ProcessSpec, free_port, wait_tcp
 
-#: The Cassandra release that is installed and run; the newest 5.0.x on Maven Central.
+#: The Cassandra release that is installed and run: the newest 5.0.x on Maven Central.
 CASSANDRA_VERSION = "5.0.9"
+
+#: Extra JVM options, appended last (so they win), e.g. ``-XX:+UseSerialGC``.
+JVM_OPTS_ENV = "CHATMESH_CASSANDRA_JVM_OPTS"
+
+#: Set to ``1`` to keep the C2 JIT compiler (slower start, faster steady state: benchmarks).
+FULL_JIT_ENV = "CHATMESH_CASSANDRA_FULL_JIT"
+
+_log = logging.getLogger(__name__)
 
 #: Templates and the Maven project that lists the jars.
 _RESOURCES = Path(__file__).with_name("cassandra")
 
-#: Written last by :func:`install`; its presence means the lib directory is complete.
+#: Written last by the jar download; its presence means the lib directory is complete.
 _INSTALLED_MARKER = ".installed"
 
 #: From Cassandra's conf/jvm17-server.options: Cassandra reaches into JDK internals (off-heap
-#: memory, jamm object sizing, RMI, javac for UDFs) and Java 17 refuses that without these.
+#: memory, object sizing, RMI, javac for UDFs) and Java 17 refuses that without these.
 _JAVA17_MODULE_OPTIONS = (
     "-Djdk.attach.allowAttachSelf=true",
     "--add-exports=java.base/jdk.internal.misc=ALL-UNNAMED",
@@ -79,28 +103,26 @@ _JAVA17_MODULE_OPTIONS = (
     "-Dio.netty.allocator.maxOrder=11",
 )
 
-#: System properties that only shorten start-up; each is safe because the node is alone.
-_FAST_START_PROPERTIES = (
-    # Nothing to gossip with: do not wait for gossip to settle, nor for a ring delay.
+#: System properties that shorten start-up or stop; each is safe because the node is alone.
+_SINGLE_NODE_PROPERTIES = (
+    # Nothing to gossip with: do not wait for gossip to settle, nor for the 30 s ring delay.
     "-Dcassandra.skip_wait_for_gossip_to_settle=0",
     "-Dcassandra.ring_delay_ms=100",
     # No other node to agree on schema with.
     "-Dcassandra.skip_schema_check=true",
     "-Dcassandra.migration_delay_ms=0",
-    # The default superuser is only created after a delay (AllowAll auth never needs it).
+    # The default superuser is otherwise created after a 10 s delay.
     "-Dcassandra.superuser_setup_delay_ms=0",
-    # On SIGTERM a node tells its (non-existent) peers it is leaving, then sleeps 2 s for the
-    # news to spread; there is nobody to tell.
+    # On SIGTERM a node tells its peers it is leaving, then sleeps 2 s for the news to spread.
     "-Dcassandra.shutdown_announce_in_ms=0",
-    # No SIGAR native library is shipped through Maven; skip the failing probe and its warning.
+    # Maven Central has no SIGAR native library and we preload no jemalloc: skip both probes
+    # (and their warnings) rather than fail them at every start.
     "-Dcassandra.test.ignore_sigar=true",
-    # Chronicle (audit/full-query log) phones home on first use otherwise.
+    "-Dcassandra.libjemalloc=-",
+    # Chronicle (audit and full-query logs) would phone home on first use.
     "-Dchronicle.analytics.disable=true",
     "-Dchronicle.announcer.disable=true",
 )
-
-#: Extra JVM options for experiments, e.g. ``CHATMESH_CASSANDRA_JVM_OPTS="-XX:+UseG1GC"``.
-JVM_OPTS_ENV = "CHATMESH_CASSANDRA_JVM_OPTS"
 
 
 class CassandraInstallError(RuntimeError):
@@ -113,7 +135,7 @@ class CassandraConfig:
 
     Attributes:
         home: instance directory; ``conf/``, ``data/``, ``commitlog/`` and ``logs/`` go under it.
-        host: address for both CQL and the (unused) inter-node port.
+        host: address for both CQL and the (otherwise unused) inter-node port.
         native_port: CQL port.
         storage_port: inter-node port; must differ between nodes on the same host.
         heap_mb: JVM heap size (-Xms and -Xmx) in MiB.
@@ -131,8 +153,7 @@ class CassandraConfig:
 def default_cache_root() -> Path:
     """``$XDG_CACHE_HOME/chatmesh``, or ``~/.cache/chatmesh``: shared by every clone on the machine."""
     xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".cache"
-    return base / "chatmesh"
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "chatmesh"
 
 
 def find_java() -> Path:
@@ -151,11 +172,13 @@ def find_java() -> Path:
 
 
 def install(cache_root: Path | None = None) -> Path:
-    """Make sure the Cassandra jars are in the cache and return the directory that holds them.
+    """Make sure Cassandra is in the cache and return the directory holding its jars.
 
     The first call resolves ``cassandra-all`` and its runtime dependencies with Maven (about
-    70 MB, into ``~/.m2`` and then the cache); later calls only check a marker file.  Concurrent
-    callers (parallel test sessions) are serialised with a file lock.
+    70 MB, into ``~/.m2`` and then the cache), then runs a node once to record a class-data-sharing
+    archive for the current JVM (best effort: without it a node just starts more slowly).  Later
+    calls only check that both exist.  Concurrent callers (parallel test sessions) are
+    serialised with a file lock.
 
     Args:
         cache_root: where ``cassandra-<version>/`` goes; :func:`default_cache_root` if None.
@@ -166,19 +189,18 @@ def install(cache_root: Path | None = None) -> Path:
     Raises:
         CassandraInstallError: java or mvn is missing, or Maven failed.
     """
-    find_java()  # Fail early and clearly: a cache without a JVM to run it is of no use.
+    java = find_java()  # Fail early and clearly: jars without a JVM to run them are of no use.
     root = (cache_root or default_cache_root()) / f"cassandra-{CASSANDRA_VERSION}"
     lib = root / "lib"
-    if (root / _INSTALLED_MARKER).is_file():
+    archive = _class_data_archive(java, root)
+    if (root / _INSTALLED_MARKER).is_file() and _archive_settled(archive):
         return lib
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise CassandraInstallError("cassandra: `mvn` not found; Maven is needed once to fetch the Cassandra jars")
     root.mkdir(parents=True, exist_ok=True)
     with _exclusive_lock(root / ".lock"):
-        if (root / _INSTALLED_MARKER).is_file():  # Another process finished while we waited.
-            return lib
-        _resolve_jars(mvn, root, lib)
+        if not (root / _INSTALLED_MARKER).is_file():  # Re-checked: another process may have done it.
+            _resolve_jars(root, lib)
+        if not _archive_settled(archive):
+            _record_class_data(java, lib, archive)
     return lib
 
 
@@ -192,9 +214,12 @@ def _exclusive_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _resolve_jars(mvn: str, root: Path, lib: Path) -> None:
-    # The pom is copied next to the jars (rather than used in place) so that Maven never writes
-    # into the repository, and so that the cache records how it was made.
+def _resolve_jars(root: Path, lib: Path) -> None:
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise CassandraInstallError("cassandra: `mvn` not found; Maven is needed once to fetch the Cassandra jars")
+    # The pom is copied next to the jars, rather than used in place, so that Maven never writes
+    # into the repository and the cache records how it was made.
     pom = root / "pom.xml"
     shutil.copyfile(_RESOURCES / "pom.xml", pom)
     staging = root / "lib.partial"
@@ -210,6 +235,7 @@ def _resolve_jars(mvn: str, root: Path, lib: Path) -> None:
         f"-Dlib.dir={staging}",
         "dependency:copy-dependencies",
     ]
+    _log.info("cassandra: fetching cassandra-all %s and its dependencies with Maven", CASSANDRA_VERSION)
     result = subprocess.run(argv, cwd=root, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         tail = (result.stdout + result.stderr).strip().splitlines()[-15:]
@@ -217,21 +243,116 @@ def _resolve_jars(mvn: str, root: Path, lib: Path) -> None:
             f"cassandra: Maven could not fetch cassandra-all {CASSANDRA_VERSION} (exit {result.returncode}):\n"
             + "\n".join(tail)
         )
-    jars = sorted(p.name for p in staging.glob("*.jar"))
-    for required in (f"cassandra-all-{CASSANDRA_VERSION}.jar", _jamm_jar_name(jars)):
-        if required not in jars:
-            raise CassandraInstallError(f"cassandra: Maven finished but {required} is missing from {staging}")
+    jars = sorted(jar.name for jar in staging.glob("*.jar"))
+    if f"cassandra-all-{CASSANDRA_VERSION}.jar" not in jars:
+        raise CassandraInstallError(f"cassandra: Maven finished but cassandra-all is missing from {staging}")
     shutil.rmtree(lib, ignore_errors=True)
     staging.rename(lib)
     (root / _INSTALLED_MARKER).write_text("\n".join([CASSANDRA_VERSION, *jars]) + "\n")
 
 
-def _jamm_jar_name(jars: list[str]) -> str:
-    # jamm measures object sizes (memtable accounting); its version follows cassandra-all's pom.
-    for name in jars:
-        if name.startswith("jamm-"):
-            return name
-    return "jamm-<version>.jar"
+def _class_data_archive(java: Path, root: Path) -> Path:
+    """Where the class-data-sharing archive for this JVM build lives.
+
+    An archive is only valid for the JVM build that wrote it (the JVM checks, and ignores a
+    mismatched one), so the name carries a digest of the JVM's identity: switching JAVA_HOME
+    gets its own archive instead of silently losing the speed-up.
+    """
+    java_home = java.resolve().parent.parent
+    identity = [str(java_home)]
+    for name in ("release", "lib/server/libjvm.so"):
+        with contextlib.suppress(OSError):
+            stat = (java_home / name).stat()
+            identity.append(f"{name}:{stat.st_size}:{stat.st_mtime_ns}")
+    digest = hashlib.sha256("\n".join(identity).encode()).hexdigest()[:16]
+    return root / "cds" / f"cassandra-{digest}.jsa"
+
+
+def _archive_settled(archive: Path) -> bool:
+    # A failed training run leaves a ``.failed`` note so that every start does not retry it
+    # (``python -m mesh.deps.cassandra install`` removes the note and tries again).
+    return archive.is_file() or archive.with_suffix(".failed").is_file()
+
+
+def _record_class_data(java: Path, lib: Path, archive: Path) -> None:
+    """Run a throw-away node once, with a little CQL, and keep the classes it loaded."""
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    partial = archive.with_suffix(".partial")
+    partial.unlink(missing_ok=True)
+    home = Path(tempfile.mkdtemp(prefix="train-", dir=archive.parent))
+    config = CassandraConfig(home=home, native_port=free_port(), storage_port=free_port())
+    _write_conf(config, home)
+    class_data = [f"-XX:ArchiveClassesAtExit={partial}", "-Xlog:cds*=error"]
+    argv = [*_no_memory_lock_prefix(), *_java_argv(config, home, java, lib, class_data)]
+    _log.info("cassandra: recording a class-data-sharing archive (one-off, about 15 s)")
+    started = time.monotonic()
+    try:
+        with open(home / "logs" / "cassandra.log", "ab") as log:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=home,
+                env={**os.environ, "MALLOC_ARENA_MAX": "4"},
+                start_new_session=True,
+            )
+        try:
+            _wait_tcp_blocking(proc, config.host, config.native_port, timeout_s=180.0)
+            with contextlib.suppress(Exception):  # The classes loaded so far are still worth keeping.
+                _exercise_cql(config.host, config.native_port)
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=120.0)  # The archive is written as the JVM exits.
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if not partial.is_file() or partial.stat().st_size == 0:
+            raise RuntimeError(f"the JVM exited with {code} without writing {partial}")
+        partial.rename(archive)
+        _log.info("cassandra: class-data archive %s recorded in %.1fs", archive.name, time.monotonic() - started)
+    except Exception as exc:  # noqa: BLE001 - best effort: the node runs without an archive too
+        partial.unlink(missing_ok=True)
+        archive.with_suffix(".failed").write_text(f"{exc}\nlog: {home / 'logs' / 'cassandra.log'}\n")
+        _log.warning("cassandra: no class-data archive (start-up will be slower): %s", exc)
+        return  # Keep the training home: its log says what went wrong.
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def _wait_tcp_blocking(proc: subprocess.Popen[bytes], host: str, port: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the training node exited with {proc.returncode} before opening its CQL port")
+        try:
+            with socket.create_connection((host, port), timeout=1.0):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the training node did not open {host}:{port} in {timeout_s}s") from None
+            time.sleep(0.1)
+
+
+def _exercise_cql(host: str, port: int) -> None:
+    # What every test does first: schema changes, writes, a lightweight transaction, reads.  The
+    # server-side classes for these then come from the archive too.
+    cluster = _cluster(host, port, timeout_s=30.0)
+    try:
+        session = cluster.connect()
+        session.execute(
+            "CREATE KEYSPACE IF NOT EXISTS train"
+            " WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}"
+        )
+        session.execute("CREATE TABLE IF NOT EXISTS train.t (k text, c int, v text, PRIMARY KEY (k, c))")
+        insert = session.prepare("INSERT INTO train.t (k, c, v) VALUES (?, ?, ?)")
+        for i in range(50):
+            session.execute(insert, ("k", i, "v"))
+        session.execute("INSERT INTO train.t (k, c, v) VALUES ('k', -1, 'v') IF NOT EXISTS")
+        session.execute("UPDATE train.t SET v = 'w' WHERE k = 'k' AND c = -1 IF v = 'v'")
+        session.execute("SELECT * FROM train.t WHERE k = 'k' LIMIT 10").all()
+        session.execute("DROP KEYSPACE train")
+    finally:
+        cluster.shutdown()
 
 
 class Cassandra:
@@ -244,7 +365,7 @@ class Cassandra:
 
         Args:
             config: ports, paths and sizes of the node.
-            cache_root: where the jars are cached; :func:`default_cache_root` if None.
+            cache_root: where Cassandra is cached; :func:`default_cache_root` if None.
         """
         self.config = config
         self._cache_root = cache_root
@@ -261,21 +382,9 @@ class Cassandra:
         return self.home / "logs" / "cassandra.log"
 
     def prepare(self) -> None:
-        """Install the jars if needed and (re)write ``conf/``; keeps any existing data."""
+        """Install Cassandra if needed and (re)write ``conf/``; keeps any existing data."""
         self._lib = install(self._cache_root)
-        home = self.home
-        for sub in ("conf", "data", "commitlog", "logs", "tmp"):
-            (home / sub).mkdir(parents=True, exist_ok=True)
-        template = string.Template((_RESOURCES / "cassandra.yaml.template").read_text())
-        yaml = template.substitute(
-            cluster_name=self.config.cluster_name.replace("'", "''"),
-            host=self.config.host,
-            native_port=self.config.native_port,
-            storage_port=self.config.storage_port,
-            home=str(home),
-        )
-        _write_if_changed(home / "conf" / "cassandra.yaml", yaml)
-        _write_if_changed(home / "conf" / "logback.xml", (_RESOURCES / "logback.xml").read_text())
+        _write_conf(self.config, self.home)
 
     def spec(self) -> ProcessSpec:
         """The ``java ... CassandraDaemon`` command line, in the foreground.
@@ -283,53 +392,19 @@ class Cassandra:
         Raises:
             CassandraInstallError: java is missing.
         """
+        java = find_java()
         lib = self._lib or install(self._cache_root)
-        home = self.home
-        conf = home / "conf"
-        heap = f"{self.config.heap_mb}m"
-        extra = os.environ.get(JVM_OPTS_ENV, "").split()
-        jamm = _jamm_jar_name(sorted(p.name for p in lib.glob("jamm-*.jar")))
-        argv = [
-            *_no_memory_lock_prefix(),
-            str(find_java()),
-            f"-Xms{heap}",
-            f"-Xmx{heap}",
-            "-Xss256k",
-            *_gc_options(extra),
-            # From jvm-server.options: lower-priority background work, no /tmp/hsperfdata
-            # mmap (it causes pauses, and clutters /tmp with one file per test node).
-            "-XX:+UseThreadPriorities",
-            "-XX:+PerfDisableSharedMem",
-            "-XX:+HeapDumpOnOutOfMemoryError",
-            f"-XX:HeapDumpPath={home / 'logs'}",
-            # Dying beats limping on after an OOM (what cassandra-env.sh arranges with kill -9).
-            "-XX:+ExitOnOutOfMemoryError",
-            *_JAVA17_MODULE_OPTIONS,
-            *([] if os.environ.get("NOAGENT") else [f"-javaagent:{lib / jamm}"]),
-            *_FAST_START_PROPERTIES,
-            f"-Dcassandra.config={conf.joinpath('cassandra.yaml').as_uri()}",
-            f"-Dlogback.configurationFile={conf.joinpath('logback.xml').as_uri()}",
-            f"-Dcassandra.logdir={home / 'logs'}",
-            f"-Dcassandra.storagedir={home / 'data'}",
-            # Native libraries (netty, jna, zstd, snappy) are unpacked here at every start.
-            f"-Djava.io.tmpdir={home / 'tmp'}",
-            "-Dcassandra-foreground=yes",
-            *_ip_stack_options(self.config.host),
-            *extra,
-            # Jars listed one by one, in a fixed order, and no directory: a class-data-sharing
-            # archive is only valid for the exact classpath it was made with.
-            "-cp",
-            os.pathsep.join(str(jar) for jar in _classpath(lib)),
-            "org.apache.cassandra.service.CassandraDaemon",
-        ]
+        archive = _class_data_archive(java, lib.parent)
+        class_data = [f"-XX:SharedArchiveFile={archive}"] if archive.is_file() else []
         return ProcessSpec(
             name=self.name,
-            argv=argv,
+            argv=[*_no_memory_lock_prefix(), *_java_argv(self.config, self.home, java, lib, class_data)],
             log_path=self.log_path,
-            # glibc's default of 8 arenas per core inflates the resident set of a JVM.
+            # glibc's default of 8 malloc arenas per core inflates a JVM's resident set.
             env={"MALLOC_ARENA_MAX": "4"},
-            cwd=home,
-            # SIGTERM runs Cassandra's drain hook (flush memtables, close the commit log).
+            cwd=self.home,
+            # SIGTERM runs Cassandra's drain hook (flush memtables, close the commit log); it
+            # takes about 2.5 s, most of it Netty's fixed 2 s quiet period for event loops.
             stop_timeout_s=30.0,
         )
 
@@ -375,20 +450,7 @@ def query_release_version(host: str, port: int, timeout_s: float = 10.0) -> str:
     Returns:
         The server's version string, e.g. ``5.0.9``.
     """
-    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-    from cassandra.policies import WhiteListRoundRobinPolicy
-
-    profile = ExecutionProfile(load_balancing_policy=WhiteListRoundRobinPolicy([host]), request_timeout=timeout_s)
-    cluster = Cluster(
-        [host],
-        port=port,
-        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-        connect_timeout=timeout_s,
-        control_connection_timeout=timeout_s,
-        # A readiness probe needs none of the metadata the driver fetches by default.
-        schema_metadata_enabled=False,
-        token_metadata_enabled=False,
-    )
+    cluster = _cluster(host, port, timeout_s)
     try:
         session = cluster.connect()
         row = session.execute("SELECT release_version FROM system.local").one()
@@ -397,29 +459,125 @@ def query_release_version(host: str, port: int, timeout_s: float = 10.0) -> str:
         cluster.shutdown()
 
 
+def _cluster(host: str, port: int, timeout_s: float) -> Any:
+    # The scylla-driver ships no type information; importing it through importlib keeps this
+    # module mypy-strict clean whether or not the project config silences that package.
+    driver = importlib.import_module("cassandra.cluster")
+    policies = importlib.import_module("cassandra.policies")
+    profile = driver.ExecutionProfile(
+        load_balancing_policy=policies.WhiteListRoundRobinPolicy([host]), request_timeout=timeout_s
+    )
+    return driver.Cluster(
+        [host],
+        port=port,
+        execution_profiles={driver.EXEC_PROFILE_DEFAULT: profile},
+        connect_timeout=timeout_s,
+        control_connection_timeout=timeout_s,
+        # Neither the readiness probe nor the training run needs the metadata fetched by default.
+        schema_metadata_enabled=False,
+        token_metadata_enabled=False,
+    )
+
+
+def _write_conf(config: CassandraConfig, home: Path) -> None:
+    for sub in ("conf/triggers", "data", "commitlog", "logs", "tmp"):
+        (home / sub).mkdir(parents=True, exist_ok=True)
+    template = string.Template((_RESOURCES / "cassandra.yaml.template").read_text())
+    yaml = template.substitute(
+        cluster_name=config.cluster_name.replace("'", "''"),
+        host=config.host,
+        native_port=config.native_port,
+        storage_port=config.storage_port,
+        home=str(home),
+    )
+    _write_if_changed(home / "conf" / "cassandra.yaml", yaml)
+    _write_if_changed(home / "conf" / "logback.xml", (_RESOURCES / "logback.xml").read_text())
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    # prepare() runs before every start; identical rewrites would only churn mtimes.
+    if not path.is_file() or path.read_text() != text:
+        path.write_text(text)
+
+
+def _java_argv(config: CassandraConfig, home: Path, java: Path, lib: Path, class_data: list[str]) -> list[str]:
+    conf = home / "conf"
+    heap = f"{config.heap_mb}m"
+    extra = os.environ.get(JVM_OPTS_ENV, "").split()
+    return [
+        str(java),
+        f"-Xms{heap}",
+        f"-Xmx{heap}",
+        "-Xss256k",
+        *_gc_options(extra),
+        *_jit_options(),
+        *class_data,
+        # From jvm-server.options: lower-priority background work, and no /tmp/hsperfdata mmap
+        # (it causes pauses, and would litter /tmp with a file per test node).
+        "-XX:+UseThreadPriorities",
+        "-XX:+PerfDisableSharedMem",
+        "-XX:+HeapDumpOnOutOfMemoryError",
+        f"-XX:HeapDumpPath={home / 'logs'}",
+        # Dying beats limping on after an OOM (what cassandra-env.sh arranges with kill -9).
+        "-XX:+ExitOnOutOfMemoryError",
+        *_JAVA17_MODULE_OPTIONS,
+        # No -javaagent:jamm.jar, unlike cassandra-env.sh: the JVM cannot record class data with
+        # an agent loaded, and without one Cassandra's ObjectSizes falls back to jamm's Unsafe
+        # strategy, which gives the same sizes.
+        *_SINGLE_NODE_PROPERTIES,
+        f"-Dcassandra.config={(conf / 'cassandra.yaml').as_uri()}",
+        f"-Dlogback.configurationFile={(conf / 'logback.xml').as_uri()}",
+        f"-Dcassandra.logdir={home / 'logs'}",
+        f"-Dcassandra.storagedir={home / 'data'}",
+        f"-Dcassandra.triggers_dir={conf / 'triggers'}",
+        # Native libraries (netty, jna, zstd, snappy) are unpacked here at every start.
+        f"-Djava.io.tmpdir={home / 'tmp'}",
+        "-Dcassandra-foreground=yes",
+        *_ip_stack_options(config.host),
+        *extra,
+        # Jars one by one in a fixed order, and no directory: a class-data archive is only valid
+        # for the exact classpath it was recorded with.
+        "-cp",
+        os.pathsep.join(str(jar) for jar in _classpath(lib)),
+        "org.apache.cassandra.service.CassandraDaemon",
+    ]
+
+
 def _classpath(lib: Path) -> list[Path]:
-    # cassandra-all first so that its classes win over any stray copy in a dependency.
-    jars = sorted(lib.glob("*.jar"), key=lambda jar: (not jar.name.startswith("cassandra-all-"), jar.name))
-    return jars
+    # cassandra-all first, so that its classes win over any stray copy in a dependency.
+    return sorted(lib.glob("*.jar"), key=lambda jar: (not jar.name.startswith("cassandra-all-"), jar.name))
 
 
 def _gc_options(extra: list[str]) -> list[str]:
     if any(opt.startswith("-XX:+Use") and opt.endswith("GC") for opt in extra):
         return []  # The caller picked a collector; the JVM refuses two.
-    # G1, as in jvm17-server.options, but without its 16 MB regions (a few dozen regions in a
-    # sub-GB heap) and without AlwaysPreTouch, which would fault in the whole heap at start.
+    # G1 as in jvm17-server.options, minus its 16 MB regions (meant for multi-GB heaps) and
+    # AlwaysPreTouch (it would fault in the whole heap at start: time, and resident memory).
     return ["-XX:+UseG1GC", "-XX:MaxGCPauseMillis=300", "-XX:+ParallelRefProcEnabled"]
+
+
+def _jit_options() -> list[str]:
+    if os.environ.get(FULL_JIT_ENV, "") not in ("", "0"):
+        return []
+    # C1 only: on 2 cores, C2 compiling start-up code competes with start-up itself (about 3 s of
+    # CPU).  Costs roughly a third more server CPU per request at steady state.
+    return ["-XX:TieredStopAtLevel=1"]
+
+
+def _ip_stack_options(host: str) -> list[str]:
+    # jvm-server.options prefers IPv4; that would make an IPv6 listen address unusable.
+    return [] if ":" in host else ["-Djava.net.preferIPv4Stack=true"]
 
 
 @functools.cache
 def _no_memory_lock_prefix() -> tuple[str, ...]:
-    """A wrapper that takes CAP_IPC_LOCK away from the JVM, when we run as root.
+    """A wrapper that takes CAP_IPC_LOCK away from the JVM when we run as root.
 
     CassandraDaemon always calls ``mlockall(MCL_CURRENT)``.  An ordinary user's RLIMIT_MEMLOCK
-    makes that fail harmlessly (a warning), but root (CI containers) has CAP_IPC_LOCK, so the
-    call succeeds and faults in the whole committed heap and more: 1.3 GB resident instead of a
-    few hundred MB, and most of a second of start-up.  ``setpriv`` (util-linux) drops the
-    capability for the child only; if it is missing or not permitted, run without it.
+    makes that fail harmlessly (one warning), but root (CI containers) has CAP_IPC_LOCK, the call
+    succeeds, and it faults in the whole committed heap and more: 1.3 GB resident instead of about
+    0.5 GB, and extra start-up time.  ``setpriv`` (util-linux) drops the capability for the child
+    only; where it is missing or not permitted, run without it.
     """
     if os.geteuid() != 0:
         return ()
@@ -429,17 +587,6 @@ def _no_memory_lock_prefix() -> tuple[str, ...]:
     prefix = (setpriv, "--inh-caps=-ipc_lock", "--bounding-set=-ipc_lock", "--")
     probe = subprocess.run([*prefix, "true"], capture_output=True, check=False)
     return prefix if probe.returncode == 0 else ()
-
-
-def _ip_stack_options(host: str) -> list[str]:
-    # jvm-server.options prefers IPv4; that would make an IPv6 listen address unusable.
-    return [] if ":" in host else ["-Djava.net.preferIPv4Stack=true"]
-
-
-def _write_if_changed(path: Path, text: str) -> None:
-    # Rewriting identical files would only churn mtimes; prepare() runs on every start.
-    if not path.is_file() or path.read_text() != text:
-        path.write_text(text)
 
 
 async def _run_foreground(node: Cassandra, ready_timeout_s: float) -> int:
@@ -454,36 +601,43 @@ async def _run_foreground(node: Cassandra, ready_timeout_s: float) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    print(f"cassandra {CASSANDRA_VERSION}: starting pid {proc.pid}, log {spec.log_path}", flush=True)
+    print(f"cassandra {CASSANDRA_VERSION}: pid {proc.pid}, log {spec.log_path}", flush=True)
+    ready = asyncio.ensure_future(node.wait_ready(ready_timeout_s))
+    exited = asyncio.ensure_future(proc.wait())
+    stopping = asyncio.ensure_future(stop.wait())
     try:
-        ready = asyncio.ensure_future(node.wait_ready(ready_timeout_s))
-        exited = asyncio.ensure_future(proc.wait())
-        stopping = asyncio.ensure_future(stop.wait())
         await asyncio.wait({ready, exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if ready.done() and ready.exception() is None:
             now = time.monotonic()
             print(
-                f"cassandra ready on {node.config.host}:{node.config.native_port}"
-                f" in {now - started:.1f}s (prepare {prepared - started:.1f}s, java {now - prepared:.1f}s)",
+                f"cassandra ready on {node.config.host}:{node.config.native_port} in {now - started:.1f}s"
+                f" (prepare {prepared - started:.1f}s, start to CQL {now - prepared:.1f}s); Ctrl-C stops it",
                 flush=True,
             )
             await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (ready, stopping):
-            task.cancel()
+        elif ready.done():
+            print(f"cassandra: {ready.exception()}", file=sys.stderr)
         if exited.done():
             print(f"cassandra exited with {proc.returncode}; see {spec.log_path}", file=sys.stderr)
             return 1
-        if ready.done() and not ready.cancelled() and ready.exception() is not None:
-            print(f"cassandra: {ready.exception()}", file=sys.stderr)
-        return 0 if stop.is_set() else 1
+        return 0 if stopping.done() else 1
     finally:
+        for task in (ready, exited, stopping):
+            task.cancel()
         code = await terminate(proc, spec.stop_timeout_s)
-        print(f"cassandra stopped (exit {code}) after {time.monotonic() - started:.1f}s", flush=True)
+        print(f"cassandra stopped (exit {code})", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m mesh.deps.cassandra [install | --home DIR --port N ...]``."""
-    parser = argparse.ArgumentParser(prog="python -m mesh.deps.cassandra", description=__doc__.split("\n")[0])
+    """``python -m mesh.deps.cassandra [install | --home DIR --port N ...]``.
+
+    Args:
+        argv: command-line arguments; ``sys.argv[1:]`` if None.
+
+    Returns:
+        The process exit status.
+    """
+    parser = argparse.ArgumentParser(prog="python -m mesh.deps.cassandra", description="Run or install Cassandra.")
     parser.add_argument("command", nargs="?", choices=["install", "run"], default="run")
     parser.add_argument("--home", type=Path, help="instance directory (required to run)")
     parser.add_argument("--host", default="127.0.0.1")
@@ -492,11 +646,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heap-mb", type=int, default=768)
     parser.add_argument("--ready-timeout", type=float, default=180.0)
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("cassandra").setLevel(logging.WARNING)  # The driver's connection chatter.
     try:
         if args.command == "install":
             started = time.monotonic()
+            # An explicit install retries a class-data recording that failed before.
+            with contextlib.suppress(CassandraInstallError):
+                root = default_cache_root() / f"cassandra-{CASSANDRA_VERSION}"
+                _class_data_archive(find_java(), root).with_suffix(".failed").unlink(missing_ok=True)
             lib = install()
-            print(f"cassandra {CASSANDRA_VERSION} jars in {lib} ({time.monotonic() - started:.1f}s)")
+            print(f"cassandra {CASSANDRA_VERSION} installed in {lib.parent} ({time.monotonic() - started:.1f}s)")
             return 0
         if args.home is None:
             parser.error("--home is required to run a node")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from chatmesh.forms.v1 import forms_pb2, forms_pb2_grpc
-
 from services.forms.servicer import FormsServicer
 from services.forms.settings import FormsSettings
 from services.forms.streams import KV_BUCKETS, STREAMS

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from chatmesh.history.v1 import history_pb2, history_pb2_grpc
-
 from services.history.servicer import HistoryServicer
 from services.history.settings import HistorySettings
 from services.history.streams import KV_BUCKETS, STREAMS

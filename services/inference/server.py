@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from chatmesh.inference.v1 import inference_pb2, inference_pb2_grpc
-
 from services.inference.servicer import InferenceServicer
 from services.inference.settings import InferenceSettings
 from services.inference.streams import KV_BUCKETS, STREAMS

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from chatmesh.ingest.v1 import ingest_pb2, ingest_pb2_grpc
-
 from services.ingest.servicer import IngestServicer
 from services.ingest.settings import IngestSettings
 from services.ingest.streams import KV_BUCKETS, STREAMS

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from chatmesh.presence.v1 import presence_pb2, presence_pb2_grpc
-
 from services.presence.servicer import PresenceServicer
 from services.presence.settings import PresenceSettings
 from services.presence.streams import KV_BUCKETS, STREAMS

@@ -19,7 +19,7 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 import protovalidate
@@ -30,8 +30,11 @@ from services.runtime.tokens import Principal, TokenVerifier
 
 log = logging.getLogger("chatmesh.rpc")
 
-UnaryCall = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
-StreamCall = Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]
+# String aliases: grpc's stubs make these generic, the runtime classes are not subscriptable.
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+UnaryCall: TypeAlias = "Callable[[Any, Context], Awaitable[Any]]"
+StreamCall: TypeAlias = "Callable[[Any, Context], AsyncIterator[Any]]"
 
 # Methods any caller may reach without a token (besides PUBLIC_PREFIXES).
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
@@ -60,13 +63,11 @@ async def _iterate(result: Any) -> AsyncIterator[Any]:
 class Layer:
     """One concern wrapped around every RPC; subclasses override ``unary`` and/or ``stream``."""
 
-    async def unary(self, method: str, call: UnaryCall, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def unary(self, method: str, call: UnaryCall, request: Any, context: Context) -> Any:
         """Serve one call with a single response. Default: pass through."""
         return await call(request, context)
 
-    def stream(
-        self, method: str, call: StreamCall, request: Any, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[Any]:
+    def stream(self, method: str, call: StreamCall, request: Any, context: Context) -> AsyncIterator[Any]:
         """Serve one call with a stream of responses. Default: pass through."""
         return call(request, context)
 
@@ -76,13 +77,13 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, layers: Sequence[Layer]) -> None:
         self._layers = tuple(layers)
-        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+        self._wrapped: dict[str, Handler] = {}
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Handler | None:
         method = handler_call_details.method
         wrapped = self._wrapped.get(method)
         if wrapped is None:
@@ -92,14 +93,14 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
             wrapped = self._wrapped[method] = self._wrap(handler, method)
         return wrapped
 
-    def _unary_chain(self, method: str, inner: UnaryCall) -> UnaryCall:
+    def _unary_chain(self, method: str, inner: Callable[..., Any]) -> UnaryCall:
         call = inner
         for layer in reversed(self._layers):
             call = functools.partial(layer.unary, method, call)
         return call
 
-    def _stream_chain(self, method: str, inner: Callable[[Any, grpc.aio.ServicerContext], Any]) -> StreamCall:
-        def innermost(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    def _stream_chain(self, method: str, inner: Callable[..., Any]) -> StreamCall:
+        def innermost(request: Any, context: Context) -> AsyncIterator[Any]:
             return _iterate(inner(request, context))
 
         call: StreamCall = innermost
@@ -107,20 +108,26 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
             call = functools.partial(layer.stream, method, call)
         return call
 
-    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    def _wrap(self, handler: Handler, method: str) -> Handler:
+        # Exactly one of the four behaviors is set; in grpc.aio each is an async callable.
+        behavior: Callable[..., Any] = (
+            handler.unary_unary or handler.stream_unary or handler.unary_stream or handler.stream_stream  # type: ignore[assignment]
+        )
         if handler.unary_unary or handler.stream_unary:
-            unary = self._unary_chain(method, handler.unary_unary or handler.stream_unary)
+            unary = self._unary_chain(method, behavior)
             factory = (
                 grpc.unary_unary_rpc_method_handler if handler.unary_unary else grpc.stream_unary_rpc_method_handler
             )
             return factory(unary, handler.request_deserializer, handler.response_serializer)
-        chain = self._stream_chain(method, handler.unary_stream or handler.stream_stream)
+        chain = self._stream_chain(method, behavior)
 
-        async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def streaming(request: Any, context: Context) -> AsyncIterator[Any]:
             async for item in chain(request, context):
                 yield item
 
-        factory = grpc.unary_stream_rpc_method_handler if handler.unary_stream else grpc.stream_stream_rpc_method_handler
+        factory = (
+            grpc.unary_stream_rpc_method_handler if handler.unary_stream else grpc.stream_stream_rpc_method_handler
+        )
         return factory(streaming, handler.request_deserializer, handler.response_serializer)
 
 
@@ -130,7 +137,7 @@ class MetricsLayer(Layer):
     def __init__(self, metrics: RpcMetrics) -> None:
         self._metrics = metrics
 
-    async def unary(self, method: str, call: UnaryCall, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def unary(self, method: str, call: UnaryCall, request: Any, context: Context) -> Any:
         status: list[grpc.StatusCode] = []
         _status.set(status)
         started = time.perf_counter()
@@ -139,9 +146,7 @@ class MetricsLayer(Layer):
         finally:
             self._metrics.observe(method, status[-1] if status else grpc.StatusCode.OK, time.perf_counter() - started)
 
-    async def stream(
-        self, method: str, call: StreamCall, request: Any, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[Any]:
+    async def stream(self, method: str, call: StreamCall, request: Any, context: Context) -> AsyncIterator[Any]:
         status: list[grpc.StatusCode] = []
         _status.set(status)
         started = time.perf_counter()
@@ -158,16 +163,14 @@ class MetricsLayer(Layer):
 class ErrorLayer(Layer):
     """Turns domain errors into statuses; anything unexpected is logged and answered INTERNAL."""
 
-    async def unary(self, method: str, call: UnaryCall, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def unary(self, method: str, call: UnaryCall, request: Any, context: Context) -> Any:
         try:
             return await call(request, context)
         except Exception as exc:  # noqa: BLE001 - every failure gets a status; AbortError passes through
             await self._abort(method, exc, context)
             raise  # unreachable: abort raises
 
-    async def stream(
-        self, method: str, call: StreamCall, request: Any, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[Any]:
+    async def stream(self, method: str, call: StreamCall, request: Any, context: Context) -> AsyncIterator[Any]:
         try:
             async for item in call(request, context):
                 yield item
@@ -175,7 +178,7 @@ class ErrorLayer(Layer):
             await self._abort(method, exc, context)
             raise
 
-    async def _abort(self, method: str, exc: Exception, context: grpc.aio.ServicerContext) -> None:
+    async def _abort(self, method: str, exc: Exception, context: Context) -> None:
         if isinstance(exc, grpc.aio.AbortError):
             raise exc
         status = _status.get(None)
@@ -201,7 +204,7 @@ class DeadlineLayer(Layer):
     def __init__(self, default_deadline_s: float) -> None:
         self._default_s = default_deadline_s
 
-    async def unary(self, method: str, call: UnaryCall, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def unary(self, method: str, call: UnaryCall, request: Any, context: Context) -> Any:
         if context.time_remaining() is not None:
             return await call(request, context)
         try:
@@ -218,7 +221,7 @@ class AuthLayer(Layer):
         self._verifier = verifier
         self._public = frozenset(public_methods)
 
-    def _authenticate(self, method: str, context: grpc.aio.ServicerContext) -> None:
+    def _authenticate(self, method: str, context: Context) -> None:
         if method in self._public or method.startswith(PUBLIC_PREFIXES):
             _principal.set(None)
             return
@@ -232,13 +235,11 @@ class AuthLayer(Layer):
             raise Unauthenticated("this service has no token key configured")
         _principal.set(self._verifier.verify(token))
 
-    async def unary(self, method: str, call: UnaryCall, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def unary(self, method: str, call: UnaryCall, request: Any, context: Context) -> Any:
         self._authenticate(method, context)
         return await call(request, context)
 
-    async def stream(
-        self, method: str, call: StreamCall, request: Any, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[Any]:
+    async def stream(self, method: str, call: StreamCall, request: Any, context: Context) -> AsyncIterator[Any]:
         self._authenticate(method, context)
         async for item in call(request, context):
             yield item
@@ -246,7 +247,8 @@ class AuthLayer(Layer):
 
 def _violation_field(violation: protovalidate.Violation) -> str:
     parts = []
-    for element in violation.proto.field.elements:
+    path = violation.proto.field
+    for element in path.elements if path is not None else ():
         name = element.field_name
         subscript = element.subscript
         if subscript is not None:
@@ -275,12 +277,10 @@ async def _validated(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
 class ValidationLayer(Layer):
     """Applies each request's protovalidate rules before the servicer sees it."""
 
-    async def unary(self, method: str, call: UnaryCall, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def unary(self, method: str, call: UnaryCall, request: Any, context: Context) -> Any:
         return await call(self._check(request), context)
 
-    def stream(
-        self, method: str, call: StreamCall, request: Any, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[Any]:
+    def stream(self, method: str, call: StreamCall, request: Any, context: Context) -> AsyncIterator[Any]:
         return call(self._check(request), context)
 
     @staticmethod

@@ -14,7 +14,23 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 # Buckets from 0.25 ms to 60 s: loopback unary calls sit well under a millisecond,
 # streams and inference last seconds to minutes.
 LATENCY_BUCKETS = (
-    0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
 )
 
 
@@ -25,12 +41,17 @@ class RpcMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._service = service
         self._calls = Counter(
-            "chatmesh_rpc_total", "RPCs finished, by method and status code.",
-            ["service", "method", "code"], registry=self.registry,
+            "chatmesh_rpc_total",
+            "RPCs finished, by method and status code.",
+            ["service", "method", "code"],
+            registry=self.registry,
         )
         self._latency = Histogram(
-            "chatmesh_rpc_duration_seconds", "RPC duration from the first byte in to the status out.",
-            ["service", "method"], buckets=LATENCY_BUCKETS, registry=self.registry,
+            "chatmesh_rpc_duration_seconds",
+            "RPC duration from the first byte in to the status out.",
+            ["service", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self._http: WSGIServer | None = None
         self._thread: threading.Thread | None = None

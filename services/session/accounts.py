@@ -160,9 +160,7 @@ class Accounts:
             )
         )
 
-    async def _start_session(
-        self, user_id: str, device_id: str | None, device_name: str, now: datetime
-    ) -> LoggedIn:
+    async def _start_session(self, user_id: str, device_id: str | None, device_name: str, now: datetime) -> LoggedIn:
         existing = await self._store.device(user_id, device_id) if device_id else None
         if existing is not None and existing.family_id:
             await self._store.revoke_family(existing.family_id)  # one live login per device

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from chatmesh.session.v1 import session_pb2, session_pb2_grpc
-
 from services.runtime.cql import CqlSession
 from services.runtime.errors import Unavailable
 from services.runtime.server import ServiceBinding, ServiceServer, create_server, run

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import grpc
-from chatmesh.session.v1 import session_pb2 as pb
-from chatmesh.session.v1 import session_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from services.runtime.interceptors import current_principal
+from chatmesh.session.v1 import session_pb2 as pb
+from chatmesh.session.v1 import session_pb2_grpc
+from services.runtime.interceptors import Context, current_principal
 from services.session.accounts import Accounts, LoggedIn, TokenPair
 
 PUBLIC_METHODS = (
@@ -44,15 +43,13 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
     def __init__(self, accounts: Accounts) -> None:
         self._accounts = accounts
 
-    async def Register(self, request: pb.RegisterRequest, context: grpc.aio.ServicerContext) -> pb.RegisterResponse:
+    async def Register(self, request: pb.RegisterRequest, context: Context) -> pb.RegisterResponse:
         user_id, device_id, tokens = _logged_in(
-            await self._accounts.register(
-                request.username, request.password, request.display_name, request.device_name
-            )
+            await self._accounts.register(request.username, request.password, request.display_name, request.device_name)
         )
         return pb.RegisterResponse(user_id=user_id, device_id=device_id, tokens=tokens)
 
-    async def Login(self, request: pb.LoginRequest, context: grpc.aio.ServicerContext) -> pb.LoginResponse:
+    async def Login(self, request: pb.LoginRequest, context: Context) -> pb.LoginResponse:
         user_id, device_id, tokens = _logged_in(
             await self._accounts.login(
                 request.username, request.password, request.device_name, request.device_id or None
@@ -60,16 +57,14 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
         )
         return pb.LoginResponse(user_id=user_id, device_id=device_id, tokens=tokens)
 
-    async def Refresh(self, request: pb.RefreshRequest, context: grpc.aio.ServicerContext) -> pb.RefreshResponse:
+    async def Refresh(self, request: pb.RefreshRequest, context: Context) -> pb.RefreshResponse:
         return pb.RefreshResponse(tokens=_tokens(await self._accounts.refresh(request.refresh_token)))
 
-    async def Logout(self, request: pb.LogoutRequest, context: grpc.aio.ServicerContext) -> pb.LogoutResponse:
+    async def Logout(self, request: pb.LogoutRequest, context: Context) -> pb.LogoutResponse:
         await self._accounts.logout(current_principal())
         return pb.LogoutResponse()
 
-    async def ListDevices(
-        self, request: pb.ListDevicesRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ListDevicesResponse:
+    async def ListDevices(self, request: pb.ListDevicesRequest, context: Context) -> pb.ListDevicesResponse:
         devices = await self._accounts.devices(current_principal().user_id)
         return pb.ListDevicesResponse(
             devices=[
@@ -83,8 +78,6 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
             ]
         )
 
-    async def RevokeDevice(
-        self, request: pb.RevokeDeviceRequest, context: grpc.aio.ServicerContext
-    ) -> pb.RevokeDeviceResponse:
+    async def RevokeDevice(self, request: pb.RevokeDeviceRequest, context: Context) -> pb.RevokeDeviceResponse:
         await self._accounts.revoke_device(current_principal().user_id, request.device_id)
         return pb.RevokeDeviceResponse()

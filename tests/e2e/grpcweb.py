@@ -80,9 +80,7 @@ def _post(base_url: str, path: str, body: bytes, headers: dict[str, str]) -> Grp
     # A trailers-only answer (an error before any message) carries the status in the headers.
     status = trailers.get("grpc-status", response_headers.get("grpc-status", "-1"))
     message = trailers.get("grpc-message", response_headers.get("grpc-message", ""))
-    return GrpcWebReply(
-        response.status, int(status), urllib.parse.unquote(message), messages, response_headers
-    )
+    return GrpcWebReply(response.status, int(status), urllib.parse.unquote(message), messages, response_headers)
 
 
 async def call(

@@ -46,9 +46,7 @@ async def test_a_browser_registers_logs_in_and_uses_its_token_through_the_gatewa
     assert sorted(d.name for d in devices.devices) == ["chromium", "firefox"]
 
 
-async def test_without_a_valid_token_the_gateway_answers_unauthenticated(
-    gateway: Gateway, token_keys: KeyPair
-) -> None:
+async def test_without_a_valid_token_the_gateway_answers_unauthenticated(gateway: Gateway, token_keys: KeyPair) -> None:
     signer = TokenSigner(load_private_key(token_keys.private), "chatmesh", 60)
     principal = Principal(str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4()))
     expired = signer.sign(principal, now=time.time() - 3600).token
@@ -63,13 +61,17 @@ async def test_without_a_valid_token_the_gateway_answers_unauthenticated(
 async def test_a_wrong_password_is_unauthenticated_without_saying_whether_the_user_exists(gateway: Gateway) -> None:
     username = _username()
     await call(
-        gateway.url, f"{SESSION}/Register", pb.RegisterRequest(username=username, password="right password", device_name="a")
+        gateway.url,
+        f"{SESSION}/Register",
+        pb.RegisterRequest(username=username, password="right password", device_name="a"),
     )
     known = await call(
         gateway.url, f"{SESSION}/Login", pb.LoginRequest(username=username, password="wrong password", device_name="a")
     )
     unknown = await call(
-        gateway.url, f"{SESSION}/Login", pb.LoginRequest(username=_username(), password="wrong password", device_name="a")
+        gateway.url,
+        f"{SESSION}/Login",
+        pb.LoginRequest(username=_username(), password="wrong password", device_name="a"),
     )
     assert (known.grpc_status, known.grpc_message) == (unknown.grpc_status, unknown.grpc_message)
     assert known.grpc_status == UNAUTHENTICATED
@@ -94,7 +96,9 @@ async def test_a_malformed_body_gets_an_error_and_the_gateway_keeps_serving(gate
         assert reply.grpc_status not in (0, -1) or reply.http_status >= 400, (body, reply)
     # Still serving, on the same route:
     good = await call(
-        gateway.url, f"{SESSION}/Register", pb.RegisterRequest(username=_username(), password="long enough", device_name="a")
+        gateway.url,
+        f"{SESSION}/Register",
+        pb.RegisterRequest(username=_username(), password="long enough", device_name="a"),
     )
     assert good.grpc_status == 0
 
@@ -104,6 +108,8 @@ async def test_an_oversized_request_is_resource_exhausted(gateway: Gateway) -> N
     reply = await call(gateway.url, f"{SESSION}/Register", huge)
     assert reply.grpc_status == RESOURCE_EXHAUSTED, reply
     good = await call(
-        gateway.url, f"{SESSION}/Register", pb.RegisterRequest(username=_username(), password="long enough", device_name="a")
+        gateway.url,
+        f"{SESSION}/Register",
+        pb.RegisterRequest(username=_username(), password="long enough", device_name="a"),
     )
     assert good.grpc_status == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,16 @@ SESSION_PACKAGE = "chatmesh.session.v1"
 GatewayFactory = Callable[..., AbstractAsyncContextManager[Envoy]]
 
 
+@dataclass(frozen=True)
+class TinyUpstream:
+    """The test's gRPC server: its port, and its health servicer to change statuses with."""
+
+    port: int
+    health: health_aio.HealthServicer
+
+
 @pytest_asyncio.fixture
-async def upstream_port() -> AsyncIterator[int]:
+async def upstream() -> AsyncIterator[TinyUpstream]:
     """A grpc.aio server with Health (SessionService SERVING) and reflection, on a free port."""
     server = grpc.aio.server()
     health = health_aio.HealthServicer()
@@ -38,7 +47,7 @@ async def upstream_port() -> AsyncIterator[int]:
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
-        yield port
+        yield TinyUpstream(port, health)
     finally:
         await server.stop(None)
 
@@ -61,12 +70,12 @@ def gateway_settings(upstream: int, **changes: Any) -> GatewaySettings:
 
 
 @pytest.fixture
-def gateway(upstream_port: int, tmp_path: Path) -> GatewayFactory:
+def gateway(upstream: TinyUpstream, tmp_path: Path) -> GatewayFactory:
     """Start Envoy in front of ``upstream_port``; keyword arguments change its settings."""
 
     @asynccontextmanager
     async def start(routes: list[RouteSpec] | None = None, **changes: Any) -> AsyncIterator[Envoy]:
-        settings = gateway_settings(upstream_port, **changes)
+        settings = gateway_settings(upstream.port, **changes)
         envoy = Envoy(settings, routes or [], tmp_path / f"envoy-{settings.port}")
         async with running(envoy, ready_timeout_s=30.0):
             yield envoy

@@ -11,14 +11,27 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from gateway.envoy import Envoy
 from gateway.settings import RateLimit
+
+
+class TinyUpstream(Protocol):
+    """What conftest's ``upstream`` fixture gives (a name imported from conftest would not type-check)."""
+
+    @property
+    def port(self) -> int: ...
+
+    @property
+    def health(self) -> health_aio.HealthServicer: ...
+
 
 # The upstream of conftest.py serves this package's health, and is the catalog too.
 SESSION_SERVICE = "chatmesh.session.v1.SessionService"
@@ -26,6 +39,7 @@ SESSION_PACKAGE = "chatmesh.session.v1"
 GatewayFactory = Callable[..., AbstractAsyncContextManager[Envoy]]
 
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+HEALTH_WATCH = "/grpc.health.v1.Health/Watch"
 ALLOWED_ORIGIN = "http://localhost:5173"
 OK, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, UNIMPLEMENTED = 0, 4, 8, 12
 
@@ -133,6 +147,43 @@ async def test_grpc_web_call_over_http11_reaches_the_service_and_reads_serving(g
     assert "grpc-status" in reply.headers["access-control-expose-headers"]
 
 
+class GrpcWebStream:
+    """A server-streaming gRPC-web call over HTTP/1.1, read one message at a time."""
+
+    def __init__(self, port: int, path: str, body: bytes) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        headers = {"content-type": "application/grpc-web+proto", "x-grpc-web": "1"}
+        self.conn.request("POST", path, body=body, headers=headers)
+        self.response = self.conn.getresponse()
+
+    def read_message(self) -> bytes:
+        flag, length = struct.unpack(">BI", self.response.read(5))
+        assert flag == 0, "expected a data frame"
+        return self.response.read(length)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+@pytest.mark.asyncio
+async def test_server_stream_outlives_the_unary_timeout_and_sees_later_updates(
+    gateway: GatewayFactory, upstream: TinyUpstream
+) -> None:
+    async with gateway(unary_timeout_s=1.0) as envoy:
+        stream = await asyncio.to_thread(GrpcWebStream, envoy.settings.port, HEALTH_WATCH, check_request())
+        try:
+            first = await asyncio.to_thread(stream.read_message)
+            await asyncio.sleep(1.5)
+            await upstream.health.set(SESSION_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
+            second = await asyncio.to_thread(stream.read_message)
+        finally:
+            stream.close()
+
+    assert stream.response.status == 200
+    assert health_pb2.HealthCheckResponse.FromString(first).status == health_pb2.HealthCheckResponse.SERVING
+    assert health_pb2.HealthCheckResponse.FromString(second).status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
 @pytest.mark.asyncio
 async def test_preflight_is_allowed_for_a_listed_origin_only(gateway: GatewayFactory) -> None:
     async with gateway() as envoy:
@@ -173,9 +224,15 @@ async def test_body_over_max_request_bytes_is_refused_as_resource_exhausted(gate
         big = check_request("x" * (100 * 1024))
         refused = await post(port, HEALTH_CHECK, big)
         small = await post(port, HEALTH_CHECK, check_request())
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            check = channel.unary_unary(HEALTH_CHECK)
+            with pytest.raises(grpc.aio.AioRpcError) as native:
+                await check(big[5:], timeout=5)
 
     assert refused.grpc_status == RESOURCE_EXHAUSTED
+    assert "larger than 65536 bytes" in refused.headers["grpc-message"]
     assert small.grpc_status == OK
+    assert native.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 @pytest.mark.asyncio
@@ -218,20 +275,40 @@ async def test_native_grpc_and_reflection_pass_through_the_gateway(gateway: Gate
     assert unknown.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
+async def read_log_lines(log: Path, count: int) -> list[dict[str, object]]:
+    """The first ``count`` JSON lines of ``log``; Envoy flushes it about once a second."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        lines = log.read_text().splitlines() if log.exists() else []
+        if len(lines) >= count:
+            return [json.loads(line) for line in lines]
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"{log} has fewer than {count} lines")
+
+
 @pytest.mark.asyncio
-async def test_access_log_is_json_with_grpc_status_and_without_the_token(
+async def test_access_log_has_each_calls_real_grpc_status_and_never_the_token(
     gateway: GatewayFactory, tmp_path: Path
 ) -> None:
     log = tmp_path / "access.log"
-    async with gateway(access_log_path=log) as envoy:
-        await post(envoy.settings.port, HEALTH_CHECK, check_request(), {"authorization": "Bearer sekrit-token"})
-        deadline = time.monotonic() + 10
-        while not (log.exists() and log.read_text()) and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
+    tiny = RateLimit(max_tokens=1, tokens_per_fill=1, fill_interval_s=3600)
+    async with gateway(access_log_path=log, rate_limit_overrides={SESSION_PACKAGE: tiny}) as envoy:
+        port = envoy.settings.port
+        secret = {"authorization": "Bearer sekrit-token"}
+        await post(port, HEALTH_CHECK, check_request(), secret)
+        for _ in range(2):
+            await post(port, f"/{SESSION_SERVICE}/Ping", frame(b""), secret)
+        lines = await read_log_lines(log, 3)
 
-    text = log.read_text()
-    line = json.loads(text.splitlines()[0])
-    assert line["path"] == HEALTH_CHECK
-    assert line["method"] == "POST"
-    assert "sekrit" not in text
-    assert {"duration_ms", "bytes_received", "bytes_sent", "grpc_status"} <= line.keys()
+    assert "sekrit" not in log.read_text()
+    by_status = {(line["path"], line["grpc_status"]): line for line in lines}
+    # A gRPC-web call's status travels in the body; the log still has it right.
+    served = by_status[(HEALTH_CHECK, OK)]
+    assert served["answered_by"] == "service"
+    assert served["method"] == "POST"
+    assert {"duration_ms", "request_bytes", "response_bytes", "request_id"} <= served.keys()
+    assert by_status[(f"/{SESSION_SERVICE}/Ping", UNIMPLEMENTED)]["answered_by"] == "service"
+    limited = by_status[(f"/{SESSION_SERVICE}/Ping", RESOURCE_EXHAUSTED)]
+    assert limited["answered_by"] == "gateway"
+    assert limited["flags"] == "RL"
+    assert len(lines) == 3

@@ -229,15 +229,31 @@ def test_admin_listens_on_loopback_only() -> None:
     assert config["admin"]["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 9999}
 
 
-def test_access_log_is_json_and_never_logs_authorization(tmp_path: Path) -> None:
-    to_file = connection_manager(render(GatewaySettings(access_log_path=tmp_path / "a.log"), []))["access_log"]
-    to_stdout = connection_manager(render(GatewaySettings(), []))["access_log"]
+def router_config(config: dict[str, Any]) -> dict[str, Any]:
+    router: dict[str, Any] = connection_manager(config)["http_filters"][-1]["typed_config"]
+    return router
 
-    assert to_file[0]["typed_config"]["path"] == str(tmp_path / "a.log")
-    assert to_stdout[0]["name"] == "envoy.access_loggers.stdout"
-    fields = to_stdout[0]["typed_config"]["log_format"]["json_format"]
-    assert {"method", "path", "grpc_status", "duration_ms", "bytes_received", "bytes_sent"} <= fields.keys()
-    assert "authorization" not in json.dumps(fields).lower()
+
+def test_access_logs_are_json_and_never_log_authorization(tmp_path: Path) -> None:
+    to_file = render(GatewaySettings(access_log_path=tmp_path / "a.log"), [])
+    to_stdout = render(GatewaySettings(), [])
+
+    for config in (to_file, to_stdout):
+        loggers = connection_manager(config)["access_log"] + router_config(config)["upstream_log"]
+        assert len(loggers) == 2
+        for logger in loggers:
+            fields = logger["typed_config"]["log_format"]["json_format"]
+            assert {"method", "path", "grpc_status", "duration_ms", "request_bytes", "response_bytes"} <= fields.keys()
+            assert "authorization" not in json.dumps(fields).lower()
+    assert connection_manager(to_file)["access_log"][0]["typed_config"]["path"] == str(tmp_path / "a.log")
+    assert router_config(to_stdout)["upstream_log"][0]["name"] == "envoy.access_loggers.stdout"
+
+
+def test_no_access_log_when_disabled() -> None:
+    config = render(GatewaySettings(access_log_enabled=False), [])
+
+    assert connection_manager(config)["access_log"] == []
+    assert router_config(config)["upstream_log"] == []
 
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -92,7 +92,9 @@ async def test_public_rpcs_are_validated_too(session_service: ServiceServer) -> 
     async with grpc.aio.insecure_channel(f"127.0.0.1:{session_service.port}") as channel:
         stub = session_pb2_grpc.SessionServiceStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            await stub.Register(session_pb2.RegisterRequest(username="Bad Name!", password="long enough", device_name="a"))
+            await stub.Register(
+                session_pb2.RegisterRequest(username="Bad Name!", password="long enough", device_name="a")
+            )
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert (err.value.details() or "").startswith("username: ")
 
