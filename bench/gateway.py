@@ -44,14 +44,10 @@ STREAM_MESSAGES = 4000
 class BenchInferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     """Answers at once: ListModels with one model, Generate with `max_tokens` token messages."""
 
-    async def ListModels(
-        self, request: pb.ListModelsRequest, context: Context
-    ) -> pb.ListModelsResponse:
+    async def ListModels(self, request: pb.ListModelsRequest, context: Context) -> pb.ListModelsResponse:
         return pb.ListModelsResponse(models=[pb.Model(name="bench", context_length=2048)])
 
-    async def Generate(
-        self, request: pb.GenerateRequest, context: Context
-    ) -> AsyncIterator[pb.GenerateResponse]:
+    async def Generate(self, request: pb.GenerateRequest, context: Context) -> AsyncIterator[pb.GenerateResponse]:
         for index in range(request.sampling.max_tokens):
             yield pb.GenerateResponse(token=pb.Token(text="tok", token_id=index, index=index))
 
