@@ -47,7 +47,7 @@ bin/grpcurl:
 # protovalidate's validate.proto, from its Go module (no BSR here; not committed).
 $(PROTODEPS):
 	mkdir -p $(dir $@)
-	dir=$$(cd /tmp && go mod download -json github.com/bufbuild/protovalidate@$(PROTOVALIDATE_VERSION) | $(PY) -c 'import json,sys; print(json.load(sys.stdin)["Dir"])') && \
+	dir=$$(cd /tmp && go mod download -json github.com/bufbuild/protovalidate@$(PROTOVALIDATE_VERSION) | $(CURDIR)/$(PY) -c 'import json,sys; print(json.load(sys.stdin)["Dir"])') && \
 	  install -m 0644 $$dir/proto/protovalidate/buf/validate/validate.proto $@
 
 .PHONY: setup
