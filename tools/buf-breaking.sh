@@ -4,7 +4,8 @@
 # `buf breaking --against '.git#branch=main'` can't build main here: protovalidate's
 # validate.proto is fetched into build/ (no BSR access, not committed), so main's tree
 # alone doesn't compile. Instead, build main's proto/ into an image beside the same
-# dependency, and compare against that image.
+# dependency, build the working tree the same way, and compare the two images with the
+# FILE rules of buf.yaml (images carry no config, so the rule set is passed here).
 set -euo pipefail
 branch="${1:-main}"
 root="$(git rev-parse --show-toplevel)"
@@ -26,5 +27,7 @@ git archive "$branch" proto buf.yaml | tar -x -C "$tmp"
 mkdir -p "$tmp/build"
 cp -r build/protodeps "$tmp/build/"
 (cd "$tmp" && "$buf" build -o "$tmp/against.binpb")
-"$buf" breaking --against "$tmp/against.binpb"
+"$buf" build -o "$tmp/current.binpb"
+"$buf" breaking "$tmp/current.binpb" --against "$tmp/against.binpb" \
+  --config '{"version": "v2", "breaking": {"use": ["FILE"]}}'
 echo "buf breaking: no breaking change against '$branch'"
