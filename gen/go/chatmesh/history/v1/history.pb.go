@@ -611,6 +611,98 @@ func (x *CreateConversationResponse) GetCreated() bool {
 	return false
 }
 
+// GetConversation reads one conversation.
+type GetConversationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// UUID of the conversation.
+	ConversationId string `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *GetConversationRequest) Reset() {
+	*x = GetConversationRequest{}
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetConversationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetConversationRequest) ProtoMessage() {}
+
+func (x *GetConversationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetConversationRequest.ProtoReflect.Descriptor instead.
+func (*GetConversationRequest) Descriptor() ([]byte, []int) {
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *GetConversationRequest) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
+// The conversation as the caller sees it.
+type GetConversationResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The conversation.
+	Conversation  *Conversation `protobuf:"bytes,1,opt,name=conversation,proto3" json:"conversation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetConversationResponse) Reset() {
+	*x = GetConversationResponse{}
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetConversationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetConversationResponse) ProtoMessage() {}
+
+func (x *GetConversationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetConversationResponse.ProtoReflect.Descriptor instead.
+func (*GetConversationResponse) Descriptor() ([]byte, []int) {
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *GetConversationResponse) GetConversation() *Conversation {
+	if x != nil {
+		return x.Conversation
+	}
+	return nil
+}
+
 // SendMessage sends a message.
 type SendMessageRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -627,7 +719,7 @@ type SendMessageRequest struct {
 
 func (x *SendMessageRequest) Reset() {
 	*x = SendMessageRequest{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[5]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -639,7 +731,7 @@ func (x *SendMessageRequest) String() string {
 func (*SendMessageRequest) ProtoMessage() {}
 
 func (x *SendMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[5]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -652,7 +744,7 @@ func (x *SendMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendMessageRequest.ProtoReflect.Descriptor instead.
 func (*SendMessageRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{5}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SendMessageRequest) GetConversationId() string {
@@ -689,7 +781,7 @@ type SendMessageResponse struct {
 
 func (x *SendMessageResponse) Reset() {
 	*x = SendMessageResponse{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[6]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -701,7 +793,7 @@ func (x *SendMessageResponse) String() string {
 func (*SendMessageResponse) ProtoMessage() {}
 
 func (x *SendMessageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[6]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -714,7 +806,7 @@ func (x *SendMessageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendMessageResponse.ProtoReflect.Descriptor instead.
 func (*SendMessageResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{6}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SendMessageResponse) GetMessage() *Message {
@@ -742,7 +834,7 @@ type ListConversationsRequest struct {
 
 func (x *ListConversationsRequest) Reset() {
 	*x = ListConversationsRequest{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[7]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -754,7 +846,7 @@ func (x *ListConversationsRequest) String() string {
 func (*ListConversationsRequest) ProtoMessage() {}
 
 func (x *ListConversationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[7]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -767,7 +859,7 @@ func (x *ListConversationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConversationsRequest.ProtoReflect.Descriptor instead.
 func (*ListConversationsRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{7}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListConversationsRequest) GetPage() *v1.PageRequest {
@@ -790,7 +882,7 @@ type ListConversationsResponse struct {
 
 func (x *ListConversationsResponse) Reset() {
 	*x = ListConversationsResponse{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[8]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -802,7 +894,7 @@ func (x *ListConversationsResponse) String() string {
 func (*ListConversationsResponse) ProtoMessage() {}
 
 func (x *ListConversationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[8]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -815,7 +907,7 @@ func (x *ListConversationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConversationsResponse.ProtoReflect.Descriptor instead.
 func (*ListConversationsResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{8}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListConversationsResponse) GetConversations() []*Conversation {
@@ -851,7 +943,7 @@ type ListMessagesRequest struct {
 
 func (x *ListMessagesRequest) Reset() {
 	*x = ListMessagesRequest{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[9]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +955,7 @@ func (x *ListMessagesRequest) String() string {
 func (*ListMessagesRequest) ProtoMessage() {}
 
 func (x *ListMessagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[9]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +968,7 @@ func (x *ListMessagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMessagesRequest.ProtoReflect.Descriptor instead.
 func (*ListMessagesRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{9}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListMessagesRequest) GetConversationId() string {
@@ -920,7 +1012,7 @@ type ListMessagesResponse struct {
 
 func (x *ListMessagesResponse) Reset() {
 	*x = ListMessagesResponse{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[10]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -932,7 +1024,7 @@ func (x *ListMessagesResponse) String() string {
 func (*ListMessagesResponse) ProtoMessage() {}
 
 func (x *ListMessagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[10]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -945,7 +1037,7 @@ func (x *ListMessagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMessagesResponse.ProtoReflect.Descriptor instead.
 func (*ListMessagesResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{10}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListMessagesResponse) GetMessages() []*Message {
@@ -975,7 +1067,7 @@ type MarkReadRequest struct {
 
 func (x *MarkReadRequest) Reset() {
 	*x = MarkReadRequest{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[11]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -987,7 +1079,7 @@ func (x *MarkReadRequest) String() string {
 func (*MarkReadRequest) ProtoMessage() {}
 
 func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[11]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1000,7 +1092,7 @@ func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadRequest.ProtoReflect.Descriptor instead.
 func (*MarkReadRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{11}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *MarkReadRequest) GetConversationId() string {
@@ -1030,7 +1122,7 @@ type MarkReadResponse struct {
 
 func (x *MarkReadResponse) Reset() {
 	*x = MarkReadResponse{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[12]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1042,7 +1134,7 @@ func (x *MarkReadResponse) String() string {
 func (*MarkReadResponse) ProtoMessage() {}
 
 func (x *MarkReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[12]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1055,7 +1147,7 @@ func (x *MarkReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadResponse.ProtoReflect.Descriptor instead.
 func (*MarkReadResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{12}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *MarkReadResponse) GetReadSequence() uint64 {
@@ -1087,7 +1179,7 @@ type EditMessageRequest struct {
 
 func (x *EditMessageRequest) Reset() {
 	*x = EditMessageRequest{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[13]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1099,7 +1191,7 @@ func (x *EditMessageRequest) String() string {
 func (*EditMessageRequest) ProtoMessage() {}
 
 func (x *EditMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[13]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1112,7 +1204,7 @@ func (x *EditMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EditMessageRequest.ProtoReflect.Descriptor instead.
 func (*EditMessageRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{13}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *EditMessageRequest) GetConversationId() string {
@@ -1147,7 +1239,7 @@ type EditMessageResponse struct {
 
 func (x *EditMessageResponse) Reset() {
 	*x = EditMessageResponse{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[14]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1159,7 +1251,7 @@ func (x *EditMessageResponse) String() string {
 func (*EditMessageResponse) ProtoMessage() {}
 
 func (x *EditMessageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[14]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1172,7 +1264,7 @@ func (x *EditMessageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EditMessageResponse.ProtoReflect.Descriptor instead.
 func (*EditMessageResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{14}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *EditMessageResponse) GetMessage() *Message {
@@ -1195,7 +1287,7 @@ type DeleteMessageRequest struct {
 
 func (x *DeleteMessageRequest) Reset() {
 	*x = DeleteMessageRequest{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[15]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1207,7 +1299,7 @@ func (x *DeleteMessageRequest) String() string {
 func (*DeleteMessageRequest) ProtoMessage() {}
 
 func (x *DeleteMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[15]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1220,7 +1312,7 @@ func (x *DeleteMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMessageRequest.ProtoReflect.Descriptor instead.
 func (*DeleteMessageRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{15}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DeleteMessageRequest) GetConversationId() string {
@@ -1248,7 +1340,7 @@ type DeleteMessageResponse struct {
 
 func (x *DeleteMessageResponse) Reset() {
 	*x = DeleteMessageResponse{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[16]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1260,7 +1352,7 @@ func (x *DeleteMessageResponse) String() string {
 func (*DeleteMessageResponse) ProtoMessage() {}
 
 func (x *DeleteMessageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[16]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1273,7 +1365,7 @@ func (x *DeleteMessageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMessageResponse.ProtoReflect.Descriptor instead.
 func (*DeleteMessageResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{16}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DeleteMessageResponse) GetMessage() *Message {
@@ -1325,7 +1417,11 @@ const file_chatmesh_history_v1_history_proto_rawDesc = "" +
 	"\x05model\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\x05model\"}\n" +
 	"\x1aCreateConversationResponse\x12E\n" +
 	"\fconversation\x18\x01 \x01(\v2!.chatmesh.history.v1.ConversationR\fconversation\x12\x18\n" +
-	"\acreated\x18\x02 \x01(\bR\acreated\"\x9e\x01\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\"K\n" +
+	"\x16GetConversationRequest\x121\n" +
+	"\x0fconversation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0econversationId\"`\n" +
+	"\x17GetConversationResponse\x12E\n" +
+	"\fconversation\x18\x01 \x01(\v2!.chatmesh.history.v1.ConversationR\fconversation\"\x9e\x01\n" +
 	"\x12SendMessageRequest\x121\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0econversationId\x125\n" +
 	"\x11client_message_id\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x0fclientMessageId\x12\x1e\n" +
@@ -1380,10 +1476,11 @@ const file_chatmesh_history_v1_history_proto_rawDesc = "" +
 	"\x1aDELIVERY_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13DELIVERY_STATE_SENT\x10\x01\x12\x1c\n" +
 	"\x18DELIVERY_STATE_DELIVERED\x10\x02\x12\x17\n" +
-	"\x13DELIVERY_STATE_READ\x10\x032\xef\x05\n" +
+	"\x13DELIVERY_STATE_READ\x10\x032\xe2\x06\n" +
 	"\x0eHistoryService\x12u\n" +
 	"\x12CreateConversation\x12..chatmesh.history.v1.CreateConversationRequest\x1a/.chatmesh.history.v1.CreateConversationResponse\x12`\n" +
-	"\vSendMessage\x12'.chatmesh.history.v1.SendMessageRequest\x1a(.chatmesh.history.v1.SendMessageResponse\x12w\n" +
+	"\vSendMessage\x12'.chatmesh.history.v1.SendMessageRequest\x1a(.chatmesh.history.v1.SendMessageResponse\x12q\n" +
+	"\x0fGetConversation\x12+.chatmesh.history.v1.GetConversationRequest\x1a,.chatmesh.history.v1.GetConversationResponse\"\x03\x90\x02\x01\x12w\n" +
 	"\x11ListConversations\x12-.chatmesh.history.v1.ListConversationsRequest\x1a..chatmesh.history.v1.ListConversationsResponse\"\x03\x90\x02\x01\x12h\n" +
 	"\fListMessages\x12(.chatmesh.history.v1.ListMessagesRequest\x1a).chatmesh.history.v1.ListMessagesResponse\"\x03\x90\x02\x01\x12W\n" +
 	"\bMarkRead\x12$.chatmesh.history.v1.MarkReadRequest\x1a%.chatmesh.history.v1.MarkReadResponse\x12`\n" +
@@ -1404,7 +1501,7 @@ func file_chatmesh_history_v1_history_proto_rawDescGZIP() []byte {
 }
 
 var file_chatmesh_history_v1_history_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_chatmesh_history_v1_history_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_chatmesh_history_v1_history_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_chatmesh_history_v1_history_proto_goTypes = []any{
 	(ConversationKind)(0),              // 0: chatmesh.history.v1.ConversationKind
 	(AuthorKind)(0),                    // 1: chatmesh.history.v1.AuthorKind
@@ -1414,64 +1511,69 @@ var file_chatmesh_history_v1_history_proto_goTypes = []any{
 	(*Conversation)(nil),               // 5: chatmesh.history.v1.Conversation
 	(*CreateConversationRequest)(nil),  // 6: chatmesh.history.v1.CreateConversationRequest
 	(*CreateConversationResponse)(nil), // 7: chatmesh.history.v1.CreateConversationResponse
-	(*SendMessageRequest)(nil),         // 8: chatmesh.history.v1.SendMessageRequest
-	(*SendMessageResponse)(nil),        // 9: chatmesh.history.v1.SendMessageResponse
-	(*ListConversationsRequest)(nil),   // 10: chatmesh.history.v1.ListConversationsRequest
-	(*ListConversationsResponse)(nil),  // 11: chatmesh.history.v1.ListConversationsResponse
-	(*ListMessagesRequest)(nil),        // 12: chatmesh.history.v1.ListMessagesRequest
-	(*ListMessagesResponse)(nil),       // 13: chatmesh.history.v1.ListMessagesResponse
-	(*MarkReadRequest)(nil),            // 14: chatmesh.history.v1.MarkReadRequest
-	(*MarkReadResponse)(nil),           // 15: chatmesh.history.v1.MarkReadResponse
-	(*EditMessageRequest)(nil),         // 16: chatmesh.history.v1.EditMessageRequest
-	(*EditMessageResponse)(nil),        // 17: chatmesh.history.v1.EditMessageResponse
-	(*DeleteMessageRequest)(nil),       // 18: chatmesh.history.v1.DeleteMessageRequest
-	(*DeleteMessageResponse)(nil),      // 19: chatmesh.history.v1.DeleteMessageResponse
-	(*timestamppb.Timestamp)(nil),      // 20: google.protobuf.Timestamp
-	(*v1.PageRequest)(nil),             // 21: chatmesh.common.v1.PageRequest
-	(*v1.PageResponse)(nil),            // 22: chatmesh.common.v1.PageResponse
-	(v1.Direction)(0),                  // 23: chatmesh.common.v1.Direction
+	(*GetConversationRequest)(nil),     // 8: chatmesh.history.v1.GetConversationRequest
+	(*GetConversationResponse)(nil),    // 9: chatmesh.history.v1.GetConversationResponse
+	(*SendMessageRequest)(nil),         // 10: chatmesh.history.v1.SendMessageRequest
+	(*SendMessageResponse)(nil),        // 11: chatmesh.history.v1.SendMessageResponse
+	(*ListConversationsRequest)(nil),   // 12: chatmesh.history.v1.ListConversationsRequest
+	(*ListConversationsResponse)(nil),  // 13: chatmesh.history.v1.ListConversationsResponse
+	(*ListMessagesRequest)(nil),        // 14: chatmesh.history.v1.ListMessagesRequest
+	(*ListMessagesResponse)(nil),       // 15: chatmesh.history.v1.ListMessagesResponse
+	(*MarkReadRequest)(nil),            // 16: chatmesh.history.v1.MarkReadRequest
+	(*MarkReadResponse)(nil),           // 17: chatmesh.history.v1.MarkReadResponse
+	(*EditMessageRequest)(nil),         // 18: chatmesh.history.v1.EditMessageRequest
+	(*EditMessageResponse)(nil),        // 19: chatmesh.history.v1.EditMessageResponse
+	(*DeleteMessageRequest)(nil),       // 20: chatmesh.history.v1.DeleteMessageRequest
+	(*DeleteMessageResponse)(nil),      // 21: chatmesh.history.v1.DeleteMessageResponse
+	(*timestamppb.Timestamp)(nil),      // 22: google.protobuf.Timestamp
+	(*v1.PageRequest)(nil),             // 23: chatmesh.common.v1.PageRequest
+	(*v1.PageResponse)(nil),            // 24: chatmesh.common.v1.PageResponse
+	(v1.Direction)(0),                  // 25: chatmesh.common.v1.Direction
 }
 var file_chatmesh_history_v1_history_proto_depIdxs = []int32{
 	1,  // 0: chatmesh.history.v1.Member.kind:type_name -> chatmesh.history.v1.AuthorKind
 	1,  // 1: chatmesh.history.v1.Message.author_kind:type_name -> chatmesh.history.v1.AuthorKind
-	20, // 2: chatmesh.history.v1.Message.created_at:type_name -> google.protobuf.Timestamp
-	20, // 3: chatmesh.history.v1.Message.edited_at:type_name -> google.protobuf.Timestamp
+	22, // 2: chatmesh.history.v1.Message.created_at:type_name -> google.protobuf.Timestamp
+	22, // 3: chatmesh.history.v1.Message.edited_at:type_name -> google.protobuf.Timestamp
 	2,  // 4: chatmesh.history.v1.Message.delivery_state:type_name -> chatmesh.history.v1.DeliveryState
 	0,  // 5: chatmesh.history.v1.Conversation.kind:type_name -> chatmesh.history.v1.ConversationKind
 	3,  // 6: chatmesh.history.v1.Conversation.members:type_name -> chatmesh.history.v1.Member
 	4,  // 7: chatmesh.history.v1.Conversation.last_message:type_name -> chatmesh.history.v1.Message
-	20, // 8: chatmesh.history.v1.Conversation.created_at:type_name -> google.protobuf.Timestamp
+	22, // 8: chatmesh.history.v1.Conversation.created_at:type_name -> google.protobuf.Timestamp
 	0,  // 9: chatmesh.history.v1.CreateConversationRequest.kind:type_name -> chatmesh.history.v1.ConversationKind
 	5,  // 10: chatmesh.history.v1.CreateConversationResponse.conversation:type_name -> chatmesh.history.v1.Conversation
-	4,  // 11: chatmesh.history.v1.SendMessageResponse.message:type_name -> chatmesh.history.v1.Message
-	21, // 12: chatmesh.history.v1.ListConversationsRequest.page:type_name -> chatmesh.common.v1.PageRequest
-	5,  // 13: chatmesh.history.v1.ListConversationsResponse.conversations:type_name -> chatmesh.history.v1.Conversation
-	22, // 14: chatmesh.history.v1.ListConversationsResponse.page:type_name -> chatmesh.common.v1.PageResponse
-	21, // 15: chatmesh.history.v1.ListMessagesRequest.page:type_name -> chatmesh.common.v1.PageRequest
-	23, // 16: chatmesh.history.v1.ListMessagesRequest.direction:type_name -> chatmesh.common.v1.Direction
-	4,  // 17: chatmesh.history.v1.ListMessagesResponse.messages:type_name -> chatmesh.history.v1.Message
-	22, // 18: chatmesh.history.v1.ListMessagesResponse.page:type_name -> chatmesh.common.v1.PageResponse
-	4,  // 19: chatmesh.history.v1.EditMessageResponse.message:type_name -> chatmesh.history.v1.Message
-	4,  // 20: chatmesh.history.v1.DeleteMessageResponse.message:type_name -> chatmesh.history.v1.Message
-	6,  // 21: chatmesh.history.v1.HistoryService.CreateConversation:input_type -> chatmesh.history.v1.CreateConversationRequest
-	8,  // 22: chatmesh.history.v1.HistoryService.SendMessage:input_type -> chatmesh.history.v1.SendMessageRequest
-	10, // 23: chatmesh.history.v1.HistoryService.ListConversations:input_type -> chatmesh.history.v1.ListConversationsRequest
-	12, // 24: chatmesh.history.v1.HistoryService.ListMessages:input_type -> chatmesh.history.v1.ListMessagesRequest
-	14, // 25: chatmesh.history.v1.HistoryService.MarkRead:input_type -> chatmesh.history.v1.MarkReadRequest
-	16, // 26: chatmesh.history.v1.HistoryService.EditMessage:input_type -> chatmesh.history.v1.EditMessageRequest
-	18, // 27: chatmesh.history.v1.HistoryService.DeleteMessage:input_type -> chatmesh.history.v1.DeleteMessageRequest
-	7,  // 28: chatmesh.history.v1.HistoryService.CreateConversation:output_type -> chatmesh.history.v1.CreateConversationResponse
-	9,  // 29: chatmesh.history.v1.HistoryService.SendMessage:output_type -> chatmesh.history.v1.SendMessageResponse
-	11, // 30: chatmesh.history.v1.HistoryService.ListConversations:output_type -> chatmesh.history.v1.ListConversationsResponse
-	13, // 31: chatmesh.history.v1.HistoryService.ListMessages:output_type -> chatmesh.history.v1.ListMessagesResponse
-	15, // 32: chatmesh.history.v1.HistoryService.MarkRead:output_type -> chatmesh.history.v1.MarkReadResponse
-	17, // 33: chatmesh.history.v1.HistoryService.EditMessage:output_type -> chatmesh.history.v1.EditMessageResponse
-	19, // 34: chatmesh.history.v1.HistoryService.DeleteMessage:output_type -> chatmesh.history.v1.DeleteMessageResponse
-	28, // [28:35] is the sub-list for method output_type
-	21, // [21:28] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	5,  // 11: chatmesh.history.v1.GetConversationResponse.conversation:type_name -> chatmesh.history.v1.Conversation
+	4,  // 12: chatmesh.history.v1.SendMessageResponse.message:type_name -> chatmesh.history.v1.Message
+	23, // 13: chatmesh.history.v1.ListConversationsRequest.page:type_name -> chatmesh.common.v1.PageRequest
+	5,  // 14: chatmesh.history.v1.ListConversationsResponse.conversations:type_name -> chatmesh.history.v1.Conversation
+	24, // 15: chatmesh.history.v1.ListConversationsResponse.page:type_name -> chatmesh.common.v1.PageResponse
+	23, // 16: chatmesh.history.v1.ListMessagesRequest.page:type_name -> chatmesh.common.v1.PageRequest
+	25, // 17: chatmesh.history.v1.ListMessagesRequest.direction:type_name -> chatmesh.common.v1.Direction
+	4,  // 18: chatmesh.history.v1.ListMessagesResponse.messages:type_name -> chatmesh.history.v1.Message
+	24, // 19: chatmesh.history.v1.ListMessagesResponse.page:type_name -> chatmesh.common.v1.PageResponse
+	4,  // 20: chatmesh.history.v1.EditMessageResponse.message:type_name -> chatmesh.history.v1.Message
+	4,  // 21: chatmesh.history.v1.DeleteMessageResponse.message:type_name -> chatmesh.history.v1.Message
+	6,  // 22: chatmesh.history.v1.HistoryService.CreateConversation:input_type -> chatmesh.history.v1.CreateConversationRequest
+	10, // 23: chatmesh.history.v1.HistoryService.SendMessage:input_type -> chatmesh.history.v1.SendMessageRequest
+	8,  // 24: chatmesh.history.v1.HistoryService.GetConversation:input_type -> chatmesh.history.v1.GetConversationRequest
+	12, // 25: chatmesh.history.v1.HistoryService.ListConversations:input_type -> chatmesh.history.v1.ListConversationsRequest
+	14, // 26: chatmesh.history.v1.HistoryService.ListMessages:input_type -> chatmesh.history.v1.ListMessagesRequest
+	16, // 27: chatmesh.history.v1.HistoryService.MarkRead:input_type -> chatmesh.history.v1.MarkReadRequest
+	18, // 28: chatmesh.history.v1.HistoryService.EditMessage:input_type -> chatmesh.history.v1.EditMessageRequest
+	20, // 29: chatmesh.history.v1.HistoryService.DeleteMessage:input_type -> chatmesh.history.v1.DeleteMessageRequest
+	7,  // 30: chatmesh.history.v1.HistoryService.CreateConversation:output_type -> chatmesh.history.v1.CreateConversationResponse
+	11, // 31: chatmesh.history.v1.HistoryService.SendMessage:output_type -> chatmesh.history.v1.SendMessageResponse
+	9,  // 32: chatmesh.history.v1.HistoryService.GetConversation:output_type -> chatmesh.history.v1.GetConversationResponse
+	13, // 33: chatmesh.history.v1.HistoryService.ListConversations:output_type -> chatmesh.history.v1.ListConversationsResponse
+	15, // 34: chatmesh.history.v1.HistoryService.ListMessages:output_type -> chatmesh.history.v1.ListMessagesResponse
+	17, // 35: chatmesh.history.v1.HistoryService.MarkRead:output_type -> chatmesh.history.v1.MarkReadResponse
+	19, // 36: chatmesh.history.v1.HistoryService.EditMessage:output_type -> chatmesh.history.v1.EditMessageResponse
+	21, // 37: chatmesh.history.v1.HistoryService.DeleteMessage:output_type -> chatmesh.history.v1.DeleteMessageResponse
+	30, // [30:38] is the sub-list for method output_type
+	22, // [22:30] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_chatmesh_history_v1_history_proto_init() }
@@ -1485,7 +1587,7 @@ func file_chatmesh_history_v1_history_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chatmesh_history_v1_history_proto_rawDesc), len(file_chatmesh_history_v1_history_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

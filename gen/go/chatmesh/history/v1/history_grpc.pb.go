@@ -25,6 +25,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	HistoryService_CreateConversation_FullMethodName = "/chatmesh.history.v1.HistoryService/CreateConversation"
 	HistoryService_SendMessage_FullMethodName        = "/chatmesh.history.v1.HistoryService/SendMessage"
+	HistoryService_GetConversation_FullMethodName    = "/chatmesh.history.v1.HistoryService/GetConversation"
 	HistoryService_ListConversations_FullMethodName  = "/chatmesh.history.v1.HistoryService/ListConversations"
 	HistoryService_ListMessages_FullMethodName       = "/chatmesh.history.v1.HistoryService/ListMessages"
 	HistoryService_MarkRead_FullMethodName           = "/chatmesh.history.v1.HistoryService/MarkRead"
@@ -47,6 +48,10 @@ type HistoryServiceClient interface {
 	// stored the first time. Acknowledged only once durable. Errors: INVALID_ARGUMENT,
 	// NOT_FOUND, PERMISSION_DENIED, RESOURCE_EXHAUSTED (rate limit; retry-after-ms).
 	SendMessage(ctx context.Context, in *SendMessageRequest, opts ...grpc.CallOption) (*SendMessageResponse, error)
+	// One conversation with its members, last message and the caller's unread count.
+	// Services use it to check membership with the caller's token. Errors:
+	// INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED (not a member).
+	GetConversation(ctx context.Context, in *GetConversationRequest, opts ...grpc.CallOption) (*GetConversationResponse, error)
 	// The caller's conversations, most recent activity first, with the last message and
 	// the caller's unread count. Errors: INVALID_ARGUMENT (bad page token).
 	ListConversations(ctx context.Context, in *ListConversationsRequest, opts ...grpc.CallOption) (*ListConversationsResponse, error)
@@ -87,6 +92,16 @@ func (c *historyServiceClient) SendMessage(ctx context.Context, in *SendMessageR
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(SendMessageResponse)
 	err := c.cc.Invoke(ctx, HistoryService_SendMessage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *historyServiceClient) GetConversation(ctx context.Context, in *GetConversationRequest, opts ...grpc.CallOption) (*GetConversationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetConversationResponse)
+	err := c.cc.Invoke(ctx, HistoryService_GetConversation_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -158,6 +173,10 @@ type HistoryServiceServer interface {
 	// stored the first time. Acknowledged only once durable. Errors: INVALID_ARGUMENT,
 	// NOT_FOUND, PERMISSION_DENIED, RESOURCE_EXHAUSTED (rate limit; retry-after-ms).
 	SendMessage(context.Context, *SendMessageRequest) (*SendMessageResponse, error)
+	// One conversation with its members, last message and the caller's unread count.
+	// Services use it to check membership with the caller's token. Errors:
+	// INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED (not a member).
+	GetConversation(context.Context, *GetConversationRequest) (*GetConversationResponse, error)
 	// The caller's conversations, most recent activity first, with the last message and
 	// the caller's unread count. Errors: INVALID_ARGUMENT (bad page token).
 	ListConversations(context.Context, *ListConversationsRequest) (*ListConversationsResponse, error)
@@ -189,6 +208,9 @@ func (UnimplementedHistoryServiceServer) CreateConversation(context.Context, *Cr
 }
 func (UnimplementedHistoryServiceServer) SendMessage(context.Context, *SendMessageRequest) (*SendMessageResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SendMessage not implemented")
+}
+func (UnimplementedHistoryServiceServer) GetConversation(context.Context, *GetConversationRequest) (*GetConversationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetConversation not implemented")
 }
 func (UnimplementedHistoryServiceServer) ListConversations(context.Context, *ListConversationsRequest) (*ListConversationsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListConversations not implemented")
@@ -258,6 +280,24 @@ func _HistoryService_SendMessage_Handler(srv interface{}, ctx context.Context, d
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(HistoryServiceServer).SendMessage(ctx, req.(*SendMessageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _HistoryService_GetConversation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetConversationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HistoryServiceServer).GetConversation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HistoryService_GetConversation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HistoryServiceServer).GetConversation(ctx, req.(*GetConversationRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -366,6 +406,10 @@ var HistoryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SendMessage",
 			Handler:    _HistoryService_SendMessage_Handler,
+		},
+		{
+			MethodName: "GetConversation",
+			Handler:    _HistoryService_GetConversation_Handler,
 		},
 		{
 			MethodName: "ListConversations",

@@ -115,3 +115,15 @@ class ResyncRequired(_message.Message):
 class KeepAlive(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class DeviceHeartbeat(_message.Message):
+    __slots__ = ("user_id", "device_id", "connected", "active")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    CONNECTED_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    device_id: str
+    connected: bool
+    active: bool
+    def __init__(self, user_id: _Optional[str] = ..., device_id: _Optional[str] = ..., connected: _Optional[bool] = ..., active: _Optional[bool] = ...) -> None: ...

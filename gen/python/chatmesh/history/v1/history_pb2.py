@@ -27,7 +27,7 @@ from chatmesh.common.v1 import common_pb2 as chatmesh_dot_common_dot_v1_dot_comm
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!chatmesh/history/v1/history.proto\x12\x13\x63hatmesh.history.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1f\x63hatmesh/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"y\n\x06Member\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12!\n\x0c\x64isplay_name\x18\x02 \x01(\tR\x0b\x64isplayName\x12\x33\n\x04kind\x18\x03 \x01(\x0e\x32\x1f.chatmesh.history.v1.AuthorKindR\x04kind\"\xee\x03\n\x07Message\x12\x1d\n\nmessage_id\x18\x01 \x01(\tR\tmessageId\x12\'\n\x0f\x63onversation_id\x18\x02 \x01(\tR\x0e\x63onversationId\x12\x1a\n\x08sequence\x18\x03 \x01(\x04R\x08sequence\x12$\n\x0e\x61uthor_user_id\x18\x04 \x01(\tR\x0c\x61uthorUserId\x12@\n\x0b\x61uthor_kind\x18\x05 \x01(\x0e\x32\x1f.chatmesh.history.v1.AuthorKindR\nauthorKind\x12\x12\n\x04text\x18\x06 \x01(\tR\x04text\x12*\n\x11\x63lient_message_id\x18\x07 \x01(\tR\x0f\x63lientMessageId\x12\x39\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x37\n\tedited_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x08\x65\x64itedAt\x12\x18\n\x07\x64\x65leted\x18\n \x01(\x08R\x07\x64\x65leted\x12I\n\x0e\x64\x65livery_state\x18\x0b \x01(\x0e\x32\".chatmesh.history.v1.DeliveryStateR\rdeliveryState\"\xed\x02\n\x0c\x43onversation\x12\'\n\x0f\x63onversation_id\x18\x01 \x01(\tR\x0e\x63onversationId\x12\x39\n\x04kind\x18\x02 \x01(\x0e\x32%.chatmesh.history.v1.ConversationKindR\x04kind\x12\x35\n\x07members\x18\x03 \x03(\x0b\x32\x1b.chatmesh.history.v1.MemberR\x07members\x12?\n\x0clast_message\x18\x04 \x01(\x0b\x32\x1c.chatmesh.history.v1.MessageR\x0blastMessage\x12!\n\x0cunread_count\x18\x05 \x01(\x04R\x0bunreadCount\x12\x39\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12#\n\rread_sequence\x18\x07 \x01(\x04R\x0creadSequence\"\xb1\x01\n\x19\x43reateConversationRequest\x12\x45\n\x04kind\x18\x01 \x01(\x0e\x32%.chatmesh.history.v1.ConversationKindB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00R\x04kind\x12-\n\x0cpeer_user_id\x18\x02 \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01R\npeerUserId\x12\x1e\n\x05model\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01R\x05model\"}\n\x1a\x43reateConversationResponse\x12\x45\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32!.chatmesh.history.v1.ConversationR\x0c\x63onversation\x12\x18\n\x07\x63reated\x18\x02 \x01(\x08R\x07\x63reated\"\x9e\x01\n\x12SendMessageRequest\x12\x31\n\x0f\x63onversation_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01R\x0e\x63onversationId\x12\x35\n\x11\x63lient_message_id\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x0f\x63lientMessageId\x12\x1e\n\x04text\x18\x03 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xa0\x1fR\x04text\"k\n\x13SendMessageResponse\x12\x36\n\x07message\x18\x01 \x01(\x0b\x32\x1c.chatmesh.history.v1.MessageR\x07message\x12\x1c\n\tduplicate\x18\x02 \x01(\x08R\tduplicate\"O\n\x18ListConversationsRequest\x12\x33\n\x04page\x18\x01 \x01(\x0b\x32\x1f.chatmesh.common.v1.PageRequestR\x04page\"\x9a\x01\n\x19ListConversationsResponse\x12G\n\rconversations\x18\x01 \x03(\x0b\x32!.chatmesh.history.v1.ConversationR\rconversations\x12\x34\n\x04page\x18\x02 \x01(\x0b\x32 .chatmesh.common.v1.PageResponseR\x04page\"\xe9\x01\n\x13ListMessagesRequest\x12\x31\n\x0f\x63onversation_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01R\x0e\x63onversationId\x12\x33\n\x04page\x18\x02 \x01(\x0b\x32\x1f.chatmesh.common.v1.PageRequestR\x04page\x12\x45\n\tdirection\x18\x03 \x01(\x0e\x32\x1d.chatmesh.common.v1.DirectionB\x08\xbaH\x05\x82\x01\x02\x10\x01R\tdirection\x12#\n\rfrom_sequence\x18\x04 \x01(\x04R\x0c\x66romSequence\"\x86\x01\n\x14ListMessagesResponse\x12\x38\n\x08messages\x18\x01 \x03(\x0b\x32\x1c.chatmesh.history.v1.MessageR\x08messages\x12\x34\n\x04page\x18\x02 \x01(\x0b\x32 .chatmesh.common.v1.PageResponseR\x04page\"i\n\x0fMarkReadRequest\x12\x31\n\x0f\x63onversation_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01R\x0e\x63onversationId\x12#\n\x08sequence\x18\x02 \x01(\x04\x42\x07\xbaH\x04\x32\x02(\x01R\x08sequence\"Z\n\x10MarkReadResponse\x12#\n\rread_sequence\x18\x01 \x01(\x04R\x0creadSequence\x12!\n\x0cunread_count\x18\x02 \x01(\x04R\x0bunreadCount\"\x91\x01\n\x12\x45\x64itMessageRequest\x12\x31\n\x0f\x63onversation_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01R\x0e\x63onversationId\x12(\n\nmessage_id\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\tmessageId\x12\x1e\n\x04text\x18\x03 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xa0\x1fR\x04text\"M\n\x13\x45\x64itMessageResponse\x12\x36\n\x07message\x18\x01 \x01(\x0b\x32\x1c.chatmesh.history.v1.MessageR\x07message\"s\n\x14\x44\x65leteMessageRequest\x12\x31\n\x0f\x63onversation_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01R\x0e\x63onversationId\x12(\n\nmessage_id\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\tmessageId\"O\n\x15\x44\x65leteMessageResponse\x12\x36\n\x07message\x18\x01 \x01(\x0b\x32\x1c.chatmesh.history.v1.MessageR\x07message*t\n\x10\x43onversationKind\x12!\n\x1d\x43ONVERSATION_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43ONVERSATION_KIND_DIRECT\x10\x01\x12\x1f\n\x1b\x43ONVERSATION_KIND_ASSISTANT\x10\x02*Z\n\nAuthorKind\x12\x1b\n\x17\x41UTHOR_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41UTHOR_KIND_USER\x10\x01\x12\x19\n\x15\x41UTHOR_KIND_ASSISTANT\x10\x02*\x7f\n\rDeliveryState\x12\x1e\n\x1a\x44\x45LIVERY_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x44\x45LIVERY_STATE_SENT\x10\x01\x12\x1c\n\x18\x44\x45LIVERY_STATE_DELIVERED\x10\x02\x12\x17\n\x13\x44\x45LIVERY_STATE_READ\x10\x03\x32\xef\x05\n\x0eHistoryService\x12u\n\x12\x43reateConversation\x12..chatmesh.history.v1.CreateConversationRequest\x1a/.chatmesh.history.v1.CreateConversationResponse\x12`\n\x0bSendMessage\x12\'.chatmesh.history.v1.SendMessageRequest\x1a(.chatmesh.history.v1.SendMessageResponse\x12w\n\x11ListConversations\x12-.chatmesh.history.v1.ListConversationsRequest\x1a..chatmesh.history.v1.ListConversationsResponse\"\x03\x90\x02\x01\x12h\n\x0cListMessages\x12(.chatmesh.history.v1.ListMessagesRequest\x1a).chatmesh.history.v1.ListMessagesResponse\"\x03\x90\x02\x01\x12W\n\x08MarkRead\x12$.chatmesh.history.v1.MarkReadRequest\x1a%.chatmesh.history.v1.MarkReadResponse\x12`\n\x0b\x45\x64itMessage\x12\'.chatmesh.history.v1.EditMessageRequest\x1a(.chatmesh.history.v1.EditMessageResponse\x12\x66\n\rDeleteMessage\x12).chatmesh.history.v1.DeleteMessageRequest\x1a*.chatmesh.history.v1.DeleteMessageResponseB\xd8\x01\n\x17\x63om.chatmesh.history.v1B\x0cHistoryProtoP\x01ZAgithub.com/chatmesh/chatmesh/gen/go/chatmesh/history/v1;historyv1\xa2\x02\x03\x43HX\xaa\x02\x13\x43hatmesh.History.V1\xca\x02\x13\x43hatmesh\\History\\V1\xe2\x02\x1f\x43hatmesh\\History\\V1\\GPBMetadata\xea\x02\x15\x43hatmesh::History::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!chatmesh/history/v1/history.proto\x12\x13\x63hatmesh.history.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1f\x63hatmesh/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"y\n\x06Member\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12!\n\x0c\x64isplay_name\x18\x02 \x01(\tR\x0b\x64isplayName\x12\x33\n\x04kind\x18\x03 \x01(\x0e\x32\x1f.chatmesh.history.v1.AuthorKindR\x04kind\"\xee\x03\n\x07Message\x12\x1d\n\nmessage_id\x18\x01 \x01(\tR\tmessageId\x12\'\n\x0f\x63onversation_id\x18\x02 \x01(\tR\x0e\x63onversationId\x12\x1a\n\x08sequence\x18\x03 \x01(\x04R\x08sequence\x12$\n\x0e\x61uthor_user_id\x18\x04 \x01(\tR\x0c\x61uthorUserId\x12@\n\x0b\x61uthor_kind\x18\x05 \x01(\x0e\x32\x1f.chatmesh.history.v1.AuthorKindR\nauthorKind\x12\x12\n\x04text\x18\x06 \x01(\tR\x04text\x12*\n\x11\x63lient_message_id\x18\x07 \x01(\tR\x0f\x63lientMessageId\x12\x39\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x37\n\tedited_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x08\x65\x64itedAt\x12\x18\n\x07\x64\x65leted\x18\n \x01(\x08R\x07\x64\x65leted\x12I\n\x0e\x64\x65livery_state\x18\x0b \x01(\x0e\x32\".chatmesh.history.v1.DeliveryStateR\rdeliveryState\"\xed\x02\n\x0c\x43onversation\x12\'\n\x0f\x63onversation_id\x18\x01 \x01(\tR\x0e\x63onversationId\x12\x39\n\x04kind\x18\x02 \x01(\x0e\x32%.chatmesh.history.v1.ConversationKindR\x04kind\x12\x35\n\x07members\x18\x03 \x03(\x0b\x32\x1b.chatmesh.history.v1.MemberR\x07members\x12?\n\x0clast_message\x18\x04 \x01(\x0b\x32\x1c.chatmesh.history.v1.MessageR\x0blastMessage\x12!\n\x0cunread_count\x18\x05 \x01(\x04R\x0bunreadCount\x12\x39\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12#\n\rread_sequence\x18\x07 \x01(\x04R\x0creadSequence\"\xb1\x01\n\x19\x43reateConversationRequest\x12\x45\n\x04kind\x18\x01 \x01(\x0e\x32%.chatmesh.history.v1.ConversationKindB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00R\x04kind\x12-\n\x0cpeer_user_id\x18\x02 \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01R\npeerUserId\x12\x1e\n\x05model\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01R\x05model\"}\n\x1a\x43reateConversationResponse\x12\x45\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32!.chatmesh.history.v1.ConversationR\x0c\x63onversation\x12\x18\n\x07\x63reated\x18\x02 \x01(\x08R\x07\x63reated\"K\n\x16GetConversationRequest\x12\x31\n\x0f\x63onversation_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01R\x0e\x63onversationId\"`\n\x17GetConversationResponse\x12\x45\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32!.chatmesh.history.v1.ConversationR\x0c\x63onversation\"\x9e\x01\n\x12SendMessageRequest\x12\x31\n\x0f\x63onversation_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01R\x0e\x63onversationId\x12\x35\n\x11\x63lient_message_id\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x0f\x63lientMessageId\x12\x1e\n\x04text\x18\x03 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xa0\x1fR\x04text\"k\n\x13SendMessageResponse\x12\x36\n\x07message\x18\x01 \x01(\x0b\x32\x1c.chatmesh.history.v1.MessageR\x07message\x12\x1c\n\tduplicate\x18\x02 \x01(\x08R\tduplicate\"O\n\x18ListConversationsRequest\x12\x33\n\x04page\x18\x01 \x01(\x0b\x32\x1f.chatmesh.common.v1.PageRequestR\x04page\"\x9a\x01\n\x19ListConversationsResponse\x12G\n\rconversations\x18\x01 \x03(\x0b\x32!.chatmesh.history.v1.ConversationR\rconversations\x12\x34\n\x04page\x18\x02 \x01(\x0b\x32 .chatmesh.common.v1.PageResponseR\x04page\"\xe9\x01\n\x13ListMessagesRequest\x12\x31\n\x0f\x63onversation_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01R\x0e\x63onversationId\x12\x33\n\x04page\x18\x02 \x01(\x0b\x32\x1f.chatmesh.common.v1.PageRequestR\x04page\x12\x45\n\tdirection\x18\x03 \x01(\x0e\x32\x1d.chatmesh.common.v1.DirectionB\x08\xbaH\x05\x82\x01\x02\x10\x01R\tdirection\x12#\n\rfrom_sequence\x18\x04 \x01(\x04R\x0c\x66romSequence\"\x86\x01\n\x14ListMessagesResponse\x12\x38\n\x08messages\x18\x01 \x03(\x0b\x32\x1c.chatmesh.history.v1.MessageR\x08messages\x12\x34\n\x04page\x18\x02 \x01(\x0b\x32 .chatmesh.common.v1.PageResponseR\x04page\"i\n\x0fMarkReadRequest\x12\x31\n\x0f\x63onversation_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01R\x0e\x63onversationId\x12#\n\x08sequence\x18\x02 \x01(\x04\x42\x07\xbaH\x04\x32\x02(\x01R\x08sequence\"Z\n\x10MarkReadResponse\x12#\n\rread_sequence\x18\x01 \x01(\x04R\x0creadSequence\x12!\n\x0cunread_count\x18\x02 \x01(\x04R\x0bunreadCount\"\x91\x01\n\x12\x45\x64itMessageRequest\x12\x31\n\x0f\x63onversation_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01R\x0e\x63onversationId\x12(\n\nmessage_id\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\tmessageId\x12\x1e\n\x04text\x18\x03 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xa0\x1fR\x04text\"M\n\x13\x45\x64itMessageResponse\x12\x36\n\x07message\x18\x01 \x01(\x0b\x32\x1c.chatmesh.history.v1.MessageR\x07message\"s\n\x14\x44\x65leteMessageRequest\x12\x31\n\x0f\x63onversation_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01R\x0e\x63onversationId\x12(\n\nmessage_id\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\tmessageId\"O\n\x15\x44\x65leteMessageResponse\x12\x36\n\x07message\x18\x01 \x01(\x0b\x32\x1c.chatmesh.history.v1.MessageR\x07message*t\n\x10\x43onversationKind\x12!\n\x1d\x43ONVERSATION_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43ONVERSATION_KIND_DIRECT\x10\x01\x12\x1f\n\x1b\x43ONVERSATION_KIND_ASSISTANT\x10\x02*Z\n\nAuthorKind\x12\x1b\n\x17\x41UTHOR_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41UTHOR_KIND_USER\x10\x01\x12\x19\n\x15\x41UTHOR_KIND_ASSISTANT\x10\x02*\x7f\n\rDeliveryState\x12\x1e\n\x1a\x44\x45LIVERY_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x44\x45LIVERY_STATE_SENT\x10\x01\x12\x1c\n\x18\x44\x45LIVERY_STATE_DELIVERED\x10\x02\x12\x17\n\x13\x44\x45LIVERY_STATE_READ\x10\x03\x32\xe2\x06\n\x0eHistoryService\x12u\n\x12\x43reateConversation\x12..chatmesh.history.v1.CreateConversationRequest\x1a/.chatmesh.history.v1.CreateConversationResponse\x12`\n\x0bSendMessage\x12\'.chatmesh.history.v1.SendMessageRequest\x1a(.chatmesh.history.v1.SendMessageResponse\x12q\n\x0fGetConversation\x12+.chatmesh.history.v1.GetConversationRequest\x1a,.chatmesh.history.v1.GetConversationResponse\"\x03\x90\x02\x01\x12w\n\x11ListConversations\x12-.chatmesh.history.v1.ListConversationsRequest\x1a..chatmesh.history.v1.ListConversationsResponse\"\x03\x90\x02\x01\x12h\n\x0cListMessages\x12(.chatmesh.history.v1.ListMessagesRequest\x1a).chatmesh.history.v1.ListMessagesResponse\"\x03\x90\x02\x01\x12W\n\x08MarkRead\x12$.chatmesh.history.v1.MarkReadRequest\x1a%.chatmesh.history.v1.MarkReadResponse\x12`\n\x0b\x45\x64itMessage\x12\'.chatmesh.history.v1.EditMessageRequest\x1a(.chatmesh.history.v1.EditMessageResponse\x12\x66\n\rDeleteMessage\x12).chatmesh.history.v1.DeleteMessageRequest\x1a*.chatmesh.history.v1.DeleteMessageResponseB\xd8\x01\n\x17\x63om.chatmesh.history.v1B\x0cHistoryProtoP\x01ZAgithub.com/chatmesh/chatmesh/gen/go/chatmesh/history/v1;historyv1\xa2\x02\x03\x43HX\xaa\x02\x13\x43hatmesh.History.V1\xca\x02\x13\x43hatmesh\\History\\V1\xe2\x02\x1f\x43hatmesh\\History\\V1\\GPBMetadata\xea\x02\x15\x43hatmesh::History::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,6 +41,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATECONVERSATIONREQUEST'].fields_by_name['peer_user_id']._serialized_options = b'\272H\010r\003\260\001\001\330\001\001'
   _globals['_CREATECONVERSATIONREQUEST'].fields_by_name['model']._loaded_options = None
   _globals['_CREATECONVERSATIONREQUEST'].fields_by_name['model']._serialized_options = b'\272H\005r\003\030\200\001'
+  _globals['_GETCONVERSATIONREQUEST'].fields_by_name['conversation_id']._loaded_options = None
+  _globals['_GETCONVERSATIONREQUEST'].fields_by_name['conversation_id']._serialized_options = b'\272H\005r\003\260\001\001'
   _globals['_SENDMESSAGEREQUEST'].fields_by_name['conversation_id']._loaded_options = None
   _globals['_SENDMESSAGEREQUEST'].fields_by_name['conversation_id']._serialized_options = b'\272H\005r\003\260\001\001'
   _globals['_SENDMESSAGEREQUEST'].fields_by_name['client_message_id']._loaded_options = None
@@ -65,16 +67,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELETEMESSAGEREQUEST'].fields_by_name['conversation_id']._serialized_options = b'\272H\005r\003\260\001\001'
   _globals['_DELETEMESSAGEREQUEST'].fields_by_name['message_id']._loaded_options = None
   _globals['_DELETEMESSAGEREQUEST'].fields_by_name['message_id']._serialized_options = b'\272H\006r\004\020\001\030@'
+  _globals['_HISTORYSERVICE'].methods_by_name['GetConversation']._loaded_options = None
+  _globals['_HISTORYSERVICE'].methods_by_name['GetConversation']._serialized_options = b'\220\002\001'
   _globals['_HISTORYSERVICE'].methods_by_name['ListConversations']._loaded_options = None
   _globals['_HISTORYSERVICE'].methods_by_name['ListConversations']._serialized_options = b'\220\002\001'
   _globals['_HISTORYSERVICE'].methods_by_name['ListMessages']._loaded_options = None
   _globals['_HISTORYSERVICE'].methods_by_name['ListMessages']._serialized_options = b'\220\002\001'
-  _globals['_CONVERSATIONKIND']._serialized_start=2953
-  _globals['_CONVERSATIONKIND']._serialized_end=3069
-  _globals['_AUTHORKIND']._serialized_start=3071
-  _globals['_AUTHORKIND']._serialized_end=3161
-  _globals['_DELIVERYSTATE']._serialized_start=3163
-  _globals['_DELIVERYSTATE']._serialized_end=3290
+  _globals['_CONVERSATIONKIND']._serialized_start=3128
+  _globals['_CONVERSATIONKIND']._serialized_end=3244
+  _globals['_AUTHORKIND']._serialized_start=3246
+  _globals['_AUTHORKIND']._serialized_end=3336
+  _globals['_DELIVERYSTATE']._serialized_start=3338
+  _globals['_DELIVERYSTATE']._serialized_end=3465
   _globals['_MEMBER']._serialized_start=153
   _globals['_MEMBER']._serialized_end=274
   _globals['_MESSAGE']._serialized_start=277
@@ -85,30 +89,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATECONVERSATIONREQUEST']._serialized_end=1319
   _globals['_CREATECONVERSATIONRESPONSE']._serialized_start=1321
   _globals['_CREATECONVERSATIONRESPONSE']._serialized_end=1446
-  _globals['_SENDMESSAGEREQUEST']._serialized_start=1449
-  _globals['_SENDMESSAGEREQUEST']._serialized_end=1607
-  _globals['_SENDMESSAGERESPONSE']._serialized_start=1609
-  _globals['_SENDMESSAGERESPONSE']._serialized_end=1716
-  _globals['_LISTCONVERSATIONSREQUEST']._serialized_start=1718
-  _globals['_LISTCONVERSATIONSREQUEST']._serialized_end=1797
-  _globals['_LISTCONVERSATIONSRESPONSE']._serialized_start=1800
-  _globals['_LISTCONVERSATIONSRESPONSE']._serialized_end=1954
-  _globals['_LISTMESSAGESREQUEST']._serialized_start=1957
-  _globals['_LISTMESSAGESREQUEST']._serialized_end=2190
-  _globals['_LISTMESSAGESRESPONSE']._serialized_start=2193
-  _globals['_LISTMESSAGESRESPONSE']._serialized_end=2327
-  _globals['_MARKREADREQUEST']._serialized_start=2329
-  _globals['_MARKREADREQUEST']._serialized_end=2434
-  _globals['_MARKREADRESPONSE']._serialized_start=2436
-  _globals['_MARKREADRESPONSE']._serialized_end=2526
-  _globals['_EDITMESSAGEREQUEST']._serialized_start=2529
-  _globals['_EDITMESSAGEREQUEST']._serialized_end=2674
-  _globals['_EDITMESSAGERESPONSE']._serialized_start=2676
-  _globals['_EDITMESSAGERESPONSE']._serialized_end=2753
-  _globals['_DELETEMESSAGEREQUEST']._serialized_start=2755
-  _globals['_DELETEMESSAGEREQUEST']._serialized_end=2870
-  _globals['_DELETEMESSAGERESPONSE']._serialized_start=2872
-  _globals['_DELETEMESSAGERESPONSE']._serialized_end=2951
-  _globals['_HISTORYSERVICE']._serialized_start=3293
-  _globals['_HISTORYSERVICE']._serialized_end=4044
+  _globals['_GETCONVERSATIONREQUEST']._serialized_start=1448
+  _globals['_GETCONVERSATIONREQUEST']._serialized_end=1523
+  _globals['_GETCONVERSATIONRESPONSE']._serialized_start=1525
+  _globals['_GETCONVERSATIONRESPONSE']._serialized_end=1621
+  _globals['_SENDMESSAGEREQUEST']._serialized_start=1624
+  _globals['_SENDMESSAGEREQUEST']._serialized_end=1782
+  _globals['_SENDMESSAGERESPONSE']._serialized_start=1784
+  _globals['_SENDMESSAGERESPONSE']._serialized_end=1891
+  _globals['_LISTCONVERSATIONSREQUEST']._serialized_start=1893
+  _globals['_LISTCONVERSATIONSREQUEST']._serialized_end=1972
+  _globals['_LISTCONVERSATIONSRESPONSE']._serialized_start=1975
+  _globals['_LISTCONVERSATIONSRESPONSE']._serialized_end=2129
+  _globals['_LISTMESSAGESREQUEST']._serialized_start=2132
+  _globals['_LISTMESSAGESREQUEST']._serialized_end=2365
+  _globals['_LISTMESSAGESRESPONSE']._serialized_start=2368
+  _globals['_LISTMESSAGESRESPONSE']._serialized_end=2502
+  _globals['_MARKREADREQUEST']._serialized_start=2504
+  _globals['_MARKREADREQUEST']._serialized_end=2609
+  _globals['_MARKREADRESPONSE']._serialized_start=2611
+  _globals['_MARKREADRESPONSE']._serialized_end=2701
+  _globals['_EDITMESSAGEREQUEST']._serialized_start=2704
+  _globals['_EDITMESSAGEREQUEST']._serialized_end=2849
+  _globals['_EDITMESSAGERESPONSE']._serialized_start=2851
+  _globals['_EDITMESSAGERESPONSE']._serialized_end=2928
+  _globals['_DELETEMESSAGEREQUEST']._serialized_start=2930
+  _globals['_DELETEMESSAGEREQUEST']._serialized_end=3045
+  _globals['_DELETEMESSAGERESPONSE']._serialized_start=3047
+  _globals['_DELETEMESSAGERESPONSE']._serialized_end=3126
+  _globals['_HISTORYSERVICE']._serialized_start=3468
+  _globals['_HISTORYSERVICE']._serialized_end=4334
 # @@protoc_insertion_point(module_scope)

@@ -46,6 +46,11 @@ class HistoryServiceStub:
                 request_serializer=chatmesh_dot_history_dot_v1_dot_history__pb2.SendMessageRequest.SerializeToString,
                 response_deserializer=chatmesh_dot_history_dot_v1_dot_history__pb2.SendMessageResponse.FromString,
                 _registered_method=True)
+        self.GetConversation = channel.unary_unary(
+                '/chatmesh.history.v1.HistoryService/GetConversation',
+                request_serializer=chatmesh_dot_history_dot_v1_dot_history__pb2.GetConversationRequest.SerializeToString,
+                response_deserializer=chatmesh_dot_history_dot_v1_dot_history__pb2.GetConversationResponse.FromString,
+                _registered_method=True)
         self.ListConversations = channel.unary_unary(
                 '/chatmesh.history.v1.HistoryService/ListConversations',
                 request_serializer=chatmesh_dot_history_dot_v1_dot_history__pb2.ListConversationsRequest.SerializeToString,
@@ -91,6 +96,15 @@ class HistoryServiceServicer:
         """Sends a message. Idempotent on `client_message_id`: a retry returns the message
         stored the first time. Acknowledged only once durable. Errors: INVALID_ARGUMENT,
         NOT_FOUND, PERMISSION_DENIED, RESOURCE_EXHAUSTED (rate limit; retry-after-ms).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConversation(self, request, context):
+        """One conversation with its members, last message and the caller's unread count.
+        Services use it to check membership with the caller's token. Errors:
+        INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED (not a member).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -149,6 +163,11 @@ def add_HistoryServiceServicer_to_server(servicer, server):
                     servicer.SendMessage,
                     request_deserializer=chatmesh_dot_history_dot_v1_dot_history__pb2.SendMessageRequest.FromString,
                     response_serializer=chatmesh_dot_history_dot_v1_dot_history__pb2.SendMessageResponse.SerializeToString,
+            ),
+            'GetConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConversation,
+                    request_deserializer=chatmesh_dot_history_dot_v1_dot_history__pb2.GetConversationRequest.FromString,
+                    response_serializer=chatmesh_dot_history_dot_v1_dot_history__pb2.GetConversationResponse.SerializeToString,
             ),
             'ListConversations': grpc.unary_unary_rpc_method_handler(
                     servicer.ListConversations,
@@ -232,6 +251,33 @@ class HistoryService:
             '/chatmesh.history.v1.HistoryService/SendMessage',
             chatmesh_dot_history_dot_v1_dot_history__pb2.SendMessageRequest.SerializeToString,
             chatmesh_dot_history_dot_v1_dot_history__pb2.SendMessageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatmesh.history.v1.HistoryService/GetConversation',
+            chatmesh_dot_history_dot_v1_dot_history__pb2.GetConversationRequest.SerializeToString,
+            chatmesh_dot_history_dot_v1_dot_history__pb2.GetConversationResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -19,7 +19,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file chatmesh/history/v1/history.proto.
  */
 export const file_chatmesh_history_v1_history: GenFile = /*@__PURE__*/
-  fileDesc("CiFjaGF0bWVzaC9oaXN0b3J5L3YxL2hpc3RvcnkucHJvdG8SE2NoYXRtZXNoLmhpc3RvcnkudjEiXgoGTWVtYmVyEg8KB3VzZXJfaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEi0KBGtpbmQYAyABKA4yHy5jaGF0bWVzaC5oaXN0b3J5LnYxLkF1dGhvcktpbmQi6wIKB01lc3NhZ2USEgoKbWVzc2FnZV9pZBgBIAEoCRIXCg9jb252ZXJzYXRpb25faWQYAiABKAkSEAoIc2VxdWVuY2UYAyABKAQSFgoOYXV0aG9yX3VzZXJfaWQYBCABKAkSNAoLYXV0aG9yX2tpbmQYBSABKA4yHy5jaGF0bWVzaC5oaXN0b3J5LnYxLkF1dGhvcktpbmQSDAoEdGV4dBgGIAEoCRIZChFjbGllbnRfbWVzc2FnZV9pZBgHIAEoCRIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCgllZGl0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2RlbGV0ZWQYCiABKAgSOgoOZGVsaXZlcnlfc3RhdGUYCyABKA4yIi5jaGF0bWVzaC5oaXN0b3J5LnYxLkRlbGl2ZXJ5U3RhdGUimwIKDENvbnZlcnNhdGlvbhIXCg9jb252ZXJzYXRpb25faWQYASABKAkSMwoEa2luZBgCIAEoDjIlLmNoYXRtZXNoLmhpc3RvcnkudjEuQ29udmVyc2F0aW9uS2luZBIsCgdtZW1iZXJzGAMgAygLMhsuY2hhdG1lc2guaGlzdG9yeS52MS5NZW1iZXISMgoMbGFzdF9tZXNzYWdlGAQgASgLMhwuY2hhdG1lc2guaGlzdG9yeS52MS5NZXNzYWdlEhQKDHVucmVhZF9jb3VudBgFIAEoBBIuCgpjcmVhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1yZWFkX3NlcXVlbmNlGAcgASgEIpgBChlDcmVhdGVDb252ZXJzYXRpb25SZXF1ZXN0Ej8KBGtpbmQYASABKA4yJS5jaGF0bWVzaC5oaXN0b3J5LnYxLkNvbnZlcnNhdGlvbktpbmRCCrpIB4IBBBABIAASIQoMcGVlcl91c2VyX2lkGAIgASgJQgu6SAjYAQFyA7ABARIXCgVtb2RlbBgDIAEoCUIIukgFcgMYgAEiZgoaQ3JlYXRlQ29udmVyc2F0aW9uUmVzcG9uc2USNwoMY29udmVyc2F0aW9uGAEgASgLMiEuY2hhdG1lc2guaGlzdG9yeS52MS5Db252ZXJzYXRpb24SDwoHY3JlYXRlZBgCIAEoCCJ3ChJTZW5kTWVzc2FnZVJlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgi6SAVyA7ABARIkChFjbGllbnRfbWVzc2FnZV9pZBgCIAEoCUIJukgGcgQQARhAEhgKBHRleHQYAyABKAlCCrpIB3IFEAEYoB8iVwoTU2VuZE1lc3NhZ2VSZXNwb25zZRItCgdtZXNzYWdlGAEgASgLMhwuY2hhdG1lc2guaGlzdG9yeS52MS5NZXNzYWdlEhEKCWR1cGxpY2F0ZRgCIAEoCCJJChhMaXN0Q29udmVyc2F0aW9uc1JlcXVlc3QSLQoEcGFnZRgBIAEoCzIfLmNoYXRtZXNoLmNvbW1vbi52MS5QYWdlUmVxdWVzdCKFAQoZTGlzdENvbnZlcnNhdGlvbnNSZXNwb25zZRI4Cg1jb252ZXJzYXRpb25zGAEgAygLMiEuY2hhdG1lc2guaGlzdG9yeS52MS5Db252ZXJzYXRpb24SLgoEcGFnZRgCIAEoCzIgLmNoYXRtZXNoLmNvbW1vbi52MS5QYWdlUmVzcG9uc2UiugEKE0xpc3RNZXNzYWdlc1JlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgi6SAVyA7ABARItCgRwYWdlGAIgASgLMh8uY2hhdG1lc2guY29tbW9uLnYxLlBhZ2VSZXF1ZXN0EjoKCWRpcmVjdGlvbhgDIAEoDjIdLmNoYXRtZXNoLmNvbW1vbi52MS5EaXJlY3Rpb25CCLpIBYIBAhABEhUKDWZyb21fc2VxdWVuY2UYBCABKAQidgoUTGlzdE1lc3NhZ2VzUmVzcG9uc2USLgoIbWVzc2FnZXMYASADKAsyHC5jaGF0bWVzaC5oaXN0b3J5LnYxLk1lc3NhZ2USLgoEcGFnZRgCIAEoCzIgLmNoYXRtZXNoLmNvbW1vbi52MS5QYWdlUmVzcG9uc2UiTwoPTWFya1JlYWRSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQESGQoIc2VxdWVuY2UYAiABKARCB7pIBDICKAEiPwoQTWFya1JlYWRSZXNwb25zZRIVCg1yZWFkX3NlcXVlbmNlGAEgASgEEhQKDHVucmVhZF9jb3VudBgCIAEoBCJwChJFZGl0TWVzc2FnZVJlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgi6SAVyA7ABARIdCgptZXNzYWdlX2lkGAIgASgJQgm6SAZyBBABGEASGAoEdGV4dBgDIAEoCUIKukgHcgUQARigHyJEChNFZGl0TWVzc2FnZVJlc3BvbnNlEi0KB21lc3NhZ2UYASABKAsyHC5jaGF0bWVzaC5oaXN0b3J5LnYxLk1lc3NhZ2UiWAoURGVsZXRlTWVzc2FnZVJlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgi6SAVyA7ABARIdCgptZXNzYWdlX2lkGAIgASgJQgm6SAZyBBABGEAiRgoVRGVsZXRlTWVzc2FnZVJlc3BvbnNlEi0KB21lc3NhZ2UYASABKAsyHC5jaGF0bWVzaC5oaXN0b3J5LnYxLk1lc3NhZ2UqdAoQQ29udmVyc2F0aW9uS2luZBIhCh1DT05WRVJTQVRJT05fS0lORF9VTlNQRUNJRklFRBAAEhwKGENPTlZFUlNBVElPTl9LSU5EX0RJUkVDVBABEh8KG0NPTlZFUlNBVElPTl9LSU5EX0FTU0lTVEFOVBACKloKCkF1dGhvcktpbmQSGwoXQVVUSE9SX0tJTkRfVU5TUEVDSUZJRUQQABIUChBBVVRIT1JfS0lORF9VU0VSEAESGQoVQVVUSE9SX0tJTkRfQVNTSVNUQU5UEAIqfwoNRGVsaXZlcnlTdGF0ZRIeChpERUxJVkVSWV9TVEFURV9VTlNQRUNJRklFRBAAEhcKE0RFTElWRVJZX1NUQVRFX1NFTlQQARIcChhERUxJVkVSWV9TVEFURV9ERUxJVkVSRUQQAhIXChNERUxJVkVSWV9TVEFURV9SRUFEEAMy7wUKDkhpc3RvcnlTZXJ2aWNlEnUKEkNyZWF0ZUNvbnZlcnNhdGlvbhIuLmNoYXRtZXNoLmhpc3RvcnkudjEuQ3JlYXRlQ29udmVyc2F0aW9uUmVxdWVzdBovLmNoYXRtZXNoLmhpc3RvcnkudjEuQ3JlYXRlQ29udmVyc2F0aW9uUmVzcG9uc2USYAoLU2VuZE1lc3NhZ2USJy5jaGF0bWVzaC5oaXN0b3J5LnYxLlNlbmRNZXNzYWdlUmVxdWVzdBooLmNoYXRtZXNoLmhpc3RvcnkudjEuU2VuZE1lc3NhZ2VSZXNwb25zZRJ3ChFMaXN0Q29udmVyc2F0aW9ucxItLmNoYXRtZXNoLmhpc3RvcnkudjEuTGlzdENvbnZlcnNhdGlvbnNSZXF1ZXN0Gi4uY2hhdG1lc2guaGlzdG9yeS52MS5MaXN0Q29udmVyc2F0aW9uc1Jlc3BvbnNlIgOQAgESaAoMTGlzdE1lc3NhZ2VzEiguY2hhdG1lc2guaGlzdG9yeS52MS5MaXN0TWVzc2FnZXNSZXF1ZXN0GikuY2hhdG1lc2guaGlzdG9yeS52MS5MaXN0TWVzc2FnZXNSZXNwb25zZSIDkAIBElcKCE1hcmtSZWFkEiQuY2hhdG1lc2guaGlzdG9yeS52MS5NYXJrUmVhZFJlcXVlc3QaJS5jaGF0bWVzaC5oaXN0b3J5LnYxLk1hcmtSZWFkUmVzcG9uc2USYAoLRWRpdE1lc3NhZ2USJy5jaGF0bWVzaC5oaXN0b3J5LnYxLkVkaXRNZXNzYWdlUmVxdWVzdBooLmNoYXRtZXNoLmhpc3RvcnkudjEuRWRpdE1lc3NhZ2VSZXNwb25zZRJmCg1EZWxldGVNZXNzYWdlEikuY2hhdG1lc2guaGlzdG9yeS52MS5EZWxldGVNZXNzYWdlUmVxdWVzdBoqLmNoYXRtZXNoLmhpc3RvcnkudjEuRGVsZXRlTWVzc2FnZVJlc3BvbnNlQtgBChdjb20uY2hhdG1lc2guaGlzdG9yeS52MUIMSGlzdG9yeVByb3RvUAFaQWdpdGh1Yi5jb20vY2hhdG1lc2gvY2hhdG1lc2gvZ2VuL2dvL2NoYXRtZXNoL2hpc3RvcnkvdjE7aGlzdG9yeXYxogIDQ0hYqgITQ2hhdG1lc2guSGlzdG9yeS5WMcoCE0NoYXRtZXNoXEhpc3RvcnlcVjHiAh9DaGF0bWVzaFxIaXN0b3J5XFYxXEdQQk1ldGFkYXRh6gIVQ2hhdG1lc2g6Okhpc3Rvcnk6OlYxYgZwcm90bzM", [file_buf_validate_validate, file_chatmesh_common_v1_common, file_google_protobuf_timestamp]);
+  fileDesc("CiFjaGF0bWVzaC9oaXN0b3J5L3YxL2hpc3RvcnkucHJvdG8SE2NoYXRtZXNoLmhpc3RvcnkudjEiXgoGTWVtYmVyEg8KB3VzZXJfaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEi0KBGtpbmQYAyABKA4yHy5jaGF0bWVzaC5oaXN0b3J5LnYxLkF1dGhvcktpbmQi6wIKB01lc3NhZ2USEgoKbWVzc2FnZV9pZBgBIAEoCRIXCg9jb252ZXJzYXRpb25faWQYAiABKAkSEAoIc2VxdWVuY2UYAyABKAQSFgoOYXV0aG9yX3VzZXJfaWQYBCABKAkSNAoLYXV0aG9yX2tpbmQYBSABKA4yHy5jaGF0bWVzaC5oaXN0b3J5LnYxLkF1dGhvcktpbmQSDAoEdGV4dBgGIAEoCRIZChFjbGllbnRfbWVzc2FnZV9pZBgHIAEoCRIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCgllZGl0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2RlbGV0ZWQYCiABKAgSOgoOZGVsaXZlcnlfc3RhdGUYCyABKA4yIi5jaGF0bWVzaC5oaXN0b3J5LnYxLkRlbGl2ZXJ5U3RhdGUimwIKDENvbnZlcnNhdGlvbhIXCg9jb252ZXJzYXRpb25faWQYASABKAkSMwoEa2luZBgCIAEoDjIlLmNoYXRtZXNoLmhpc3RvcnkudjEuQ29udmVyc2F0aW9uS2luZBIsCgdtZW1iZXJzGAMgAygLMhsuY2hhdG1lc2guaGlzdG9yeS52MS5NZW1iZXISMgoMbGFzdF9tZXNzYWdlGAQgASgLMhwuY2hhdG1lc2guaGlzdG9yeS52MS5NZXNzYWdlEhQKDHVucmVhZF9jb3VudBgFIAEoBBIuCgpjcmVhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1yZWFkX3NlcXVlbmNlGAcgASgEIpgBChlDcmVhdGVDb252ZXJzYXRpb25SZXF1ZXN0Ej8KBGtpbmQYASABKA4yJS5jaGF0bWVzaC5oaXN0b3J5LnYxLkNvbnZlcnNhdGlvbktpbmRCCrpIB4IBBBABIAASIQoMcGVlcl91c2VyX2lkGAIgASgJQgu6SAjYAQFyA7ABARIXCgVtb2RlbBgDIAEoCUIIukgFcgMYgAEiZgoaQ3JlYXRlQ29udmVyc2F0aW9uUmVzcG9uc2USNwoMY29udmVyc2F0aW9uGAEgASgLMiEuY2hhdG1lc2guaGlzdG9yeS52MS5Db252ZXJzYXRpb24SDwoHY3JlYXRlZBgCIAEoCCI7ChZHZXRDb252ZXJzYXRpb25SZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQEiUgoXR2V0Q29udmVyc2F0aW9uUmVzcG9uc2USNwoMY29udmVyc2F0aW9uGAEgASgLMiEuY2hhdG1lc2guaGlzdG9yeS52MS5Db252ZXJzYXRpb24idwoSU2VuZE1lc3NhZ2VSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQESJAoRY2xpZW50X21lc3NhZ2VfaWQYAiABKAlCCbpIBnIEEAEYQBIYCgR0ZXh0GAMgASgJQgq6SAdyBRABGKAfIlcKE1NlbmRNZXNzYWdlUmVzcG9uc2USLQoHbWVzc2FnZRgBIAEoCzIcLmNoYXRtZXNoLmhpc3RvcnkudjEuTWVzc2FnZRIRCglkdXBsaWNhdGUYAiABKAgiSQoYTGlzdENvbnZlcnNhdGlvbnNSZXF1ZXN0Ei0KBHBhZ2UYASABKAsyHy5jaGF0bWVzaC5jb21tb24udjEuUGFnZVJlcXVlc3QihQEKGUxpc3RDb252ZXJzYXRpb25zUmVzcG9uc2USOAoNY29udmVyc2F0aW9ucxgBIAMoCzIhLmNoYXRtZXNoLmhpc3RvcnkudjEuQ29udmVyc2F0aW9uEi4KBHBhZ2UYAiABKAsyIC5jaGF0bWVzaC5jb21tb24udjEuUGFnZVJlc3BvbnNlIroBChNMaXN0TWVzc2FnZXNSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQESLQoEcGFnZRgCIAEoCzIfLmNoYXRtZXNoLmNvbW1vbi52MS5QYWdlUmVxdWVzdBI6CglkaXJlY3Rpb24YAyABKA4yHS5jaGF0bWVzaC5jb21tb24udjEuRGlyZWN0aW9uQgi6SAWCAQIQARIVCg1mcm9tX3NlcXVlbmNlGAQgASgEInYKFExpc3RNZXNzYWdlc1Jlc3BvbnNlEi4KCG1lc3NhZ2VzGAEgAygLMhwuY2hhdG1lc2guaGlzdG9yeS52MS5NZXNzYWdlEi4KBHBhZ2UYAiABKAsyIC5jaGF0bWVzaC5jb21tb24udjEuUGFnZVJlc3BvbnNlIk8KD01hcmtSZWFkUmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCLpIBXIDsAEBEhkKCHNlcXVlbmNlGAIgASgEQge6SAQyAigBIj8KEE1hcmtSZWFkUmVzcG9uc2USFQoNcmVhZF9zZXF1ZW5jZRgBIAEoBBIUCgx1bnJlYWRfY291bnQYAiABKAQicAoSRWRpdE1lc3NhZ2VSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQESHQoKbWVzc2FnZV9pZBgCIAEoCUIJukgGcgQQARhAEhgKBHRleHQYAyABKAlCCrpIB3IFEAEYoB8iRAoTRWRpdE1lc3NhZ2VSZXNwb25zZRItCgdtZXNzYWdlGAEgASgLMhwuY2hhdG1lc2guaGlzdG9yeS52MS5NZXNzYWdlIlgKFERlbGV0ZU1lc3NhZ2VSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQESHQoKbWVzc2FnZV9pZBgCIAEoCUIJukgGcgQQARhAIkYKFURlbGV0ZU1lc3NhZ2VSZXNwb25zZRItCgdtZXNzYWdlGAEgASgLMhwuY2hhdG1lc2guaGlzdG9yeS52MS5NZXNzYWdlKnQKEENvbnZlcnNhdGlvbktpbmQSIQodQ09OVkVSU0FUSU9OX0tJTkRfVU5TUEVDSUZJRUQQABIcChhDT05WRVJTQVRJT05fS0lORF9ESVJFQ1QQARIfChtDT05WRVJTQVRJT05fS0lORF9BU1NJU1RBTlQQAipaCgpBdXRob3JLaW5kEhsKF0FVVEhPUl9LSU5EX1VOU1BFQ0lGSUVEEAASFAoQQVVUSE9SX0tJTkRfVVNFUhABEhkKFUFVVEhPUl9LSU5EX0FTU0lTVEFOVBACKn8KDURlbGl2ZXJ5U3RhdGUSHgoaREVMSVZFUllfU1RBVEVfVU5TUEVDSUZJRUQQABIXChNERUxJVkVSWV9TVEFURV9TRU5UEAESHAoYREVMSVZFUllfU1RBVEVfREVMSVZFUkVEEAISFwoTREVMSVZFUllfU1RBVEVfUkVBRBADMuIGCg5IaXN0b3J5U2VydmljZRJ1ChJDcmVhdGVDb252ZXJzYXRpb24SLi5jaGF0bWVzaC5oaXN0b3J5LnYxLkNyZWF0ZUNvbnZlcnNhdGlvblJlcXVlc3QaLy5jaGF0bWVzaC5oaXN0b3J5LnYxLkNyZWF0ZUNvbnZlcnNhdGlvblJlc3BvbnNlEmAKC1NlbmRNZXNzYWdlEicuY2hhdG1lc2guaGlzdG9yeS52MS5TZW5kTWVzc2FnZVJlcXVlc3QaKC5jaGF0bWVzaC5oaXN0b3J5LnYxLlNlbmRNZXNzYWdlUmVzcG9uc2UScQoPR2V0Q29udmVyc2F0aW9uEisuY2hhdG1lc2guaGlzdG9yeS52MS5HZXRDb252ZXJzYXRpb25SZXF1ZXN0GiwuY2hhdG1lc2guaGlzdG9yeS52MS5HZXRDb252ZXJzYXRpb25SZXNwb25zZSIDkAIBEncKEUxpc3RDb252ZXJzYXRpb25zEi0uY2hhdG1lc2guaGlzdG9yeS52MS5MaXN0Q29udmVyc2F0aW9uc1JlcXVlc3QaLi5jaGF0bWVzaC5oaXN0b3J5LnYxLkxpc3RDb252ZXJzYXRpb25zUmVzcG9uc2UiA5ACARJoCgxMaXN0TWVzc2FnZXMSKC5jaGF0bWVzaC5oaXN0b3J5LnYxLkxpc3RNZXNzYWdlc1JlcXVlc3QaKS5jaGF0bWVzaC5oaXN0b3J5LnYxLkxpc3RNZXNzYWdlc1Jlc3BvbnNlIgOQAgESVwoITWFya1JlYWQSJC5jaGF0bWVzaC5oaXN0b3J5LnYxLk1hcmtSZWFkUmVxdWVzdBolLmNoYXRtZXNoLmhpc3RvcnkudjEuTWFya1JlYWRSZXNwb25zZRJgCgtFZGl0TWVzc2FnZRInLmNoYXRtZXNoLmhpc3RvcnkudjEuRWRpdE1lc3NhZ2VSZXF1ZXN0GiguY2hhdG1lc2guaGlzdG9yeS52MS5FZGl0TWVzc2FnZVJlc3BvbnNlEmYKDURlbGV0ZU1lc3NhZ2USKS5jaGF0bWVzaC5oaXN0b3J5LnYxLkRlbGV0ZU1lc3NhZ2VSZXF1ZXN0GiouY2hhdG1lc2guaGlzdG9yeS52MS5EZWxldGVNZXNzYWdlUmVzcG9uc2VC2AEKF2NvbS5jaGF0bWVzaC5oaXN0b3J5LnYxQgxIaXN0b3J5UHJvdG9QAVpBZ2l0aHViLmNvbS9jaGF0bWVzaC9jaGF0bWVzaC9nZW4vZ28vY2hhdG1lc2gvaGlzdG9yeS92MTtoaXN0b3J5djGiAgNDSFiqAhNDaGF0bWVzaC5IaXN0b3J5LlYxygITQ2hhdG1lc2hcSGlzdG9yeVxWMeICH0NoYXRtZXNoXEhpc3RvcnlcVjFcR1BCTWV0YWRhdGHqAhVDaGF0bWVzaDo6SGlzdG9yeTo6VjFiBnByb3RvMw", [file_buf_validate_validate, file_chatmesh_common_v1_common, file_google_protobuf_timestamp]);
 
 /**
  * A member of a conversation.
@@ -275,6 +275,48 @@ export const CreateConversationResponseSchema: GenMessage<CreateConversationResp
   messageDesc(file_chatmesh_history_v1_history, 4);
 
 /**
+ * GetConversation reads one conversation.
+ *
+ * @generated from message chatmesh.history.v1.GetConversationRequest
+ */
+export type GetConversationRequest = Message$1<"chatmesh.history.v1.GetConversationRequest"> & {
+  /**
+   * UUID of the conversation.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+};
+
+/**
+ * Describes the message chatmesh.history.v1.GetConversationRequest.
+ * Use `create(GetConversationRequestSchema)` to create a new message.
+ */
+export const GetConversationRequestSchema: GenMessage<GetConversationRequest> = /*@__PURE__*/
+  messageDesc(file_chatmesh_history_v1_history, 5);
+
+/**
+ * The conversation as the caller sees it.
+ *
+ * @generated from message chatmesh.history.v1.GetConversationResponse
+ */
+export type GetConversationResponse = Message$1<"chatmesh.history.v1.GetConversationResponse"> & {
+  /**
+   * The conversation.
+   *
+   * @generated from field: chatmesh.history.v1.Conversation conversation = 1;
+   */
+  conversation?: Conversation | undefined;
+};
+
+/**
+ * Describes the message chatmesh.history.v1.GetConversationResponse.
+ * Use `create(GetConversationResponseSchema)` to create a new message.
+ */
+export const GetConversationResponseSchema: GenMessage<GetConversationResponse> = /*@__PURE__*/
+  messageDesc(file_chatmesh_history_v1_history, 6);
+
+/**
  * SendMessage sends a message.
  *
  * @generated from message chatmesh.history.v1.SendMessageRequest
@@ -308,7 +350,7 @@ export type SendMessageRequest = Message$1<"chatmesh.history.v1.SendMessageReque
  * Use `create(SendMessageRequestSchema)` to create a new message.
  */
 export const SendMessageRequestSchema: GenMessage<SendMessageRequest> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 5);
+  messageDesc(file_chatmesh_history_v1_history, 7);
 
 /**
  * The stored message.
@@ -336,7 +378,7 @@ export type SendMessageResponse = Message$1<"chatmesh.history.v1.SendMessageResp
  * Use `create(SendMessageResponseSchema)` to create a new message.
  */
 export const SendMessageResponseSchema: GenMessage<SendMessageResponse> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 6);
+  messageDesc(file_chatmesh_history_v1_history, 8);
 
 /**
  * ListConversations lists the caller's conversations.
@@ -357,7 +399,7 @@ export type ListConversationsRequest = Message$1<"chatmesh.history.v1.ListConver
  * Use `create(ListConversationsRequestSchema)` to create a new message.
  */
 export const ListConversationsRequestSchema: GenMessage<ListConversationsRequest> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 7);
+  messageDesc(file_chatmesh_history_v1_history, 9);
 
 /**
  * A page of conversations.
@@ -385,7 +427,7 @@ export type ListConversationsResponse = Message$1<"chatmesh.history.v1.ListConve
  * Use `create(ListConversationsResponseSchema)` to create a new message.
  */
 export const ListConversationsResponseSchema: GenMessage<ListConversationsResponse> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 8);
+  messageDesc(file_chatmesh_history_v1_history, 10);
 
 /**
  * ListMessages pages through a conversation.
@@ -429,7 +471,7 @@ export type ListMessagesRequest = Message$1<"chatmesh.history.v1.ListMessagesReq
  * Use `create(ListMessagesRequestSchema)` to create a new message.
  */
 export const ListMessagesRequestSchema: GenMessage<ListMessagesRequest> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 9);
+  messageDesc(file_chatmesh_history_v1_history, 11);
 
 /**
  * A page of messages.
@@ -457,7 +499,7 @@ export type ListMessagesResponse = Message$1<"chatmesh.history.v1.ListMessagesRe
  * Use `create(ListMessagesResponseSchema)` to create a new message.
  */
 export const ListMessagesResponseSchema: GenMessage<ListMessagesResponse> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 10);
+  messageDesc(file_chatmesh_history_v1_history, 12);
 
 /**
  * MarkRead moves the caller's read pointer.
@@ -485,7 +527,7 @@ export type MarkReadRequest = Message$1<"chatmesh.history.v1.MarkReadRequest"> &
  * Use `create(MarkReadRequestSchema)` to create a new message.
  */
 export const MarkReadRequestSchema: GenMessage<MarkReadRequest> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 11);
+  messageDesc(file_chatmesh_history_v1_history, 13);
 
 /**
  * The read pointer after the call.
@@ -513,7 +555,7 @@ export type MarkReadResponse = Message$1<"chatmesh.history.v1.MarkReadResponse">
  * Use `create(MarkReadResponseSchema)` to create a new message.
  */
 export const MarkReadResponseSchema: GenMessage<MarkReadResponse> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 12);
+  messageDesc(file_chatmesh_history_v1_history, 14);
 
 /**
  * EditMessage replaces a message's text.
@@ -548,7 +590,7 @@ export type EditMessageRequest = Message$1<"chatmesh.history.v1.EditMessageReque
  * Use `create(EditMessageRequestSchema)` to create a new message.
  */
 export const EditMessageRequestSchema: GenMessage<EditMessageRequest> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 13);
+  messageDesc(file_chatmesh_history_v1_history, 15);
 
 /**
  * The edited message.
@@ -569,7 +611,7 @@ export type EditMessageResponse = Message$1<"chatmesh.history.v1.EditMessageResp
  * Use `create(EditMessageResponseSchema)` to create a new message.
  */
 export const EditMessageResponseSchema: GenMessage<EditMessageResponse> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 14);
+  messageDesc(file_chatmesh_history_v1_history, 16);
 
 /**
  * DeleteMessage leaves a tombstone.
@@ -597,7 +639,7 @@ export type DeleteMessageRequest = Message$1<"chatmesh.history.v1.DeleteMessageR
  * Use `create(DeleteMessageRequestSchema)` to create a new message.
  */
 export const DeleteMessageRequestSchema: GenMessage<DeleteMessageRequest> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 15);
+  messageDesc(file_chatmesh_history_v1_history, 17);
 
 /**
  * The tombstone.
@@ -618,7 +660,7 @@ export type DeleteMessageResponse = Message$1<"chatmesh.history.v1.DeleteMessage
  * Use `create(DeleteMessageResponseSchema)` to create a new message.
  */
 export const DeleteMessageResponseSchema: GenMessage<DeleteMessageResponse> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 16);
+  messageDesc(file_chatmesh_history_v1_history, 18);
 
 /**
  * What kind of conversation.
@@ -759,6 +801,18 @@ export const HistoryService: GenService<{
     methodKind: "unary";
     input: typeof SendMessageRequestSchema;
     output: typeof SendMessageResponseSchema;
+  },
+  /**
+   * One conversation with its members, last message and the caller's unread count.
+   * Services use it to check membership with the caller's token. Errors:
+   * INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED (not a member).
+   *
+   * @generated from rpc chatmesh.history.v1.HistoryService.GetConversation
+   */
+  getConversation: {
+    methodKind: "unary";
+    input: typeof GetConversationRequestSchema;
+    output: typeof GetConversationResponseSchema;
   },
   /**
    * The caller's conversations, most recent activity first, with the last message and
