@@ -1,31 +1,68 @@
-"""Wiring of the history service: settings -> NATS streams, servicer, server."""
+"""Wiring of the history service: settings -> CQL, NATS streams, domain, servicer, server."""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+
+from nats.aio.msg import Msg
+
+from chatmesh.events.v1 import events_pb2
 from chatmesh.history.v1 import history_pb2, history_pb2_grpc
+from services.history.conversations import Conversations
+from services.history.events import EventPublisher
 from services.history.servicer import HistoryServicer
 from services.history.settings import HistorySettings
-from services.history.streams import KV_BUCKETS, STREAMS
-from services.runtime.bus import connect, ensure_kv, ensure_stream
+from services.history.store import SCHEMA, HistoryStore
+from services.history.streams import STREAMS
+from services.runtime.bus import connect, ensure_stream
+from services.runtime.cql import CqlSession
+from services.runtime.errors import ChatmeshError
+from services.runtime.ratelimit import TokenBuckets
 from services.runtime.server import ServiceBinding, ServiceServer, create_server, run
 
 SERVICE_NAME = history_pb2.DESCRIPTOR.services_by_name["HistoryService"].full_name
+DELIVERED_SUBJECT = "history.delivered"
+
+log = logging.getLogger("chatmesh.history")
 
 
 async def build(settings: HistorySettings) -> ServiceServer:
-    """Connect to NATS, declare the service's streams, and build the server."""
+    """Connect to CQL and NATS, declare the CHAT stream, and build the server."""
+    cql = await CqlSession.connect(settings.cql, SCHEMA)
     nc = await connect(settings.nats, "history")
     js = nc.jetstream()
     for stream in STREAMS:
+        if stream.name == "CHAT":
+            stream = dataclasses.replace(stream, max_age=settings.chat_retention_s)
         await ensure_stream(js, stream)
-    for bucket in KV_BUCKETS:
-        await ensure_kv(js, bucket)
+    conversations = Conversations(
+        HistoryStore(cql),
+        EventPublisher(js, settings.nats.publish_timeout_s),
+        TokenBuckets(settings.sends_per_second, settings.send_burst),
+        settings.conversation_cache_size,
+    )
+
+    async def on_delivered(msg: Msg) -> None:
+        receipt = events_pb2.DeliveryReceipt.FromString(msg.data)
+        try:
+            await conversations.mark_delivered(receipt.user_id, receipt.conversation_id, receipt.delivered_sequence)
+        except ChatmeshError as exc:  # a forged or stale report: nothing to tell anyone
+            log.info("delivery report ignored", extra={"reason": str(exc)})
+
+    # A queue group: with several history replicas, each report is handled once.
+    await nc.subscribe(DELIVERED_SUBJECT, queue="history", cb=on_delivered)
     app = create_server(
         "history",
         settings,
-        [ServiceBinding(SERVICE_NAME, history_pb2_grpc.add_HistoryServiceServicer_to_server, HistoryServicer())],
+        [
+            ServiceBinding(
+                SERVICE_NAME, history_pb2_grpc.add_HistoryServiceServicer_to_server, HistoryServicer(conversations)
+            )
+        ],
     )
     app.on_stop.append(nc.drain)
+    app.on_stop.append(cql.close)
     return app
 
 

@@ -2,9 +2,93 @@
 
 from __future__ import annotations
 
+from chatmesh.common.v1 import common_pb2
+from chatmesh.history.v1 import history_pb2 as pb
 from chatmesh.history.v1 import history_pb2_grpc
+from services.history.conversations import Conversations, ConversationView
+from services.history.protos import message_pb, timestamp
+from services.runtime.interceptors import Context, current_principal
+
+
+def _conversation_pb(view: ConversationView) -> pb.Conversation:
+    record = view.record
+    conversation = pb.Conversation(
+        conversation_id=record.conversation_id,
+        kind=record.kind,  # type: ignore[arg-type]
+        members=[pb.Member(user_id=m, kind=pb.AUTHOR_KIND_USER) for m in record.member_ids],
+        unread_count=view.unread,
+        created_at=timestamp(record.created_at),
+        read_sequence=view.read_seq,
+    )
+    if record.kind == pb.CONVERSATION_KIND_ASSISTANT:
+        conversation.members.append(pb.Member(kind=pb.AUTHOR_KIND_ASSISTANT, display_name="assistant"))
+    if view.last_message:
+        conversation.last_message.ParseFromString(view.last_message)
+    return conversation
 
 
 class HistoryServicer(history_pb2_grpc.HistoryServiceServicer):
-    """Every RPC answers UNIMPLEMENTED until the chat issue lands (the generated base raises
-    NotImplementedError, which the error interceptor maps); never a fake success."""
+    """Every RPC acts for the caller of the access token."""
+
+    def __init__(self, conversations: Conversations) -> None:
+        self._conversations = conversations
+
+    async def CreateConversation(
+        self, request: pb.CreateConversationRequest, context: Context
+    ) -> pb.CreateConversationResponse:
+        view, created = await self._conversations.create(
+            current_principal().user_id, request.kind, request.peer_user_id, request.model
+        )
+        return pb.CreateConversationResponse(conversation=_conversation_pb(view), created=created)
+
+    async def GetConversation(self, request: pb.GetConversationRequest, context: Context) -> pb.GetConversationResponse:
+        view = await self._conversations.get(current_principal().user_id, request.conversation_id)
+        return pb.GetConversationResponse(conversation=_conversation_pb(view))
+
+    async def SendMessage(self, request: pb.SendMessageRequest, context: Context) -> pb.SendMessageResponse:
+        message, duplicate = await self._conversations.send(
+            current_principal().user_id, request.conversation_id, request.client_message_id, request.text
+        )
+        return pb.SendMessageResponse(message=message_pb(message, pb.DELIVERY_STATE_SENT), duplicate=duplicate)
+
+    async def ListConversations(
+        self, request: pb.ListConversationsRequest, context: Context
+    ) -> pb.ListConversationsResponse:
+        views, next_token = await self._conversations.list(
+            current_principal().user_id, request.page.page_size, request.page.page_token
+        )
+        return pb.ListConversationsResponse(
+            conversations=[_conversation_pb(v) for v in views],
+            page=common_pb2.PageResponse(next_page_token=next_token),
+        )
+
+    async def ListMessages(self, request: pb.ListMessagesRequest, context: Context) -> pb.ListMessagesResponse:
+        page = await self._conversations.list_messages(
+            current_principal().user_id,
+            request.conversation_id,
+            request.page.page_size,
+            request.page.page_token,
+            request.direction == common_pb2.DIRECTION_FORWARD,
+            request.from_sequence,
+        )
+        return pb.ListMessagesResponse(
+            messages=page.messages, page=common_pb2.PageResponse(next_page_token=page.next_token)
+        )
+
+    async def MarkRead(self, request: pb.MarkReadRequest, context: Context) -> pb.MarkReadResponse:
+        read, unread = await self._conversations.mark_read(
+            current_principal().user_id, request.conversation_id, request.sequence
+        )
+        return pb.MarkReadResponse(read_sequence=read, unread_count=unread)
+
+    async def EditMessage(self, request: pb.EditMessageRequest, context: Context) -> pb.EditMessageResponse:
+        message = await self._conversations.edit(
+            current_principal().user_id, request.conversation_id, request.message_id, request.text
+        )
+        return pb.EditMessageResponse(message=message_pb(message))
+
+    async def DeleteMessage(self, request: pb.DeleteMessageRequest, context: Context) -> pb.DeleteMessageResponse:
+        message = await self._conversations.delete(
+            current_principal().user_id, request.conversation_id, request.message_id
+        )
+        return pb.DeleteMessageResponse(message=message_pb(message))

@@ -1,0 +1,391 @@
+"""Conversations: create, send, page, receipts, edit, delete. No gRPC here.
+
+Ordering: each conversation's messages get sequence 1, 2, 3... from one writer: a lock
+per conversation in this process, and the last sequence cached in memory (loaded from
+CQL on first use). One history replica owns a conversation at a time (the gateway
+routes by conversation when there are several).
+
+Durability: SendMessage answers only after the message is in CQL and every member's
+event is acked by JetStream. A failure after the CQL write answers UNAVAILABLE; the
+client's retry (same client_message_id) finds the stored message and publishes again,
+and JetStream's Nats-Msg-Id keeps the events single.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from chatmesh.events.v1 import events_pb2
+from chatmesh.history.v1 import history_pb2 as pb
+from services.history.errors import (
+    BadPageToken,
+    ConversationNotFound,
+    ConversationWithSelf,
+    MessageDeleted,
+    MessageNotFound,
+    NotAMember,
+    NotTheAuthor,
+    SendingTooFast,
+)
+from services.history.events import EventPublisher
+from services.history.ids import uuid7
+from services.history.protos import event, message_pb
+from services.history.store import (
+    ConversationRecord,
+    HistoryStore,
+    MessageRecord,
+    UserConversationRecord,
+    client_key,
+    id_key,
+)
+from services.runtime.errors import InvalidArgument
+from services.runtime.ratelimit import TokenBuckets
+
+log = logging.getLogger("chatmesh.history")
+
+DEFAULT_PAGE = 50
+
+
+@dataclass
+class _Live:
+    """What this replica keeps in memory about one conversation."""
+
+    record: ConversationRecord
+    last_seq: int | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+@dataclass(frozen=True)
+class ConversationView:
+    """A conversation as one member sees it."""
+
+    record: ConversationRecord
+    last_message: bytes | None
+    last_seq: int
+    read_seq: int
+    last_activity: datetime
+
+    @property
+    def unread(self) -> int:
+        """Messages after the member's read pointer."""
+        return max(0, self.last_seq - self.read_seq)
+
+
+@dataclass(frozen=True)
+class MessagePage:
+    """A page of messages and the cursor to the next one."""
+
+    messages: list[pb.Message]
+    next_token: str
+
+
+def _encode(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _decode(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise BadPageToken() from None
+
+
+class Conversations:
+    """The history service's use cases."""
+
+    def __init__(self, store: HistoryStore, publisher: EventPublisher, limiter: TokenBuckets, cache_size: int) -> None:
+        self._store = store
+        self._publisher = publisher
+        self._limiter = limiter
+        self._cache_size = cache_size
+        self._live: OrderedDict[str, _Live] = OrderedDict()
+        self._delivered: OrderedDict[tuple[str, str], int] = OrderedDict()
+
+    # -- membership ----------------------------------------------------------------
+
+    async def _conversation(self, conversation_id: str) -> _Live:
+        live = self._live.get(conversation_id)
+        if live is None:
+            record = await self._store.conversation(conversation_id)
+            if record is None:
+                raise ConversationNotFound(conversation_id)
+            live = self._live.setdefault(conversation_id, _Live(record))
+        self._live.move_to_end(conversation_id)
+        while len(self._live) > self._cache_size:
+            oldest_id, oldest = next(iter(self._live.items()))
+            if oldest.lock.locked():
+                break  # a send is in flight on it: keep it, trim later
+            del self._live[oldest_id]
+        return live
+
+    async def _member(self, user_id: str, conversation_id: str) -> _Live:
+        live = await self._conversation(conversation_id)
+        if user_id not in live.record.member_ids:
+            raise NotAMember()
+        return live
+
+    async def _last_seq(self, live: _Live) -> int:
+        if live.last_seq is None:
+            live.last_seq = await self._store.last_seq(live.record.conversation_id, live.record.last_seq_hint)
+        return live.last_seq
+
+    # -- conversations -------------------------------------------------------------
+
+    async def create(self, user_id: str, kind: int, peer_user_id: str, model: str) -> tuple[ConversationView, bool]:
+        """Create a conversation (the same one again for the same pair of users)."""
+        now = datetime.now(UTC)
+        if kind == pb.CONVERSATION_KIND_DIRECT:
+            if not peer_user_id:
+                raise InvalidArgument("peer_user_id", "required for a direct conversation")
+            if peer_user_id == user_id:
+                raise ConversationWithSelf()
+            pair = ":".join(sorted((user_id, peer_user_id)))
+            proposed = str(uuid.uuid4())
+            conversation_id = await self._store.claim_direct_pair(pair, proposed)
+            created = conversation_id == proposed
+            members: tuple[str, ...] = tuple(sorted((user_id, peer_user_id)))
+        else:
+            if peer_user_id:
+                raise InvalidArgument("peer_user_id", "must be empty for an assistant conversation")
+            conversation_id, created, members = str(uuid.uuid4()), True, (user_id,)
+        # Written on every call, idempotently: a create that crashed after claiming the
+        # pair is completed by the next call.
+        await self._store.put_conversation(ConversationRecord(conversation_id, kind, members, model, now, 0))
+        return await self.get(user_id, conversation_id), created
+
+    async def get(self, user_id: str, conversation_id: str) -> ConversationView:
+        """One conversation as the member sees it."""
+        live = await self._member(user_id, conversation_id)
+        row = await self._store.user_conversation(user_id, conversation_id)
+        return _view(live.record, row)
+
+    async def list(self, user_id: str, page_size: int, token: str) -> tuple[list[ConversationView], str]:
+        """The user's conversations, most recent activity first, from one partition read."""
+        rows = await self._store.user_conversations(user_id)
+        views = [
+            _view(ConversationRecord(r.conversation_id, r.kind, r.member_ids, "", r.created_at, r.last_seq), r)
+            for r in rows
+        ]
+        views.sort(key=lambda v: (-v.last_activity.timestamp(), v.record.conversation_id))
+        if token:
+            position = _decode(token).split("|")
+            if len(position) != 3 or position[0] != "c1":
+                raise BadPageToken()
+            try:
+                after = (-float(position[1]), position[2])
+            except ValueError:
+                raise BadPageToken() from None
+            views = [v for v in views if (-v.last_activity.timestamp(), v.record.conversation_id) > after]
+        size = page_size or DEFAULT_PAGE
+        page, rest = views[:size], views[size:]
+        next_token = ""
+        if rest:
+            last = page[-1]
+            next_token = _encode(f"c1|{last.last_activity.timestamp()!r}|{last.record.conversation_id}")
+        return page, next_token
+
+    # -- messages ------------------------------------------------------------------
+
+    async def send(
+        self, user_id: str, conversation_id: str, client_message_id: str, text: str
+    ) -> tuple[MessageRecord, bool]:
+        """Store a message once per client id and publish it to every member; return it and whether it was a retry."""
+        if not text.strip():
+            raise InvalidArgument("text", "must not be only whitespace")
+        live = await self._member(user_id, conversation_id)
+        wait = self._limiter.take(user_id)
+        if wait > 0:
+            raise SendingTooFast(wait)
+        async with live.lock:
+            existing = await self._store.seq_of(conversation_id, client_key(client_message_id))
+            if existing is not None:
+                message = await self._store.message(conversation_id, existing)
+                if message is None:  # pragma: no cover - the batch writes both or neither
+                    raise MessageNotFound(client_message_id)
+                await self._fan_out(live, message)
+                return message, True
+            seq = await self._last_seq(live) + 1
+            message = MessageRecord(
+                conversation_id=conversation_id,
+                seq=seq,
+                message_id=uuid7(),
+                author_user_id=user_id,
+                author_kind=pb.AUTHOR_KIND_USER,
+                text=text,
+                client_message_id=client_message_id,
+                created_at=datetime.now(UTC),
+                edited_at=None,
+                deleted=False,
+            )
+            try:
+                await self._store.insert_message(message)
+            except BaseException:
+                live.last_seq = None  # unknown whether it landed: reload before the next send
+                raise
+            live.last_seq = seq
+            await self._fan_out(live, message)
+            return message, False
+
+    async def _fan_out(self, live: _Live, message: MessageRecord) -> None:
+        """Update every member's recent-chats row and publish MessageCreated (idempotent)."""
+        preview = message_pb(message).SerializeToString()
+        members = live.record.member_ids
+        await asyncio.gather(
+            *(
+                self._store.set_last_message(m, message.conversation_id, message.seq, preview, message.created_at)
+                for m in members
+            )
+        )
+        # Sending a message means having read the conversation up to it.
+        await self._store.advance_pointer("read_seq", message.author_user_id, message.conversation_id, message.seq)
+        created = event(message_created=events_pb2.MessageCreated(message=message_pb(message, pb.DELIVERY_STATE_SENT)))
+        await self._publisher.publish(members, created, f"m:{message.conversation_id}:{message.seq}")
+
+    async def list_messages(
+        self, user_id: str, conversation_id: str, page_size: int, token: str, forward: bool, from_seq: int
+    ) -> MessagePage:
+        """A page of messages by cursor; stable while new messages arrive."""
+        live = await self._member(user_id, conversation_id)
+        last = await self._last_seq(live)
+        if token:
+            parts = _decode(token).split("|")
+            if len(parts) != 3 or parts[0] != "m1" or parts[1] not in ("f", "b") or not parts[2].isdigit():
+                raise BadPageToken()
+            forward = parts[1] == "f"
+            start = int(parts[2])
+        elif forward:
+            start = max(1, from_seq)
+        else:
+            start = min(from_seq, last) if from_seq else last
+        size = page_size or DEFAULT_PAGE
+        records = await self._store.page(conversation_id, start, size + 1, forward, last) if start >= 1 else []
+        page, more = records[:size], len(records) > size
+        next_token = ""
+        if more:
+            after = page[-1].seq + (1 if forward else -1)
+            next_token = _encode(f"m1|{'f' if forward else 'b'}|{after}")
+        delivered, read = await self._pointers_of_others(user_id, live.record)
+        return MessagePage([_with_state(m, user_id, delivered, read) for m in page], next_token)
+
+    async def _pointers_of_others(self, user_id: str, record: ConversationRecord) -> tuple[int, int]:
+        others = [m for m in record.member_ids if m != user_id]
+        if not others:
+            return 0, 0
+        rows = await asyncio.gather(*(self._store.user_conversation(m, record.conversation_id) for m in others))
+        delivered = min((r.delivered_seq if r else 0) for r in rows)
+        read = min((r.read_seq if r else 0) for r in rows)
+        return max(delivered, read), read
+
+    async def mark_read(self, user_id: str, conversation_id: str, seq: int) -> tuple[int, int]:
+        """Move the user's read pointer forward; publish a receipt to every member if it moved."""
+        live = await self._member(user_id, conversation_id)
+        last = await self._last_seq(live)
+        target = min(seq, last)
+        if target >= 1 and await self._store.advance_pointer("read_seq", user_id, conversation_id, target):
+            receipt = event(
+                read_receipt=events_pb2.ReadReceipt(
+                    conversation_id=conversation_id, user_id=user_id, read_sequence=target
+                )
+            )
+            await self._publisher.publish(live.record.member_ids, receipt, f"r:{conversation_id}:{user_id}:{target}")
+        row = await self._store.user_conversation(user_id, conversation_id)
+        read = row.read_seq if row else 0
+        return read, max(0, last - read)
+
+    async def mark_delivered(self, user_id: str, conversation_id: str, seq: int) -> None:
+        """A device of ``user_id`` received messages up to ``seq``: tell the other members once."""
+        key = (user_id, conversation_id)
+        if self._delivered.get(key, 0) >= seq:
+            return  # every device of every member reports each message: most reports change nothing
+        live = await self._member(user_id, conversation_id)
+        advanced = await self._store.advance_pointer("delivered_seq", user_id, conversation_id, seq)
+        self._delivered[key] = max(seq, self._delivered.get(key, 0))
+        if len(self._delivered) > self._cache_size:
+            self._delivered.popitem(last=False)
+        if advanced:
+            receipt = event(
+                delivery_receipt=events_pb2.DeliveryReceipt(
+                    conversation_id=conversation_id, delivered_sequence=seq, user_id=user_id
+                )
+            )
+            others = [m for m in live.record.member_ids if m != user_id]
+            await self._publisher.publish(others, receipt, f"d:{conversation_id}:{user_id}:{seq}")
+
+    async def _own_message(self, user_id: str, conversation_id: str, message_id: str) -> tuple[_Live, MessageRecord]:
+        live = await self._member(user_id, conversation_id)
+        seq = await self._store.seq_of(conversation_id, id_key(message_id))
+        message = await self._store.message(conversation_id, seq) if seq is not None else None
+        if message is None:
+            raise MessageNotFound(message_id)
+        if message.author_user_id != user_id:
+            raise NotTheAuthor()
+        return live, message
+
+    async def edit(self, user_id: str, conversation_id: str, message_id: str, text: str) -> MessageRecord:
+        """Replace the text of the user's own message; every device sees the edit."""
+        if not text.strip():
+            raise InvalidArgument("text", "must not be only whitespace")
+        live, message = await self._own_message(user_id, conversation_id, message_id)
+        if message.deleted:
+            raise MessageDeleted()
+        return await self._change(live, message, text=text, deleted=False)
+
+    async def delete(self, user_id: str, conversation_id: str, message_id: str) -> MessageRecord:
+        """Make the user's own message a tombstone (idempotent); every device sees it deleted."""
+        live, message = await self._own_message(user_id, conversation_id, message_id)
+        if message.deleted:
+            return message
+        return await self._change(live, message, text="", deleted=True)
+
+    async def _change(self, live: _Live, message: MessageRecord, text: str, deleted: bool) -> MessageRecord:
+        now = datetime.now(UTC)
+        changed = MessageRecord(
+            message.conversation_id, message.seq, message.message_id, message.author_user_id, message.author_kind,
+            text, message.client_message_id, message.created_at, now, deleted,
+        )  # fmt: skip
+        async with live.lock:
+            await self._store.update_message(message.conversation_id, message.seq, text, now, deleted)
+            if message.seq == await self._last_seq(live):
+                preview = message_pb(changed).SerializeToString()
+                await asyncio.gather(
+                    *(
+                        self._store.replace_last_message(m, message.conversation_id, preview)
+                        for m in live.record.member_ids
+                    )
+                )
+        body = message_pb(changed)
+        kind = (
+            {"message_deleted": events_pb2.MessageDeleted(message=body)}
+            if deleted
+            else {"message_edited": events_pb2.MessageEdited(message=body)}
+        )
+        version = int(now.timestamp() * 1_000_000)
+        await self._publisher.publish(
+            live.record.member_ids, event(**kind), f"e:{message.conversation_id}:{message.seq}:{version}"
+        )
+        return changed
+
+
+def _view(record: ConversationRecord, row: UserConversationRecord | None) -> ConversationView:
+    if row is None:
+        return ConversationView(record, None, 0, 0, record.created_at)
+    return ConversationView(record, row.last_message, row.last_seq, row.read_seq, row.last_activity)
+
+
+def _with_state(record: MessageRecord, user_id: str, delivered: int, read: int) -> pb.Message:
+    if record.author_user_id != user_id:
+        return message_pb(record)
+    if read >= record.seq:
+        state = pb.DELIVERY_STATE_READ
+    elif delivered >= record.seq:
+        state = pb.DELIVERY_STATE_DELIVERED
+    else:
+        state = pb.DELIVERY_STATE_SENT
+    return message_pb(record, state)

@@ -1,0 +1,46 @@
+"""Publishing conversation events to each member's stream (JetStream CHAT, `chat.user.<id>`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+from nats.js import JetStreamContext
+
+from chatmesh.events.v1 import events_pb2
+from services.runtime.errors import Unavailable
+
+
+def user_subject(user_id: str) -> str:
+    """The replayable event subject of a user."""
+    return f"chat.user.{user_id}"
+
+
+class EventPublisher:
+    """Publishes one event to several users and waits for every JetStream ack.
+
+    Each publish carries ``Nats-Msg-Id`` = ``<dedup_key>:<user_id>``, so a retried send
+    (same key) is stored once within the stream's duplicate window.
+    """
+
+    def __init__(self, js: JetStreamContext, timeout_s: float) -> None:
+        self._js = js
+        self._timeout_s = timeout_s
+
+    async def publish(self, user_ids: Iterable[str], event: events_pb2.Event, dedup_key: str) -> None:
+        """Publish ``event`` to each user; raise Unavailable if JetStream did not ack them all."""
+        payload = event.SerializeToString()
+        try:
+            await asyncio.gather(
+                *(
+                    self._js.publish(
+                        user_subject(user_id),
+                        payload,
+                        timeout=self._timeout_s,
+                        headers={"Nats-Msg-Id": f"{dedup_key}:{user_id}"},
+                    )
+                    for user_id in user_ids
+                )
+            )
+        except Exception as exc:  # nats raises timeouts and connection errors of several types
+            raise Unavailable(f"event bus unavailable; the change is stored, retry to deliver it: {exc}") from exc

@@ -1,0 +1,359 @@
+"""Conversations and messages in CQL (ScyllaDB-compatible; no secondary indexes).
+
+Tables:
+- ``conversations``: members and kind by id; ``last_seq`` is a hint for restarts.
+- ``direct_pairs``: the one conversation of a pair of users (LWT on creation).
+- ``messages``: partitioned by (conversation_id, bucket), bucket = seq // BUCKET_SIZE,
+  clustered by seq descending: a page is one slice of one or two partitions, and no
+  partition grows past BUCKET_SIZE messages.
+- ``message_keys``: (conversation_id, "c:<client_message_id>" or "m:<message_id>") ->
+  seq, written in the same logged batch as the message: a retried send finds the first
+  one, and edits and deletes find a message by id.
+- ``conversations_by_user``: a user's conversations with last message, read and
+  delivered pointers: the recent-chats list is one partition read.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from services.runtime.cql import CqlSession
+
+BUCKET_SIZE = 1000
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS conversations (
+        conversation_id uuid PRIMARY KEY, kind int, member_ids list<uuid>, model text, created_at timestamp,
+        last_seq bigint)""",
+    """CREATE TABLE IF NOT EXISTS direct_pairs (pair_key text PRIMARY KEY, conversation_id uuid)""",
+    """CREATE TABLE IF NOT EXISTS messages (
+        conversation_id uuid, bucket int, seq bigint, message_id text, author_user_id text, author_kind int,
+        text text, client_message_id text, created_at timestamp, edited_at timestamp, deleted boolean,
+        PRIMARY KEY ((conversation_id, bucket), seq)) WITH CLUSTERING ORDER BY (seq DESC)""",
+    """CREATE TABLE IF NOT EXISTS message_keys (
+        conversation_id uuid, key text, seq bigint, PRIMARY KEY ((conversation_id, key)))""",
+    """CREATE TABLE IF NOT EXISTS conversations_by_user (
+        user_id uuid, conversation_id uuid, kind int, member_ids list<uuid>, created_at timestamp,
+        last_seq bigint, last_message blob, last_activity timestamp, read_seq bigint, delivered_seq bigint,
+        PRIMARY KEY (user_id, conversation_id))""",
+)
+
+
+@dataclass(frozen=True)
+class ConversationRecord:
+    """A conversation's immutable facts."""
+
+    conversation_id: str
+    kind: int
+    member_ids: tuple[str, ...]
+    model: str
+    created_at: datetime
+    last_seq_hint: int
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    """A stored message."""
+
+    conversation_id: str
+    seq: int
+    message_id: str
+    author_user_id: str
+    author_kind: int
+    text: str
+    client_message_id: str
+    created_at: datetime
+    edited_at: datetime | None
+    deleted: bool
+
+
+@dataclass(frozen=True)
+class UserConversationRecord:
+    """One row of a user's recent-chats list."""
+
+    user_id: str
+    conversation_id: str
+    kind: int
+    member_ids: tuple[str, ...]
+    created_at: datetime
+    last_seq: int
+    last_message: bytes | None
+    last_activity: datetime
+    read_seq: int
+    delivered_seq: int
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _message(conversation_id: str, row: dict[str, Any]) -> MessageRecord:
+    return MessageRecord(
+        conversation_id=conversation_id,
+        seq=int(row["seq"]),
+        message_id=row["message_id"],
+        author_user_id=row["author_user_id"] or "",
+        author_kind=int(row["author_kind"]),
+        text=row["text"] or "",
+        client_message_id=row["client_message_id"] or "",
+        created_at=_utc(row["created_at"]) or datetime.now(UTC),
+        edited_at=_utc(row["edited_at"]),
+        deleted=bool(row["deleted"]),
+    )
+
+
+_MESSAGE_COLUMNS = (
+    "seq, message_id, author_user_id, author_kind, text, client_message_id, created_at, edited_at, deleted"
+)
+
+
+def client_key(client_message_id: str) -> str:
+    """The message_keys key of a client message id."""
+    return f"c:{client_message_id}"
+
+
+def id_key(message_id: str) -> str:
+    """The message_keys key of a message id."""
+    return f"m:{message_id}"
+
+
+class HistoryStore:
+    """CQL reads and writes of the history service."""
+
+    def __init__(self, cql: CqlSession) -> None:
+        self._cql = cql
+
+    # -- conversations -------------------------------------------------------------
+
+    async def claim_direct_pair(self, pair_key: str, conversation_id: str) -> str:
+        """The conversation of a user pair: ``conversation_id`` if this call created it, else the existing one."""
+        rows = await self._cql.execute(
+            "INSERT INTO direct_pairs (pair_key, conversation_id) VALUES (?, ?) IF NOT EXISTS",
+            (pair_key, uuid.UUID(conversation_id)),
+            prepare=True,
+        )
+        return conversation_id if rows[0]["[applied]"] else str(rows[0]["conversation_id"])
+
+    async def put_conversation(self, record: ConversationRecord) -> None:
+        """Write the conversation and one recent-chats row per member (idempotent)."""
+        members = [uuid.UUID(m) for m in record.member_ids]
+        await self._cql.execute(
+            "INSERT INTO conversations (conversation_id, kind, member_ids, model, created_at, last_seq) "
+            "VALUES (?, ?, ?, ?, ?, 0) IF NOT EXISTS",
+            (uuid.UUID(record.conversation_id), record.kind, members, record.model, record.created_at),
+            prepare=True,
+        )
+        for member in members:
+            await self._cql.execute(
+                "UPDATE conversations_by_user SET kind = ?, member_ids = ?, created_at = ?, last_activity = ? "
+                "WHERE user_id = ? AND conversation_id = ?",
+                (record.kind, members, record.created_at, record.created_at, member, uuid.UUID(record.conversation_id)),
+                prepare=True,
+            )
+
+    async def conversation(self, conversation_id: str) -> ConversationRecord | None:
+        """The conversation, or None."""
+        rows = await self._cql.execute(
+            "SELECT kind, member_ids, model, created_at, last_seq FROM conversations WHERE conversation_id = ?",
+            (uuid.UUID(conversation_id),),
+            prepare=True,
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return ConversationRecord(
+            conversation_id=conversation_id,
+            kind=int(row["kind"]),
+            member_ids=tuple(str(m) for m in row["member_ids"] or ()),
+            model=row["model"] or "",
+            created_at=_utc(row["created_at"]) or datetime.now(UTC),
+            last_seq_hint=int(row["last_seq"] or 0),
+        )
+
+    async def last_seq(self, conversation_id: str, hint: int) -> int:
+        """The highest stored sequence, found from ``hint`` by walking buckets forward."""
+        last = hint
+        bucket = hint // BUCKET_SIZE
+        while True:
+            rows = await self._cql.execute(
+                "SELECT seq FROM messages WHERE conversation_id = ? AND bucket = ? LIMIT 1",
+                (uuid.UUID(conversation_id), bucket),
+                prepare=True,
+            )
+            if not rows:
+                return last
+            last = max(last, int(rows[0]["seq"]))
+            if last % BUCKET_SIZE != BUCKET_SIZE - 1:
+                return last
+            bucket += 1
+
+    # -- messages ------------------------------------------------------------------
+
+    async def insert_message(self, message: MessageRecord) -> None:
+        """Store the message with its client id and id keys (logged batch: all or nothing)."""
+        cid = uuid.UUID(message.conversation_id)
+        await self._cql.execute(
+            "BEGIN BATCH "
+            "INSERT INTO messages (conversation_id, bucket, seq, message_id, author_user_id, author_kind, text, "
+            "client_message_id, created_at, edited_at, deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, null, false); "
+            "INSERT INTO message_keys (conversation_id, key, seq) VALUES (?, ?, ?); "
+            "INSERT INTO message_keys (conversation_id, key, seq) VALUES (?, ?, ?); "
+            "APPLY BATCH",
+            (
+                cid,
+                message.seq // BUCKET_SIZE,
+                message.seq,
+                message.message_id,
+                message.author_user_id,
+                message.author_kind,
+                message.text,
+                message.client_message_id,
+                message.created_at,
+                cid,
+                client_key(message.client_message_id),
+                message.seq,
+                cid,
+                id_key(message.message_id),
+                message.seq,
+            ),
+            prepare=True,
+        )
+        await self._cql.execute(
+            "UPDATE conversations SET last_seq = ? WHERE conversation_id = ?", (message.seq, cid), prepare=True
+        )
+
+    async def seq_of(self, conversation_id: str, key: str) -> int | None:
+        """The sequence stored under a key (:func:`client_key`, :func:`id_key`), or None."""
+        rows = await self._cql.execute(
+            "SELECT seq FROM message_keys WHERE conversation_id = ? AND key = ?",
+            (uuid.UUID(conversation_id), key),
+            prepare=True,
+        )
+        return int(rows[0]["seq"]) if rows else None
+
+    async def message(self, conversation_id: str, seq: int) -> MessageRecord | None:
+        """One message by sequence."""
+        rows = await self._cql.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND bucket = ? AND seq = ?",
+            (uuid.UUID(conversation_id), seq // BUCKET_SIZE, seq),
+            prepare=True,
+        )
+        return _message(conversation_id, rows[0]) if rows else None
+
+    async def page(
+        self, conversation_id: str, start_seq: int, limit: int, forward: bool, last_seq: int
+    ) -> list[MessageRecord]:
+        """Up to ``limit`` messages from ``start_seq`` (inclusive) in the given direction."""
+        cid = uuid.UUID(conversation_id)
+        found: list[MessageRecord] = []
+        bucket = start_seq // BUCKET_SIZE
+        last_bucket = last_seq // BUCKET_SIZE
+        while len(found) < limit and 0 <= bucket <= last_bucket:
+            if forward:
+                query = (
+                    f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND bucket = ? AND seq >= ? "
+                    "ORDER BY seq ASC LIMIT ?"
+                )
+            else:
+                query = (
+                    f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND bucket = ? AND seq <= ? "
+                    "LIMIT ?"
+                )
+            rows = await self._cql.execute(query, (cid, bucket, start_seq, limit - len(found)), prepare=True)
+            found.extend(_message(conversation_id, row) for row in rows)
+            bucket += 1 if forward else -1
+        return found
+
+    async def update_message(
+        self, conversation_id: str, seq: int, text: str, edited_at: datetime, deleted: bool
+    ) -> None:
+        """Replace a message's text (or make it a tombstone)."""
+        await self._cql.execute(
+            "UPDATE messages SET text = ?, edited_at = ?, deleted = ? "
+            "WHERE conversation_id = ? AND bucket = ? AND seq = ?",
+            (None if deleted else text, edited_at, deleted, uuid.UUID(conversation_id), seq // BUCKET_SIZE, seq),
+            prepare=True,
+        )
+
+    # -- per-user rows -------------------------------------------------------------
+
+    async def set_last_message(
+        self, user_id: str, conversation_id: str, last_seq: int, last_message: bytes, at: datetime
+    ) -> None:
+        """Move the user's recent-chats row to this message."""
+        await self._cql.execute(
+            "UPDATE conversations_by_user SET last_seq = ?, last_message = ?, last_activity = ? "
+            "WHERE user_id = ? AND conversation_id = ?",
+            (last_seq, last_message, at, uuid.UUID(user_id), uuid.UUID(conversation_id)),
+            prepare=True,
+        )
+
+    async def replace_last_message(self, user_id: str, conversation_id: str, last_message: bytes) -> None:
+        """Update the preview after an edit or delete of the last message."""
+        await self._cql.execute(
+            "UPDATE conversations_by_user SET last_message = ? WHERE user_id = ? AND conversation_id = ?",
+            (last_message, uuid.UUID(user_id), uuid.UUID(conversation_id)),
+            prepare=True,
+        )
+
+    async def advance_pointer(self, column: str, user_id: str, conversation_id: str, seq: int) -> bool:
+        """Move ``read_seq`` or ``delivered_seq`` forward to ``seq``; False if it already was there or past."""
+        assert column in ("read_seq", "delivered_seq")
+        key = (uuid.UUID(user_id), uuid.UUID(conversation_id))
+        rows = await self._cql.execute(
+            f"UPDATE conversations_by_user SET {column} = ? WHERE user_id = ? AND conversation_id = ? IF {column} < ?",
+            (seq, *key, seq),
+            prepare=True,
+        )
+        if rows[0]["[applied]"]:
+            return True
+        if rows[0].get(column) is None:  # never set: the condition can't compare with null
+            rows = await self._cql.execute(
+                f"UPDATE conversations_by_user SET {column} = ? WHERE user_id = ? AND conversation_id = ? "
+                f"IF {column} = null",
+                (seq, *key),
+                prepare=True,
+            )
+            return bool(rows[0]["[applied]"])
+        return False
+
+    async def user_conversations(self, user_id: str) -> list[UserConversationRecord]:
+        """Every recent-chats row of the user (one partition)."""
+        rows = await self._cql.execute(
+            "SELECT conversation_id, kind, member_ids, created_at, last_seq, last_message, last_activity, read_seq, "
+            "delivered_seq FROM conversations_by_user WHERE user_id = ?",
+            (uuid.UUID(user_id),),
+            prepare=True,
+        )
+        return [_user_row(user_id, row) for row in rows]
+
+    async def user_conversation(self, user_id: str, conversation_id: str) -> UserConversationRecord | None:
+        """One recent-chats row."""
+        rows = await self._cql.execute(
+            "SELECT conversation_id, kind, member_ids, created_at, last_seq, last_message, last_activity, read_seq, "
+            "delivered_seq FROM conversations_by_user WHERE user_id = ? AND conversation_id = ?",
+            (uuid.UUID(user_id), uuid.UUID(conversation_id)),
+            prepare=True,
+        )
+        return _user_row(user_id, rows[0]) if rows else None
+
+
+def _user_row(user_id: str, row: dict[str, Any]) -> UserConversationRecord:
+    created = _utc(row["created_at"]) or datetime.now(UTC)
+    return UserConversationRecord(
+        user_id=user_id,
+        conversation_id=str(row["conversation_id"]),
+        kind=int(row["kind"] or 0),
+        member_ids=tuple(str(m) for m in row["member_ids"] or ()),
+        created_at=created,
+        last_seq=int(row["last_seq"] or 0),
+        last_message=row["last_message"],
+        last_activity=_utc(row["last_activity"]) or created,
+        read_seq=int(row["read_seq"] or 0),
+        delivered_seq=int(row["delivered_seq"] or 0),
+    )
