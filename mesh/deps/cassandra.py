@@ -8,14 +8,18 @@ the repository so that every clone on the machine shares it), and :class:`Cassan
 ``logback.xml`` (templates in ``mesh/deps/cassandra/``) and the JVM options that ``bin/cassandra``
 would assemble for Java 17.
 
-Start-up time is what tests and CI wait on, so besides the Cassandra settings that are safe to
-shorten on a lone node, two JVM measures roughly halve the CPU a start costs on a small machine:
+Start-up time is what tests and CI wait on.  Besides the Cassandra settings that are safe to
+shorten on a lone node (gossip settling, ring delay, schema agreement, a skip-list measurement
+at start-up), three JVM measures cut the CPU a start costs by about half on a 2-core machine:
 
-* a class-data-sharing archive of the ~9,600 classes a node loads, made once per JVM by a
-  training run inside :func:`install` (``cds/`` in the cache);
-* C1-only JIT compilation (``-XX:TieredStopAtLevel=1``): C2 would spend seconds of CPU compiling
-  start-up code that never runs again.  Steady-state throughput is lower, so benchmarks should
-  set ``CHATMESH_CASSANDRA_FULL_JIT=1``.
+* a class-data-sharing archive of the ~9,600 classes a node loads, recorded once per JVM build
+  by a training run inside :func:`install` (``cds/`` in the cache);
+* C1-only JIT compilation: C2 would spend seconds of CPU compiling start-up code that never
+  runs again;
+* the serial collector and a heap that starts at 256 MB and grows to ``heap_mb``.
+
+The last two cost steady-state throughput, so benchmarks should set
+``CHATMESH_CASSANDRA_TUNING=throughput`` (G1, fixed heap, C1+C2, as Cassandra ships).
 
 Every path a node writes to lies under its :attr:`CassandraConfig.home`, JMX is not started, and
 all ports come from the config, so several nodes (one per test session, on free ports) can run
@@ -122,6 +126,11 @@ _SINGLE_NODE_PROPERTIES = (
     # Memtable accounting measures the per-partition overhead of a 100,000-entry skip list at
     # start-up: a second of CPU.  1,000 entries give the same figure (180 bytes) in 0.1 s.
     "-Dcassandra.memtable_row_overhead_computation_step=1000",
+    # Do not force a flush of the system tables after each change to them: every CREATE/DROP
+    # would flush a dozen system_schema tables (a third of the time of DDL, which tests run all
+    # the time).  The changes are still in the commit log, like any other write, and SIGTERM
+    # flushes everything.
+    "-Dcassandra.unsafesystem=true",
     # Chronicle (audit and full-query logs) would phone home on first use.
     "-Dchronicle.analytics.disable=true",
     "-Dchronicle.announcer.disable=true",
@@ -141,7 +150,7 @@ class CassandraConfig:
         host: address for both CQL and the (otherwise unused) inter-node port.
         native_port: CQL port.
         storage_port: inter-node port; must differ between nodes on the same host.
-        heap_mb: JVM heap size (-Xms and -Xmx) in MiB.
+        heap_mb: maximum JVM heap (-Xmx) in MiB; the heap starts smaller unless tuned for throughput.
         cluster_name: name recorded in the system tables; fixed once the node has data.
     """
 
@@ -195,13 +204,13 @@ def install(cache_root: Path | None = None) -> Path:
     java = find_java()  # Fail early and clearly: jars without a JVM to run them are of no use.
     root = (cache_root or default_cache_root()) / f"cassandra-{CASSANDRA_VERSION}"
     lib = root / "lib"
-    archive = _class_data_archive(java, root)
-    if (root / _INSTALLED_MARKER).is_file() and _archive_settled(archive):
+    if (root / _INSTALLED_MARKER).is_file() and _archive_settled(_class_data_archive(java, root)):
         return lib
     root.mkdir(parents=True, exist_ok=True)
     with _exclusive_lock(root / ".lock"):
         if not (root / _INSTALLED_MARKER).is_file():  # Re-checked: another process may have done it.
             _resolve_jars(root, lib)
+        archive = _class_data_archive(java, root)
         if not _archive_settled(archive):
             _record_class_data(java, lib, archive)
     return lib
@@ -255,18 +264,19 @@ def _resolve_jars(root: Path, lib: Path) -> None:
 
 
 def _class_data_archive(java: Path, root: Path) -> Path:
-    """Where the class-data-sharing archive for this JVM build lives.
+    """Where the class-data-sharing archive for this JVM build and these jars lives.
 
-    An archive is only valid for the JVM build that wrote it (the JVM checks, and ignores a
-    mismatched one), so the name carries a digest of the JVM's identity: switching JAVA_HOME
-    gets its own archive instead of silently losing the speed-up.
+    An archive is only valid for the JVM build and the jars it was recorded with (the JVM checks,
+    and ignores a mismatched one with a warning), so the name carries a digest of both: switching
+    JAVA_HOME, upgrading the JDK or re-fetching the jars records a new archive instead of
+    silently losing the speed-up.
     """
     java_home = java.resolve().parent.parent
     identity = [str(java_home)]
-    for name in ("release", "lib/server/libjvm.so"):
+    for path in (java_home / "release", java_home / "lib/server/libjvm.so", root / _INSTALLED_MARKER):
         with contextlib.suppress(OSError):
-            stat = (java_home / name).stat()
-            identity.append(f"{name}:{stat.st_size}:{stat.st_mtime_ns}")
+            stat = path.stat()
+            identity.append(f"{path}:{stat.st_size}:{stat.st_mtime_ns}")
     digest = hashlib.sha256("\n".join(identity).encode()).hexdigest()[:16]
     return root / "cds" / f"cassandra-{digest}.jsa"
 
@@ -287,7 +297,7 @@ def _record_class_data(java: Path, lib: Path, archive: Path) -> None:
     _write_conf(config, home)
     class_data = [f"-XX:ArchiveClassesAtExit={partial}", "-Xlog:cds*=error"]
     argv = [*_no_memory_lock_prefix(), *_java_argv(config, home, java, lib, class_data)]
-    _log.info("cassandra: recording a class-data-sharing archive (one-off, about 15 s)")
+    _log.info("cassandra: recording a class-data-sharing archive (one-off, about 10 s)")
     started = time.monotonic()
     try:
         with open(home / "logs" / "cassandra.log", "ab") as log:
@@ -313,6 +323,10 @@ def _record_class_data(java: Path, lib: Path, archive: Path) -> None:
         if not partial.is_file() or partial.stat().st_size == 0:
             raise RuntimeError(f"the JVM exited with {code} without writing {partial}")
         partial.rename(archive)
+        # Archives of earlier JDKs or jar sets would never be used again (60 MB each).
+        for stale in archive.parent.glob("cassandra-*"):
+            if stale.is_file() and stale.stem != archive.stem:
+                stale.unlink(missing_ok=True)
         _log.info("cassandra: class-data archive %s recorded in %.1fs", archive.name, time.monotonic() - started)
     except Exception as exc:  # noqa: BLE001 - best effort: the node runs without an archive too
         partial.unlink(missing_ok=True)
@@ -339,7 +353,7 @@ def _wait_tcp_blocking(proc: subprocess.Popen[bytes], host: str, port: int, time
 def _exercise_cql(host: str, port: int) -> None:
     # What every test does first: schema changes, writes, a lightweight transaction, reads.  The
     # server-side classes for these then come from the archive too.
-    cluster = _cluster(host, port, timeout_s=30.0)
+    cluster = local_cluster(host, port, timeout_s=30.0)
     try:
         session = cluster.connect()
         session.execute(
@@ -453,7 +467,7 @@ def query_release_version(host: str, port: int, timeout_s: float = 10.0) -> str:
     Returns:
         The server's version string, e.g. ``5.0.9``.
     """
-    cluster = _cluster(host, port, timeout_s)
+    cluster = local_cluster(host, port, timeout_s)
     try:
         session = cluster.connect()
         row = session.execute("SELECT release_version FROM system.local").one()
@@ -462,9 +476,21 @@ def query_release_version(host: str, port: int, timeout_s: float = 10.0) -> str:
         cluster.shutdown()
 
 
-def _cluster(host: str, port: int, timeout_s: float) -> Any:
-    # The scylla-driver ships no type information; importing it through importlib keeps this
-    # module mypy-strict clean whether or not the project config silences that package.
+def local_cluster(host: str, port: int, timeout_s: float = 10.0) -> Any:
+    """A scylla-driver ``Cluster`` for one local node: only that host, no metadata fetched.
+
+    For readiness probes, tests and tools; call ``.connect()`` on it and ``.shutdown()`` after.
+
+    Args:
+        host: CQL address.
+        port: CQL port.
+        timeout_s: connect and request timeout.
+
+    Returns:
+        A ``cassandra.cluster.Cluster`` (typed ``Any``: the driver ships no type information, and
+        importing it through importlib keeps this module mypy-strict clean whether or not the
+        project's mypy config silences that package).
+    """
     driver = importlib.import_module("cassandra.cluster")
     policies = importlib.import_module("cassandra.policies")
     profile = driver.ExecutionProfile(
@@ -489,6 +515,8 @@ def _write_conf(config: CassandraConfig, home: Path) -> None:
     yaml = template.substitute(
         cluster_name=config.cluster_name.replace("'", "''"),
         host=config.host,
+        # The node is its own (only) seed; an IPv6 address needs brackets before the port.
+        seed=f"[{config.host}]:{config.storage_port}" if ":" in config.host else f"{config.host}:{config.storage_port}",
         native_port=config.native_port,
         storage_port=config.storage_port,
         home=str(home),
@@ -550,10 +578,12 @@ def _classpath(lib: Path) -> list[Path]:
 def _tuning_options(heap_mb: int, extra: list[str]) -> list[str]:
     """Heap, collector and JIT options for the tuning named by ``$CHATMESH_CASSANDRA_TUNING``.
 
-    ``startup`` (the default) is measured on 2 cores: it cuts the CPU a start costs by about a
-    third and the resident set by half against ``throughput``, which is the stock
-    jvm17-server.options choice (G1, fixed-size heap, tiered C1+C2 compilation) and the one to
-    benchmark with: C1-only code costs roughly 40% more server CPU per request once warm.
+    ``throughput`` is what Cassandra ships in jvm17-server.options (G1, a fixed-size heap, tiered
+    C1+C2 compilation): the one to benchmark with, since C2 code is faster once fully warm.
+    ``startup`` (the default) was measured on 2 cores: about half the CPU per start (2.6-2.9 s
+    against 5.0-5.5 s), and half the resident memory after a short workload (430 MB against
+    880 MB); under a load of a few minutes it also used less server CPU, as C2 was still
+    compiling.
     """
     tuning = os.environ.get(TUNING_ENV, "startup")
     if tuning not in ("startup", "throughput"):
