@@ -34,7 +34,10 @@ async def build(settings: HistorySettings) -> ServiceServer:
     js = nc.jetstream()
     for stream in STREAMS:
         if stream.name == "CHAT":
-            stream = dataclasses.replace(stream, max_age=settings.chat_retention_s)
+            retention = settings.chat_retention_s
+            # JetStream refuses a duplicate window longer than the retention.
+            window = min(stream.duplicate_window or retention, retention)
+            stream = dataclasses.replace(stream, max_age=retention, duplicate_window=window)
         await ensure_stream(js, stream)
     conversations = Conversations(
         HistoryStore(cql),

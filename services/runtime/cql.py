@@ -14,7 +14,7 @@ from typing import Any
 from cassandra import ConsistencyLevel
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, ResponseFuture, Session
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
-from cassandra.query import PreparedStatement, dict_factory
+from cassandra.query import PreparedStatement, SimpleStatement, dict_factory
 from pydantic import BaseModel, Field
 
 from services.runtime.errors import Unavailable
@@ -36,9 +36,10 @@ class CqlSettings(BaseModel):
 class CqlSession:
     """An open session to one keyspace."""
 
-    def __init__(self, cluster: Cluster, session: Session) -> None:
+    def __init__(self, cluster: Cluster, session: Session, keyspace: str) -> None:
         self._cluster = cluster
         self._session = session
+        self._keyspace = keyspace
         self._prepared: dict[str, PreparedStatement] = {}
 
     @classmethod
@@ -63,12 +64,15 @@ class CqlSession:
         except Exception as exc:
             cluster.shutdown()
             raise Unavailable(f"CQL cluster at {settings.hosts}:{settings.port} unreachable: {exc}") from exc
-        self = cls(cluster, session)
-        await self.execute(
-            f"CREATE KEYSPACE IF NOT EXISTS {settings.keyspace} WITH replication = "
-            f"{{'class': 'SimpleStrategy', 'replication_factor': {settings.replication_factor}}}"
+        self = cls(cluster, session, settings.keyspace)
+        await _wait(
+            session.execute_async(
+                f"CREATE KEYSPACE IF NOT EXISTS {settings.keyspace} WITH replication = "
+                f"{{'class': 'SimpleStrategy', 'replication_factor': {settings.replication_factor}}}"
+            )
         )
-        session.set_keyspace(settings.keyspace)
+        # Statements name tables without a keyspace; each carries the keyspace itself
+        # (protocol v5) instead of a session-wide USE, which Cassandra 5 warns about.
         for statement in schema:
             await self.execute(statement)
         return self
@@ -82,8 +86,10 @@ class CqlSession:
             statement = self._prepared.get(query)
             if statement is None:
                 # Preparing is a one-time round trip per statement; the driver only has a blocking call.
-                statement = await asyncio.to_thread(self._session.prepare, query)
+                statement = await asyncio.to_thread(self._session.prepare, query, None, self._keyspace)
                 self._prepared[query] = statement
+        else:
+            statement = SimpleStatement(query, keyspace=self._keyspace)
         future = self._session.execute_async(statement, params)
         result = await _wait(future)
         return list(result or ())

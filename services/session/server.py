@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from chatmesh.session.v1 import session_pb2, session_pb2_grpc
+from services.runtime.bus import connect
 from services.runtime.cql import CqlSession
 from services.runtime.errors import Unavailable
 from services.runtime.server import ServiceBinding, ServiceServer, create_server, run
 from services.runtime.tokens import TokenSigner, TokenVerifier, load_private_key
 from services.session.accounts import Accounts, LoginFailures
+from services.session.feed import DeviceFeed, FeedSettings
 from services.session.passwords import PasswordVault
 from services.session.servicer import PUBLIC_METHODS, SessionServicer
 from services.session.settings import SessionSettings
@@ -27,6 +29,16 @@ async def build(settings: SessionSettings) -> ServiceServer:
         load_private_key(settings.signing_key_file), settings.token_issuer, settings.access_token_ttl_s
     )
     cql = await CqlSession.connect(settings.cql, SCHEMA)
+    nc = await connect(settings.nats, "session")
+    feed = DeviceFeed(
+        nc,
+        FeedSettings(
+            keepalive_s=settings.connect_keepalive_s,
+            heartbeat_s=settings.connect_heartbeat_s,
+            consumer_inactive_s=settings.connect_consumer_inactive_s,
+            queue_size=settings.connect_queue_size,
+        ),
+    )
     accounts = Accounts(
         AccountStore(cql),
         PasswordVault(settings.argon2_time_cost, settings.argon2_memory_kib),
@@ -42,12 +54,13 @@ async def build(settings: SessionSettings) -> ServiceServer:
             ServiceBinding(
                 SERVICE_NAME,
                 session_pb2_grpc.add_SessionServiceServicer_to_server,
-                SessionServicer(accounts),
+                SessionServicer(accounts, feed),
                 PUBLIC_METHODS,
             )
         ],
         verifier=TokenVerifier(signer.public_key, settings.token_issuer),
     )
+    app.on_stop.append(nc.drain)
     app.on_stop.append(cql.close)
     return app
 

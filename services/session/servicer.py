@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -10,6 +11,7 @@ from chatmesh.session.v1 import session_pb2 as pb
 from chatmesh.session.v1 import session_pb2_grpc
 from services.runtime.interceptors import Context, current_principal
 from services.session.accounts import Accounts, LoggedIn, TokenPair
+from services.session.feed import DeviceFeed
 
 PUBLIC_METHODS = (
     "/chatmesh.session.v1.SessionService/Register",
@@ -38,10 +40,19 @@ def _logged_in(result: LoggedIn) -> tuple[str, str, pb.Tokens]:
 
 
 class SessionServicer(session_pb2_grpc.SessionServiceServicer):
-    """Connect lands with the chat issue; until then it answers UNIMPLEMENTED."""
+    """Accounts and tokens (Accounts) and the per-device event stream (DeviceFeed)."""
 
-    def __init__(self, accounts: Accounts) -> None:
+    def __init__(self, accounts: Accounts, feed: DeviceFeed) -> None:
         self._accounts = accounts
+        self._feed = feed
+
+    async def Connect(self, request: pb.ConnectRequest, context: Context) -> AsyncIterator[pb.ConnectResponse]:
+        events = self._feed.open(current_principal(), request.last_sequence, list(request.watch_user_ids))
+        try:
+            async for sequence, event in events:
+                yield pb.ConnectResponse(sequence=sequence, event=event)
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
 
     async def Register(self, request: pb.RegisterRequest, context: Context) -> pb.RegisterResponse:
         user_id, device_id, tokens = _logged_in(

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from services.runtime.bus import NatsSettings
 from services.runtime.cql import CqlSettings
 from services.runtime.settings import ServiceSettings
 
@@ -18,6 +19,22 @@ class SessionSettings(ServiceSettings):
 
     port: int = Field(50051, ge=0, le=65535, description="gRPC port; 0 picks a free one (tests).")
     cql: CqlSettings = Field(default_factory=CqlSettings, description="CQL cluster (CHATMESH_SESSION_CQL__HOSTS...).")
+    nats: NatsSettings = Field(default_factory=NatsSettings, description="NATS (CHATMESH_SESSION_NATS__URL).")
+    connect_keepalive_s: float = Field(
+        25.0,
+        gt=0,
+        le=290,
+        description="Idle seconds before a Connect stream gets a KeepAlive (the gateway resets at 300).",
+    )
+    connect_heartbeat_s: float = Field(
+        20.0, gt=0, le=600, description="How often an open Connect stream reports its device alive to presence."
+    )
+    connect_consumer_inactive_s: float = Field(
+        60.0, ge=5, le=86_400, description="JetStream removes a gone device's consumer after this long."
+    )
+    connect_queue_size: int = Field(
+        1024, ge=16, le=1_000_000, description="Events buffered per Connect stream before its sources wait."
+    )
     signing_key_file: Path = Field(
         Path(".chatmesh/keys/access_token.pem"), description="PEM Ed25519 private key that signs access tokens."
     )

@@ -1,8 +1,9 @@
-"""The session service and the catalog behind a real Envoy gateway."""
+"""Services in-process behind a real Envoy gateway rendered from GatewaySettings."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,42 +15,102 @@ from gateway.settings import GatewaySettings, Upstream
 from mesh import catalog
 from mesh.contracts import load
 from mesh.deps.base import free_port
+from mesh.deps.nats import Nats, NatsConfig
 from mesh.deps.process import running
+from services.history.server import build as build_history
+from services.history.settings import HistorySettings
+from services.runtime.bus import NatsSettings
+from services.runtime.cql import CqlSettings
 from services.runtime.server import ServiceServer
+from services.session.server import build as build_session
+from services.session.settings import SessionSettings
+from tests.conftest import KeyPair
 
 
 @dataclass(frozen=True)
 class Gateway:
-    """A running gateway in front of the session service."""
+    """A running gateway: its URL (gRPC-web) and port (gRPC)."""
 
     url: str
     port: int
-    session: ServiceServer
+
+    @property
+    def target(self) -> str:
+        """host:port for a gRPC channel."""
+        return f"127.0.0.1:{self.port}"
 
 
-@pytest.fixture
-async def gateway(session_service: ServiceServer, tmp_path: Path) -> AsyncIterator[Gateway]:
-    """Envoy rendered from GatewaySettings, routing the session package and reflection."""
+@asynccontextmanager
+async def gateway_for(services: dict[str, ServiceServer], home: Path) -> AsyncIterator[Gateway]:
+    """Envoy routing each named service's package to its in-process server, plus the catalog."""
     catalog_app = await catalog.build(catalog.CatalogSettings(port=0, shutdown_drain_s=0))
     await catalog_app.start()
-    contract = load("session")
+    upstreams, routes = [], []
+    for name, app in services.items():
+        contract = load(name)
+        upstreams.append(
+            Upstream(name=name, port=app.port, package=contract.package, health_service=contract.full_name)
+        )
+        routes.append(
+            RouteSpec(package=contract.package, cluster=name, streaming_methods=list(contract.server_streaming))
+        )
     settings = GatewaySettings(
         port=free_port(),
         admin_port=free_port(),
-        upstreams=[
-            Upstream(
-                name="session", port=session_service.port, package=contract.package, health_service=contract.full_name
-            )
-        ],
+        upstreams=upstreams,
         catalog=Upstream(name="catalog", port=catalog_app.port, health_service=""),
-        access_log_path=tmp_path / "access.log",
+        access_log_path=home / "access.log",
         # grpc-python waits forever on a truncated frame; the gateway's unary timeout ends
         # such calls (30 s in production, 3 s here so the malformed-body test stays quick).
         unary_timeout_s=3,
     )
-    routes = [RouteSpec(package=contract.package, cluster="session", streaming_methods=list(contract.server_streaming))]
     try:
-        async with running(Envoy(settings, routes, tmp_path / "envoy"), ready_timeout_s=60):
-            yield Gateway(f"http://127.0.0.1:{settings.port}", settings.port, session_service)
+        async with running(Envoy(settings, routes, home / "envoy"), ready_timeout_s=60):
+            yield Gateway(f"http://127.0.0.1:{settings.port}", settings.port)
     finally:
         await catalog_app.stop()
+
+
+@pytest.fixture
+async def gateway(session_service: ServiceServer, tmp_path: Path) -> AsyncIterator[Gateway]:
+    """The gateway in front of the session service."""
+    async with gateway_for({"session": session_service}, tmp_path) as gw:
+        yield gw
+
+
+@pytest.fixture
+async def chat_gateway(
+    session_service: ServiceServer, history_service: ServiceServer, tmp_path: Path
+) -> AsyncIterator[Gateway]:
+    """The gateway in front of session and history (one keyspace, one NATS)."""
+    async with gateway_for({"session": session_service, "history": history_service}, tmp_path) as gw:
+        yield gw
+
+
+@pytest.fixture
+async def short_retention_gateway(cql: CqlSettings, token_keys: KeyPair, tmp_path: Path) -> AsyncIterator[Gateway]:
+    """Session and history on a NATS of their own whose chat events live 1 second."""
+    async with running(Nats(NatsConfig(home=tmp_path / "nats", port=free_port())), ready_timeout_s=30) as dep:
+        assert isinstance(dep, Nats)
+        nats_settings = NatsSettings(url=dep.url)
+        history = await build_history(
+            HistorySettings(
+                port=0, cql=cql, nats=nats_settings, token_public_key_file=token_keys.public,
+                chat_retention_s=1, shutdown_drain_s=0,
+            )
+        )  # fmt: skip
+        await history.start()
+        session = await build_session(
+            SessionSettings(
+                port=0, cql=cql, nats=nats_settings, signing_key_file=token_keys.private,
+                token_public_key_file=token_keys.public, argon2_time_cost=1, argon2_memory_kib=8192,
+                shutdown_drain_s=0,
+            )
+        )  # fmt: skip
+        await session.start()
+        try:
+            async with gateway_for({"session": session, "history": history}, tmp_path) as gw:
+                yield gw
+        finally:
+            await session.stop()
+            await history.stop()

@@ -1,4 +1,4 @@
-"""The history service in-process on real NATS and Cassandra, and clients acting as users."""
+"""Clients acting as users of the history service (the service fixture: tests/conftest_history.py)."""
 
 from __future__ import annotations
 
@@ -10,34 +10,9 @@ import grpc
 import pytest
 
 from chatmesh.history.v1 import history_pb2_grpc
-from mesh.deps.nats import Nats
-from services.history.server import build
-from services.history.settings import HistorySettings
-from services.runtime.bus import NatsSettings
-from services.runtime.cql import CqlSettings
 from services.runtime.server import ServiceServer
 from services.runtime.tokens import Principal, TokenSigner, load_private_key
 from tests.conftest import KeyPair
-
-
-@pytest.fixture
-async def history_service(cql: CqlSettings, nats_server: Nats, token_keys: KeyPair) -> AsyncIterator[ServiceServer]:
-    """History with a generous send rate (tests send fast on purpose)."""
-    settings = HistorySettings(
-        port=0,
-        cql=cql,
-        nats=NatsSettings(url=nats_server.url),
-        token_public_key_file=token_keys.public,
-        sends_per_second=10_000,
-        send_burst=10_000,
-        shutdown_drain_s=0,
-    )
-    app = await build(settings)
-    await app.start()
-    try:
-        yield app
-    finally:
-        await app.stop()
 
 
 @dataclass

@@ -33,7 +33,9 @@ async def _send(user: User, conversation_id: str, text: str, client_id: str | No
     return await user.stub.SendMessage(request, metadata=user.auth)
 
 
-async def _page(user: User, conversation_id: str, direction: int, size: int, token: str = "") -> pb.ListMessagesResponse:
+async def _page(
+    user: User, conversation_id: str, direction: int, size: int, token: str = ""
+) -> pb.ListMessagesResponse:
     request = pb.ListMessagesRequest(
         conversation_id=conversation_id,
         direction=direction,  # type: ignore[arg-type]
@@ -73,7 +75,9 @@ async def test_messages_get_gapless_sequences_and_show_in_both_recent_lists(make
     assert bob_view.unread_count == 0  # sending reads everything before
 
 
-async def test_the_same_client_message_id_stores_and_publishes_one_message(make_user: Factory, nats_server: Nats) -> None:
+async def test_the_same_client_message_id_stores_and_publishes_one_message(
+    make_user: Factory, nats_server: Nats
+) -> None:
     ann, bob = make_user(), make_user()
     conversation = await _direct(ann, bob)
     nc = await nats.connect(nats_server.url)

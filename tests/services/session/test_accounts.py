@@ -119,12 +119,3 @@ async def test_revoking_a_lost_device_removes_it_and_its_login(session_channel: 
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.RevokeDevice(pb.RevokeDeviceRequest(device_id=str(uuid.uuid4())), metadata=auth)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
-
-
-async def test_connect_is_unimplemented_until_the_chat_issue_lands(session_channel: grpc.aio.Channel) -> None:
-    stub = _stub(session_channel)
-    tokens = (await stub.Register(pb.RegisterRequest(username=_name(), password=PASSWORD, device_name="a"))).tokens
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        async for _ in stub.Connect(pb.ConnectRequest(), metadata=_auth(tokens.access_token)):
-            pass
-    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED

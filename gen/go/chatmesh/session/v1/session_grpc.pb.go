@@ -63,7 +63,8 @@ type SessionServiceClient interface {
 	// The calling device's live event stream: messages, receipts, typing, presence of
 	// watched users, assistant tokens. Events carry a per-user sequence; pass the last
 	// one seen to get the gap replayed, or a ResyncRequired event when the gap is older
-	// than retention. Errors: UNAUTHENTICATED, INVALID_ARGUMENT.
+	// than retention. The first event is KeepAlive (or ResyncRequired): from then on the
+	// stream is live. Errors: UNAUTHENTICATED, INVALID_ARGUMENT, UNAVAILABLE.
 	Connect(ctx context.Context, in *ConnectRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ConnectResponse], error)
 }
 
@@ -182,7 +183,8 @@ type SessionServiceServer interface {
 	// The calling device's live event stream: messages, receipts, typing, presence of
 	// watched users, assistant tokens. Events carry a per-user sequence; pass the last
 	// one seen to get the gap replayed, or a ResyncRequired event when the gap is older
-	// than retention. Errors: UNAUTHENTICATED, INVALID_ARGUMENT.
+	// than retention. The first event is KeepAlive (or ResyncRequired): from then on the
+	// stream is live. Errors: UNAUTHENTICATED, INVALID_ARGUMENT, UNAVAILABLE.
 	Connect(*ConnectRequest, grpc.ServerStreamingServer[ConnectResponse]) error
 	mustEmbedUnimplementedSessionServiceServer()
 }

@@ -129,7 +129,8 @@ class SessionServiceServicer:
         """The calling device's live event stream: messages, receipts, typing, presence of
         watched users, assistant tokens. Events carry a per-user sequence; pass the last
         one seen to get the gap replayed, or a ResyncRequired event when the gap is older
-        than retention. Errors: UNAUTHENTICATED, INVALID_ARGUMENT.
+        than retention. The first event is KeepAlive (or ResyncRequired): from then on the
+        stream is live. Errors: UNAUTHENTICATED, INVALID_ARGUMENT, UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

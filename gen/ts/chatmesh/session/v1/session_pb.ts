@@ -543,7 +543,8 @@ export const SessionService: GenService<{
    * The calling device's live event stream: messages, receipts, typing, presence of
    * watched users, assistant tokens. Events carry a per-user sequence; pass the last
    * one seen to get the gap replayed, or a ResyncRequired event when the gap is older
-   * than retention. Errors: UNAUTHENTICATED, INVALID_ARGUMENT.
+   * than retention. The first event is KeepAlive (or ResyncRequired): from then on the
+   * stream is live. Errors: UNAUTHENTICATED, INVALID_ARGUMENT, UNAVAILABLE.
    *
    * @generated from rpc chatmesh.session.v1.SessionService.Connect
    */
