@@ -128,8 +128,14 @@ class DeviceFeed:
             heartbeats.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeats
-            for subscription in subscriptions:
+            if subscriptions:
+                # Remove the device's consumer now rather than after the inactive threshold
+                # (which still covers a session replica that dies without this cleanup).
                 with contextlib.suppress(Exception):  # the connection may be closing too
+                    info = await subscriptions[0].consumer_info()  # type: ignore[attr-defined]
+                    await self._js.delete_consumer(CHAT_STREAM, info.name)
+            for subscription in subscriptions:
+                with contextlib.suppress(Exception):
                     await subscription.unsubscribe()
             await self._publish_heartbeat(principal, connected=False)
 

@@ -6,9 +6,11 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
+import nats
 import pytest
 
 from chatmesh.history.v1 import history_pb2 as hpb
+from mesh.deps.nats import Nats
 from tests.e2e.chat import another_device, direct, register
 from tests.e2e.conftest import Gateway
 
@@ -183,3 +185,25 @@ async def test_paging_a_thousand_messages_through_the_gateway_returns_each_once(
         assert set(range(1, 1001)) <= set(seen)
         assert seen == sorted(seen, reverse=direction == common_pb2.DIRECTION_BACKWARD)
     await late
+
+
+async def test_the_stream_consumer_of_a_gone_device_is_removed(channel: grpc.aio.Channel, nats_server: Nats) -> None:
+    a = await register(channel)
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+
+        async def consumers_of_a() -> int:
+            infos = await js.consumers_info("CHAT")
+            return sum(1 for c in infos if c.config.filter_subject == f"chat.user.{a.user_id}")
+
+        await a.connect()
+        assert await consumers_of_a() == 1
+        await a.disconnect()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 90  # at the latest after the consumer's inactive threshold
+        while await consumers_of_a() and loop.time() < deadline:
+            await asyncio.sleep(0.5)
+        assert await consumers_of_a() == 0
+    finally:
+        await nc.close()
