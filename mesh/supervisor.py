@@ -121,6 +121,10 @@ class Supervisor:
         }
         if name == "session":
             env[f"{prefix}SIGNING_KEY_FILE"] = str((s.key_dir / "access_token.pem").resolve())
+        if name == "presence":  # SetTyping checks membership with history
+            history_index = [c.name for c in self.contracts].index("history")
+            env[f"{prefix}HISTORY_TARGET"] = f"{s.host}:{self._service_port(history_index)}"
+
         return env
 
     def _python(self, name: str, module: str, index: int, ready: Callable[[float], Awaitable[None]]) -> Managed:

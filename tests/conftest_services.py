@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 
 import grpc
@@ -19,12 +20,13 @@ from tests.conftest import KeyPair
 
 
 @pytest.fixture
-async def session_service(cql: CqlSettings, token_keys: KeyPair) -> AsyncIterator[ServiceServer]:
+async def session_service(cql: CqlSettings, nats_server: Nats, token_keys: KeyPair) -> AsyncIterator[ServiceServer]:
     """The session service on a fresh keyspace (cheap argon2 parameters: tests are not attacks)."""
     settings = SessionSettings(
         port=0,
         metrics_port=0,
         cql=cql,
+        nats=NatsSettings(url=nats_server.url),
         signing_key_file=token_keys.private,
         token_public_key_file=token_keys.public,
         argon2_time_cost=1,
@@ -48,10 +50,15 @@ async def session_channel(session_service: ServiceServer) -> AsyncIterator[grpc.
 
 
 @pytest.fixture
-async def presence_service(nats_server: Nats, token_keys: KeyPair) -> AsyncIterator[ServiceServer]:
-    """The presence service (RPCs not implemented yet: the runtime around them is what is tested)."""
+async def presence_service(nats_server: Nats, cql: CqlSettings, token_keys: KeyPair) -> AsyncIterator[ServiceServer]:
+    """The presence service on a fresh keyspace (its own KV bucket, so tests don't see each other's devices)."""
     settings = PresenceSettings(
-        port=0, nats=NatsSettings(url=nats_server.url), token_public_key_file=token_keys.public, shutdown_drain_s=0
+        port=0,
+        nats=NatsSettings(url=nats_server.url),
+        cql=cql,
+        kv_bucket=f"presence_{uuid.uuid4().hex[:12]}",
+        token_public_key_file=token_keys.public,
+        shutdown_drain_s=0,
     )
     app = await build_presence(settings)
     await app.start()

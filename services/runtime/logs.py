@@ -53,3 +53,6 @@ def configure_logging(service: str, level: str) -> None:
     root.setLevel(level.upper())
     # The CQL driver and grpc are chatty at INFO about things the operator can't act on.
     logging.getLogger("cassandra").setLevel(max(root.level, logging.WARNING))
+    # Cassandra 5 warns on every prepared statement whose tables are not keyspace-qualified,
+    # even when the statement carries its keyspace (protocol v5), as ours do.
+    logging.getLogger("cassandra.protocol").setLevel(logging.ERROR)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from mesh.deps.nats import Nats, NatsConfig
 from mesh.deps.process import running
 from services.history.server import build as build_history
 from services.history.settings import HistorySettings
+from services.presence.server import build as build_presence
+from services.presence.settings import PresenceSettings
 from services.runtime.bus import NatsSettings
 from services.runtime.cql import CqlSettings
 from services.runtime.server import ServiceServer
@@ -79,11 +82,31 @@ async def gateway(session_service: ServiceServer, tmp_path: Path) -> AsyncIterat
 
 
 @pytest.fixture
+async def chat_presence(
+    history_service: ServiceServer, nats_server: Nats, cql: CqlSettings, token_keys: KeyPair
+) -> AsyncIterator[ServiceServer]:
+    """Presence wired to the in-process history, with a 2 s device TTL so "offline" comes quickly."""
+    app = await build_presence(
+        PresenceSettings(
+            port=0, nats=NatsSettings(url=nats_server.url), cql=cql, kv_bucket=f"presence_{uuid.uuid4().hex[:12]}",
+            token_public_key_file=token_keys.public, history_target=f"127.0.0.1:{history_service.port}",
+            device_ttl_s=2, debounce_s=0.2, sweep_interval_s=0.2, shutdown_drain_s=0,
+        )
+    )  # fmt: skip
+    await app.start()
+    try:
+        yield app
+    finally:
+        await app.stop()
+
+
+@pytest.fixture
 async def chat_gateway(
-    session_service: ServiceServer, history_service: ServiceServer, tmp_path: Path
+    session_service: ServiceServer, history_service: ServiceServer, chat_presence: ServiceServer, tmp_path: Path
 ) -> AsyncIterator[Gateway]:
-    """The gateway in front of session and history (one keyspace, one NATS)."""
-    async with gateway_for({"session": session_service, "history": history_service}, tmp_path) as gw:
+    """The gateway in front of session, history and presence (one keyspace, one NATS)."""
+    services = {"session": session_service, "history": history_service, "presence": chat_presence}
+    async with gateway_for(services, tmp_path) as gw:
         yield gw
 
 

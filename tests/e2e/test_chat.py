@@ -10,6 +10,7 @@ import nats
 import pytest
 
 from chatmesh.history.v1 import history_pb2 as hpb
+from chatmesh.presence.v1 import presence_pb2, presence_pb2_grpc
 from mesh.deps.nats import Nats
 from tests.e2e.chat import another_device, direct, register
 from tests.e2e.conftest import Gateway
@@ -207,3 +208,46 @@ async def test_the_stream_consumer_of_a_gone_device_is_removed(channel: grpc.aio
         assert await consumers_of_a() == 0
     finally:
         await nc.close()
+
+
+async def test_typing_reaches_the_other_member_and_expires(channel: grpc.aio.Channel) -> None:
+    a = await register(channel)
+    b = await register(channel)
+    conversation = await direct(a, b)
+    await b.connect()
+    await a.connect()
+    presence = presence_pb2_grpc.PresenceServiceStub(channel)
+    reply = await presence.SetTyping(
+        presence_pb2.SetTypingRequest(conversation_id=conversation, typing=True), metadata=a.auth
+    )
+    _, event = await b.next("typing")
+    assert (event.typing.user_id, event.typing.typing) == (a.user_id, True)
+    assert event.typing.expires_in_ms == reply.expires_in_ms > 0
+    assert await a.quiet("typing") == []  # not echoed to the typist
+    await presence.SetTyping(presence_pb2.SetTypingRequest(conversation_id=conversation, typing=False), metadata=a.auth)
+    _, stopped = await b.next("typing")
+    assert stopped.typing.typing is False
+    for device in (a, b):
+        await device.disconnect()
+
+
+async def test_presence_goes_online_then_offline_with_last_seen_when_heartbeats_stop(
+    channel: grpc.aio.Channel,
+) -> None:
+    a = await register(channel)
+    watcher = await register(channel)
+    presence = presence_pb2_grpc.PresenceServiceStub(channel)
+    await watcher.connect(watch=(a.user_id,))
+
+    await presence.Heartbeat(presence_pb2.HeartbeatRequest(active=True), metadata=a.auth)
+    _, online = await watcher.next("presence_changed")
+    assert online.presence_changed.presence.state == presence_pb2.PRESENCE_STATE_ONLINE
+
+    _, offline = await watcher.next("presence_changed", timeout=15)  # device TTL is 2 s in this mesh
+    gone = offline.presence_changed.presence
+    assert gone.state == presence_pb2.PRESENCE_STATE_OFFLINE
+    assert gone.HasField("last_seen_at")
+    read = await presence.GetPresence(presence_pb2.GetPresenceRequest(user_ids=[a.user_id]), metadata=watcher.auth)
+    assert read.presences[0].state == presence_pb2.PRESENCE_STATE_OFFLINE
+    assert read.presences[0].last_seen_at == gone.last_seen_at
+    await watcher.disconnect()

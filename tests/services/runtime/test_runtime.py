@@ -14,8 +14,13 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from chatmesh.forms.v1 import forms_pb2, forms_pb2_grpc
 from chatmesh.presence.v1 import presence_pb2, presence_pb2_grpc
 from chatmesh.session.v1 import session_pb2, session_pb2_grpc
+from mesh.deps.nats import Nats
+from services.forms.server import build as build_forms
+from services.forms.settings import FormsSettings
+from services.runtime.bus import NatsSettings
 from services.runtime.server import ServiceServer
 from services.runtime.tokens import Principal, TokenSigner, generate_key_pair, load_private_key
 from tests.conftest import KeyPair
@@ -67,11 +72,21 @@ async def test_a_tampered_or_foreign_token_is_unauthenticated(
 
 
 async def test_an_unimplemented_rpc_with_a_valid_token_says_unimplemented(
-    presence_service: ServiceServer, token_keys: KeyPair
+    nats_server: Nats, token_keys: KeyPair
 ) -> None:
-    err = await _presence_call(presence_service, _auth(_token(token_keys)))
-    assert err.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "/chatmesh.presence.v1.PresenceService/GetPresence" in (err.details() or "")
+    forms = await build_forms(
+        FormsSettings(port=0, nats=NatsSettings(url=nats_server.url), token_public_key_file=token_keys.public)
+    )
+    await forms.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{forms.port}") as channel:
+            stub = forms_pb2_grpc.FormsServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.ListForms(forms_pb2.ListFormsRequest(), metadata=_auth(_token(token_keys)))
+    finally:
+        await forms.stop()
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "/chatmesh.forms.v1.FormsService/ListForms" in (err.value.details() or "")
 
 
 async def test_a_request_breaking_a_rule_is_invalid_argument_naming_the_field(
