@@ -17,6 +17,7 @@ import asyncio
 import base64
 import binascii
 import logging
+import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -46,7 +47,7 @@ from services.history.store import (
     id_key,
 )
 from services.runtime.errors import InvalidArgument
-from services.runtime.ratelimit import TokenBuckets
+from services.runtime.ratelimit import RateLimiter
 
 log = logging.getLogger("chatmesh.history")
 
@@ -100,7 +101,7 @@ def _decode(token: str) -> str:
 class Conversations:
     """The history service's use cases."""
 
-    def __init__(self, store: HistoryStore, publisher: EventPublisher, limiter: TokenBuckets, cache_size: int) -> None:
+    def __init__(self, store: HistoryStore, publisher: EventPublisher, limiter: RateLimiter, cache_size: int) -> None:
         self._store = store
         self._publisher = publisher
         self._limiter = limiter
@@ -200,7 +201,7 @@ class Conversations:
         if not text.strip():
             raise InvalidArgument("text", "must not be only whitespace")
         live = await self._member(user_id, conversation_id)
-        wait = self._limiter.take(user_id)
+        wait = self._limiter.acquire(user_id, time.monotonic())
         if wait > 0:
             raise SendingTooFast(wait)
         async with live.lock:

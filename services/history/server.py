@@ -18,7 +18,7 @@ from services.history.streams import STREAMS
 from services.runtime.bus import connect, ensure_stream
 from services.runtime.cql import CqlSession
 from services.runtime.errors import ChatmeshError
-from services.runtime.ratelimit import TokenBuckets
+from services.runtime.ratelimit import RateLimiter
 from services.runtime.server import ServiceBinding, ServiceServer, create_server, run
 
 SERVICE_NAME = history_pb2.DESCRIPTOR.services_by_name["HistoryService"].full_name
@@ -42,7 +42,7 @@ async def build(settings: HistorySettings) -> ServiceServer:
     conversations = Conversations(
         HistoryStore(cql),
         EventPublisher(js, settings.nats.publish_timeout_s),
-        TokenBuckets(settings.sends_per_second, settings.send_burst),
+        RateLimiter(settings.sends_per_second, settings.send_burst),
         settings.conversation_cache_size,
     )
 

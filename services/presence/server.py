@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from chatmesh.presence.v1 import presence_pb2, presence_pb2_grpc
 from services.presence.bucket import PresenceBucket
 from services.presence.events import HeartbeatListener, NatsEvents
-from services.presence.limits import RateLimiter
 from services.presence.membership import HistoryMembership
 from services.presence.servicer import PresenceServicer
 from services.presence.settings import PresenceSettings
@@ -20,6 +19,7 @@ from services.presence.tracker import PresenceTracker, TrackerSettings
 from services.presence.typing_relay import MembershipCache, TypingRelay
 from services.runtime.bus import connect, ensure_stream
 from services.runtime.cql import CqlSession
+from services.runtime.ratelimit import RateLimiter
 from services.runtime.server import ServiceBinding, ServiceServer, create_server, run
 
 log = logging.getLogger("chatmesh.presence")

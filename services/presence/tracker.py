@@ -33,9 +33,9 @@ from typing import Protocol
 from services.presence.coalescer import ChangeCoalescer
 from services.presence.errors import HeartbeatTooFrequent, UnusableId
 from services.presence.folder import DeviceRecord, Presence, PresenceFolder
-from services.presence.limits import RateLimiter
 from services.presence.ring import ReplicaRing
 from services.presence.watches import WatchIndex
+from services.runtime.ratelimit import RateLimiter
 
 log = logging.getLogger("chatmesh.presence")
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from services.presence.errors import TypingTooFrequent
-from services.presence.limits import RateLimiter
+from services.runtime.ratelimit import RateLimiter
 
 
 class MembershipPort(Protocol):

@@ -13,7 +13,13 @@ import pytest
 from chatmesh.common.v1 import common_pb2
 from chatmesh.events.v1 import events_pb2
 from chatmesh.history.v1 import history_pb2 as pb
+from chatmesh.history.v1 import history_pb2_grpc
 from mesh.deps.nats import Nats
+from services.history.server import build
+from services.history.settings import HistorySettings
+from services.runtime.bus import NatsSettings
+from services.runtime.cql import CqlSettings
+from tests.conftest import KeyPair
 from tests.services.history.conftest import User
 
 Factory = Callable[[], User]
@@ -211,3 +217,28 @@ async def test_a_forged_page_token_is_invalid_argument_naming_it(make_user: Fact
         await _page(ann, conversation, common_pb2.DIRECTION_BACKWARD, 10, token="bm90IGEgdG9rZW4")
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert (err.value.details() or "").startswith("page.page_token")
+
+
+async def test_sending_faster_than_the_rate_limit_is_resource_exhausted_with_a_retry_hint(
+    cql: CqlSettings, nats_server: Nats, token_keys: KeyPair, make_user: Factory
+) -> None:
+    settings = HistorySettings(
+        port=0, cql=cql, nats=NatsSettings(url=nats_server.url), token_public_key_file=token_keys.public,
+        sends_per_second=0.5, send_burst=2, shutdown_drain_s=0,
+    )  # fmt: skip
+    app = await build(settings)
+    await app.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+            ann, bob = make_user(), make_user()
+            ann.stub = bob.stub = history_pb2_grpc.HistoryServiceStub(channel)
+            conversation = await _direct(ann, bob)
+            await _send(ann, conversation, "one")
+            await _send(ann, conversation, "two")
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await _send(ann, conversation, "three")
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert 0 < int(dict(err.value.trailing_metadata() or ())["retry-after-ms"]) <= 2000
+            await _send(bob, conversation, "bob has his own budget")
+    finally:
+        await app.stop()

@@ -7,9 +7,9 @@ import pytest
 from services.presence.coalescer import ChangeCoalescer
 from services.presence.errors import TooManyWatches
 from services.presence.folder import Presence, PresenceState
-from services.presence.limits import RateLimiter
 from services.presence.ring import ReplicaRing
 from services.presence.watches import WatchIndex
+from services.runtime.ratelimit import RateLimiter
 
 
 def test_changes_inside_a_window_make_the_user_due_once_at_the_end_of_the_first_window() -> None:

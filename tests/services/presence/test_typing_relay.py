@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import pytest
 
 from services.presence.errors import NotAMember, TypingTooFrequent
-from services.presence.limits import RateLimiter
 from services.presence.typing_relay import MembershipCache, TypingRelay, TypingSignal
+from services.runtime.ratelimit import RateLimiter
 
 CONVERSATION = "c1"
 
