@@ -32,6 +32,7 @@ from services.history.errors import (
     MessageDeleted,
     MessageNotFound,
     NotAMember,
+    NotAnAssistantConversation,
     NotTheAuthor,
     SendingTooFast,
 )
@@ -43,6 +44,7 @@ from services.history.store import (
     HistoryStore,
     MessageRecord,
     UserConversationRecord,
+    assistant_key,
     client_key,
     id_key,
 )
@@ -204,8 +206,26 @@ class Conversations:
         wait = self._limiter.acquire(user_id, time.monotonic())
         if wait > 0:
             raise SendingTooFast(wait)
+        return await self._store_once(
+            live, client_key(client_message_id), client_message_id, user_id, pb.AUTHOR_KIND_USER, text
+        )
+
+    async def append_assistant(
+        self, user_id: str, conversation_id: str, request_id: str, text: str
+    ) -> tuple[MessageRecord, bool]:
+        """Store the assistant's finished reply once per request id and publish it."""
+        live = await self._member(user_id, conversation_id)
+        if live.record.kind != pb.CONVERSATION_KIND_ASSISTANT:
+            raise NotAnAssistantConversation()
+        return await self._store_once(live, assistant_key(request_id), request_id, "", pb.AUTHOR_KIND_ASSISTANT, text)
+
+    async def _store_once(
+        self, live: _Live, key: str, client_message_id: str, author_user_id: str, author_kind: int, text: str
+    ) -> tuple[MessageRecord, bool]:
+        """Store under ``key`` unless it is stored already; fan out either way."""
+        conversation_id = live.record.conversation_id
         async with live.lock:
-            existing = await self._store.seq_of(conversation_id, client_key(client_message_id))
+            existing = await self._store.seq_of(conversation_id, key)
             if existing is not None:
                 message = await self._store.message(conversation_id, existing)
                 if message is None:  # pragma: no cover - the batch writes both or neither
@@ -217,8 +237,8 @@ class Conversations:
                 conversation_id=conversation_id,
                 seq=seq,
                 message_id=uuid7(),
-                author_user_id=user_id,
-                author_kind=pb.AUTHOR_KIND_USER,
+                author_user_id=author_user_id,
+                author_kind=author_kind,
                 text=text,
                 client_message_id=client_message_id,
                 created_at=datetime.now(UTC),
@@ -226,7 +246,7 @@ class Conversations:
                 deleted=False,
             )
             try:
-                await self._store.insert_message(message)
+                await self._store.insert_message(message, key)
             except BaseException:
                 live.last_seq = None  # unknown whether it landed: reload before the next send
                 raise
@@ -244,8 +264,8 @@ class Conversations:
                 for m in members
             )
         )
-        # Sending a message means having read the conversation up to it.
-        await self._store.advance_pointer("read_seq", message.author_user_id, message.conversation_id, message.seq)
+        if message.author_user_id:  # sending a message means having read the conversation up to it
+            await self._store.advance_pointer("read_seq", message.author_user_id, message.conversation_id, message.seq)
         created = event(message_created=events_pb2.MessageCreated(message=message_pb(message, pb.DELIVERY_STATE_SENT)))
         await self._publisher.publish(members, created, f"m:{message.conversation_id}:{message.seq}")
 

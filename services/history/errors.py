@@ -11,6 +11,7 @@
     │   └── NotTheAuthor             edits and deletes of others' messages
     ├── FailedPrecondition
     │   ├── ConversationWithSelf
+    │   ├── NotAnAssistantConversation
     │   └── MessageDeleted           edits of a tombstone
     ├── InvalidArgument
     │   └── BadPageToken
@@ -56,6 +57,13 @@ class ConversationWithSelf(FailedPrecondition):
 
     def __init__(self) -> None:
         super().__init__("peer_user_id: a direct conversation needs another user")
+
+
+class NotAnAssistantConversation(FailedPrecondition):
+    """Assistant replies go only into assistant conversations."""
+
+    def __init__(self) -> None:
+        super().__init__("conversation_id: not a conversation with the assistant")
 
 
 class MessageDeleted(FailedPrecondition):

@@ -51,6 +51,14 @@ class HistoryServicer(history_pb2_grpc.HistoryServiceServicer):
         )
         return pb.SendMessageResponse(message=message_pb(message, pb.DELIVERY_STATE_SENT), duplicate=duplicate)
 
+    async def AppendAssistantMessage(
+        self, request: pb.AppendAssistantMessageRequest, context: Context
+    ) -> pb.AppendAssistantMessageResponse:
+        message, duplicate = await self._conversations.append_assistant(
+            current_principal().user_id, request.conversation_id, request.request_id, request.text
+        )
+        return pb.AppendAssistantMessageResponse(message=message_pb(message), duplicate=duplicate)
+
     async def ListConversations(
         self, request: pb.ListConversationsRequest, context: Context
     ) -> pb.ListConversationsResponse:

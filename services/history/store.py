@@ -6,7 +6,8 @@ Tables:
 - ``messages``: partitioned by (conversation_id, bucket), bucket = seq // BUCKET_SIZE,
   clustered by seq descending: a page is one slice of one or two partitions, and no
   partition grows past BUCKET_SIZE messages.
-- ``message_keys``: (conversation_id, "c:<client_message_id>" or "m:<message_id>") ->
+- ``message_keys``: (conversation_id, "c:<client_message_id>", "a:<request_id>" or
+  "m:<message_id>") ->
   seq, written in the same logged batch as the message: a retried send finds the first
   one, and edits and deletes find a message by id.
 - ``conversations_by_user``: a user's conversations with last message, read and
@@ -117,6 +118,11 @@ def client_key(client_message_id: str) -> str:
     return f"c:{client_message_id}"
 
 
+def assistant_key(request_id: str) -> str:
+    """The message_keys key of an assistant reply's generation request id."""
+    return f"a:{request_id}"
+
+
 def id_key(message_id: str) -> str:
     """The message_keys key of a message id."""
     return f"m:{message_id}"
@@ -194,8 +200,8 @@ class HistoryStore:
 
     # -- messages ------------------------------------------------------------------
 
-    async def insert_message(self, message: MessageRecord) -> None:
-        """Store the message with its client id and id keys (logged batch: all or nothing)."""
+    async def insert_message(self, message: MessageRecord, key: str) -> None:
+        """Store the message with its idempotency key and id key (logged batch: all or nothing)."""
         cid = uuid.UUID(message.conversation_id)
         await self._cql.execute(
             "BEGIN BATCH "
@@ -215,7 +221,7 @@ class HistoryStore:
                 message.client_message_id,
                 message.created_at,
                 cid,
-                client_key(message.client_message_id),
+                key,
                 message.seq,
                 cid,
                 id_key(message.message_id),

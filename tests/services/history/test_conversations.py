@@ -242,3 +242,35 @@ async def test_sending_faster_than_the_rate_limit_is_resource_exhausted_with_a_r
             await _send(bob, conversation, "bob has his own budget")
     finally:
         await app.stop()
+
+
+async def test_assistant_replies_are_stored_once_per_request_and_only_in_assistant_conversations(
+    make_user: Factory,
+) -> None:
+    ann, bob = make_user(), make_user()
+    created = await ann.stub.CreateConversation(
+        pb.CreateConversationRequest(kind=pb.CONVERSATION_KIND_ASSISTANT), metadata=ann.auth
+    )
+    assistant = created.conversation.conversation_id
+    assert [m.kind for m in created.conversation.members] == [pb.AUTHOR_KIND_USER, pb.AUTHOR_KIND_ASSISTANT]
+    await _send(ann, assistant, "what is 2+2?")
+    request = pb.AppendAssistantMessageRequest(conversation_id=assistant, request_id="gen-1", text="4")
+    first = await ann.stub.AppendAssistantMessage(request, metadata=ann.auth)
+    again = await ann.stub.AppendAssistantMessage(request, metadata=ann.auth)
+    assert (first.duplicate, again.duplicate) == (False, True)
+    assert first.message.author_kind == pb.AUTHOR_KIND_ASSISTANT and first.message.author_user_id == ""
+    page = await _page(ann, assistant, common_pb2.DIRECTION_FORWARD, 10)
+    assert [(m.author_kind, m.text) for m in page.messages] == [
+        (pb.AUTHOR_KIND_USER, "what is 2+2?"),
+        (pb.AUTHOR_KIND_ASSISTANT, "4"),
+    ]
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await bob.stub.AppendAssistantMessage(request, metadata=bob.auth)
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    direct = await _direct(ann, bob)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await ann.stub.AppendAssistantMessage(
+            pb.AppendAssistantMessageRequest(conversation_id=direct, request_id="gen-2", text="no"), metadata=ann.auth
+        )
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION

@@ -823,6 +823,126 @@ func (x *SendMessageResponse) GetDuplicate() bool {
 	return false
 }
 
+// AppendAssistantMessage stores an assistant reply.
+type AppendAssistantMessageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// UUID of the assistant conversation.
+	ConversationId string `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	// The generation's request id (inference), 1 to 64 characters: a retry with the same
+	// id stores the reply once.
+	RequestId string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// The reply, 1 to 16,000 characters.
+	Text          string `protobuf:"bytes,3,opt,name=text,proto3" json:"text,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppendAssistantMessageRequest) Reset() {
+	*x = AppendAssistantMessageRequest{}
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppendAssistantMessageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppendAssistantMessageRequest) ProtoMessage() {}
+
+func (x *AppendAssistantMessageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppendAssistantMessageRequest.ProtoReflect.Descriptor instead.
+func (*AppendAssistantMessageRequest) Descriptor() ([]byte, []int) {
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *AppendAssistantMessageRequest) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
+func (x *AppendAssistantMessageRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *AppendAssistantMessageRequest) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+// The stored reply.
+type AppendAssistantMessageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The message as stored (author_kind ASSISTANT).
+	Message *Message `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
+	// True when this request id was stored before.
+	Duplicate     bool `protobuf:"varint,2,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppendAssistantMessageResponse) Reset() {
+	*x = AppendAssistantMessageResponse{}
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppendAssistantMessageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppendAssistantMessageResponse) ProtoMessage() {}
+
+func (x *AppendAssistantMessageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppendAssistantMessageResponse.ProtoReflect.Descriptor instead.
+func (*AppendAssistantMessageResponse) Descriptor() ([]byte, []int) {
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *AppendAssistantMessageResponse) GetMessage() *Message {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+func (x *AppendAssistantMessageResponse) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
+}
+
 // ListConversations lists the caller's conversations.
 type ListConversationsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -834,7 +954,7 @@ type ListConversationsRequest struct {
 
 func (x *ListConversationsRequest) Reset() {
 	*x = ListConversationsRequest{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[9]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -846,7 +966,7 @@ func (x *ListConversationsRequest) String() string {
 func (*ListConversationsRequest) ProtoMessage() {}
 
 func (x *ListConversationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[9]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -859,7 +979,7 @@ func (x *ListConversationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConversationsRequest.ProtoReflect.Descriptor instead.
 func (*ListConversationsRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{9}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListConversationsRequest) GetPage() *v1.PageRequest {
@@ -882,7 +1002,7 @@ type ListConversationsResponse struct {
 
 func (x *ListConversationsResponse) Reset() {
 	*x = ListConversationsResponse{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[10]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -894,7 +1014,7 @@ func (x *ListConversationsResponse) String() string {
 func (*ListConversationsResponse) ProtoMessage() {}
 
 func (x *ListConversationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[10]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -907,7 +1027,7 @@ func (x *ListConversationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConversationsResponse.ProtoReflect.Descriptor instead.
 func (*ListConversationsResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{10}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListConversationsResponse) GetConversations() []*Conversation {
@@ -943,7 +1063,7 @@ type ListMessagesRequest struct {
 
 func (x *ListMessagesRequest) Reset() {
 	*x = ListMessagesRequest{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[11]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -955,7 +1075,7 @@ func (x *ListMessagesRequest) String() string {
 func (*ListMessagesRequest) ProtoMessage() {}
 
 func (x *ListMessagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[11]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -968,7 +1088,7 @@ func (x *ListMessagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMessagesRequest.ProtoReflect.Descriptor instead.
 func (*ListMessagesRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{11}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListMessagesRequest) GetConversationId() string {
@@ -1012,7 +1132,7 @@ type ListMessagesResponse struct {
 
 func (x *ListMessagesResponse) Reset() {
 	*x = ListMessagesResponse{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[12]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1024,7 +1144,7 @@ func (x *ListMessagesResponse) String() string {
 func (*ListMessagesResponse) ProtoMessage() {}
 
 func (x *ListMessagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[12]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1037,7 +1157,7 @@ func (x *ListMessagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMessagesResponse.ProtoReflect.Descriptor instead.
 func (*ListMessagesResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{12}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListMessagesResponse) GetMessages() []*Message {
@@ -1067,7 +1187,7 @@ type MarkReadRequest struct {
 
 func (x *MarkReadRequest) Reset() {
 	*x = MarkReadRequest{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[13]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1079,7 +1199,7 @@ func (x *MarkReadRequest) String() string {
 func (*MarkReadRequest) ProtoMessage() {}
 
 func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[13]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1092,7 +1212,7 @@ func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadRequest.ProtoReflect.Descriptor instead.
 func (*MarkReadRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{13}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *MarkReadRequest) GetConversationId() string {
@@ -1122,7 +1242,7 @@ type MarkReadResponse struct {
 
 func (x *MarkReadResponse) Reset() {
 	*x = MarkReadResponse{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[14]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1134,7 +1254,7 @@ func (x *MarkReadResponse) String() string {
 func (*MarkReadResponse) ProtoMessage() {}
 
 func (x *MarkReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[14]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1147,7 +1267,7 @@ func (x *MarkReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadResponse.ProtoReflect.Descriptor instead.
 func (*MarkReadResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{14}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *MarkReadResponse) GetReadSequence() uint64 {
@@ -1179,7 +1299,7 @@ type EditMessageRequest struct {
 
 func (x *EditMessageRequest) Reset() {
 	*x = EditMessageRequest{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[15]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1191,7 +1311,7 @@ func (x *EditMessageRequest) String() string {
 func (*EditMessageRequest) ProtoMessage() {}
 
 func (x *EditMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[15]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1204,7 +1324,7 @@ func (x *EditMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EditMessageRequest.ProtoReflect.Descriptor instead.
 func (*EditMessageRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{15}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *EditMessageRequest) GetConversationId() string {
@@ -1239,7 +1359,7 @@ type EditMessageResponse struct {
 
 func (x *EditMessageResponse) Reset() {
 	*x = EditMessageResponse{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[16]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1251,7 +1371,7 @@ func (x *EditMessageResponse) String() string {
 func (*EditMessageResponse) ProtoMessage() {}
 
 func (x *EditMessageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[16]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1264,7 +1384,7 @@ func (x *EditMessageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EditMessageResponse.ProtoReflect.Descriptor instead.
 func (*EditMessageResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{16}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *EditMessageResponse) GetMessage() *Message {
@@ -1287,7 +1407,7 @@ type DeleteMessageRequest struct {
 
 func (x *DeleteMessageRequest) Reset() {
 	*x = DeleteMessageRequest{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[17]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1299,7 +1419,7 @@ func (x *DeleteMessageRequest) String() string {
 func (*DeleteMessageRequest) ProtoMessage() {}
 
 func (x *DeleteMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[17]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1312,7 +1432,7 @@ func (x *DeleteMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMessageRequest.ProtoReflect.Descriptor instead.
 func (*DeleteMessageRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{17}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DeleteMessageRequest) GetConversationId() string {
@@ -1340,7 +1460,7 @@ type DeleteMessageResponse struct {
 
 func (x *DeleteMessageResponse) Reset() {
 	*x = DeleteMessageResponse{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[18]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1352,7 +1472,7 @@ func (x *DeleteMessageResponse) String() string {
 func (*DeleteMessageResponse) ProtoMessage() {}
 
 func (x *DeleteMessageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[18]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1365,7 +1485,7 @@ func (x *DeleteMessageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMessageResponse.ProtoReflect.Descriptor instead.
 func (*DeleteMessageResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{18}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DeleteMessageResponse) GetMessage() *Message {
@@ -1429,6 +1549,15 @@ const file_chatmesh_history_v1_history_proto_rawDesc = "" +
 	"\xbaH\ar\x05\x10\x01\x18\xa0\x1fR\x04text\"k\n" +
 	"\x13SendMessageResponse\x126\n" +
 	"\amessage\x18\x01 \x01(\v2\x1c.chatmesh.history.v1.MessageR\amessage\x12\x1c\n" +
+	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"\x9c\x01\n" +
+	"\x1dAppendAssistantMessageRequest\x121\n" +
+	"\x0fconversation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0econversationId\x12(\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\trequestId\x12\x1e\n" +
+	"\x04text\x18\x03 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80}R\x04text\"v\n" +
+	"\x1eAppendAssistantMessageResponse\x126\n" +
+	"\amessage\x18\x01 \x01(\v2\x1c.chatmesh.history.v1.MessageR\amessage\x12\x1c\n" +
 	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"O\n" +
 	"\x18ListConversationsRequest\x123\n" +
 	"\x04page\x18\x01 \x01(\v2\x1f.chatmesh.common.v1.PageRequestR\x04page\"\x9a\x01\n" +
@@ -1476,11 +1605,12 @@ const file_chatmesh_history_v1_history_proto_rawDesc = "" +
 	"\x1aDELIVERY_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13DELIVERY_STATE_SENT\x10\x01\x12\x1c\n" +
 	"\x18DELIVERY_STATE_DELIVERED\x10\x02\x12\x17\n" +
-	"\x13DELIVERY_STATE_READ\x10\x032\xe2\x06\n" +
+	"\x13DELIVERY_STATE_READ\x10\x032\xe6\a\n" +
 	"\x0eHistoryService\x12u\n" +
 	"\x12CreateConversation\x12..chatmesh.history.v1.CreateConversationRequest\x1a/.chatmesh.history.v1.CreateConversationResponse\x12`\n" +
 	"\vSendMessage\x12'.chatmesh.history.v1.SendMessageRequest\x1a(.chatmesh.history.v1.SendMessageResponse\x12q\n" +
-	"\x0fGetConversation\x12+.chatmesh.history.v1.GetConversationRequest\x1a,.chatmesh.history.v1.GetConversationResponse\"\x03\x90\x02\x01\x12w\n" +
+	"\x0fGetConversation\x12+.chatmesh.history.v1.GetConversationRequest\x1a,.chatmesh.history.v1.GetConversationResponse\"\x03\x90\x02\x01\x12\x81\x01\n" +
+	"\x16AppendAssistantMessage\x122.chatmesh.history.v1.AppendAssistantMessageRequest\x1a3.chatmesh.history.v1.AppendAssistantMessageResponse\x12w\n" +
 	"\x11ListConversations\x12-.chatmesh.history.v1.ListConversationsRequest\x1a..chatmesh.history.v1.ListConversationsResponse\"\x03\x90\x02\x01\x12h\n" +
 	"\fListMessages\x12(.chatmesh.history.v1.ListMessagesRequest\x1a).chatmesh.history.v1.ListMessagesResponse\"\x03\x90\x02\x01\x12W\n" +
 	"\bMarkRead\x12$.chatmesh.history.v1.MarkReadRequest\x1a%.chatmesh.history.v1.MarkReadResponse\x12`\n" +
@@ -1501,79 +1631,84 @@ func file_chatmesh_history_v1_history_proto_rawDescGZIP() []byte {
 }
 
 var file_chatmesh_history_v1_history_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_chatmesh_history_v1_history_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_chatmesh_history_v1_history_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_chatmesh_history_v1_history_proto_goTypes = []any{
-	(ConversationKind)(0),              // 0: chatmesh.history.v1.ConversationKind
-	(AuthorKind)(0),                    // 1: chatmesh.history.v1.AuthorKind
-	(DeliveryState)(0),                 // 2: chatmesh.history.v1.DeliveryState
-	(*Member)(nil),                     // 3: chatmesh.history.v1.Member
-	(*Message)(nil),                    // 4: chatmesh.history.v1.Message
-	(*Conversation)(nil),               // 5: chatmesh.history.v1.Conversation
-	(*CreateConversationRequest)(nil),  // 6: chatmesh.history.v1.CreateConversationRequest
-	(*CreateConversationResponse)(nil), // 7: chatmesh.history.v1.CreateConversationResponse
-	(*GetConversationRequest)(nil),     // 8: chatmesh.history.v1.GetConversationRequest
-	(*GetConversationResponse)(nil),    // 9: chatmesh.history.v1.GetConversationResponse
-	(*SendMessageRequest)(nil),         // 10: chatmesh.history.v1.SendMessageRequest
-	(*SendMessageResponse)(nil),        // 11: chatmesh.history.v1.SendMessageResponse
-	(*ListConversationsRequest)(nil),   // 12: chatmesh.history.v1.ListConversationsRequest
-	(*ListConversationsResponse)(nil),  // 13: chatmesh.history.v1.ListConversationsResponse
-	(*ListMessagesRequest)(nil),        // 14: chatmesh.history.v1.ListMessagesRequest
-	(*ListMessagesResponse)(nil),       // 15: chatmesh.history.v1.ListMessagesResponse
-	(*MarkReadRequest)(nil),            // 16: chatmesh.history.v1.MarkReadRequest
-	(*MarkReadResponse)(nil),           // 17: chatmesh.history.v1.MarkReadResponse
-	(*EditMessageRequest)(nil),         // 18: chatmesh.history.v1.EditMessageRequest
-	(*EditMessageResponse)(nil),        // 19: chatmesh.history.v1.EditMessageResponse
-	(*DeleteMessageRequest)(nil),       // 20: chatmesh.history.v1.DeleteMessageRequest
-	(*DeleteMessageResponse)(nil),      // 21: chatmesh.history.v1.DeleteMessageResponse
-	(*timestamppb.Timestamp)(nil),      // 22: google.protobuf.Timestamp
-	(*v1.PageRequest)(nil),             // 23: chatmesh.common.v1.PageRequest
-	(*v1.PageResponse)(nil),            // 24: chatmesh.common.v1.PageResponse
-	(v1.Direction)(0),                  // 25: chatmesh.common.v1.Direction
+	(ConversationKind)(0),                  // 0: chatmesh.history.v1.ConversationKind
+	(AuthorKind)(0),                        // 1: chatmesh.history.v1.AuthorKind
+	(DeliveryState)(0),                     // 2: chatmesh.history.v1.DeliveryState
+	(*Member)(nil),                         // 3: chatmesh.history.v1.Member
+	(*Message)(nil),                        // 4: chatmesh.history.v1.Message
+	(*Conversation)(nil),                   // 5: chatmesh.history.v1.Conversation
+	(*CreateConversationRequest)(nil),      // 6: chatmesh.history.v1.CreateConversationRequest
+	(*CreateConversationResponse)(nil),     // 7: chatmesh.history.v1.CreateConversationResponse
+	(*GetConversationRequest)(nil),         // 8: chatmesh.history.v1.GetConversationRequest
+	(*GetConversationResponse)(nil),        // 9: chatmesh.history.v1.GetConversationResponse
+	(*SendMessageRequest)(nil),             // 10: chatmesh.history.v1.SendMessageRequest
+	(*SendMessageResponse)(nil),            // 11: chatmesh.history.v1.SendMessageResponse
+	(*AppendAssistantMessageRequest)(nil),  // 12: chatmesh.history.v1.AppendAssistantMessageRequest
+	(*AppendAssistantMessageResponse)(nil), // 13: chatmesh.history.v1.AppendAssistantMessageResponse
+	(*ListConversationsRequest)(nil),       // 14: chatmesh.history.v1.ListConversationsRequest
+	(*ListConversationsResponse)(nil),      // 15: chatmesh.history.v1.ListConversationsResponse
+	(*ListMessagesRequest)(nil),            // 16: chatmesh.history.v1.ListMessagesRequest
+	(*ListMessagesResponse)(nil),           // 17: chatmesh.history.v1.ListMessagesResponse
+	(*MarkReadRequest)(nil),                // 18: chatmesh.history.v1.MarkReadRequest
+	(*MarkReadResponse)(nil),               // 19: chatmesh.history.v1.MarkReadResponse
+	(*EditMessageRequest)(nil),             // 20: chatmesh.history.v1.EditMessageRequest
+	(*EditMessageResponse)(nil),            // 21: chatmesh.history.v1.EditMessageResponse
+	(*DeleteMessageRequest)(nil),           // 22: chatmesh.history.v1.DeleteMessageRequest
+	(*DeleteMessageResponse)(nil),          // 23: chatmesh.history.v1.DeleteMessageResponse
+	(*timestamppb.Timestamp)(nil),          // 24: google.protobuf.Timestamp
+	(*v1.PageRequest)(nil),                 // 25: chatmesh.common.v1.PageRequest
+	(*v1.PageResponse)(nil),                // 26: chatmesh.common.v1.PageResponse
+	(v1.Direction)(0),                      // 27: chatmesh.common.v1.Direction
 }
 var file_chatmesh_history_v1_history_proto_depIdxs = []int32{
 	1,  // 0: chatmesh.history.v1.Member.kind:type_name -> chatmesh.history.v1.AuthorKind
 	1,  // 1: chatmesh.history.v1.Message.author_kind:type_name -> chatmesh.history.v1.AuthorKind
-	22, // 2: chatmesh.history.v1.Message.created_at:type_name -> google.protobuf.Timestamp
-	22, // 3: chatmesh.history.v1.Message.edited_at:type_name -> google.protobuf.Timestamp
+	24, // 2: chatmesh.history.v1.Message.created_at:type_name -> google.protobuf.Timestamp
+	24, // 3: chatmesh.history.v1.Message.edited_at:type_name -> google.protobuf.Timestamp
 	2,  // 4: chatmesh.history.v1.Message.delivery_state:type_name -> chatmesh.history.v1.DeliveryState
 	0,  // 5: chatmesh.history.v1.Conversation.kind:type_name -> chatmesh.history.v1.ConversationKind
 	3,  // 6: chatmesh.history.v1.Conversation.members:type_name -> chatmesh.history.v1.Member
 	4,  // 7: chatmesh.history.v1.Conversation.last_message:type_name -> chatmesh.history.v1.Message
-	22, // 8: chatmesh.history.v1.Conversation.created_at:type_name -> google.protobuf.Timestamp
+	24, // 8: chatmesh.history.v1.Conversation.created_at:type_name -> google.protobuf.Timestamp
 	0,  // 9: chatmesh.history.v1.CreateConversationRequest.kind:type_name -> chatmesh.history.v1.ConversationKind
 	5,  // 10: chatmesh.history.v1.CreateConversationResponse.conversation:type_name -> chatmesh.history.v1.Conversation
 	5,  // 11: chatmesh.history.v1.GetConversationResponse.conversation:type_name -> chatmesh.history.v1.Conversation
 	4,  // 12: chatmesh.history.v1.SendMessageResponse.message:type_name -> chatmesh.history.v1.Message
-	23, // 13: chatmesh.history.v1.ListConversationsRequest.page:type_name -> chatmesh.common.v1.PageRequest
-	5,  // 14: chatmesh.history.v1.ListConversationsResponse.conversations:type_name -> chatmesh.history.v1.Conversation
-	24, // 15: chatmesh.history.v1.ListConversationsResponse.page:type_name -> chatmesh.common.v1.PageResponse
-	23, // 16: chatmesh.history.v1.ListMessagesRequest.page:type_name -> chatmesh.common.v1.PageRequest
-	25, // 17: chatmesh.history.v1.ListMessagesRequest.direction:type_name -> chatmesh.common.v1.Direction
-	4,  // 18: chatmesh.history.v1.ListMessagesResponse.messages:type_name -> chatmesh.history.v1.Message
-	24, // 19: chatmesh.history.v1.ListMessagesResponse.page:type_name -> chatmesh.common.v1.PageResponse
-	4,  // 20: chatmesh.history.v1.EditMessageResponse.message:type_name -> chatmesh.history.v1.Message
-	4,  // 21: chatmesh.history.v1.DeleteMessageResponse.message:type_name -> chatmesh.history.v1.Message
-	6,  // 22: chatmesh.history.v1.HistoryService.CreateConversation:input_type -> chatmesh.history.v1.CreateConversationRequest
-	10, // 23: chatmesh.history.v1.HistoryService.SendMessage:input_type -> chatmesh.history.v1.SendMessageRequest
-	8,  // 24: chatmesh.history.v1.HistoryService.GetConversation:input_type -> chatmesh.history.v1.GetConversationRequest
-	12, // 25: chatmesh.history.v1.HistoryService.ListConversations:input_type -> chatmesh.history.v1.ListConversationsRequest
-	14, // 26: chatmesh.history.v1.HistoryService.ListMessages:input_type -> chatmesh.history.v1.ListMessagesRequest
-	16, // 27: chatmesh.history.v1.HistoryService.MarkRead:input_type -> chatmesh.history.v1.MarkReadRequest
-	18, // 28: chatmesh.history.v1.HistoryService.EditMessage:input_type -> chatmesh.history.v1.EditMessageRequest
-	20, // 29: chatmesh.history.v1.HistoryService.DeleteMessage:input_type -> chatmesh.history.v1.DeleteMessageRequest
-	7,  // 30: chatmesh.history.v1.HistoryService.CreateConversation:output_type -> chatmesh.history.v1.CreateConversationResponse
-	11, // 31: chatmesh.history.v1.HistoryService.SendMessage:output_type -> chatmesh.history.v1.SendMessageResponse
-	9,  // 32: chatmesh.history.v1.HistoryService.GetConversation:output_type -> chatmesh.history.v1.GetConversationResponse
-	13, // 33: chatmesh.history.v1.HistoryService.ListConversations:output_type -> chatmesh.history.v1.ListConversationsResponse
-	15, // 34: chatmesh.history.v1.HistoryService.ListMessages:output_type -> chatmesh.history.v1.ListMessagesResponse
-	17, // 35: chatmesh.history.v1.HistoryService.MarkRead:output_type -> chatmesh.history.v1.MarkReadResponse
-	19, // 36: chatmesh.history.v1.HistoryService.EditMessage:output_type -> chatmesh.history.v1.EditMessageResponse
-	21, // 37: chatmesh.history.v1.HistoryService.DeleteMessage:output_type -> chatmesh.history.v1.DeleteMessageResponse
-	30, // [30:38] is the sub-list for method output_type
-	22, // [22:30] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	4,  // 13: chatmesh.history.v1.AppendAssistantMessageResponse.message:type_name -> chatmesh.history.v1.Message
+	25, // 14: chatmesh.history.v1.ListConversationsRequest.page:type_name -> chatmesh.common.v1.PageRequest
+	5,  // 15: chatmesh.history.v1.ListConversationsResponse.conversations:type_name -> chatmesh.history.v1.Conversation
+	26, // 16: chatmesh.history.v1.ListConversationsResponse.page:type_name -> chatmesh.common.v1.PageResponse
+	25, // 17: chatmesh.history.v1.ListMessagesRequest.page:type_name -> chatmesh.common.v1.PageRequest
+	27, // 18: chatmesh.history.v1.ListMessagesRequest.direction:type_name -> chatmesh.common.v1.Direction
+	4,  // 19: chatmesh.history.v1.ListMessagesResponse.messages:type_name -> chatmesh.history.v1.Message
+	26, // 20: chatmesh.history.v1.ListMessagesResponse.page:type_name -> chatmesh.common.v1.PageResponse
+	4,  // 21: chatmesh.history.v1.EditMessageResponse.message:type_name -> chatmesh.history.v1.Message
+	4,  // 22: chatmesh.history.v1.DeleteMessageResponse.message:type_name -> chatmesh.history.v1.Message
+	6,  // 23: chatmesh.history.v1.HistoryService.CreateConversation:input_type -> chatmesh.history.v1.CreateConversationRequest
+	10, // 24: chatmesh.history.v1.HistoryService.SendMessage:input_type -> chatmesh.history.v1.SendMessageRequest
+	8,  // 25: chatmesh.history.v1.HistoryService.GetConversation:input_type -> chatmesh.history.v1.GetConversationRequest
+	12, // 26: chatmesh.history.v1.HistoryService.AppendAssistantMessage:input_type -> chatmesh.history.v1.AppendAssistantMessageRequest
+	14, // 27: chatmesh.history.v1.HistoryService.ListConversations:input_type -> chatmesh.history.v1.ListConversationsRequest
+	16, // 28: chatmesh.history.v1.HistoryService.ListMessages:input_type -> chatmesh.history.v1.ListMessagesRequest
+	18, // 29: chatmesh.history.v1.HistoryService.MarkRead:input_type -> chatmesh.history.v1.MarkReadRequest
+	20, // 30: chatmesh.history.v1.HistoryService.EditMessage:input_type -> chatmesh.history.v1.EditMessageRequest
+	22, // 31: chatmesh.history.v1.HistoryService.DeleteMessage:input_type -> chatmesh.history.v1.DeleteMessageRequest
+	7,  // 32: chatmesh.history.v1.HistoryService.CreateConversation:output_type -> chatmesh.history.v1.CreateConversationResponse
+	11, // 33: chatmesh.history.v1.HistoryService.SendMessage:output_type -> chatmesh.history.v1.SendMessageResponse
+	9,  // 34: chatmesh.history.v1.HistoryService.GetConversation:output_type -> chatmesh.history.v1.GetConversationResponse
+	13, // 35: chatmesh.history.v1.HistoryService.AppendAssistantMessage:output_type -> chatmesh.history.v1.AppendAssistantMessageResponse
+	15, // 36: chatmesh.history.v1.HistoryService.ListConversations:output_type -> chatmesh.history.v1.ListConversationsResponse
+	17, // 37: chatmesh.history.v1.HistoryService.ListMessages:output_type -> chatmesh.history.v1.ListMessagesResponse
+	19, // 38: chatmesh.history.v1.HistoryService.MarkRead:output_type -> chatmesh.history.v1.MarkReadResponse
+	21, // 39: chatmesh.history.v1.HistoryService.EditMessage:output_type -> chatmesh.history.v1.EditMessageResponse
+	23, // 40: chatmesh.history.v1.HistoryService.DeleteMessage:output_type -> chatmesh.history.v1.DeleteMessageResponse
+	32, // [32:41] is the sub-list for method output_type
+	23, // [23:32] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_chatmesh_history_v1_history_proto_init() }
@@ -1587,7 +1722,7 @@ func file_chatmesh_history_v1_history_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chatmesh_history_v1_history_proto_rawDesc), len(file_chatmesh_history_v1_history_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

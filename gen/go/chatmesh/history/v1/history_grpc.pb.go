@@ -23,14 +23,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	HistoryService_CreateConversation_FullMethodName = "/chatmesh.history.v1.HistoryService/CreateConversation"
-	HistoryService_SendMessage_FullMethodName        = "/chatmesh.history.v1.HistoryService/SendMessage"
-	HistoryService_GetConversation_FullMethodName    = "/chatmesh.history.v1.HistoryService/GetConversation"
-	HistoryService_ListConversations_FullMethodName  = "/chatmesh.history.v1.HistoryService/ListConversations"
-	HistoryService_ListMessages_FullMethodName       = "/chatmesh.history.v1.HistoryService/ListMessages"
-	HistoryService_MarkRead_FullMethodName           = "/chatmesh.history.v1.HistoryService/MarkRead"
-	HistoryService_EditMessage_FullMethodName        = "/chatmesh.history.v1.HistoryService/EditMessage"
-	HistoryService_DeleteMessage_FullMethodName      = "/chatmesh.history.v1.HistoryService/DeleteMessage"
+	HistoryService_CreateConversation_FullMethodName     = "/chatmesh.history.v1.HistoryService/CreateConversation"
+	HistoryService_SendMessage_FullMethodName            = "/chatmesh.history.v1.HistoryService/SendMessage"
+	HistoryService_GetConversation_FullMethodName        = "/chatmesh.history.v1.HistoryService/GetConversation"
+	HistoryService_AppendAssistantMessage_FullMethodName = "/chatmesh.history.v1.HistoryService/AppendAssistantMessage"
+	HistoryService_ListConversations_FullMethodName      = "/chatmesh.history.v1.HistoryService/ListConversations"
+	HistoryService_ListMessages_FullMethodName           = "/chatmesh.history.v1.HistoryService/ListMessages"
+	HistoryService_MarkRead_FullMethodName               = "/chatmesh.history.v1.HistoryService/MarkRead"
+	HistoryService_EditMessage_FullMethodName            = "/chatmesh.history.v1.HistoryService/EditMessage"
+	HistoryService_DeleteMessage_FullMethodName          = "/chatmesh.history.v1.HistoryService/DeleteMessage"
 )
 
 // HistoryServiceClient is the client API for HistoryService service.
@@ -52,6 +53,11 @@ type HistoryServiceClient interface {
 	// Services use it to check membership with the caller's token. Errors:
 	// INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED (not a member).
 	GetConversation(ctx context.Context, in *GetConversationRequest, opts ...grpc.CallOption) (*GetConversationResponse, error)
+	// Stores the assistant's reply in one of the caller's assistant conversations. Called
+	// by the inference service with the user's token once a reply is finished; idempotent
+	// on `request_id`. Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED (not a
+	// member), FAILED_PRECONDITION (not an assistant conversation).
+	AppendAssistantMessage(ctx context.Context, in *AppendAssistantMessageRequest, opts ...grpc.CallOption) (*AppendAssistantMessageResponse, error)
 	// The caller's conversations, most recent activity first, with the last message and
 	// the caller's unread count. Errors: INVALID_ARGUMENT (bad page token).
 	ListConversations(ctx context.Context, in *ListConversationsRequest, opts ...grpc.CallOption) (*ListConversationsResponse, error)
@@ -102,6 +108,16 @@ func (c *historyServiceClient) GetConversation(ctx context.Context, in *GetConve
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetConversationResponse)
 	err := c.cc.Invoke(ctx, HistoryService_GetConversation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *historyServiceClient) AppendAssistantMessage(ctx context.Context, in *AppendAssistantMessageRequest, opts ...grpc.CallOption) (*AppendAssistantMessageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AppendAssistantMessageResponse)
+	err := c.cc.Invoke(ctx, HistoryService_AppendAssistantMessage_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -177,6 +193,11 @@ type HistoryServiceServer interface {
 	// Services use it to check membership with the caller's token. Errors:
 	// INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED (not a member).
 	GetConversation(context.Context, *GetConversationRequest) (*GetConversationResponse, error)
+	// Stores the assistant's reply in one of the caller's assistant conversations. Called
+	// by the inference service with the user's token once a reply is finished; idempotent
+	// on `request_id`. Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED (not a
+	// member), FAILED_PRECONDITION (not an assistant conversation).
+	AppendAssistantMessage(context.Context, *AppendAssistantMessageRequest) (*AppendAssistantMessageResponse, error)
 	// The caller's conversations, most recent activity first, with the last message and
 	// the caller's unread count. Errors: INVALID_ARGUMENT (bad page token).
 	ListConversations(context.Context, *ListConversationsRequest) (*ListConversationsResponse, error)
@@ -211,6 +232,9 @@ func (UnimplementedHistoryServiceServer) SendMessage(context.Context, *SendMessa
 }
 func (UnimplementedHistoryServiceServer) GetConversation(context.Context, *GetConversationRequest) (*GetConversationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetConversation not implemented")
+}
+func (UnimplementedHistoryServiceServer) AppendAssistantMessage(context.Context, *AppendAssistantMessageRequest) (*AppendAssistantMessageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AppendAssistantMessage not implemented")
 }
 func (UnimplementedHistoryServiceServer) ListConversations(context.Context, *ListConversationsRequest) (*ListConversationsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListConversations not implemented")
@@ -298,6 +322,24 @@ func _HistoryService_GetConversation_Handler(srv interface{}, ctx context.Contex
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(HistoryServiceServer).GetConversation(ctx, req.(*GetConversationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _HistoryService_AppendAssistantMessage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AppendAssistantMessageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HistoryServiceServer).AppendAssistantMessage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HistoryService_AppendAssistantMessage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HistoryServiceServer).AppendAssistantMessage(ctx, req.(*AppendAssistantMessageRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -410,6 +452,10 @@ var HistoryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetConversation",
 			Handler:    _HistoryService_GetConversation_Handler,
+		},
+		{
+			MethodName: "AppendAssistantMessage",
+			Handler:    _HistoryService_AppendAssistantMessage_Handler,
 		},
 		{
 			MethodName: "ListConversations",

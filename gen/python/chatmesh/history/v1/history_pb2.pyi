@@ -143,6 +143,24 @@ class SendMessageResponse(_message.Message):
     duplicate: bool
     def __init__(self, message: _Optional[_Union[Message, _Mapping]] = ..., duplicate: _Optional[bool] = ...) -> None: ...
 
+class AppendAssistantMessageRequest(_message.Message):
+    __slots__ = ("conversation_id", "request_id", "text")
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    conversation_id: str
+    request_id: str
+    text: str
+    def __init__(self, conversation_id: _Optional[str] = ..., request_id: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
+
+class AppendAssistantMessageResponse(_message.Message):
+    __slots__ = ("message", "duplicate")
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    message: Message
+    duplicate: bool
+    def __init__(self, message: _Optional[_Union[Message, _Mapping]] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+
 class ListConversationsRequest(_message.Message):
     __slots__ = ("page",)
     PAGE_FIELD_NUMBER: _ClassVar[int]

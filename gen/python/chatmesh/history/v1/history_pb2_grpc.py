@@ -51,6 +51,11 @@ class HistoryServiceStub:
                 request_serializer=chatmesh_dot_history_dot_v1_dot_history__pb2.GetConversationRequest.SerializeToString,
                 response_deserializer=chatmesh_dot_history_dot_v1_dot_history__pb2.GetConversationResponse.FromString,
                 _registered_method=True)
+        self.AppendAssistantMessage = channel.unary_unary(
+                '/chatmesh.history.v1.HistoryService/AppendAssistantMessage',
+                request_serializer=chatmesh_dot_history_dot_v1_dot_history__pb2.AppendAssistantMessageRequest.SerializeToString,
+                response_deserializer=chatmesh_dot_history_dot_v1_dot_history__pb2.AppendAssistantMessageResponse.FromString,
+                _registered_method=True)
         self.ListConversations = channel.unary_unary(
                 '/chatmesh.history.v1.HistoryService/ListConversations',
                 request_serializer=chatmesh_dot_history_dot_v1_dot_history__pb2.ListConversationsRequest.SerializeToString,
@@ -105,6 +110,16 @@ class HistoryServiceServicer:
         """One conversation with its members, last message and the caller's unread count.
         Services use it to check membership with the caller's token. Errors:
         INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED (not a member).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AppendAssistantMessage(self, request, context):
+        """Stores the assistant's reply in one of the caller's assistant conversations. Called
+        by the inference service with the user's token once a reply is finished; idempotent
+        on `request_id`. Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED (not a
+        member), FAILED_PRECONDITION (not an assistant conversation).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -168,6 +183,11 @@ def add_HistoryServiceServicer_to_server(servicer, server):
                     servicer.GetConversation,
                     request_deserializer=chatmesh_dot_history_dot_v1_dot_history__pb2.GetConversationRequest.FromString,
                     response_serializer=chatmesh_dot_history_dot_v1_dot_history__pb2.GetConversationResponse.SerializeToString,
+            ),
+            'AppendAssistantMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.AppendAssistantMessage,
+                    request_deserializer=chatmesh_dot_history_dot_v1_dot_history__pb2.AppendAssistantMessageRequest.FromString,
+                    response_serializer=chatmesh_dot_history_dot_v1_dot_history__pb2.AppendAssistantMessageResponse.SerializeToString,
             ),
             'ListConversations': grpc.unary_unary_rpc_method_handler(
                     servicer.ListConversations,
@@ -278,6 +298,33 @@ class HistoryService:
             '/chatmesh.history.v1.HistoryService/GetConversation',
             chatmesh_dot_history_dot_v1_dot_history__pb2.GetConversationRequest.SerializeToString,
             chatmesh_dot_history_dot_v1_dot_history__pb2.GetConversationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AppendAssistantMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatmesh.history.v1.HistoryService/AppendAssistantMessage',
+            chatmesh_dot_history_dot_v1_dot_history__pb2.AppendAssistantMessageRequest.SerializeToString,
+            chatmesh_dot_history_dot_v1_dot_history__pb2.AppendAssistantMessageResponse.FromString,
             options,
             channel_credentials,
             insecure,

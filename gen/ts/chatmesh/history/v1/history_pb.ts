@@ -19,7 +19,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file chatmesh/history/v1/history.proto.
  */
 export const file_chatmesh_history_v1_history: GenFile = /*@__PURE__*/
-  fileDesc("CiFjaGF0bWVzaC9oaXN0b3J5L3YxL2hpc3RvcnkucHJvdG8SE2NoYXRtZXNoLmhpc3RvcnkudjEiXgoGTWVtYmVyEg8KB3VzZXJfaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEi0KBGtpbmQYAyABKA4yHy5jaGF0bWVzaC5oaXN0b3J5LnYxLkF1dGhvcktpbmQi6wIKB01lc3NhZ2USEgoKbWVzc2FnZV9pZBgBIAEoCRIXCg9jb252ZXJzYXRpb25faWQYAiABKAkSEAoIc2VxdWVuY2UYAyABKAQSFgoOYXV0aG9yX3VzZXJfaWQYBCABKAkSNAoLYXV0aG9yX2tpbmQYBSABKA4yHy5jaGF0bWVzaC5oaXN0b3J5LnYxLkF1dGhvcktpbmQSDAoEdGV4dBgGIAEoCRIZChFjbGllbnRfbWVzc2FnZV9pZBgHIAEoCRIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCgllZGl0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2RlbGV0ZWQYCiABKAgSOgoOZGVsaXZlcnlfc3RhdGUYCyABKA4yIi5jaGF0bWVzaC5oaXN0b3J5LnYxLkRlbGl2ZXJ5U3RhdGUimwIKDENvbnZlcnNhdGlvbhIXCg9jb252ZXJzYXRpb25faWQYASABKAkSMwoEa2luZBgCIAEoDjIlLmNoYXRtZXNoLmhpc3RvcnkudjEuQ29udmVyc2F0aW9uS2luZBIsCgdtZW1iZXJzGAMgAygLMhsuY2hhdG1lc2guaGlzdG9yeS52MS5NZW1iZXISMgoMbGFzdF9tZXNzYWdlGAQgASgLMhwuY2hhdG1lc2guaGlzdG9yeS52MS5NZXNzYWdlEhQKDHVucmVhZF9jb3VudBgFIAEoBBIuCgpjcmVhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1yZWFkX3NlcXVlbmNlGAcgASgEIpgBChlDcmVhdGVDb252ZXJzYXRpb25SZXF1ZXN0Ej8KBGtpbmQYASABKA4yJS5jaGF0bWVzaC5oaXN0b3J5LnYxLkNvbnZlcnNhdGlvbktpbmRCCrpIB4IBBBABIAASIQoMcGVlcl91c2VyX2lkGAIgASgJQgu6SAjYAQFyA7ABARIXCgVtb2RlbBgDIAEoCUIIukgFcgMYgAEiZgoaQ3JlYXRlQ29udmVyc2F0aW9uUmVzcG9uc2USNwoMY29udmVyc2F0aW9uGAEgASgLMiEuY2hhdG1lc2guaGlzdG9yeS52MS5Db252ZXJzYXRpb24SDwoHY3JlYXRlZBgCIAEoCCI7ChZHZXRDb252ZXJzYXRpb25SZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQEiUgoXR2V0Q29udmVyc2F0aW9uUmVzcG9uc2USNwoMY29udmVyc2F0aW9uGAEgASgLMiEuY2hhdG1lc2guaGlzdG9yeS52MS5Db252ZXJzYXRpb24idwoSU2VuZE1lc3NhZ2VSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQESJAoRY2xpZW50X21lc3NhZ2VfaWQYAiABKAlCCbpIBnIEEAEYQBIYCgR0ZXh0GAMgASgJQgq6SAdyBRABGKAfIlcKE1NlbmRNZXNzYWdlUmVzcG9uc2USLQoHbWVzc2FnZRgBIAEoCzIcLmNoYXRtZXNoLmhpc3RvcnkudjEuTWVzc2FnZRIRCglkdXBsaWNhdGUYAiABKAgiSQoYTGlzdENvbnZlcnNhdGlvbnNSZXF1ZXN0Ei0KBHBhZ2UYASABKAsyHy5jaGF0bWVzaC5jb21tb24udjEuUGFnZVJlcXVlc3QihQEKGUxpc3RDb252ZXJzYXRpb25zUmVzcG9uc2USOAoNY29udmVyc2F0aW9ucxgBIAMoCzIhLmNoYXRtZXNoLmhpc3RvcnkudjEuQ29udmVyc2F0aW9uEi4KBHBhZ2UYAiABKAsyIC5jaGF0bWVzaC5jb21tb24udjEuUGFnZVJlc3BvbnNlIroBChNMaXN0TWVzc2FnZXNSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQESLQoEcGFnZRgCIAEoCzIfLmNoYXRtZXNoLmNvbW1vbi52MS5QYWdlUmVxdWVzdBI6CglkaXJlY3Rpb24YAyABKA4yHS5jaGF0bWVzaC5jb21tb24udjEuRGlyZWN0aW9uQgi6SAWCAQIQARIVCg1mcm9tX3NlcXVlbmNlGAQgASgEInYKFExpc3RNZXNzYWdlc1Jlc3BvbnNlEi4KCG1lc3NhZ2VzGAEgAygLMhwuY2hhdG1lc2guaGlzdG9yeS52MS5NZXNzYWdlEi4KBHBhZ2UYAiABKAsyIC5jaGF0bWVzaC5jb21tb24udjEuUGFnZVJlc3BvbnNlIk8KD01hcmtSZWFkUmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCLpIBXIDsAEBEhkKCHNlcXVlbmNlGAIgASgEQge6SAQyAigBIj8KEE1hcmtSZWFkUmVzcG9uc2USFQoNcmVhZF9zZXF1ZW5jZRgBIAEoBBIUCgx1bnJlYWRfY291bnQYAiABKAQicAoSRWRpdE1lc3NhZ2VSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQESHQoKbWVzc2FnZV9pZBgCIAEoCUIJukgGcgQQARhAEhgKBHRleHQYAyABKAlCCrpIB3IFEAEYoB8iRAoTRWRpdE1lc3NhZ2VSZXNwb25zZRItCgdtZXNzYWdlGAEgASgLMhwuY2hhdG1lc2guaGlzdG9yeS52MS5NZXNzYWdlIlgKFERlbGV0ZU1lc3NhZ2VSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQESHQoKbWVzc2FnZV9pZBgCIAEoCUIJukgGcgQQARhAIkYKFURlbGV0ZU1lc3NhZ2VSZXNwb25zZRItCgdtZXNzYWdlGAEgASgLMhwuY2hhdG1lc2guaGlzdG9yeS52MS5NZXNzYWdlKnQKEENvbnZlcnNhdGlvbktpbmQSIQodQ09OVkVSU0FUSU9OX0tJTkRfVU5TUEVDSUZJRUQQABIcChhDT05WRVJTQVRJT05fS0lORF9ESVJFQ1QQARIfChtDT05WRVJTQVRJT05fS0lORF9BU1NJU1RBTlQQAipaCgpBdXRob3JLaW5kEhsKF0FVVEhPUl9LSU5EX1VOU1BFQ0lGSUVEEAASFAoQQVVUSE9SX0tJTkRfVVNFUhABEhkKFUFVVEhPUl9LSU5EX0FTU0lTVEFOVBACKn8KDURlbGl2ZXJ5U3RhdGUSHgoaREVMSVZFUllfU1RBVEVfVU5TUEVDSUZJRUQQABIXChNERUxJVkVSWV9TVEFURV9TRU5UEAESHAoYREVMSVZFUllfU1RBVEVfREVMSVZFUkVEEAISFwoTREVMSVZFUllfU1RBVEVfUkVBRBADMuIGCg5IaXN0b3J5U2VydmljZRJ1ChJDcmVhdGVDb252ZXJzYXRpb24SLi5jaGF0bWVzaC5oaXN0b3J5LnYxLkNyZWF0ZUNvbnZlcnNhdGlvblJlcXVlc3QaLy5jaGF0bWVzaC5oaXN0b3J5LnYxLkNyZWF0ZUNvbnZlcnNhdGlvblJlc3BvbnNlEmAKC1NlbmRNZXNzYWdlEicuY2hhdG1lc2guaGlzdG9yeS52MS5TZW5kTWVzc2FnZVJlcXVlc3QaKC5jaGF0bWVzaC5oaXN0b3J5LnYxLlNlbmRNZXNzYWdlUmVzcG9uc2UScQoPR2V0Q29udmVyc2F0aW9uEisuY2hhdG1lc2guaGlzdG9yeS52MS5HZXRDb252ZXJzYXRpb25SZXF1ZXN0GiwuY2hhdG1lc2guaGlzdG9yeS52MS5HZXRDb252ZXJzYXRpb25SZXNwb25zZSIDkAIBEncKEUxpc3RDb252ZXJzYXRpb25zEi0uY2hhdG1lc2guaGlzdG9yeS52MS5MaXN0Q29udmVyc2F0aW9uc1JlcXVlc3QaLi5jaGF0bWVzaC5oaXN0b3J5LnYxLkxpc3RDb252ZXJzYXRpb25zUmVzcG9uc2UiA5ACARJoCgxMaXN0TWVzc2FnZXMSKC5jaGF0bWVzaC5oaXN0b3J5LnYxLkxpc3RNZXNzYWdlc1JlcXVlc3QaKS5jaGF0bWVzaC5oaXN0b3J5LnYxLkxpc3RNZXNzYWdlc1Jlc3BvbnNlIgOQAgESVwoITWFya1JlYWQSJC5jaGF0bWVzaC5oaXN0b3J5LnYxLk1hcmtSZWFkUmVxdWVzdBolLmNoYXRtZXNoLmhpc3RvcnkudjEuTWFya1JlYWRSZXNwb25zZRJgCgtFZGl0TWVzc2FnZRInLmNoYXRtZXNoLmhpc3RvcnkudjEuRWRpdE1lc3NhZ2VSZXF1ZXN0GiguY2hhdG1lc2guaGlzdG9yeS52MS5FZGl0TWVzc2FnZVJlc3BvbnNlEmYKDURlbGV0ZU1lc3NhZ2USKS5jaGF0bWVzaC5oaXN0b3J5LnYxLkRlbGV0ZU1lc3NhZ2VSZXF1ZXN0GiouY2hhdG1lc2guaGlzdG9yeS52MS5EZWxldGVNZXNzYWdlUmVzcG9uc2VC2AEKF2NvbS5jaGF0bWVzaC5oaXN0b3J5LnYxQgxIaXN0b3J5UHJvdG9QAVpBZ2l0aHViLmNvbS9jaGF0bWVzaC9jaGF0bWVzaC9nZW4vZ28vY2hhdG1lc2gvaGlzdG9yeS92MTtoaXN0b3J5djGiAgNDSFiqAhNDaGF0bWVzaC5IaXN0b3J5LlYxygITQ2hhdG1lc2hcSGlzdG9yeVxWMeICH0NoYXRtZXNoXEhpc3RvcnlcVjFcR1BCTWV0YWRhdGHqAhVDaGF0bWVzaDo6SGlzdG9yeTo6VjFiBnByb3RvMw", [file_buf_validate_validate, file_chatmesh_common_v1_common, file_google_protobuf_timestamp]);
+  fileDesc("CiFjaGF0bWVzaC9oaXN0b3J5L3YxL2hpc3RvcnkucHJvdG8SE2NoYXRtZXNoLmhpc3RvcnkudjEiXgoGTWVtYmVyEg8KB3VzZXJfaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEi0KBGtpbmQYAyABKA4yHy5jaGF0bWVzaC5oaXN0b3J5LnYxLkF1dGhvcktpbmQi6wIKB01lc3NhZ2USEgoKbWVzc2FnZV9pZBgBIAEoCRIXCg9jb252ZXJzYXRpb25faWQYAiABKAkSEAoIc2VxdWVuY2UYAyABKAQSFgoOYXV0aG9yX3VzZXJfaWQYBCABKAkSNAoLYXV0aG9yX2tpbmQYBSABKA4yHy5jaGF0bWVzaC5oaXN0b3J5LnYxLkF1dGhvcktpbmQSDAoEdGV4dBgGIAEoCRIZChFjbGllbnRfbWVzc2FnZV9pZBgHIAEoCRIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCgllZGl0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2RlbGV0ZWQYCiABKAgSOgoOZGVsaXZlcnlfc3RhdGUYCyABKA4yIi5jaGF0bWVzaC5oaXN0b3J5LnYxLkRlbGl2ZXJ5U3RhdGUimwIKDENvbnZlcnNhdGlvbhIXCg9jb252ZXJzYXRpb25faWQYASABKAkSMwoEa2luZBgCIAEoDjIlLmNoYXRtZXNoLmhpc3RvcnkudjEuQ29udmVyc2F0aW9uS2luZBIsCgdtZW1iZXJzGAMgAygLMhsuY2hhdG1lc2guaGlzdG9yeS52MS5NZW1iZXISMgoMbGFzdF9tZXNzYWdlGAQgASgLMhwuY2hhdG1lc2guaGlzdG9yeS52MS5NZXNzYWdlEhQKDHVucmVhZF9jb3VudBgFIAEoBBIuCgpjcmVhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1yZWFkX3NlcXVlbmNlGAcgASgEIpgBChlDcmVhdGVDb252ZXJzYXRpb25SZXF1ZXN0Ej8KBGtpbmQYASABKA4yJS5jaGF0bWVzaC5oaXN0b3J5LnYxLkNvbnZlcnNhdGlvbktpbmRCCrpIB4IBBBABIAASIQoMcGVlcl91c2VyX2lkGAIgASgJQgu6SAjYAQFyA7ABARIXCgVtb2RlbBgDIAEoCUIIukgFcgMYgAEiZgoaQ3JlYXRlQ29udmVyc2F0aW9uUmVzcG9uc2USNwoMY29udmVyc2F0aW9uGAEgASgLMiEuY2hhdG1lc2guaGlzdG9yeS52MS5Db252ZXJzYXRpb24SDwoHY3JlYXRlZBgCIAEoCCI7ChZHZXRDb252ZXJzYXRpb25SZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQEiUgoXR2V0Q29udmVyc2F0aW9uUmVzcG9uc2USNwoMY29udmVyc2F0aW9uGAEgASgLMiEuY2hhdG1lc2guaGlzdG9yeS52MS5Db252ZXJzYXRpb24idwoSU2VuZE1lc3NhZ2VSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQESJAoRY2xpZW50X21lc3NhZ2VfaWQYAiABKAlCCbpIBnIEEAEYQBIYCgR0ZXh0GAMgASgJQgq6SAdyBRABGKAfIlcKE1NlbmRNZXNzYWdlUmVzcG9uc2USLQoHbWVzc2FnZRgBIAEoCzIcLmNoYXRtZXNoLmhpc3RvcnkudjEuTWVzc2FnZRIRCglkdXBsaWNhdGUYAiABKAgiewodQXBwZW5kQXNzaXN0YW50TWVzc2FnZVJlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgi6SAVyA7ABARIdCgpyZXF1ZXN0X2lkGAIgASgJQgm6SAZyBBABGEASGAoEdGV4dBgDIAEoCUIKukgHcgUQARiAfSJiCh5BcHBlbmRBc3Npc3RhbnRNZXNzYWdlUmVzcG9uc2USLQoHbWVzc2FnZRgBIAEoCzIcLmNoYXRtZXNoLmhpc3RvcnkudjEuTWVzc2FnZRIRCglkdXBsaWNhdGUYAiABKAgiSQoYTGlzdENvbnZlcnNhdGlvbnNSZXF1ZXN0Ei0KBHBhZ2UYASABKAsyHy5jaGF0bWVzaC5jb21tb24udjEuUGFnZVJlcXVlc3QihQEKGUxpc3RDb252ZXJzYXRpb25zUmVzcG9uc2USOAoNY29udmVyc2F0aW9ucxgBIAMoCzIhLmNoYXRtZXNoLmhpc3RvcnkudjEuQ29udmVyc2F0aW9uEi4KBHBhZ2UYAiABKAsyIC5jaGF0bWVzaC5jb21tb24udjEuUGFnZVJlc3BvbnNlIroBChNMaXN0TWVzc2FnZXNSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQESLQoEcGFnZRgCIAEoCzIfLmNoYXRtZXNoLmNvbW1vbi52MS5QYWdlUmVxdWVzdBI6CglkaXJlY3Rpb24YAyABKA4yHS5jaGF0bWVzaC5jb21tb24udjEuRGlyZWN0aW9uQgi6SAWCAQIQARIVCg1mcm9tX3NlcXVlbmNlGAQgASgEInYKFExpc3RNZXNzYWdlc1Jlc3BvbnNlEi4KCG1lc3NhZ2VzGAEgAygLMhwuY2hhdG1lc2guaGlzdG9yeS52MS5NZXNzYWdlEi4KBHBhZ2UYAiABKAsyIC5jaGF0bWVzaC5jb21tb24udjEuUGFnZVJlc3BvbnNlIk8KD01hcmtSZWFkUmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCLpIBXIDsAEBEhkKCHNlcXVlbmNlGAIgASgEQge6SAQyAigBIj8KEE1hcmtSZWFkUmVzcG9uc2USFQoNcmVhZF9zZXF1ZW5jZRgBIAEoBBIUCgx1bnJlYWRfY291bnQYAiABKAQicAoSRWRpdE1lc3NhZ2VSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQESHQoKbWVzc2FnZV9pZBgCIAEoCUIJukgGcgQQARhAEhgKBHRleHQYAyABKAlCCrpIB3IFEAEYoB8iRAoTRWRpdE1lc3NhZ2VSZXNwb25zZRItCgdtZXNzYWdlGAEgASgLMhwuY2hhdG1lc2guaGlzdG9yeS52MS5NZXNzYWdlIlgKFERlbGV0ZU1lc3NhZ2VSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQESHQoKbWVzc2FnZV9pZBgCIAEoCUIJukgGcgQQARhAIkYKFURlbGV0ZU1lc3NhZ2VSZXNwb25zZRItCgdtZXNzYWdlGAEgASgLMhwuY2hhdG1lc2guaGlzdG9yeS52MS5NZXNzYWdlKnQKEENvbnZlcnNhdGlvbktpbmQSIQodQ09OVkVSU0FUSU9OX0tJTkRfVU5TUEVDSUZJRUQQABIcChhDT05WRVJTQVRJT05fS0lORF9ESVJFQ1QQARIfChtDT05WRVJTQVRJT05fS0lORF9BU1NJU1RBTlQQAipaCgpBdXRob3JLaW5kEhsKF0FVVEhPUl9LSU5EX1VOU1BFQ0lGSUVEEAASFAoQQVVUSE9SX0tJTkRfVVNFUhABEhkKFUFVVEhPUl9LSU5EX0FTU0lTVEFOVBACKn8KDURlbGl2ZXJ5U3RhdGUSHgoaREVMSVZFUllfU1RBVEVfVU5TUEVDSUZJRUQQABIXChNERUxJVkVSWV9TVEFURV9TRU5UEAESHAoYREVMSVZFUllfU1RBVEVfREVMSVZFUkVEEAISFwoTREVMSVZFUllfU1RBVEVfUkVBRBADMuYHCg5IaXN0b3J5U2VydmljZRJ1ChJDcmVhdGVDb252ZXJzYXRpb24SLi5jaGF0bWVzaC5oaXN0b3J5LnYxLkNyZWF0ZUNvbnZlcnNhdGlvblJlcXVlc3QaLy5jaGF0bWVzaC5oaXN0b3J5LnYxLkNyZWF0ZUNvbnZlcnNhdGlvblJlc3BvbnNlEmAKC1NlbmRNZXNzYWdlEicuY2hhdG1lc2guaGlzdG9yeS52MS5TZW5kTWVzc2FnZVJlcXVlc3QaKC5jaGF0bWVzaC5oaXN0b3J5LnYxLlNlbmRNZXNzYWdlUmVzcG9uc2UScQoPR2V0Q29udmVyc2F0aW9uEisuY2hhdG1lc2guaGlzdG9yeS52MS5HZXRDb252ZXJzYXRpb25SZXF1ZXN0GiwuY2hhdG1lc2guaGlzdG9yeS52MS5HZXRDb252ZXJzYXRpb25SZXNwb25zZSIDkAIBEoEBChZBcHBlbmRBc3Npc3RhbnRNZXNzYWdlEjIuY2hhdG1lc2guaGlzdG9yeS52MS5BcHBlbmRBc3Npc3RhbnRNZXNzYWdlUmVxdWVzdBozLmNoYXRtZXNoLmhpc3RvcnkudjEuQXBwZW5kQXNzaXN0YW50TWVzc2FnZVJlc3BvbnNlEncKEUxpc3RDb252ZXJzYXRpb25zEi0uY2hhdG1lc2guaGlzdG9yeS52MS5MaXN0Q29udmVyc2F0aW9uc1JlcXVlc3QaLi5jaGF0bWVzaC5oaXN0b3J5LnYxLkxpc3RDb252ZXJzYXRpb25zUmVzcG9uc2UiA5ACARJoCgxMaXN0TWVzc2FnZXMSKC5jaGF0bWVzaC5oaXN0b3J5LnYxLkxpc3RNZXNzYWdlc1JlcXVlc3QaKS5jaGF0bWVzaC5oaXN0b3J5LnYxLkxpc3RNZXNzYWdlc1Jlc3BvbnNlIgOQAgESVwoITWFya1JlYWQSJC5jaGF0bWVzaC5oaXN0b3J5LnYxLk1hcmtSZWFkUmVxdWVzdBolLmNoYXRtZXNoLmhpc3RvcnkudjEuTWFya1JlYWRSZXNwb25zZRJgCgtFZGl0TWVzc2FnZRInLmNoYXRtZXNoLmhpc3RvcnkudjEuRWRpdE1lc3NhZ2VSZXF1ZXN0GiguY2hhdG1lc2guaGlzdG9yeS52MS5FZGl0TWVzc2FnZVJlc3BvbnNlEmYKDURlbGV0ZU1lc3NhZ2USKS5jaGF0bWVzaC5oaXN0b3J5LnYxLkRlbGV0ZU1lc3NhZ2VSZXF1ZXN0GiouY2hhdG1lc2guaGlzdG9yeS52MS5EZWxldGVNZXNzYWdlUmVzcG9uc2VC2AEKF2NvbS5jaGF0bWVzaC5oaXN0b3J5LnYxQgxIaXN0b3J5UHJvdG9QAVpBZ2l0aHViLmNvbS9jaGF0bWVzaC9jaGF0bWVzaC9nZW4vZ28vY2hhdG1lc2gvaGlzdG9yeS92MTtoaXN0b3J5djGiAgNDSFiqAhNDaGF0bWVzaC5IaXN0b3J5LlYxygITQ2hhdG1lc2hcSGlzdG9yeVxWMeICH0NoYXRtZXNoXEhpc3RvcnlcVjFcR1BCTWV0YWRhdGHqAhVDaGF0bWVzaDo6SGlzdG9yeTo6VjFiBnByb3RvMw", [file_buf_validate_validate, file_chatmesh_common_v1_common, file_google_protobuf_timestamp]);
 
 /**
  * A member of a conversation.
@@ -381,6 +381,70 @@ export const SendMessageResponseSchema: GenMessage<SendMessageResponse> = /*@__P
   messageDesc(file_chatmesh_history_v1_history, 8);
 
 /**
+ * AppendAssistantMessage stores an assistant reply.
+ *
+ * @generated from message chatmesh.history.v1.AppendAssistantMessageRequest
+ */
+export type AppendAssistantMessageRequest = Message$1<"chatmesh.history.v1.AppendAssistantMessageRequest"> & {
+  /**
+   * UUID of the assistant conversation.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * The generation's request id (inference), 1 to 64 characters: a retry with the same
+   * id stores the reply once.
+   *
+   * @generated from field: string request_id = 2;
+   */
+  requestId: string;
+
+  /**
+   * The reply, 1 to 16,000 characters.
+   *
+   * @generated from field: string text = 3;
+   */
+  text: string;
+};
+
+/**
+ * Describes the message chatmesh.history.v1.AppendAssistantMessageRequest.
+ * Use `create(AppendAssistantMessageRequestSchema)` to create a new message.
+ */
+export const AppendAssistantMessageRequestSchema: GenMessage<AppendAssistantMessageRequest> = /*@__PURE__*/
+  messageDesc(file_chatmesh_history_v1_history, 9);
+
+/**
+ * The stored reply.
+ *
+ * @generated from message chatmesh.history.v1.AppendAssistantMessageResponse
+ */
+export type AppendAssistantMessageResponse = Message$1<"chatmesh.history.v1.AppendAssistantMessageResponse"> & {
+  /**
+   * The message as stored (author_kind ASSISTANT).
+   *
+   * @generated from field: chatmesh.history.v1.Message message = 1;
+   */
+  message?: Message | undefined;
+
+  /**
+   * True when this request id was stored before.
+   *
+   * @generated from field: bool duplicate = 2;
+   */
+  duplicate: boolean;
+};
+
+/**
+ * Describes the message chatmesh.history.v1.AppendAssistantMessageResponse.
+ * Use `create(AppendAssistantMessageResponseSchema)` to create a new message.
+ */
+export const AppendAssistantMessageResponseSchema: GenMessage<AppendAssistantMessageResponse> = /*@__PURE__*/
+  messageDesc(file_chatmesh_history_v1_history, 10);
+
+/**
  * ListConversations lists the caller's conversations.
  *
  * @generated from message chatmesh.history.v1.ListConversationsRequest
@@ -399,7 +463,7 @@ export type ListConversationsRequest = Message$1<"chatmesh.history.v1.ListConver
  * Use `create(ListConversationsRequestSchema)` to create a new message.
  */
 export const ListConversationsRequestSchema: GenMessage<ListConversationsRequest> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 9);
+  messageDesc(file_chatmesh_history_v1_history, 11);
 
 /**
  * A page of conversations.
@@ -427,7 +491,7 @@ export type ListConversationsResponse = Message$1<"chatmesh.history.v1.ListConve
  * Use `create(ListConversationsResponseSchema)` to create a new message.
  */
 export const ListConversationsResponseSchema: GenMessage<ListConversationsResponse> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 10);
+  messageDesc(file_chatmesh_history_v1_history, 12);
 
 /**
  * ListMessages pages through a conversation.
@@ -471,7 +535,7 @@ export type ListMessagesRequest = Message$1<"chatmesh.history.v1.ListMessagesReq
  * Use `create(ListMessagesRequestSchema)` to create a new message.
  */
 export const ListMessagesRequestSchema: GenMessage<ListMessagesRequest> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 11);
+  messageDesc(file_chatmesh_history_v1_history, 13);
 
 /**
  * A page of messages.
@@ -499,7 +563,7 @@ export type ListMessagesResponse = Message$1<"chatmesh.history.v1.ListMessagesRe
  * Use `create(ListMessagesResponseSchema)` to create a new message.
  */
 export const ListMessagesResponseSchema: GenMessage<ListMessagesResponse> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 12);
+  messageDesc(file_chatmesh_history_v1_history, 14);
 
 /**
  * MarkRead moves the caller's read pointer.
@@ -527,7 +591,7 @@ export type MarkReadRequest = Message$1<"chatmesh.history.v1.MarkReadRequest"> &
  * Use `create(MarkReadRequestSchema)` to create a new message.
  */
 export const MarkReadRequestSchema: GenMessage<MarkReadRequest> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 13);
+  messageDesc(file_chatmesh_history_v1_history, 15);
 
 /**
  * The read pointer after the call.
@@ -555,7 +619,7 @@ export type MarkReadResponse = Message$1<"chatmesh.history.v1.MarkReadResponse">
  * Use `create(MarkReadResponseSchema)` to create a new message.
  */
 export const MarkReadResponseSchema: GenMessage<MarkReadResponse> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 14);
+  messageDesc(file_chatmesh_history_v1_history, 16);
 
 /**
  * EditMessage replaces a message's text.
@@ -590,7 +654,7 @@ export type EditMessageRequest = Message$1<"chatmesh.history.v1.EditMessageReque
  * Use `create(EditMessageRequestSchema)` to create a new message.
  */
 export const EditMessageRequestSchema: GenMessage<EditMessageRequest> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 15);
+  messageDesc(file_chatmesh_history_v1_history, 17);
 
 /**
  * The edited message.
@@ -611,7 +675,7 @@ export type EditMessageResponse = Message$1<"chatmesh.history.v1.EditMessageResp
  * Use `create(EditMessageResponseSchema)` to create a new message.
  */
 export const EditMessageResponseSchema: GenMessage<EditMessageResponse> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 16);
+  messageDesc(file_chatmesh_history_v1_history, 18);
 
 /**
  * DeleteMessage leaves a tombstone.
@@ -639,7 +703,7 @@ export type DeleteMessageRequest = Message$1<"chatmesh.history.v1.DeleteMessageR
  * Use `create(DeleteMessageRequestSchema)` to create a new message.
  */
 export const DeleteMessageRequestSchema: GenMessage<DeleteMessageRequest> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 17);
+  messageDesc(file_chatmesh_history_v1_history, 19);
 
 /**
  * The tombstone.
@@ -660,7 +724,7 @@ export type DeleteMessageResponse = Message$1<"chatmesh.history.v1.DeleteMessage
  * Use `create(DeleteMessageResponseSchema)` to create a new message.
  */
 export const DeleteMessageResponseSchema: GenMessage<DeleteMessageResponse> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 18);
+  messageDesc(file_chatmesh_history_v1_history, 20);
 
 /**
  * What kind of conversation.
@@ -813,6 +877,19 @@ export const HistoryService: GenService<{
     methodKind: "unary";
     input: typeof GetConversationRequestSchema;
     output: typeof GetConversationResponseSchema;
+  },
+  /**
+   * Stores the assistant's reply in one of the caller's assistant conversations. Called
+   * by the inference service with the user's token once a reply is finished; idempotent
+   * on `request_id`. Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED (not a
+   * member), FAILED_PRECONDITION (not an assistant conversation).
+   *
+   * @generated from rpc chatmesh.history.v1.HistoryService.AppendAssistantMessage
+   */
+  appendAssistantMessage: {
+    methodKind: "unary";
+    input: typeof AppendAssistantMessageRequestSchema;
+    output: typeof AppendAssistantMessageResponseSchema;
   },
   /**
    * The caller's conversations, most recent activity first, with the last message and
