@@ -17,6 +17,11 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 GRPCURL_VERSION := v1.9.3
 PROTODEPS := build/protodeps/protovalidate/buf/validate/validate.proto
 
+# llama-cpp-python builds from source: a portable AVX2 build (a native build crashed in
+# ggml's AMX kernel on the first multi-token prompt, and a native wheel in pip's cache
+# would not run on another CPU). For NVIDIA GPUs: LLAMA_CMAKE_ARGS=-DGGML_CUDA=on.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+
 STAMP_PY := $(VENV)/.stamp-requirements
 STAMP_NODE := tools/node_modules/.stamp
 GO_TOOLS := bin/protoc-gen-go bin/protoc-gen-go-grpc bin/grpcurl
@@ -30,7 +35,7 @@ help: ## List the targets
 $(STAMP_PY): requirements.txt
 	test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
 $(STAMP_NODE): tools/package.json
@@ -108,8 +113,16 @@ status: ## Is a detached mesh running?
 # ---- benchmarks ----------------------------------------------------------------------
 
 .PHONY: bench
-bench: bench-gateway ## Every benchmark
+bench: bench-gateway bench-chat bench-history ## Every benchmark
 
 .PHONY: bench-gateway
 bench-gateway: setup ## Gateway overhead: unary and server-streaming through Envoy vs direct
 	$(PY) -m bench.gateway
+
+.PHONY: bench-chat
+bench-chat: setup ## Chat end to end through Envoy: 1,000 Connect streams, send rate, latency, vs raw NATS
+	$(PY) -m bench.chat
+
+.PHONY: bench-history
+bench-history: setup ## History: SendMessage rate, loading 1M messages, ListMessages page latency vs bare CQL
+	$(PY) -m bench.history

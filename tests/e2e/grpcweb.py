@@ -36,7 +36,8 @@ def frame(payload: bytes, flag: int = 0) -> bytes:
     return struct.pack(">BI", flag, len(payload)) + payload
 
 
-def _parse_body(body: bytes) -> tuple[list[bytes], dict[str, str]]:
+def parse_frames(body: bytes) -> tuple[list[bytes], dict[str, str]]:
+    """The data frames' messages and the trailer frame's fields of a gRPC-web body."""
     messages: list[bytes] = []
     trailers: dict[str, str] = {}
     offset = 0
@@ -76,7 +77,7 @@ def _post(base_url: str, path: str, body: bytes, headers: dict[str, str]) -> Grp
         response_headers = {k.lower(): v for k, v in response.getheaders()}
     finally:
         conn.close()
-    messages, trailers = _parse_body(data)
+    messages, trailers = parse_frames(data)
     # A trailers-only answer (an error before any message) carries the status in the headers.
     status = trailers.get("grpc-status", response_headers.get("grpc-status", "-1"))
     message = trailers.get("grpc-message", response_headers.get("grpc-message", ""))

@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from gateway.envoy import Envoy
 from gateway.settings import RateLimit
+from tests.e2e.grpcweb import frame, parse_frames
 
 
 class TinyUpstream(Protocol):
@@ -58,27 +59,6 @@ class GrpcWebReply:
         """From the trailer frame, or from the headers of a trailers-only answer."""
         value = self.trailers.get("grpc-status", self.headers.get("grpc-status"))
         return None if value is None else int(value)
-
-
-def frame(message: bytes) -> bytes:
-    """One gRPC-web data frame: flag 0, 4-byte big-endian length, the message."""
-    return b"\x00" + struct.pack(">I", len(message)) + message
-
-
-def parse_frames(body: bytes) -> tuple[list[bytes], dict[str, str]]:
-    messages: list[bytes] = []
-    trailers: dict[str, str] = {}
-    while body:
-        flag, length = body[0], struct.unpack(">I", body[1:5])[0]
-        payload, body = body[5 : 5 + length], body[5 + length :]
-        if flag & 0x80:
-            for line in payload.decode().split("\r\n"):
-                if line:
-                    key, _, value = line.partition(":")
-                    trailers[key.strip().lower()] = value.strip()
-        else:
-            messages.append(payload)
-    return messages, trailers
 
 
 def grpc_web_post(port: int, path: str, body: bytes, headers: dict[str, str] | None = None) -> GrpcWebReply:
