@@ -17,7 +17,7 @@ from mesh.deps.process import running
 from services.runtime.cql import CqlSettings
 from services.runtime.tokens import generate_key_pair
 
-pytest_plugins = ["tests.conftest_services", "tests.conftest_history"]
+pytest_plugins = ["tests.conftest_services", "tests.conftest_history", "tests.conftest_inference"]
 
 
 @pytest.fixture(scope="session")

