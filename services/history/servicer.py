@@ -19,6 +19,7 @@ def _conversation_pb(view: ConversationView) -> pb.Conversation:
         unread_count=view.unread,
         created_at=timestamp(record.created_at),
         read_sequence=view.read_seq,
+        model=record.model,
     )
     if record.kind == pb.CONVERSATION_KIND_ASSISTANT:
         conversation.members.append(pb.Member(kind=pb.AUTHOR_KIND_ASSISTANT, display_name="assistant"))

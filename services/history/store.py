@@ -37,7 +37,7 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS message_keys (
         conversation_id uuid, key text, seq bigint, PRIMARY KEY ((conversation_id, key)))""",
     """CREATE TABLE IF NOT EXISTS conversations_by_user (
-        user_id uuid, conversation_id uuid, kind int, member_ids list<uuid>, created_at timestamp,
+        user_id uuid, conversation_id uuid, kind int, member_ids list<uuid>, model text, created_at timestamp,
         last_seq bigint, last_message blob, last_activity timestamp, read_seq bigint, delivered_seq bigint,
         PRIMARY KEY (user_id, conversation_id))""",
 )
@@ -79,6 +79,7 @@ class UserConversationRecord:
     conversation_id: str
     kind: int
     member_ids: tuple[str, ...]
+    model: str
     created_at: datetime
     last_seq: int
     last_message: bytes | None
@@ -156,9 +157,17 @@ class HistoryStore:
         )
         for member in members:
             await self._cql.execute(
-                "UPDATE conversations_by_user SET kind = ?, member_ids = ?, created_at = ?, last_activity = ? "
-                "WHERE user_id = ? AND conversation_id = ?",
-                (record.kind, members, record.created_at, record.created_at, member, uuid.UUID(record.conversation_id)),
+                "UPDATE conversations_by_user SET kind = ?, member_ids = ?, model = ?, created_at = ?, "
+                "last_activity = ? WHERE user_id = ? AND conversation_id = ?",
+                (
+                    record.kind,
+                    members,
+                    record.model,
+                    record.created_at,
+                    record.created_at,
+                    member,
+                    uuid.UUID(record.conversation_id),
+                ),
                 prepare=True,
             )
 
@@ -331,8 +340,8 @@ class HistoryStore:
     async def user_conversations(self, user_id: str) -> list[UserConversationRecord]:
         """Every recent-chats row of the user (one partition)."""
         rows = await self._cql.execute(
-            "SELECT conversation_id, kind, member_ids, created_at, last_seq, last_message, last_activity, read_seq, "
-            "delivered_seq FROM conversations_by_user WHERE user_id = ?",
+            "SELECT conversation_id, kind, member_ids, model, created_at, last_seq, last_message, last_activity, "
+            "read_seq, delivered_seq FROM conversations_by_user WHERE user_id = ?",
             (uuid.UUID(user_id),),
             prepare=True,
         )
@@ -341,8 +350,8 @@ class HistoryStore:
     async def user_conversation(self, user_id: str, conversation_id: str) -> UserConversationRecord | None:
         """One recent-chats row."""
         rows = await self._cql.execute(
-            "SELECT conversation_id, kind, member_ids, created_at, last_seq, last_message, last_activity, read_seq, "
-            "delivered_seq FROM conversations_by_user WHERE user_id = ? AND conversation_id = ?",
+            "SELECT conversation_id, kind, member_ids, model, created_at, last_seq, last_message, last_activity, "
+            "read_seq, delivered_seq FROM conversations_by_user WHERE user_id = ? AND conversation_id = ?",
             (uuid.UUID(user_id), uuid.UUID(conversation_id)),
             prepare=True,
         )
@@ -356,6 +365,7 @@ def _user_row(user_id: str, row: dict[str, Any]) -> UserConversationRecord:
         conversation_id=str(row["conversation_id"]),
         kind=int(row["kind"] or 0),
         member_ids=tuple(str(m) for m in row["member_ids"] or ()),
+        model=row["model"] or "",
         created_at=created,
         last_seq=int(row["last_seq"] or 0),
         last_message=row["last_message"],

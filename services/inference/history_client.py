@@ -38,6 +38,8 @@ class AssistantConversation:
 
     conversation_id: str
     member_user_ids: tuple[str, ...]
+    model: str
+    """The model chosen when the conversation was created; empty for the default."""
 
 
 def _translate(exc: grpc.aio.AioRpcError, conversation_id: str) -> ChatmeshError:
@@ -77,7 +79,7 @@ class HistoryClient:
         if reply.conversation.kind != history_pb2.CONVERSATION_KIND_ASSISTANT:
             raise NotAnAssistantConversation(conversation_id)
         users = tuple(m.user_id for m in reply.conversation.members if m.user_id)
-        return AssistantConversation(conversation_id, users)
+        return AssistantConversation(conversation_id, users, reply.conversation.model)
 
     async def newest_first(self, conversation_id: str, credentials: str) -> AsyncIterator[StoredMessage]:
         """The conversation's messages, newest first, page by page (stop iterating to stop reading)."""

@@ -70,8 +70,9 @@ class ReplyRunner:
     ) -> AsyncIterator[ReplyEvent]:
         """Stream the reply: ``Admitted``, ``TokenOut``s, then ``ReplyCompleted``."""
         arrived = time.perf_counter()
-        model = self._registry.generator(model_name)
         conversation = await self._history.conversation(conversation_id, credentials)
+        # The request's model wins; else the one the conversation was created with; else the default.
+        model = self._registry.generator(model_name or conversation.model)
         if conversation_id in self._running:
             raise ReplyAlreadyRunning(conversation_id)
         self._running.add(conversation_id)

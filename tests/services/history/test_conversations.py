@@ -249,9 +249,11 @@ async def test_assistant_replies_are_stored_once_per_request_and_only_in_assista
 ) -> None:
     ann, bob = make_user(), make_user()
     created = await ann.stub.CreateConversation(
-        pb.CreateConversationRequest(kind=pb.CONVERSATION_KIND_ASSISTANT), metadata=ann.auth
+        pb.CreateConversationRequest(kind=pb.CONVERSATION_KIND_ASSISTANT, model="smollm2"), metadata=ann.auth
     )
     assistant = created.conversation.conversation_id
+    fetched = await ann.stub.GetConversation(pb.GetConversationRequest(conversation_id=assistant), metadata=ann.auth)
+    assert created.conversation.model == fetched.conversation.model == "smollm2"
     assert [m.kind for m in created.conversation.members] == [pb.AUTHOR_KIND_USER, pb.AUTHOR_KIND_ASSISTANT]
     await _send(ann, assistant, "what is 2+2?")
     request = pb.AppendAssistantMessageRequest(conversation_id=assistant, request_id="gen-1", text="4")

@@ -408,7 +408,10 @@ type Conversation struct {
 	// When the conversation was created.
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// Sequence of the caller's read pointer (0: nothing read).
-	ReadSequence  uint64 `protobuf:"varint,7,opt,name=read_sequence,json=readSequence,proto3" json:"read_sequence,omitempty"`
+	ReadSequence uint64 `protobuf:"varint,7,opt,name=read_sequence,json=readSequence,proto3" json:"read_sequence,omitempty"`
+	// For ASSISTANT conversations: the model chosen at CreateConversation (empty: the
+	// inference service's default).
+	Model         string `protobuf:"bytes,8,opt,name=model,proto3" json:"model,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -490,6 +493,13 @@ func (x *Conversation) GetReadSequence() uint64 {
 		return x.ReadSequence
 	}
 	return 0
+}
+
+func (x *Conversation) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
 }
 
 // CreateConversation creates a conversation.
@@ -1519,7 +1529,7 @@ const file_chatmesh_history_v1_history_proto_rawDesc = "" +
 	"\tedited_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\beditedAt\x12\x18\n" +
 	"\adeleted\x18\n" +
 	" \x01(\bR\adeleted\x12I\n" +
-	"\x0edelivery_state\x18\v \x01(\x0e2\".chatmesh.history.v1.DeliveryStateR\rdeliveryState\"\xed\x02\n" +
+	"\x0edelivery_state\x18\v \x01(\x0e2\".chatmesh.history.v1.DeliveryStateR\rdeliveryState\"\x83\x03\n" +
 	"\fConversation\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x129\n" +
 	"\x04kind\x18\x02 \x01(\x0e2%.chatmesh.history.v1.ConversationKindR\x04kind\x125\n" +
@@ -1528,7 +1538,8 @@ const file_chatmesh_history_v1_history_proto_rawDesc = "" +
 	"\funread_count\x18\x05 \x01(\x04R\vunreadCount\x129\n" +
 	"\n" +
 	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12#\n" +
-	"\rread_sequence\x18\a \x01(\x04R\freadSequence\"\xb1\x01\n" +
+	"\rread_sequence\x18\a \x01(\x04R\freadSequence\x12\x14\n" +
+	"\x05model\x18\b \x01(\tR\x05model\"\xb1\x01\n" +
 	"\x19CreateConversationRequest\x12E\n" +
 	"\x04kind\x18\x01 \x01(\x0e2%.chatmesh.history.v1.ConversationKindB\n" +
 	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x04kind\x12-\n" +

@@ -78,7 +78,7 @@ class Message(_message.Message):
     def __init__(self, message_id: _Optional[str] = ..., conversation_id: _Optional[str] = ..., sequence: _Optional[int] = ..., author_user_id: _Optional[str] = ..., author_kind: _Optional[_Union[AuthorKind, str]] = ..., text: _Optional[str] = ..., client_message_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., edited_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deleted: _Optional[bool] = ..., delivery_state: _Optional[_Union[DeliveryState, str]] = ...) -> None: ...
 
 class Conversation(_message.Message):
-    __slots__ = ("conversation_id", "kind", "members", "last_message", "unread_count", "created_at", "read_sequence")
+    __slots__ = ("conversation_id", "kind", "members", "last_message", "unread_count", "created_at", "read_sequence", "model")
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
@@ -86,6 +86,7 @@ class Conversation(_message.Message):
     UNREAD_COUNT_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     READ_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     conversation_id: str
     kind: ConversationKind
     members: _containers.RepeatedCompositeFieldContainer[Member]
@@ -93,7 +94,8 @@ class Conversation(_message.Message):
     unread_count: int
     created_at: _timestamp_pb2.Timestamp
     read_sequence: int
-    def __init__(self, conversation_id: _Optional[str] = ..., kind: _Optional[_Union[ConversationKind, str]] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., last_message: _Optional[_Union[Message, _Mapping]] = ..., unread_count: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., read_sequence: _Optional[int] = ...) -> None: ...
+    model: str
+    def __init__(self, conversation_id: _Optional[str] = ..., kind: _Optional[_Union[ConversationKind, str]] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., last_message: _Optional[_Union[Message, _Mapping]] = ..., unread_count: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., read_sequence: _Optional[int] = ..., model: _Optional[str] = ...) -> None: ...
 
 class CreateConversationRequest(_message.Message):
     __slots__ = ("kind", "peer_user_id", "model")
