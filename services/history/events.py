@@ -9,11 +9,7 @@ from nats.js import JetStreamContext
 
 from chatmesh.events.v1 import events_pb2
 from services.runtime.errors import Unavailable
-
-
-def user_subject(user_id: str) -> str:
-    """The replayable event subject of a user."""
-    return f"chat.user.{user_id}"
+from services.runtime.subjects import chat_subject
 
 
 class EventPublisher:
@@ -34,7 +30,7 @@ class EventPublisher:
             await asyncio.gather(
                 *(
                     self._js.publish(
-                        user_subject(user_id),
+                        chat_subject(user_id),
                         payload,
                         timeout=self._timeout_s,
                         headers={"Nats-Msg-Id": f"{dedup_key}:{user_id}"},

@@ -20,9 +20,9 @@ from services.runtime.cql import CqlSession
 from services.runtime.errors import ChatmeshError
 from services.runtime.ratelimit import RateLimiter
 from services.runtime.server import ServiceBinding, ServiceServer, create_server, run
+from services.runtime.subjects import DELIVERED_SUBJECT
 
 SERVICE_NAME = history_pb2.DESCRIPTOR.services_by_name["HistoryService"].full_name
-DELIVERED_SUBJECT = "history.delivered"
 
 log = logging.getLogger("chatmesh.history")
 

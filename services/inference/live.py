@@ -10,13 +10,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from nats.aio.client import Client
 
 from chatmesh.events.v1 import events_pb2
+from services.runtime.subjects import live_subject
 
 log = logging.getLogger("chatmesh.inference.live")
-
-
-def live_subject(user_id: str) -> str:
-    """A user's ephemeral events (typing, assistant tokens)."""
-    return f"live.user.{user_id}"
 
 
 class LiveTokens:

@@ -22,22 +22,12 @@ from services.presence.messages import timestamp, user_presence
 from services.presence.tracker import PresenceTracker
 from services.presence.typing_relay import TypingSignal
 from services.runtime.errors import Unavailable
+from services.runtime.subjects import HEARTBEAT_SUBJECT, live_subject, presence_changed_subject
 
 log = logging.getLogger("chatmesh.presence.events")
 
-HEARTBEAT_SUBJECT = "presence.heartbeat"
 # Replicas share the heartbeats: each one is folded (and written to the bucket) once.
 HEARTBEAT_QUEUE = "presence"
-
-
-def presence_changed_subject(user_id: str) -> str:
-    """Where a user's presence changes are published."""
-    return f"presence.changed.{user_id}"
-
-
-def live_subject(user_id: str) -> str:
-    """A user's ephemeral events (typing, assistant tokens)."""
-    return f"live.user.{user_id}"
 
 
 class NatsEvents:

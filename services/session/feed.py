@@ -29,13 +29,17 @@ from nats.js.errors import NotFoundError
 
 from chatmesh.events.v1 import events_pb2
 from services.runtime.errors import Unavailable
+from services.runtime.subjects import (
+    CHAT_STREAM,
+    DELIVERED_SUBJECT,
+    HEARTBEAT_SUBJECT,
+    chat_subject,
+    live_subject,
+    presence_changed_subject,
+)
 from services.runtime.tokens import Principal
 
 log = logging.getLogger("chatmesh.session.feed")
-
-CHAT_STREAM = "CHAT"
-HEARTBEAT_SUBJECT = "presence.heartbeat"
-DELIVERED_SUBJECT = "history.delivered"
 
 
 @dataclass(frozen=True)
@@ -97,7 +101,7 @@ class DeviceFeed:
         try:
             subscriptions.append(
                 await self._js.subscribe(
-                    f"chat.user.{principal.user_id}",
+                    chat_subject(principal.user_id),
                     stream=CHAT_STREAM,
                     cb=on_chat,
                     ordered_consumer=True,
@@ -107,9 +111,9 @@ class DeviceFeed:
             )
         except NotFoundError:
             raise Unavailable("the chat event stream does not exist yet (is history running?)") from None
-        subscriptions.append(await self._nc.subscribe(f"live.user.{principal.user_id}", cb=on_live))
+        subscriptions.append(await self._nc.subscribe(live_subject(principal.user_id), cb=on_live))
         for user_id in watch_user_ids:
-            subscriptions.append(await self._nc.subscribe(f"presence.changed.{user_id}", cb=on_live))
+            subscriptions.append(await self._nc.subscribe(presence_changed_subject(user_id), cb=on_live))
         heartbeats = asyncio.create_task(self._heartbeats(principal))
         delivered: dict[str, int] = {}
         try:
