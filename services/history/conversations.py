@@ -260,12 +260,17 @@ class Conversations:
         members = live.record.member_ids
         await asyncio.gather(
             *(
-                self._store.set_last_message(m, message.conversation_id, message.seq, preview, message.created_at)
+                self._store.set_last_message(
+                    m,
+                    message.conversation_id,
+                    message.seq,
+                    preview,
+                    message.created_at,
+                    read=m == message.author_user_id,  # sending means having read up to one's message
+                )
                 for m in members
             )
         )
-        if message.author_user_id:  # sending a message means having read the conversation up to it
-            await self._store.advance_pointer("read_seq", message.author_user_id, message.conversation_id, message.seq)
         created = event(message_created=events_pb2.MessageCreated(message=message_pb(message, pb.DELIVERY_STATE_SENT)))
         await self._publisher.publish(members, created, f"m:{message.conversation_id}:{message.seq}")
 

@@ -210,7 +210,7 @@ class HistoryStore:
     # -- messages ------------------------------------------------------------------
 
     async def insert_message(self, message: MessageRecord, key: str) -> None:
-        """Store the message with its idempotency key and id key (logged batch: all or nothing)."""
+        """Store the message, its idempotency and id keys, and the last-sequence hint (logged batch: all or nothing)."""
         cid = uuid.UUID(message.conversation_id)
         await self._cql.execute(
             "BEGIN BATCH "
@@ -218,6 +218,7 @@ class HistoryStore:
             "client_message_id, created_at, edited_at, deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, null, false); "
             "INSERT INTO message_keys (conversation_id, key, seq) VALUES (?, ?, ?); "
             "INSERT INTO message_keys (conversation_id, key, seq) VALUES (?, ?, ?); "
+            "UPDATE conversations SET last_seq = ? WHERE conversation_id = ?; "
             "APPLY BATCH",
             (
                 cid,
@@ -235,11 +236,10 @@ class HistoryStore:
                 cid,
                 id_key(message.message_id),
                 message.seq,
+                message.seq,
+                cid,
             ),
             prepare=True,
-        )
-        await self._cql.execute(
-            "UPDATE conversations SET last_seq = ? WHERE conversation_id = ?", (message.seq, cid), prepare=True
         )
 
     async def seq_of(self, conversation_id: str, key: str) -> int | None:
@@ -298,13 +298,27 @@ class HistoryStore:
     # -- per-user rows -------------------------------------------------------------
 
     async def set_last_message(
-        self, user_id: str, conversation_id: str, last_seq: int, last_message: bytes, at: datetime
+        self, user_id: str, conversation_id: str, last_seq: int, last_message: bytes, at: datetime, *, read: bool
     ) -> None:
-        """Move the user's recent-chats row to this message."""
+        """Move the user's recent-chats row to this message; ``read``: the user wrote it, so has read up to it.
+
+        The author's read pointer moves in the same plain write, not a lightweight transaction:
+        sends of a conversation are serialized, and the sequence written is the newest there is,
+        so no MarkRead can have set it higher (a Paxos round per message was a third of a send).
+        """
+        key = (uuid.UUID(user_id), uuid.UUID(conversation_id))
+        if read:
+            await self._cql.execute(
+                "UPDATE conversations_by_user SET last_seq = ?, last_message = ?, last_activity = ?, read_seq = ? "
+                "WHERE user_id = ? AND conversation_id = ?",
+                (last_seq, last_message, at, last_seq, *key),
+                prepare=True,
+            )
+            return
         await self._cql.execute(
             "UPDATE conversations_by_user SET last_seq = ?, last_message = ?, last_activity = ? "
             "WHERE user_id = ? AND conversation_id = ?",
-            (last_seq, last_message, at, uuid.UUID(user_id), uuid.UUID(conversation_id)),
+            (last_seq, last_message, at, *key),
             prepare=True,
         )
 
