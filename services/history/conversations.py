@@ -63,6 +63,7 @@ class _Live:
     record: ConversationRecord
     last_seq: int | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    delivered_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 @dataclass(frozen=True)
@@ -331,10 +332,22 @@ class Conversations:
         if self._delivered.get(key, 0) >= seq:
             return  # every device of every member reports each message: most reports change nothing
         live = await self._member(user_id, conversation_id)
-        advanced = await self._store.advance_pointer("delivered_seq", user_id, conversation_id, seq)
-        self._delivered[key] = max(seq, self._delivered.get(key, 0))
-        if len(self._delivered) > self._cache_size:
-            self._delivered.popitem(last=False)
+        async with live.delivered_lock:
+            known = self._delivered.get(key)
+            if known is not None and known >= seq:
+                return
+            if known is None:
+                # First report since this replica loaded the pointer: compare-and-set against
+                # what is stored (it may be ahead, after a restart).
+                advanced = await self._store.advance_pointer("delivered_seq", user_id, conversation_id, seq)
+            else:
+                # The pointer is known and only this replica moves it, under this lock: a plain
+                # write is enough (a Paxos round per delivered message was the costliest statement).
+                await self._store.set_pointer("delivered_seq", user_id, conversation_id, seq)
+                advanced = True
+            self._delivered[key] = max(seq, known or 0)
+            if len(self._delivered) > self._cache_size:
+                self._delivered.popitem(last=False)
         if advanced:
             receipt = event(
                 delivery_receipt=events_pb2.DeliveryReceipt(

@@ -330,6 +330,15 @@ class HistoryStore:
             prepare=True,
         )
 
+    async def set_pointer(self, column: str, user_id: str, conversation_id: str, seq: int) -> None:
+        """Write ``read_seq`` or ``delivered_seq`` (the caller knows it moves forward)."""
+        assert column in ("read_seq", "delivered_seq")
+        await self._cql.execute(
+            f"UPDATE conversations_by_user SET {column} = ? WHERE user_id = ? AND conversation_id = ?",
+            (seq, uuid.UUID(user_id), uuid.UUID(conversation_id)),
+            prepare=True,
+        )
+
     async def advance_pointer(self, column: str, user_id: str, conversation_id: str, seq: int) -> bool:
         """Move ``read_seq`` or ``delivered_seq`` forward to ``seq``; False if it already was there or past."""
         assert column in ("read_seq", "delivered_seq")
