@@ -113,7 +113,7 @@ status: ## Is a detached mesh running?
 # ---- benchmarks ----------------------------------------------------------------------
 
 .PHONY: bench
-bench: bench-gateway bench-chat bench-history ## Every benchmark
+bench: bench-gateway bench-chat bench-history bench-inference ## Every benchmark
 
 .PHONY: bench-gateway
 bench-gateway: setup ## Gateway overhead: unary and server-streaming through Envoy vs direct
@@ -126,3 +126,7 @@ bench-chat: setup ## Chat end to end through Envoy: 1,000 Connect streams, send 
 .PHONY: bench-history
 bench-history: setup ## History: SendMessage rate, loading 1M messages, ListMessages page latency vs bare CQL
 	$(PY) -m bench.history
+
+.PHONY: bench-inference
+bench-inference: setup ## Inference on the bundled SmolLM2: stream vs in-process llama.cpp, cancel, concurrency, turn-20 TTFT
+	$(PY) -m bench.inference
