@@ -121,7 +121,7 @@ class Supervisor:
         }
         if name == "session":
             env[f"{prefix}SIGNING_KEY_FILE"] = str((s.key_dir / "access_token.pem").resolve())
-        if name == "presence":  # SetTyping checks membership with history
+        if name in ("presence", "inference"):  # SetTyping checks membership, Reply reads and stores history
             history_index = [c.name for c in self.contracts].index("history")
             env[f"{prefix}HISTORY_TARGET"] = f"{s.host}:{self._service_port(history_index)}"
 
