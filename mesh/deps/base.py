@@ -7,6 +7,7 @@ from its :class:`ProcessSpec` in the foreground, then awaited until it answers.
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,11 +50,28 @@ class Dependency(Protocol):
         """Return once the server answers; raise TimeoutError after ``timeout_s``."""
 
 
+_handed_out: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (for tests and benchmarks)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A TCP port that was free a moment ago (for tests and benchmarks), never the same twice.
+
+    Drawn below the kernel's ephemeral range (32768 and up), unlike ``bind(0)``: a port
+    from that range can be taken by some outgoing connection (a CQL client's, say) before
+    the server it was meant for binds it.
+    """
+    for _ in range(1000):
+        port = random.randrange(20_000, 32_000)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free TCP port between 20000 and 32000")
 
 
 async def wait_tcp(host: str, port: int, timeout_s: float) -> None:

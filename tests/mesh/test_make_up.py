@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -10,8 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
-from mesh.deps.base import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = [
@@ -24,11 +23,18 @@ SERVICES = [
 ]
 
 
-def _free_block(size: int) -> int:
-    """A base port with ``size`` free ports after it."""
-    for _ in range(50):
-        base = free_port()
-        if base + size < 65_000 and all(_free(base + i) for i in range(size)):
+def _free_block(size: int, taken: set[int]) -> int:
+    """A base port with ``size`` free ports after it, none in ``taken`` (which it extends).
+
+    Drawn below the kernel's ephemeral range (32768 and up): a port picked there can be
+    handed to some outgoing connection (a CQL client's, say) before the service binds it.
+    """
+    rng = random.Random()
+    for _ in range(500):
+        base = rng.randrange(20_000, 32_000 - size)
+        block = set(range(base, base + size))
+        if not block & taken and all(_free(p) for p in block):
+            taken |= block
             return base
     raise RuntimeError("no block of free ports")
 
@@ -59,16 +65,17 @@ def _grpcurl(port: int, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def mesh_env(tmp_path: Path) -> dict[str, str]:
     """Environment for a mesh of its own: every port free, state under tmp_path."""
+    taken: set[int] = set()
     env = {
         "CHATMESH_MESH_STATE_DIR": str(tmp_path / "state"),
-        "CHATMESH_MESH_GATEWAY_PORT": str(free_port()),
-        "CHATMESH_MESH_GATEWAY_ADMIN_PORT": str(free_port()),
-        "CHATMESH_MESH_NATS_PORT": str(free_port()),
-        "CHATMESH_MESH_CQL_PORT": str(free_port()),
-        "CHATMESH_MESH_CQL_STORAGE_PORT": str(free_port()),
-        "CHATMESH_MESH_CATALOG_PORT": str(free_port()),
-        "CHATMESH_MESH_SERVICE_BASE_PORT": str(_free_block(6)),
-        "CHATMESH_MESH_METRICS_BASE_PORT": str(_free_block(6)),
+        "CHATMESH_MESH_GATEWAY_PORT": str(_free_block(1, taken)),
+        "CHATMESH_MESH_GATEWAY_ADMIN_PORT": str(_free_block(1, taken)),
+        "CHATMESH_MESH_NATS_PORT": str(_free_block(1, taken)),
+        "CHATMESH_MESH_CQL_PORT": str(_free_block(1, taken)),
+        "CHATMESH_MESH_CQL_STORAGE_PORT": str(_free_block(1, taken)),
+        "CHATMESH_MESH_CATALOG_PORT": str(_free_block(1, taken)),
+        "CHATMESH_MESH_SERVICE_BASE_PORT": str(_free_block(6, taken)),
+        "CHATMESH_MESH_METRICS_BASE_PORT": str(_free_block(6, taken)),
     }
     return {**os.environ, **env}
 
