@@ -6,12 +6,7 @@
     ├── InvalidArgument
     │   └── PromptTooLong            the prompt (or a text to embed) does not fit the context
     ├── NotFound
-    │   ├── UnknownModel             no model by that name (names `model`)
-    │   └── ConversationNotFound     history knows no such conversation
-    ├── PermissionDenied
-    │   └── NotAMember               the caller is not in the conversation
-    ├── Unauthenticated
-    │   └── HistoryRejectedToken     history did not accept the caller's forwarded token
+    │   └── UnknownModel             no model by that name (names `model`)
     ├── AlreadyExists
     │   └── RequestIdInUse           the caller already has a queued or running request with that id
     ├── FailedPrecondition
@@ -22,8 +17,10 @@
     ├── ResourceExhausted
     │   └── QueueFull                every slot busy and the queue full (retry_after_s)
     └── Unavailable
-        ├── HistoryUnavailable       history could not be reached
         └── Draining                 the service is stopping
+
+History's answers to calls made with the caller's token (NOT_FOUND, PERMISSION_DENIED,
+UNAUTHENTICATED...) reach the caller as history gave them: services.runtime.peers.
 """
 
 from __future__ import annotations
@@ -33,9 +30,7 @@ from services.runtime.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
-    PermissionDenied,
     ResourceExhausted,
-    Unauthenticated,
     Unavailable,
 )
 
@@ -52,27 +47,6 @@ class UnknownModel(NotFound):
 
     def __init__(self, name: str) -> None:
         super().__init__(f"model: no model named {name!r} (see ListModels)")
-
-
-class ConversationNotFound(NotFound):
-    """History knows no such conversation."""
-
-    def __init__(self, conversation_id: str) -> None:
-        super().__init__(f"conversation_id: no conversation {conversation_id}")
-
-
-class NotAMember(PermissionDenied):
-    """The caller is not a member of the conversation."""
-
-    def __init__(self, conversation_id: str) -> None:
-        super().__init__(f"conversation_id: not a member of conversation {conversation_id}")
-
-
-class HistoryRejectedToken(Unauthenticated):
-    """History answered UNAUTHENTICATED to the forwarded token."""
-
-    def __init__(self) -> None:
-        super().__init__("history did not accept the access token: refresh it")
 
 
 class RequestIdInUse(AlreadyExists):
@@ -115,13 +89,6 @@ class QueueFull(ResourceExhausted):
 
     def __init__(self, retry_after_s: float) -> None:
         super().__init__("every generation slot is busy and the queue is full; retry later", retry_after_s)
-
-
-class HistoryUnavailable(Unavailable):
-    """History could not answer."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"history unavailable ({reason}); retry")
 
 
 class Draining(Unavailable):

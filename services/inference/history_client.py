@@ -13,14 +13,8 @@ import grpc
 
 from chatmesh.common.v1 import common_pb2
 from chatmesh.history.v1 import history_pb2, history_pb2_grpc
-from services.inference.errors import (
-    ConversationNotFound,
-    HistoryRejectedToken,
-    HistoryUnavailable,
-    NotAMember,
-    NotAnAssistantConversation,
-)
-from services.runtime.errors import ChatmeshError, InvalidArgument
+from services.inference.errors import NotAnAssistantConversation
+from services.runtime.peers import forwarded, relayed_error
 
 
 @dataclass(frozen=True)
@@ -42,21 +36,6 @@ class AssistantConversation:
     """The model chosen when the conversation was created; empty for the default."""
 
 
-def _translate(exc: grpc.aio.AioRpcError, conversation_id: str) -> ChatmeshError:
-    code = exc.code()
-    if code == grpc.StatusCode.NOT_FOUND:
-        return ConversationNotFound(conversation_id)
-    if code == grpc.StatusCode.PERMISSION_DENIED:
-        return NotAMember(conversation_id)
-    if code == grpc.StatusCode.UNAUTHENTICATED:
-        return HistoryRejectedToken()
-    if code == grpc.StatusCode.FAILED_PRECONDITION:
-        return NotAnAssistantConversation(conversation_id)
-    if code == grpc.StatusCode.INVALID_ARGUMENT:
-        return InvalidArgument("conversation_id", exc.details() or "rejected by history")
-    return HistoryUnavailable(code.name)
-
-
 class HistoryClient:
     """History over gRPC with the caller's token."""
 
@@ -71,11 +50,11 @@ class HistoryClient:
         try:
             reply = await self._stub.GetConversation(
                 history_pb2.GetConversationRequest(conversation_id=conversation_id),
-                metadata=(("authorization", credentials),),
+                metadata=forwarded(credentials),
                 timeout=self._timeout_s,
             )
         except grpc.aio.AioRpcError as exc:
-            raise _translate(exc, conversation_id) from None
+            raise relayed_error(exc, "history") from None
         if reply.conversation.kind != history_pb2.CONVERSATION_KIND_ASSISTANT:
             raise NotAnAssistantConversation(conversation_id)
         users = tuple(m.user_id for m in reply.conversation.members if m.user_id)
@@ -92,11 +71,11 @@ class HistoryClient:
                         page=common_pb2.PageRequest(page_size=self._page_size, page_token=token),
                         direction=common_pb2.DIRECTION_BACKWARD,
                     ),
-                    metadata=(("authorization", credentials),),
+                    metadata=forwarded(credentials),
                     timeout=self._timeout_s,
                 )
             except grpc.aio.AioRpcError as exc:
-                raise _translate(exc, conversation_id) from None
+                raise relayed_error(exc, "history") from None
             for message in page.messages:
                 if message.deleted or not message.text:
                     continue
@@ -114,11 +93,11 @@ class HistoryClient:
                 history_pb2.AppendAssistantMessageRequest(
                     conversation_id=conversation_id, request_id=request_id, text=text
                 ),
-                metadata=(("authorization", credentials),),
+                metadata=forwarded(credentials),
                 timeout=self._timeout_s,
             )
         except grpc.aio.AioRpcError as exc:
-            raise _translate(exc, conversation_id) from None
+            raise relayed_error(exc, "history") from None
         return str(reply.message.message_id)
 
     async def close(self) -> None:

@@ -5,29 +5,22 @@
     ChatmeshError (services.runtime.errors)
     ├── InvalidArgument
     │   └── UnusableId              a user or device id that cannot name a KV key
-    ├── Unauthenticated
-    │   └── HistoryRejectedToken    history did not accept the caller's token (forwarded)
-    ├── PermissionDenied
-    │   └── NotAMember              SetTyping in a conversation the caller is not in
-    ├── NotFound
-    │   └── ConversationNotFound
     ├── ResourceExhausted
     │   ├── HeartbeatTooFrequent    a device's heartbeats closer than the minimum interval
     │   ├── TypingTooFrequent       more SetTyping calls a second than a user may make
     │   └── TooManyWatches          this replica serves its most WatchPresence streams
     └── Unavailable
-        ├── HistoryUnavailable      the membership check could not reach history
         └── LastSeenUnavailable     CQL did not answer a last-seen read
+
+History's answers to SetTyping's membership check (NOT_FOUND, PERMISSION_DENIED...) reach
+the caller as history gave them: services.runtime.peers.
 """
 
 from __future__ import annotations
 
 from services.runtime.errors import (
     InvalidArgument,
-    NotFound,
-    PermissionDenied,
     ResourceExhausted,
-    Unauthenticated,
     Unavailable,
 )
 
@@ -37,27 +30,6 @@ class UnusableId(InvalidArgument):
 
     def __init__(self, field: str) -> None:
         super().__init__(field, "must be a UUID")
-
-
-class HistoryRejectedToken(Unauthenticated):
-    """History answered UNAUTHENTICATED to the forwarded token."""
-
-    def __init__(self) -> None:
-        super().__init__("history did not accept the access token: refresh it")
-
-
-class NotAMember(PermissionDenied):
-    """The caller is not a member of the conversation."""
-
-    def __init__(self, conversation_id: str) -> None:
-        super().__init__(f"conversation_id: not a member of conversation {conversation_id}")
-
-
-class ConversationNotFound(NotFound):
-    """No such conversation."""
-
-    def __init__(self, conversation_id: str) -> None:
-        super().__init__(f"conversation_id: no conversation {conversation_id}")
 
 
 class HeartbeatTooFrequent(ResourceExhausted):
@@ -79,13 +51,6 @@ class TooManyWatches(ResourceExhausted):
 
     def __init__(self, limit: int) -> None:
         super().__init__(f"this replica serves its most WatchPresence streams ({limit}); retry shortly", 1.0)
-
-
-class HistoryUnavailable(Unavailable):
-    """The history service could not answer the membership check."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"membership check failed: history unavailable ({reason}); retry")
 
 
 class LastSeenUnavailable(Unavailable):

@@ -11,8 +11,7 @@ from collections.abc import Sequence
 import grpc
 
 from chatmesh.history.v1 import history_pb2, history_pb2_grpc
-from services.presence.errors import ConversationNotFound, HistoryRejectedToken, HistoryUnavailable, NotAMember
-from services.runtime.errors import InvalidArgument
+from services.runtime.peers import forwarded, relayed_error
 
 
 class HistoryMembership:
@@ -28,20 +27,11 @@ class HistoryMembership:
         try:
             reply = await self._stub.GetConversation(
                 history_pb2.GetConversationRequest(conversation_id=conversation_id),
-                metadata=(("authorization", credentials),),
+                metadata=forwarded(credentials),
                 timeout=self._timeout_s,
             )
         except grpc.aio.AioRpcError as exc:
-            code = exc.code()
-            if code == grpc.StatusCode.NOT_FOUND:
-                raise ConversationNotFound(conversation_id) from None
-            if code == grpc.StatusCode.PERMISSION_DENIED:
-                raise NotAMember(conversation_id) from None
-            if code == grpc.StatusCode.UNAUTHENTICATED:
-                raise HistoryRejectedToken() from None
-            if code == grpc.StatusCode.INVALID_ARGUMENT:
-                raise InvalidArgument("conversation_id", exc.details() or "rejected by history") from None
-            raise HistoryUnavailable(code.name) from exc
+            raise relayed_error(exc, "history") from exc
         return [member.user_id for member in reply.conversation.members]
 
     async def close(self) -> None:

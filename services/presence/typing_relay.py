@@ -26,9 +26,9 @@ class MembershipPort(Protocol):
         """User ids of the conversation's members (the assistant as an empty string).
 
         Raises:
-            ConversationNotFound: no such conversation.
-            NotAMember: the caller (whose ``credentials`` these are) is not in it.
-            HistoryUnavailable: the answer could not be had.
+            NotFound: no such conversation (history's verdict, relayed).
+            PermissionDenied: the caller (whose ``credentials`` these are) is not in it.
+            Unavailable: the answer could not be had.
         """
         ...
 
@@ -115,7 +115,7 @@ class TypingRelay:
 
         Raises:
             TypingTooFrequent: over the per-user rate.
-            ConversationNotFound, NotAMember, HistoryUnavailable: from the membership check.
+            NotFound, PermissionDenied, Unavailable: from the membership check.
         """
         wait = self._limiter.acquire(user_id, now)
         if wait:

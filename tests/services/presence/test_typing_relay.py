@@ -6,8 +6,9 @@ from collections.abc import Sequence
 
 import pytest
 
-from services.presence.errors import NotAMember, TypingTooFrequent
+from services.presence.errors import TypingTooFrequent
 from services.presence.typing_relay import MembershipCache, TypingRelay, TypingSignal
+from services.runtime.errors import PermissionDenied
 from services.runtime.ratelimit import RateLimiter
 
 CONVERSATION = "c1"
@@ -24,7 +25,7 @@ class FakeMembership:
         self.asked.append((conversation_id, credentials))
         members = self._members[conversation_id]
         if credentials not in members:  # the fake's "token" is the user id
-            raise NotAMember(conversation_id)
+            raise PermissionDenied(f"conversation_id: not a member of {conversation_id}")
         return members
 
 
@@ -69,7 +70,7 @@ async def test_membership_is_asked_once_while_the_answer_is_fresh() -> None:
 async def test_a_non_member_is_refused_and_nothing_is_sent() -> None:
     sink = RecordingSink()
     relay = _relay(FakeMembership({CONVERSATION: ["ann", "bob"]}), sink)
-    with pytest.raises(NotAMember):
+    with pytest.raises(PermissionDenied):
         await relay.set_typing("eve", CONVERSATION, True, "eve", now=0.0)
     assert sink.sent == []
 
