@@ -107,7 +107,6 @@ async def main(rounds: int, calls: int, in_flight: int, streams: int) -> None:
             )
         ],
     )
-    await app.start()
     upstream = Upstream(name="inference", port=app.port, package=contract.package, health_service=contract.full_name)
     gateway = GatewaySettings(
         port=free_port(),
@@ -121,33 +120,30 @@ async def main(rounds: int, calls: int, in_flight: int, streams: int) -> None:
     routes = [
         RouteSpec(package=contract.package, cluster="inference", streaming_methods=list(contract.server_streaming))
     ]
-    try:
-        async with running(Envoy(gateway, routes, home / "envoy"), ready_timeout_s=60):
-            async with (
-                grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as direct_channel,
-                grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as envoy_channel,
-            ):
-                paths = {
-                    "direct": inference_pb2_grpc.InferenceServiceStub(direct_channel),
-                    "envoy": inference_pb2_grpc.InferenceServiceStub(envoy_channel),
-                }
-                for stub in paths.values():  # warm up connections, Envoy's upstream pool, caches
-                    await unary_round(stub, auth, 300, in_flight)
-                    await stream_round(stub, auth, 1)
-                serial: dict[str, list[float]] = {k: [] for k in paths}
-                serial_qps: dict[str, list[float]] = {k: [] for k in paths}
-                parallel_qps: dict[str, list[float]] = {k: [] for k in paths}
-                stream_rate: dict[str, list[float]] = {k: [] for k in paths}
-                for _ in range(rounds):
-                    for name, stub in paths.items():
-                        qps, latencies = await unary_round(stub, auth, calls, 1)
-                        serial[name].extend(latencies)
-                        serial_qps[name].append(qps)
-                        qps, _ = await unary_round(stub, auth, calls, in_flight)
-                        parallel_qps[name].append(qps)
-                        stream_rate[name].append(await stream_round(stub, auth, streams))
-    finally:
-        await app.stop()
+    async with app, running(Envoy(gateway, routes, home / "envoy"), ready_timeout_s=60):
+        async with (
+            grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as direct_channel,
+            grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as envoy_channel,
+        ):
+            paths = {
+                "direct": inference_pb2_grpc.InferenceServiceStub(direct_channel),
+                "envoy": inference_pb2_grpc.InferenceServiceStub(envoy_channel),
+            }
+            for stub in paths.values():  # warm up connections, Envoy's upstream pool, caches
+                await unary_round(stub, auth, 300, in_flight)
+                await stream_round(stub, auth, 1)
+            serial: dict[str, list[float]] = {k: [] for k in paths}
+            serial_qps: dict[str, list[float]] = {k: [] for k in paths}
+            parallel_qps: dict[str, list[float]] = {k: [] for k in paths}
+            stream_rate: dict[str, list[float]] = {k: [] for k in paths}
+            for _ in range(rounds):
+                for name, stub in paths.items():
+                    qps, latencies = await unary_round(stub, auth, calls, 1)
+                    serial[name].extend(latencies)
+                    serial_qps[name].append(qps)
+                    qps, _ = await unary_round(stub, auth, calls, in_flight)
+                    parallel_qps[name].append(qps)
+                    stream_rate[name].append(await stream_round(stub, auth, streams))
 
     for name in paths:
         emit(f"{name}_unary_qps_1", median(serial_qps[name]))

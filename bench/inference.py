@@ -437,29 +437,25 @@ async def run(args: argparse.Namespace, home: Path) -> None:
         emit("n_threads", settings.n_threads)
         emit("slots", settings.slots)
         app = await build(settings)
-        await app.start()
-        try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
-                stub = inference_pb2_grpc.InferenceServiceStub(channel)
-                ratio = await streaming_overhead(stub, settings, users.new(), args.rounds, args.tokens)
-                labels = {"model": settings.default_model}
+        async with app, grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+            stub = inference_pb2_grpc.InferenceServiceStub(channel)
+            ratio = await streaming_overhead(stub, settings, users.new(), args.rounds, args.tokens)
+            labels = {"model": settings.default_model}
 
-                def queued() -> float:
-                    return app.metrics.registry.get_sample_value("chatmesh_inference_queue_depth", labels) or 0.0
+            def queued() -> float:
+                return app.metrics.registry.get_sample_value("chatmesh_inference_queue_depth", labels) or 0.0
 
-                await cancel_latency(stub, users, queued, args.cancel_rounds)
-                await concurrency(stub, users, args.concurrency_rounds)
-                async with cassandra_node(home) as cassandra:
-                    extra = {"SENDS_PER_SECOND": "1000", "SEND_BURST": "1000"}
-                    env = service_env("history", history_port, nats, cassandra, keys, extra)
-                    async with (
-                        service("history", home, env, history_port) as history,
-                        grpc.aio.insecure_channel(history.target) as history_channel,
-                    ):
-                        history_stub = history_pb2_grpc.HistoryServiceStub(history_channel)
-                        await conversations(stub, history_stub, users, args.conversations, args.turns)
-        finally:
-            await app.stop()
+            await cancel_latency(stub, users, queued, args.cancel_rounds)
+            await concurrency(stub, users, args.concurrency_rounds)
+            async with cassandra_node(home) as cassandra:
+                extra = {"SENDS_PER_SECOND": "1000", "SEND_BURST": "1000"}
+                env = service_env("history", history_port, nats, cassandra, keys, extra)
+                async with (
+                    service("history", home, env, history_port) as history,
+                    grpc.aio.insecure_channel(history.target) as history_channel,
+                ):
+                    history_stub = history_pb2_grpc.HistoryServiceStub(history_channel)
+                    await conversations(stub, history_stub, users, args.conversations, args.turns)
     emit("load_avg_1m_end", os.getloadavg()[0])
     emit("ratio_stream_vs_inprocess", ratio)
 

@@ -28,8 +28,5 @@ async def history_service(cql: CqlSettings, nats_server: Nats, token_keys: KeyPa
         shutdown_drain_s=0,
     )
     app = await build(settings)
-    await app.start()
-    try:
+    async with app:
         yield app
-    finally:
-        await app.stop()

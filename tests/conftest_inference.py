@@ -36,11 +36,8 @@ def inference_settings(nats: Nats, token_keys: KeyPair, **overrides: object) -> 
 async def inference_service(nats_server: Nats, token_keys: KeyPair) -> AsyncIterator[ServiceServer]:
     """Inference with one slot and a queue of one (history unreachable: Generate, Embed, Cancel only)."""
     app = await build(inference_settings(nats_server, token_keys))
-    await app.start()
-    try:
+    async with app:
         yield app
-    finally:
-        await app.stop()
 
 
 @pytest.fixture
@@ -52,8 +49,5 @@ async def reply_inference_service(
         nats_server, token_keys, history_target=f"127.0.0.1:{history_service.port}", queue_size=4
     )
     app = await build(settings)
-    await app.start()
-    try:
+    async with app:
         yield app
-    finally:
-        await app.stop()

@@ -35,11 +35,8 @@ async def session_service(cql: CqlSettings, nats_server: Nats, token_keys: KeyPa
         shutdown_drain_s=0,
     )
     app = await build_session(settings)
-    await app.start()
-    try:
+    async with app:
         yield app
-    finally:
-        await app.stop()
 
 
 @pytest.fixture
@@ -61,8 +58,5 @@ async def presence_service(nats_server: Nats, cql: CqlSettings, token_keys: KeyP
         shutdown_drain_s=0,
     )
     app = await build_presence(settings)
-    await app.start()
-    try:
+    async with app:
         yield app
-    finally:
-        await app.stop()

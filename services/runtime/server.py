@@ -68,6 +68,14 @@ class ServiceServer:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("serving", extra={"port": self.port, "services": ",".join(self.service_names)})
 
+    async def __aenter__(self) -> ServiceServer:
+        """``async with await build(settings) as app``: started inside, stopped on the way out."""
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
     async def stop(self) -> None:
         """Drain and stop: NOT_SERVING, wait the drain time, stop with grace, run cleanups."""
         await self.health.enter_graceful_shutdown()

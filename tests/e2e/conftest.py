@@ -47,7 +47,6 @@ class Gateway:
 async def gateway_for(services: dict[str, ServiceServer], home: Path) -> AsyncIterator[Gateway]:
     """Envoy routing each named service's package to its in-process server, plus the catalog."""
     catalog_app = await catalog.build(catalog.CatalogSettings(port=0, shutdown_drain_s=0))
-    await catalog_app.start()
     upstreams, routes = [], []
     for name, app in services.items():
         contract = load(name)
@@ -67,11 +66,8 @@ async def gateway_for(services: dict[str, ServiceServer], home: Path) -> AsyncIt
         # such calls (30 s in production, 3 s here so the malformed-body test stays quick).
         unary_timeout_s=3,
     )
-    try:
-        async with running(Envoy(settings, routes, home / "envoy"), ready_timeout_s=60):
-            yield Gateway(f"http://127.0.0.1:{settings.port}", settings.port)
-    finally:
-        await catalog_app.stop()
+    async with catalog_app, running(Envoy(settings, routes, home / "envoy"), ready_timeout_s=60):
+        yield Gateway(f"http://127.0.0.1:{settings.port}", settings.port)
 
 
 @pytest.fixture
@@ -93,11 +89,8 @@ async def chat_presence(
             device_ttl_s=2, debounce_s=0.2, sweep_interval_s=0.2, shutdown_drain_s=0,
         )
     )  # fmt: skip
-    await app.start()
-    try:
+    async with app:
         yield app
-    finally:
-        await app.stop()
 
 
 @pytest.fixture
@@ -122,7 +115,6 @@ async def short_retention_gateway(cql: CqlSettings, token_keys: KeyPair, tmp_pat
                 chat_retention_s=1, shutdown_drain_s=0,
             )
         )  # fmt: skip
-        await history.start()
         session = await build_session(
             SessionSettings(
                 port=0, cql=cql, nats=nats_settings, signing_key_file=token_keys.private,
@@ -130,10 +122,5 @@ async def short_retention_gateway(cql: CqlSettings, token_keys: KeyPair, tmp_pat
                 shutdown_drain_s=0,
             )
         )  # fmt: skip
-        await session.start()
-        try:
-            async with gateway_for({"session": session, "history": history}, tmp_path) as gw:
-                yield gw
-        finally:
-            await session.stop()
-            await history.stop()
+        async with history, session, gateway_for({"session": session, "history": history}, tmp_path) as gw:
+            yield gw

@@ -227,21 +227,17 @@ async def test_sending_faster_than_the_rate_limit_is_resource_exhausted_with_a_r
         sends_per_second=0.5, send_burst=2, shutdown_drain_s=0,
     )  # fmt: skip
     app = await build(settings)
-    await app.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
-            ann, bob = make_user(), make_user()
-            ann.stub = bob.stub = history_pb2_grpc.HistoryServiceStub(channel)
-            conversation = await _direct(ann, bob)
-            await _send(ann, conversation, "one")
-            await _send(ann, conversation, "two")
-            with pytest.raises(grpc.aio.AioRpcError) as err:
-                await _send(ann, conversation, "three")
-            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            assert 0 < int(dict(err.value.trailing_metadata() or ())["retry-after-ms"]) <= 2000
-            await _send(bob, conversation, "bob has his own budget")
-    finally:
-        await app.stop()
+    async with app, grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+        ann, bob = make_user(), make_user()
+        ann.stub = bob.stub = history_pb2_grpc.HistoryServiceStub(channel)
+        conversation = await _direct(ann, bob)
+        await _send(ann, conversation, "one")
+        await _send(ann, conversation, "two")
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await _send(ann, conversation, "three")
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert 0 < int(dict(err.value.trailing_metadata() or ())["retry-after-ms"]) <= 2000
+        await _send(bob, conversation, "bob has his own budget")
 
 
 async def test_assistant_replies_are_stored_once_per_request_and_only_in_assistant_conversations(

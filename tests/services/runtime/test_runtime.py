@@ -77,14 +77,10 @@ async def test_an_unimplemented_rpc_with_a_valid_token_says_unimplemented(
     forms = await build_forms(
         FormsSettings(port=0, nats=NatsSettings(url=nats_server.url), token_public_key_file=token_keys.public)
     )
-    await forms.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{forms.port}") as channel:
-            stub = forms_pb2_grpc.FormsServiceStub(channel)
-            with pytest.raises(grpc.aio.AioRpcError) as err:
-                await stub.ListForms(forms_pb2.ListFormsRequest(), metadata=_auth(_token(token_keys)))
-    finally:
-        await forms.stop()
+    async with forms, grpc.aio.insecure_channel(f"127.0.0.1:{forms.port}") as channel:
+        stub = forms_pb2_grpc.FormsServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.ListForms(forms_pb2.ListFormsRequest(), metadata=_auth(_token(token_keys)))
     assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert "/chatmesh.forms.v1.FormsService/ListForms" in (err.value.details() or "")
 
