@@ -22,6 +22,12 @@ PROTODEPS := build/protodeps/protovalidate/buf/validate/validate.proto
 # would not run on another CPU). For NVIDIA GPUs: LLAMA_CMAKE_ARGS=-DGGML_CUDA=on.
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 
+# Areas add their own targets in make/*.mk, and what `make test` and `make up` need first
+# to TEST_PREREQS and UP_PREREQS.
+TEST_PREREQS :=
+UP_PREREQS :=
+-include make/*.mk
+
 STAMP_PY := $(VENV)/.stamp-requirements
 STAMP_NODE := tools/node_modules/.stamp
 GO_TOOLS := bin/protoc-gen-go bin/protoc-gen-go-grpc bin/grpcurl
@@ -89,17 +95,17 @@ fmt: $(STAMP_PY) ## Format Python and proto files
 	$(BUF) format -w proto
 
 .PHONY: test
-test: setup lint check-generated ## Every test: lint, generation check, unit, integration and e2e (real NATS, Cassandra, Envoy)
+test: setup lint check-generated $(TEST_PREREQS) ## Every test: lint, generation check, unit, integration and e2e (real NATS, Cassandra, Envoy)
 	$(PY) -m pytest
 
 # ---- running the mesh ----------------------------------------------------------------
 
 .PHONY: up
-up: setup ## Run the whole mesh on loopback in the foreground (Ctrl-C stops it)
+up: setup $(UP_PREREQS) ## Run the whole mesh on loopback in the foreground (Ctrl-C stops it)
 	$(PY) -m mesh up
 
 .PHONY: up-detached
-up-detached: setup ## Start the mesh in the background; returns once every health check is green
+up-detached: setup $(UP_PREREQS) ## Start the mesh in the background; returns once every health check is green
 	$(PY) -m mesh up --detach
 
 .PHONY: down

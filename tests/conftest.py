@@ -17,7 +17,12 @@ from mesh.deps.process import running
 from services.runtime.cql import CqlSettings
 from services.runtime.tokens import generate_key_pair
 
-pytest_plugins = ["tests.conftest_services", "tests.conftest_history", "tests.conftest_inference"]
+pytest_plugins = [
+    "tests.conftest_services",
+    "tests.conftest_history",
+    "tests.conftest_inference",
+    "tests.conftest_mesh",
+]
 
 
 @pytest.fixture(scope="session")

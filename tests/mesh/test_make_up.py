@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-import random
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.conftest_mesh import mesh_environment, port_free
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = [
@@ -21,27 +21,6 @@ SERVICES = [
     "chatmesh.presence.v1.PresenceService",
     "chatmesh.session.v1.SessionService",
 ]
-
-
-def _free_block(size: int, taken: set[int]) -> int:
-    """A base port with ``size`` free ports after it, none in ``taken`` (which it extends).
-
-    Drawn below the kernel's ephemeral range (32768 and up): a port picked there can be
-    handed to some outgoing connection (a CQL client's, say) before the service binds it.
-    """
-    rng = random.Random()
-    for _ in range(500):
-        base = rng.randrange(20_000, 32_000 - size)
-        block = set(range(base, base + size))
-        if not block & taken and all(_free(p) for p in block):
-            taken |= block
-            return base
-    raise RuntimeError("no block of free ports")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
 def _alive(pid: int) -> bool:
@@ -65,19 +44,7 @@ def _grpcurl(port: int, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def mesh_env(tmp_path: Path) -> dict[str, str]:
     """Environment for a mesh of its own: every port free, state under tmp_path."""
-    taken: set[int] = set()
-    env = {
-        "CHATMESH_MESH_STATE_DIR": str(tmp_path / "state"),
-        "CHATMESH_MESH_GATEWAY_PORT": str(_free_block(1, taken)),
-        "CHATMESH_MESH_GATEWAY_ADMIN_PORT": str(_free_block(1, taken)),
-        "CHATMESH_MESH_NATS_PORT": str(_free_block(1, taken)),
-        "CHATMESH_MESH_CQL_PORT": str(_free_block(1, taken)),
-        "CHATMESH_MESH_CQL_STORAGE_PORT": str(_free_block(1, taken)),
-        "CHATMESH_MESH_CATALOG_PORT": str(_free_block(1, taken)),
-        "CHATMESH_MESH_SERVICE_BASE_PORT": str(_free_block(6, taken)),
-        "CHATMESH_MESH_METRICS_BASE_PORT": str(_free_block(6, taken)),
-    }
-    return {**os.environ, **env}
+    return mesh_environment(tmp_path / "state")
 
 
 def _make(target: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
@@ -127,4 +94,4 @@ def test_make_up_detached_serves_every_service_through_the_gateway_and_make_down
     alive = [pid for pid in pids if _alive(pid)]
     assert alive == [], f"processes left behind: {alive}"
     ports = [int(v) for k, v in mesh_env.items() if k.startswith("CHATMESH_MESH_") and k.endswith("_PORT")]
-    assert all(_free(p) for p in ports), "a port is still taken"
+    assert all(port_free(p) for p in ports), "a port is still taken"
