@@ -5,12 +5,14 @@ Knows nothing of gRPC: it takes plain values and raises services.session.errors.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import secrets
 import time
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -23,7 +25,7 @@ from services.session.errors import (
     UsernameTaken,
 )
 from services.session.passwords import PasswordVault
-from services.session.store import Account, AccountStore, DeviceRecord, RefreshRecord
+from services.session.store import Account, AccountStore, DeviceRecord, RefreshRecord, UserRecord
 
 log = logging.getLogger("chatmesh.session")
 
@@ -141,6 +143,15 @@ class Accounts:
     async def logout(self, principal: Principal) -> None:
         """End the calling device's login."""
         await self._store.revoke_family(principal.session_id)
+
+    async def lookup(self, usernames: Sequence[str], user_ids: Sequence[str]) -> list[UserRecord]:
+        """Accounts by exact username, then by id (one partition read each, concurrently); unknown ones left out."""
+        found = await asyncio.gather(
+            *(self._store.user_by_username(name) for name in dict.fromkeys(usernames)),
+            *(self._store.user_by_id(user_id) for user_id in dict.fromkeys(user_ids)),
+        )
+        unique = {user.user_id: user for user in found if user is not None}
+        return list(unique.values())
 
     async def devices(self, user_id: str) -> list[DeviceRecord]:
         """The user's logged-in devices, most recently seen first."""

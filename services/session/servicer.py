@@ -89,6 +89,12 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
             ]
         )
 
+    async def LookupUsers(self, request: pb.LookupUsersRequest, context: Context) -> pb.LookupUsersResponse:
+        users = await self._accounts.lookup(request.usernames, request.user_ids)
+        return pb.LookupUsersResponse(
+            users=[pb.User(user_id=u.user_id, username=u.username, display_name=u.display_name) for u in users]
+        )
+
     async def RevokeDevice(self, request: pb.RevokeDeviceRequest, context: Context) -> pb.RevokeDeviceResponse:
         await self._accounts.revoke_device(current_principal().user_id, request.device_id)
         return pb.RevokeDeviceResponse()

@@ -45,6 +45,15 @@ class Account:
 
 
 @dataclass(frozen=True)
+class UserRecord:
+    """The public view of an account."""
+
+    user_id: str
+    username: str
+    display_name: str
+
+
+@dataclass(frozen=True)
 class DeviceRecord:
     """A device of an account."""
 
@@ -106,6 +115,20 @@ class AccountStore:
             return None
         row = rows[0]
         return Account(str(row["user_id"]), username, row["password_hash"], row["display_name"])
+
+    async def user_by_username(self, username: str) -> UserRecord | None:
+        """The public view of the account with ``username``, or None."""
+        rows = await self._cql.execute(
+            "SELECT user_id, display_name FROM accounts_by_username WHERE username = ?", (username,), prepare=True
+        )
+        return UserRecord(str(rows[0]["user_id"]), username, rows[0]["display_name"]) if rows else None
+
+    async def user_by_id(self, user_id: str) -> UserRecord | None:
+        """The public view of the account with ``user_id``, or None."""
+        rows = await self._cql.execute(
+            "SELECT username, display_name FROM users WHERE user_id = ?", (uuid.UUID(user_id),), prepare=True
+        )
+        return UserRecord(user_id, rows[0]["username"], rows[0]["display_name"]) if rows else None
 
     async def put_device(self, device: DeviceRecord) -> None:
         """Insert or replace a device row."""

@@ -196,7 +196,8 @@ type Member struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// UUID of the user; empty for the assistant.
 	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	// The user's display name at the time of the read.
+	// "assistant" for the assistant; empty for people (history keeps no profiles):
+	// clients name them with session.LookupUsers by user_id.
 	DisplayName string `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
 	// Kind of member.
 	Kind          AuthorKind `protobuf:"varint,3,opt,name=kind,proto3,enum=chatmesh.history.v1.AuthorKind" json:"kind,omitempty"`

@@ -897,6 +897,171 @@ func (x *ConnectResponse) GetEvent() *v1.Event {
 	return nil
 }
 
+// LookupUsers finds accounts; at least one username or user id, at most 100 of each.
+type LookupUsersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Exact usernames (see RegisterRequest.username).
+	Usernames []string `protobuf:"bytes,1,rep,name=usernames,proto3" json:"usernames,omitempty"`
+	// User UUIDs.
+	UserIds       []string `protobuf:"bytes,2,rep,name=user_ids,json=userIds,proto3" json:"user_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LookupUsersRequest) Reset() {
+	*x = LookupUsersRequest{}
+	mi := &file_chatmesh_session_v1_session_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LookupUsersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LookupUsersRequest) ProtoMessage() {}
+
+func (x *LookupUsersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chatmesh_session_v1_session_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LookupUsersRequest.ProtoReflect.Descriptor instead.
+func (*LookupUsersRequest) Descriptor() ([]byte, []int) {
+	return file_chatmesh_session_v1_session_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *LookupUsersRequest) GetUsernames() []string {
+	if x != nil {
+		return x.Usernames
+	}
+	return nil
+}
+
+func (x *LookupUsersRequest) GetUserIds() []string {
+	if x != nil {
+		return x.UserIds
+	}
+	return nil
+}
+
+// A public view of an account.
+type User struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// UUID of the account.
+	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Unique username.
+	Username string `protobuf:"bytes,2,opt,name=username,proto3" json:"username,omitempty"`
+	// Name shown to others.
+	DisplayName   string `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *User) Reset() {
+	*x = User{}
+	mi := &file_chatmesh_session_v1_session_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *User) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*User) ProtoMessage() {}
+
+func (x *User) ProtoReflect() protoreflect.Message {
+	mi := &file_chatmesh_session_v1_session_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use User.ProtoReflect.Descriptor instead.
+func (*User) Descriptor() ([]byte, []int) {
+	return file_chatmesh_session_v1_session_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *User) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *User) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *User) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+// The accounts found, usernames' first (in request order), then user ids'; each once.
+type LookupUsersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Found accounts; unknown usernames and ids are left out.
+	Users         []*User `protobuf:"bytes,1,rep,name=users,proto3" json:"users,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LookupUsersResponse) Reset() {
+	*x = LookupUsersResponse{}
+	mi := &file_chatmesh_session_v1_session_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LookupUsersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LookupUsersResponse) ProtoMessage() {}
+
+func (x *LookupUsersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chatmesh_session_v1_session_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LookupUsersResponse.ProtoReflect.Descriptor instead.
+func (*LookupUsersResponse) Descriptor() ([]byte, []int) {
+	return file_chatmesh_session_v1_session_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *LookupUsersResponse) GetUsers() []*User {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
 var File_chatmesh_session_v1_session_proto protoreflect.FileDescriptor
 
 const file_chatmesh_session_v1_session_proto_rawDesc = "" +
@@ -954,14 +1119,26 @@ const file_chatmesh_session_v1_session_proto_rawDesc = "" +
 	"\x0ewatch_user_ids\x18\x02 \x03(\tB\x12\xbaH\x0f\x92\x01\f\x10\xf4\x03\x18\x01\"\x05r\x03\xb0\x01\x01R\fwatchUserIds\"^\n" +
 	"\x0fConnectResponse\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12/\n" +
-	"\x05event\x18\x02 \x01(\v2\x19.chatmesh.events.v1.EventR\x05event2\x86\x05\n" +
+	"\x05event\x18\x02 \x01(\v2\x19.chatmesh.events.v1.EventR\x05event\"\xe1\x01\n" +
+	"\x12LookupUsersRequest\x12.\n" +
+	"\tusernames\x18\x01 \x03(\tB\x10\xbaH\r\x92\x01\n" +
+	"\x10d\"\x06r\x04\x10\x01\x18 R\tusernames\x12*\n" +
+	"\buser_ids\x18\x02 \x03(\tB\x0f\xbaH\f\x92\x01\t\x10d\"\x05r\x03\xb0\x01\x01R\auserIds:o\xbaHl\x1aj\n" +
+	"\x11lookup_users.some\x12%give at least one username or user_id\x1a.size(this.usernames) + size(this.user_ids) > 0\"^\n" +
+	"\x04User\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1a\n" +
+	"\busername\x18\x02 \x01(\tR\busername\x12!\n" +
+	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\"F\n" +
+	"\x13LookupUsersResponse\x12/\n" +
+	"\x05users\x18\x01 \x03(\v2\x19.chatmesh.session.v1.UserR\x05users2\xed\x05\n" +
 	"\x0eSessionService\x12W\n" +
 	"\bRegister\x12$.chatmesh.session.v1.RegisterRequest\x1a%.chatmesh.session.v1.RegisterResponse\x12N\n" +
 	"\x05Login\x12!.chatmesh.session.v1.LoginRequest\x1a\".chatmesh.session.v1.LoginResponse\x12T\n" +
 	"\aRefresh\x12#.chatmesh.session.v1.RefreshRequest\x1a$.chatmesh.session.v1.RefreshResponse\x12Q\n" +
 	"\x06Logout\x12\".chatmesh.session.v1.LogoutRequest\x1a#.chatmesh.session.v1.LogoutResponse\x12e\n" +
 	"\vListDevices\x12'.chatmesh.session.v1.ListDevicesRequest\x1a(.chatmesh.session.v1.ListDevicesResponse\"\x03\x90\x02\x01\x12c\n" +
-	"\fRevokeDevice\x12(.chatmesh.session.v1.RevokeDeviceRequest\x1a).chatmesh.session.v1.RevokeDeviceResponse\x12V\n" +
+	"\fRevokeDevice\x12(.chatmesh.session.v1.RevokeDeviceRequest\x1a).chatmesh.session.v1.RevokeDeviceResponse\x12e\n" +
+	"\vLookupUsers\x12'.chatmesh.session.v1.LookupUsersRequest\x1a(.chatmesh.session.v1.LookupUsersResponse\"\x03\x90\x02\x01\x12V\n" +
 	"\aConnect\x12#.chatmesh.session.v1.ConnectRequest\x1a$.chatmesh.session.v1.ConnectResponse0\x01B\xd8\x01\n" +
 	"\x17com.chatmesh.session.v1B\fSessionProtoP\x01ZAgithub.com/chatmesh/chatmesh/gen/go/chatmesh/session/v1;sessionv1\xa2\x02\x03CSX\xaa\x02\x13Chatmesh.Session.V1\xca\x02\x13Chatmesh\\Session\\V1\xe2\x02\x1fChatmesh\\Session\\V1\\GPBMetadata\xea\x02\x15Chatmesh::Session::V1b\x06proto3"
 
@@ -977,7 +1154,7 @@ func file_chatmesh_session_v1_session_proto_rawDescGZIP() []byte {
 	return file_chatmesh_session_v1_session_proto_rawDescData
 }
 
-var file_chatmesh_session_v1_session_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_chatmesh_session_v1_session_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_chatmesh_session_v1_session_proto_goTypes = []any{
 	(*Device)(nil),                // 0: chatmesh.session.v1.Device
 	(*Tokens)(nil),                // 1: chatmesh.session.v1.Tokens
@@ -995,38 +1172,44 @@ var file_chatmesh_session_v1_session_proto_goTypes = []any{
 	(*RevokeDeviceResponse)(nil),  // 13: chatmesh.session.v1.RevokeDeviceResponse
 	(*ConnectRequest)(nil),        // 14: chatmesh.session.v1.ConnectRequest
 	(*ConnectResponse)(nil),       // 15: chatmesh.session.v1.ConnectResponse
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
-	(*v1.Event)(nil),              // 17: chatmesh.events.v1.Event
+	(*LookupUsersRequest)(nil),    // 16: chatmesh.session.v1.LookupUsersRequest
+	(*User)(nil),                  // 17: chatmesh.session.v1.User
+	(*LookupUsersResponse)(nil),   // 18: chatmesh.session.v1.LookupUsersResponse
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*v1.Event)(nil),              // 20: chatmesh.events.v1.Event
 }
 var file_chatmesh_session_v1_session_proto_depIdxs = []int32{
-	16, // 0: chatmesh.session.v1.Device.created_at:type_name -> google.protobuf.Timestamp
-	16, // 1: chatmesh.session.v1.Device.last_seen_at:type_name -> google.protobuf.Timestamp
-	16, // 2: chatmesh.session.v1.Tokens.access_expires_at:type_name -> google.protobuf.Timestamp
-	16, // 3: chatmesh.session.v1.Tokens.refresh_expires_at:type_name -> google.protobuf.Timestamp
+	19, // 0: chatmesh.session.v1.Device.created_at:type_name -> google.protobuf.Timestamp
+	19, // 1: chatmesh.session.v1.Device.last_seen_at:type_name -> google.protobuf.Timestamp
+	19, // 2: chatmesh.session.v1.Tokens.access_expires_at:type_name -> google.protobuf.Timestamp
+	19, // 3: chatmesh.session.v1.Tokens.refresh_expires_at:type_name -> google.protobuf.Timestamp
 	1,  // 4: chatmesh.session.v1.RegisterResponse.tokens:type_name -> chatmesh.session.v1.Tokens
 	1,  // 5: chatmesh.session.v1.LoginResponse.tokens:type_name -> chatmesh.session.v1.Tokens
 	1,  // 6: chatmesh.session.v1.RefreshResponse.tokens:type_name -> chatmesh.session.v1.Tokens
 	0,  // 7: chatmesh.session.v1.ListDevicesResponse.devices:type_name -> chatmesh.session.v1.Device
-	17, // 8: chatmesh.session.v1.ConnectResponse.event:type_name -> chatmesh.events.v1.Event
-	2,  // 9: chatmesh.session.v1.SessionService.Register:input_type -> chatmesh.session.v1.RegisterRequest
-	4,  // 10: chatmesh.session.v1.SessionService.Login:input_type -> chatmesh.session.v1.LoginRequest
-	6,  // 11: chatmesh.session.v1.SessionService.Refresh:input_type -> chatmesh.session.v1.RefreshRequest
-	8,  // 12: chatmesh.session.v1.SessionService.Logout:input_type -> chatmesh.session.v1.LogoutRequest
-	10, // 13: chatmesh.session.v1.SessionService.ListDevices:input_type -> chatmesh.session.v1.ListDevicesRequest
-	12, // 14: chatmesh.session.v1.SessionService.RevokeDevice:input_type -> chatmesh.session.v1.RevokeDeviceRequest
-	14, // 15: chatmesh.session.v1.SessionService.Connect:input_type -> chatmesh.session.v1.ConnectRequest
-	3,  // 16: chatmesh.session.v1.SessionService.Register:output_type -> chatmesh.session.v1.RegisterResponse
-	5,  // 17: chatmesh.session.v1.SessionService.Login:output_type -> chatmesh.session.v1.LoginResponse
-	7,  // 18: chatmesh.session.v1.SessionService.Refresh:output_type -> chatmesh.session.v1.RefreshResponse
-	9,  // 19: chatmesh.session.v1.SessionService.Logout:output_type -> chatmesh.session.v1.LogoutResponse
-	11, // 20: chatmesh.session.v1.SessionService.ListDevices:output_type -> chatmesh.session.v1.ListDevicesResponse
-	13, // 21: chatmesh.session.v1.SessionService.RevokeDevice:output_type -> chatmesh.session.v1.RevokeDeviceResponse
-	15, // 22: chatmesh.session.v1.SessionService.Connect:output_type -> chatmesh.session.v1.ConnectResponse
-	16, // [16:23] is the sub-list for method output_type
-	9,  // [9:16] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	20, // 8: chatmesh.session.v1.ConnectResponse.event:type_name -> chatmesh.events.v1.Event
+	17, // 9: chatmesh.session.v1.LookupUsersResponse.users:type_name -> chatmesh.session.v1.User
+	2,  // 10: chatmesh.session.v1.SessionService.Register:input_type -> chatmesh.session.v1.RegisterRequest
+	4,  // 11: chatmesh.session.v1.SessionService.Login:input_type -> chatmesh.session.v1.LoginRequest
+	6,  // 12: chatmesh.session.v1.SessionService.Refresh:input_type -> chatmesh.session.v1.RefreshRequest
+	8,  // 13: chatmesh.session.v1.SessionService.Logout:input_type -> chatmesh.session.v1.LogoutRequest
+	10, // 14: chatmesh.session.v1.SessionService.ListDevices:input_type -> chatmesh.session.v1.ListDevicesRequest
+	12, // 15: chatmesh.session.v1.SessionService.RevokeDevice:input_type -> chatmesh.session.v1.RevokeDeviceRequest
+	16, // 16: chatmesh.session.v1.SessionService.LookupUsers:input_type -> chatmesh.session.v1.LookupUsersRequest
+	14, // 17: chatmesh.session.v1.SessionService.Connect:input_type -> chatmesh.session.v1.ConnectRequest
+	3,  // 18: chatmesh.session.v1.SessionService.Register:output_type -> chatmesh.session.v1.RegisterResponse
+	5,  // 19: chatmesh.session.v1.SessionService.Login:output_type -> chatmesh.session.v1.LoginResponse
+	7,  // 20: chatmesh.session.v1.SessionService.Refresh:output_type -> chatmesh.session.v1.RefreshResponse
+	9,  // 21: chatmesh.session.v1.SessionService.Logout:output_type -> chatmesh.session.v1.LogoutResponse
+	11, // 22: chatmesh.session.v1.SessionService.ListDevices:output_type -> chatmesh.session.v1.ListDevicesResponse
+	13, // 23: chatmesh.session.v1.SessionService.RevokeDevice:output_type -> chatmesh.session.v1.RevokeDeviceResponse
+	18, // 24: chatmesh.session.v1.SessionService.LookupUsers:output_type -> chatmesh.session.v1.LookupUsersResponse
+	15, // 25: chatmesh.session.v1.SessionService.Connect:output_type -> chatmesh.session.v1.ConnectResponse
+	18, // [18:26] is the sub-list for method output_type
+	10, // [10:18] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_chatmesh_session_v1_session_proto_init() }
@@ -1040,7 +1223,7 @@ func file_chatmesh_session_v1_session_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chatmesh_session_v1_session_proto_rawDesc), len(file_chatmesh_session_v1_session_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

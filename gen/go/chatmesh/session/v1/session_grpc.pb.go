@@ -32,6 +32,7 @@ const (
 	SessionService_Logout_FullMethodName       = "/chatmesh.session.v1.SessionService/Logout"
 	SessionService_ListDevices_FullMethodName  = "/chatmesh.session.v1.SessionService/ListDevices"
 	SessionService_RevokeDevice_FullMethodName = "/chatmesh.session.v1.SessionService/RevokeDevice"
+	SessionService_LookupUsers_FullMethodName  = "/chatmesh.session.v1.SessionService/LookupUsers"
 	SessionService_Connect_FullMethodName      = "/chatmesh.session.v1.SessionService/Connect"
 )
 
@@ -60,6 +61,10 @@ type SessionServiceClient interface {
 	// Logs one of the caller's devices out (a lost phone). Errors: UNAUTHENTICATED,
 	// NOT_FOUND (no such device of the caller's).
 	RevokeDevice(ctx context.Context, in *RevokeDeviceRequest, opts ...grpc.CallOption) (*RevokeDeviceResponse, error)
+	// Finds accounts by exact username or by UUID, for starting a chat with someone and
+	// for showing the names of a conversation's members. Unknown ones are left out of the
+	// answer (no error). Errors: UNAUTHENTICATED, INVALID_ARGUMENT (field named).
+	LookupUsers(ctx context.Context, in *LookupUsersRequest, opts ...grpc.CallOption) (*LookupUsersResponse, error)
 	// The calling device's live event stream: messages, receipts, typing, presence of
 	// watched users, assistant tokens. Events carry a per-user sequence; pass the last
 	// one seen to get the gap replayed, or a ResyncRequired event when the gap is older
@@ -136,6 +141,16 @@ func (c *sessionServiceClient) RevokeDevice(ctx context.Context, in *RevokeDevic
 	return out, nil
 }
 
+func (c *sessionServiceClient) LookupUsers(ctx context.Context, in *LookupUsersRequest, opts ...grpc.CallOption) (*LookupUsersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LookupUsersResponse)
+	err := c.cc.Invoke(ctx, SessionService_LookupUsers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *sessionServiceClient) Connect(ctx context.Context, in *ConnectRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ConnectResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &SessionService_ServiceDesc.Streams[0], SessionService_Connect_FullMethodName, cOpts...)
@@ -180,6 +195,10 @@ type SessionServiceServer interface {
 	// Logs one of the caller's devices out (a lost phone). Errors: UNAUTHENTICATED,
 	// NOT_FOUND (no such device of the caller's).
 	RevokeDevice(context.Context, *RevokeDeviceRequest) (*RevokeDeviceResponse, error)
+	// Finds accounts by exact username or by UUID, for starting a chat with someone and
+	// for showing the names of a conversation's members. Unknown ones are left out of the
+	// answer (no error). Errors: UNAUTHENTICATED, INVALID_ARGUMENT (field named).
+	LookupUsers(context.Context, *LookupUsersRequest) (*LookupUsersResponse, error)
 	// The calling device's live event stream: messages, receipts, typing, presence of
 	// watched users, assistant tokens. Events carry a per-user sequence; pass the last
 	// one seen to get the gap replayed, or a ResyncRequired event when the gap is older
@@ -213,6 +232,9 @@ func (UnimplementedSessionServiceServer) ListDevices(context.Context, *ListDevic
 }
 func (UnimplementedSessionServiceServer) RevokeDevice(context.Context, *RevokeDeviceRequest) (*RevokeDeviceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeDevice not implemented")
+}
+func (UnimplementedSessionServiceServer) LookupUsers(context.Context, *LookupUsersRequest) (*LookupUsersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method LookupUsers not implemented")
 }
 func (UnimplementedSessionServiceServer) Connect(*ConnectRequest, grpc.ServerStreamingServer[ConnectResponse]) error {
 	return status.Error(codes.Unimplemented, "method Connect not implemented")
@@ -346,6 +368,24 @@ func _SessionService_RevokeDevice_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SessionService_LookupUsers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LookupUsersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SessionServiceServer).LookupUsers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SessionService_LookupUsers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SessionServiceServer).LookupUsers(ctx, req.(*LookupUsersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _SessionService_Connect_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(ConnectRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -387,6 +427,10 @@ var SessionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeDevice",
 			Handler:    _SessionService_RevokeDevice_Handler,
+		},
+		{
+			MethodName: "LookupUsers",
+			Handler:    _SessionService_LookupUsers_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

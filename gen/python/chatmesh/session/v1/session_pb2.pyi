@@ -134,3 +134,27 @@ class ConnectResponse(_message.Message):
     sequence: int
     event: _events_pb2.Event
     def __init__(self, sequence: _Optional[int] = ..., event: _Optional[_Union[_events_pb2.Event, _Mapping]] = ...) -> None: ...
+
+class LookupUsersRequest(_message.Message):
+    __slots__ = ("usernames", "user_ids")
+    USERNAMES_FIELD_NUMBER: _ClassVar[int]
+    USER_IDS_FIELD_NUMBER: _ClassVar[int]
+    usernames: _containers.RepeatedScalarFieldContainer[str]
+    user_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, usernames: _Optional[_Iterable[str]] = ..., user_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class User(_message.Message):
+    __slots__ = ("user_id", "username", "display_name")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    username: str
+    display_name: str
+    def __init__(self, user_id: _Optional[str] = ..., username: _Optional[str] = ..., display_name: _Optional[str] = ...) -> None: ...
+
+class LookupUsersResponse(_message.Message):
+    __slots__ = ("users",)
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    users: _containers.RepeatedCompositeFieldContainer[User]
+    def __init__(self, users: _Optional[_Iterable[_Union[User, _Mapping]]] = ...) -> None: ...

@@ -65,6 +65,11 @@ class SessionServiceStub:
                 request_serializer=chatmesh_dot_session_dot_v1_dot_session__pb2.RevokeDeviceRequest.SerializeToString,
                 response_deserializer=chatmesh_dot_session_dot_v1_dot_session__pb2.RevokeDeviceResponse.FromString,
                 _registered_method=True)
+        self.LookupUsers = channel.unary_unary(
+                '/chatmesh.session.v1.SessionService/LookupUsers',
+                request_serializer=chatmesh_dot_session_dot_v1_dot_session__pb2.LookupUsersRequest.SerializeToString,
+                response_deserializer=chatmesh_dot_session_dot_v1_dot_session__pb2.LookupUsersResponse.FromString,
+                _registered_method=True)
         self.Connect = channel.unary_stream(
                 '/chatmesh.session.v1.SessionService/Connect',
                 request_serializer=chatmesh_dot_session_dot_v1_dot_session__pb2.ConnectRequest.SerializeToString,
@@ -125,6 +130,15 @@ class SessionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LookupUsers(self, request, context):
+        """Finds accounts by exact username or by UUID, for starting a chat with someone and
+        for showing the names of a conversation's members. Unknown ones are left out of the
+        answer (no error). Errors: UNAUTHENTICATED, INVALID_ARGUMENT (field named).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Connect(self, request, context):
         """The calling device's live event stream: messages, receipts, typing, presence of
         watched users, assistant tokens. Events carry a per-user sequence; pass the last
@@ -168,6 +182,11 @@ def add_SessionServiceServicer_to_server(servicer, server):
                     servicer.RevokeDevice,
                     request_deserializer=chatmesh_dot_session_dot_v1_dot_session__pb2.RevokeDeviceRequest.FromString,
                     response_serializer=chatmesh_dot_session_dot_v1_dot_session__pb2.RevokeDeviceResponse.SerializeToString,
+            ),
+            'LookupUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.LookupUsers,
+                    request_deserializer=chatmesh_dot_session_dot_v1_dot_session__pb2.LookupUsersRequest.FromString,
+                    response_serializer=chatmesh_dot_session_dot_v1_dot_session__pb2.LookupUsersResponse.SerializeToString,
             ),
             'Connect': grpc.unary_stream_rpc_method_handler(
                     servicer.Connect,
@@ -338,6 +357,33 @@ class SessionService:
             '/chatmesh.session.v1.SessionService/RevokeDevice',
             chatmesh_dot_session_dot_v1_dot_session__pb2.RevokeDeviceRequest.SerializeToString,
             chatmesh_dot_session_dot_v1_dot_session__pb2.RevokeDeviceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LookupUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatmesh.session.v1.SessionService/LookupUsers',
+            chatmesh_dot_session_dot_v1_dot_session__pb2.LookupUsersRequest.SerializeToString,
+            chatmesh_dot_session_dot_v1_dot_session__pb2.LookupUsersResponse.FromString,
             options,
             channel_credentials,
             insecure,

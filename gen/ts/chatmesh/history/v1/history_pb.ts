@@ -35,7 +35,8 @@ export type Member = Message$1<"chatmesh.history.v1.Member"> & {
   userId: string;
 
   /**
-   * The user's display name at the time of the read.
+   * "assistant" for the assistant; empty for people (history keeps no profiles):
+   * clients name them with session.LookupUsers by user_id.
    *
    * @generated from field: string display_name = 2;
    */

@@ -22,7 +22,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chatmesh/session/v1/session.proto.
  */
 export const file_chatmesh_session_v1_session: GenFile = /*@__PURE__*/
-  fileDesc("CiFjaGF0bWVzaC9zZXNzaW9uL3YxL3Nlc3Npb24ucHJvdG8SE2NoYXRtZXNoLnNlc3Npb24udjEiiwEKBkRldmljZRIRCglkZXZpY2VfaWQYASABKAkSDAoEbmFtZRgCIAEoCRIuCgpjcmVhdGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxsYXN0X3NlZW5fYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIqQBCgZUb2tlbnMSFAoMYWNjZXNzX3Rva2VuGAEgASgJEjUKEWFjY2Vzc19leHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1yZWZyZXNoX3Rva2VuGAMgASgJEjYKEnJlZnJlc2hfZXhwaXJlc19hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAioAEKD1JlZ2lzdGVyUmVxdWVzdBIwCgh1c2VybmFtZRgBIAEoCUIeukgbchkQAxggMhNeW2Etel1bYS16MC05Xy4tXSokEhwKCHBhc3N3b3JkGAIgASgJQgq6SAdyBRAIGIACEh0KDGRpc3BsYXlfbmFtZRgDIAEoCUIHukgEcgIYQBIeCgtkZXZpY2VfbmFtZRgEIAEoCUIJukgGcgQQARhAImMKEFJlZ2lzdGVyUmVzcG9uc2USDwoHdXNlcl9pZBgBIAEoCRIRCglkZXZpY2VfaWQYAiABKAkSKwoGdG9rZW5zGAMgASgLMhsuY2hhdG1lc2guc2Vzc2lvbi52MS5Ub2tlbnMiiQEKDExvZ2luUmVxdWVzdBIbCgh1c2VybmFtZRgBIAEoCUIJukgGcgQQARggEhwKCHBhc3N3b3JkGAIgASgJQgq6SAdyBRABGIACEh4KC2RldmljZV9uYW1lGAMgASgJQgm6SAZyBBABGEASHgoJZGV2aWNlX2lkGAQgASgJQgu6SAjYAQFyA7ABASJgCg1Mb2dpblJlc3BvbnNlEg8KB3VzZXJfaWQYASABKAkSEQoJZGV2aWNlX2lkGAIgASgJEisKBnRva2VucxgDIAEoCzIbLmNoYXRtZXNoLnNlc3Npb24udjEuVG9rZW5zIjMKDlJlZnJlc2hSZXF1ZXN0EiEKDXJlZnJlc2hfdG9rZW4YASABKAlCCrpIB3IFEAEYgAIiPgoPUmVmcmVzaFJlc3BvbnNlEisKBnRva2VucxgBIAEoCzIbLmNoYXRtZXNoLnNlc3Npb24udjEuVG9rZW5zIg8KDUxvZ291dFJlcXVlc3QiEAoOTG9nb3V0UmVzcG9uc2UiFAoSTGlzdERldmljZXNSZXF1ZXN0IkMKE0xpc3REZXZpY2VzUmVzcG9uc2USLAoHZGV2aWNlcxgBIAMoCzIbLmNoYXRtZXNoLnNlc3Npb24udjEuRGV2aWNlIjIKE1Jldm9rZURldmljZVJlcXVlc3QSGwoJZGV2aWNlX2lkGAEgASgJQgi6SAVyA7ABASIWChRSZXZva2VEZXZpY2VSZXNwb25zZSJTCg5Db25uZWN0UmVxdWVzdBIVCg1sYXN0X3NlcXVlbmNlGAEgASgEEioKDndhdGNoX3VzZXJfaWRzGAIgAygJQhK6SA+SAQwQ9AMYASIFcgOwAQEiTQoPQ29ubmVjdFJlc3BvbnNlEhAKCHNlcXVlbmNlGAEgASgEEigKBWV2ZW50GAIgASgLMhkuY2hhdG1lc2guZXZlbnRzLnYxLkV2ZW50MoYFCg5TZXNzaW9uU2VydmljZRJXCghSZWdpc3RlchIkLmNoYXRtZXNoLnNlc3Npb24udjEuUmVnaXN0ZXJSZXF1ZXN0GiUuY2hhdG1lc2guc2Vzc2lvbi52MS5SZWdpc3RlclJlc3BvbnNlEk4KBUxvZ2luEiEuY2hhdG1lc2guc2Vzc2lvbi52MS5Mb2dpblJlcXVlc3QaIi5jaGF0bWVzaC5zZXNzaW9uLnYxLkxvZ2luUmVzcG9uc2USVAoHUmVmcmVzaBIjLmNoYXRtZXNoLnNlc3Npb24udjEuUmVmcmVzaFJlcXVlc3QaJC5jaGF0bWVzaC5zZXNzaW9uLnYxLlJlZnJlc2hSZXNwb25zZRJRCgZMb2dvdXQSIi5jaGF0bWVzaC5zZXNzaW9uLnYxLkxvZ291dFJlcXVlc3QaIy5jaGF0bWVzaC5zZXNzaW9uLnYxLkxvZ291dFJlc3BvbnNlEmUKC0xpc3REZXZpY2VzEicuY2hhdG1lc2guc2Vzc2lvbi52MS5MaXN0RGV2aWNlc1JlcXVlc3QaKC5jaGF0bWVzaC5zZXNzaW9uLnYxLkxpc3REZXZpY2VzUmVzcG9uc2UiA5ACARJjCgxSZXZva2VEZXZpY2USKC5jaGF0bWVzaC5zZXNzaW9uLnYxLlJldm9rZURldmljZVJlcXVlc3QaKS5jaGF0bWVzaC5zZXNzaW9uLnYxLlJldm9rZURldmljZVJlc3BvbnNlElYKB0Nvbm5lY3QSIy5jaGF0bWVzaC5zZXNzaW9uLnYxLkNvbm5lY3RSZXF1ZXN0GiQuY2hhdG1lc2guc2Vzc2lvbi52MS5Db25uZWN0UmVzcG9uc2UwAULYAQoXY29tLmNoYXRtZXNoLnNlc3Npb24udjFCDFNlc3Npb25Qcm90b1ABWkFnaXRodWIuY29tL2NoYXRtZXNoL2NoYXRtZXNoL2dlbi9nby9jaGF0bWVzaC9zZXNzaW9uL3YxO3Nlc3Npb252MaICA0NTWKoCE0NoYXRtZXNoLlNlc3Npb24uVjHKAhNDaGF0bWVzaFxTZXNzaW9uXFYx4gIfQ2hhdG1lc2hcU2Vzc2lvblxWMVxHUEJNZXRhZGF0YeoCFUNoYXRtZXNoOjpTZXNzaW9uOjpWMWIGcHJvdG8z", [file_buf_validate_validate, file_chatmesh_events_v1_events, file_google_protobuf_timestamp]);
+  fileDesc("CiFjaGF0bWVzaC9zZXNzaW9uL3YxL3Nlc3Npb24ucHJvdG8SE2NoYXRtZXNoLnNlc3Npb24udjEiiwEKBkRldmljZRIRCglkZXZpY2VfaWQYASABKAkSDAoEbmFtZRgCIAEoCRIuCgpjcmVhdGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxsYXN0X3NlZW5fYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIqQBCgZUb2tlbnMSFAoMYWNjZXNzX3Rva2VuGAEgASgJEjUKEWFjY2Vzc19leHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1yZWZyZXNoX3Rva2VuGAMgASgJEjYKEnJlZnJlc2hfZXhwaXJlc19hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAioAEKD1JlZ2lzdGVyUmVxdWVzdBIwCgh1c2VybmFtZRgBIAEoCUIeukgbchkQAxggMhNeW2Etel1bYS16MC05Xy4tXSokEhwKCHBhc3N3b3JkGAIgASgJQgq6SAdyBRAIGIACEh0KDGRpc3BsYXlfbmFtZRgDIAEoCUIHukgEcgIYQBIeCgtkZXZpY2VfbmFtZRgEIAEoCUIJukgGcgQQARhAImMKEFJlZ2lzdGVyUmVzcG9uc2USDwoHdXNlcl9pZBgBIAEoCRIRCglkZXZpY2VfaWQYAiABKAkSKwoGdG9rZW5zGAMgASgLMhsuY2hhdG1lc2guc2Vzc2lvbi52MS5Ub2tlbnMiiQEKDExvZ2luUmVxdWVzdBIbCgh1c2VybmFtZRgBIAEoCUIJukgGcgQQARggEhwKCHBhc3N3b3JkGAIgASgJQgq6SAdyBRABGIACEh4KC2RldmljZV9uYW1lGAMgASgJQgm6SAZyBBABGEASHgoJZGV2aWNlX2lkGAQgASgJQgu6SAjYAQFyA7ABASJgCg1Mb2dpblJlc3BvbnNlEg8KB3VzZXJfaWQYASABKAkSEQoJZGV2aWNlX2lkGAIgASgJEisKBnRva2VucxgDIAEoCzIbLmNoYXRtZXNoLnNlc3Npb24udjEuVG9rZW5zIjMKDlJlZnJlc2hSZXF1ZXN0EiEKDXJlZnJlc2hfdG9rZW4YASABKAlCCrpIB3IFEAEYgAIiPgoPUmVmcmVzaFJlc3BvbnNlEisKBnRva2VucxgBIAEoCzIbLmNoYXRtZXNoLnNlc3Npb24udjEuVG9rZW5zIg8KDUxvZ291dFJlcXVlc3QiEAoOTG9nb3V0UmVzcG9uc2UiFAoSTGlzdERldmljZXNSZXF1ZXN0IkMKE0xpc3REZXZpY2VzUmVzcG9uc2USLAoHZGV2aWNlcxgBIAMoCzIbLmNoYXRtZXNoLnNlc3Npb24udjEuRGV2aWNlIjIKE1Jldm9rZURldmljZVJlcXVlc3QSGwoJZGV2aWNlX2lkGAEgASgJQgi6SAVyA7ABASIWChRSZXZva2VEZXZpY2VSZXNwb25zZSJTCg5Db25uZWN0UmVxdWVzdBIVCg1sYXN0X3NlcXVlbmNlGAEgASgEEioKDndhdGNoX3VzZXJfaWRzGAIgAygJQhK6SA+SAQwQ9AMYASIFcgOwAQEiTQoPQ29ubmVjdFJlc3BvbnNlEhAKCHNlcXVlbmNlGAEgASgEEigKBWV2ZW50GAIgASgLMhkuY2hhdG1lc2guZXZlbnRzLnYxLkV2ZW50Is0BChJMb29rdXBVc2Vyc1JlcXVlc3QSIwoJdXNlcm5hbWVzGAEgAygJQhC6SA2SAQoQZCIGcgQQARggEiEKCHVzZXJfaWRzGAIgAygJQg+6SAySAQkQZCIFcgOwAQE6b7pIbBpqChFsb29rdXBfdXNlcnMuc29tZRIlZ2l2ZSBhdCBsZWFzdCBvbmUgdXNlcm5hbWUgb3IgdXNlcl9pZBouc2l6ZSh0aGlzLnVzZXJuYW1lcykgKyBzaXplKHRoaXMudXNlcl9pZHMpID4gMCI/CgRVc2VyEg8KB3VzZXJfaWQYASABKAkSEAoIdXNlcm5hbWUYAiABKAkSFAoMZGlzcGxheV9uYW1lGAMgASgJIj8KE0xvb2t1cFVzZXJzUmVzcG9uc2USKAoFdXNlcnMYASADKAsyGS5jaGF0bWVzaC5zZXNzaW9uLnYxLlVzZXIy7QUKDlNlc3Npb25TZXJ2aWNlElcKCFJlZ2lzdGVyEiQuY2hhdG1lc2guc2Vzc2lvbi52MS5SZWdpc3RlclJlcXVlc3QaJS5jaGF0bWVzaC5zZXNzaW9uLnYxLlJlZ2lzdGVyUmVzcG9uc2USTgoFTG9naW4SIS5jaGF0bWVzaC5zZXNzaW9uLnYxLkxvZ2luUmVxdWVzdBoiLmNoYXRtZXNoLnNlc3Npb24udjEuTG9naW5SZXNwb25zZRJUCgdSZWZyZXNoEiMuY2hhdG1lc2guc2Vzc2lvbi52MS5SZWZyZXNoUmVxdWVzdBokLmNoYXRtZXNoLnNlc3Npb24udjEuUmVmcmVzaFJlc3BvbnNlElEKBkxvZ291dBIiLmNoYXRtZXNoLnNlc3Npb24udjEuTG9nb3V0UmVxdWVzdBojLmNoYXRtZXNoLnNlc3Npb24udjEuTG9nb3V0UmVzcG9uc2USZQoLTGlzdERldmljZXMSJy5jaGF0bWVzaC5zZXNzaW9uLnYxLkxpc3REZXZpY2VzUmVxdWVzdBooLmNoYXRtZXNoLnNlc3Npb24udjEuTGlzdERldmljZXNSZXNwb25zZSIDkAIBEmMKDFJldm9rZURldmljZRIoLmNoYXRtZXNoLnNlc3Npb24udjEuUmV2b2tlRGV2aWNlUmVxdWVzdBopLmNoYXRtZXNoLnNlc3Npb24udjEuUmV2b2tlRGV2aWNlUmVzcG9uc2USZQoLTG9va3VwVXNlcnMSJy5jaGF0bWVzaC5zZXNzaW9uLnYxLkxvb2t1cFVzZXJzUmVxdWVzdBooLmNoYXRtZXNoLnNlc3Npb24udjEuTG9va3VwVXNlcnNSZXNwb25zZSIDkAIBElYKB0Nvbm5lY3QSIy5jaGF0bWVzaC5zZXNzaW9uLnYxLkNvbm5lY3RSZXF1ZXN0GiQuY2hhdG1lc2guc2Vzc2lvbi52MS5Db25uZWN0UmVzcG9uc2UwAULYAQoXY29tLmNoYXRtZXNoLnNlc3Npb24udjFCDFNlc3Npb25Qcm90b1ABWkFnaXRodWIuY29tL2NoYXRtZXNoL2NoYXRtZXNoL2dlbi9nby9jaGF0bWVzaC9zZXNzaW9uL3YxO3Nlc3Npb252MaICA0NTWKoCE0NoYXRtZXNoLlNlc3Npb24uVjHKAhNDaGF0bWVzaFxTZXNzaW9uXFYx4gIfQ2hhdG1lc2hcU2Vzc2lvblxWMVxHUEJNZXRhZGF0YeoCFUNoYXRtZXNoOjpTZXNzaW9uOjpWMWIGcHJvdG8z", [file_buf_validate_validate, file_chatmesh_events_v1_events, file_google_protobuf_timestamp]);
 
 /**
  * A device as the account sees it.
@@ -467,6 +467,90 @@ export const ConnectResponseSchema: GenMessage<ConnectResponse> = /*@__PURE__*/
   messageDesc(file_chatmesh_session_v1_session, 15);
 
 /**
+ * LookupUsers finds accounts; at least one username or user id, at most 100 of each.
+ *
+ * @generated from message chatmesh.session.v1.LookupUsersRequest
+ */
+export type LookupUsersRequest = Message<"chatmesh.session.v1.LookupUsersRequest"> & {
+  /**
+   * Exact usernames (see RegisterRequest.username).
+   *
+   * @generated from field: repeated string usernames = 1;
+   */
+  usernames: string[];
+
+  /**
+   * User UUIDs.
+   *
+   * @generated from field: repeated string user_ids = 2;
+   */
+  userIds: string[];
+};
+
+/**
+ * Describes the message chatmesh.session.v1.LookupUsersRequest.
+ * Use `create(LookupUsersRequestSchema)` to create a new message.
+ */
+export const LookupUsersRequestSchema: GenMessage<LookupUsersRequest> = /*@__PURE__*/
+  messageDesc(file_chatmesh_session_v1_session, 16);
+
+/**
+ * A public view of an account.
+ *
+ * @generated from message chatmesh.session.v1.User
+ */
+export type User = Message<"chatmesh.session.v1.User"> & {
+  /**
+   * UUID of the account.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * Unique username.
+   *
+   * @generated from field: string username = 2;
+   */
+  username: string;
+
+  /**
+   * Name shown to others.
+   *
+   * @generated from field: string display_name = 3;
+   */
+  displayName: string;
+};
+
+/**
+ * Describes the message chatmesh.session.v1.User.
+ * Use `create(UserSchema)` to create a new message.
+ */
+export const UserSchema: GenMessage<User> = /*@__PURE__*/
+  messageDesc(file_chatmesh_session_v1_session, 17);
+
+/**
+ * The accounts found, usernames' first (in request order), then user ids'; each once.
+ *
+ * @generated from message chatmesh.session.v1.LookupUsersResponse
+ */
+export type LookupUsersResponse = Message<"chatmesh.session.v1.LookupUsersResponse"> & {
+  /**
+   * Found accounts; unknown usernames and ids are left out.
+   *
+   * @generated from field: repeated chatmesh.session.v1.User users = 1;
+   */
+  users: User[];
+};
+
+/**
+ * Describes the message chatmesh.session.v1.LookupUsersResponse.
+ * Use `create(LookupUsersResponseSchema)` to create a new message.
+ */
+export const LookupUsersResponseSchema: GenMessage<LookupUsersResponse> = /*@__PURE__*/
+  messageDesc(file_chatmesh_session_v1_session, 18);
+
+/**
  * Accounts, tokens, devices and the per-device event stream.
  *
  * @generated from service chatmesh.session.v1.SessionService
@@ -538,6 +622,18 @@ export const SessionService: GenService<{
     methodKind: "unary";
     input: typeof RevokeDeviceRequestSchema;
     output: typeof RevokeDeviceResponseSchema;
+  },
+  /**
+   * Finds accounts by exact username or by UUID, for starting a chat with someone and
+   * for showing the names of a conversation's members. Unknown ones are left out of the
+   * answer (no error). Errors: UNAUTHENTICATED, INVALID_ARGUMENT (field named).
+   *
+   * @generated from rpc chatmesh.session.v1.SessionService.LookupUsers
+   */
+  lookupUsers: {
+    methodKind: "unary";
+    input: typeof LookupUsersRequestSchema;
+    output: typeof LookupUsersResponseSchema;
   },
   /**
    * The calling device's live event stream: messages, receipts, typing, presence of
