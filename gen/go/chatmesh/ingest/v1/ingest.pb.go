@@ -21,7 +21,7 @@
 package ingestv1
 
 import (
-	_ "github.com/chatmesh/chatmesh/gen/go/buf/validate"
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	v1 "github.com/chatmesh/chatmesh/gen/go/chatmesh/common/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"

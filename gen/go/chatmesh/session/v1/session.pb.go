@@ -14,7 +14,7 @@
 package sessionv1
 
 import (
-	_ "github.com/chatmesh/chatmesh/gen/go/buf/validate"
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	v1 "github.com/chatmesh/chatmesh/gen/go/chatmesh/events/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"

@@ -1,0 +1,295 @@
+"""The chatmesh client: one channel to the gateway, the device's tokens, and typed stubs."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+
+import grpc
+
+from chatmesh.client.interceptors import CallPolicy, StreamPolicyInterceptor, UnaryPolicyInterceptor
+from chatmesh.client.retry import RetryPolicy
+from chatmesh.client.streams import AssistantReply, EventStream
+from chatmesh.client.tokens import TokenKeeper, Tokens
+from chatmesh.history.v1 import history_pb2, history_pb2_grpc
+from chatmesh.inference.v1 import inference_pb2, inference_pb2_grpc
+from chatmesh.presence.v1 import presence_pb2_grpc
+from chatmesh.session.v1 import session_pb2, session_pb2_grpc
+
+
+@dataclass(frozen=True)
+class Account:
+    """Who the client is logged in as.
+
+    Attributes:
+        user_id: UUID of the account.
+        device_id: UUID of this device (pass it to ``login`` to log the same device in again).
+    """
+
+    user_id: str
+    device_id: str
+
+
+class Client:
+    """An async client of a chatmesh mesh, through its gateway (or one service).
+
+    Every call made through it, convenience method or raw stub, carries the access token,
+    refreshes it shortly before it expires (and once when a call is refused with
+    UNAUTHENTICATED, then sends that call again), has a deadline, and is retried with
+    back-off on UNAVAILABLE when it is safe to repeat. See the package README.
+
+    Args:
+        target: ``host:port`` of the gateway.
+        secure: Use TLS with the system's roots (or ``credentials``).
+        credentials: TLS credentials for a gateway with its own CA; implies ``secure``.
+        deadline_s: Default deadline of a unary call, in seconds, its retries included.
+            A call's own ``timeout=`` overrides it.
+        stream_deadline_s: Default deadline of a Reply or Generate stream, in seconds.
+            Connect and WatchPresence stay open without one.
+        retry: Back-off and cap for UNAVAILABLE.
+        refresh_margin_s: Refresh the access token this many seconds before it expires.
+        tokens: A saved login to resume (``client.tokens`` of an earlier client).
+        options: Extra gRPC channel options.
+        rng: Random source for the back-off jitter (tests pass a seeded one).
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        secure: bool = False,
+        credentials: grpc.ChannelCredentials | None = None,
+        deadline_s: float = 10.0,
+        stream_deadline_s: float = 300.0,
+        retry: RetryPolicy | None = None,
+        refresh_margin_s: float = 60.0,
+        tokens: Tokens | None = None,
+        options: Sequence[tuple[str, str | int]] = (),
+        rng: random.Random | None = None,
+    ) -> None:
+        if deadline_s <= 0 or stream_deadline_s <= 0:
+            raise ValueError("deadline_s and stream_deadline_s must be positive")
+        self._retry = retry or RetryPolicy()
+        self._rng = rng or random.Random()
+        self._keeper = TokenKeeper(self._refresh_with, refresh_margin_s, tokens)
+        policy = CallPolicy(self._keeper, self._retry, deadline_s, stream_deadline_s, self._rng)
+        interceptors: list[grpc.aio.ClientInterceptor] = [
+            UnaryPolicyInterceptor(policy),
+            StreamPolicyInterceptor(policy),
+        ]
+        channel_options = list(options)
+        if secure or credentials is not None:
+            self._channel = grpc.aio.secure_channel(
+                target, credentials or grpc.ssl_channel_credentials(), channel_options, interceptors=interceptors
+            )
+        else:
+            self._channel = grpc.aio.insecure_channel(target, channel_options, interceptors=interceptors)
+        self._session = session_pb2_grpc.SessionServiceStub(self._channel)
+        self._history = history_pb2_grpc.HistoryServiceStub(self._channel)
+        self._presence = presence_pb2_grpc.PresenceServiceStub(self._channel)
+        self._inference = inference_pb2_grpc.InferenceServiceStub(self._channel)
+        self._account: Account | None = None
+        self._last_sequence = 0
+
+    def __repr__(self) -> str:
+        return f"Client(account={self._account!r}, last_sequence={self._last_sequence})"
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self, grace_s: float | None = None) -> None:
+        """Close the channel; calls still running end with CANCELLED."""
+        await self._channel.close(grace_s)
+
+    # -- the generated stubs, with auth, deadlines and retries ------------------------------------
+
+    @property
+    def session(self) -> session_pb2_grpc.SessionServiceStub:
+        """SessionService: accounts, tokens, devices, Connect."""
+        return self._session
+
+    @property
+    def history(self) -> history_pb2_grpc.HistoryServiceStub:
+        """HistoryService: conversations and messages."""
+        return self._history
+
+    @property
+    def presence(self) -> presence_pb2_grpc.PresenceServiceStub:
+        """PresenceService: heartbeats, presence, typing."""
+        return self._presence
+
+    @property
+    def inference(self) -> inference_pb2_grpc.InferenceServiceStub:
+        """InferenceService: the assistant, generation, embeddings, models."""
+        return self._inference
+
+    # -- tokens ------------------------------------------------------------------------------------
+
+    @property
+    def tokens(self) -> Tokens | None:
+        """The current token pair (save it to resume the login later), or None when logged out."""
+        return self._keeper.tokens
+
+    @property
+    def account(self) -> Account | None:
+        """The account and device logged in by ``register`` or ``login``; None otherwise."""
+        return self._account
+
+    @property
+    def last_sequence(self) -> int:
+        """The last event sequence this client's event streams saw; ``events()`` resumes after it."""
+        return self._last_sequence
+
+    async def register(self, username: str, password: str, device_name: str, *, display_name: str = "") -> Account:
+        """Create an account, log this device in, and keep its tokens.
+
+        Raises:
+            grpc.aio.AioRpcError: INVALID_ARGUMENT (field named), ALREADY_EXISTS (username taken).
+        """
+        answer: session_pb2.RegisterResponse = await self._session.Register(
+            session_pb2.RegisterRequest(
+                username=username, password=password, display_name=display_name, device_name=device_name
+            )
+        )
+        return self._logged_in(answer.user_id, answer.device_id, answer.tokens)
+
+    async def login(self, username: str, password: str, device_name: str, *, device_id: str = "") -> Account:
+        """Log this device in and keep its tokens; ``device_id`` logs a known device in again.
+
+        Raises:
+            grpc.aio.AioRpcError: UNAUTHENTICATED (wrong username or password), RESOURCE_EXHAUSTED.
+        """
+        answer: session_pb2.LoginResponse = await self._session.Login(
+            session_pb2.LoginRequest(username=username, password=password, device_name=device_name, device_id=device_id)
+        )
+        return self._logged_in(answer.user_id, answer.device_id, answer.tokens)
+
+    async def refresh(self) -> Tokens:
+        """Rotate the tokens now (the client also does it by itself before they expire).
+
+        Raises:
+            LookupError: Not logged in.
+            grpc.aio.AioRpcError: UNAUTHENTICATED (the login was revoked: log in again).
+        """
+        return await self._keeper.refresh()
+
+    async def logout(self) -> None:
+        """End this device's session on the server and forget the tokens."""
+        await self._session.Logout(session_pb2.LogoutRequest())
+        self._keeper.set(None)
+        self._account = None
+
+    def _logged_in(self, user_id: str, device_id: str, tokens: session_pb2.Tokens) -> Account:
+        self._keeper.set(Tokens.from_proto(tokens))
+        self._account = Account(user_id=user_id, device_id=device_id)
+        return self._account
+
+    async def _refresh_with(self, refresh_token: str) -> Tokens:
+        answer: session_pb2.RefreshResponse = await self._session.Refresh(
+            session_pb2.RefreshRequest(refresh_token=refresh_token)
+        )
+        return Tokens.from_proto(answer.tokens)
+
+    # -- conveniences -------------------------------------------------------------------------------
+
+    async def lookup_user(self, username: str) -> session_pb2.User | None:
+        """The account with this exact username, or None."""
+        answer: session_pb2.LookupUsersResponse = await self._session.LookupUsers(
+            session_pb2.LookupUsersRequest(usernames=[username])
+        )
+        return answer.users[0] if answer.users else None
+
+    async def direct_conversation(self, peer_user_id: str) -> history_pb2.Conversation:
+        """The one-to-one conversation with ``peer_user_id`` (created the first time)."""
+        answer: history_pb2.CreateConversationResponse = await self._history.CreateConversation(
+            history_pb2.CreateConversationRequest(kind=history_pb2.CONVERSATION_KIND_DIRECT, peer_user_id=peer_user_id)
+        )
+        return answer.conversation
+
+    async def assistant_conversation(self, model: str = "") -> history_pb2.Conversation:
+        """A new conversation with the assistant (``model``: empty for the default)."""
+        answer: history_pb2.CreateConversationResponse = await self._history.CreateConversation(
+            history_pb2.CreateConversationRequest(kind=history_pb2.CONVERSATION_KIND_ASSISTANT, model=model)
+        )
+        return answer.conversation
+
+    async def send_message(
+        self, conversation_id: str, text: str, *, client_message_id: str | None = None
+    ) -> history_pb2.Message:
+        """Send ``text``; returns the stored message.
+
+        Retried on UNAVAILABLE under one ``client_message_id`` (a fresh UUID unless given),
+        so the message is stored and delivered once however many attempts it takes.
+        """
+        answer: history_pb2.SendMessageResponse = await self._history.SendMessage(
+            history_pb2.SendMessageRequest(
+                conversation_id=conversation_id, client_message_id=client_message_id or uuid.uuid4().hex, text=text
+            )
+        )
+        return answer.message
+
+    def events(
+        self,
+        *,
+        last_sequence: int | None = None,
+        watch_user_ids: Sequence[str] = (),
+        include_keepalives: bool = False,
+        idle_timeout_s: float = 60.0,
+    ) -> EventStream:
+        """This device's live events (``session.Connect``), reconnecting by itself.
+
+        Args:
+            last_sequence: Replay events after this sequence; default: the last one this
+                client saw (0 for a new client: new events only).
+            watch_user_ids: Users whose presence changes to receive.
+            include_keepalives: Also yield the KeepAlive events.
+            idle_timeout_s: Reconnect when nothing (not even a KeepAlive) arrives for this
+                long; above the server's KeepAlive interval (25 s by default).
+        """
+        return EventStream(
+            lambda: self._session,
+            self._keeper,
+            self._retry,
+            self._rng,
+            last_sequence=self._last_sequence if last_sequence is None else last_sequence,
+            watch_user_ids=watch_user_ids,
+            include_keepalives=include_keepalives,
+            idle_timeout_s=idle_timeout_s,
+            on_sequence=self._saw,
+        )
+
+    def reply(
+        self,
+        conversation_id: str,
+        *,
+        model: str = "",
+        max_tokens: int | None = None,
+        sampling: inference_pb2.SamplingParams | None = None,
+        request_id: str | None = None,
+    ) -> AssistantReply:
+        """The assistant's reply in an assistant conversation, streamed as it is generated.
+
+        ``async for text in client.reply(conversation_id)`` prints it token by token; the
+        finished reply is stored in the conversation. ``max_tokens`` overrides
+        ``sampling.max_tokens``.
+        """
+        params = inference_pb2.SamplingParams()
+        if sampling is not None:
+            params.CopyFrom(sampling)
+        if max_tokens is not None:
+            params.max_tokens = max_tokens
+        request = inference_pb2.ReplyRequest(
+            conversation_id=conversation_id, model=model, sampling=params, request_id=request_id or str(uuid.uuid4())
+        )
+        return AssistantReply(lambda: self._inference, self._keeper, self._retry, self._rng, request)
+
+    def _saw(self, sequence: int) -> None:
+        self._last_sequence = max(self._last_sequence, sequence)
