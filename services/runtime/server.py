@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf import descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -91,6 +92,33 @@ class ServiceServer:
         log.info("stopped")
 
 
+class _ReflectionPool:
+    """The default descriptor pool, plus lookups of methods (``pkg.Service.Method``) by symbol.
+
+    protobuf's upb pool finds services and messages but not methods, so ``grpcurl describe
+    chatmesh.history.v1.HistoryService.SendMessage`` would answer "Symbol not found".
+    """
+
+    def __init__(self, pool: descriptor_pool.DescriptorPool) -> None:
+        self._pool = pool
+
+    def FindFileContainingSymbol(self, symbol: str) -> Any:  # noqa: N802 (the pool's API)
+        try:
+            return self._pool.FindFileContainingSymbol(symbol)
+        except KeyError:
+            service_name, _, method = symbol.rpartition(".")
+            try:
+                service = self._pool.FindServiceByName(service_name)
+            except KeyError:
+                service = None
+            if service is None or method not in service.methods_by_name:
+                raise
+            return service.file
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
+
+
 def create_server(
     name: str,
     settings: ServiceSettings,
@@ -149,6 +177,7 @@ def create_server(
             reflection.SERVICE_NAME,
         ],
         server,
+        pool=_ReflectionPool(descriptor_pool.Default()),
     )
     port = server.add_insecure_port(f"{settings.host}:{settings.port}")
     if port == 0:

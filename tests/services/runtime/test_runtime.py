@@ -11,6 +11,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -132,6 +133,21 @@ async def test_reflection_lists_the_service_and_health(presence_service: Service
         names = [s.name async for r in responses for s in r.list_services_response.service]
     assert "chatmesh.presence.v1.PresenceService" in names
     assert "grpc.health.v1.Health" in names
+
+
+async def test_reflection_describes_a_method_by_its_symbol(presence_service: ServiceServer) -> None:
+    """`grpcurl describe pkg.Service.Method` asks for the file containing the method's symbol."""
+    symbols = ["chatmesh.presence.v1.PresenceService.Heartbeat", "chatmesh.presence.v1.PresenceService.Nope"]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{presence_service.port}") as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        requests = [reflection_pb2.ServerReflectionRequest(file_containing_symbol=s) for s in symbols]
+        answers = [r async for r in stub.ServerReflectionInfo(iter(requests))]
+    files = [
+        descriptor_pb2.FileDescriptorProto.FromString(b)
+        for b in answers[0].file_descriptor_response.file_descriptor_proto
+    ]
+    assert "chatmesh/presence/v1/presence.proto" in [f.name for f in files]
+    assert answers[1].error_response.error_code == grpc.StatusCode.NOT_FOUND.value[0]
 
 
 async def test_metrics_count_calls_by_method_and_code(session_service: ServiceServer) -> None:
