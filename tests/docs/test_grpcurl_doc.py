@@ -95,6 +95,7 @@ def test_listing_shows_every_chatmesh_service_and_describe_shows_the_field_rules
     out = block(ran, "describe chatmesh").output
     assert [line for line in out.splitlines() if line in SERVICES] == SERVICES
     assert "chatmesh.history.v1.HistoryService.SendMessage" in out
+    assert "rpc SendMessage ( .chatmesh.history.v1.SendMessageRequest )" in out
     assert "message SendMessageRequest {" in out and "max_len: 4000" in out
 
 
