@@ -7,6 +7,9 @@ The HTTP filter chain, in order:
 3. ``local_ratelimit``: one token bucket per route (``typed_per_filter_config``).
 4. ``buffer``: caps request bodies at ``max_request_bytes`` (disabled on client streams).
 5. ``router``.
+
+Routes: gRPC paths by package (``routes.py``), then, when ``settings.web`` is set, a
+catch-all GET/HEAD route to the static site that serves the browser client.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import yaml
 from gateway.access_log import access_logs, upstream_logs
 from gateway.local_reply import local_reply_config
 from gateway.routes import RouteSpec, duration, render_routes
-from gateway.settings import GatewaySettings, Upstream
+from gateway.settings import GatewaySettings, StaticSite, Upstream
 
 CORS_ALLOW_METHODS = "GET, PUT, DELETE, POST, OPTIONS"
 CORS_ALLOW_HEADERS = (
@@ -185,6 +188,37 @@ def _cluster(settings: GatewaySettings, upstream: Upstream) -> dict[str, Any]:
     return cluster
 
 
+def _static_cluster(settings: GatewaySettings, site: StaticSite) -> dict[str, Any]:
+    """The static site's cluster: plain HTTP/1.1, checked with GET ``health_path``."""
+    check = settings.health_check
+    cluster: dict[str, Any] = {
+        "name": site.name,
+        "type": "STATIC" if _is_ip(site.host) else "STRICT_DNS",
+        "connect_timeout": duration(settings.connect_timeout_s),
+        "lb_policy": "ROUND_ROBIN",
+        "load_assignment": {
+            "cluster_name": site.name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket(site.host, site.port)}}]}],
+        },
+        "health_checks": [
+            {
+                "timeout": duration(check.timeout_s),
+                "interval": duration(check.interval_s),
+                "no_traffic_interval": duration(check.interval_s),
+                "healthy_threshold": check.healthy_threshold,
+                "unhealthy_threshold": check.unhealthy_threshold,
+                "http_health_check": {"path": site.health_path},
+            }
+        ]
+        if check.enabled
+        else [],
+        "common_lb_config": {"healthy_panic_threshold": {"value": check.panic_threshold_percent}},
+    }
+    if cluster["type"] == "STRICT_DNS":
+        cluster["dns_lookup_family"] = "V4_PREFERRED"
+    return cluster
+
+
 def render(settings: GatewaySettings, routes: list[RouteSpec]) -> dict[str, Any]:
     """Build the Envoy bootstrap.
 
@@ -224,7 +258,8 @@ def render(settings: GatewaySettings, routes: list[RouteSpec]) -> dict[str, Any]
                     ],
                 }
             ],
-            "clusters": [_cluster(settings, u) for u in upstreams],
+            "clusters": [_cluster(settings, u) for u in upstreams]
+            + ([_static_cluster(settings, settings.web)] if settings.web else []),
         },
         "overload_manager": {
             "resource_monitors": [

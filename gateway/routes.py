@@ -25,6 +25,8 @@ REFLECTION_INFO = (
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
 )
 
+STATIC_ROUTE = "web"
+
 _RATE_LIMIT_FILTER = "envoy.filters.http.local_ratelimit"
 _BUFFER_FILTER = "envoy.filters.http.buffer"
 _LOCAL_RATE_LIMIT_TYPE = "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"
@@ -185,8 +187,30 @@ def _render_route(settings: GatewaySettings, route: _Route) -> dict[str, Any]:
     return rendered
 
 
+def _render_static_route(settings: GatewaySettings) -> dict[str, Any] | None:
+    """The catch-all route to the static site: GET and HEAD only, after every gRPC route.
+
+    gRPC and gRPC-web calls are POSTs, so a call to an unknown method still gets Envoy's 404
+    (UNIMPLEMENTED to a gRPC client) rather than a page.
+    """
+    if settings.web is None:
+        return None
+    rendered: dict[str, Any] = {
+        "name": STATIC_ROUTE,
+        "match": {
+            "prefix": "/",
+            "headers": [{"name": ":method", "string_match": {"safe_regex": {"regex": "GET|HEAD"}}}],
+        },
+        "route": {"cluster": settings.web.name, "timeout": duration(settings.unary_timeout_s)},
+    }
+    limit = settings.rate_limit_overrides.get(STATIC_ROUTE) or settings.rate_limit
+    if limit.enabled:
+        rendered["typed_per_filter_config"] = {_RATE_LIMIT_FILTER: _rate_limit_config(limit, f"route_{STATIC_ROUTE}")}
+    return rendered
+
+
 def render_routes(settings: GatewaySettings, routes: list[RouteSpec]) -> list[dict[str, Any]]:
-    """The virtual host's ordered route list.
+    """The virtual host's ordered route list: gRPC routes, then the static site's catch-all (if any).
 
     Args:
         settings: gateway settings (timeouts, rate limits).
@@ -197,8 +221,10 @@ def render_routes(settings: GatewaySettings, routes: list[RouteSpec]) -> list[di
             that names no route.
     """
     flat = _flatten(resolve_routes(settings, routes))
-    keys = {r.key for r in flat} | {r.package for r in flat}
+    keys = {r.key for r in flat} | {r.package for r in flat} | ({STATIC_ROUTE} if settings.web else set())
     stray = sorted(set(settings.rate_limit_overrides) - keys)
     if stray:
         raise ValueError(f"rate_limit_overrides name no route: {', '.join(stray)}")
-    return [_render_route(settings, r) for r in flat]
+    rendered = [_render_route(settings, r) for r in flat]
+    static = _render_static_route(settings)
+    return rendered if static is None else [*rendered, static]

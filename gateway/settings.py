@@ -46,6 +46,23 @@ class Upstream(BaseModel):
     )
 
 
+class StaticSite(BaseModel):
+    """An HTTP/1.1 server of static files (the browser client) behind the gateway's catch-all route.
+
+    Only GET and HEAD requests that no gRPC route takes reach it, so the page and gRPC-web
+    share one origin and need no CORS.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(default="web", pattern=CLUSTER_NAME_PATTERN, description="Envoy cluster name.")
+    host: str = Field(default="127.0.0.1", min_length=1, max_length=253, description="IP address or DNS name.")
+    port: int = Field(ge=1, le=65535, description="TCP port of the server's HTTP/1.1 listener.")
+    health_path: str = Field(
+        default="/healthz", pattern=r"^/[A-Za-z0-9_./-]*$", max_length=200, description="Path of the health check."
+    )
+
+
 class RateLimit(BaseModel):
     """A token bucket: each call takes one token; an empty bucket answers RESOURCE_EXHAUSTED."""
 
@@ -148,6 +165,9 @@ class GatewaySettings(BaseSettings):
         default_factory=lambda: Upstream(name="catalog", port=50050),
         description="Server that answers reflection (lists every service) and grpc.health.v1.Health.",
     )
+    web: StaticSite | None = Field(
+        default=None, description="Static file server behind the catch-all route `/`; None serves no page."
+    )
     cors_allowed_origins: list[str] = Field(
         default_factory=lambda: list(DEFAULT_CORS_ORIGINS),
         max_length=64,
@@ -206,7 +226,7 @@ class GatewaySettings(BaseSettings):
 
     @model_validator(mode="after")
     def _names_and_ports_are_distinct(self) -> Self:
-        names = [u.name for u in self.upstreams] + [self.catalog.name]
+        names = [u.name for u in self.upstreams] + [self.catalog.name] + ([self.web.name] if self.web else [])
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"upstream names must be unique (catalog included): {', '.join(duplicates)}")

@@ -29,6 +29,10 @@ class MeshSettings(BaseSettings):
         50051, ge=1, le=65_000, description="session gets this port, then history, presence, inference, ingest, forms."
     )
     metrics_base_port: int = Field(9101, ge=1, le=65_000, description="Prometheus /metrics ports, same order.")
+    web_port: int = Field(
+        0, ge=0, le=65535, description="Static server of the browser client; 0 picks a free port at each start."
+    )
+    web_root: Path = Field(Path("web/dist"), description="The built browser client (relative to the repository).")
     ready_timeout_s: float = Field(300, ge=10, le=3_600, description="How long `up` waits for everything green.")
     restart_backoff_max_s: float = Field(
         30, ge=1, le=600, description="Longest wait before restarting a crashed process."

@@ -1,7 +1,7 @@
 """The local supervisor behind `make up`.
 
-Starts, in order: NATS and Cassandra (together), the six services and the catalog
-(together), then the Envoy gateway; waits for each to be healthy; prints the gateway
+Starts, in order: NATS and Cassandra (together), the six services, the catalog and the
+static server of the browser client (together), then the Envoy gateway; waits for each to be healthy; prints the gateway
 address; restarts any process that dies (with back-off); on SIGINT/SIGTERM stops
 everything in reverse order and leaves no process behind.
 """
@@ -24,9 +24,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.envoy import Envoy
 from gateway.routes import RouteSpec
-from gateway.settings import GatewaySettings, Upstream
+from gateway.settings import GatewaySettings, StaticSite, Upstream
 from mesh.contracts import ServiceContract, load_all
-from mesh.deps.base import Dependency, ProcessSpec
+from mesh.deps.base import Dependency, ProcessSpec, free_port
 from mesh.deps.cassandra import Cassandra, CassandraConfig
 from mesh.deps.nats import Nats, NatsConfig
 from mesh.deps.process import launch, terminate
@@ -37,6 +37,7 @@ log = logging.getLogger("chatmesh.mesh")
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOG = "catalog"
+WEB = "web"
 
 
 @dataclass
@@ -86,6 +87,21 @@ async def wait_gateway_clusters(admin_url: str, clusters: list[str], timeout_s: 
         await asyncio.sleep(0.2)
 
 
+async def wait_http_ok(url: str, timeout_s: float) -> None:
+    """Wait until ``url`` answers 200."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        try:
+            await asyncio.to_thread(_get, url)
+            return
+        except OSError:
+            pass
+        if loop.time() > deadline:
+            raise TimeoutError(f"{url} did not answer 200 in {timeout_s}s")
+        await asyncio.sleep(0.1)
+
+
 def _get(url: str) -> str:
     with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback admin URL we built
         return str(response.read().decode())
@@ -99,6 +115,8 @@ class Supervisor:
         self.contracts = load_all()
         self._stopping = asyncio.Event()
         self._groups: list[list[Managed]] = []
+        # Picked once, so a restarted static server comes back where Envoy expects it.
+        self.web_port = settings.web_port or free_port(settings.host)
 
     # -- building the plan --------------------------------------------------------
 
@@ -154,6 +172,7 @@ class Supervisor:
                 for i, c in enumerate(self.contracts)
             ],
             catalog=Upstream(name=CATALOG, host=s.host, port=s.catalog_port, health_service=""),
+            web=StaticSite(name=WEB, host=s.host, port=self.web_port),
             access_log_path=s.log_dir / "gateway-access.log",
         )
 
@@ -193,9 +212,10 @@ class Supervisor:
         services = [self._service(c, i) for i, c in enumerate(self.contracts)]
         catalog_target = f"{s.host}:{s.catalog_port}"
         services.append(self._python(CATALOG, "mesh.catalog", -1, lambda t: wait_grpc_serving(catalog_target, "", t)))
+        services.append(self._static_site())
         gateway = self._dependency(envoy)
         admin = f"http://{s.host}:{s.gateway_admin_port}"
-        clusters = [c.name for c in self.contracts] + [CATALOG]
+        clusters = [c.name for c in self.contracts] + [CATALOG, WEB]
 
         async def gateway_ready(timeout_s: float) -> None:
             await envoy.wait_ready(timeout_s)
@@ -203,6 +223,30 @@ class Supervisor:
 
         gateway.wait_ready = gateway_ready
         self._groups = [[self._dependency(nats_dep), self._dependency(cassandra)], services, [gateway]]
+
+    def _static_site(self) -> Managed:
+        s = self.settings
+        root = s.web_root if s.web_root.is_absolute() else ROOT / s.web_root
+        spec = ProcessSpec(
+            name=WEB,
+            argv=[
+                sys.executable,
+                "-m",
+                "mesh.static_site",
+                "--root",
+                str(root),
+                "--host",
+                s.host,
+                "--port",
+                str(self.web_port),
+            ],
+            env={"PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"},
+            cwd=ROOT,
+            log_path=s.log_dir / f"{WEB}.log",
+            stop_timeout_s=5.0,
+        )
+        health = f"http://{s.host}:{self.web_port}/healthz"
+        return Managed(WEB, spec, lambda t: wait_http_ok(health, t))
 
     def _service(self, contract: ServiceContract, index: int) -> Managed:
         target = f"{self.settings.host}:{self._service_port(index)}"
@@ -240,7 +284,8 @@ class Supervisor:
         (self.settings.run_dir / "ready").write_text(self.gateway_address + "\n")
         print(
             f"chatmesh is up in {time.monotonic() - started:.0f}s: gateway at {self.gateway_address} "
-            f"(gRPC, gRPC-web; try `grpcurl -plaintext {self.settings.host}:{self.settings.gateway_port} list`)",
+            f"(browser client, gRPC, gRPC-web; "
+            f"try `grpcurl -plaintext {self.settings.host}:{self.settings.gateway_port} list`)",
             flush=True,
         )
 

@@ -13,7 +13,7 @@ from gateway.envoy import Envoy
 from gateway.errors import InvalidEnvoyConfigError
 from gateway.render import render, write_config
 from gateway.routes import RouteSpec
-from gateway.settings import GatewaySettings, RateLimit, Upstream
+from gateway.settings import GatewaySettings, RateLimit, StaticSite, Upstream
 
 CONNECT = "/chatmesh.session.v1.SessionService/Connect"
 STREAM_UPSERT = "/chatmesh.ingest.v1.IngestService/StreamUpsert"
@@ -305,3 +305,52 @@ def test_a_config_envoy_refuses_raises_with_envoys_reason(tmp_path: Path, monkey
     with pytest.raises(InvalidEnvoyConfigError, match="no_such_field") as refused:
         Envoy(GatewaySettings(), [], tmp_path).prepare()
     assert "\n" not in str(refused.value)
+
+
+def test_the_static_site_route_comes_after_every_grpc_route_and_takes_only_get_and_head() -> None:
+    config = render(GatewaySettings(web=StaticSite(port=8090)), MESH_ROUTES)
+
+    names = route_names(config)
+    assert names[-1] == "web"
+    web = routes_by_name(config)["web"]
+    assert web["match"]["prefix"] == "/"
+    assert web["match"]["headers"] == [{"name": ":method", "string_match": {"safe_regex": {"regex": "GET|HEAD"}}}]
+    assert web["route"]["cluster"] == "web"
+    assert bucket(web)["token_bucket"]["max_tokens"] == GatewaySettings().rate_limit.max_tokens
+
+
+def test_without_a_static_site_there_is_no_catch_all_route_nor_cluster() -> None:
+    config = render(GatewaySettings(), MESH_ROUTES)
+
+    assert "web" not in route_names(config)
+    assert "web" not in {c["name"] for c in config["static_resources"]["clusters"]}
+
+
+def test_the_static_cluster_speaks_http1_and_checks_its_health_path() -> None:
+    config = render(GatewaySettings(web=StaticSite(port=8090, health_path="/up")), [])
+    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+
+    web = clusters["web"]
+    assert "typed_extension_protocol_options" not in web  # HTTP/1.1 upstream
+    endpoint = web["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+    assert endpoint["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 8090}
+    assert web["health_checks"][0]["http_health_check"] == {"path": "/up"}
+
+
+def test_a_static_site_named_like_an_upstream_is_refused() -> None:
+    with pytest.raises(ValueError, match="unique"):
+        GatewaySettings(web=StaticSite(name="session", port=8090))
+
+
+def test_the_static_route_takes_a_rate_limit_override() -> None:
+    settings = GatewaySettings(web=StaticSite(port=8090), rate_limit_overrides={"web": RateLimit(max_tokens=7)})
+
+    assert bucket(routes_by_name(render(settings, []))["web"])["token_bucket"]["max_tokens"] == 7
+
+
+def test_envoy_validates_the_rendered_config_with_a_static_site(tmp_path: Path) -> None:
+    envoy = Envoy(GatewaySettings(web=StaticSite(port=8090)), MESH_ROUTES, tmp_path)
+
+    envoy.prepare()
+
+    assert envoy.config_path.is_file()
