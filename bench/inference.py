@@ -46,7 +46,10 @@ benchmark calls it over gRPC with access tokens signed by the key pair it trusts
     ~1,000-token history). With turn 20's prompt and cached token counts, and
     ``reply_before_slot_*_ms`` (Reply's ``queue_wait_ms``: from its arrival to a slot, so
     history reads, tokenizing and the template are in it) to show where a slow turn 20
-    spends its time.
+    spends its time. The fresh turn 1 asks its own conversation's first question, a few tokens
+    shorter than turn 20's ("question 1", "number 6" against "question 20", "number 133");
+    ``ttft_turn20_over_turn1_same_text`` pairs each turn 20 with a fresh conversation asking
+    exactly the same message right after it, so that the two differ only in the history.
 
 Noise: ``load_avg_1m_start`` and ``load_avg_1m_end``, and ``other_cores`` (CPU the rest of
 the machine used, in cores, during (a)) say what the run shared the machine with.
@@ -375,7 +378,7 @@ async def conversations(
     load here drifts within the minute between turn 1 and the last turn); the ratio is the
     median of those pairs' ratios.
     """
-    people = [users.new() for _ in range(2 * count + 1)]
+    people = [users.new() for _ in range(3 * count + 1)]
     create = hpb.CreateConversationRequest(kind=hpb.CONVERSATION_KIND_ASSISTANT)
     cids = [
         (await history.CreateConversation(create, metadata=a, timeout=10)).conversation.conversation_id for a in people
@@ -386,6 +389,7 @@ async def conversations(
     last: list[StreamLog] = []
     last_s: list[float] = []
     pairs: list[float] = []
+    same_text_pairs: list[float] = []
 
     def question(k: int, t: int) -> str:
         return f"Conversation {k}, question {t + 1}: tell me one short fact about the number {7 * t + k}."
@@ -405,6 +409,9 @@ async def conversations(
                 first.append(fresh)
                 first_s.append(fresh_s)
                 pairs.append(seconds / fresh_s)
+                # The same message as turn `turns` in a fresh conversation: the pair differs only in the history.
+                same_s, _ = await turn(inference, history, people[2 * count + k], cids[2 * count + k], question(k, t))
+                same_text_pairs.append(seconds / same_s)
 
     def usage(logs: list[StreamLog], name: str) -> float:
         return median([float(getattr(log.finished.usage, name)) for log in logs if log.finished is not None])
@@ -417,6 +424,7 @@ async def conversations(
     emit(f"reply_before_slot_turn{turns}_ms", usage(last, "queue_wait_ms"))
     emit("ttft_turn1_ms", median(first_s) * 1000)
     emit(f"ttft_turn{turns}_ms", median(last_s) * 1000)
+    emit(f"ttft_turn{turns}_over_turn1_same_text", median(same_text_pairs))
     emit(f"ttft_turn{turns}_over_turn1", median(pairs))
 
 

@@ -1,7 +1,7 @@
 """Running generations: admission (request ids, slots, queue), the worker thread, the token stream.
 
-A generation's tokens cross from its worker thread to the event loop through
-``loop.call_soon_threadsafe`` into an ``asyncio.Queue``. When the consumer of
+A generation's tokens cross from its worker thread to the event loop through a
+``HandOver`` (the loop is woken only when it waits for a token). When the consumer of
 :meth:`GenerationEngine.generate` stops (the caller went away: grpc cancels the handler
 task) or :meth:`GenerationEngine.cancel` names the request, the cancel flag stops the
 worker within one token and the slot goes back to the pool at once.
@@ -13,14 +13,58 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from services.inference.errors import Draining, PromptTooLong, QueueFull, RequestIdInUse
 from services.inference.metrics import InferenceMetrics
 from services.inference.models import GenerationModel
 from services.inference.slots import Reservation
 from services.inference.worker import FinishReason, Job, Sampling, Slot, TokenOut, WorkDone
+
+T = TypeVar("T")
+
+
+class HandOver(Generic[T]):
+    """Items from a worker thread to the event loop, in order.
+
+    The worker wakes the loop (``call_soon_threadsafe``, a write to its self-pipe) only when
+    the consumer is waiting: items that arrive while the loop is busy (sending the previous
+    token) are taken without another wake-up. Each item is still handed over on its own.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._items: deque[T] = deque()
+        self._lock = threading.Lock()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put(self, item: T) -> None:
+        """Hand ``item`` over (any thread)."""
+        with self._lock:
+            self._items.append(item)
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            try:
+                self._loop.call_soon_threadsafe(_wake, waiter)
+            except RuntimeError:  # the loop is closed (shutdown): nobody is listening
+                pass
+
+    async def get(self) -> T:
+        """The next item, once there is one (the loop's thread)."""
+        while True:
+            with self._lock:
+                if self._items:
+                    return self._items.popleft()
+                waiter = self._waiter = self._loop.create_future()
+            await waiter
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 @dataclass(frozen=True)
@@ -106,6 +150,7 @@ class GenerationEngine:
         prompt_field: str,
         cache_key: str | None = None,
         arrived: float | None = None,
+        next_turn: Callable[[str], list[int]] | None = None,
     ) -> AsyncIterator[GenerationEvent]:
         """Admit and run one generation: ``Admitted``, then ``TokenOut``s, then ``Completed``.
 
@@ -118,6 +163,8 @@ class GenerationEngine:
             prompt_field: the request field named when the prompt does not fit.
             cache_key: key of saved KV state to reuse and update (a conversation id).
             arrived: ``time.perf_counter()`` when the request arrived (default: now).
+            next_turn: completion text -> the tokens the next turn's prompt will likely start
+                with; the slot evaluates them after the reply, before saving the KV state.
 
         Raises:
             Draining, PromptTooLong, RequestIdInUse, QueueFull.
@@ -149,7 +196,7 @@ class GenerationEngine:
                 yield self._completed_without_tokens(len(tokens), arrived)
                 return
             queue_wait = time.perf_counter() - arrived
-            job = Job(tokens, sampling, active.cancel, cache_key)
+            job = Job(tokens, sampling, active.cancel, cache_key, next_turn)
             async for event in self._run(model, slot, job):
                 if isinstance(event, TokenOut):
                     yield event
@@ -161,28 +208,22 @@ class GenerationEngine:
 
     async def _run(self, model: GenerationModel, slot: Slot, job: Job) -> AsyncIterator[TokenOut | WorkDone]:
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[TokenOut | WorkDone | BaseException] = asyncio.Queue()
-
-        def hand_over(item: TokenOut | WorkDone | BaseException) -> None:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError:  # the loop is closed (shutdown): nobody is listening
-                pass
+        handover = HandOver[TokenOut | WorkDone | BaseException](loop)
 
         def work() -> None:
             try:
-                hand_over(slot.run(job, hand_over))
+                handover.put(slot.run(job, handover.put))
             except BaseException as exc:  # noqa: BLE001 - re-raised on the loop, where the caller gets INTERNAL
-                hand_over(exc)
+                handover.put(exc)
             finally:
                 try:
                     loop.call_soon_threadsafe(self._release, model, slot)
-                except RuntimeError:
+                except RuntimeError:  # the loop is closed (shutdown)
                     pass
 
         loop.run_in_executor(model.executor, work)
         while True:
-            item = await queue.get()
+            item = await handover.get()
             if isinstance(item, BaseException):
                 raise item
             yield item

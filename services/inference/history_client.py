@@ -6,7 +6,6 @@ Every call forwards the caller's own ``authorization``, so history applies its o
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import grpc
@@ -24,6 +23,14 @@ class StoredMessage:
     sequence: int
     from_assistant: bool
     text: str
+
+
+@dataclass(frozen=True)
+class MessagePage:
+    """Messages newest first, and the token of the page after them ('' at the oldest)."""
+
+    messages: tuple[StoredMessage, ...]
+    next_token: str
 
 
 @dataclass(frozen=True)
@@ -60,31 +67,26 @@ class HistoryClient:
         users = tuple(m.user_id for m in reply.conversation.members if m.user_id)
         return AssistantConversation(conversation_id, users, reply.conversation.model)
 
-    async def newest_first(self, conversation_id: str, credentials: str) -> AsyncIterator[StoredMessage]:
-        """The conversation's messages, newest first, page by page (stop iterating to stop reading)."""
-        token = ""
-        while True:
-            try:
-                page = await self._stub.ListMessages(
-                    history_pb2.ListMessagesRequest(
-                        conversation_id=conversation_id,
-                        page=common_pb2.PageRequest(page_size=self._page_size, page_token=token),
-                        direction=common_pb2.DIRECTION_BACKWARD,
-                    ),
-                    metadata=forwarded(credentials),
-                    timeout=self._timeout_s,
-                )
-            except grpc.aio.AioRpcError as exc:
-                raise relayed_error(exc, "history") from None
-            for message in page.messages:
-                if message.deleted or not message.text:
-                    continue
-                yield StoredMessage(
-                    message.sequence, message.author_kind == history_pb2.AUTHOR_KIND_ASSISTANT, message.text
-                )
-            token = page.page.next_page_token
-            if not token or not page.messages:
-                return
+    async def newest_page(self, conversation_id: str, credentials: str, page_token: str = "") -> MessagePage:
+        """One page of the conversation's messages, newest first (deleted and empty ones left out)."""
+        try:
+            page = await self._stub.ListMessages(
+                history_pb2.ListMessagesRequest(
+                    conversation_id=conversation_id,
+                    page=common_pb2.PageRequest(page_size=self._page_size, page_token=page_token),
+                    direction=common_pb2.DIRECTION_BACKWARD,
+                ),
+                metadata=forwarded(credentials),
+                timeout=self._timeout_s,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise relayed_error(exc, "history") from None
+        messages = tuple(
+            StoredMessage(m.sequence, m.author_kind == history_pb2.AUTHOR_KIND_ASSISTANT, m.text)
+            for m in page.messages
+            if not m.deleted and m.text
+        )
+        return MessagePage(messages, page.page.next_page_token if page.messages else "")
 
     async def store_reply(self, conversation_id: str, request_id: str, text: str, credentials: str) -> str:
         """Store the assistant's reply (idempotent on ``request_id``); return the message id."""

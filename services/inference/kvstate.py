@@ -19,7 +19,8 @@ class KvSnapshot:
     """A context's evaluated tokens and the llama.cpp state bytes that hold their KV cache."""
 
     tokens: tuple[int, ...]
-    state: bytes
+    state: bytearray
+    """llama.cpp's bytes (a bytearray so that it can read them in place); never modified."""
 
     @property
     def size_bytes(self) -> int:

@@ -12,12 +12,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import llama_cpp
 from llama_cpp import Llama
 
 from services.inference.chat_template import ChatTemplate
 from services.inference.errors import ModelCannotEmbed, ModelCannotGenerate, UnknownModel
 from services.inference.gguf_meta import GgufFacts, read_gguf
 from services.inference.kvstate import KvStateCache
+from services.inference.prompt_tokens import PieceTokenizer, SpecialToken
 from services.inference.settings import InferenceSettings
 from services.inference.slots import SlotPool
 from services.inference.worker import Sampling, Slot
@@ -41,17 +43,46 @@ class ModelInfo:
 class Tokenizer:
     """A vocabulary-only llama instance (no weights), loaded on first use."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, piece_cache_chars: int) -> None:
         self._path = path
+        self._piece_cache_chars = piece_cache_chars
         self._llama: Llama | None = None
+        self._pieces: PieceTokenizer | None = None
         self._lock = threading.Lock()
 
-    def tokenize(self, text: str, add_bos: bool) -> list[int]:
-        """Token ids of ``text`` (special tokens like ``<|im_start|>`` parsed); blocking."""
+    def _vocab(self) -> Llama:
         with self._lock:
             if self._llama is None:
                 self._llama = Llama(str(self._path), vocab_only=True, verbose=False)
-        return list(self._llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
+            return self._llama
+
+    def tokenize(self, text: str, add_bos: bool) -> list[int]:
+        """Token ids of ``text`` (special tokens like ``<|im_start|>`` parsed); blocking."""
+        return list(self._vocab().tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
+
+    @property
+    def pieces(self) -> PieceTokenizer:
+        """The same tokenizer, piece by piece with a cache (for prompts that grow turn by turn); blocking."""
+        if self._pieces is None:
+            specials = special_tokens(self._vocab())
+            with self._lock:
+                if self._pieces is None:
+                    self._pieces = PieceTokenizer(self.tokenize, specials, self._piece_cache_chars)
+        return self._pieces
+
+
+def special_tokens(llama: Llama) -> list[SpecialToken]:
+    """The tokens llama.cpp cuts a text at before tokenizing it (control, user-defined, unknown)."""
+    vocab = llama._model.vocab  # noqa: SLF001 - token attributes are only in the low-level API
+    cut = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
+    cut |= llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
+    specials = []
+    for token in range(llama_cpp.llama_vocab_n_tokens(vocab)):
+        attr = llama_cpp.llama_vocab_get_attr(vocab, token)
+        if attr & cut:
+            text = (llama_cpp.llama_vocab_get_text(vocab, token) or b"").decode("utf-8", errors="replace")
+            specials.append(SpecialToken(text, bool(attr & llama_cpp.LLAMA_TOKEN_ATTR_LSTRIP)))
+    return specials
 
 
 class GenerationModel:
@@ -62,7 +93,7 @@ class GenerationModel:
         self.facts = facts
         self.template = ChatTemplate.from_gguf(facts)
         self.n_ctx = settings.n_ctx
-        self.tokenizer = Tokenizer(path)
+        self.tokenizer = Tokenizer(path, settings.prompt_cache_chars)
         self.kv_cache = KvStateCache(settings.kv_cache_bytes)
 
         def factory() -> Llama:

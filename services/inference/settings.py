@@ -32,6 +32,19 @@ def bundled_model_path() -> Path:
     raise FileNotFoundError(f"no .gguf file inside the {BUNDLED_PACKAGE} package")
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask: a container's cpuset, taskset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def threads_per_slot(slots: int) -> int:
+    """The default llama threads of each slot: the usable cores shared by ``slots``, 1 to 8."""
+    return max(1, min(8, usable_cores() // max(1, slots)))
+
+
 def _default_models() -> dict[str, Path]:
     try:
         return {BUNDLED_MODEL_NAME: bundled_model_path()}
@@ -63,11 +76,16 @@ class InferenceSettings(ServiceSettings):
     )
     n_ctx: int = Field(2048, ge=256, le=131_072, description="Context window of every slot, in tokens.")
     n_batch: int = Field(512, ge=32, le=8192, description="Prompt tokens evaluated per llama_decode call.")
+    slots: int = Field(
+        2, ge=1, le=64, description="Generations running at once per model, each in its own llama context."
+    )
     n_threads: int = Field(
-        default_factory=lambda: max(1, min(8, os.cpu_count() or 1)),
+        default_factory=lambda data: threads_per_slot(data.get("slots", 1)),
         ge=1,
         le=256,
-        description="CPU threads of each llama context (default: the machine's cores, at most 8).",
+        description="CPU threads of each llama context (default: the cores this process may use divided by "
+        "`slots`, at least 1, at most 8: with every slot decoding, more would oversubscribe the cores, and "
+        "llama.cpp's threads wait for each other at every layer, so one descheduled thread stalls the token).",
     )
     n_gpu_layers: int = Field(
         0,
@@ -75,9 +93,6 @@ class InferenceSettings(ServiceSettings):
         le=1000,
         description="Layers offloaded to the GPU: 0 = CPU only, -1 = all. Needs a CUDA build of llama-cpp-python "
         '(CMAKE_ARGS="-DGGML_CUDA=on" pip install llama-cpp-python==0.3.36).',
-    )
-    slots: int = Field(
-        2, ge=1, le=64, description="Generations running at once per model, each in its own llama context."
     )
     queue_size: int = Field(
         16, ge=0, le=10_000, description="Requests waiting for a slot; beyond it, RESOURCE_EXHAUSTED."
@@ -90,6 +105,13 @@ class InferenceSettings(ServiceSettings):
         ge=0,
         le=1 << 40,
         description="Memory for saved per-conversation KV state (LRU); 0 disables reuse across slots.",
+    )
+    prompt_cache_chars: int = Field(
+        4_000_000,
+        ge=0,
+        le=1 << 32,
+        description="Characters of prompt pieces (a message with its template markup) kept tokenized, per model, "
+        "so a conversation's next turn tokenizes only its new messages; 0 disables it.",
     )
     max_tokens_default: int = Field(256, ge=1, le=4096, description="Default `sampling.max_tokens`.")
     temperature_default: float = Field(0.7, ge=0, le=2, description="Default `sampling.temperature`.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import enum
+import logging
 import random
 import threading
 import time
@@ -23,6 +24,10 @@ from services.inference.kvstate import KvSnapshot, KvStateCache, common_prefix
 from services.inference.text import CompletionText
 
 SEQ = 0  # every slot uses one sequence of its own context
+#: Most tokens evaluated ahead for the next turn; more means the guess went wrong somewhere.
+MAX_AHEAD_TOKENS = 64
+
+log = logging.getLogger("chatmesh.inference.worker")
 
 
 class FinishReason(enum.Enum):
@@ -55,6 +60,8 @@ class Job:
     sampling: Sampling
     cancel: threading.Event
     cache_key: str | None = None
+    next_turn: Callable[[str], list[int]] | None = None
+    """Completion text -> the tokens the next turn's prompt will likely start with (see ``Slot.run``)."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,8 @@ class Slot:
         self._factory = factory
         self._cache = cache
         self._llama: Llama | None = None
+        self._ends: dict[int, bool] = {}
+        self._pieces: dict[int, bytes] = {}
 
     @property
     def loaded(self) -> bool:
@@ -98,7 +107,16 @@ class Slot:
         return self._llama is not None
 
     def run(self, job: Job, emit: Callable[[TokenOut], None]) -> WorkDone:
-        """Generate for ``job``, calling ``emit`` for each token (blocking; a worker thread)."""
+        """Generate for ``job``, calling ``emit`` for each token (blocking; a worker thread).
+
+        The decode loop is ``Llama.generate``'s (same sampler chain, same prefix reuse) with
+        one difference that matters when the tokens are streamed: between handing a token
+        over (which wakes the event loop) and the next ``llama_decode`` it runs only Python,
+        with no call that lets go of the interpreter lock. The loop then does its per-token
+        work (gRPC) while llama.cpp computes the next token, instead of this thread waiting
+        for the lock after each of generate's small ctypes calls (up to the 5 ms switch
+        interval each) before it may start decoding.
+        """
         started = time.perf_counter()
         if self._llama is None:
             self._llama = self._factory()
@@ -106,28 +124,31 @@ class Slot:
         cached = self._reuse_prefix(llama, job)
         sampling = job.sampling
         llama.set_seed(sampling.seed if sampling.seed is not None else random.getrandbits(31))
+        # The chain Llama.generate builds (penalties, then greedy or top-k/typical/top-p/min-p/temp/dist).
+        sampler = llama._init_sampler(  # noqa: SLF001 - the public API samples only inside generate
+            top_k=sampling.top_k,
+            top_p=sampling.top_p,
+            min_p=sampling.min_p,
+            temp=sampling.temperature,
+            repeat_penalty=sampling.repeat_penalty,
+        )
+        context = llama._ctx  # noqa: SLF001 - one-token decodes without eval's per-call KV trim
+        batch = llama._batch  # noqa: SLF001
         text = CompletionText(sampling.stop)
         n_ctx = llama.n_ctx()
         count = 0
         first_at: float | None = None
         last_at: float | None = None
         reason = FinishReason.LENGTH
-        vocab = llama._model.vocab  # noqa: SLF001 - the public API has no is-end-of-generation check
-        previous: list[int] = []
-        for token in llama.generate(
-            job.tokens,
-            top_k=sampling.top_k,
-            top_p=sampling.top_p,
-            min_p=sampling.min_p,
-            temp=sampling.temperature,
-            repeat_penalty=sampling.repeat_penalty,
-            reset=True,
-        ):
+        llama.n_tokens = cached  # eval drops the KV cells from here on, then evaluates the rest
+        llama.eval(job.tokens[cached:])
+        while True:
+            token: int = sampler.sample(context, -1)
             if job.cancel.is_set():
                 reason = FinishReason.CANCELLED
                 break
             now = time.perf_counter()
-            if llama_cpp.llama_vocab_is_eog(vocab, token):
+            if self._is_end(llama, token):
                 reason = FinishReason.STOP
                 rest = text.flush()
                 if rest:  # held-back text rides on the end token, so no text is lost
@@ -135,8 +156,7 @@ class Slot:
                     count += 1
                     last_at = now
                 break
-            piece = text.add(llama.detokenize([token], prev_tokens=previous))
-            previous.append(token)
+            piece = text.add(self._piece(llama, token))
             first_at = first_at or now
             last_at = now
             last = bool(text.stop_string) or count + 1 >= sampling.max_tokens or llama.n_tokens + 1 >= n_ctx
@@ -150,37 +170,85 @@ class Slot:
             if last:
                 reason = FinishReason.LENGTH
                 break
+            batch.set_batch(batch=[token], n_past=llama.n_tokens, logits_all=False)
+            context.decode(batch)
+            llama.input_ids[llama.n_tokens] = token
+            llama.n_tokens += 1
+        sampler.close()
         if reason is not FinishReason.CANCELLED and job.cache_key is not None and self._cache is not None:
+            if job.next_turn is not None:
+                self._evaluate_ahead(llama, job.next_turn, text.text)
             self._save(llama, job.cache_key)
         return WorkDone(reason, text.text, text.stop_string, count, cached, started, first_at, last_at)
 
+    def _is_end(self, llama: Llama, token: int) -> bool:
+        """Whether ``token`` ends a generation (EOS, EOT...), remembered per token id."""
+        end = self._ends.get(token)
+        if end is None:
+            vocab = llama._model.vocab  # noqa: SLF001 - the public API has no is-end-of-generation check
+            end = self._ends[token] = bool(llama_cpp.llama_vocab_is_eog(vocab, token))
+        return end
+
+    def _piece(self, llama: Llama, token: int) -> bytes:
+        """The bytes of ``token``'s text (special tokens as empty text), remembered per token id."""
+        piece = self._pieces.get(token)
+        if piece is None:
+            piece = self._pieces[token] = llama.detokenize([token])
+        return piece
+
     def _reuse_prefix(self, llama: Llama, job: Job) -> int:
-        """Bring the context to the longest saved prefix of ``job.tokens``; return the tokens reused."""
+        """Bring the context to the longest saved prefix of ``job.tokens``; return the tokens reused.
+
+        At most all but one: the last prompt token is evaluated again for fresh logits.
+        """
         held = common_prefix(llama.input_ids[: llama.n_tokens].tolist(), job.tokens)
         if job.cache_key is not None and self._cache is not None:
             snapshot = self._cache.get(job.cache_key)
             if snapshot is not None and common_prefix(snapshot.tokens, job.tokens) > held:
                 self._restore(llama, snapshot)
                 held = common_prefix(snapshot.tokens, job.tokens)
-        # llama.generate replays one token when the whole prompt is cached (fresh logits).
-        return min(held, len(job.tokens) - 1)
+        return max(0, min(held, len(job.tokens) - 1))
+
+    @staticmethod
+    def _evaluate_ahead(llama: Llama, next_turn: Callable[[str], list[int]], completion: str) -> None:
+        """Evaluate the start of the next turn's prompt now, while the user reads the reply.
+
+        The reply's last token (sampled, not yet evaluated) and the template's markup that
+        closes the reply and opens the user's next message are the same whatever the user
+        writes next; evaluated here, they are in the saved state, and the next turn
+        evaluates only the new message. A wrong guess costs only reuse: prefixes match exactly.
+        """
+        try:
+            ahead = next_turn(completion)
+        except Exception:  # noqa: BLE001 - an optimisation: the reply itself is done and fine
+            log.warning("next turn's prompt start not computed", exc_info=True)
+            return
+        held = common_prefix(llama.input_ids[: llama.n_tokens].tolist(), ahead)
+        if not 0 < len(ahead) - held <= MAX_AHEAD_TOKENS or len(ahead) >= llama.n_ctx():
+            return
+        llama.n_tokens = held  # eval drops the KV cells from here on first
+        llama.eval(ahead[held:])
 
     def _save(self, llama: Llama, key: str) -> None:
         assert self._cache is not None
         ctx = llama._ctx.ctx  # noqa: SLF001 - per-sequence state is only in the low-level API
         size = llama_cpp.llama_state_seq_get_size(ctx, SEQ)
-        buffer = (ctypes.c_uint8 * size)()
+        state = bytearray(size)  # llama.cpp writes straight into it: no copy of the ~25 MB
+        buffer = (ctypes.c_uint8 * size).from_buffer(state)
         written = llama_cpp.llama_state_seq_get_data(ctx, buffer, size, SEQ)
+        del buffer  # releases the export, so the bytearray may shrink
+        del state[written:]
         tokens = tuple(llama.input_ids[: llama.n_tokens].tolist())
-        self._cache.put(key, KvSnapshot(tokens, bytes(buffer)[:written]))
+        self._cache.put(key, KvSnapshot(tokens, state))
 
     @staticmethod
     def _restore(llama: Llama, snapshot: KvSnapshot) -> None:
         # Llama.load_state would also copy n_batch x n_vocab logits per snapshot (100 MB for a
         # 49k vocabulary); the KV cells and the token ids are all that prefix reuse needs,
-        # since generate re-evaluates at least one token before it samples.
+        # since generate re-evaluates at least one token before it samples. llama.cpp reads
+        # the snapshot's own bytes (no copy); it never writes them.
         ctx = llama._ctx.ctx  # noqa: SLF001
-        buffer = (ctypes.c_uint8 * len(snapshot.state)).from_buffer_copy(snapshot.state)
+        buffer = (ctypes.c_uint8 * len(snapshot.state)).from_buffer(snapshot.state)
         if llama_cpp.llama_state_seq_set_data(ctx, buffer, len(snapshot.state), SEQ) != len(snapshot.state):
             llama.reset()  # type: ignore[no-untyped-call]
             return

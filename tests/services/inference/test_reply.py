@@ -114,3 +114,59 @@ async def test_turn_two_reuses_kv_state_and_an_edit_is_never_served_stale(
         # The reuse stops where the edited message starts: nothing after it comes from old state.
         assert 0 < turn3.usage.cached_prompt_tokens < turn1.prompt_tokens
         assert turn3.assistant_message_id
+
+
+async def test_after_an_edit_the_reply_is_what_the_edited_conversation_gets_from_scratch(
+    reply_inference_service: ServiceServer, history_service: ServiceServer, signer: TokenSigner
+) -> None:
+    principal = Principal(str(uuid.uuid4()), str(uuid.uuid4()), "s")
+    md = auth(signer, principal)
+    async with (
+        grpc.aio.insecure_channel(f"127.0.0.1:{history_service.port}") as hch,
+        grpc.aio.insecure_channel(f"127.0.0.1:{reply_inference_service.port}") as ich,
+    ):
+        history = history_pb2_grpc.HistoryServiceStub(hch)
+        inference = inference_pb2_grpc.InferenceServiceStub(ich)
+        cid = (
+            await history.CreateConversation(
+                hpb.CreateConversationRequest(kind=hpb.CONVERSATION_KIND_ASSISTANT), metadata=md
+            )
+        ).conversation.conversation_id
+
+        async def say(client_id: str, text: str) -> hpb.Message:
+            request = hpb.SendMessageRequest(conversation_id=cid, client_message_id=client_id, text=text)
+            return (await history.SendMessage(request, metadata=md)).message
+
+        first = await say("a", "My name is Ada. I like green.")
+        answer = "".join(c.token.text for c in await reply(inference, cid, md) if c.HasField("token")).strip()
+        await say("b", "What colour do I like?")
+        await reply(inference, cid, md)  # its KV state, and the tokenized pieces, now hold "Ada" and "green"
+        edited = "My name is Bob. I like red."
+        edit = hpb.EditMessageRequest(conversation_id=cid, message_id=first.message_id, text=edited)
+        await history.EditMessage(edit, metadata=md)
+        await say("c", "And my name?")
+        chunks = await reply(inference, cid, md)
+        text = "".join(c.token.text for c in chunks if c.HasField("token"))
+        page = await history.ListMessages(
+            hpb.ListMessagesRequest(conversation_id=cid, direction=common_pb2.DIRECTION_FORWARD), metadata=md
+        )
+        turns = [
+            pb.ChatMessage(role=pb.ROLE_SYSTEM, content="You are a helpful assistant."),
+            *(
+                pb.ChatMessage(
+                    role=pb.ROLE_ASSISTANT if m.author_kind == hpb.AUTHOR_KIND_ASSISTANT else pb.ROLE_USER,
+                    content=m.text,
+                )
+                for m in page.messages[:-1]
+            ),
+        ]
+        assert turns[1].content == edited and turns[2].content == answer
+        cold = [
+            c
+            async for c in inference.Generate(
+                pb.GenerateRequest(messages=turns, sampling=GREEDY),
+                metadata=md,  # type: ignore[arg-type]
+            )
+        ]
+        assert chunks[-1].finished.usage.prompt_tokens == cold[-1].finished.usage.prompt_tokens
+        assert text == "".join(c.token.text for c in cold if c.HasField("token"))
