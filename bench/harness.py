@@ -113,7 +113,7 @@ class ServiceProcess:
 
 
 def service_env(
-    name: str, port: int, nats: Nats, cassandra: Cassandra, keys: Keys, extra: dict[str, str] | None = None
+    name: str, port: int, nats: Nats, cassandra: Cassandra | None, keys: Keys, extra: dict[str, str] | None = None
 ) -> dict[str, str]:
     """The environment mesh/supervisor.py gives a service, on the given ports, plus ``extra`` settings.
 
@@ -121,7 +121,7 @@ def service_env(
         name: service name (``session``); gives the ``CHATMESH_<NAME>_`` prefix.
         port: its gRPC port.
         nats: the NATS it uses.
-        cassandra: the Cassandra it uses.
+        cassandra: the Cassandra it uses (None for a service without CQL: inference).
         keys: the access-token keys (session also gets the private one).
         extra: more settings, without the prefix (``{"ARGON2_TIME_COST": "1"}``).
     """
@@ -135,12 +135,13 @@ def service_env(
         f"{prefix}METRICS_PORT": "0",
         f"{prefix}TOKEN_PUBLIC_KEY_FILE": str(keys.public),
         f"{prefix}NATS__URL": nats.url,
-        f"{prefix}CQL__HOSTS": f'["{cassandra.config.host}"]',
-        f"{prefix}CQL__PORT": str(cassandra.config.native_port),
         # Nobody to drain for: stop at once when the benchmark ends.
         f"{prefix}SHUTDOWN_DRAIN_S": "0",
         f"{prefix}SHUTDOWN_GRACE_S": "1",
     }
+    if cassandra is not None:
+        env[f"{prefix}CQL__HOSTS"] = f'["{cassandra.config.host}"]'
+        env[f"{prefix}CQL__PORT"] = str(cassandra.config.native_port)
     if name == "session":
         env[f"{prefix}SIGNING_KEY_FILE"] = str(keys.private)
     env.update({f"{prefix}{key}": value for key, value in (extra or {}).items()})

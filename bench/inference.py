@@ -14,7 +14,9 @@ benchmark calls it over gRPC with access tokens signed by the key pair it trusts
     12 rounds (--rounds) of 64 tokens (--tokens), each going first in every other round, so
     machine noise hits both alike: ``inprocess_tokens_per_s``, ``stream_tokens_per_s``
     (medians; and the service's own measure of the same streams,
-    ``stream_server_tokens_per_s``). ``ratio_stream_vs_inprocess`` is the median of the
+    ``stream_server_tokens_per_s``). The service runs in a process of its own here, as
+    clients meet it (a client reading the stream in the service's own process would share
+    its interpreter lock). ``ratio_stream_vs_inprocess`` is the median of the
     rounds' ratios: on this shared machine the rate swings by 2x within a minute, and a
     round's two runs are seconds apart.
 (b) Cancel. Two users' long Generate streams hold both default slots; a third user's request
@@ -196,9 +198,9 @@ def inprocess_decode(llama: Llama, tokens: list[int], max_tokens: int) -> list[f
 
 
 async def streaming_overhead(
-    stub: InferenceStub, settings: InferenceSettings, auth: Auth, rounds: int, tokens: int
+    stub: InferenceStub, settings: InferenceSettings, auth: Auth, rounds: int, tokens: int, service_pid: int
 ) -> float:
-    """(a): llama-cpp-python in this process and the service's stream, alternately.
+    """(a): llama-cpp-python in this process and the service's stream (its process: ``service_pid``), alternately.
 
     Returns:
         The median over the rounds of the stream's rate over the in-process rate in the same round.
@@ -228,7 +230,7 @@ async def streaming_overhead(
         # Warm-up, not counted: weights paged in, the service's slot context built, the channel up.
         await loop.run_in_executor(executor, inprocess_decode, llama, prompt, 16)
         await follow(generate(stub, auth, PROMPT, 16))
-        meter = CpuMeter({"bench": os.getpid()})
+        meter = CpuMeter({"bench": os.getpid(), "inference": service_pid})
         meter.start()
 
         async def inprocess() -> None:
@@ -444,10 +446,19 @@ async def run(args: argparse.Namespace, home: Path) -> None:
         emit("n_ctx", settings.n_ctx)
         emit("n_threads", settings.n_threads)
         emit("slots", settings.slots)
+        # (a) measures the service as clients meet it: its own process, the stream read here.
+        port = free_port()
+        env = service_env("inference", port, nats, None, keys, {"HISTORY_TARGET": f"127.0.0.1:{history_port}"})
+        async with (
+            service("inference", home, env, port) as process,
+            grpc.aio.insecure_channel(process.target) as channel,
+        ):
+            stub = inference_pb2_grpc.InferenceServiceStub(channel)
+            ratio = await streaming_overhead(stub, settings, users.new(), args.rounds, args.tokens, process.proc.pid)
+        # (b) to (d) read the service's gauges, so it runs in this process for them.
         app = await build(settings)
         async with app, grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
             stub = inference_pb2_grpc.InferenceServiceStub(channel)
-            ratio = await streaming_overhead(stub, settings, users.new(), args.rounds, args.tokens)
             labels = {"model": settings.default_model}
 
             def queued() -> float:
