@@ -8,7 +8,13 @@ routes by conversation when there are several).
 Durability: SendMessage answers only after the message is in CQL and every member's
 event is acked by JetStream. A failure after the CQL write answers UNAVAILABLE; the
 client's retry (same client_message_id) finds the stored message and publishes again,
-and JetStream's Nats-Msg-Id keeps the events single.
+and JetStream's Nats-Msg-Id keeps the events single. The members' recent-chats previews
+are one unlogged batch after the message's logged one (in the logged batch they cost
+Cassandra more than they save here).
+
+Delivery reports (one per device per message) are folded per member and conversation and
+applied by one task, a few pointer writes per CQL request; their receipts are published
+without waiting for JetStream's ack (nobody's call waits on them, and a later one says more).
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ from services.history.store import (
     client_key,
     id_key,
 )
-from services.runtime.errors import InvalidArgument
+from services.runtime.errors import ChatmeshError, InvalidArgument
 from services.runtime.ratelimit import RateLimiter
 
 log = logging.getLogger("chatmesh.history")
@@ -63,7 +69,6 @@ class _Live:
     record: ConversationRecord
     last_seq: int | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    delivered_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,8 @@ class Conversations:
         self._cache_size = cache_size
         self._live: OrderedDict[str, _Live] = OrderedDict()
         self._delivered: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._delivered_pending: dict[tuple[str, str], int] = {}
+        self._delivered_flusher: asyncio.Task[None] | None = None
 
     # -- membership ----------------------------------------------------------------
 
@@ -231,7 +238,13 @@ class Conversations:
                 message = await self._store.message(conversation_id, existing)
                 if message is None:  # pragma: no cover - the batch writes both or neither
                     raise MessageNotFound(client_message_id)
-                await self._fan_out(live, message)
+                body = message_pb(message)
+                if message.seq == await self._last_seq(live):
+                    # The first try may have stopped between the batch and the previews (an
+                    # older message's would move the recent-chats rows back: left alone).
+                    await self._set_previews(live, message, body.SerializeToString())
+                body.delivery_state = pb.DELIVERY_STATE_SENT
+                await self._publish_created(live, body)
                 return message, True
             seq = await self._last_seq(live) + 1
             message = MessageRecord(
@@ -252,28 +265,28 @@ class Conversations:
                 live.last_seq = None  # unknown whether it landed: reload before the next send
                 raise
             live.last_seq = seq
-            await self._fan_out(live, message)
+            body = message_pb(message)
+            await self._set_previews(live, message, body.SerializeToString())
+            body.delivery_state = pb.DELIVERY_STATE_SENT
+            await self._publish_created(live, body)
             return message, False
 
-    async def _fan_out(self, live: _Live, message: MessageRecord) -> None:
-        """Update every member's recent-chats row and publish MessageCreated (idempotent)."""
-        preview = message_pb(message).SerializeToString()
-        members = live.record.member_ids
-        await asyncio.gather(
-            *(
-                self._store.set_last_message(
-                    m,
-                    message.conversation_id,
-                    message.seq,
-                    preview,
-                    message.created_at,
-                    read=m == message.author_user_id,  # sending means having read up to one's message
-                )
-                for m in members
-            )
+    async def _set_previews(self, live: _Live, message: MessageRecord, preview: bytes | None = None) -> None:
+        """Move every member's recent-chats row to this message (idempotent; one request)."""
+        preview = preview if preview is not None else message_pb(message).SerializeToString()
+        await self._store.set_last_messages(
+            message.conversation_id,
+            # Sending means having read up to one's own message.
+            [(m, m == message.author_user_id) for m in live.record.member_ids],
+            message.seq,
+            preview,
+            message.created_at,
         )
-        created = event(message_created=events_pb2.MessageCreated(message=message_pb(message, pb.DELIVERY_STATE_SENT)))
-        await self._publisher.publish(members, created, f"m:{message.conversation_id}:{message.seq}")
+
+    async def _publish_created(self, live: _Live, body: pb.Message) -> None:
+        """Publish MessageCreated to every member (idempotent: de-duplicated by JetStream)."""
+        created = event(message_created=events_pb2.MessageCreated(message=body))
+        await self._publisher.publish(live.record.member_ids, created, f"m:{body.conversation_id}:{body.sequence}")
 
     async def list_messages(
         self, user_id: str, conversation_id: str, page_size: int, token: str, forward: bool, from_seq: int
@@ -326,36 +339,68 @@ class Conversations:
         read = row.read_seq if row else 0
         return read, max(0, last - read)
 
-    async def mark_delivered(self, user_id: str, conversation_id: str, seq: int) -> None:
-        """A device of ``user_id`` received messages up to ``seq``: tell the other members once."""
+    def report_delivered(self, user_id: str, conversation_id: str, seq: int) -> None:
+        """A device of ``user_id`` received messages up to ``seq``: tell the other members once (soon).
+
+        Never waits: reports are folded per (user, conversation) and applied by one flusher
+        task, which takes everything that came in while it was busy in one go, so the bus
+        callback is never held up by CQL and a busy moment costs one write per pointer, in
+        a few batches, instead of one round trip per report.
+        """
         key = (user_id, conversation_id)
-        if self._delivered.get(key, 0) >= seq:
+        if self._delivered.get(key, 0) >= seq or self._delivered_pending.get(key, 0) >= seq:
             return  # every device of every member reports each message: most reports change nothing
-        live = await self._member(user_id, conversation_id)
-        async with live.delivered_lock:
-            known = self._delivered.get(key)
+        self._delivered_pending[key] = seq
+        if self._delivered_flusher is None or self._delivered_flusher.done():
+            self._delivered_flusher = asyncio.create_task(self._flush_delivered())
+
+    async def _flush_delivered(self) -> None:
+        while self._delivered_pending:
+            batch, self._delivered_pending = self._delivered_pending, {}
+            try:
+                await self._apply_delivered(batch)
+            except Exception as exc:  # best effort: the next report of the same member moves it
+                log.warning("delivery reports not applied", extra={"reason": str(exc), "reports": len(batch)})
+
+    async def _apply_delivered(self, reports: dict[tuple[str, str], int]) -> None:
+        lives: dict[str, _Live] = {}
+        writes: list[tuple[str, str, int]] = []
+        first: list[tuple[str, str, int]] = []
+        for (user_id, conversation_id), seq in reports.items():
+            known = self._delivered.get((user_id, conversation_id))
             if known is not None and known >= seq:
-                return
-            if known is None:
-                # First report since this replica loaded the pointer: compare-and-set against
-                # what is stored (it may be ahead, after a restart).
-                advanced = await self._store.advance_pointer("delivered_seq", user_id, conversation_id, seq)
-            else:
-                # The pointer is known and only this replica moves it, under this lock: a plain
-                # write is enough (a Paxos round per delivered message was the costliest statement).
-                await self._store.set_pointer("delivered_seq", user_id, conversation_id, seq)
-                advanced = True
-            self._delivered[key] = max(seq, known or 0)
-            if len(self._delivered) > self._cache_size:
-                self._delivered.popitem(last=False)
-        if advanced:
+                continue
+            try:
+                lives[conversation_id] = await self._member(user_id, conversation_id)
+            except ChatmeshError as exc:  # a forged or stale report: nothing to tell anyone
+                log.info("delivery report ignored", extra={"reason": str(exc)})
+                continue
+            # The pointer is known and only this replica moves it (one flusher at a time): a
+            # plain write is enough (a Paxos round per delivered message was the costliest
+            # statement). The first report since this replica loaded it compares and sets
+            # against what is stored (it may be ahead, after a restart).
+            (first if known is None else writes).append((user_id, conversation_id, seq))
+        advanced = list(writes)
+        applied = await asyncio.gather(
+            self._store.set_pointers("delivered_seq", writes),
+            *(self._store.advance_pointer("delivered_seq", u, c, s) for u, c, s in first),
+        )
+        advanced.extend(report for report, moved in zip(first, applied[1:], strict=True) if moved)
+        for user_id, conversation_id, seq in (*writes, *first):
+            key = (user_id, conversation_id)
+            self._delivered[key] = max(seq, self._delivered.get(key, 0))
+            self._delivered.move_to_end(key)
+        while len(self._delivered) > self._cache_size:
+            self._delivered.popitem(last=False)
+        for user_id, conversation_id, seq in advanced:
             receipt = event(
                 delivery_receipt=events_pb2.DeliveryReceipt(
                     conversation_id=conversation_id, delivered_sequence=seq, user_id=user_id
                 )
             )
-            others = [m for m in live.record.member_ids if m != user_id]
-            await self._publisher.publish(others, receipt, f"d:{conversation_id}:{user_id}:{seq}")
+            others = [m for m in lives[conversation_id].record.member_ids if m != user_id]
+            # Nobody waits on a receipt, and a later one says more: no ack round trip for it.
+            await self._publisher.publish_unacked(others, receipt, f"d:{conversation_id}:{user_id}:{seq}")
 
     async def _own_message(self, user_id: str, conversation_id: str, message_id: str) -> tuple[_Live, MessageRecord]:
         live = await self._member(user_id, conversation_id)

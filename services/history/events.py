@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
-from nats.js import JetStreamContext
+from nats.aio.client import Client
 
 from chatmesh.events.v1 import events_pb2
 from services.runtime.errors import Unavailable
@@ -19,8 +19,9 @@ class EventPublisher:
     (same key) is stored once within the stream's duplicate window.
     """
 
-    def __init__(self, js: JetStreamContext, timeout_s: float) -> None:
-        self._js = js
+    def __init__(self, nc: Client, timeout_s: float) -> None:
+        self._nc = nc
+        self._js = nc.jetstream()
         self._timeout_s = timeout_s
 
     async def publish(self, user_ids: Iterable[str], event: events_pb2.Event, dedup_key: str) -> None:
@@ -40,3 +41,17 @@ class EventPublisher:
             )
         except Exception as exc:  # nats raises timeouts and connection errors of several types
             raise Unavailable(f"event bus unavailable; the change is stored, retry to deliver it: {exc}") from exc
+
+    async def publish_unacked(self, user_ids: Iterable[str], event: events_pb2.Event, dedup_key: str) -> None:
+        """Publish ``event`` to each user without waiting for JetStream's acks (best effort).
+
+        For events nobody's success waits on (delivery receipts): the stream stores them all the
+        same, de-duplicated by the same ``Nats-Msg-Id``, with no ack round trip per user.
+        """
+        payload = event.SerializeToString()
+        try:
+            for user_id in user_ids:
+                headers = {"Nats-Msg-Id": f"{dedup_key}:{user_id}"}
+                await self._nc.publish(chat_subject(user_id), payload, headers=headers)
+        except Exception as exc:  # nats raises connection errors of several types
+            raise Unavailable(f"event bus unavailable: {exc}") from exc

@@ -24,6 +24,12 @@ class HistorySettings(ServiceSettings):
         le=365 * 86_400,
         description="How long events stay replayable on chat.user.<id>; older gaps get ResyncRequired.",
     )
+    chat_max_consumers: int = Field(
+        100_000,
+        ge=1_000,
+        le=10_000_000,
+        description="Consumers the CHAT stream allows: one per connected device (session) and a few more.",
+    )
     sends_per_second: float = Field(20.0, gt=0, le=10_000, description="Sustained messages a user may send per second.")
     send_burst: int = Field(
         60, ge=1, le=100_000, description="Messages a user may send at once before the rate applies."

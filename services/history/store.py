@@ -1,7 +1,8 @@
 """Conversations and messages in CQL (ScyllaDB-compatible; no secondary indexes).
 
 Tables:
-- ``conversations``: members and kind by id; ``last_seq`` is a hint for restarts.
+- ``conversations``: members and kind by id; ``last_seq`` is a hint for restarts: a
+  sequence in the newest bucket (written with the first message of each bucket).
 - ``direct_pairs``: the one conversation of a pair of users (LWT on creation).
 - ``messages``: partitioned by (conversation_id, bucket), bucket = seq // BUCKET_SIZE,
   clustered by seq descending: a page is one slice of one or two partitions, and no
@@ -17,6 +18,7 @@ Tables:
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -129,6 +131,23 @@ def id_key(message_id: str) -> str:
     return f"m:{message_id}"
 
 
+_INSERT_MESSAGE = (
+    "INSERT INTO messages (conversation_id, bucket, seq, message_id, author_user_id, author_kind, text, "
+    "client_message_id, created_at, edited_at, deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, null, false); "
+    "INSERT INTO message_keys (conversation_id, key, seq) VALUES (?, ?, ?); "
+    "INSERT INTO message_keys (conversation_id, key, seq) VALUES (?, ?, ?);"
+)
+_SET_HINT = "UPDATE conversations SET last_seq = ? WHERE conversation_id = ?;"
+_SET_LAST = (
+    "UPDATE conversations_by_user SET last_seq = ?, last_message = ?, last_activity = ? "
+    "WHERE user_id = ? AND conversation_id = ?;"
+)
+_SET_LAST_READ = (
+    "UPDATE conversations_by_user SET last_seq = ?, last_message = ?, last_activity = ?, read_seq = ? "
+    "WHERE user_id = ? AND conversation_id = ?;"
+)
+
+
 class HistoryStore:
     """CQL reads and writes of the history service."""
 
@@ -210,37 +229,32 @@ class HistoryStore:
     # -- messages ------------------------------------------------------------------
 
     async def insert_message(self, message: MessageRecord, key: str) -> None:
-        """Store the message, its idempotency and id keys, and the last-sequence hint (logged batch: all or nothing)."""
+        """Store the message, its idempotency and id keys (and the last-sequence hint): one logged batch."""
         cid = uuid.UUID(message.conversation_id)
-        await self._cql.execute(
-            "BEGIN BATCH "
-            "INSERT INTO messages (conversation_id, bucket, seq, message_id, author_user_id, author_kind, text, "
-            "client_message_id, created_at, edited_at, deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, null, false); "
-            "INSERT INTO message_keys (conversation_id, key, seq) VALUES (?, ?, ?); "
-            "INSERT INTO message_keys (conversation_id, key, seq) VALUES (?, ?, ?); "
-            "UPDATE conversations SET last_seq = ? WHERE conversation_id = ?; "
-            "APPLY BATCH",
-            (
-                cid,
-                message.seq // BUCKET_SIZE,
-                message.seq,
-                message.message_id,
-                message.author_user_id,
-                message.author_kind,
-                message.text,
-                message.client_message_id,
-                message.created_at,
-                cid,
-                key,
-                message.seq,
-                cid,
-                id_key(message.message_id),
-                message.seq,
-                message.seq,
-                cid,
-            ),
-            prepare=True,
-        )
+        params: list[Any] = [
+            cid,
+            message.seq // BUCKET_SIZE,
+            message.seq,
+            message.message_id,
+            message.author_user_id,
+            message.author_kind,
+            message.text,
+            message.client_message_id,
+            message.created_at,
+            cid,
+            key,
+            message.seq,
+            cid,
+            id_key(message.message_id),
+            message.seq,
+        ]
+        statements = [_INSERT_MESSAGE]
+        if message.seq % BUCKET_SIZE == 0:
+            # The hint only has to name the newest bucket (last_seq walks forward from it), so it
+            # moves once a bucket, not once a message: one partition fewer in nearly every batch.
+            statements.append(_SET_HINT)
+            params.extend((message.seq, cid))
+        await self._cql.execute("BEGIN BATCH " + " ".join(statements) + " APPLY BATCH", params, prepare=True)
 
     async def seq_of(self, conversation_id: str, key: str) -> int | None:
         """The sequence stored under a key (:func:`client_key`, :func:`id_key`), or None."""
@@ -297,29 +311,24 @@ class HistoryStore:
 
     # -- per-user rows -------------------------------------------------------------
 
-    async def set_last_message(
-        self, user_id: str, conversation_id: str, last_seq: int, last_message: bytes, at: datetime, *, read: bool
+    async def set_last_messages(
+        self, conversation_id: str, members: Sequence[tuple[str, bool]], last_seq: int, preview: bytes, at: datetime
     ) -> None:
-        """Move the user's recent-chats row to this message; ``read``: the user wrote it, so has read up to it.
+        """Move every member's recent-chats row to this message, in one request (unlogged batch).
 
-        The author's read pointer moves in the same plain write, not a lightweight transaction:
-        sends of a conversation are serialized, and the sequence written is the newest there is,
-        so no MarkRead can have set it higher (a Paxos round per message was a third of a send).
+        ``members``: (user id, whether they wrote it). The author's read pointer moves in the
+        same plain write, not a lightweight transaction: sends of a conversation are
+        serialized, and the sequence written is the newest there is, so no MarkRead can have
+        set it higher (a Paxos round per message was a third of a send).
         """
-        key = (uuid.UUID(user_id), uuid.UUID(conversation_id))
-        if read:
-            await self._cql.execute(
-                "UPDATE conversations_by_user SET last_seq = ?, last_message = ?, last_activity = ?, read_seq = ? "
-                "WHERE user_id = ? AND conversation_id = ?",
-                (last_seq, last_message, at, last_seq, *key),
-                prepare=True,
-            )
-            return
-        await self._cql.execute(
-            "UPDATE conversations_by_user SET last_seq = ?, last_message = ?, last_activity = ? "
-            "WHERE user_id = ? AND conversation_id = ?",
-            (last_seq, last_message, at, *key),
-            prepare=True,
+        cid = uuid.UUID(conversation_id)
+        await self._cql.execute_unlogged(
+            [
+                (_SET_LAST_READ, (last_seq, preview, at, last_seq, uuid.UUID(m), cid))
+                if read
+                else (_SET_LAST, (last_seq, preview, at, uuid.UUID(m), cid))
+                for m, read in members
+            ]
         )
 
     async def replace_last_message(self, user_id: str, conversation_id: str, last_message: bytes) -> None:
@@ -337,6 +346,14 @@ class HistoryStore:
             f"UPDATE conversations_by_user SET {column} = ? WHERE user_id = ? AND conversation_id = ?",
             (seq, uuid.UUID(user_id), uuid.UUID(conversation_id)),
             prepare=True,
+        )
+
+    async def set_pointers(self, column: str, pointers: Sequence[tuple[str, str, int]]) -> None:
+        """:meth:`set_pointer` for many (user id, conversation id, seq), a few partitions a request."""
+        assert column in ("read_seq", "delivered_seq")
+        await self._cql.execute_many(
+            f"UPDATE conversations_by_user SET {column} = ? WHERE user_id = ? AND conversation_id = ?",
+            [(seq, uuid.UUID(u), uuid.UUID(c)) for u, c, seq in pointers],
         )
 
     async def advance_pointer(self, column: str, user_id: str, conversation_id: str, seq: int) -> bool:

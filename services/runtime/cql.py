@@ -7,6 +7,7 @@ query blocks the event loop, and prepares each statement once.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -14,12 +15,15 @@ from typing import Any
 from cassandra import ConsistencyLevel
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, ResponseFuture, Session
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
-from cassandra.query import PreparedStatement, SimpleStatement, dict_factory
+from cassandra.query import BatchStatement, BatchType, PreparedStatement, SimpleStatement, dict_factory
 from pydantic import BaseModel, Field
 
 from services.runtime.errors import Unavailable
 
 log = logging.getLogger("chatmesh.cql")
+
+BATCH_PARTITIONS = 10
+"""Partitions one unlogged batch of :meth:`CqlSession.execute_many` touches at most."""
 
 
 class CqlSettings(BaseModel):
@@ -31,6 +35,23 @@ class CqlSettings(BaseModel):
     replication_factor: int = Field(1, ge=1, le=7, description="SimpleStrategy RF used when creating the keyspace.")
     request_timeout_s: float = Field(5.0, gt=0, le=60, description="Per-query timeout.")
     connect_timeout_s: float = Field(10.0, gt=0, le=120, description="Timeout of the first connection.")
+    compression: bool | None = Field(
+        None,
+        description="LZ4 frames; unset: on unless every host is on loopback (where they only cost CPU both ends).",
+    )
+
+    def wants_compression(self) -> bool:
+        """Whether to ask the cluster for compressed frames."""
+        if self.compression is not None:
+            return self.compression
+        return not all(_is_loopback(host) for host in self.hosts)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 class CqlSession:
@@ -58,6 +79,7 @@ class CqlSession:
             execution_profiles={EXEC_PROFILE_DEFAULT: profile},
             connect_timeout=settings.connect_timeout_s,
             protocol_version=5,
+            compression=settings.wants_compression(),
         )
         try:
             session = await asyncio.to_thread(cluster.connect)
@@ -77,22 +99,60 @@ class CqlSession:
             await self.execute(statement)
         return self
 
+    async def _prepare(self, query: str) -> PreparedStatement:
+        statement = self._prepared.get(query)
+        if statement is None:
+            # Preparing is a one-time round trip per statement; the driver only has a blocking call.
+            statement = await asyncio.to_thread(self._session.prepare, query, None, self._keyspace)
+            self._prepared[query] = statement
+        return statement
+
     async def execute(
         self, query: str, params: Sequence[Any] | None = None, *, prepare: bool = False
     ) -> list[dict[str, Any]]:
         """Run ``query`` and return the rows of its first page as dicts (hot paths read one page)."""
         statement: Any = query
         if prepare:
-            statement = self._prepared.get(query)
-            if statement is None:
-                # Preparing is a one-time round trip per statement; the driver only has a blocking call.
-                statement = await asyncio.to_thread(self._session.prepare, query, None, self._keyspace)
-                self._prepared[query] = statement
+            statement = self._prepared.get(query) or await self._prepare(query)
         else:
             statement = SimpleStatement(query, keyspace=self._keyspace)
         future = self._session.execute_async(statement, params)
         result = await _wait(future)
         return list(result or ())
+
+    async def execute_many(
+        self, query: str, params: Sequence[Sequence[Any]], *, partitions_per_request: int = BATCH_PARTITIONS
+    ) -> None:
+        """Run one prepared write for each of ``params``, ``partitions_per_request`` at a time in unlogged batches.
+
+        For independent single-partition writes (no atomicity between them): one request
+        per few writes instead of one each. Kept at or under Cassandra's
+        ``unlogged_batch_across_partitions_warn_threshold`` (10), so a batch is not warned about.
+        """
+        if not params:
+            return
+        statement = await self._prepare(query)
+        futures = []
+        for start in range(0, len(params), partitions_per_request):
+            chunk = params[start : start + partitions_per_request]
+            if len(chunk) == 1:
+                futures.append(_wait(self._session.execute_async(statement, chunk[0])))
+                continue
+            batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+            for values in chunk:
+                batch.add(statement, values)
+            futures.append(_wait(self._session.execute_async(batch)))
+        await asyncio.gather(*futures)
+
+    async def execute_unlogged(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Run prepared writes (query, params) as one unlogged batch: one request, no batch log.
+
+        For a few independent single-partition writes that need no atomicity between them.
+        """
+        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+        for query, values in statements:
+            batch.add(await self._prepare(query), values)
+        await _wait(self._session.execute_async(batch))
 
     async def close(self) -> None:
         """Close every connection."""

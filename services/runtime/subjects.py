@@ -9,6 +9,11 @@ from __future__ import annotations
 CHAT_STREAM = "CHAT"
 """JetStream stream holding every user's replayable events."""
 
+_CHAT_PREFIX = "chat.user."
+
+CHAT_SUBJECTS = _CHAT_PREFIX + ">"
+"""Every user's replayable events: the subjects of the CHAT stream."""
+
 HEARTBEAT_SUBJECT = "presence.heartbeat"
 """DeviceHeartbeat from session for devices that hold Connect open."""
 
@@ -18,7 +23,12 @@ DELIVERED_SUBJECT = "history.delivered"
 
 def chat_subject(user_id: str) -> str:
     """A user's replayable events (messages, receipts): JetStream stream CHAT."""
-    return f"chat.user.{user_id}"
+    return _CHAT_PREFIX + user_id
+
+
+def chat_subject_user(subject: str) -> str:
+    """The user id of a :func:`chat_subject` (empty for any other subject)."""
+    return subject[len(_CHAT_PREFIX) :] if subject.startswith(_CHAT_PREFIX) else ""
 
 
 def live_subject(user_id: str) -> str:
