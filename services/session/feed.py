@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
@@ -207,6 +207,9 @@ class DeviceFeed:
         self._js = nc.jetstream(timeout=settings.request_timeout_s)
         self._settings = settings
         self._fanout = ChatFanout(nc, settings.fanout_pending_limit)
+        # Open streams per (user, device): a device's tabs share it, and the device leaves
+        # (presence hears connected=False) only when its last stream ends.
+        self._open_streams: Counter[tuple[str, str]] = Counter()
 
     async def close(self) -> None:
         """Stop the live fan-out (open streams end with the server)."""
@@ -277,6 +280,7 @@ class DeviceFeed:
     ) -> AsyncIterator[tuple[int, events_pb2.Event]]:
         """Yield (sequence, event) for the device until the caller stops iterating."""
         user_id = principal.user_id
+        device = (user_id, principal.device_id)
         start, resync = await self._start_position(last_sequence)
         await self._fanout.start()
         inbox = DeviceInbox(self._settings.queue_size)
@@ -299,6 +303,7 @@ class DeviceFeed:
             subscriptions.append(await self._nc.subscribe(live_subject(user_id), cb=on_live))
             for watched in watch_user_ids:
                 subscriptions.append(await self._nc.subscribe(presence_changed_subject(watched), cb=on_live))
+            self._open_streams[device] += 1
             heartbeats = asyncio.create_task(self._heartbeats(principal))
             delivered: dict[str, int] = {}
             # The first event says the stream is live: anything sent from now on arrives.
@@ -347,7 +352,10 @@ class DeviceFeed:
                 with contextlib.suppress(Exception):
                     await subscription.unsubscribe()
             if heartbeats is not None:
-                await self._publish_heartbeat(principal, connected=False)
+                self._open_streams[device] -= 1
+                if self._open_streams[device] <= 0:
+                    del self._open_streams[device]
+                    await self._publish_heartbeat(principal, connected=False)
 
     async def _report_delivered(
         self, principal: Principal, created: events_pb2.MessageCreated, delivered: dict[str, int]

@@ -10,13 +10,14 @@ from collections.abc import AsyncIterator
 import nats
 import pytest
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from chatmesh.events.v1 import events_pb2
 from chatmesh.history.v1 import history_pb2 as hpb
 from mesh.deps.nats import Nats
 from services.history.streams import STREAMS
 from services.runtime.bus import ensure_stream
-from services.runtime.subjects import CHAT_STREAM, chat_subject
+from services.runtime.subjects import CHAT_STREAM, HEARTBEAT_SUBJECT, chat_subject
 from services.runtime.tokens import Principal
 from services.session.feed import DeviceFeed, FeedSettings
 
@@ -58,8 +59,10 @@ async def _publish(nc: Client, user_id: str, texts: list[str]) -> list[int]:
 class Device:
     """An open device stream, read by a task into a queue (a timed-out read must not end the stream)."""
 
-    def __init__(self, feed: DeviceFeed, user_id: str, last_sequence: int = 0) -> None:
-        self.events = feed.open(_principal(user_id), last_sequence, [])
+    def __init__(
+        self, feed: DeviceFeed, user_id: str, last_sequence: int = 0, principal: Principal | None = None
+    ) -> None:
+        self.events = feed.open(principal or _principal(user_id), last_sequence, [])
         self.queue: asyncio.Queue[tuple[int, events_pb2.Event]] = asyncio.Queue()
         self._reader = asyncio.create_task(self._read())
 
@@ -171,3 +174,32 @@ async def test_a_new_device_gets_only_events_stored_after_it_connected(nc: Clien
         assert await device.take(1) == [(fresh[0], "new")]
         assert await device.nothing_more()
         await device.close()
+
+
+async def test_a_device_leaves_only_when_its_last_stream_ends(nc: Client) -> None:
+    """Two tabs share a device: closing one must not tell presence the device went away."""
+    principal = _principal(str(uuid.uuid4()))
+    beats: asyncio.Queue[events_pb2.DeviceHeartbeat] = asyncio.Queue()
+
+    async def on_beat(msg: Msg) -> None:
+        beat = events_pb2.DeviceHeartbeat.FromString(msg.data)
+        if beat.device_id == principal.device_id:
+            await beats.put(beat)
+
+    subscription = await nc.subscribe(HEARTBEAT_SUBJECT, cb=on_beat)
+    try:
+        async with _feed(nc) as feed:
+            tabs = [Device(feed, principal.user_id, principal=principal) for _ in range(2)]
+            for tab in tabs:
+                assert (await tab.first()).HasField("keep_alive")
+            await tabs[0].close()
+            await nc.flush()
+            await asyncio.sleep(0.3)
+            seen = [beats.get_nowait() for _ in range(beats.qsize())]
+            assert seen and all(beat.connected for beat in seen), "one tab closing reported the device gone"
+
+            await tabs[1].close()
+            last = await asyncio.wait_for(beats.get(), 5)
+            assert not last.connected
+    finally:
+        await subscription.unsubscribe()
