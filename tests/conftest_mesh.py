@@ -18,6 +18,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+#: What `grpcurl list` shows of a running mesh (the gateway's catalog), in its order.
+MESH_SERVICES = [
+    "chatmesh.forms.v1.FormsService",
+    "chatmesh.history.v1.HistoryService",
+    "chatmesh.inference.v1.InferenceService",
+    "chatmesh.ingest.v1.IngestService",
+    "chatmesh.presence.v1.PresenceService",
+    "chatmesh.session.v1.SessionService",
+]
 
 
 def free_block(size: int, taken: set[int]) -> int:

@@ -17,20 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest_mesh import MESH_SERVICES as SERVICES
 from tests.conftest_mesh import LiveMesh
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "grpcurl.md"
 BLOCK = re.compile(r"^```sh\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 MARK = "::doc-block {}::"
-SERVICES = [
-    "chatmesh.forms.v1.FormsService",
-    "chatmesh.history.v1.HistoryService",
-    "chatmesh.inference.v1.InferenceService",
-    "chatmesh.ingest.v1.IngestService",
-    "chatmesh.presence.v1.PresenceService",
-    "chatmesh.session.v1.SessionService",
-]
 
 pytestmark = pytest.mark.e2e
 

@@ -10,17 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest_mesh import MESH_SERVICES as SERVICES
 from tests.conftest_mesh import mesh_environment, port_free
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = [
-    "chatmesh.forms.v1.FormsService",
-    "chatmesh.history.v1.HistoryService",
-    "chatmesh.inference.v1.InferenceService",
-    "chatmesh.ingest.v1.IngestService",
-    "chatmesh.presence.v1.PresenceService",
-    "chatmesh.session.v1.SessionService",
-]
 
 
 def _alive(pid: int) -> bool:

@@ -24,6 +24,12 @@ def auth(signer: TokenSigner, principal: Principal) -> tuple[tuple[str, str]]:
     return (("authorization", f"Bearer {signer.sign(principal).token}"),)
 
 
+async def assistant_conversation(history: history_pb2_grpc.HistoryServiceStub, metadata: object) -> hpb.Conversation:
+    request = hpb.CreateConversationRequest(kind=hpb.CONVERSATION_KIND_ASSISTANT)
+    created: hpb.CreateConversationResponse = await history.CreateConversation(request, metadata=metadata)
+    return created.conversation
+
+
 async def reply(
     stub: inference_pb2_grpc.InferenceServiceStub, conversation_id: str, metadata: object
 ) -> list[pb.ReplyResponse]:
@@ -45,11 +51,7 @@ async def test_reply_is_stored_and_streamed_to_the_users_other_device(
         history = history_pb2_grpc.HistoryServiceStub(hch)
         inference = inference_pb2_grpc.InferenceServiceStub(ich)
         md = auth(signer, phone)
-        conversation = (
-            await history.CreateConversation(
-                hpb.CreateConversationRequest(kind=hpb.CONVERSATION_KIND_ASSISTANT), metadata=md
-            )
-        ).conversation
+        conversation = await assistant_conversation(history, md)
         cid = conversation.conversation_id
         await history.SendMessage(
             hpb.SendMessageRequest(conversation_id=cid, client_message_id="m1", text="Say hello."), metadata=md
@@ -89,11 +91,7 @@ async def test_turn_two_reuses_kv_state_and_an_edit_is_never_served_stale(
     ):
         history = history_pb2_grpc.HistoryServiceStub(hch)
         inference = inference_pb2_grpc.InferenceServiceStub(ich)
-        cid = (
-            await history.CreateConversation(
-                hpb.CreateConversationRequest(kind=hpb.CONVERSATION_KIND_ASSISTANT), metadata=md
-            )
-        ).conversation.conversation_id
+        cid = (await assistant_conversation(history, md)).conversation_id
         first = await history.SendMessage(
             hpb.SendMessageRequest(conversation_id=cid, client_message_id="a", text="My name is Ada."), metadata=md
         )
@@ -127,11 +125,7 @@ async def test_after_an_edit_the_reply_is_what_the_edited_conversation_gets_from
     ):
         history = history_pb2_grpc.HistoryServiceStub(hch)
         inference = inference_pb2_grpc.InferenceServiceStub(ich)
-        cid = (
-            await history.CreateConversation(
-                hpb.CreateConversationRequest(kind=hpb.CONVERSATION_KIND_ASSISTANT), metadata=md
-            )
-        ).conversation.conversation_id
+        cid = (await assistant_conversation(history, md)).conversation_id
 
         async def say(client_id: str, text: str) -> hpb.Message:
             request = hpb.SendMessageRequest(conversation_id=cid, client_message_id=client_id, text=text)
