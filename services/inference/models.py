@@ -11,6 +11,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import llama_cpp
 from llama_cpp import Llama
@@ -23,6 +24,18 @@ from services.inference.prompt_tokens import PieceTokenizer, SpecialToken
 from services.inference.settings import InferenceSettings
 from services.inference.slots import SlotPool
 from services.inference.worker import Sampling, Slot
+
+#: llama-cpp-python silences llama.cpp while it loads a model by pointing the process's
+#: file descriptors 1 and 2 at /dev/null and back. Two loads at once (two slots, the
+#: tokenizer, the embedder) can interleave so that 1 and 2 stay on /dev/null: the
+#: service's logs would vanish. Every load here takes this lock.
+_LOAD_LOCK = threading.Lock()
+
+
+def open_llama(path: Path, **options: Any) -> Llama:
+    """``Llama(path, verbose=False, **options)``, one load at a time in this process (blocking)."""
+    with _LOAD_LOCK:
+        return Llama(str(path), verbose=False, **options)
 
 
 @dataclass(frozen=True)
@@ -53,7 +66,7 @@ class Tokenizer:
     def _vocab(self) -> Llama:
         with self._lock:
             if self._llama is None:
-                self._llama = Llama(str(self._path), vocab_only=True, verbose=False)
+                self._llama = open_llama(self._path, vocab_only=True)
             return self._llama
 
     def tokenize(self, text: str, add_bos: bool) -> list[int]:
@@ -97,14 +110,13 @@ class GenerationModel:
         self.kv_cache = KvStateCache(settings.kv_cache_bytes)
 
         def factory() -> Llama:
-            return Llama(
-                str(path),
+            return open_llama(
+                path,
                 n_ctx=settings.n_ctx,
                 n_batch=settings.n_batch,
                 n_threads=settings.n_threads,
                 n_threads_batch=settings.n_threads,
                 n_gpu_layers=settings.n_gpu_layers,
-                verbose=False,
             )
 
         self.slots = [Slot(i, factory, self.kv_cache) for i in range(settings.slots)]
@@ -143,8 +155,8 @@ class EmbeddingModel:
         """The embedding instance (created on first use; call from the executor's thread)."""
         if self._llama is None:
             s = self._settings
-            self._llama = Llama(
-                str(self._path),
+            self._llama = open_llama(
+                self._path,
                 embedding=True,
                 n_ctx=s.n_ctx,
                 n_batch=s.n_ctx,  # a whole text goes in one batch (pooled embeddings need it)
@@ -152,7 +164,6 @@ class EmbeddingModel:
                 n_threads=s.n_threads,
                 n_threads_batch=s.n_threads,
                 n_gpu_layers=s.n_gpu_layers,
-                verbose=False,
             )
         return self._llama
 
