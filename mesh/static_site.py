@@ -143,10 +143,11 @@ class StaticHandler(BaseHTTPRequestHandler):
             self.send_header("Cache-Control", cache)
             self.end_headers()
             return
+        # Read before the headers: a rebuild between stat and read must not make Content-Length lie.
         body = b"" if head else file.read_bytes()
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", content_type(file))
-        self.send_header("Content-Length", str(stat.st_size))
+        self.send_header("Content-Length", str(stat.st_size if head else len(body)))
         self.send_header("Cache-Control", cache)
         self.send_header("ETag", etag)
         self.send_header("Last-Modified", email.utils.formatdate(stat.st_mtime, usegmt=True))

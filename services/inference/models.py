@@ -62,6 +62,7 @@ class Tokenizer:
         self._llama: Llama | None = None
         self._pieces: PieceTokenizer | None = None
         self._lock = threading.Lock()
+        self._pieces_lock = threading.Lock()
 
     def _vocab(self) -> Llama:
         with self._lock:
@@ -77,9 +78,9 @@ class Tokenizer:
     def pieces(self) -> PieceTokenizer:
         """The same tokenizer, piece by piece with a cache (for prompts that grow turn by turn); blocking."""
         if self._pieces is None:
-            specials = special_tokens(self._vocab())
-            with self._lock:
+            with self._pieces_lock:  # the vocabulary walk happens once (``_lock`` guards ``_vocab``)
                 if self._pieces is None:
+                    specials = special_tokens(self._vocab())
                     self._pieces = PieceTokenizer(self.tokenize, specials, self._piece_cache_chars)
         return self._pieces
 

@@ -140,41 +140,43 @@ class Slot:
         first_at: float | None = None
         last_at: float | None = None
         reason = FinishReason.LENGTH
-        llama.n_tokens = cached  # eval drops the KV cells from here on, then evaluates the rest
-        llama.eval(job.tokens[cached:])
-        while True:
-            token: int = sampler.sample(context, -1)
-            if job.cancel.is_set():
-                reason = FinishReason.CANCELLED
-                break
-            now = time.perf_counter()
-            if self._is_end(llama, token):
-                reason = FinishReason.STOP
-                rest = text.flush()
-                if rest:  # held-back text rides on the end token, so no text is lost
-                    emit(TokenOut(rest, token, count))
-                    count += 1
-                    last_at = now
-                break
-            piece = text.add(self._piece(llama, token))
-            first_at = first_at or now
-            last_at = now
-            last = bool(text.stop_string) or count + 1 >= sampling.max_tokens or llama.n_tokens + 1 >= n_ctx
-            if last and not text.stop_string:
-                piece += text.flush()
-            emit(TokenOut(piece, token, count))
-            count += 1
-            if text.stop_string:
-                reason = FinishReason.STOP
-                break
-            if last:
-                reason = FinishReason.LENGTH
-                break
-            batch.set_batch(batch=[token], n_past=llama.n_tokens, logits_all=False)
-            context.decode(batch)
-            llama.input_ids[llama.n_tokens] = token
-            llama.n_tokens += 1
-        sampler.close()
+        try:
+            llama.n_tokens = cached  # eval drops the KV cells from here on, then evaluates the rest
+            llama.eval(job.tokens[cached:])
+            while True:
+                token: int = sampler.sample(context, -1)
+                if job.cancel.is_set():
+                    reason = FinishReason.CANCELLED
+                    break
+                now = time.perf_counter()
+                if self._is_end(llama, token):
+                    reason = FinishReason.STOP
+                    rest = text.flush()
+                    if rest:  # held-back text rides on the end token, so no text is lost
+                        emit(TokenOut(rest, token, count))
+                        count += 1
+                        last_at = now
+                    break
+                piece = text.add(self._piece(llama, token))
+                first_at = first_at or now
+                last_at = now
+                last = bool(text.stop_string) or count + 1 >= sampling.max_tokens or llama.n_tokens + 1 >= n_ctx
+                if last and not text.stop_string:
+                    piece += text.flush()
+                emit(TokenOut(piece, token, count))
+                count += 1
+                if text.stop_string:
+                    reason = FinishReason.STOP
+                    break
+                if last:
+                    reason = FinishReason.LENGTH
+                    break
+                batch.set_batch(batch=[token], n_past=llama.n_tokens, logits_all=False)
+                context.decode(batch)
+                llama.input_ids[llama.n_tokens] = token
+                llama.n_tokens += 1
+        finally:
+            sampler.close()
         if reason is not FinishReason.CANCELLED and job.cache_key is not None and self._cache is not None:
             if job.next_turn is not None:
                 self._evaluate_ahead(llama, job.next_turn, text.text)
