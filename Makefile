@@ -19,8 +19,10 @@ PROTODEPS := build/protodeps/protovalidate/buf/validate/validate.proto
 
 # llama-cpp-python builds from source: a portable AVX2 build (a native build crashed in
 # ggml's AMX kernel on the first multi-token prompt, and a native wheel in pip's cache
-# would not run on another CPU). For NVIDIA GPUs: LLAMA_CMAKE_ARGS=-DGGML_CUDA=on.
+# would not run on another CPU). For NVIDIA GPUs, `make setup-cuda` after `make setup`.
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+# The GPU's compute capability for setup-cuda: native (the GPU in this machine), or 90 (H100/H200), 89, 80...
+CUDA_ARCH ?= native
 
 # Areas add their own targets in make/*.mk, and what `make test` and `make up` need first
 # to TEST_PREREQS and UP_PREREQS.
@@ -64,6 +66,14 @@ $(PROTODEPS):
 .PHONY: setup
 setup: $(STAMP_PY) $(STAMP_NODE) $(GO_TOOLS) $(PROTODEPS) ## Install everything the mesh and its tests need
 	$(PY) -m mesh.deps.cassandra install
+
+LLAMA_VERSION := $(shell sed -n 's/^llama-cpp-python==//p' requirements.txt)
+
+.PHONY: setup-cuda
+setup-cuda: $(STAMP_PY) ## Rebuild llama-cpp-python with CUDA (needs nvcc); then CHATMESH_INFERENCE_N_GPU_LAYERS=-1
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS) -DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=$(CUDA_ARCH) -DLLAVA_BUILD=OFF" \
+	  $(PY) -m pip install --force-reinstall --no-deps --no-binary llama-cpp-python --no-cache-dir \
+	  llama-cpp-python==$(LLAMA_VERSION)
 
 # ---- contracts -----------------------------------------------------------------------
 
@@ -132,6 +142,10 @@ bench-chat: setup ## Chat end to end through Envoy: 1,000 Connect streams, send 
 .PHONY: bench-history
 bench-history: setup ## History: SendMessage rate, loading 1M messages, ListMessages page latency vs bare CQL
 	$(PY) -m bench.history
+
+.PHONY: bench-inference-gpu
+bench-inference-gpu: setup ## The bundled model on the CPU and on the GPU (after make setup-cuda), same run
+	$(PY) -m bench.inference_gpu
 
 .PHONY: bench-inference
 bench-inference: setup ## Inference on the bundled SmolLM2: stream vs in-process llama.cpp, cancel, concurrency, turn-20 TTFT
