@@ -424,6 +424,9 @@ async def conversations(
     # Reply's queue_wait_ms runs from its arrival: history reads, tokenizing and the template are in it.
     emit("reply_before_slot_turn1_ms", usage(first, "queue_wait_ms"))
     emit(f"reply_before_slot_turn{turns}_ms", usage(last, "queue_wait_ms"))
+    # The service's own time to first token: from the Reply's arrival, history and the slot included.
+    emit("server_ttft_turn1_ms", usage(first, "time_to_first_token_ms"))
+    emit(f"server_ttft_turn{turns}_ms", usage(last, "time_to_first_token_ms"))
     emit("ttft_turn1_ms", median(first_s) * 1000)
     emit(f"ttft_turn{turns}_ms", median(last_s) * 1000)
     emit(f"ttft_turn{turns}_over_turn1_same_text", median(same_text_pairs))

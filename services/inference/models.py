@@ -23,7 +23,7 @@ from services.inference.kvstate import KvStateCache
 from services.inference.prompt_tokens import PieceTokenizer, SpecialToken
 from services.inference.settings import InferenceSettings
 from services.inference.slots import SlotPool
-from services.inference.worker import Sampling, Slot
+from services.inference.worker import CpuShare, Sampling, Slot
 
 #: llama-cpp-python silences llama.cpp while it loads a model by pointing the process's
 #: file descriptors 1 and 2 at /dev/null and back. Two loads at once (two slots, the
@@ -120,7 +120,8 @@ class GenerationModel:
                 n_gpu_layers=settings.n_gpu_layers,
             )
 
-        self.slots = [Slot(i, factory, self.kv_cache) for i in range(settings.slots)]
+        cpu = CpuShare(settings.n_threads, settings.prompt_threads)
+        self.slots = [Slot(i, factory, self.kv_cache, cpu) for i in range(settings.slots)]
         self.pool: SlotPool[Slot] = SlotPool(self.slots, settings.queue_size, settings.retry_after_s)
         self.executor = ThreadPoolExecutor(max_workers=settings.slots, thread_name_prefix=f"gen-{name}")
 

@@ -87,12 +87,21 @@ class InferenceSettings(ServiceSettings):
         "`slots`, at least 1, at most 8: with every slot decoding, more would oversubscribe the cores, and "
         "llama.cpp's threads wait for each other at every layer, so one descheduled thread stalls the token).",
     )
+    prompt_threads: int = Field(
+        default_factory=lambda data: max(data.get("n_threads", 1), min(8, usable_cores())),
+        ge=1,
+        le=256,
+        description="Most CPU threads one slot processes a prompt with when other slots leave cores idle "
+        "(default: the usable cores, at most 8, at least `n_threads`). A slot always has its own `n_threads`; "
+        "starting a job, it also takes the prompt threads no other running job holds. Decoding stays at "
+        "`n_threads`.",
+    )
     n_gpu_layers: int = Field(
         0,
         ge=-1,
         le=1000,
         description="Layers offloaded to the GPU: 0 = CPU only, -1 = all. Needs a CUDA build of llama-cpp-python "
-        '(CMAKE_ARGS="-DGGML_CUDA=on" pip install llama-cpp-python==0.3.36).',
+        "(`make setup-cuda`; services/inference/README.md).",
     )
     queue_size: int = Field(
         16, ge=0, le=10_000, description="Requests waiting for a slot; beyond it, RESOURCE_EXHAUSTED."

@@ -90,13 +90,49 @@ class WorkDone:
 LlamaFactory = Callable[[], Llama]
 
 
+class CpuShare:
+    """The CPU threads one model's slots share.
+
+    Each slot decodes with its own ``per_slot`` threads (what keeps every slot decoding at once
+    from oversubscribing the cores). A prompt is one large batch, though, and a slot that
+    starts one while other slots sit idle may take their threads too, up to ``prompt_max``:
+    time to first token then falls with the machine's idle cores instead of staying at
+    one slot's share. Counted when a job starts, so a slot that starts later gets what is
+    left (at least its own share; for the length of one prompt, the cores can be
+    oversubscribed by the difference).
+    """
+
+    def __init__(self, per_slot: int, prompt_max: int) -> None:
+        self.per_slot = per_slot
+        self.prompt_max = max(per_slot, prompt_max)
+        self._lock = threading.Lock()
+        self._taken = 0
+
+    def take(self) -> int:
+        """Start a job: the threads its prompt may use now. Pair with ``give_back``."""
+        with self._lock:
+            threads = max(self.per_slot, min(self.prompt_max, self.prompt_max - self._taken))
+            self._taken += threads
+            return threads
+
+    def give_back(self, threads: int) -> None:
+        """Return ``threads`` of what ``take`` gave (the extra after the prompt, the rest at the end)."""
+        with self._lock:
+            self._taken -= threads
+
+
 class Slot:
     """A llama context (created on first use, in the worker thread) and its generation loop."""
 
-    def __init__(self, index: int, factory: LlamaFactory, cache: KvStateCache | None) -> None:
+    def __init__(
+        self, index: int, factory: LlamaFactory, cache: KvStateCache | None, cpu: CpuShare | None = None
+    ) -> None:
         self.index = index
         self._factory = factory
         self._cache = cache
+        self._cpu = cpu
+        self._batch_threads = 0  # what the context's n_threads_batch was last set to (0: as built)
+        self._claim = 0  # threads this slot holds of ``cpu`` while it runs a job
         self._llama: Llama | None = None
         self._ends: dict[int, bool] = {}
         self._pieces: dict[int, bytes] = {}
@@ -120,7 +156,31 @@ class Slot:
         started = time.perf_counter()
         if self._llama is None:
             self._llama = self._factory()
-        llama = self._llama
+        if self._cpu is None:
+            return self._generate(self._llama, job, emit, started)
+        self._claim = self._cpu.take()
+        try:
+            self._set_batch_threads(self._llama, self._claim)
+            return self._generate(self._llama, job, emit, started)
+        finally:
+            self._cpu.give_back(self._claim)
+            self._claim = 0
+
+    def _prompt_done(self, llama: Llama) -> None:
+        """Decoding from here on: keep the slot's own threads, give the borrowed ones back."""
+        if self._cpu is not None and self._claim > self._cpu.per_slot:
+            self._set_batch_threads(llama, self._cpu.per_slot)  # evaluating ahead, after the reply
+            self._cpu.give_back(self._claim - self._cpu.per_slot)
+            self._claim = self._cpu.per_slot
+
+    def _set_batch_threads(self, llama: Llama, threads: int) -> None:
+        """Prompt batches with ``threads`` threads (one-token decodes keep the slot's own)."""
+        assert self._cpu is not None
+        if threads != self._batch_threads:
+            llama_cpp.llama_set_n_threads(llama._ctx.ctx, self._cpu.per_slot, threads)  # noqa: SLF001
+            self._batch_threads = threads
+
+    def _generate(self, llama: Llama, job: Job, emit: Callable[[TokenOut], None], started: float) -> WorkDone:
         cached = self._reuse_prefix(llama, job)
         sampling = job.sampling
         llama.set_seed(sampling.seed if sampling.seed is not None else random.getrandbits(31))
@@ -143,6 +203,7 @@ class Slot:
         try:
             llama.n_tokens = cached  # eval drops the KV cells from here on, then evaluates the rest
             llama.eval(job.tokens[cached:])
+            self._prompt_done(llama)
             while True:
                 token: int = sampler.sample(context, -1)
                 if job.cancel.is_set():

@@ -9,7 +9,7 @@ from llama_cpp import Llama
 
 from services.inference.kvstate import KvStateCache
 from services.inference.settings import bundled_model_path
-from services.inference.worker import FinishReason, Job, Sampling, Slot, TokenOut
+from services.inference.worker import CpuShare, FinishReason, Job, Sampling, Slot, TokenOut
 
 
 def bundled() -> Llama:
@@ -55,3 +55,30 @@ def test_a_restored_conversation_generates_what_a_cold_context_generates(referen
     cold: list[TokenOut] = []
     Slot(1, bundled, None).run(Job(second, greedy, threading.Event()), cold.append)
     assert [t.token_id for t in warm] == [t.token_id for t in cold]
+
+
+def test_a_prompt_borrows_the_threads_of_idle_slots_and_gives_them_back_for_decoding() -> None:
+    cpu = CpuShare(per_slot=2, prompt_max=8)
+    first = cpu.take()
+    assert first == 8  # alone: every prompt thread
+    second = cpu.take()
+    assert second == 2  # the first holds them: its own share only
+    cpu.give_back(first - 2)  # the first's prompt is done: it decodes with its own share
+    third = cpu.take()
+    assert third == 4  # what the two decoding slots leave
+    for threads in (2, second, third):
+        cpu.give_back(threads)
+    assert cpu.take() == 8
+
+
+def test_a_slot_with_borrowed_prompt_threads_generates_what_one_thread_generates(reference: Llama) -> None:
+    prompt = reference.tokenize(b"<|im_start|>user\nName three rivers.<|im_end|>\n<|im_start|>assistant\n", False, True)
+    greedy = Sampling(16, 0.0, 0.95, 40, 0.05, 1.0, 1, ())
+    alone: list[TokenOut] = []
+    cpu = CpuShare(per_slot=1, prompt_max=2)
+    slot = Slot(0, bundled, None, cpu)
+    slot.run(Job(prompt, greedy, threading.Event()), alone.append)
+    assert cpu.take() == 2  # the slot gave every thread back
+    plain: list[TokenOut] = []
+    Slot(1, bundled, None).run(Job(prompt, greedy, threading.Event()), plain.append)
+    assert [t.token_id for t in alone] == [t.token_id for t in plain]
