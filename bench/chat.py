@@ -50,6 +50,7 @@ import asyncio
 import collections
 import contextlib
 import functools
+import itertools
 import os
 import time
 import uuid
@@ -469,11 +470,16 @@ async def main(args: argparse.Namespace) -> None:
         pids["client"] = os.getpid()
 
         warm = bench.tally = Tally("w")
-        warmup_s, jit = await warm_until_jit_settles(
-            pids["cassandra"],
-            lambda: offer(warm, bench.send_one(warm), args.rate, args.warmup, args.max_in_flight),
-            limit_s=args.warmup_limit,
-        )
+        warm_send = bench.send_one(warm)
+        per_round = int(args.rate * args.warmup)
+        rounds = itertools.count()
+
+        def warm_round() -> Awaitable[None]:
+            # New client message ids every round: a repeated id is an idempotent retry, a cheaper path.
+            offset = next(rounds) * per_round
+            return offer(warm, lambda i: warm_send(offset + i), args.rate, args.warmup, args.max_in_flight)
+
+        warmup_s, jit = await warm_until_jit_settles(pids["cassandra"], warm_round, limit_s=args.warmup_limit)
         await drain(warm, lambda: warm.sent_ok * per_message, quiet_s=5.0, limit_s=60.0)
         emit("warmup_s", warmup_s)
         emit("warmup_jit_cores", jit)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 
 from nats.aio.client import Client
 
 from chatmesh.events.v1 import events_pb2
+from services.runtime.bus import AckedPublisher
 from services.runtime.errors import Unavailable
 from services.runtime.subjects import chat_subject
 
@@ -21,25 +21,16 @@ class EventPublisher:
 
     def __init__(self, nc: Client, timeout_s: float) -> None:
         self._nc = nc
-        self._js = nc.jetstream()
+        self._acked = AckedPublisher(nc)
         self._timeout_s = timeout_s
 
     async def publish(self, user_ids: Iterable[str], event: events_pb2.Event, dedup_key: str) -> None:
         """Publish ``event`` to each user; raise Unavailable if JetStream did not ack them all."""
         payload = event.SerializeToString()
+        messages = [(chat_subject(user_id), payload, {"Nats-Msg-Id": f"{dedup_key}:{user_id}"}) for user_id in user_ids]
         try:
-            await asyncio.gather(
-                *(
-                    self._js.publish(
-                        chat_subject(user_id),
-                        payload,
-                        timeout=self._timeout_s,
-                        headers={"Nats-Msg-Id": f"{dedup_key}:{user_id}"},
-                    )
-                    for user_id in user_ids
-                )
-            )
-        except Exception as exc:  # nats raises timeouts and connection errors of several types
+            await self._acked.publish(messages, self._timeout_s)
+        except Exception as exc:  # ours (no ack in time, refused) and nats' connection errors of several types
             raise Unavailable(f"event bus unavailable; the change is stored, retry to deliver it: {exc}") from exc
 
     async def publish_unacked(self, user_ids: Iterable[str], event: events_pb2.Event, dedup_key: str) -> None:

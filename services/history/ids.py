@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import os
+import random
 import time
 import uuid
+
+#: Message ids must be unique, not secret (every member sees them): a generator seeded once
+#: from the system's randomness, not a system call per id (tens of microseconds each here).
+_random = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _random.seed(os.urandom(32)))  # a child never repeats its parent's ids
 
 
 def uuid7(now_ms: int | None = None) -> str:
     """A UUIDv7: 48-bit unix milliseconds, then random bits; sorts by creation time."""
     ms = int(time.time() * 1000) if now_ms is None else now_ms
-    rand = int.from_bytes(os.urandom(10), "big")
+    rand = _random.getrandbits(80)
     value = (ms & ((1 << 48) - 1)) << 80
     value |= 0x7 << 76  # version
     value |= ((rand >> 62) & 0xFFF) << 64  # rand_a, 12 bits

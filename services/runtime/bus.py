@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+from collections.abc import Sequence
 
 import nats
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StreamConfig
 from nats.js.errors import BucketNotFoundError, NotFoundError
@@ -61,3 +65,72 @@ async def ensure_kv(js: JetStreamContext, config: KeyValueConfig) -> None:
     except BucketNotFoundError:
         await js.create_key_value(config)
         log.info("kv bucket created", extra={"bucket": config.bucket})
+
+
+class AckedPublisher:
+    """JetStream publishes that wait for the stream's acks, over one reply subscription.
+
+    nats-py's ``js.publish`` is a request: a fresh reply token per publish (``secrets``: a
+    system call each) and a task per concurrent call. Here every publish of a process
+    replies to ``<inbox>.<counter>`` under one wildcard subscription, and ``publish`` sends
+    all of its messages before waiting for any ack: one flush, one wait for the lot.
+    """
+
+    def __init__(self, nc: Client) -> None:
+        self._nc = nc
+        self._prefix = ""
+        self._counter = 0
+        self._waiting: dict[str, asyncio.Future[Msg]] = {}
+        self._starting = asyncio.Lock()
+
+    async def _reply_prefix(self) -> str:
+        if not self._prefix:
+            async with self._starting:
+                if not self._prefix:
+                    prefix = f"{self._nc.new_inbox()}."
+                    await self._nc.subscribe(prefix + "*", cb=self._on_ack)
+                    self._prefix = prefix
+        return self._prefix
+
+    async def _on_ack(self, msg: Msg) -> None:
+        waiter = self._waiting.get(msg.subject[len(self._prefix) :])
+        if waiter is not None and not waiter.done():
+            waiter.set_result(msg)
+
+    async def publish(self, messages: Sequence[tuple[str, bytes, dict[str, str]]], timeout_s: float) -> None:
+        """Publish each (subject, payload, headers) and wait until JetStream acked every one.
+
+        Raises:
+            Unavailable: an ack did not come in ``timeout_s``, no stream takes a subject, or
+                the stream refused a message.
+        """
+        prefix = await self._reply_prefix()
+        loop = asyncio.get_running_loop()
+        tokens = []
+        try:
+            for subject, payload, headers in messages:
+                self._counter += 1
+                token = str(self._counter)
+                self._waiting[token] = loop.create_future()
+                tokens.append(token)
+                await self._nc.publish(subject, payload, reply=prefix + token, headers=headers)
+            async with asyncio.timeout(timeout_s):
+                for token in tokens:
+                    _check_ack(await self._waiting[token])
+        except TimeoutError:
+            raise Unavailable(f"JetStream did not ack within {timeout_s}s") from None
+        finally:
+            for token in tokens:
+                self._waiting.pop(token, None)
+
+
+def _check_ack(msg: Msg) -> None:
+    """Raise Unavailable unless ``msg`` is a JetStream PubAck."""
+    if msg.headers and msg.headers.get("Status") == "503":
+        raise Unavailable("no JetStream stream takes this subject")
+    try:
+        ack = json.loads(msg.data)
+    except ValueError:
+        raise Unavailable(f"not a JetStream ack: {msg.data[:80]!r}") from None
+    if "error" in ack:
+        raise Unavailable(f"JetStream refused the message: {ack['error']}")
