@@ -206,7 +206,7 @@ class Conversations:
 
     async def send(
         self, user_id: str, conversation_id: str, client_message_id: str, text: str
-    ) -> tuple[MessageRecord, bool]:
+    ) -> tuple[pb.Message, bool]:
         """Store a message once per client id and publish it to every member; return it and whether it was a retry."""
         if not text.strip():
             raise InvalidArgument("text", "must not be only whitespace")
@@ -220,7 +220,7 @@ class Conversations:
 
     async def append_assistant(
         self, user_id: str, conversation_id: str, request_id: str, text: str
-    ) -> tuple[MessageRecord, bool]:
+    ) -> tuple[pb.Message, bool]:
         """Store the assistant's finished reply once per request id and publish it."""
         live = await self._member(user_id, conversation_id)
         if live.record.kind != pb.CONVERSATION_KIND_ASSISTANT:
@@ -229,8 +229,8 @@ class Conversations:
 
     async def _store_once(
         self, live: _Live, key: str, client_message_id: str, author_user_id: str, author_kind: int, text: str
-    ) -> tuple[MessageRecord, bool]:
-        """Store under ``key`` unless it is stored already; fan out either way."""
+    ) -> tuple[pb.Message, bool]:
+        """Store under ``key`` unless it is stored already; fan out either way. The message as sent."""
         conversation_id = live.record.conversation_id
         async with live.lock:
             existing = await self._store.seq_of(conversation_id, key)
@@ -245,7 +245,7 @@ class Conversations:
                     await self._set_previews(live, message, body.SerializeToString())
                 body.delivery_state = pb.DELIVERY_STATE_SENT
                 await self._publish_created(live, body)
-                return message, True
+                return body, True
             seq = await self._last_seq(live) + 1
             message = MessageRecord(
                 conversation_id=conversation_id,
@@ -269,7 +269,7 @@ class Conversations:
             await self._set_previews(live, message, body.SerializeToString())
             body.delivery_state = pb.DELIVERY_STATE_SENT
             await self._publish_created(live, body)
-            return message, False
+            return body, False
 
     async def _set_previews(self, live: _Live, message: MessageRecord, preview: bytes | None = None) -> None:
         """Move every member's recent-chats row to this message (idempotent; one request)."""

@@ -10,12 +10,13 @@ from chatmesh.events.v1 import events_pb2
 from chatmesh.history.v1 import history_pb2 as pb
 from services.history.store import MessageRecord
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
 
 def timestamp(value: datetime) -> Timestamp:
-    """A protobuf Timestamp of an aware datetime."""
-    stamp = Timestamp()
-    stamp.FromDatetime(value.astimezone(UTC))
-    return stamp
+    """A protobuf Timestamp of an aware datetime (what ``FromDatetime`` gives, without its time tuples)."""
+    since = value - _EPOCH
+    return Timestamp(seconds=since.days * 86_400 + since.seconds, nanos=since.microseconds * 1000)
 
 
 def message_pb(record: MessageRecord, delivery_state: int = pb.DELIVERY_STATE_UNSPECIFIED) -> pb.Message:

@@ -50,7 +50,7 @@ class HistoryServicer(history_pb2_grpc.HistoryServiceServicer):
         message, duplicate = await self._conversations.send(
             current_principal().user_id, request.conversation_id, request.client_message_id, request.text
         )
-        return pb.SendMessageResponse(message=message_pb(message, pb.DELIVERY_STATE_SENT), duplicate=duplicate)
+        return pb.SendMessageResponse(message=message, duplicate=duplicate)
 
     async def AppendAssistantMessage(
         self, request: pb.AppendAssistantMessageRequest, context: Context
@@ -58,7 +58,7 @@ class HistoryServicer(history_pb2_grpc.HistoryServiceServicer):
         message, duplicate = await self._conversations.append_assistant(
             current_principal().user_id, request.conversation_id, request.request_id, request.text
         )
-        return pb.AppendAssistantMessageResponse(message=message_pb(message), duplicate=duplicate)
+        return pb.AppendAssistantMessageResponse(message=message, duplicate=duplicate)
 
     async def ListConversations(
         self, request: pb.ListConversationsRequest, context: Context

@@ -17,6 +17,7 @@ Tables:
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +25,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.runtime.cql import CqlSession
+
+
+@functools.lru_cache(maxsize=65_536)
+def _uuid(value: str) -> uuid.UUID:
+    """``uuid.UUID(value)``, remembered: a send binds the same few conversation and user ids many times."""
+    return uuid.UUID(value)
+
 
 BUCKET_SIZE = 1000
 
@@ -160,18 +168,18 @@ class HistoryStore:
         """The conversation of a user pair: ``conversation_id`` if this call created it, else the existing one."""
         rows = await self._cql.execute(
             "INSERT INTO direct_pairs (pair_key, conversation_id) VALUES (?, ?) IF NOT EXISTS",
-            (pair_key, uuid.UUID(conversation_id)),
+            (pair_key, _uuid(conversation_id)),
             prepare=True,
         )
         return conversation_id if rows[0]["[applied]"] else str(rows[0]["conversation_id"])
 
     async def put_conversation(self, record: ConversationRecord) -> None:
         """Write the conversation and one recent-chats row per member (idempotent)."""
-        members = [uuid.UUID(m) for m in record.member_ids]
+        members = [_uuid(m) for m in record.member_ids]
         await self._cql.execute(
             "INSERT INTO conversations (conversation_id, kind, member_ids, model, created_at, last_seq) "
             "VALUES (?, ?, ?, ?, ?, 0) IF NOT EXISTS",
-            (uuid.UUID(record.conversation_id), record.kind, members, record.model, record.created_at),
+            (_uuid(record.conversation_id), record.kind, members, record.model, record.created_at),
             prepare=True,
         )
         for member in members:
@@ -185,7 +193,7 @@ class HistoryStore:
                     record.created_at,
                     record.created_at,
                     member,
-                    uuid.UUID(record.conversation_id),
+                    _uuid(record.conversation_id),
                 ),
                 prepare=True,
             )
@@ -194,7 +202,7 @@ class HistoryStore:
         """The conversation, or None."""
         rows = await self._cql.execute(
             "SELECT kind, member_ids, model, created_at, last_seq FROM conversations WHERE conversation_id = ?",
-            (uuid.UUID(conversation_id),),
+            (_uuid(conversation_id),),
             prepare=True,
         )
         if not rows:
@@ -216,7 +224,7 @@ class HistoryStore:
         while True:
             rows = await self._cql.execute(
                 "SELECT seq FROM messages WHERE conversation_id = ? AND bucket = ? LIMIT 1",
-                (uuid.UUID(conversation_id), bucket),
+                (_uuid(conversation_id), bucket),
                 prepare=True,
             )
             if not rows:
@@ -230,7 +238,7 @@ class HistoryStore:
 
     async def insert_message(self, message: MessageRecord, key: str) -> None:
         """Store the message, its idempotency and id keys (and the last-sequence hint): one logged batch."""
-        cid = uuid.UUID(message.conversation_id)
+        cid = _uuid(message.conversation_id)
         params: list[Any] = [
             cid,
             message.seq // BUCKET_SIZE,
@@ -260,7 +268,7 @@ class HistoryStore:
         """The sequence stored under a key (:func:`client_key`, :func:`id_key`), or None."""
         rows = await self._cql.execute(
             "SELECT seq FROM message_keys WHERE conversation_id = ? AND key = ?",
-            (uuid.UUID(conversation_id), key),
+            (_uuid(conversation_id), key),
             prepare=True,
         )
         return int(rows[0]["seq"]) if rows else None
@@ -269,7 +277,7 @@ class HistoryStore:
         """One message by sequence."""
         rows = await self._cql.execute(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND bucket = ? AND seq = ?",
-            (uuid.UUID(conversation_id), seq // BUCKET_SIZE, seq),
+            (_uuid(conversation_id), seq // BUCKET_SIZE, seq),
             prepare=True,
         )
         return _message(conversation_id, rows[0]) if rows else None
@@ -278,7 +286,7 @@ class HistoryStore:
         self, conversation_id: str, start_seq: int, limit: int, forward: bool, last_seq: int
     ) -> list[MessageRecord]:
         """Up to ``limit`` messages from ``start_seq`` (inclusive) in the given direction."""
-        cid = uuid.UUID(conversation_id)
+        cid = _uuid(conversation_id)
         found: list[MessageRecord] = []
         bucket = start_seq // BUCKET_SIZE
         last_bucket = last_seq // BUCKET_SIZE
@@ -305,7 +313,7 @@ class HistoryStore:
         await self._cql.execute(
             "UPDATE messages SET text = ?, edited_at = ?, deleted = ? "
             "WHERE conversation_id = ? AND bucket = ? AND seq = ?",
-            (None if deleted else text, edited_at, deleted, uuid.UUID(conversation_id), seq // BUCKET_SIZE, seq),
+            (None if deleted else text, edited_at, deleted, _uuid(conversation_id), seq // BUCKET_SIZE, seq),
             prepare=True,
         )
 
@@ -321,12 +329,12 @@ class HistoryStore:
         serialized, and the sequence written is the newest there is, so no MarkRead can have
         set it higher (a Paxos round per message was a third of a send).
         """
-        cid = uuid.UUID(conversation_id)
+        cid = _uuid(conversation_id)
         await self._cql.execute_unlogged(
             [
-                (_SET_LAST_READ, (last_seq, preview, at, last_seq, uuid.UUID(m), cid))
+                (_SET_LAST_READ, (last_seq, preview, at, last_seq, _uuid(m), cid))
                 if read
-                else (_SET_LAST, (last_seq, preview, at, uuid.UUID(m), cid))
+                else (_SET_LAST, (last_seq, preview, at, _uuid(m), cid))
                 for m, read in members
             ]
         )
@@ -335,7 +343,7 @@ class HistoryStore:
         """Update the preview after an edit or delete of the last message."""
         await self._cql.execute(
             "UPDATE conversations_by_user SET last_message = ? WHERE user_id = ? AND conversation_id = ?",
-            (last_message, uuid.UUID(user_id), uuid.UUID(conversation_id)),
+            (last_message, _uuid(user_id), _uuid(conversation_id)),
             prepare=True,
         )
 
@@ -344,7 +352,7 @@ class HistoryStore:
         assert column in ("read_seq", "delivered_seq")
         await self._cql.execute(
             f"UPDATE conversations_by_user SET {column} = ? WHERE user_id = ? AND conversation_id = ?",
-            (seq, uuid.UUID(user_id), uuid.UUID(conversation_id)),
+            (seq, _uuid(user_id), _uuid(conversation_id)),
             prepare=True,
         )
 
@@ -353,13 +361,13 @@ class HistoryStore:
         assert column in ("read_seq", "delivered_seq")
         await self._cql.execute_many(
             f"UPDATE conversations_by_user SET {column} = ? WHERE user_id = ? AND conversation_id = ?",
-            [(seq, uuid.UUID(u), uuid.UUID(c)) for u, c, seq in pointers],
+            [(seq, _uuid(u), _uuid(c)) for u, c, seq in pointers],
         )
 
     async def advance_pointer(self, column: str, user_id: str, conversation_id: str, seq: int) -> bool:
         """Move ``read_seq`` or ``delivered_seq`` forward to ``seq``; False if it already was there or past."""
         assert column in ("read_seq", "delivered_seq")
-        key = (uuid.UUID(user_id), uuid.UUID(conversation_id))
+        key = (_uuid(user_id), _uuid(conversation_id))
         rows = await self._cql.execute(
             f"UPDATE conversations_by_user SET {column} = ? WHERE user_id = ? AND conversation_id = ? IF {column} < ?",
             (seq, *key, seq),
@@ -382,7 +390,7 @@ class HistoryStore:
         rows = await self._cql.execute(
             "SELECT conversation_id, kind, member_ids, model, created_at, last_seq, last_message, last_activity, "
             "read_seq, delivered_seq FROM conversations_by_user WHERE user_id = ?",
-            (uuid.UUID(user_id),),
+            (_uuid(user_id),),
             prepare=True,
         )
         return [_user_row(user_id, row) for row in rows]
@@ -392,7 +400,7 @@ class HistoryStore:
         rows = await self._cql.execute(
             "SELECT conversation_id, kind, member_ids, model, created_at, last_seq, last_message, last_activity, "
             "read_seq, delivered_seq FROM conversations_by_user WHERE user_id = ? AND conversation_id = ?",
-            (uuid.UUID(user_id), uuid.UUID(conversation_id)),
+            (_uuid(user_id), _uuid(conversation_id)),
             prepare=True,
         )
         return _user_row(user_id, rows[0]) if rows else None

@@ -6,6 +6,7 @@ Each server owns its own registry so several servers can live in one process (te
 from __future__ import annotations
 
 import threading
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 import grpc
@@ -53,13 +54,20 @@ class RpcMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self._children: dict[tuple[str, grpc.StatusCode], tuple[Any, Any]] = {}
         self._http: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
     def observe(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
         """Record one finished call."""
-        self._calls.labels(self._service, method, code.name).inc()
-        self._latency.labels(self._service, method).observe(seconds)
+        children = self._children.get((method, code))
+        if children is None:  # labels() validates and locks on every call: once per method and code
+            children = self._children[(method, code)] = (
+                self._calls.labels(self._service, method, code.name),
+                self._latency.labels(self._service, method),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def serve(self, host: str, port: int) -> int:
         """Expose /metrics on ``host:port`` (0: a free port); return the port."""
