@@ -90,7 +90,7 @@ from chatmesh.inference.v1 import inference_pb2_grpc
 from mesh.deps.base import free_port
 from mesh.deps.cassandra import TUNING_ENV, Cassandra, CassandraConfig
 from mesh.deps.process import running
-from services.inference.models import open_llama
+from services.inference.models import context_options, open_llama
 from services.inference.server import build
 from services.inference.settings import InferenceSettings
 from services.runtime.bus import NatsSettings
@@ -212,14 +212,7 @@ async def streaming_overhead(
     loop = asyncio.get_running_loop()
 
     def load() -> Llama:
-        return open_llama(
-            settings.models[settings.default_model],
-            n_ctx=settings.n_ctx,
-            n_batch=settings.n_batch,
-            n_threads=settings.n_threads,
-            n_threads_batch=settings.n_threads,
-            n_gpu_layers=settings.n_gpu_layers,
-        )
+        return open_llama(settings.models[settings.default_model], **context_options(settings))
 
     llama = await loop.run_in_executor(executor, load)
     local: list[float] = []

@@ -7,6 +7,7 @@ on the first Embed), always in a worker thread.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,6 +37,23 @@ def open_llama(path: Path, **options: Any) -> Llama:
     """``Llama(path, verbose=False, **options)``, one load at a time in this process (blocking)."""
     with _LOAD_LOCK:
         return Llama(str(path), verbose=False, **options)
+
+
+log = logging.getLogger("chatmesh.inference.models")
+
+_KV_TYPES = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0}
+
+
+def context_options(settings: InferenceSettings) -> dict[str, Any]:
+    """The ``Llama`` options of a generation slot's context (also what the benchmark's baseline uses)."""
+    return {
+        "n_ctx": settings.n_ctx,
+        "n_batch": settings.n_batch,
+        "n_threads": settings.n_threads,
+        "n_threads_batch": settings.n_threads,
+        "n_gpu_layers": settings.n_gpu_layers,
+        "type_k": _KV_TYPES[settings.kv_type_k],
+    }
 
 
 @dataclass(frozen=True)
@@ -111,14 +129,15 @@ class GenerationModel:
         self.kv_cache = KvStateCache(settings.kv_cache_bytes)
 
         def factory() -> Llama:
-            return open_llama(
-                path,
-                n_ctx=settings.n_ctx,
-                n_batch=settings.n_batch,
-                n_threads=settings.n_threads,
-                n_threads_batch=settings.n_threads,
-                n_gpu_layers=settings.n_gpu_layers,
-            )
+            options = context_options(settings)
+            try:
+                return open_llama(path, **options)
+            except ValueError:  # llama-cpp-python: "Failed to create llama_context"
+                if options["type_k"] == llama_cpp.GGML_TYPE_F16:
+                    raise
+                # A quantized key cache needs head sizes that are a multiple of its block (32).
+                log.warning("model %s: no %s key cache for it, using f16", name, settings.kv_type_k)
+                return open_llama(path, **(options | {"type_k": llama_cpp.GGML_TYPE_F16}))
 
         cpu = CpuShare(settings.n_threads, settings.prompt_threads)
         self.slots = [Slot(i, factory, self.kv_cache, cpu) for i in range(settings.slots)]
