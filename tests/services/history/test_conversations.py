@@ -272,3 +272,21 @@ async def test_assistant_replies_are_stored_once_per_request_and_only_in_assista
             pb.AppendAssistantMessageRequest(conversation_id=direct, request_id="gen-2", text="no"), metadata=ann.auth
         )
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_the_longest_texts_allowed_store_and_read_back_whole(make_user: Factory) -> None:
+    # Four bytes a character in UTF-8: 4,000 characters (a user's most) is 16 kB, 16,000 (an
+    # assistant reply's most) is 64 kB, over Cassandra's default 50 KiB for a multi-partition batch.
+    ann = make_user()
+    created = await ann.stub.CreateConversation(
+        pb.CreateConversationRequest(kind=pb.CONVERSATION_KIND_ASSISTANT), metadata=ann.auth
+    )
+    conversation = created.conversation.conversation_id
+    question = "\U0001f600" * 4000
+    await _send(ann, conversation, question)
+    reply = "\U0001f916" * 16_000
+    request = pb.AppendAssistantMessageRequest(conversation_id=conversation, request_id="long", text=reply)
+    stored = await ann.stub.AppendAssistantMessage(request, metadata=ann.auth)
+    assert stored.message.text == reply
+    page = await _page(ann, conversation, common_pb2.DIRECTION_FORWARD, 10)
+    assert [m.text for m in page.messages] == [question, reply]
