@@ -2,7 +2,7 @@
 
 The service's own generation loop (``services.inference.worker.Slot``, what every Generate and
 Reply runs) over llama contexts built as the service builds them (``open_llama`` with the
-default n_ctx and n_batch), once with ``n_gpu_layers=0`` (the CPU threads the service would
+default n_ctx, n_batch and key type), once with ``n_gpu_layers=0`` (the CPU threads the service would
 give a slot) and once with ``n_gpu_layers=-1`` (every layer on the GPU), in the same run:
 
 - ``load_s``: building the first context (weights read, and copied to the GPU).
@@ -39,6 +39,7 @@ from services.inference.worker import Job, Sampling, Slot, TokenOut, WorkDone
 N_CTX = 2048  # InferenceSettings.n_ctx's default
 N_BATCH = 512  # InferenceSettings.n_batch's default
 LONG_PROMPT_TOKENS = 1000  # about a 20-turn conversation's history
+KEY_TYPES = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0}  # InferenceSettings.kv_type_k
 
 
 def bundled_model() -> Path:
@@ -66,7 +67,7 @@ def counting(start: int, count: int) -> str:
 class Device:
     """Slots over one model with one placement (CPU threads or GPU layers)."""
 
-    def __init__(self, path: Path, gpu_layers: int, threads: int, slots: int) -> None:
+    def __init__(self, path: Path, gpu_layers: int, threads: int, slots: int, type_k: int) -> None:
         def factory() -> Llama:
             return Llama(
                 str(path),
@@ -76,6 +77,7 @@ class Device:
                 n_threads=threads,
                 n_threads_batch=threads,
                 n_gpu_layers=gpu_layers,
+                type_k=type_k,
             )
 
         self.slots = [Slot(i, factory, None) for i in range(slots)]
@@ -169,6 +171,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, default=None, help="GGUF file (default: the bundled SmolLM2)")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--type-k", choices=sorted(KEY_TYPES), default="q8_0", help="KV cache keys (the service's kv_type_k)"
+    )
     args = parser.parse_args()
     path = args.model or bundled_model()
     cores = len(os.sched_getaffinity(0))
@@ -178,13 +183,14 @@ def main() -> None:
     emit("gpu_offload_supported", int(supported))
     threads = max(1, min(8, cores // 2))  # the service's default with its default 2 slots
     emit("cpu_threads_per_slot", threads)
-    cpu = Device(path, 0, threads, 4)
+    emit("type_k", args.type_k)
+    cpu = Device(path, 0, threads, 4, KEY_TYPES[args.type_k])
     cpu_figures = measure("cpu", cpu, args.rounds, concurrency(cpu))
     del cpu
     if not supported:
         print("no GPU half: this llama-cpp-python was built without a GPU backend", flush=True)
         return
-    gpu = Device(path, -1, threads, 4)
+    gpu = Device(path, -1, threads, 4, KEY_TYPES[args.type_k])
     gpu_figures = measure("gpu", gpu, args.rounds, concurrency(gpu))
     emit("gpu_over_cpu_prompt", gpu_figures["prompt_tokens_per_s"] / cpu_figures["prompt_tokens_per_s"])
     emit("gpu_over_cpu_decode", gpu_figures["decode_tokens_per_s"] / cpu_figures["decode_tokens_per_s"])
