@@ -78,7 +78,7 @@ KEYSPACE = "chatmesh"
 PAGE_SIZE = 50
 MESSAGES_PER_BATCH = 16  # ~3 KB of rows a batch: under Cassandra's 5 KiB batch warning
 
-# The statements insert_message runs, split for unlogged batches (keyspace-qualified: no USE).
+# The message and key statements insert_message runs, split for unlogged batches (keyspace-qualified: no USE).
 INSERT_MESSAGE = (
     f"INSERT INTO {KEYSPACE}.messages (conversation_id, bucket, seq, message_id, author_user_id, author_kind, text, "
     "client_message_id, created_at, edited_at, deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, null, false)"

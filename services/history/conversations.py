@@ -239,10 +239,6 @@ class Conversations:
                 if message is None:  # pragma: no cover - the batch writes both or neither
                     raise MessageNotFound(client_message_id)
                 body = message_pb(message)
-                if message.seq == await self._last_seq(live):
-                    # The first try may have stopped between the batch and the previews (an
-                    # older message's would move the recent-chats rows back: left alone).
-                    await self._set_previews(live, message, body.SerializeToString())
                 body.delivery_state = pb.DELIVERY_STATE_SENT
                 await self._publish_created(live, body)
                 return body, True
@@ -259,29 +255,18 @@ class Conversations:
                 edited_at=None,
                 deleted=False,
             )
+            body = message_pb(message)
+            # Every member's recent-chats row moves to it in the same batch.
+            members = [(m, m == author_user_id) for m in live.record.member_ids]
             try:
-                await self._store.insert_message(message, key)
+                await self._store.insert_message(message, key, members, body.SerializeToString())
             except BaseException:
                 live.last_seq = None  # unknown whether it landed: reload before the next send
                 raise
             live.last_seq = seq
-            body = message_pb(message)
-            await self._set_previews(live, message, body.SerializeToString())
             body.delivery_state = pb.DELIVERY_STATE_SENT
             await self._publish_created(live, body)
             return body, False
-
-    async def _set_previews(self, live: _Live, message: MessageRecord, preview: bytes | None = None) -> None:
-        """Move every member's recent-chats row to this message (idempotent; one request)."""
-        preview = preview if preview is not None else message_pb(message).SerializeToString()
-        await self._store.set_last_messages(
-            message.conversation_id,
-            # Sending means having read up to one's own message.
-            [(m, m == message.author_user_id) for m in live.record.member_ids],
-            message.seq,
-            preview,
-            message.created_at,
-        )
 
     async def _publish_created(self, live: _Live, body: pb.Message) -> None:
         """Publish MessageCreated to every member (idempotent: de-duplicated by JetStream)."""

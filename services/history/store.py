@@ -236,8 +236,17 @@ class HistoryStore:
 
     # -- messages ------------------------------------------------------------------
 
-    async def insert_message(self, message: MessageRecord, key: str) -> None:
-        """Store the message, its idempotency and id keys (and the last-sequence hint): one logged batch."""
+    async def insert_message(
+        self, message: MessageRecord, key: str, members: Sequence[tuple[str, bool]] = (), preview: bytes = b""
+    ) -> None:
+        """Store the message, its idempotency and id keys, and move the members' recent-chats rows: one logged batch.
+
+        ``members``: (user id, whether they wrote it; sending means having read up to one's own
+        message), each member's row getting this message as its last one with ``preview``. The
+        author's read pointer moves in the same plain write, not a lightweight transaction:
+        sends of a conversation are serialized, and the sequence written is the newest there
+        is, so no MarkRead can have set it higher. All of it or none lands, in one request.
+        """
         cid = _uuid(message.conversation_id)
         params: list[Any] = [
             cid,
@@ -262,6 +271,13 @@ class HistoryStore:
             # moves once a bucket, not once a message: one partition fewer in nearly every batch.
             statements.append(_SET_HINT)
             params.extend((message.seq, cid))
+        for member, read in members:
+            if read:
+                statements.append(_SET_LAST_READ)
+                params.extend((message.seq, preview, message.created_at, message.seq, _uuid(member), cid))
+            else:
+                statements.append(_SET_LAST)
+                params.extend((message.seq, preview, message.created_at, _uuid(member), cid))
         await self._cql.execute("BEGIN BATCH " + " ".join(statements) + " APPLY BATCH", params, prepare=True)
 
     async def seq_of(self, conversation_id: str, key: str) -> int | None:
@@ -318,26 +334,6 @@ class HistoryStore:
         )
 
     # -- per-user rows -------------------------------------------------------------
-
-    async def set_last_messages(
-        self, conversation_id: str, members: Sequence[tuple[str, bool]], last_seq: int, preview: bytes, at: datetime
-    ) -> None:
-        """Move every member's recent-chats row to this message, in one request (unlogged batch).
-
-        ``members``: (user id, whether they wrote it). The author's read pointer moves in the
-        same plain write, not a lightweight transaction: sends of a conversation are
-        serialized, and the sequence written is the newest there is, so no MarkRead can have
-        set it higher (a Paxos round per message was a third of a send).
-        """
-        cid = _uuid(conversation_id)
-        await self._cql.execute_unlogged(
-            [
-                (_SET_LAST_READ, (last_seq, preview, at, last_seq, _uuid(m), cid))
-                if read
-                else (_SET_LAST, (last_seq, preview, at, _uuid(m), cid))
-                for m, read in members
-            ]
-        )
 
     async def replace_last_message(self, user_id: str, conversation_id: str, last_message: bytes) -> None:
         """Update the preview after an edit or delete of the last message."""

@@ -104,8 +104,7 @@ async def test_the_last_sequence_is_found_after_a_restart_across_bucket_boundari
                 None,
                 False,
             )
-            await store.insert_message(message, client_key(f"c{seq}"))
-            await store.set_last_messages(conversation_id, [(author, True)], seq, b"preview", now)
+            await store.insert_message(message, client_key(f"c{seq}"), [(author, True)], b"preview")
             # What a restarted replica finds: the hint in the conversation row, walked forward.
             record = await store.conversation(conversation_id)
             assert record is not None
@@ -133,7 +132,10 @@ async def test_many_pointer_writes_in_batches_each_land(cql: CqlSettings) -> Non
             record = ConversationRecord(conversation_id, pb.CONVERSATION_KIND_ASSISTANT, (user,), "", now, 0)
             await store.put_conversation(record)
         await store.set_pointers("delivered_seq", [(user, c, i + 1) for i, c in enumerate(conversations)])
-        await store.set_last_messages(conversations[0], [(user, True)], 7, b"preview", now)
+        message = MessageRecord(
+            conversations[0], 7, str(uuid.uuid4()), user, pb.AUTHOR_KIND_USER, "m", "c7", now, None, False
+        )
+        await store.insert_message(message, client_key("c7"), [(user, True)], b"preview")
         rows = {r.conversation_id: r for r in await store.user_conversations(user)}
         assert [rows[c].delivered_seq for c in conversations] == list(range(1, 24))
         assert (rows[conversations[0]].last_seq, rows[conversations[0]].read_seq) == (7, 7)
