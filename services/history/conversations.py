@@ -8,9 +8,8 @@ routes by conversation when there are several).
 Durability: SendMessage answers only after the message is in CQL and every member's
 event is acked by JetStream. A failure after the CQL write answers UNAVAILABLE; the
 client's retry (same client_message_id) finds the stored message and publishes again,
-and JetStream's Nats-Msg-Id keeps the events single. The members' recent-chats previews
-are one unlogged batch after the message's logged one (in the logged batch they cost
-Cassandra more than they save here).
+and JetStream's Nats-Msg-Id keeps the events single. The members' recent-chats rows move
+in the message's own logged batch: one request a send, and a retry has nothing to repair.
 
 Delivery reports (one per device per message) are folded per member and conversation and
 applied by one task, a few pointer writes per CQL request; their receipts are published

@@ -32,14 +32,14 @@ from services.inference.worker import CpuShare, Sampling, Slot
 #: service's logs would vanish. Every load here takes this lock.
 _LOAD_LOCK = threading.Lock()
 
+log = logging.getLogger("chatmesh.inference.models")
+
 
 def open_llama(path: Path, **options: Any) -> Llama:
     """``Llama(path, verbose=False, **options)``, one load at a time in this process (blocking)."""
     with _LOAD_LOCK:
         return Llama(str(path), verbose=False, **options)
 
-
-log = logging.getLogger("chatmesh.inference.models")
 
 _KV_TYPES = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0}
 

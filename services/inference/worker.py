@@ -111,7 +111,7 @@ class CpuShare:
     def take(self) -> int:
         """Start a job: the threads its prompt may use now. Pair with ``give_back``."""
         with self._lock:
-            threads = max(self.per_slot, min(self.prompt_max, self.prompt_max - self._taken))
+            threads = max(self.per_slot, self.prompt_max - self._taken)
             self._taken += threads
             return threads
 

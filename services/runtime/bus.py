@@ -71,9 +71,10 @@ class AckedPublisher:
     """JetStream publishes that wait for the stream's acks, over one reply subscription.
 
     nats-py's ``js.publish`` is a request: a fresh reply token per publish (``secrets``: a
-    system call each) and a task per concurrent call. Here every publish of a process
-    replies to ``<inbox>.<counter>`` under one wildcard subscription, and ``publish`` sends
-    all of its messages before waiting for any ack: one flush, one wait for the lot.
+    system call each), each publish awaited on its own (a task each to send several at
+    once). Here every publish of a process replies to ``<inbox>.<counter>`` under one
+    wildcard subscription, and ``publish`` sends all of its messages before waiting for any
+    ack: one flush, one wait for the lot.
     """
 
     def __init__(self, nc: Client) -> None:
