@@ -66,6 +66,7 @@ $(PROTODEPS):
 .PHONY: setup
 setup: $(STAMP_PY) $(STAMP_NODE) $(GO_TOOLS) $(PROTODEPS) ## Install everything the mesh and its tests need
 	$(PY) -m mesh.deps.cassandra install
+	$(PY) -m mesh.deps.s3proxy install
 
 LLAMA_VERSION := $(shell sed -n 's/^llama-cpp-python==//p' requirements.txt)
 

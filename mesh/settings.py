@@ -29,6 +29,16 @@ class MeshSettings(BaseSettings):
         50051, ge=1, le=65_000, description="session gets this port, then history, presence, inference, ingest, forms."
     )
     metrics_base_port: int = Field(9101, ge=1, le=65_000, description="Prometheus /metrics ports, same order.")
+    worker_metrics_base_port: int = Field(
+        9111,
+        ge=1,
+        le=65_000,
+        description="Prometheus /metrics ports of the worker processes, one each, in start order.",
+    )
+    ingest_workers: int = Field(
+        2, ge=0, le=64, description="Ingest worker processes (python -m services.ingest.worker)."
+    )
+    forms_workers: int = Field(1, ge=0, le=64, description="Forms worker processes (python -m services.forms.worker).")
     web_port: int = Field(
         0, ge=0, le=65535, description="Static server of the browser client; 0 picks a free port at each start."
     )

@@ -1,7 +1,8 @@
 """The local supervisor behind `make up`.
 
 Starts, in order: NATS and Cassandra (together), the six services, the catalog and the
-static server of the browser client (together), then the Envoy gateway; waits for each to be healthy; prints the gateway
+static server of the browser client (together), the services' worker processes, then the
+Envoy gateway; waits for each to be healthy; prints the gateway
 address; restarts any process that dies (with back-off); on SIGINT/SIGTERM stops
 everything in reverse order and leaves no process behind.
 """
@@ -38,6 +39,24 @@ log = logging.getLogger("chatmesh.mesh")
 ROOT = Path(__file__).resolve().parent.parent
 CATALOG = "catalog"
 WEB = "web"
+
+
+@dataclass(frozen=True)
+class WorkerKind:
+    """Worker processes of a service: ``python -m <module>``, ``count_setting`` of them.
+
+    Each gets its service's environment (``CHATMESH_<SERVICE>_*``: NATS, CQL, keys, peers),
+    its own metrics port in ``CHATMESH_<SERVICE>_METRICS_PORT`` (ready once ``/metrics``
+    answers) and its name in ``CHATMESH_<SERVICE>_WORKER_NAME`` (``ingest-worker-2``).
+    """
+
+    service: str
+    module: str
+    count_setting: str
+
+
+#: The services' worker processes, started after the services (they call them).
+WORKERS: tuple[WorkerKind, ...] = ()
 
 
 @dataclass
@@ -145,11 +164,18 @@ class Supervisor:
 
         return env
 
-    def _python(self, name: str, module: str, index: int, ready: Callable[[float], Awaitable[None]]) -> Managed:
+    def _python(
+        self,
+        name: str,
+        module: str,
+        index: int,
+        ready: Callable[[float], Awaitable[None]],
+        env: dict[str, str] | None = None,
+    ) -> Managed:
         spec = ProcessSpec(
             name=name,
             argv=[sys.executable, "-m", module],
-            env=self._service_env(name, index),
+            env=env if env is not None else self._service_env(name, index),
             cwd=ROOT,
             log_path=self.settings.log_dir / f"{name}.log",
         )
@@ -213,6 +239,7 @@ class Supervisor:
         catalog_target = f"{s.host}:{s.catalog_port}"
         services.append(self._python(CATALOG, "mesh.catalog", -1, lambda t: wait_grpc_serving(catalog_target, "", t)))
         services.append(self._static_site())
+        workers = self._workers()
         gateway = self._dependency(envoy)
         admin = f"http://{s.host}:{s.gateway_admin_port}"
         clusters = [c.name for c in self.contracts] + [CATALOG, WEB]
@@ -222,7 +249,30 @@ class Supervisor:
             await wait_gateway_clusters(admin, clusters, timeout_s)
 
         gateway.wait_ready = gateway_ready
-        self._groups = [[self._dependency(nats_dep), self._dependency(cassandra)], services, [gateway]]
+        self._groups = [[self._dependency(nats_dep), self._dependency(cassandra)], services, workers, [gateway]]
+        self._groups = [group for group in self._groups if group]
+
+    def _workers(self) -> list[Managed]:
+        s = self.settings
+        names = [c.name for c in self.contracts]
+        workers: list[Managed] = []
+        for kind in WORKERS:
+            for number in range(1, int(getattr(s, kind.count_setting)) + 1):
+                name = f"{kind.service}-worker-{number}"
+                metrics_port = s.worker_metrics_base_port + len(workers)
+                prefix = f"CHATMESH_{kind.service.upper()}_"
+                env = {
+                    **self._service_env(kind.service, names.index(kind.service)),
+                    f"{prefix}PORT": "0",
+                    f"{prefix}METRICS_PORT": str(metrics_port),
+                    f"{prefix}WORKER_NAME": name,
+                }
+                workers.append(self._python(name, kind.module, -1, self._metrics_ready(metrics_port), env))
+        return workers
+
+    def _metrics_ready(self, port: int) -> Callable[[float], Awaitable[None]]:
+        url = f"http://{self.settings.host}:{port}/metrics"
+        return lambda t: wait_http_ok(url, t)
 
     def _static_site(self) -> Managed:
         s = self.settings

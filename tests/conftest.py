@@ -14,7 +14,9 @@ from mesh.deps.base import free_port
 from mesh.deps.cassandra import Cassandra, CassandraConfig
 from mesh.deps.nats import Nats, NatsConfig
 from mesh.deps.process import running
+from mesh.deps.s3proxy import S3Proxy, S3ProxyConfig
 from services.runtime.cql import CqlSettings
+from services.runtime.objectstore import S3Endpoint, S3Settings
 from services.runtime.tokens import generate_key_pair
 
 pytest_plugins = [
@@ -42,6 +44,24 @@ async def cassandra(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[C
     async with running(Cassandra(config), ready_timeout_s=240) as dep:
         assert isinstance(dep, Cassandra)
         yield dep
+
+
+@pytest.fixture(scope="session")
+async def s3_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[S3Proxy]:
+    """A real S3 API server (S3Proxy, filesystem backend) for the whole run."""
+    home = tmp_path_factory.mktemp("s3proxy")
+    async with running(S3Proxy(S3ProxyConfig(home=home, port=free_port())), ready_timeout_s=60) as dep:
+        assert isinstance(dep, S3Proxy)
+        yield dep
+
+
+@pytest.fixture
+def s3(s3_server: S3Proxy) -> S3Settings:
+    """S3 settings with the server's credentials for the run's S3Proxy (any bucket)."""
+    c = s3_server.config
+    return S3Settings(
+        endpoints=[S3Endpoint(url=s3_server.endpoint, access_key_id=c.access_key, secret_access_key=c.secret_key)]
+    )
 
 
 @pytest.fixture

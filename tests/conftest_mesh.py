@@ -65,6 +65,7 @@ def mesh_environment(state_dir: Path) -> dict[str, str]:
         "CHATMESH_MESH_WEB_PORT": str(free_block(1, taken)),
         "CHATMESH_MESH_SERVICE_BASE_PORT": str(free_block(6, taken)),
         "CHATMESH_MESH_METRICS_BASE_PORT": str(free_block(6, taken)),
+        "CHATMESH_MESH_WORKER_METRICS_BASE_PORT": str(free_block(8, taken)),
     }
     # The services import the generated contracts, as under `make` (which exports this).
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "gen" / "python")])

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import fcntl
 import functools
 import hashlib
 import importlib
@@ -50,12 +49,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mesh.deps import jvm
 from mesh.deps.base import ProcessSpec, free_port, wait_tcp
+from mesh.deps.jvm import JvmInstallError, default_cache_root
 
 #: The Cassandra release that is installed and run: the newest 5.0.x on Maven Central.
 CASSANDRA_VERSION = "5.0.9"
@@ -137,7 +137,7 @@ _SINGLE_NODE_PROPERTIES = (
 )
 
 
-class CassandraInstallError(RuntimeError):
+class CassandraInstallError(JvmInstallError):
     """Cassandra could not be installed (no java, no mvn, or Maven failed)."""
 
 
@@ -162,25 +162,9 @@ class CassandraConfig:
     cluster_name: str = "chatmesh"
 
 
-def default_cache_root() -> Path:
-    """``$XDG_CACHE_HOME/chatmesh``, or ``~/.cache/chatmesh``: shared by every clone on the machine."""
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "chatmesh"
-
-
 def find_java() -> Path:
-    """The ``java`` to run Cassandra with: ``$JAVA_HOME/bin/java``, else the one on ``PATH``.
-
-    Raises:
-        CassandraInstallError: no java executable was found.
-    """
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home and (Path(java_home) / "bin" / "java").is_file():
-        return Path(java_home) / "bin" / "java"
-    found = shutil.which("java")
-    if found is None:
-        raise CassandraInstallError("cassandra: `java` not found (install a Java 17 JDK or set JAVA_HOME)")
-    return Path(found)
+    """The ``java`` that runs Cassandra (see :func:`mesh.deps.jvm.find_java`)."""
+    return jvm.find_java(CassandraInstallError, "cassandra")
 
 
 def install(cache_root: Path | None = None) -> Path:
@@ -207,7 +191,7 @@ def install(cache_root: Path | None = None) -> Path:
     if (root / _INSTALLED_MARKER).is_file() and _archive_settled(_class_data_archive(java, root)):
         return lib
     root.mkdir(parents=True, exist_ok=True)
-    with _exclusive_lock(root / ".lock"):
+    with jvm.exclusive_lock(root / ".lock"):
         if not (root / _INSTALLED_MARKER).is_file():  # Re-checked: another process may have done it.
             _resolve_jars(root, lib)
         archive = _class_data_archive(java, root)
@@ -216,50 +200,16 @@ def install(cache_root: Path | None = None) -> Path:
     return lib
 
 
-@contextlib.contextmanager
-def _exclusive_lock(path: Path) -> Iterator[None]:
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _resolve_jars(root: Path, lib: Path) -> None:
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise CassandraInstallError("cassandra: `mvn` not found; Maven is needed once to fetch the Cassandra jars")
-    # The pom is copied next to the jars, rather than used in place, so that Maven never writes
-    # into the repository and the cache records how it was made.
-    pom = root / "pom.xml"
-    shutil.copyfile(_RESOURCES / "pom.xml", pom)
-    staging = root / "lib.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    argv = [
-        mvn,
-        "--batch-mode",
-        "--quiet",
-        "-Dstyle.color=never",
-        "--file",
-        str(pom),
-        f"-Dcassandra.version={CASSANDRA_VERSION}",
-        f"-Dlib.dir={staging}",
-        "dependency:copy-dependencies",
-    ]
-    _log.info("cassandra: fetching cassandra-all %s and its dependencies with Maven", CASSANDRA_VERSION)
-    result = subprocess.run(argv, cwd=root, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        tail = (result.stdout + result.stderr).strip().splitlines()[-15:]
-        raise CassandraInstallError(
-            f"cassandra: Maven could not fetch cassandra-all {CASSANDRA_VERSION} (exit {result.returncode}):\n"
-            + "\n".join(tail)
-        )
-    jars = sorted(jar.name for jar in staging.glob("*.jar"))
-    if f"cassandra-all-{CASSANDRA_VERSION}.jar" not in jars:
-        raise CassandraInstallError(f"cassandra: Maven finished but cassandra-all is missing from {staging}")
-    shutil.rmtree(lib, ignore_errors=True)
-    staging.rename(lib)
+    jars = jvm.copy_dependencies(
+        _RESOURCES / "pom.xml",
+        root,
+        lib,
+        {"cassandra.version": CASSANDRA_VERSION},
+        f"cassandra-all-{CASSANDRA_VERSION}.jar",
+        who="cassandra",
+        error=CassandraInstallError,
+    )
     (root / _INSTALLED_MARKER).write_text("\n".join([CASSANDRA_VERSION, *jars]) + "\n")
 
 
