@@ -1,0 +1,1 @@
+"""The vector store behind the ingest service: one interface (base.py), one module a backend."""
