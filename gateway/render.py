@@ -5,7 +5,8 @@ The HTTP filter chain, in order:
 1. ``grpc_web``: turns browser gRPC-web (HTTP/1.1) into gRPC for everything after it.
 2. ``cors``: answers preflights itself, so they never reach the rate limit or a service.
 3. ``local_ratelimit``: one token bucket per route (``typed_per_filter_config``).
-4. ``buffer``: caps request bodies at ``max_request_bytes`` (disabled on client streams).
+4. ``buffer``: caps request bodies at ``max_request_bytes`` (``max_request_bytes_overrides`` per
+   package or method; disabled on client streams).
 5. ``router``.
 
 Routes: gRPC paths by package (``routes.py``), then, when ``settings.web`` is set, a

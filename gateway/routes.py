@@ -181,6 +181,11 @@ def _render_route(settings: GatewaySettings, route: _Route) -> dict[str, Any]:
         per_filter[_RATE_LIMIT_FILTER] = _rate_limit_config(limit, f"route_{_stat_name(route.key)}")
     if route.client_streaming:
         per_filter[_BUFFER_FILTER] = {"@type": _BUFFER_PER_ROUTE_TYPE, "disabled": True}
+    else:
+        sizes = settings.max_request_bytes_overrides
+        size = sizes.get(route.key) or sizes.get(route.package)
+        if size:
+            per_filter[_BUFFER_FILTER] = {"@type": _BUFFER_PER_ROUTE_TYPE, "buffer": {"max_request_bytes": size}}
     rendered: dict[str, Any] = {"name": route.key, "match": match, "route": action}
     if per_filter:
         rendered["typed_per_filter_config"] = per_filter
@@ -225,6 +230,9 @@ def render_routes(settings: GatewaySettings, routes: list[RouteSpec]) -> list[di
     stray = sorted(set(settings.rate_limit_overrides) - keys)
     if stray:
         raise ValueError(f"rate_limit_overrides name no route: {', '.join(stray)}")
+    stray = sorted(set(settings.max_request_bytes_overrides) - keys)
+    if stray:
+        raise ValueError(f"max_request_bytes_overrides name no route: {', '.join(stray)}")
     rendered = [_render_route(settings, r) for r in flat]
     static = _render_static_route(settings)
     return rendered if static is None else [*rendered, static]

@@ -191,6 +191,12 @@ class GatewaySettings(BaseSettings):
         le=1 << 30,
         description="Largest request body on unary and server-streaming routes; client streams are exempt.",
     )
+    max_request_bytes_overrides: dict[str, int] = Field(
+        default_factory=dict,
+        max_length=256,
+        description="Largest request body by package (chatmesh.ingest.v1) or full method path, where it differs "
+        "from max_request_bytes (1 KiB to 1 GiB each).",
+    )
     rate_limit: RateLimit = Field(default_factory=RateLimit, description="Token bucket of every route.")
     rate_limit_overrides: dict[str, RateLimit] = Field(
         default_factory=dict,
@@ -234,6 +240,9 @@ class GatewaySettings(BaseSettings):
         duplicates = sorted({p for p in packages if packages.count(p) > 1})
         if duplicates:
             raise ValueError(f"a package may be served by one upstream only: {', '.join(duplicates)}")
+        bad_sizes = sorted(k for k, v in self.max_request_bytes_overrides.items() if not 1024 <= v <= 1 << 30)
+        if bad_sizes:
+            raise ValueError(f"max_request_bytes_overrides must be 1 KiB to 1 GiB: {', '.join(bad_sizes)}")
         if self.port == self.admin_port:
             raise ValueError(f"port and admin_port must differ (both {self.port})")
         bad = [o for o in self.cors_allowed_origins if not o.startswith(("http://", "https://")) or o.endswith("/")]

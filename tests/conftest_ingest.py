@@ -5,16 +5,34 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import uuid
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import pytest
 
+from chatmesh.ingest.v1 import ingest_pb2_grpc
 from mesh.deps.base import free_port
+from mesh.deps.nats import Nats
 from mesh.deps.process import launch, running, terminate
 from mesh.deps.qdrant import Qdrant, QdrantConfig, missing_reason, qdrant_binary
+from services.inference.server import build as build_inference
+from services.inference.settings import InferenceSettings
+from services.ingest.server import IngestApp, assemble
+from services.ingest.settings import IngestSettings
+from services.runtime.bus import NatsSettings
+from services.runtime.server import ServiceServer
+from services.runtime.tokens import (
+    Principal,
+    ServiceTokenSigner,
+    TokenSigner,
+    generate_key_pair,
+    load_private_key,
+)
+from tests.conftest import KeyPair
 
 
 def _port_pair() -> int:
@@ -81,3 +99,123 @@ async def start_cluster(stack: AsyncExitStack, root: Path, size: int = 3) -> lis
         await dep.wait_ready(60)
         nodes.append(ClusterNode(dep, proc))
     return nodes
+
+
+# -- keys, tokens, the ingest service ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MeshKeys:
+    """The access-token pair (as the session service has it) and the service-token pair."""
+
+    access: KeyPair
+    service: KeyPair
+
+    def user_token(self, user_id: str) -> str:
+        """An access token for ``user_id`` (as session would sign it at login)."""
+        signer = TokenSigner(load_private_key(self.access.private), "chatmesh", 900)
+        return signer.sign(Principal(user_id=user_id, device_id=str(uuid.uuid4()), session_id=str(uuid.uuid4()))).token
+
+    def service_token(self, name: str = "test-service") -> str:
+        """A service token of ``name``."""
+        return ServiceTokenSigner.from_file(self.service.private, "chatmesh", name).token()
+
+
+@pytest.fixture(scope="session")
+def mesh_keys(tmp_path_factory: pytest.TempPathFactory) -> MeshKeys:
+    """Both key pairs, once per run (the supervisor writes the same files under .chatmesh/keys)."""
+    root = tmp_path_factory.mktemp("keys")
+    access = KeyPair(root / "access_token.pem", root / "access_token.pub.pem")
+    service = KeyPair(root / "service_token.pem", root / "service_token.pub.pem")
+    for pair in (access, service):
+        generate_key_pair(pair.private, pair.public)
+    return MeshKeys(access, service)
+
+
+@dataclass(frozen=True)
+class User:
+    """A user of the tests: their id and the call metadata carrying their token."""
+
+    user_id: str
+    metadata: tuple[tuple[str, str], ...]
+
+
+def new_user(keys: MeshKeys) -> User:
+    """A fresh user with a valid access token."""
+    user_id = str(uuid.uuid4())
+    return User(user_id, (("authorization", f"Bearer {keys.user_token(user_id)}"),))
+
+
+@pytest.fixture(scope="session")
+async def ingest_inference(nats_server: Nats, mesh_keys: MeshKeys) -> AsyncIterator[ServiceServer]:
+    """Inference on the bundled model for the ingest tests (accepts service tokens; a roomy queue)."""
+    settings = InferenceSettings(
+        port=0,
+        nats=NatsSettings(url=nats_server.url),
+        token_public_key_file=mesh_keys.access.public,
+        service_token_public_key_file=mesh_keys.service.public,
+        n_ctx=1024,
+        n_threads=2,
+        slots=1,
+        queue_size=64,
+        history_target="127.0.0.1:9",
+        shutdown_drain_s=0,
+        shutdown_grace_s=0.5,
+    )
+    app = await build_inference(settings)
+    async with app:
+        yield app
+
+
+def ingest_settings(nats: Nats, keys: MeshKeys, root: Path, inference_port: int, **overrides: object) -> IngestSettings:
+    """Settings for an ingest service (or worker) of a test: its own bus namespace and folders."""
+    values: dict[str, object] = {
+        "port": 0,
+        "nats": NatsSettings(url=nats.url),
+        "bus_namespace": uuid.uuid4().hex[:12],
+        "token_public_key_file": keys.access.public,
+        "service_token_public_key_file": keys.service.public,
+        "service_token_private_key_file": keys.service.private,
+        "inference_target": f"127.0.0.1:{inference_port}",
+        "data_dir": root / "ingest",
+        "import_root": root / "import",
+        "snapshot_root": root / "snapshots",
+        "shutdown_drain_s": 0,
+        "shutdown_grace_s": 1,
+        "health_interval_s": 0.5,
+        **overrides,
+    }
+    return IngestSettings(**values)  # type: ignore[arg-type]
+
+
+@dataclass
+class IngestHandle:
+    """A running ingest service of a test, a channel to it, and its stub."""
+
+    app: IngestApp
+    settings: IngestSettings
+    channel: grpc.aio.Channel
+    stub: ingest_pb2_grpc.IngestServiceStub
+
+    @property
+    def target(self) -> str:
+        """host:port of its gRPC server."""
+        return f"127.0.0.1:{self.app.server.port}"
+
+
+@asynccontextmanager
+async def running_ingest(settings: IngestSettings) -> AsyncIterator[IngestHandle]:
+    """An ingest service with ``settings``, started, and a channel to it."""
+    app = await assemble(settings)
+    async with app.server, grpc.aio.insecure_channel(f"127.0.0.1:{app.server.port}") as channel:
+        yield IngestHandle(app, settings, channel, ingest_pb2_grpc.IngestServiceStub(channel))
+
+
+@pytest.fixture
+async def ingest(
+    nats_server: Nats, mesh_keys: MeshKeys, ingest_inference: ServiceServer, tmp_path: Path
+) -> AsyncIterator[IngestHandle]:
+    """The ingest service with the embedded store, in-process."""
+    settings = ingest_settings(nats_server, mesh_keys, tmp_path, ingest_inference.port)
+    async with running_ingest(settings) as handle:
+        yield handle

@@ -7,6 +7,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from services.inference.errors import PromptTooLong
 from services.inference.models import EmbeddingModel
 
@@ -41,10 +43,13 @@ def _embed_blocking(model: EmbeddingModel, texts: Sequence[str]) -> Embeddings:
         # One text a call: llama-cpp-python's batch path mixes sequences in one context,
         # and a single text per decode keeps every vector independent of its neighbours.
         raw = llama.embed(text, normalize=False, truncate=False)
-        vector: Sequence[float] = raw[0] if raw and isinstance(raw[0], list) else raw
-        if vector and isinstance(vector[0], list):  # no pooling: per-token vectors; take their mean
-            rows: list[list[float]] = vector
-            vector = [sum(col) / len(rows) for col in zip(*rows, strict=True)]
+        vector: Sequence[float]
+        if raw and isinstance(raw[0], list):
+            # A model without pooling (SmolLM2) gives one vector per token: their mean is the
+            # text's. (Taking the first row alone gave every text the BOS token's vector.)
+            vector = np.asarray(raw, dtype=np.float64).mean(axis=0).tolist()
+        else:
+            vector = raw
         vectors.append(normalise(vector))
     return Embeddings(vectors, llama.n_embd(), model.name, sum(len(t) for t in batches))
 

@@ -14,17 +14,26 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import functools
 import inspect
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from typing import Any, TypeAlias
 
 import grpc
 import protovalidate
 
-from services.runtime.errors import ChatmeshError, DeadlineExceeded, InvalidArgument, ResourceExhausted, Unauthenticated
+from services.runtime.errors import (
+    ChatmeshError,
+    DeadlineExceeded,
+    InvalidArgument,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+)
 from services.runtime.metrics import RpcMetrics
 from services.runtime.tokens import Principal, TokenVerifier
 
@@ -38,6 +47,8 @@ StreamCall: TypeAlias = "Callable[[Any, Context], AsyncIterator[Any]]"
 
 # Methods any caller may reach without a token (besides PUBLIC_PREFIXES).
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+# Metadata with which a service (a service token) names the user it acts for.
+ON_BEHALF_OF = "x-chatmesh-on-behalf-of"
 
 _principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("chatmesh_principal", default=None)
 _status: contextvars.ContextVar[list[grpc.StatusCode]] = contextvars.ContextVar("chatmesh_status")
@@ -215,7 +226,13 @@ class DeadlineLayer(Layer):
 
 
 class AuthLayer(Layer):
-    """Checks the access token of every call but the public ones, and records the principal."""
+    """Checks the access token of every call but the public ones, and records the principal.
+
+    A service token (see :mod:`services.runtime.tokens`) must name the user it acts for in
+    ``x-chatmesh-on-behalf-of``; the principal is then that user, with ``service`` set to the
+    caller's name, and the service's own rules apply as for the user. The header on a user's
+    token is PERMISSION_DENIED: only services act for others.
+    """
 
     def __init__(self, verifier: TokenVerifier | None, public_methods: Collection[str]) -> None:
         self._verifier = verifier
@@ -226,14 +243,20 @@ class AuthLayer(Layer):
             _principal.set(None)
             return
         token = None
+        acting_for = None
         for key, value in context.invocation_metadata() or ():
             if key == "authorization" and isinstance(value, str) and value[:7].lower() == "bearer ":
                 token = value[7:].strip()
+            elif key == ON_BEHALF_OF and isinstance(value, str):
+                acting_for = value
         if not token:
             raise Unauthenticated("missing access token: send `authorization: Bearer <token>`")
         if self._verifier is None:
             raise Unauthenticated("this service has no token key configured")
-        _principal.set(self._verifier.verify(token))
+        principal = self._verifier.verify(token)
+        if principal.service or acting_for is not None:
+            principal = _acting_for(principal, acting_for)
+        _principal.set(principal)
 
     async def unary(self, method: str, call: UnaryCall, request: Any, context: Context) -> Any:
         self._authenticate(method, context)
@@ -243,6 +266,19 @@ class AuthLayer(Layer):
         self._authenticate(method, context)
         async for item in call(request, context):
             yield item
+
+
+def _acting_for(principal: Principal, user_id: str | None) -> Principal:
+    """The principal of a service token acting for ``user_id`` (checked), or a refusal."""
+    if not principal.service:
+        raise PermissionDenied(f"{ON_BEHALF_OF} is for services only")
+    if user_id is None:
+        raise Unauthenticated(f"a service token must name the user it acts for in {ON_BEHALF_OF}")
+    try:
+        canonical = str(uuid.UUID(user_id))
+    except ValueError:
+        raise Unauthenticated(f"{ON_BEHALF_OF} must be a user id (UUID)") from None
+    return dataclasses.replace(principal, user_id=canonical)
 
 
 def _violation_field(violation: protovalidate.Violation) -> str:

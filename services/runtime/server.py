@@ -61,12 +61,16 @@ class ServiceServer:
     port: int
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     metrics_port: int = 0
+    on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    """Run once serving has started (background tasks of the service)."""
 
     async def start(self) -> None:
         """Start serving and mark every service SERVING."""
         await self.server.start()
         for name in [*self.service_names, ""]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        for hook in self.on_start:
+            await hook()
         log.info("serving", extra={"port": self.port, "services": ",".join(self.service_names)})
 
     async def __aenter__(self) -> ServiceServer:
@@ -137,7 +141,9 @@ def create_server(
         verifier: verifies access tokens; defaults to one built from ``token_public_key_file``.
     """
     if verifier is None and settings.token_public_key_file is not None:
-        verifier = TokenVerifier.from_file(settings.token_public_key_file, settings.token_issuer)
+        verifier = TokenVerifier.from_file(
+            settings.token_public_key_file, settings.token_issuer, settings.service_token_public_key_file
+        )
     metrics = RpcMetrics(name)
     public = {m for b in bindings for m in b.public_methods}
     server = grpc.aio.server(

@@ -30,6 +30,11 @@ class ServiceSettings(BaseSettings):
     token_public_key_file: Path | None = Field(
         None, description="PEM Ed25519 public key that verifies access tokens (written by the session service)."
     )
+    service_token_public_key_file: Path | None = Field(
+        None,
+        description="PEM Ed25519 public key that verifies service tokens (mesh processes acting for a user); "
+        "unset: service tokens are refused.",
+    )
     token_issuer: str = Field("chatmesh", min_length=1, max_length=64, description="Expected `iss` of tokens.")
     max_receive_message_bytes: int = Field(
         1 * MiB, ge=4096, le=64 * MiB, description="Largest request message accepted; larger is RESOURCE_EXHAUSTED."

@@ -28,6 +28,26 @@ class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_STATE_SUCCEEDED: _ClassVar[JobState]
     JOB_STATE_FAILED: _ClassVar[JobState]
     JOB_STATE_CANCELLED: _ClassVar[JobState]
+    JOB_STATE_COMPLETED_WITH_ERRORS: _ClassVar[JobState]
+
+class PayloadIndexType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PAYLOAD_INDEX_TYPE_UNSPECIFIED: _ClassVar[PayloadIndexType]
+    PAYLOAD_INDEX_TYPE_KEYWORD: _ClassVar[PayloadIndexType]
+    PAYLOAD_INDEX_TYPE_INTEGER: _ClassVar[PayloadIndexType]
+    PAYLOAD_INDEX_TYPE_FLOAT: _ClassVar[PayloadIndexType]
+    PAYLOAD_INDEX_TYPE_BOOL: _ClassVar[PayloadIndexType]
+    PAYLOAD_INDEX_TYPE_TEXT: _ClassVar[PayloadIndexType]
+    PAYLOAD_INDEX_TYPE_UUID: _ClassVar[PayloadIndexType]
+    PAYLOAD_INDEX_TYPE_DATETIME: _ClassVar[PayloadIndexType]
+
+class SourceFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SOURCE_FORMAT_UNSPECIFIED: _ClassVar[SourceFormat]
+    SOURCE_FORMAT_JSONL: _ClassVar[SourceFormat]
+    SOURCE_FORMAT_CSV: _ClassVar[SourceFormat]
+    SOURCE_FORMAT_PARQUET: _ClassVar[SourceFormat]
+    SOURCE_FORMAT_TEXT: _ClassVar[SourceFormat]
 DISTANCE_UNSPECIFIED: Distance
 DISTANCE_COSINE: Distance
 DISTANCE_DOT: Distance
@@ -38,22 +58,58 @@ JOB_STATE_RUNNING: JobState
 JOB_STATE_SUCCEEDED: JobState
 JOB_STATE_FAILED: JobState
 JOB_STATE_CANCELLED: JobState
+JOB_STATE_COMPLETED_WITH_ERRORS: JobState
+PAYLOAD_INDEX_TYPE_UNSPECIFIED: PayloadIndexType
+PAYLOAD_INDEX_TYPE_KEYWORD: PayloadIndexType
+PAYLOAD_INDEX_TYPE_INTEGER: PayloadIndexType
+PAYLOAD_INDEX_TYPE_FLOAT: PayloadIndexType
+PAYLOAD_INDEX_TYPE_BOOL: PayloadIndexType
+PAYLOAD_INDEX_TYPE_TEXT: PayloadIndexType
+PAYLOAD_INDEX_TYPE_UUID: PayloadIndexType
+PAYLOAD_INDEX_TYPE_DATETIME: PayloadIndexType
+SOURCE_FORMAT_UNSPECIFIED: SourceFormat
+SOURCE_FORMAT_JSONL: SourceFormat
+SOURCE_FORMAT_CSV: SourceFormat
+SOURCE_FORMAT_PARQUET: SourceFormat
+SOURCE_FORMAT_TEXT: SourceFormat
+
+class PayloadIndex(_message.Message):
+    __slots__ = ("key", "type")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    type: PayloadIndexType
+    def __init__(self, key: _Optional[str] = ..., type: _Optional[_Union[PayloadIndexType, str]] = ...) -> None: ...
+
+class SnapshotSchedule(_message.Message):
+    __slots__ = ("interval_seconds", "target", "keep")
+    INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    KEEP_FIELD_NUMBER: _ClassVar[int]
+    interval_seconds: int
+    target: SnapshotTarget
+    keep: int
+    def __init__(self, interval_seconds: _Optional[int] = ..., target: _Optional[_Union[SnapshotTarget, _Mapping]] = ..., keep: _Optional[int] = ...) -> None: ...
 
 class Collection(_message.Message):
-    __slots__ = ("name", "vector_size", "distance", "embedding_model", "points_count", "created_at")
+    __slots__ = ("name", "vector_size", "distance", "embedding_model", "points_count", "created_at", "payload_indexes", "snapshot_schedule")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VECTOR_SIZE_FIELD_NUMBER: _ClassVar[int]
     DISTANCE_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_MODEL_FIELD_NUMBER: _ClassVar[int]
     POINTS_COUNT_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_INDEXES_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_SCHEDULE_FIELD_NUMBER: _ClassVar[int]
     name: str
     vector_size: int
     distance: Distance
     embedding_model: str
     points_count: int
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., vector_size: _Optional[int] = ..., distance: _Optional[_Union[Distance, str]] = ..., embedding_model: _Optional[str] = ..., points_count: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    payload_indexes: _containers.RepeatedCompositeFieldContainer[PayloadIndex]
+    snapshot_schedule: SnapshotSchedule
+    def __init__(self, name: _Optional[str] = ..., vector_size: _Optional[int] = ..., distance: _Optional[_Union[Distance, str]] = ..., embedding_model: _Optional[str] = ..., points_count: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., payload_indexes: _Optional[_Iterable[_Union[PayloadIndex, _Mapping]]] = ..., snapshot_schedule: _Optional[_Union[SnapshotSchedule, _Mapping]] = ...) -> None: ...
 
 class PointId(_message.Message):
     __slots__ = ("uuid", "num")
@@ -84,16 +140,20 @@ class Document(_message.Message):
     def __init__(self, id: _Optional[_Union[PointId, _Mapping]] = ..., text: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
-    __slots__ = ("name", "vector_size", "distance", "embedding_model")
+    __slots__ = ("name", "vector_size", "distance", "embedding_model", "payload_indexes", "snapshot_schedule")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VECTOR_SIZE_FIELD_NUMBER: _ClassVar[int]
     DISTANCE_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_MODEL_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_INDEXES_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_SCHEDULE_FIELD_NUMBER: _ClassVar[int]
     name: str
     vector_size: int
     distance: Distance
     embedding_model: str
-    def __init__(self, name: _Optional[str] = ..., vector_size: _Optional[int] = ..., distance: _Optional[_Union[Distance, str]] = ..., embedding_model: _Optional[str] = ...) -> None: ...
+    payload_indexes: _containers.RepeatedCompositeFieldContainer[PayloadIndex]
+    snapshot_schedule: SnapshotSchedule
+    def __init__(self, name: _Optional[str] = ..., vector_size: _Optional[int] = ..., distance: _Optional[_Union[Distance, str]] = ..., embedding_model: _Optional[str] = ..., payload_indexes: _Optional[_Iterable[_Union[PayloadIndex, _Mapping]]] = ..., snapshot_schedule: _Optional[_Union[SnapshotSchedule, _Mapping]] = ...) -> None: ...
 
 class CreateCollectionResponse(_message.Message):
     __slots__ = ("collection",)
@@ -180,17 +240,19 @@ class S3Object(_message.Message):
     def __init__(self, endpoint: _Optional[str] = ..., bucket: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
 
 class JobSource(_message.Message):
-    __slots__ = ("documents", "path", "s3")
+    __slots__ = ("documents", "path", "s3", "format")
     DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     S3_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
     documents: InlineDocuments
     path: str
     s3: S3Object
-    def __init__(self, documents: _Optional[_Union[InlineDocuments, _Mapping]] = ..., path: _Optional[str] = ..., s3: _Optional[_Union[S3Object, _Mapping]] = ...) -> None: ...
+    format: SourceFormat
+    def __init__(self, documents: _Optional[_Union[InlineDocuments, _Mapping]] = ..., path: _Optional[str] = ..., s3: _Optional[_Union[S3Object, _Mapping]] = ..., format: _Optional[_Union[SourceFormat, str]] = ...) -> None: ...
 
 class JobProgress(_message.Message):
-    __slots__ = ("job_id", "state", "points_done", "points_total", "points_failed", "batches_done", "batches_total", "last_error", "points_per_second", "updated_at")
+    __slots__ = ("job_id", "state", "points_done", "points_total", "points_failed", "batches_done", "batches_total", "last_error", "points_per_second", "updated_at", "eta_seconds")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     POINTS_DONE_FIELD_NUMBER: _ClassVar[int]
@@ -201,6 +263,7 @@ class JobProgress(_message.Message):
     LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
     POINTS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     state: JobState
     points_done: int
@@ -211,10 +274,19 @@ class JobProgress(_message.Message):
     last_error: str
     points_per_second: float
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., points_done: _Optional[int] = ..., points_total: _Optional[int] = ..., points_failed: _Optional[int] = ..., batches_done: _Optional[int] = ..., batches_total: _Optional[int] = ..., last_error: _Optional[str] = ..., points_per_second: _Optional[float] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    eta_seconds: float
+    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., points_done: _Optional[int] = ..., points_total: _Optional[int] = ..., points_failed: _Optional[int] = ..., batches_done: _Optional[int] = ..., batches_total: _Optional[int] = ..., last_error: _Optional[str] = ..., points_per_second: _Optional[float] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., eta_seconds: _Optional[float] = ...) -> None: ...
+
+class ItemFailure(_message.Message):
+    __slots__ = ("position", "reason")
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    position: int
+    reason: str
+    def __init__(self, position: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("job_id", "collection", "batch_size", "parallelism", "progress", "error", "created_at", "started_at", "finished_at")
+    __slots__ = ("job_id", "collection", "batch_size", "parallelism", "progress", "error", "created_at", "started_at", "finished_at", "failures")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -224,6 +296,7 @@ class Job(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     collection: str
     batch_size: int
@@ -233,7 +306,8 @@ class Job(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     started_at: _timestamp_pb2.Timestamp
     finished_at: _timestamp_pb2.Timestamp
-    def __init__(self, job_id: _Optional[str] = ..., collection: _Optional[str] = ..., batch_size: _Optional[int] = ..., parallelism: _Optional[int] = ..., progress: _Optional[_Union[JobProgress, _Mapping]] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    failures: _containers.RepeatedCompositeFieldContainer[ItemFailure]
+    def __init__(self, job_id: _Optional[str] = ..., collection: _Optional[str] = ..., batch_size: _Optional[int] = ..., parallelism: _Optional[int] = ..., progress: _Optional[_Union[JobProgress, _Mapping]] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., failures: _Optional[_Iterable[_Union[ItemFailure, _Mapping]]] = ...) -> None: ...
 
 class StartJobRequest(_message.Message):
     __slots__ = ("collection", "source", "batch_size", "parallelism")
@@ -378,7 +452,7 @@ class SnapshotTarget(_message.Message):
     def __init__(self, local: _Optional[_Union[LocalDirectory, _Mapping]] = ..., s3: _Optional[_Union[S3Bucket, _Mapping]] = ...) -> None: ...
 
 class Snapshot(_message.Message):
-    __slots__ = ("snapshot_id", "collection", "target", "file_name", "size_bytes", "points_count", "vector_size", "distance", "embedding_model", "created_at")
+    __slots__ = ("snapshot_id", "collection", "target", "file_name", "size_bytes", "points_count", "vector_size", "distance", "embedding_model", "created_at", "sha256", "scheduled")
     SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
@@ -389,6 +463,8 @@ class Snapshot(_message.Message):
     DISTANCE_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_MODEL_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULED_FIELD_NUMBER: _ClassVar[int]
     snapshot_id: str
     collection: str
     target: SnapshotTarget
@@ -399,7 +475,9 @@ class Snapshot(_message.Message):
     distance: Distance
     embedding_model: str
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, snapshot_id: _Optional[str] = ..., collection: _Optional[str] = ..., target: _Optional[_Union[SnapshotTarget, _Mapping]] = ..., file_name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., points_count: _Optional[int] = ..., vector_size: _Optional[int] = ..., distance: _Optional[_Union[Distance, str]] = ..., embedding_model: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    sha256: str
+    scheduled: bool
+    def __init__(self, snapshot_id: _Optional[str] = ..., collection: _Optional[str] = ..., target: _Optional[_Union[SnapshotTarget, _Mapping]] = ..., file_name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., points_count: _Optional[int] = ..., vector_size: _Optional[int] = ..., distance: _Optional[_Union[Distance, str]] = ..., embedding_model: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sha256: _Optional[str] = ..., scheduled: _Optional[bool] = ...) -> None: ...
 
 class CreateSnapshotRequest(_message.Message):
     __slots__ = ("collection", "target")
@@ -442,6 +520,30 @@ class RestoreSnapshotRequest(_message.Message):
     def __init__(self, snapshot_id: _Optional[str] = ..., collection: _Optional[str] = ..., replace_existing: _Optional[bool] = ...) -> None: ...
 
 class RestoreSnapshotResponse(_message.Message):
+    __slots__ = ("collection",)
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    collection: Collection
+    def __init__(self, collection: _Optional[_Union[Collection, _Mapping]] = ...) -> None: ...
+
+class DeleteSnapshotRequest(_message.Message):
+    __slots__ = ("snapshot_id",)
+    SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
+    snapshot_id: str
+    def __init__(self, snapshot_id: _Optional[str] = ...) -> None: ...
+
+class DeleteSnapshotResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SetSnapshotScheduleRequest(_message.Message):
+    __slots__ = ("collection", "schedule")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    schedule: SnapshotSchedule
+    def __init__(self, collection: _Optional[str] = ..., schedule: _Optional[_Union[SnapshotSchedule, _Mapping]] = ...) -> None: ...
+
+class SetSnapshotScheduleResponse(_message.Message):
     __slots__ = ("collection",)
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     collection: Collection

@@ -106,6 +106,16 @@ class IngestServiceStub:
                 request_serializer=chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.RestoreSnapshotRequest.SerializeToString,
                 response_deserializer=chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.RestoreSnapshotResponse.FromString,
                 _registered_method=True)
+        self.DeleteSnapshot = channel.unary_unary(
+                '/chatmesh.ingest.v1.IngestService/DeleteSnapshot',
+                request_serializer=chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.DeleteSnapshotRequest.SerializeToString,
+                response_deserializer=chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.DeleteSnapshotResponse.FromString,
+                _registered_method=True)
+        self.SetSnapshotSchedule = channel.unary_unary(
+                '/chatmesh.ingest.v1.IngestService/SetSnapshotSchedule',
+                request_serializer=chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.SetSnapshotScheduleRequest.SerializeToString,
+                response_deserializer=chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.SetSnapshotScheduleResponse.FromString,
+                _registered_method=True)
 
 
 class IngestServiceServicer:
@@ -117,7 +127,8 @@ class IngestServiceServicer:
         """Creates an empty collection. Errors: INVALID_ARGUMENT (field named; also
         `vector_size` when it differs from the embedding model's dimensions), NOT_FOUND
         (unknown `embedding_model`), FAILED_PRECONDITION (`embedding_model` cannot embed),
-        ALREADY_EXISTS (the caller already has a collection of that name), UNAVAILABLE.
+        ALREADY_EXISTS (the caller already has a collection of that name),
+        RESOURCE_EXHAUSTED (the caller has as many collections as allowed), UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -169,8 +180,12 @@ class IngestServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StartJob(self, request, context):
-        """Starts an ingest job into one of the caller's collections from inline documents
-        or from a JSONL file of points; workers upsert it in batches, a few in parallel.
+        """Starts an ingest job into one of the caller's collections from inline documents,
+        or from a file of points or documents (JSONL, CSV, Parquet, or plain text chunked
+        into passages; see JobSource.format) under the server's import directory or in an
+        S3-compatible bucket; workers upsert it in batches, a few in parallel. Items that
+        cannot be ingested (a malformed line, a wrong vector length) are skipped and
+        recorded in `Job.failures`; the job then ends COMPLETED_WITH_ERRORS.
         Returns at once with the job (state QUEUED). Errors: INVALID_ARGUMENT (field
         named), NOT_FOUND (collection; source file, naming `path` or `s3.key`),
         PERMISSION_DENIED (a source outside the server's import directory, or an S3
@@ -186,7 +201,8 @@ class IngestServiceServicer:
     def WatchJob(self, request, context):
         """Streams a job's progress: the current state at once, then changes (coalesced, at
         most about two a second), and ends with status OK after the message with a
-        terminal state (SUCCEEDED, FAILED, CANCELLED). A finished job gets one message.
+        terminal state (SUCCEEDED, COMPLETED_WITH_ERRORS, FAILED, CANCELLED). A finished
+        job gets one message.
         Errors: INVALID_ARGUMENT, NOT_FOUND (unknown job, or not the caller's).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -248,11 +264,36 @@ class IngestServiceServicer:
 
     def RestoreSnapshot(self, request, context):
         """Restores one of the caller's snapshots into a collection of the caller's, from
-        wherever the snapshot was written; returns once the collection is ready.
+        wherever the snapshot was written; returns once the collection is ready. The file's
+        SHA-256 is checked against the one recorded when it was written, and the file is
+        read in full into a new copy of the collection, before the existing collection is
+        replaced: a corrupted file leaves the collection as it was.
         Errors: INVALID_ARGUMENT, NOT_FOUND (snapshot; its file is gone from the target),
         ALREADY_EXISTS (the collection exists and `replace_existing` is false),
-        FAILED_PRECONDITION (a job is writing into the collection), PERMISSION_DENIED
-        (the target is no longer allowed), UNAVAILABLE (the target is unreachable).
+        FAILED_PRECONDITION (a job is writing into the collection; the file fails its
+        checksum or is not a snapshot), PERMISSION_DENIED (the target is no longer
+        allowed), UNAVAILABLE (the target is unreachable).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSnapshot(self, request, context):
+        """Deletes one of the caller's snapshots: its file at the target and its record.
+        Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED (the target is no longer
+        allowed), UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetSnapshotSchedule(self, request, context):
+        """Sets or clears the snapshot schedule of one of the caller's collections: a
+        snapshot every `interval_seconds` to `target`, keeping the newest `keep` scheduled
+        snapshots (older scheduled ones are deleted; snapshots made by CreateSnapshot are
+        never deleted by a schedule). Errors: INVALID_ARGUMENT (field named; an interval
+        under the server's minimum), NOT_FOUND, PERMISSION_DENIED (a target the server does
+        not allow).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -330,6 +371,16 @@ def add_IngestServiceServicer_to_server(servicer, server):
                     servicer.RestoreSnapshot,
                     request_deserializer=chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.RestoreSnapshotRequest.FromString,
                     response_serializer=chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.RestoreSnapshotResponse.SerializeToString,
+            ),
+            'DeleteSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSnapshot,
+                    request_deserializer=chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.DeleteSnapshotRequest.FromString,
+                    response_serializer=chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.DeleteSnapshotResponse.SerializeToString,
+            ),
+            'SetSnapshotSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetSnapshotSchedule,
+                    request_deserializer=chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.SetSnapshotScheduleRequest.FromString,
+                    response_serializer=chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.SetSnapshotScheduleResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -712,6 +763,60 @@ class IngestService:
             '/chatmesh.ingest.v1.IngestService/RestoreSnapshot',
             chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.RestoreSnapshotRequest.SerializeToString,
             chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.RestoreSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatmesh.ingest.v1.IngestService/DeleteSnapshot',
+            chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.DeleteSnapshotRequest.SerializeToString,
+            chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.DeleteSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetSnapshotSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatmesh.ingest.v1.IngestService/SetSnapshotSchedule',
+            chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.SetSnapshotScheduleRequest.SerializeToString,
+            chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.SetSnapshotScheduleResponse.FromString,
             options,
             channel_credentials,
             insecure,
