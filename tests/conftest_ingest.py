@@ -23,6 +23,7 @@ from services.inference.server import build as build_inference
 from services.inference.settings import InferenceSettings
 from services.ingest.server import IngestApp, assemble
 from services.ingest.settings import IngestSettings
+from services.ingest.worker import run_worker
 from services.runtime.bus import NatsSettings
 from services.runtime.server import ServiceServer
 from services.runtime.tokens import (
@@ -219,3 +220,22 @@ async def ingest(
     settings = ingest_settings(nats_server, mesh_keys, tmp_path, ingest_inference.port)
     async with running_ingest(settings) as handle:
         yield handle
+
+
+@asynccontextmanager
+async def running_workers(settings: IngestSettings, count: int, **overrides: object) -> AsyncIterator[list[str]]:
+    """``count`` workers in this process (the same code as ``python -m services.ingest.worker``)."""
+    stop = asyncio.Event()
+    names = [f"test-worker-{i + 1}" for i in range(count)]
+    values = {
+        **settings.model_dump(),
+        "ingest_target": overrides.pop("ingest_target", settings.ingest_target),
+        **overrides,
+    }
+    worker_settings = IngestSettings(**values)  # type: ignore[arg-type]
+    tasks = [asyncio.create_task(run_worker(worker_settings, name, stop)) for name in names]
+    try:
+        yield names
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)

@@ -138,6 +138,13 @@ class IngestSettings(ServiceSettings):
         7 * 86_400, ge=60, le=365 * 86_400, description="How long a job's record (and progress) is kept."
     )
     max_failures_recorded: int = Field(100, ge=1, le=10_000, description="Item failures listed per job.")
+    bulk_min_points: int = Field(
+        10_000,
+        ge=1,
+        le=1 << 40,
+        description="Jobs of at least this many points defer the server store's indexing until they end "
+        "(Qdrant's bulk-upload guidance); smaller ones are indexed as they go.",
+    )
     worker_concurrency: int = Field(
         4, ge=1, le=64, description="Work items one worker process runs at once (across jobs, fairly by owner)."
     )
