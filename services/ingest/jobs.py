@@ -15,6 +15,7 @@ take items round-robin across owners, so a big job never holds back another user
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -255,6 +256,8 @@ class Jobs:
         finally:
             if next_update is not None:
                 next_update.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await next_update
             await updates.aclose()
 
     async def active_job_into(self, owner: str, collection: str) -> str:

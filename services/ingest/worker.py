@@ -141,38 +141,50 @@ class Worker:
         self._poll_s = poll_s
         self._metrics = metrics
         self._subs: dict[str, JetStreamContext.PullSubscription] = {}
-        self._running: dict[asyncio.Task[None], tuple[str, Msg]] = {}
+        self._running: dict[asyncio.Task[None], tuple[str, str]] = {}  # task -> (consumer, owner)
         self._served: dict[str, float] = {}
 
     def _owner_load(self, owner: str) -> int:
-        return sum(1 for o, _ in self._running.values() if o == owner)
+        return sum(1 for _, o in self._running.values() if o == owner)
+
+    def _mine(self, consumer: str) -> int:
+        return sum(1 for c, _ in self._running.values() if c == consumer)
 
     async def _sources(self) -> list[_Source]:
+        """Consumers to take work from, in the order to try them.
+
+        Planning first; then jobs with undelivered items, owners with the least work here
+        first, then the least recently served; last, jobs whose only items are out with
+        some worker (one that died leaves them due for redelivery, which JetStream hands to
+        the next fetch once their ack wait has passed).
+        """
         infos = await self._js.consumers_info(self._names.stream)
-        found = []
+        fresh: list[_Source] = []
+        retry: list[_Source] = []
         for info in infos:
+            if not info.name:
+                continue
             config = info.config
             pending = int(info.num_pending or 0)
-            if pending <= 0 or not info.name:
-                continue
-            if info.name != self._names.PLANNER and int(info.num_ack_pending or 0) >= int(config.max_ack_pending or 1):
-                continue  # the job has its parallelism in flight already
-            owner = (config.metadata or {}).get("owner", "") if info.name != self._names.PLANNER else ""
-            found.append(_Source(info.name, owner, pending))
-        planner = [s for s in found if s.name == self._names.PLANNER]
-        jobs = [s for s in found if s.name != self._names.PLANNER]
-        # Owners with the least work here first, then the least recently served.
+            out = int(info.num_ack_pending or 0)
+            owner = (config.metadata or {}).get("owner", "")
+            if pending > 0 and (info.name == self._names.PLANNER or out < int(config.max_ack_pending or 1)):
+                fresh.append(_Source(info.name, owner, pending))
+            elif out > self._mine(info.name):
+                retry.append(_Source(info.name, owner, 0))
+        planner = [s for s in fresh if s.name == self._names.PLANNER]
+        jobs = [s for s in fresh if s.name != self._names.PLANNER]
         jobs.sort(
             key=lambda s: (self._owner_load(s.owner), self._served.get(s.owner, 0.0), self._served.get(s.name, 0.0))
         )
-        return planner + jobs
+        return planner + jobs + retry
 
     async def _take(self, source: _Source) -> Msg | None:
         sub = self._subs.get(source.name)
         if sub is None:
             sub = self._subs[source.name] = await self._js.pull_subscribe_bind(source.name, stream=self._names.stream)
         try:
-            msgs = await sub.fetch(1, timeout=0.2)
+            msgs = await sub.fetch(1, timeout=0.2 if source.pending else 0.05)
         except TimeoutError:
             return None
         except Exception:  # the consumer went away (job ended, cancelled): forget it
@@ -188,7 +200,7 @@ class Worker:
         self._served[source.name] = now
         handler = self._runner.plan if source.name == self._names.PLANNER else self._runner.item
         task = asyncio.create_task(self._guarded(handler, msg))
-        self._running[task] = (source.owner, msg)
+        self._running[task] = (source.name, source.owner)
         self._metrics.busy.labels(self._metrics.worker).set(len(self._running))
         task.add_done_callback(self._finished)
 
