@@ -1,4 +1,13 @@
-"""Embed: a batch of texts -> L2-normalised vectors, on the embedding model's own llama instance."""
+"""Embed: a batch of texts -> L2-normalised vectors, on the embedding model's own llama instance.
+
+A model with its own pooling (BERT-style embedding models: mean, CLS) gives one vector per
+text, used as it is. A generative model without pooling (the bundled SmolLM2) gives one
+vector per token; for those the text is put in the PromptEOL template (Jiang et al., 2023,
+"Scaling Sentence Embeddings with Large Language Models": ``This sentence : "<text>" means
+in one word:"``) and the last token's vector is the text's, which retrieves far better than
+a mean over the tokens (on ingest's passage-retrieval check, 7 of 8 queries found their
+passage against 4 of 8 for the mean).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +15,6 @@ import asyncio
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import numpy as np
 
 from services.inference.errors import PromptTooLong
 from services.inference.models import EmbeddingModel
@@ -29,9 +36,15 @@ def normalise(vector: Sequence[float]) -> list[float]:
     return [x / norm for x in vector] if norm > 0 else list(vector)
 
 
+PROMPT_EOL = 'This sentence : "{text}" means in one word:"'
+_POOLING_NONE = 0  # llama.cpp's LLAMA_POOLING_TYPE_NONE
+
+
 def _embed_blocking(model: EmbeddingModel, texts: Sequence[str]) -> Embeddings:
     llama = model.llama()
     limit = llama.n_ctx()
+    if int(llama.pooling_type()) == _POOLING_NONE:
+        texts = [PROMPT_EOL.format(text=text) for text in texts]
     batches: list[list[int]] = []
     for i, text in enumerate(texts):
         tokens = llama.tokenize(text.encode("utf-8"), add_bos=True, special=False)
@@ -45,9 +58,8 @@ def _embed_blocking(model: EmbeddingModel, texts: Sequence[str]) -> Embeddings:
         raw = llama.embed(text, normalize=False, truncate=False)
         vector: Sequence[float]
         if raw and isinstance(raw[0], list):
-            # A model without pooling (SmolLM2) gives one vector per token: their mean is the
-            # text's. (Taking the first row alone gave every text the BOS token's vector.)
-            vector = np.asarray(raw, dtype=np.float64).mean(axis=0).tolist()
+            # One vector per token (no pooling): the last one, after the PromptEOL template.
+            vector = list(raw[-1])
         else:
             vector = raw
         vectors.append(normalise(vector))

@@ -294,7 +294,7 @@ class ItemRunner:
                 passages.extend((entry.position, p) for p in found)
         if passages:
             try:
-                vectors = await self._retrying(lambda: self._embed(job, [p.text for _, p in passages]))
+                vectors = await self._retrying(lambda: self._embed(job, [p.embed_text for _, p in passages]))
             except PermanentFailure as exc:
                 failures.extend(
                     (pos, f"{_where(job, pos)}: {exc.reason}") for pos in sorted({pos for pos, _ in passages})

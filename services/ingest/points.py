@@ -56,6 +56,11 @@ class Passage:
     text: str
     payload: dict[str, Any]
 
+    @property
+    def embed_text(self) -> str:
+        """The text as it is embedded: line breaks and runs of spaces as single spaces."""
+        return " ".join(self.text.split())
+
 
 def derived_id(source: str, position: int) -> str:
     """The id of the item at ``position`` of ``source`` (stable across retries and workers)."""

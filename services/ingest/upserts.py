@@ -111,7 +111,7 @@ class Upserter:
         checked_documents(documents, self._max_payload)
         passages = [p for doc in documents for p in passages_of(doc, self._passage_max, self._overlap)]
         async with self._gate.slot(caller.user_id):
-            embedded = await self._embedder.embed(caller, record.embedding_model, [p.text for p in passages])
+            embedded = await self._embedder.embed(caller, record.embedding_model, [p.embed_text for p in passages])
             if embedded.dimensions != record.vector_size:
                 raise FailedPrecondition(
                     f"{record.embedding_model!r} now embeds {embedded.dimensions} dimensions; "

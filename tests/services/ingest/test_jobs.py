@@ -331,3 +331,31 @@ async def test_an_object_in_an_s3_bucket_is_a_source(
         )
         assert (await watch_to_end(ingest, ann, started.job.job_id))[-1].state == pb.JOB_STATE_SUCCEEDED
         assert await points_count(ingest, ann) == 300
+
+
+async def test_one_users_big_job_does_not_hold_back_another_users_small_one(
+    ingest: IngestHandle, mesh_keys: MeshKeys
+) -> None:
+    ann, bob = new_user(mesh_keys), new_user(mesh_keys)
+    for user in (ann, bob):
+        await make_collection(ingest, user)
+    write_jsonl(ingest.settings.import_root / "big.jsonl", 16_000)
+    write_jsonl(ingest.settings.import_root / "small.jsonl", 100, start=50_000)
+    async with running_workers(ingest.settings, 1, ingest_target=ingest.target, worker_concurrency=2):
+        big = await ingest.stub.StartJob(
+            pb.StartJobRequest(
+                collection="movies", source=pb.JobSource(path="big.jsonl"), batch_size=64, parallelism=8
+            ),
+            metadata=ann.metadata,
+        )
+        async for update in ingest.stub.WatchJob(pb.WatchJobRequest(job_id=big.job.job_id), metadata=ann.metadata):
+            if update.progress.points_done > 0:
+                break
+        small = await ingest.stub.StartJob(
+            pb.StartJobRequest(collection="movies", source=pb.JobSource(path="small.jsonl")), metadata=bob.metadata
+        )
+        assert (await watch_to_end(ingest, bob, small.job.job_id))[-1].state == pb.JOB_STATE_SUCCEEDED
+        ann_now = (await ingest.stub.GetJob(pb.GetJobRequest(job_id=big.job.job_id), metadata=ann.metadata)).job
+        assert ann_now.progress.state == pb.JOB_STATE_RUNNING  # bob did not wait for ann's job to end
+        assert ann_now.progress.points_done < 16_000
+        assert (await watch_to_end(ingest, ann, big.job.job_id))[-1].state == pb.JOB_STATE_SUCCEEDED
