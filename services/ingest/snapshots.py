@@ -147,6 +147,8 @@ class Snapshots:
         self._targets = targets
         self._work_dir = work_dir
         self._busy: set[str] = set()
+        self.scheduled_taken = 0
+        """Scheduled snapshots this replica has taken since it started."""
 
     @contextlib.asynccontextmanager
     async def _work_file(self) -> AsyncIterator[Path]:
@@ -319,6 +321,7 @@ class Snapshots:
             try:
                 await self.create(record.owner, record.name, schedule.target, scheduled=True)
                 taken += 1
+                self.scheduled_taken += 1
                 await self._retain(record.owner, record.name, schedule.keep)
             except Exception:  # noqa: BLE001 - one collection's failure must not stop the others' schedules
                 log.warning("scheduled snapshot failed", extra={"collection": record.name}, exc_info=True)
