@@ -42,7 +42,6 @@ from services.runtime.tokens import ServiceTokenSigner
 log = logging.getLogger("chatmesh.ingest")
 
 SERVICE_NAME = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
-_BACKLOG_INTERVAL_S = 5.0
 
 
 def make_store(settings: IngestSettings) -> VectorStore:
@@ -103,7 +102,7 @@ async def _watch_store(app: ServiceServer, store: VectorStore, metrics: IngestMe
         await asyncio.sleep(interval_s)
 
 
-async def _export_backlog(queue: WorkQueue, metrics: IngestMetrics) -> None:
+async def _export_backlog(queue: WorkQueue, metrics: IngestMetrics, interval_s: float) -> None:
     while True:
         try:
             backlog = await queue.backlog()
@@ -115,7 +114,7 @@ async def _export_backlog(queue: WorkQueue, metrics: IngestMetrics) -> None:
             metrics.busy.set(backlog.in_flight)
             metrics.redelivered.set(backlog.redelivered)
             metrics.active_jobs.set(backlog.jobs)
-        await asyncio.sleep(_BACKLOG_INTERVAL_S)
+        await asyncio.sleep(interval_s)
 
 
 async def assemble(settings: IngestSettings) -> IngestApp:
@@ -196,7 +195,7 @@ async def assemble(settings: IngestSettings) -> IngestApp:
         tasks.extend(
             [
                 asyncio.create_task(_watch_store(server, store, metrics, settings.health_interval_s)),
-                asyncio.create_task(_export_backlog(queue, metrics)),
+                asyncio.create_task(_export_backlog(queue, metrics, settings.backlog_interval_s)),
                 asyncio.create_task(snapshots.scheduler(settings.snapshot_scheduler_tick_s)),
             ]
         )

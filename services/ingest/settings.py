@@ -71,6 +71,9 @@ class IngestSettings(ServiceSettings):
     edge_flush_interval_s: float = Field(
         1.0, gt=0, le=60, description="How often the embedded store flushes written shards to disk."
     )
+    backlog_interval_s: float = Field(
+        5.0, gt=0, le=300, description="How often the work queue's backlog is read for /metrics."
+    )
     health_interval_s: float = Field(
         2.0, gt=0, le=60, description="How often the store is checked; NOT_SERVING while it does not answer."
     )
