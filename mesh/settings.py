@@ -38,6 +38,13 @@ class MeshSettings(BaseSettings):
     ingest_workers: int = Field(
         2, ge=0, le=64, description="Ingest worker processes (python -m services.ingest.worker)."
     )
+    ingest_max_request_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=1024 * 1024,
+        le=64 * 1024 * 1024,
+        description="Largest ingest request, at the gateway and the ingest service (256 points of 1,536 floats "
+        "with their payloads: about 1.6 MB).",
+    )
     forms_workers: int = Field(1, ge=0, le=64, description="Forms worker processes (python -m services.forms.worker).")
     web_port: int = Field(
         0, ge=0, le=65535, description="Static server of the browser client; 0 picks a free port at each start."

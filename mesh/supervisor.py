@@ -56,7 +56,7 @@ class WorkerKind:
 
 
 #: The services' worker processes, started after the services (they call them).
-WORKERS: tuple[WorkerKind, ...] = ()
+WORKERS: tuple[WorkerKind, ...] = (WorkerKind("ingest", "services.ingest.worker", "ingest_workers"),)
 
 
 @dataclass
@@ -152,6 +152,7 @@ class Supervisor:
             f"{prefix}PORT": str(self._service_port(index) if index >= 0 else s.catalog_port),
             f"{prefix}METRICS_PORT": str(s.metrics_base_port + index if index >= 0 else 0),
             f"{prefix}TOKEN_PUBLIC_KEY_FILE": str((s.key_dir / "access_token.pub.pem").resolve()),
+            f"{prefix}SERVICE_TOKEN_PUBLIC_KEY_FILE": str((s.key_dir / "service_token.pub.pem").resolve()),
             f"{prefix}NATS__URL": f"nats://{s.host}:{s.nats_port}",
             f"{prefix}CQL__HOSTS": f'["{s.host}"]',
             f"{prefix}CQL__PORT": str(s.cql_port),
@@ -161,6 +162,16 @@ class Supervisor:
         if name in ("presence", "inference"):  # SetTyping checks membership, Reply reads and stores history
             history_index = [c.name for c in self.contracts].index("history")
             env[f"{prefix}HISTORY_TARGET"] = f"{s.host}:{self._service_port(history_index)}"
+        if name == "ingest":  # workers act for jobs' owners: service tokens, Embed, Upsert to the service
+            names = [c.name for c in self.contracts]
+            ingest_dir = (s.state_dir / "ingest").resolve()
+            env[f"{prefix}SERVICE_TOKEN_PRIVATE_KEY_FILE"] = str((s.key_dir / "service_token.pem").resolve())
+            env[f"{prefix}INFERENCE_TARGET"] = f"{s.host}:{self._service_port(names.index('inference'))}"
+            env[f"{prefix}INGEST_TARGET"] = f"{s.host}:{self._service_port(names.index('ingest'))}"
+            env[f"{prefix}DATA_DIR"] = str(ingest_dir)
+            env[f"{prefix}IMPORT_ROOT"] = str(ingest_dir / "import")
+            env[f"{prefix}SNAPSHOT_ROOT"] = str(ingest_dir / "snapshots")
+            env[f"{prefix}MAX_RECEIVE_MESSAGE_BYTES"] = str(s.ingest_max_request_bytes)
 
         return env
 
@@ -200,6 +211,7 @@ class Supervisor:
             catalog=Upstream(name=CATALOG, host=s.host, port=s.catalog_port, health_service=""),
             web=StaticSite(name=WEB, host=s.host, port=self.web_port),
             access_log_path=s.log_dir / "gateway-access.log",
+            max_request_bytes_overrides={"chatmesh.ingest.v1": s.ingest_max_request_bytes},
         )
 
     def routes(self) -> list[RouteSpec]:
@@ -221,6 +233,8 @@ class Supervisor:
             d.mkdir(parents=True, exist_ok=True)
         if not (s.key_dir / "access_token.pem").exists():
             generate_key_pair(s.key_dir / "access_token.pem", s.key_dir / "access_token.pub.pem")
+        if not (s.key_dir / "service_token.pem").exists():  # mesh processes acting for users (ingest workers)
+            generate_key_pair(s.key_dir / "service_token.pem", s.key_dir / "service_token.pub.pem")
         nats_dep = Nats(
             NatsConfig(home=s.state_dir / "nats", host=s.host, port=s.nats_port, sync_interval=s.nats_sync_interval)
         )
