@@ -45,6 +45,7 @@ from services.ingest.sources import (
     read_item,
 )
 from services.ingest.store.base import StoredPoint, VectorStore
+from services.ingest.uploads import Uploads
 from services.ingest.workqueue import WorkQueue, item_of
 from services.runtime.errors import ChatmeshError, NotFound, PermissionDenied, ResourceExhausted, Unavailable
 
@@ -115,7 +116,9 @@ class ItemRunner:
         store: VectorStore | None,
         settings: RunnerSettings,
         metrics: WorkerMetrics,
+        uploads: Uploads,
     ) -> None:
+        self._uploads = uploads
         self._table = table
         self._queue = queue
         self._files = files
@@ -261,6 +264,8 @@ class ItemRunner:
         if self._store is not None:
             await release_bulk(self._table, self._store, job)
         self._files.forget(job.job_id)
+        if job.source.upload_id:
+            self._uploads.remove(job.owner, job.source.upload_id)
         log.info("job ended", extra={"job": job.job_id, "state": job.state, "points": job.points_done})
 
     async def _entries(self, job: JobRecord, item: ItemPlan) -> list[Parsed]:

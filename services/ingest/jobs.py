@@ -32,6 +32,7 @@ from services.ingest.points import DocumentInput, Passage, checked_documents, pa
 from services.ingest.records import JobRecord, SourceFormatName, SourceRecord, job_key
 from services.ingest.sources import SourceFiles, passage_plan, source_format
 from services.ingest.store.base import VectorStore
+from services.ingest.uploads import Uploads
 from services.ingest.workqueue import WorkQueue
 
 log = logging.getLogger("chatmesh.ingest.jobs")
@@ -47,13 +48,14 @@ WATCH_KEEPALIVE_S = 30.0
 class SourceAsk:
     """StartJob's source: inline documents, a path under the import root, or an S3 object."""
 
-    kind: Literal["documents", "path", "s3"]
+    kind: Literal["documents", "path", "s3", "upload"]
     documents: Sequence[DocumentInput] = ()
     path: str = ""
     endpoint: str = ""
     bucket: str = ""
     key: str = ""
     format: SourceFormatName = ""
+    upload_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,9 @@ class Jobs:
         queue: WorkQueue,
         files: SourceFiles,
         limits: JobLimits,
+        uploads: Uploads,
     ) -> None:
+        self._uploads = uploads
         self._table = table
         self._collections = collections
         self._queue = queue
@@ -120,6 +124,9 @@ class Jobs:
             TooManyJobs, Unavailable.
         """
         record = await self._collections.get(owner, collection)
+        if source.kind == "upload":
+            source = SourceAsk("path", path=self._uploads.path(owner, source.upload_id), format=source.format,
+                               upload_id=source.upload_id)  # fmt: skip
         fmt: SourceFormatName = ""
         if source.kind in ("path", "s3"):
             fmt = source_format(source.path or source.key, source.format)
@@ -136,6 +143,7 @@ class Jobs:
             key=source.key,
             format=fmt,
             documents=len(source.documents),
+            upload_id=source.upload_id,
         )
         await self._files.check(src)
         active = [j for j in await self._table.list(owner) if not j.terminal]

@@ -70,6 +70,8 @@ class SourceRecord(BaseModel):
     key: str = ""
     format: SourceFormatName = ""
     documents: int = 0
+    upload_id: str = ""
+    """Set when ``path`` is an upload (removed when the job ends)."""
 
     @property
     def uri(self) -> str:

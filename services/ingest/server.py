@@ -31,6 +31,7 @@ from services.ingest.store.base import VectorStore
 from services.ingest.store.edge import EdgeStore
 from services.ingest.store.server import ServerOptions, ServerStore
 from services.ingest.streams import IngestNames
+from services.ingest.uploads import Uploads
 from services.ingest.upserts import Upserter, UserGate
 from services.ingest.workqueue import WorkQueue
 from services.runtime.bus import connect
@@ -117,6 +118,15 @@ async def _export_backlog(queue: WorkQueue, metrics: IngestMetrics, interval_s: 
         await asyncio.sleep(interval_s)
 
 
+async def _sweep_uploads(uploads: Uploads) -> None:
+    while True:
+        await asyncio.sleep(600)
+        try:
+            await uploads.sweep()
+        except OSError:
+            log.warning("could not sweep old uploads", exc_info=True)
+
+
 async def assemble(settings: IngestSettings) -> IngestApp:
     """Connect to NATS and the store, declare the work queue, and build the (not started) server."""
     cleanups: list[Callable[[], Awaitable[None]]] = []
@@ -150,6 +160,7 @@ async def assemble(settings: IngestSettings) -> IngestApp:
             settings.passage_overlap_chars,
         )
         files = SourceFiles(settings.import_root, settings.data_dir / "cache" / "service", objects)
+        uploads = Uploads(settings.import_root, settings.max_upload_bytes, settings.upload_retention_s)
         jobs = Jobs(
             job_table,
             collections,
@@ -163,6 +174,7 @@ async def assemble(settings: IngestSettings) -> IngestApp:
                 passage_overlap_chars=settings.passage_overlap_chars,
                 chunk_batches=settings.job_chunk_batches,
             ),
+            uploads,
         )
         collections.active_job = jobs.active_job_into
         targets = SnapshotTargets(settings.snapshot_root, objects)
@@ -176,6 +188,7 @@ async def assemble(settings: IngestSettings) -> IngestApp:
             targets=targets,
             metrics=IngestMetrics(CollectorRegistry()),
             snapshot_min_interval_s=settings.snapshot_min_interval_s,
+            uploads=uploads,
         )
         binding = ServiceBinding(
             SERVICE_NAME, ingest_pb2_grpc.add_IngestServiceServicer_to_server, IngestServicer(domain)
@@ -197,6 +210,7 @@ async def assemble(settings: IngestSettings) -> IngestApp:
                 asyncio.create_task(_watch_store(server, store, metrics, settings.health_interval_s)),
                 asyncio.create_task(_export_backlog(queue, metrics, settings.backlog_interval_s)),
                 asyncio.create_task(snapshots.scheduler(settings.snapshot_scheduler_tick_s)),
+                asyncio.create_task(_sweep_uploads(uploads)),
             ]
         )
 

@@ -17,6 +17,7 @@ from services.ingest.metrics import IngestMetrics
 from services.ingest.records import JobRecord, SnapshotRecord, SourceFormatName
 from services.ingest.search import SearchAsk, Searcher
 from services.ingest.snapshots import Snapshots, SnapshotTargets, checked_schedule
+from services.ingest.uploads import Uploads
 from services.ingest.upserts import Upserter
 from services.runtime.errors import InvalidArgument
 from services.runtime.interceptors import Context, current_principal
@@ -113,6 +114,7 @@ class IngestDomain:
     targets: SnapshotTargets
     metrics: IngestMetrics
     snapshot_min_interval_s: int
+    uploads: Uploads
 
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
@@ -224,6 +226,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             ask = SourceAsk("documents", documents=[protos.document_input(d) for d in source.documents.documents])
         elif kind == "path":
             ask = SourceAsk("path", path=source.path, format=fmt)
+        elif kind == "upload_id":
+            ask = SourceAsk("upload", upload_id=source.upload_id, format=fmt)
         else:
             ask = SourceAsk("s3", endpoint=source.s3.endpoint, bucket=source.s3.bucket, key=source.s3.key, format=fmt)
         job = await self._d.jobs.start(
@@ -288,6 +292,16 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     async def DeleteSnapshot(self, request: pb.DeleteSnapshotRequest, context: Context) -> pb.DeleteSnapshotResponse:
         await self._d.snapshots.delete(current_principal().user_id, request.snapshot_id)
         return pb.DeleteSnapshotResponse()
+
+    async def UploadSource(
+        self, request_iterator: AsyncIterator[pb.UploadSourceRequest], context: Context
+    ) -> pb.UploadSourceResponse:
+        async def parts() -> AsyncIterator[tuple[str, bytes]]:
+            async for request in request_iterator:
+                yield request.file_name, request.chunk
+
+        upload = await self._d.uploads.receive(current_principal().user_id, parts())
+        return pb.UploadSourceResponse(upload_id=upload.upload_id, size_bytes=upload.size_bytes, sha256=upload.sha256)
 
     async def SetSnapshotSchedule(
         self, request: pb.SetSnapshotScheduleRequest, context: Context

@@ -157,6 +157,12 @@ class IngestSettings(ServiceSettings):
         description="Directory that `source.path` is relative to; nothing outside it can be read.",
     )
     s3: S3Settings = Field(default_factory=S3Settings, description="S3 endpoints for job sources and snapshots.")
+    max_upload_bytes: int = Field(
+        4 * 1024**3, ge=1 * MiB, le=1 << 40, description="Largest file UploadSource takes (the CLI's uploads)."
+    )
+    upload_retention_s: int = Field(
+        86_400, ge=60, le=30 * 86_400, description="An upload no job has read is removed after this long."
+    )
 
     # -- documents --------------------------------------------------------------------------
     passage_max_chars: int = Field(

@@ -48,6 +48,7 @@ from services.ingest.settings import IngestSettings
 from services.ingest.sources import SourceFiles
 from services.ingest.store.base import StoredPoint, VectorStore
 from services.ingest.streams import IngestNames
+from services.ingest.uploads import Uploads
 from services.ingest.workqueue import WorkQueue
 from services.runtime.bus import connect
 from services.runtime.interceptors import ON_BEHALF_OF
@@ -298,6 +299,7 @@ async def run_worker(settings: IngestSettings, name: str, stop: asyncio.Event) -
             max_payload_bytes=settings.max_payload_bytes,
         ),
         metrics,
+        Uploads(settings.import_root, settings.max_upload_bytes, settings.upload_retention_s),
     )
     worker = Worker(nc.jetstream(), names, runner, settings.worker_concurrency, settings.worker_poll_s, metrics)
     log.info("worker started", extra={"worker": name, "store": "embedded" if settings.embedded else "server"})

@@ -1463,6 +1463,7 @@ type JobSource struct {
 	//	*JobSource_Documents
 	//	*JobSource_Path
 	//	*JobSource_S3
+	//	*JobSource_UploadId
 	Kind isJobSource_Kind `protobuf_oneof:"kind"`
 	// How a `path` or `s3` file is read; ignored for inline documents.
 	Format        SourceFormat `protobuf:"varint,4,opt,name=format,proto3,enum=chatmesh.ingest.v1.SourceFormat" json:"format,omitempty"`
@@ -1534,6 +1535,15 @@ func (x *JobSource) GetS3() *S3Object {
 	return nil
 }
 
+func (x *JobSource) GetUploadId() string {
+	if x != nil {
+		if x, ok := x.Kind.(*JobSource_UploadId); ok {
+			return x.UploadId
+		}
+	}
+	return ""
+}
+
 func (x *JobSource) GetFormat() SourceFormat {
 	if x != nil {
 		return x.Format
@@ -1562,11 +1572,19 @@ type JobSource_S3 struct {
 	S3 *S3Object `protobuf:"bytes,3,opt,name=s3,proto3,oneof"`
 }
 
+type JobSource_UploadId struct {
+	// A file the caller uploaded with UploadSource (its UUID); read as `format` says,
+	// from its file name when unspecified.
+	UploadId string `protobuf:"bytes,5,opt,name=upload_id,json=uploadId,proto3,oneof"`
+}
+
 func (*JobSource_Documents) isJobSource_Kind() {}
 
 func (*JobSource_Path) isJobSource_Kind() {}
 
 func (*JobSource_S3) isJobSource_Kind() {}
+
+func (*JobSource_UploadId) isJobSource_Kind() {}
 
 // Counts and rate of a job.
 type JobProgress struct {
@@ -3581,6 +3599,158 @@ func (x *SetSnapshotScheduleResponse) GetCollection() *Collection {
 	return nil
 }
 
+// One message of an UploadSource stream.
+type UploadSourceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The first message names the file; the others carry its bytes.
+	//
+	// Types that are valid to be assigned to Part:
+	//
+	//	*UploadSourceRequest_FileName
+	//	*UploadSourceRequest_Chunk
+	Part          isUploadSourceRequest_Part `protobuf_oneof:"part"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadSourceRequest) Reset() {
+	*x = UploadSourceRequest{}
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadSourceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadSourceRequest) ProtoMessage() {}
+
+func (x *UploadSourceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadSourceRequest.ProtoReflect.Descriptor instead.
+func (*UploadSourceRequest) Descriptor() ([]byte, []int) {
+	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *UploadSourceRequest) GetPart() isUploadSourceRequest_Part {
+	if x != nil {
+		return x.Part
+	}
+	return nil
+}
+
+func (x *UploadSourceRequest) GetFileName() string {
+	if x != nil {
+		if x, ok := x.Part.(*UploadSourceRequest_FileName); ok {
+			return x.FileName
+		}
+	}
+	return ""
+}
+
+func (x *UploadSourceRequest) GetChunk() []byte {
+	if x != nil {
+		if x, ok := x.Part.(*UploadSourceRequest_Chunk); ok {
+			return x.Chunk
+		}
+	}
+	return nil
+}
+
+type isUploadSourceRequest_Part interface {
+	isUploadSourceRequest_Part()
+}
+
+type UploadSourceRequest_FileName struct {
+	// The file's name ("movies.jsonl"; its suffix tells the format): letters, digits,
+	// '.', '_' and '-', not starting with '.', at most 255 characters.
+	FileName string `protobuf:"bytes,1,opt,name=file_name,json=fileName,proto3,oneof"`
+}
+
+type UploadSourceRequest_Chunk struct {
+	// The next bytes of the file, at most 1 MiB a message.
+	Chunk []byte `protobuf:"bytes,2,opt,name=chunk,proto3,oneof"`
+}
+
+func (*UploadSourceRequest_FileName) isUploadSourceRequest_Part() {}
+
+func (*UploadSourceRequest_Chunk) isUploadSourceRequest_Part() {}
+
+// The stored upload.
+type UploadSourceResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Pass as `JobSource.upload_id`.
+	UploadId string `protobuf:"bytes,1,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	// Bytes received.
+	SizeBytes uint64 `protobuf:"varint,2,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	// SHA-256 of the bytes received, lowercase hex (compare with the file's).
+	Sha256        string `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadSourceResponse) Reset() {
+	*x = UploadSourceResponse{}
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadSourceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadSourceResponse) ProtoMessage() {}
+
+func (x *UploadSourceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadSourceResponse.ProtoReflect.Descriptor instead.
+func (*UploadSourceResponse) Descriptor() ([]byte, []int) {
+	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *UploadSourceResponse) GetUploadId() string {
+	if x != nil {
+		return x.UploadId
+	}
+	return ""
+}
+
+func (x *UploadSourceResponse) GetSizeBytes() uint64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+func (x *UploadSourceResponse) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
 var File_chatmesh_ingest_v1_ingest_proto protoreflect.FileDescriptor
 
 const file_chatmesh_ingest_v1_ingest_proto_rawDesc = "" +
@@ -3670,11 +3840,12 @@ const file_chatmesh_ingest_v1_ingest_proto_rawDesc = "" +
 	"\bendpoint\x18\x01 \x01(\tB)\xbaH&\xd8\x01\x01r!\x18\x80\x022\x19^https?://[^/?#@]+(/.*)?$\x88\x01\x01R\bendpoint\x12A\n" +
 	"\x06bucket\x18\x02 \x01(\tB)\xbaH&r$2\"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$R\x06bucket\x12\x1c\n" +
 	"\x03key\x18\x03 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\x80\bR\x03key\"\xb3\x02\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\bR\x03key\"\xdc\x02\n" +
 	"\tJobSource\x12C\n" +
 	"\tdocuments\x18\x01 \x01(\v2#.chatmesh.ingest.v1.InlineDocumentsH\x00R\tdocuments\x12^\n" +
 	"\x04path\x18\x02 \x01(\tBH\xbaHErC\x18\x80\x042>^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$H\x00R\x04path\x12.\n" +
-	"\x02s3\x18\x03 \x01(\v2\x1c.chatmesh.ingest.v1.S3ObjectH\x00R\x02s3\x12B\n" +
+	"\x02s3\x18\x03 \x01(\v2\x1c.chatmesh.ingest.v1.S3ObjectH\x00R\x02s3\x12'\n" +
+	"\tupload_id\x18\x05 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01H\x00R\buploadId\x12B\n" +
 	"\x06format\x18\x04 \x01(\x0e2 .chatmesh.ingest.v1.SourceFormatB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06formatB\r\n" +
 	"\x04kind\x12\x05\xbaH\x02\b\x01\"\xb0\x03\n" +
 	"\vJobProgress\x12\x15\n" +
@@ -3844,7 +4015,16 @@ const file_chatmesh_ingest_v1_ingest_proto_rawDesc = "" +
 	"\x1bSetSnapshotScheduleResponse\x12>\n" +
 	"\n" +
 	"collection\x18\x01 \x01(\v2\x1e.chatmesh.ingest.v1.CollectionR\n" +
-	"collection*`\n" +
+	"collection\"\x90\x01\n" +
+	"\x13UploadSourceRequest\x12G\n" +
+	"\tfile_name\x18\x01 \x01(\tB(\xbaH%r#\x18\xff\x012\x1e^[A-Za-z0-9_-][A-Za-z0-9._-]*$H\x00R\bfileName\x12!\n" +
+	"\x05chunk\x18\x02 \x01(\fB\t\xbaH\x06z\x04\x18\x80\x80@H\x00R\x05chunkB\r\n" +
+	"\x04part\x12\x05\xbaH\x02\b\x01\"j\n" +
+	"\x14UploadSourceResponse\x12\x1b\n" +
+	"\tupload_id\x18\x01 \x01(\tR\buploadId\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x02 \x01(\x04R\tsizeBytes\x12\x16\n" +
+	"\x06sha256\x18\x03 \x01(\tR\x06sha256*`\n" +
 	"\bDistance\x12\x18\n" +
 	"\x14DISTANCE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fDISTANCE_COSINE\x10\x01\x12\x10\n" +
@@ -3872,7 +4052,7 @@ const file_chatmesh_ingest_v1_ingest_proto_rawDesc = "" +
 	"\x13SOURCE_FORMAT_JSONL\x10\x01\x12\x15\n" +
 	"\x11SOURCE_FORMAT_CSV\x10\x02\x12\x19\n" +
 	"\x15SOURCE_FORMAT_PARQUET\x10\x03\x12\x16\n" +
-	"\x12SOURCE_FORMAT_TEXT\x10\x042\xcc\f\n" +
+	"\x12SOURCE_FORMAT_TEXT\x10\x042\xb1\r\n" +
 	"\rIngestService\x12m\n" +
 	"\x10CreateCollection\x12+.chatmesh.ingest.v1.CreateCollectionRequest\x1a,.chatmesh.ingest.v1.CreateCollectionResponse\x12o\n" +
 	"\x0fListCollections\x12*.chatmesh.ingest.v1.ListCollectionsRequest\x1a+.chatmesh.ingest.v1.ListCollectionsResponse\"\x03\x90\x02\x01\x12m\n" +
@@ -3889,7 +4069,8 @@ const file_chatmesh_ingest_v1_ingest_proto_rawDesc = "" +
 	"\rListSnapshots\x12(.chatmesh.ingest.v1.ListSnapshotsRequest\x1a).chatmesh.ingest.v1.ListSnapshotsResponse\"\x03\x90\x02\x01\x12j\n" +
 	"\x0fRestoreSnapshot\x12*.chatmesh.ingest.v1.RestoreSnapshotRequest\x1a+.chatmesh.ingest.v1.RestoreSnapshotResponse\x12g\n" +
 	"\x0eDeleteSnapshot\x12).chatmesh.ingest.v1.DeleteSnapshotRequest\x1a*.chatmesh.ingest.v1.DeleteSnapshotResponse\x12v\n" +
-	"\x13SetSnapshotSchedule\x12..chatmesh.ingest.v1.SetSnapshotScheduleRequest\x1a/.chatmesh.ingest.v1.SetSnapshotScheduleResponseB\xd0\x01\n" +
+	"\x13SetSnapshotSchedule\x12..chatmesh.ingest.v1.SetSnapshotScheduleRequest\x1a/.chatmesh.ingest.v1.SetSnapshotScheduleResponse\x12c\n" +
+	"\fUploadSource\x12'.chatmesh.ingest.v1.UploadSourceRequest\x1a(.chatmesh.ingest.v1.UploadSourceResponse(\x01B\xd0\x01\n" +
 	"\x16com.chatmesh.ingest.v1B\vIngestProtoP\x01Z?github.com/chatmesh/chatmesh/gen/go/chatmesh/ingest/v1;ingestv1\xa2\x02\x03CIX\xaa\x02\x12Chatmesh.Ingest.V1\xca\x02\x12Chatmesh\\Ingest\\V1\xe2\x02\x1eChatmesh\\Ingest\\V1\\GPBMetadata\xea\x02\x14Chatmesh::Ingest::V1b\x06proto3"
 
 var (
@@ -3905,7 +4086,7 @@ func file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP() []byte {
 }
 
 var file_chatmesh_ingest_v1_ingest_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_chatmesh_ingest_v1_ingest_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
+var file_chatmesh_ingest_v1_ingest_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
 var file_chatmesh_ingest_v1_ingest_proto_goTypes = []any{
 	(Distance)(0),                       // 0: chatmesh.ingest.v1.Distance
 	(JobState)(0),                       // 1: chatmesh.ingest.v1.JobState
@@ -3961,29 +4142,31 @@ var file_chatmesh_ingest_v1_ingest_proto_goTypes = []any{
 	(*DeleteSnapshotResponse)(nil),      // 51: chatmesh.ingest.v1.DeleteSnapshotResponse
 	(*SetSnapshotScheduleRequest)(nil),  // 52: chatmesh.ingest.v1.SetSnapshotScheduleRequest
 	(*SetSnapshotScheduleResponse)(nil), // 53: chatmesh.ingest.v1.SetSnapshotScheduleResponse
-	(*timestamppb.Timestamp)(nil),       // 54: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),             // 55: google.protobuf.Struct
-	(*v1.PageRequest)(nil),              // 56: chatmesh.common.v1.PageRequest
-	(*v1.PageResponse)(nil),             // 57: chatmesh.common.v1.PageResponse
+	(*UploadSourceRequest)(nil),         // 54: chatmesh.ingest.v1.UploadSourceRequest
+	(*UploadSourceResponse)(nil),        // 55: chatmesh.ingest.v1.UploadSourceResponse
+	(*timestamppb.Timestamp)(nil),       // 56: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),             // 57: google.protobuf.Struct
+	(*v1.PageRequest)(nil),              // 58: chatmesh.common.v1.PageRequest
+	(*v1.PageResponse)(nil),             // 59: chatmesh.common.v1.PageResponse
 }
 var file_chatmesh_ingest_v1_ingest_proto_depIdxs = []int32{
 	2,  // 0: chatmesh.ingest.v1.PayloadIndex.type:type_name -> chatmesh.ingest.v1.PayloadIndexType
 	42, // 1: chatmesh.ingest.v1.SnapshotSchedule.target:type_name -> chatmesh.ingest.v1.SnapshotTarget
 	0,  // 2: chatmesh.ingest.v1.Collection.distance:type_name -> chatmesh.ingest.v1.Distance
-	54, // 3: chatmesh.ingest.v1.Collection.created_at:type_name -> google.protobuf.Timestamp
+	56, // 3: chatmesh.ingest.v1.Collection.created_at:type_name -> google.protobuf.Timestamp
 	4,  // 4: chatmesh.ingest.v1.Collection.payload_indexes:type_name -> chatmesh.ingest.v1.PayloadIndex
 	5,  // 5: chatmesh.ingest.v1.Collection.snapshot_schedule:type_name -> chatmesh.ingest.v1.SnapshotSchedule
 	7,  // 6: chatmesh.ingest.v1.Point.id:type_name -> chatmesh.ingest.v1.PointId
-	55, // 7: chatmesh.ingest.v1.Point.payload:type_name -> google.protobuf.Struct
+	57, // 7: chatmesh.ingest.v1.Point.payload:type_name -> google.protobuf.Struct
 	7,  // 8: chatmesh.ingest.v1.Document.id:type_name -> chatmesh.ingest.v1.PointId
-	55, // 9: chatmesh.ingest.v1.Document.metadata:type_name -> google.protobuf.Struct
+	57, // 9: chatmesh.ingest.v1.Document.metadata:type_name -> google.protobuf.Struct
 	0,  // 10: chatmesh.ingest.v1.CreateCollectionRequest.distance:type_name -> chatmesh.ingest.v1.Distance
 	4,  // 11: chatmesh.ingest.v1.CreateCollectionRequest.payload_indexes:type_name -> chatmesh.ingest.v1.PayloadIndex
 	5,  // 12: chatmesh.ingest.v1.CreateCollectionRequest.snapshot_schedule:type_name -> chatmesh.ingest.v1.SnapshotSchedule
 	6,  // 13: chatmesh.ingest.v1.CreateCollectionResponse.collection:type_name -> chatmesh.ingest.v1.Collection
-	56, // 14: chatmesh.ingest.v1.ListCollectionsRequest.page:type_name -> chatmesh.common.v1.PageRequest
+	58, // 14: chatmesh.ingest.v1.ListCollectionsRequest.page:type_name -> chatmesh.common.v1.PageRequest
 	6,  // 15: chatmesh.ingest.v1.ListCollectionsResponse.collections:type_name -> chatmesh.ingest.v1.Collection
-	57, // 16: chatmesh.ingest.v1.ListCollectionsResponse.page:type_name -> chatmesh.common.v1.PageResponse
+	59, // 16: chatmesh.ingest.v1.ListCollectionsResponse.page:type_name -> chatmesh.common.v1.PageResponse
 	8,  // 17: chatmesh.ingest.v1.UpsertRequest.points:type_name -> chatmesh.ingest.v1.Point
 	9,  // 18: chatmesh.ingest.v1.UpsertRequest.documents:type_name -> chatmesh.ingest.v1.Document
 	8,  // 19: chatmesh.ingest.v1.StreamUpsertRequest.points:type_name -> chatmesh.ingest.v1.Point
@@ -3993,34 +4176,34 @@ var file_chatmesh_ingest_v1_ingest_proto_depIdxs = []int32{
 	21, // 23: chatmesh.ingest.v1.JobSource.s3:type_name -> chatmesh.ingest.v1.S3Object
 	3,  // 24: chatmesh.ingest.v1.JobSource.format:type_name -> chatmesh.ingest.v1.SourceFormat
 	1,  // 25: chatmesh.ingest.v1.JobProgress.state:type_name -> chatmesh.ingest.v1.JobState
-	54, // 26: chatmesh.ingest.v1.JobProgress.updated_at:type_name -> google.protobuf.Timestamp
+	56, // 26: chatmesh.ingest.v1.JobProgress.updated_at:type_name -> google.protobuf.Timestamp
 	23, // 27: chatmesh.ingest.v1.Job.progress:type_name -> chatmesh.ingest.v1.JobProgress
-	54, // 28: chatmesh.ingest.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	54, // 29: chatmesh.ingest.v1.Job.started_at:type_name -> google.protobuf.Timestamp
-	54, // 30: chatmesh.ingest.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
+	56, // 28: chatmesh.ingest.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	56, // 29: chatmesh.ingest.v1.Job.started_at:type_name -> google.protobuf.Timestamp
+	56, // 30: chatmesh.ingest.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
 	24, // 31: chatmesh.ingest.v1.Job.failures:type_name -> chatmesh.ingest.v1.ItemFailure
 	22, // 32: chatmesh.ingest.v1.StartJobRequest.source:type_name -> chatmesh.ingest.v1.JobSource
 	25, // 33: chatmesh.ingest.v1.StartJobResponse.job:type_name -> chatmesh.ingest.v1.Job
 	23, // 34: chatmesh.ingest.v1.WatchJobResponse.progress:type_name -> chatmesh.ingest.v1.JobProgress
 	25, // 35: chatmesh.ingest.v1.GetJobResponse.job:type_name -> chatmesh.ingest.v1.Job
-	56, // 36: chatmesh.ingest.v1.ListJobsRequest.page:type_name -> chatmesh.common.v1.PageRequest
+	58, // 36: chatmesh.ingest.v1.ListJobsRequest.page:type_name -> chatmesh.common.v1.PageRequest
 	25, // 37: chatmesh.ingest.v1.ListJobsResponse.jobs:type_name -> chatmesh.ingest.v1.Job
-	57, // 38: chatmesh.ingest.v1.ListJobsResponse.page:type_name -> chatmesh.common.v1.PageResponse
+	59, // 38: chatmesh.ingest.v1.ListJobsResponse.page:type_name -> chatmesh.common.v1.PageResponse
 	25, // 39: chatmesh.ingest.v1.CancelJobResponse.job:type_name -> chatmesh.ingest.v1.Job
 	36, // 40: chatmesh.ingest.v1.SearchRequest.filter:type_name -> chatmesh.ingest.v1.PayloadMatch
 	7,  // 41: chatmesh.ingest.v1.ScoredPoint.id:type_name -> chatmesh.ingest.v1.PointId
-	55, // 42: chatmesh.ingest.v1.ScoredPoint.payload:type_name -> google.protobuf.Struct
+	57, // 42: chatmesh.ingest.v1.ScoredPoint.payload:type_name -> google.protobuf.Struct
 	38, // 43: chatmesh.ingest.v1.SearchResponse.points:type_name -> chatmesh.ingest.v1.ScoredPoint
 	40, // 44: chatmesh.ingest.v1.SnapshotTarget.local:type_name -> chatmesh.ingest.v1.LocalDirectory
 	41, // 45: chatmesh.ingest.v1.SnapshotTarget.s3:type_name -> chatmesh.ingest.v1.S3Bucket
 	42, // 46: chatmesh.ingest.v1.Snapshot.target:type_name -> chatmesh.ingest.v1.SnapshotTarget
 	0,  // 47: chatmesh.ingest.v1.Snapshot.distance:type_name -> chatmesh.ingest.v1.Distance
-	54, // 48: chatmesh.ingest.v1.Snapshot.created_at:type_name -> google.protobuf.Timestamp
+	56, // 48: chatmesh.ingest.v1.Snapshot.created_at:type_name -> google.protobuf.Timestamp
 	42, // 49: chatmesh.ingest.v1.CreateSnapshotRequest.target:type_name -> chatmesh.ingest.v1.SnapshotTarget
 	43, // 50: chatmesh.ingest.v1.CreateSnapshotResponse.snapshot:type_name -> chatmesh.ingest.v1.Snapshot
-	56, // 51: chatmesh.ingest.v1.ListSnapshotsRequest.page:type_name -> chatmesh.common.v1.PageRequest
+	58, // 51: chatmesh.ingest.v1.ListSnapshotsRequest.page:type_name -> chatmesh.common.v1.PageRequest
 	43, // 52: chatmesh.ingest.v1.ListSnapshotsResponse.snapshots:type_name -> chatmesh.ingest.v1.Snapshot
-	57, // 53: chatmesh.ingest.v1.ListSnapshotsResponse.page:type_name -> chatmesh.common.v1.PageResponse
+	59, // 53: chatmesh.ingest.v1.ListSnapshotsResponse.page:type_name -> chatmesh.common.v1.PageResponse
 	6,  // 54: chatmesh.ingest.v1.RestoreSnapshotResponse.collection:type_name -> chatmesh.ingest.v1.Collection
 	5,  // 55: chatmesh.ingest.v1.SetSnapshotScheduleRequest.schedule:type_name -> chatmesh.ingest.v1.SnapshotSchedule
 	6,  // 56: chatmesh.ingest.v1.SetSnapshotScheduleResponse.collection:type_name -> chatmesh.ingest.v1.Collection
@@ -4040,24 +4223,26 @@ var file_chatmesh_ingest_v1_ingest_proto_depIdxs = []int32{
 	48, // 70: chatmesh.ingest.v1.IngestService.RestoreSnapshot:input_type -> chatmesh.ingest.v1.RestoreSnapshotRequest
 	50, // 71: chatmesh.ingest.v1.IngestService.DeleteSnapshot:input_type -> chatmesh.ingest.v1.DeleteSnapshotRequest
 	52, // 72: chatmesh.ingest.v1.IngestService.SetSnapshotSchedule:input_type -> chatmesh.ingest.v1.SetSnapshotScheduleRequest
-	11, // 73: chatmesh.ingest.v1.IngestService.CreateCollection:output_type -> chatmesh.ingest.v1.CreateCollectionResponse
-	13, // 74: chatmesh.ingest.v1.IngestService.ListCollections:output_type -> chatmesh.ingest.v1.ListCollectionsResponse
-	15, // 75: chatmesh.ingest.v1.IngestService.DeleteCollection:output_type -> chatmesh.ingest.v1.DeleteCollectionResponse
-	17, // 76: chatmesh.ingest.v1.IngestService.Upsert:output_type -> chatmesh.ingest.v1.UpsertResponse
-	19, // 77: chatmesh.ingest.v1.IngestService.StreamUpsert:output_type -> chatmesh.ingest.v1.StreamUpsertResponse
-	27, // 78: chatmesh.ingest.v1.IngestService.StartJob:output_type -> chatmesh.ingest.v1.StartJobResponse
-	29, // 79: chatmesh.ingest.v1.IngestService.WatchJob:output_type -> chatmesh.ingest.v1.WatchJobResponse
-	31, // 80: chatmesh.ingest.v1.IngestService.GetJob:output_type -> chatmesh.ingest.v1.GetJobResponse
-	33, // 81: chatmesh.ingest.v1.IngestService.ListJobs:output_type -> chatmesh.ingest.v1.ListJobsResponse
-	35, // 82: chatmesh.ingest.v1.IngestService.CancelJob:output_type -> chatmesh.ingest.v1.CancelJobResponse
-	39, // 83: chatmesh.ingest.v1.IngestService.Search:output_type -> chatmesh.ingest.v1.SearchResponse
-	45, // 84: chatmesh.ingest.v1.IngestService.CreateSnapshot:output_type -> chatmesh.ingest.v1.CreateSnapshotResponse
-	47, // 85: chatmesh.ingest.v1.IngestService.ListSnapshots:output_type -> chatmesh.ingest.v1.ListSnapshotsResponse
-	49, // 86: chatmesh.ingest.v1.IngestService.RestoreSnapshot:output_type -> chatmesh.ingest.v1.RestoreSnapshotResponse
-	51, // 87: chatmesh.ingest.v1.IngestService.DeleteSnapshot:output_type -> chatmesh.ingest.v1.DeleteSnapshotResponse
-	53, // 88: chatmesh.ingest.v1.IngestService.SetSnapshotSchedule:output_type -> chatmesh.ingest.v1.SetSnapshotScheduleResponse
-	73, // [73:89] is the sub-list for method output_type
-	57, // [57:73] is the sub-list for method input_type
+	54, // 73: chatmesh.ingest.v1.IngestService.UploadSource:input_type -> chatmesh.ingest.v1.UploadSourceRequest
+	11, // 74: chatmesh.ingest.v1.IngestService.CreateCollection:output_type -> chatmesh.ingest.v1.CreateCollectionResponse
+	13, // 75: chatmesh.ingest.v1.IngestService.ListCollections:output_type -> chatmesh.ingest.v1.ListCollectionsResponse
+	15, // 76: chatmesh.ingest.v1.IngestService.DeleteCollection:output_type -> chatmesh.ingest.v1.DeleteCollectionResponse
+	17, // 77: chatmesh.ingest.v1.IngestService.Upsert:output_type -> chatmesh.ingest.v1.UpsertResponse
+	19, // 78: chatmesh.ingest.v1.IngestService.StreamUpsert:output_type -> chatmesh.ingest.v1.StreamUpsertResponse
+	27, // 79: chatmesh.ingest.v1.IngestService.StartJob:output_type -> chatmesh.ingest.v1.StartJobResponse
+	29, // 80: chatmesh.ingest.v1.IngestService.WatchJob:output_type -> chatmesh.ingest.v1.WatchJobResponse
+	31, // 81: chatmesh.ingest.v1.IngestService.GetJob:output_type -> chatmesh.ingest.v1.GetJobResponse
+	33, // 82: chatmesh.ingest.v1.IngestService.ListJobs:output_type -> chatmesh.ingest.v1.ListJobsResponse
+	35, // 83: chatmesh.ingest.v1.IngestService.CancelJob:output_type -> chatmesh.ingest.v1.CancelJobResponse
+	39, // 84: chatmesh.ingest.v1.IngestService.Search:output_type -> chatmesh.ingest.v1.SearchResponse
+	45, // 85: chatmesh.ingest.v1.IngestService.CreateSnapshot:output_type -> chatmesh.ingest.v1.CreateSnapshotResponse
+	47, // 86: chatmesh.ingest.v1.IngestService.ListSnapshots:output_type -> chatmesh.ingest.v1.ListSnapshotsResponse
+	49, // 87: chatmesh.ingest.v1.IngestService.RestoreSnapshot:output_type -> chatmesh.ingest.v1.RestoreSnapshotResponse
+	51, // 88: chatmesh.ingest.v1.IngestService.DeleteSnapshot:output_type -> chatmesh.ingest.v1.DeleteSnapshotResponse
+	53, // 89: chatmesh.ingest.v1.IngestService.SetSnapshotSchedule:output_type -> chatmesh.ingest.v1.SetSnapshotScheduleResponse
+	55, // 90: chatmesh.ingest.v1.IngestService.UploadSource:output_type -> chatmesh.ingest.v1.UploadSourceResponse
+	74, // [74:91] is the sub-list for method output_type
+	57, // [57:74] is the sub-list for method input_type
 	57, // [57:57] is the sub-list for extension type_name
 	57, // [57:57] is the sub-list for extension extendee
 	0,  // [0:57] is the sub-list for field type_name
@@ -4076,6 +4261,7 @@ func file_chatmesh_ingest_v1_ingest_proto_init() {
 		(*JobSource_Documents)(nil),
 		(*JobSource_Path)(nil),
 		(*JobSource_S3)(nil),
+		(*JobSource_UploadId)(nil),
 	}
 	file_chatmesh_ingest_v1_ingest_proto_msgTypes[32].OneofWrappers = []any{
 		(*PayloadMatch_StringValue)(nil),
@@ -4087,13 +4273,17 @@ func file_chatmesh_ingest_v1_ingest_proto_init() {
 		(*SnapshotTarget_Local)(nil),
 		(*SnapshotTarget_S3)(nil),
 	}
+	file_chatmesh_ingest_v1_ingest_proto_msgTypes[50].OneofWrappers = []any{
+		(*UploadSourceRequest_FileName)(nil),
+		(*UploadSourceRequest_Chunk)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chatmesh_ingest_v1_ingest_proto_rawDesc), len(file_chatmesh_ingest_v1_ingest_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   50,
+			NumMessages:   52,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -59,6 +59,7 @@ const (
 	IngestService_RestoreSnapshot_FullMethodName     = "/chatmesh.ingest.v1.IngestService/RestoreSnapshot"
 	IngestService_DeleteSnapshot_FullMethodName      = "/chatmesh.ingest.v1.IngestService/DeleteSnapshot"
 	IngestService_SetSnapshotSchedule_FullMethodName = "/chatmesh.ingest.v1.IngestService/SetSnapshotSchedule"
+	IngestService_UploadSource_FullMethodName        = "/chatmesh.ingest.v1.IngestService/UploadSource"
 )
 
 // IngestServiceClient is the client API for IngestService service.
@@ -164,6 +165,14 @@ type IngestServiceClient interface {
 	// under the server's minimum), NOT_FOUND, PERMISSION_DENIED (a target the server does
 	// not allow).
 	SetSnapshotSchedule(ctx context.Context, in *SetSnapshotScheduleRequest, opts ...grpc.CallOption) (*SetSnapshotScheduleResponse, error)
+	// Uploads a file to ingest with a job (for files on the caller's machine: the CLI
+	// `python -m chatmesh ingest FILE` uses it): the first message names the file, the
+	// next ones carry its bytes in order; the answer's `upload_id` goes in
+	// `JobSource.upload_id`. An upload is the caller's alone, is removed when the job
+	// that reads it ends, and otherwise after a day. SDKs and grpcurl only (client
+	// stream). Errors: INVALID_ARGUMENT (field named; no file name first, or a second
+	// one), RESOURCE_EXHAUSTED (larger than the server's `max_upload_bytes`).
+	UploadSource(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[UploadSourceRequest, UploadSourceResponse], error)
 }
 
 type ingestServiceClient struct {
@@ -346,6 +355,19 @@ func (c *ingestServiceClient) SetSnapshotSchedule(ctx context.Context, in *SetSn
 	return out, nil
 }
 
+func (c *ingestServiceClient) UploadSource(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[UploadSourceRequest, UploadSourceResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &IngestService_ServiceDesc.Streams[2], IngestService_UploadSource_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[UploadSourceRequest, UploadSourceResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type IngestService_UploadSourceClient = grpc.ClientStreamingClient[UploadSourceRequest, UploadSourceResponse]
+
 // IngestServiceServer is the server API for IngestService service.
 // All implementations must embed UnimplementedIngestServiceServer
 // for forward compatibility.
@@ -449,6 +471,14 @@ type IngestServiceServer interface {
 	// under the server's minimum), NOT_FOUND, PERMISSION_DENIED (a target the server does
 	// not allow).
 	SetSnapshotSchedule(context.Context, *SetSnapshotScheduleRequest) (*SetSnapshotScheduleResponse, error)
+	// Uploads a file to ingest with a job (for files on the caller's machine: the CLI
+	// `python -m chatmesh ingest FILE` uses it): the first message names the file, the
+	// next ones carry its bytes in order; the answer's `upload_id` goes in
+	// `JobSource.upload_id`. An upload is the caller's alone, is removed when the job
+	// that reads it ends, and otherwise after a day. SDKs and grpcurl only (client
+	// stream). Errors: INVALID_ARGUMENT (field named; no file name first, or a second
+	// one), RESOURCE_EXHAUSTED (larger than the server's `max_upload_bytes`).
+	UploadSource(grpc.ClientStreamingServer[UploadSourceRequest, UploadSourceResponse]) error
 	mustEmbedUnimplementedIngestServiceServer()
 }
 
@@ -506,6 +536,9 @@ func (UnimplementedIngestServiceServer) DeleteSnapshot(context.Context, *DeleteS
 }
 func (UnimplementedIngestServiceServer) SetSnapshotSchedule(context.Context, *SetSnapshotScheduleRequest) (*SetSnapshotScheduleResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetSnapshotSchedule not implemented")
+}
+func (UnimplementedIngestServiceServer) UploadSource(grpc.ClientStreamingServer[UploadSourceRequest, UploadSourceResponse]) error {
+	return status.Error(codes.Unimplemented, "method UploadSource not implemented")
 }
 func (UnimplementedIngestServiceServer) mustEmbedUnimplementedIngestServiceServer() {}
 func (UnimplementedIngestServiceServer) testEmbeddedByValue()                       {}
@@ -798,6 +831,13 @@ func _IngestService_SetSnapshotSchedule_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _IngestService_UploadSource_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(IngestServiceServer).UploadSource(&grpc.GenericServerStream[UploadSourceRequest, UploadSourceResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type IngestService_UploadSourceServer = grpc.ClientStreamingServer[UploadSourceRequest, UploadSourceResponse]
+
 // IngestService_ServiceDesc is the grpc.ServiceDesc for IngestService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -872,6 +912,11 @@ var IngestService_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "WatchJob",
 			Handler:       _IngestService_WatchJob_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "UploadSource",
+			Handler:       _IngestService_UploadSource_Handler,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "chatmesh/ingest/v1/ingest.proto",

@@ -240,16 +240,18 @@ class S3Object(_message.Message):
     def __init__(self, endpoint: _Optional[str] = ..., bucket: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
 
 class JobSource(_message.Message):
-    __slots__ = ("documents", "path", "s3", "format")
+    __slots__ = ("documents", "path", "s3", "upload_id", "format")
     DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     S3_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_ID_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     documents: InlineDocuments
     path: str
     s3: S3Object
+    upload_id: str
     format: SourceFormat
-    def __init__(self, documents: _Optional[_Union[InlineDocuments, _Mapping]] = ..., path: _Optional[str] = ..., s3: _Optional[_Union[S3Object, _Mapping]] = ..., format: _Optional[_Union[SourceFormat, str]] = ...) -> None: ...
+    def __init__(self, documents: _Optional[_Union[InlineDocuments, _Mapping]] = ..., path: _Optional[str] = ..., s3: _Optional[_Union[S3Object, _Mapping]] = ..., upload_id: _Optional[str] = ..., format: _Optional[_Union[SourceFormat, str]] = ...) -> None: ...
 
 class JobProgress(_message.Message):
     __slots__ = ("job_id", "state", "points_done", "points_total", "points_failed", "batches_done", "batches_total", "last_error", "points_per_second", "updated_at", "eta_seconds")
@@ -548,3 +550,21 @@ class SetSnapshotScheduleResponse(_message.Message):
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     collection: Collection
     def __init__(self, collection: _Optional[_Union[Collection, _Mapping]] = ...) -> None: ...
+
+class UploadSourceRequest(_message.Message):
+    __slots__ = ("file_name", "chunk")
+    FILE_NAME_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    file_name: str
+    chunk: bytes
+    def __init__(self, file_name: _Optional[str] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class UploadSourceResponse(_message.Message):
+    __slots__ = ("upload_id", "size_bytes", "sha256")
+    UPLOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    upload_id: str
+    size_bytes: int
+    sha256: str
+    def __init__(self, upload_id: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...

@@ -116,6 +116,11 @@ class IngestServiceStub:
                 request_serializer=chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.SetSnapshotScheduleRequest.SerializeToString,
                 response_deserializer=chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.SetSnapshotScheduleResponse.FromString,
                 _registered_method=True)
+        self.UploadSource = channel.stream_unary(
+                '/chatmesh.ingest.v1.IngestService/UploadSource',
+                request_serializer=chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.UploadSourceRequest.SerializeToString,
+                response_deserializer=chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.UploadSourceResponse.FromString,
+                _registered_method=True)
 
 
 class IngestServiceServicer:
@@ -299,6 +304,19 @@ class IngestServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UploadSource(self, request_iterator, context):
+        """Uploads a file to ingest with a job (for files on the caller's machine: the CLI
+        `python -m chatmesh ingest FILE` uses it): the first message names the file, the
+        next ones carry its bytes in order; the answer's `upload_id` goes in
+        `JobSource.upload_id`. An upload is the caller's alone, is removed when the job
+        that reads it ends, and otherwise after a day. SDKs and grpcurl only (client
+        stream). Errors: INVALID_ARGUMENT (field named; no file name first, or a second
+        one), RESOURCE_EXHAUSTED (larger than the server's `max_upload_bytes`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -381,6 +399,11 @@ def add_IngestServiceServicer_to_server(servicer, server):
                     servicer.SetSnapshotSchedule,
                     request_deserializer=chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.SetSnapshotScheduleRequest.FromString,
                     response_serializer=chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.SetSnapshotScheduleResponse.SerializeToString,
+            ),
+            'UploadSource': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadSource,
+                    request_deserializer=chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.UploadSourceRequest.FromString,
+                    response_serializer=chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.UploadSourceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -817,6 +840,33 @@ class IngestService:
             '/chatmesh.ingest.v1.IngestService/SetSnapshotSchedule',
             chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.SetSnapshotScheduleRequest.SerializeToString,
             chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.SetSnapshotScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadSource(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/chatmesh.ingest.v1.IngestService/UploadSource',
+            chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.UploadSourceRequest.SerializeToString,
+            chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.UploadSourceResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -10,12 +10,18 @@ from types import TracebackType
 
 import grpc
 
-from chatmesh.client.interceptors import CallPolicy, StreamPolicyInterceptor, UnaryPolicyInterceptor
+from chatmesh.client.interceptors import (
+    CallPolicy,
+    ClientStreamPolicyInterceptor,
+    StreamPolicyInterceptor,
+    UnaryPolicyInterceptor,
+)
 from chatmesh.client.retry import RetryPolicy
 from chatmesh.client.streams import AssistantReply, EventStream
 from chatmesh.client.tokens import TokenKeeper, Tokens
 from chatmesh.history.v1 import history_pb2, history_pb2_grpc
 from chatmesh.inference.v1 import inference_pb2, inference_pb2_grpc
+from chatmesh.ingest.v1 import ingest_pb2_grpc
 from chatmesh.presence.v1 import presence_pb2_grpc
 from chatmesh.session.v1 import session_pb2, session_pb2_grpc
 
@@ -79,6 +85,7 @@ class Client:
         interceptors: list[grpc.aio.ClientInterceptor] = [
             UnaryPolicyInterceptor(policy),
             StreamPolicyInterceptor(policy),
+            ClientStreamPolicyInterceptor(policy),
         ]
         channel_options = list(options)
         if secure or credentials is not None:
@@ -91,6 +98,7 @@ class Client:
         self._history = history_pb2_grpc.HistoryServiceStub(self._channel)
         self._presence = presence_pb2_grpc.PresenceServiceStub(self._channel)
         self._inference = inference_pb2_grpc.InferenceServiceStub(self._channel)
+        self._ingest = ingest_pb2_grpc.IngestServiceStub(self._channel)
         self._account: Account | None = None
         self._last_sequence = 0
 
@@ -130,6 +138,11 @@ class Client:
     def inference(self) -> inference_pb2_grpc.InferenceServiceStub:
         """InferenceService: the assistant, generation, embeddings, models."""
         return self._inference
+
+    @property
+    def ingest(self) -> ingest_pb2_grpc.IngestServiceStub:
+        """IngestService: collections, upserts, jobs, search, snapshots."""
+        return self._ingest
 
     # -- tokens ------------------------------------------------------------------------------------
 

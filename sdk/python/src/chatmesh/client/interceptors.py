@@ -13,7 +13,8 @@ Unary calls:
 
 Server-streaming calls get the token and a deadline (none for the live streams, Connect
 and WatchPresence); their retries belong to the stream helpers, which know how far a
-stream got.
+stream got. Client-streaming calls (ingest's StreamUpsert and UploadSource) get the token
+and the stream deadline; they are never repeated, as their requests are consumed once.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import asyncio
 import logging
 import random
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar, cast
 
@@ -165,3 +166,25 @@ class StreamPolicyInterceptor(grpc.aio.UnaryStreamClientInterceptor):
             timeout = self._policy.stream_deadline_s
         token = None if method in PUBLIC_METHODS else await self._policy.keeper.access_token()
         return await continuation(call_details(client_call_details, token, timeout), request)
+
+
+class ClientStreamPolicyInterceptor(grpc.aio.StreamUnaryClientInterceptor):
+    """Token and deadline for client-streaming calls."""
+
+    def __init__(self, policy: CallPolicy) -> None:
+        self._policy = policy
+
+    async def intercept_stream_unary(
+        self,
+        continuation: Callable[
+            [grpc.aio.ClientCallDetails, AsyncIterable[_TRequest] | Iterable[_TRequest]],
+            Awaitable[grpc.aio.StreamUnaryCall[_TRequest, _TResponse]],
+        ],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request_iterator: AsyncIterable[_TRequest] | Iterable[_TRequest],
+    ) -> _TResponse | grpc.aio.StreamUnaryCall[_TRequest, _TResponse]:
+        timeout = client_call_details.timeout
+        if timeout is None:
+            timeout = self._policy.stream_deadline_s
+        token = await self._policy.keeper.access_token()
+        return await continuation(call_details(client_call_details, token, timeout), request_iterator)

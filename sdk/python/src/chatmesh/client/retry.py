@@ -16,6 +16,7 @@ from google.protobuf.descriptor import FileDescriptor
 
 from chatmesh.history.v1 import history_pb2
 from chatmesh.inference.v1 import inference_pb2
+from chatmesh.ingest.v1 import ingest_pb2
 from chatmesh.presence.v1 import presence_pb2
 from chatmesh.session.v1 import session_pb2
 
@@ -29,6 +30,8 @@ from chatmesh.session.v1 import session_pb2
 #   SetTyping              sets the same indicator again.
 #   Cancel                 documented idempotent.
 #   Embed                  stores nothing.
+#   Upsert                 the same points (ids) again replace themselves.
+#   CancelJob              documented idempotent.
 # Not here on purpose: Register, Login (a repeat makes another device), Refresh (a repeated
 # single-use refresh token revokes the whole login), Logout, RevokeDevice, Heartbeat (rate
 # limited), CreateConversation (an assistant conversation is created anew each time; the
@@ -44,6 +47,8 @@ IDEMPOTENT_METHODS = frozenset(
         "/chatmesh.presence.v1.PresenceService/SetTyping",
         "/chatmesh.inference.v1.InferenceService/Cancel",
         "/chatmesh.inference.v1.InferenceService/Embed",
+        "/chatmesh.ingest.v1.IngestService/Upsert",
+        "/chatmesh.ingest.v1.IngestService/CancelJob",
     }
 )
 
@@ -60,7 +65,11 @@ def _read_only_methods(*files: FileDescriptor) -> frozenset[str]:
 
 
 READ_ONLY_METHODS = _read_only_methods(
-    session_pb2.DESCRIPTOR, history_pb2.DESCRIPTOR, presence_pb2.DESCRIPTOR, inference_pb2.DESCRIPTOR
+    session_pb2.DESCRIPTOR,
+    history_pb2.DESCRIPTOR,
+    presence_pb2.DESCRIPTOR,
+    inference_pb2.DESCRIPTOR,
+    ingest_pb2.DESCRIPTOR,
 )
 
 # Methods that need no access token: the client never attaches one to them nor refreshes for them.
