@@ -11,6 +11,7 @@ import os
 import pty
 import random
 import re
+import shlex
 import struct
 import subprocess
 import sys
@@ -59,35 +60,44 @@ def cli(live_mesh: LiveMesh, home: Path) -> tuple[list[str], dict[str, str]]:
         "PYTHONPATH": os.pathsep.join([str(ROOT / "gen" / "python"), str(ROOT / "sdk" / "python" / "src")]),
         "CHATMESH_TARGET": live_mesh.gateway_target,
         "CHATMESH_HOME": str(home),
-        "CHATMESH_PASSWORD": "correct horse battery",
+        "CHATMESH_PASSWORD": "correct horse battery",  # as the README's example exports it
         "TERM": "xterm",
     }
     return [sys.executable, "-m", "chatmesh"], env
 
 
-async def test_the_cli_ingests_a_file_with_a_moving_progress_bar_and_manages_snapshots(
+def readme_commands() -> list[list[str]]:
+    """The commands of the opening example of sdk/python/README.md's command-line section, in order."""
+    readme = (ROOT / "sdk" / "python" / "README.md").read_text()
+    section = readme[readme.index("## Command line") :]
+    block = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
+    assert block, "the command-line section opens with no sh example"
+    return [shlex.split(line) for line in block.group(1).splitlines() if line.startswith("python -m chatmesh")]
+
+
+async def test_the_readmes_cli_example_ingests_with_a_moving_progress_bar_and_manages_snapshots(
     live_mesh: LiveMesh, tmp_path: Path
 ) -> None:
     command, env = cli(live_mesh, tmp_path / "home")
-    user = f"cli{uuid.uuid4().hex[:12]}"
-    code, out = await asyncio.to_thread(
-        run_in_terminal, [*command, "login", "--register", "--username", user], env, tmp_path
-    )
-    assert code == 0, out
-    assert f"logged in as {user}" in out
-    assert (tmp_path / "home" / "credentials.json").stat().st_mode & 0o077 == 0  # tokens readable by the user only
     rng = random.Random(3)
     with open(tmp_path / "movies.jsonl", "w") as f:
         for i in range(POINTS):
             vector = [round(rng.uniform(-1, 1), 4) for _ in range(8)]
             f.write(json.dumps({"vector": vector, "payload": {"title": f"Movie {i}", "year": 1950 + i % 70}}) + "\n")
-    code, out = await asyncio.to_thread(
-        run_in_terminal,
-        [*command, "ingest", "movies.jsonl", "--collection", "movies", "--create", "--vector-size", "8"],
-        env,
-        tmp_path,
-    )
-    assert code == 0, out
+    user = f"cli{uuid.uuid4().hex[:12]}"  # the README's "ann" may be taken on a shared mesh
+    outputs: dict[str, str] = {}
+    snapshot_id = ""
+    for words in readme_commands():
+        args = [user if w == "ann" else snapshot_id if w == "<snapshot id>" else w for w in words[3:]]
+        code, out = await asyncio.to_thread(run_in_terminal, [*command, *args], env, tmp_path)
+        assert code == 0, (args, out)
+        key = " ".join(args[:2])
+        outputs[key] = out
+        if key == "snapshot create":
+            snapshot_id = out.split()[0]
+    assert f"logged in as {user}" in outputs["login --register"]
+    assert (tmp_path / "home" / "credentials.json").stat().st_mode & 0o077 == 0  # tokens readable by the user only
+    out = outputs["ingest movies.jsonl"]
     # tqdm redraws its line with carriage returns: every frame shows "<done>/<total>".
     frames = [int(n) for n in re.findall(r"\| *(\d+)/20000 ", out)]
     moving = sorted(set(frames))
@@ -96,19 +106,9 @@ async def test_the_cli_ingests_a_file_with_a_moving_progress_bar_and_manages_sna
     assert moving[-1] == POINTS
     assert any(0 < n < POINTS for n in moving)
     assert re.search(r"succeeded: 20000 points into movies in [0-9.]+s", out), out
-    code, out = await asyncio.to_thread(
-        run_in_terminal, [*command, "snapshot", "create", "--collection", "movies", "--dir", "cli"], env, tmp_path
-    )
-    assert code == 0, out
-    snapshot_id = out.split()[0]
-    assert "20000 points" in out
-    code, out = await asyncio.to_thread(run_in_terminal, [*command, "snapshot", "list"], env, tmp_path)
-    assert code == 0 and snapshot_id in out and "manual" in out, out
-    code, out = await asyncio.to_thread(
-        run_in_terminal, [*command, "snapshot", "restore", snapshot_id, "--into", "movies-copy"], env, tmp_path
-    )
-    assert code == 0, out
-    assert "restored movies-copy: 20000 points" in out
+    assert "20000 points" in outputs["snapshot create"]
+    assert snapshot_id in outputs["snapshot list"] and "manual" in outputs["snapshot list"]
+    assert "restored movies-copy: 20000 points" in outputs["snapshot restore"]
     code, out = await asyncio.to_thread(
         run_in_terminal, [*command, "ingest", "missing.jsonl", "--collection", "movies"], env, tmp_path
     )
