@@ -207,6 +207,10 @@ async def main(args: argparse.Namespace) -> None:
                     await create(stub, auth, name, 100)
                     ours.append(await through_gateway(stub, auth, requests_of(name, vectors, 100, 0), args.parallelism))
                     direct.append(await asyncio.to_thread(direct_server, qdrant, vectors, 100, args.parallelism))
+                    print(
+                        f"# round {round_number}: server {ours[-1]:.0f} direct {direct[-1]:.0f} points/s",
+                        file=sys.stderr,
+                    )
                 await create(stub, auth, "wide", 1536)
                 wide_rate = await through_gateway(stub, auth, requests_of("wide", wide, 100, 0), args.parallelism)
                 await channel.close()
@@ -261,7 +265,9 @@ async def documents(
             stub = ingest_pb2_grpc.IngestServiceStub(channel)
             embed = inference_pb2_grpc.InferenceServiceStub(grpc.aio.insecure_channel(inference.target))
             await create(stub, auth, "docs", MODEL_DIM, MODEL)
-            await embed.Embed(inference_pb2.EmbedRequest(texts=batches[0]), metadata=auth)  # the model loads
+            await embed.Embed(
+                inference_pb2.EmbedRequest(texts=texts[:1]), metadata=auth, timeout=300
+            )  # the model loads
             docs_s: list[float] = []
             alone_s: list[float] = []
             tokens = 0
@@ -276,7 +282,7 @@ async def documents(
                 started = time.perf_counter()
                 tokens = 0
                 for chunk in batches:
-                    answer = await embed.Embed(inference_pb2.EmbedRequest(texts=chunk), metadata=auth)
+                    answer = await embed.Embed(inference_pb2.EmbedRequest(texts=chunk), metadata=auth, timeout=300)
                     tokens += answer.prompt_tokens
                 alone_s.append(time.perf_counter() - started)
             await channel.close()
