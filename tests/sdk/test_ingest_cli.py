@@ -72,7 +72,8 @@ def readme_commands() -> list[list[str]]:
     section = readme[readme.index("## Command line") :]
     block = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
     assert block, "the command-line section opens with no sh example"
-    return [shlex.split(line) for line in block.group(1).splitlines() if line.startswith("python -m chatmesh")]
+    lines = [line for line in block.group(1).splitlines() if line.startswith("python -m chatmesh")]
+    return [shlex.split(line, comments=True) for line in lines]
 
 
 async def test_the_readmes_cli_example_ingests_with_a_moving_progress_bar_and_manages_snapshots(
@@ -88,7 +89,7 @@ async def test_the_readmes_cli_example_ingests_with_a_moving_progress_bar_and_ma
     outputs: dict[str, str] = {}
     snapshot_id = ""
     for words in readme_commands():
-        args = [user if w == "ann" else snapshot_id if w == "<snapshot id>" else w for w in words[3:]]
+        args = [user if w == "ann" else snapshot_id if w == "<snapshot-id>" else w for w in words[3:]]
         code, out = await asyncio.to_thread(run_in_terminal, [*command, *args], env, tmp_path)
         assert code == 0, (args, out)
         key = " ".join(args[:2])
