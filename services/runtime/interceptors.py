@@ -23,6 +23,8 @@ from typing import Any, TypeAlias
 
 import grpc
 import protovalidate
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from services.runtime.errors import ChatmeshError, DeadlineExceeded, InvalidArgument, ResourceExhausted, Unauthenticated
 from services.runtime.metrics import RpcMetrics
@@ -49,6 +51,24 @@ def current_principal() -> Principal:
     if principal is None:
         raise Unauthenticated("this call needs an access token")
     return principal
+
+
+def optional_principal() -> Principal | None:
+    """The verified caller, or None for an anonymous call to an optional-auth method."""
+    return _principal.get()
+
+
+def status_details(exc: InvalidArgument) -> bytes:
+    """``grpc-status-details-bin``: a google.rpc.Status with every field violation of ``exc``."""
+    request = error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=field, description=problem)
+            for field, problem in exc.violations
+        ]
+    )
+    detail = any_pb2.Any()
+    detail.Pack(request)
+    return status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=str(exc), details=[detail]).SerializeToString()
 
 
 async def _iterate(result: Any) -> AsyncIterator[Any]:
@@ -182,11 +202,13 @@ class ErrorLayer(Layer):
         if isinstance(exc, grpc.aio.AbortError):
             raise exc
         status = _status.get(None)
-        metadata: tuple[tuple[str, str], ...] = ()
+        metadata: tuple[tuple[str, str | bytes], ...] = ()
         if isinstance(exc, ChatmeshError):
             code, message = exc.code, str(exc)
             if isinstance(exc, ResourceExhausted) and exc.retry_after_s is not None:
                 metadata = (("retry-after-ms", str(int(exc.retry_after_s * 1000))),)
+            if isinstance(exc, InvalidArgument) and exc.violations:
+                metadata = (("grpc-status-details-bin", status_details(exc)),)
             log.info("rpc failed", extra={"method": method, "code": code.name, "reason": message})
         elif isinstance(exc, NotImplementedError):
             code, message = grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented yet"
@@ -215,11 +237,20 @@ class DeadlineLayer(Layer):
 
 
 class AuthLayer(Layer):
-    """Checks the access token of every call but the public ones, and records the principal."""
+    """Checks the access token of every call but the public ones, and records the principal.
 
-    def __init__(self, verifier: TokenVerifier | None, public_methods: Collection[str]) -> None:
+    ``optional_methods`` take calls with or without a token: a token that is sent is
+    verified as anywhere else (an invalid one is UNAUTHENTICATED); without one the
+    principal is None (:func:`optional_principal`) and the servicer decides (the forms
+    service serves public forms that way).
+    """
+
+    def __init__(
+        self, verifier: TokenVerifier | None, public_methods: Collection[str], optional_methods: Collection[str] = ()
+    ) -> None:
         self._verifier = verifier
         self._public = frozenset(public_methods)
+        self._optional = frozenset(optional_methods)
 
     def _authenticate(self, method: str, context: Context) -> None:
         if method in self._public or method.startswith(PUBLIC_PREFIXES):
@@ -229,6 +260,9 @@ class AuthLayer(Layer):
         for key, value in context.invocation_metadata() or ():
             if key == "authorization" and isinstance(value, str) and value[:7].lower() == "bearer ":
                 token = value[7:].strip()
+        if not token and method in self._optional:
+            _principal.set(None)
+            return
         if not token:
             raise Unauthenticated("missing access token: send `authorization: Bearer <token>`")
         if self._verifier is None:

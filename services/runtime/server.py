@@ -46,6 +46,8 @@ class ServiceBinding:
     add_to_server: Callable[[Any, grpc.aio.Server], None]
     servicer: Any
     public_methods: Collection[str] = ()
+    #: Methods that take calls with or without a token (AuthLayer's ``optional_methods``).
+    optional_auth_methods: Collection[str] = ()
 
 
 @dataclass
@@ -140,6 +142,7 @@ def create_server(
         verifier = TokenVerifier.from_file(settings.token_public_key_file, settings.token_issuer)
     metrics = RpcMetrics(name)
     public = {m for b in bindings for m in b.public_methods}
+    optional = {m for b in bindings for m in b.optional_auth_methods}
     server = grpc.aio.server(
         interceptors=[
             RuntimeInterceptor(
@@ -147,7 +150,7 @@ def create_server(
                     MetricsLayer(metrics),
                     ErrorLayer(),
                     DeadlineLayer(settings.default_deadline_s),
-                    AuthLayer(verifier, public),
+                    AuthLayer(verifier, public, optional),
                     ValidationLayer(),
                 ]
             )
