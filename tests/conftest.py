@@ -24,6 +24,7 @@ pytest_plugins = [
     "tests.conftest_history",
     "tests.conftest_inference",
     "tests.conftest_mesh",
+    "tests.conftest_forms",
 ]
 
 

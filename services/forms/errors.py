@@ -112,9 +112,7 @@ class VersionConflict(FailedPrecondition):
     """UpdateForm was made against an older version."""
 
     def __init__(self, expected: int, current: int) -> None:
-        super().__init__(
-            f"expected_version: the form is at version {current}, not {expected}; read it again and retry"
-        )
+        super().__init__(f"expected_version: the form is at version {current}, not {expected}; read it again and retry")
 
 
 class SubmittingTooFast(ResourceExhausted):

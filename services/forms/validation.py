@@ -66,7 +66,7 @@ def valid_url(value: str) -> bool:
 # problem, MISSING when there is nothing left (empty text), or None when all is well.
 Checker = Callable[[pb.FieldValue, pb.FieldValue], str | None]
 
-_KIND_NAMES = {
+_KIND_NAMES: dict[int, str] = {
     pb.FIELD_TYPE_TEXT: "string_value",
     pb.FIELD_TYPE_LONG_TEXT: "string_value",
     pb.FIELD_TYPE_EMAIL: "string_value",

@@ -68,7 +68,9 @@ def status_details(exc: InvalidArgument) -> bytes:
     )
     detail = any_pb2.Any()
     detail.Pack(request)
-    return status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=str(exc), details=[detail]).SerializeToString()
+    status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=str(exc), details=[detail])
+    encoded: bytes = status.SerializeToString()
+    return encoded
 
 
 async def _iterate(result: Any) -> AsyncIterator[Any]:

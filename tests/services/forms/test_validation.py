@@ -112,12 +112,14 @@ def test_choices_must_be_among_the_fields_choices_one_unless_multiple() -> None:
     single = [field("size", pb.FIELD_TYPE_CHOICE, choices=["S", "M", "L"])]
     multi = [field("tags", pb.FIELD_TYPE_CHOICE, multiple=True, choices=["a", "b", "c"])]
     assert check(single, {"size": pb.FieldValue(choices=pb.ChoiceList(values=["M"]))})[0] == {"size": ["M"]}
-    assert "exactly one" in check(single, {"size": pb.FieldValue(choices=pb.ChoiceList(values=["S", "M"]))})[1][
-        'values["size"]'
-    ]
-    assert "not one of" in check(single, {"size": pb.FieldValue(choices=pb.ChoiceList(values=["XL"]))})[1][
-        'values["size"]'
-    ]
+    assert (
+        "exactly one"
+        in check(single, {"size": pb.FieldValue(choices=pb.ChoiceList(values=["S", "M"]))})[1]['values["size"]']
+    )
+    assert (
+        "not one of"
+        in check(single, {"size": pb.FieldValue(choices=pb.ChoiceList(values=["XL"]))})[1]['values["size"]']
+    )
     clean, _ = check(multi, {"tags": pb.FieldValue(choices=pb.ChoiceList(values=["c", "a"]))})
     assert clean == {"tags": ["a", "c"]}  # in the form's order
     assert "takes choices" in check(single, {"size": s("M")})[1]['values["size"]']
