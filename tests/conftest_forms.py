@@ -1,8 +1,10 @@
-"""The forms service and a forms worker in-process, each test on a nats-server of its own.
+"""The forms service and a forms worker in-process, each test module on a nats-server of its own.
 
 The FORMS stream and its durable consumers are per server: a shared server would let one
-test's worker take another test's submissions, so each test gets a fresh nats-server
-(about half a second) on the run's shared Cassandra (a keyspace each).
+module's workers take another's submissions, so each module gets a fresh nats-server and
+keyspace (on the run's shared Cassandra); tests within a module keep apart by using forms
+and users of their own. A test that needs a pipeline to itself (counters, crashes) builds
+its own with :func:`forms_stack`.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ import pytest
 from chatmesh.forms.v1 import forms_pb2 as fpb
 from chatmesh.forms.v1 import forms_pb2_grpc
 from mesh.deps.base import free_port
+from mesh.deps.cassandra import Cassandra
 from mesh.deps.nats import Nats, NatsConfig
 from mesh.deps.process import running
 from services.forms.server import build as build_forms
@@ -29,7 +33,7 @@ from services.history.streams import STREAMS as HISTORY_STREAMS
 from services.runtime.bus import NatsSettings, connect, ensure_stream
 from services.runtime.cql import CqlSettings
 from services.runtime.server import ServiceServer
-from services.runtime.tokens import Principal, TokenSigner, load_private_key
+from services.runtime.tokens import Principal, TokenSigner, generate_key_pair, load_private_key
 from tests.conftest import KeyPair
 
 
@@ -121,28 +125,48 @@ async def declare_chat_stream(nats_url: str) -> None:
         await nc.close()
 
 
-@pytest.fixture
-async def forms_nats(tmp_path: Path) -> AsyncIterator[Nats]:
-    """A nats-server of this test's own."""
-    async with running(Nats(NatsConfig(home=tmp_path / "nats", port=free_port())), ready_timeout_s=30) as dep:
-        assert isinstance(dep, Nats)
-        yield dep
-
-
-@pytest.fixture
-async def forms_env(
-    forms_nats: Nats, cql: CqlSettings, token_keys: KeyPair, tmp_path: Path
+@asynccontextmanager
+async def forms_stack(
+    home: Path, cql: CqlSettings, keys: KeyPair, *, workers: int = 1, **overrides: Any
 ) -> AsyncIterator[FormsEnv]:
-    """The forms service and one worker running every built-in consumer."""
-    settings = forms_settings(forms_nats.url, cql, token_keys, tmp_path)
-    await declare_chat_stream(forms_nats.url)
-    service = await build_forms(settings)
-    signer = TokenSigner(load_private_key(token_keys.private), "chatmesh", 3600)
-    async with service, grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel:
-        env = FormsEnv(forms_nats, settings, service, forms_pb2_grpc.FormsServiceStub(channel), signer)
-        env.workers.append(await start_worker(settings))
-        try:
-            yield env
-        finally:
-            for worker in env.workers:
-                await worker.stop()
+    """A nats-server of its own, the forms service and ``workers`` workers (every built-in consumer)."""
+    async with running(Nats(NatsConfig(home=home / "nats", port=free_port())), ready_timeout_s=30) as dep:
+        assert isinstance(dep, Nats)
+        settings = forms_settings(dep.url, cql, keys, home, **overrides)
+        await declare_chat_stream(dep.url)
+        service = await build_forms(settings)
+        signer = TokenSigner(load_private_key(keys.private), "chatmesh", 3600)
+        async with service, grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel:
+            env = FormsEnv(dep, settings, service, forms_pb2_grpc.FormsServiceStub(channel), signer)
+            try:
+                for _ in range(workers):
+                    env.workers.append(await start_worker(settings))
+                yield env
+            finally:
+                for worker in env.workers:
+                    await worker.stop()
+
+
+@pytest.fixture(scope="module")
+def module_cql(cassandra: Cassandra) -> CqlSettings:
+    """A keyspace for one test module."""
+    return CqlSettings(hosts=[cassandra.config.host], port=cassandra.config.native_port,
+                       keyspace=f"m_{uuid.uuid4().hex[:20]}")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def module_keys(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
+    """An access-token key pair for one test module."""
+    home = tmp_path_factory.mktemp("keys")
+    pair = KeyPair(home / "access_token.pem", home / "access_token.pub.pem")
+    generate_key_pair(pair.private, pair.public)
+    return pair
+
+
+@pytest.fixture(scope="module")
+async def forms_env(
+    module_cql: CqlSettings, module_keys: KeyPair, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[FormsEnv]:
+    """The forms service and one worker, shared by the tests of a module."""
+    async with forms_stack(tmp_path_factory.mktemp("forms"), module_cql, module_keys) as env:
+        yield env

@@ -21,6 +21,9 @@ class ConsumerOverride(BaseModel):
     required: bool | None = Field(None, description="Whether a submission is processed only once it is done.")
     batch_size: int | None = Field(None, ge=1, le=1000, description="Most submissions handed over at once.")
     max_deliveries: int | None = Field(None, ge=1, le=100, description="Deliveries before a dead letter.")
+    ack_wait_s: float | None = Field(
+        None, ge=0.5, le=3600, description="A delivery unanswered this long goes to another worker (one died)."
+    )
     start: Literal["all", "new"] | None = Field(
         None, description="Where a new durable consumer starts: the stream's first submission, or new ones only."
     )

@@ -97,7 +97,7 @@ async def start_worker(settings: FormsSettings, registry: ConsumerRegistry | Non
             )
         )
     worker = FormsWorker(runners, 0)
-    worker._stops += [cql.close, nc.drain]
+    worker._stops += [cql.close, nc.close]  # not drain: pull requests in flight would hold it 30 s
     for runner in runners:
         await runner.start()
     if settings.metrics_port:

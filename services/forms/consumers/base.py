@@ -127,6 +127,7 @@ class ConsumerSpec:
     batch_size: int
     max_deliveries: int
     start: Literal["all", "new"]
+    ack_wait_s: float
 
     @property
     def name(self) -> str:
@@ -166,6 +167,7 @@ class ConsumerRegistry:
                     batch_size=o.batch_size if o is not None and o.batch_size else cls.batch_size,
                     max_deliveries=o.max_deliveries if o is not None and o.max_deliveries else cls.max_deliveries,
                     start=o.start if o is not None and o.start else cls.start,
+                    ack_wait_s=o.ack_wait_s if o is not None and o.ack_wait_s else cls.ack_wait_s,
                 )
             )
         return specs
