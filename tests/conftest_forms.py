@@ -108,8 +108,8 @@ def forms_settings(nats_url: str, cql: CqlSettings, keys: KeyPair, home: Path, *
         "watch_poll_s": 0.2,
         "stats_interval_s": 0.5,
         "sheets": SheetsSettings(directory=home / "sheets", render_interval_s=0.2, flush_interval_s=0.1),
-        "submits_per_second": 10_000,
-        "submit_burst": 10_000,
+        "submits_per_second": 5,
+        "submit_burst": 50,
     }
     values.update(overrides)
     return FormsSettings(**values)
