@@ -26,6 +26,7 @@ from mesh.deps.base import free_port
 from mesh.deps.cassandra import Cassandra
 from mesh.deps.nats import Nats, NatsConfig
 from mesh.deps.process import running
+from services.forms.consumers.base import ConsumerRegistry
 from services.forms.server import build as build_forms
 from services.forms.settings import FormsSettings, SheetsSettings
 from services.forms.worker import FormsWorker, start_worker
@@ -61,6 +62,13 @@ class FormsEnv:
     stub: forms_pb2_grpc.FormsServiceStub
     signer: TokenSigner
     workers: list[FormsWorker] = field(default_factory=list)
+
+    async def add_worker(self, registry: ConsumerRegistry | None = None, **overrides: Any) -> FormsWorker:
+        """Start one more worker (other consumers, other settings); stopped with the stack."""
+        settings = self.settings.model_copy(update=overrides) if overrides else self.settings
+        worker = await start_worker(settings, registry)
+        self.workers.append(worker)
+        return worker
 
     def user(self) -> FormsUser:
         """A new user with a valid token."""
