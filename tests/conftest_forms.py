@@ -10,6 +10,7 @@ its own with :func:`forms_stack`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -135,11 +136,17 @@ async def declare_chat_stream(nats_url: str) -> None:
 
 @asynccontextmanager
 async def forms_stack(
-    home: Path, cql: CqlSettings, keys: KeyPair, *, workers: int = 1, **overrides: Any
+    home: Path, cql: CqlSettings, keys: KeyPair, *, workers: int = 1, nats: Nats | None = None, **overrides: Any
 ) -> AsyncIterator[FormsEnv]:
-    """A nats-server of its own, the forms service and ``workers`` workers (every built-in consumer)."""
-    async with running(Nats(NatsConfig(home=home / "nats", port=free_port())), ready_timeout_s=30) as dep:
-        assert isinstance(dep, Nats)
+    """A nats-server of its own (or ``nats``), the forms service and ``workers`` workers (every built-in consumer)."""
+    async with contextlib.AsyncExitStack() as stack:
+        if nats is None:
+            started = await stack.enter_async_context(
+                running(Nats(NatsConfig(home=home / "nats", port=free_port())), ready_timeout_s=30)
+            )
+            assert isinstance(started, Nats)
+            nats = started
+        dep = nats
         settings = forms_settings(dep.url, cql, keys, home, **overrides)
         await declare_chat_stream(dep.url)
         service = await build_forms(settings)
