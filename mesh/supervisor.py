@@ -56,7 +56,7 @@ class WorkerKind:
 
 
 #: The services' worker processes, started after the services (they call them).
-WORKERS: tuple[WorkerKind, ...] = ()
+WORKERS: tuple[WorkerKind, ...] = (WorkerKind("forms", "services.forms.worker", "forms_workers"),)
 
 
 @dataclass
@@ -161,6 +161,8 @@ class Supervisor:
         if name in ("presence", "inference"):  # SetTyping checks membership, Reply reads and stores history
             history_index = [c.name for c in self.contracts].index("history")
             env[f"{prefix}HISTORY_TARGET"] = f"{s.host}:{self._service_port(history_index)}"
+        if name == "forms":  # the sheets consumer's spreadsheets live with the mesh's other state
+            env[f"{prefix}SHEETS__DIRECTORY"] = str((s.state_dir / "sheets").resolve())
 
         return env
 
