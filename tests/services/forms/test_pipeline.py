@@ -195,3 +195,27 @@ async def test_a_consumer_that_does_not_keep_up_shows_its_backlog_in_stats_and_m
     assert pending and float(pending[0].split()[-1]) >= 4
     assert 'chatmesh_forms_consumer_oldest_unprocessed_age_seconds{consumer="idle"}' in text_
     assert 'chatmesh_forms_consumer_processed_per_minute{consumer="store"}' in text_
+
+
+async def test_abusive_text_is_flagged_on_the_stored_submission_and_clean_text_is_not(forms_env: FormsEnv) -> None:
+    owner = forms_env.user()
+    form = await forms_env.form(
+        owner, [*FIELDS, field("note", fpb.FIELD_TYPE_LONG_TEXT), field("mail", fpb.FIELD_TYPE_EMAIL)]
+    )
+    rude = await forms_env.stub.Submit(
+        submit_request(
+            form.form_id, name=text("Ann"), note=text("this is sh1t, you f*cking idiot"), mail=text("shit@example.org")
+        ),  # fmt: skip
+        metadata=owner.auth,
+    )
+    polite = await forms_env.stub.Submit(
+        submit_request(form.form_id, name=text("Scunthorpe"), note=text("Thanks for the classic assignment!")),
+        metadata=owner.auth,
+    )
+    for reply in (rude, polite):
+        await forms_env.wait_processed(reply.submission_id)
+    page = await forms_env.stub.ListSubmissions(fpb.ListSubmissionsRequest(form_id=form.form_id), metadata=owner.auth)
+    by_id = {s.submission_id: s for s in page.submissions}
+    assert by_id[rude.submission_id].screening.flagged
+    assert list(by_id[rude.submission_id].screening.flagged_keys) == ["note"]  # emails are not prose
+    assert by_id[polite.submission_id].HasField("screening") and not by_id[polite.submission_id].screening.flagged
