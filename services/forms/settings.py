@@ -50,6 +50,12 @@ class SheetsSettings(BaseModel):
         le=3600,
         description="Least seconds between two renderings of a form's workbook and CSV (all its rows each time).",
     )
+    render_cpu_share: float = Field(
+        0.1,
+        gt=0.0,
+        le=1.0,
+        description="Largest share of a core rendering may take: a form waits this many of its renders' time between.",
+    )
     max_rows_per_sheet: int = Field(
         1_000_000, ge=100, le=1_048_575, description="Rows of one workbook/CSV; more go to the next file (-2, -3...)."
     )

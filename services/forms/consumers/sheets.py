@@ -11,7 +11,10 @@ submission id, so each row is there exactly once, in submission order.
 
 The workbook and CSV of a form are re-rendered from its parts at most every
 ``render_interval_s`` (and when the worker stops): a committed row reaches the files a
-moment after its status says done. Each process keeps the rows of the forms it wrote in
+moment after its status says done. A render writes the whole file (30,000 rows cost about
+2 s of CPU here), so a large form waits longer between renders: at least
+``1 / render_cpu_share`` times its last render's duration, which keeps rendering to that
+share of a core however big the form grows. Each process keeps the rows of the forms it wrote in
 memory (read back from the parts after a restart).
 """
 
@@ -49,6 +52,7 @@ class _FormRows:
     rows: dict[str, Row] = field(default_factory=dict)
     dirty: bool = True
     rendered_at: float = -1e9
+    render_s: float = 0.0
 
 
 def make_sheet_files(context: ConsumerContext) -> SheetFiles:
@@ -127,7 +131,7 @@ class SheetsConsumer(Consumer):
         """Write the form's spreadsheets from every committed row (one row per submission, in order)."""
         state = await self._refresh(form_id)
         state.dirty = False
-        state.rendered_at = time.monotonic()
+        started = state.rendered_at = time.monotonic()
         live = None
         with contextlib.suppress(Exception):
             live = await self.context.definitions.get(form_id)
@@ -145,14 +149,16 @@ class SheetsConsumer(Consumer):
             if "csv" in formats:
                 data = await asyncio.to_thread(render_csv, columns, chunk)
                 await self.files.write_file(form_id, csv_name, data)
+        state.render_s = time.monotonic() - started
 
     async def _render_loop(self) -> None:
         interval = self.context.settings.sheets.render_interval_s
+        share = self.context.settings.sheets.render_cpu_share
         while True:
             await asyncio.sleep(max(0.05, interval / 4))
             now = time.monotonic()
             for form_id, state in list(self._forms.items()):
-                if state.dirty and now - state.rendered_at >= interval:
+                if state.dirty and now - state.rendered_at >= max(interval, state.render_s / share):
                     try:
                         async with self._lock:
                             await self.render(form_id)
