@@ -151,15 +151,19 @@ async def forms_stack(
         await declare_chat_stream(dep.url)
         service = await build_forms(settings)
         signer = TokenSigner(load_private_key(keys.private), "chatmesh", 3600)
-        async with service, grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel:
-            env = FormsEnv(dep, settings, service, forms_pb2_grpc.FormsServiceStub(channel), signer)
-            try:
-                for _ in range(workers):
-                    env.workers.append(await start_worker(settings))
-                yield env
-            finally:
-                for worker in env.workers:
-                    await worker.stop()
+        await service.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel:
+                env = FormsEnv(dep, settings, service, forms_pb2_grpc.FormsServiceStub(channel), signer)
+                try:
+                    for _ in range(workers):
+                        env.workers.append(await start_worker(settings))
+                    yield env
+                finally:
+                    for worker in env.workers:
+                        await asyncio.wait_for(worker.stop(), 90)  # a hang fails the test, never the run
+        finally:
+            await asyncio.wait_for(service.stop(), 90)
 
 
 @pytest.fixture(scope="module")

@@ -36,6 +36,9 @@ from services.runtime.settings import load_settings
 
 log = logging.getLogger("chatmesh.forms.worker")
 
+STOP_STEP_S = 60.0
+"""Longest a consumer (its last batch, the sheets' last render) or a connection may take to stop."""
+
 
 @dataclass
 class FormsWorker:
@@ -51,12 +54,15 @@ class FormsWorker:
         return next(r for r in self.runners if r.spec.name == name)
 
     async def stop(self) -> None:
-        """Finish the batches in hand, close the plug-ins, disconnect."""
+        """Finish the batches in hand, close the plug-ins, disconnect (each step bounded in time)."""
         for runner in self.runners:
-            await runner.stop()
+            try:
+                await asyncio.wait_for(runner.stop(), STOP_STEP_S)
+            except TimeoutError:
+                log.error("consumer did not stop in time", extra={"consumer": runner.spec.name})
         for stop in reversed(self._stops):
             try:
-                await stop()  # type: ignore[operator]
+                await asyncio.wait_for(stop(), STOP_STEP_S)  # type: ignore[operator]
             except Exception:  # noqa: BLE001 - one failed cleanup must not skip the others
                 log.exception("cleanup failed")
         if self._http is not None:
