@@ -136,6 +136,8 @@ class Clients:
             sid = reply.submission_id
         except grpc.aio.AioRpcError as err:
             self.errors[err.code().name] = self.errors.get(err.code().name, 0) + 1
+            if self.errors[err.code().name] == 1:
+                note(f"first_{err.code().name}", (err.details() or "")[:120])
             sid = ""
         return time.perf_counter() - started, time.time(), sid
 
@@ -314,6 +316,7 @@ async def main(args: argparse.Namespace) -> None:
         note("warmup_drain_s", await drain(admin, owner, 120))
 
         # (a) closed loop
+        clients.errors.clear()
         meter = CpuMeter(pids, loops=("forms", "worker", "client"))
         meter.start()
         latencies, wall = await clients.closed_loop(args.clients, args.submits)
@@ -326,6 +329,7 @@ async def main(args: argparse.Namespace) -> None:
         }
         note("closed_ok", len(latencies))
         note("closed_errors", sum(clients.errors.values()))
+        note("closed_error_codes", ",".join(f"{k}:{v}" for k, v in sorted(clients.errors.items())) or "-")
         for name in ("forms", "forms_loop", "worker", "worker_loop", "envoy", "nats", "cassandra", "client",
                      "client_loop", "other", "machine"):  # fmt: skip
             note(f"closed_cpu_cores_{name}", cpu.get(name, 0.0))
@@ -340,6 +344,7 @@ async def main(args: argparse.Namespace) -> None:
         cpu = meter.stop()
         note("open_ok", len(open_latencies))
         note("open_errors", sum(clients.errors.values()))
+        note("open_error_codes", ",".join(f"{k}:{v}" for k, v in sorted(clients.errors.items())) or "-")
         note("open_sender_lag_max_ms", lag * 1000)
         note("open_p50_ms", percentile(open_latencies, 0.5) * 1000)
         for name in ("forms", "worker", "envoy", "nats", "cassandra", "client", "other", "machine"):
