@@ -37,7 +37,7 @@ from services.forms.consumers.base import Consumer, ConsumerSpec, Delivery, Done
 from services.forms.deadletters import DeadLetters, short_error
 from services.forms.directory import MARKER, ConsumerDirectory
 from services.forms.metrics import WorkerMetrics
-from services.forms.store import FormStore, StatusRecord, StatusWrite
+from services.forms.store import FormStore, StatusWrite
 from services.forms.streams import FORMS_STREAM, STATUS_CHANGED_SUBJECT, processed_subject, redrive_subjects
 from services.runtime.bus import AckedPublisher
 
@@ -218,7 +218,10 @@ class ConsumerRunner:
             )
         now = datetime.now(UTC)
         now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # CQL keeps milliseconds
-        writes = [StatusWrite(d.submission, name, pb.CONSUMER_STATE_DONE, d.deliveries, "", now) for _, d in done]
+        facts = self.plugin.writes_facts
+        writes = [
+            StatusWrite(d.submission, name, pb.CONSUMER_STATE_DONE, d.deliveries, "", now, facts) for _, d in done
+        ]
         writes += [
             StatusWrite(d.submission, name, pb.CONSUMER_STATE_FAILED, d.deliveries, short_error(e), now)
             for _, d, e in retry
@@ -253,11 +256,10 @@ class ConsumerRunner:
 
     async def _announce_processed(self, submissions: Sequence[pb.Submission]) -> None:
         required = await self._directory.required()
-        records = await self._store.statuses([s.submission_id for s in submissions])
+        states = await self._store.states([s.submission_id for s in submissions])
         messages = []
         for submission in submissions:
-            record = records.get(submission.submission_id)
-            processed_at = processed_time(record, required)
+            processed_at = processed_time(states.get(submission.submission_id), required)
             if processed_at is None:
                 continue
             headers = {
@@ -269,15 +271,15 @@ class ConsumerRunner:
             await self._publisher.publish(messages, self._timeout_s)
 
 
-def processed_time(record: StatusRecord | None, required: frozenset[str]) -> datetime | None:
+def processed_time(states: dict[str, tuple[int, datetime | None]] | None, required: frozenset[str]) -> datetime | None:
     """When the last required consumer committed, or None while any required one is not done."""
-    if record is None or not required:
+    if states is None or not required:
         return None
     latest: datetime | None = None
     for name in required:
-        row = record.rows.get(name)
-        if row is None or row.state != pb.CONSUMER_STATE_DONE:
+        state, at = states.get(name, (pb.CONSUMER_STATE_PENDING, None))
+        if state != pb.CONSUMER_STATE_DONE:
             return None
-        if row.updated_at is not None and (latest is None or row.updated_at > latest):
-            latest = row.updated_at
+        if at is not None and (latest is None or at > latest):
+            latest = at
     return latest

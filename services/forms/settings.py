@@ -67,6 +67,13 @@ class FormsSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="CHATMESH_FORMS_")
 
     port: int = Field(50056, ge=0, le=65535, description="gRPC port; 0 picks a free one (tests).")
+    max_concurrent_streams: int = Field(
+        10_000,
+        ge=1,
+        le=100_000,
+        description="HTTP/2 streams per connection: the gateway brings every client's submit over one or two "
+        "connections, so the default of the other services (1,000) would refuse streams at 1,000 clients.",
+    )
     nats: NatsSettings = Field(default_factory=NatsSettings, description="NATS (CHATMESH_FORMS_NATS__URL).")
     cql: CqlSettings = Field(default_factory=CqlSettings, description="CQL cluster (CHATMESH_FORMS_CQL__HOSTS...).")
     s3: S3Settings = Field(default_factory=S3Settings, description="S3 endpoints for the sheets consumer.")

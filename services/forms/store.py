@@ -101,7 +101,12 @@ class StatusRecord:
 
 @dataclass(frozen=True)
 class StatusWrite:
-    """A consumer's new state for one submission."""
+    """A consumer's new state for one submission.
+
+    ``facts``: also write the submission's form, version, submitter and time (static
+    columns). One consumer's row carrying them is enough (the store consumer's, and every
+    failure's); until then a reader finds them in the FORMS stream.
+    """
 
     submission: pb.Submission
     consumer: str
@@ -109,6 +114,7 @@ class StatusWrite:
     deliveries: int
     last_error: str
     at: datetime
+    facts: bool = True
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,10 @@ class StoredSubmission:
 _STATUS_UPSERT = (
     "UPDATE submission_status SET state = ?, deliveries = ?, last_error = ?, updated_at = ?, form_id = ?, "
     "form_version = ?, submitter_user_id = ?, created_at = ? WHERE submission_id = ? AND consumer = ?"
+)
+_STATE_UPSERT = (
+    "UPDATE submission_status SET state = ?, deliveries = ?, last_error = ?, updated_at = ? "
+    "WHERE submission_id = ? AND consumer = ?"
 )
 _SUBMISSION_INSERT = (
     "INSERT INTO form_submissions (form_id, bucket, submission_id, form_version, submitter_user_id, idempotency_key, "
@@ -330,8 +340,12 @@ class FormStore:
     async def put_statuses(self, statuses: Iterable[StatusWrite]) -> None:
         """Write consumers' states (each row an upsert)."""
         params = []
+        states = []
         for w in statuses:
             s = w.submission
+            if not w.facts:
+                states.append((w.state, w.deliveries, w.last_error, w.at, as_uuid(s.submission_id), w.consumer))
+                continue
             params.append(
                 (
                     w.state,
@@ -346,7 +360,26 @@ class FormStore:
                     w.consumer,
                 )
             )
-        await self._cql.execute_many(_STATUS_UPSERT, params)
+        if params:
+            await self._cql.execute_many(_STATUS_UPSERT, params)
+        if states:
+            await self._cql.execute_many(_STATE_UPSERT, states)
+
+    async def states(self, submission_ids: Sequence[str]) -> dict[str, dict[str, tuple[int, datetime | None]]]:
+        """Each consumer's (state, updated_at) for each of ``submission_ids`` (one request per 50 ids)."""
+        found: dict[str, dict[str, tuple[int, datetime | None]]] = {}
+        for start in range(0, len(submission_ids), 50):
+            chunk = [as_uuid(s) for s in submission_ids[start : start + 50]]
+            rows = await self._cql.execute(
+                "SELECT submission_id, consumer, state, updated_at FROM submission_status WHERE submission_id IN ?",
+                (chunk,),
+                prepare=True,
+            )
+            for row in rows:
+                if row["consumer"] is not None and row["state"] is not None:
+                    by_consumer = found.setdefault(str(row["submission_id"]), {})
+                    by_consumer[row["consumer"]] = (int(row["state"]), _utc(row["updated_at"]))
+        return found
 
     async def statuses(self, submission_ids: Sequence[str]) -> dict[str, StatusRecord]:
         """The stored statuses of each of ``submission_ids`` that has any (one request per 50 ids)."""

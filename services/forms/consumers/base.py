@@ -102,6 +102,9 @@ class Consumer:
     """Batches one process handles at once."""
     start: ClassVar[Literal["all", "new"]] = "all"
     """Where the durable starts when it is first made: every retained submission, or new ones."""
+    writes_facts: ClassVar[bool] = False
+    """Whether its "done" rows also carry the submission's form, submitter and time (one
+    consumer's is enough: the store's; readers find them in the FORMS stream until then)."""
 
     def __init__(self, context: ConsumerContext) -> None:
         self.context = context

@@ -16,6 +16,7 @@ class StoreConsumer(Consumer):
     parallel_batches = 2
     backoff_s = (0.2, 1.0, 5.0, 15.0)
     max_deliveries = 8
+    writes_facts = True
 
     async def handle(self, batch: Sequence[Delivery]) -> Sequence[Outcome]:
         await self.context.store.put_submissions([d.submission for d in batch], ())
