@@ -98,8 +98,8 @@ class Consumer:
     """Wait before the n-th redelivery after a failure (the last one repeats)."""
     ack_wait_s: ClassVar[float] = 60.0
     """A delivery not answered this long is delivered again (a worker died)."""
-    parallel_batches: ClassVar[int] = 1
-    """Batches one process handles at once."""
+    parallel_batches: ClassVar[int] = 2
+    """Batches one process handles at once (their round trips to CQL and JetStream overlap)."""
     start: ClassVar[Literal["all", "new"]] = "all"
     """Where the durable starts when it is first made: every retained submission, or new ones."""
     writes_facts: ClassVar[bool] = False

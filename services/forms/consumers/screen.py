@@ -34,6 +34,7 @@ class ScreenConsumer(Consumer):
     name = "screen"
     description = "Flags abusive or slang text (glin-profanity word lists) on the stored submission."
     batch_size = 200
+    parallel_batches = 1  # its work is CPU in one thread; its verdict cache is not shared between threads
 
     def __init__(self, context: ConsumerContext) -> None:
         super().__init__(context)

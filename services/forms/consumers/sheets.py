@@ -69,6 +69,7 @@ class SheetsConsumer(Consumer):
     name = "sheets"
     description = "Appends rows in batches to a spreadsheet per form (XLSX and CSV; local directory or S3)."
     ack_wait_s = 120.0
+    parallel_batches = 1  # one writer of a form's parts per process (see handle's lock)
     backoff_s = (1.0, 5.0, 30.0, 60.0)
     max_deliveries = 10
 

@@ -13,7 +13,7 @@ class StoreConsumer(Consumer):
     name = "store"
     description = "Stores every submission permanently in CQL (ListSubmissions reads it)."
     batch_size = 200
-    parallel_batches = 2
+    parallel_batches = 3
     backoff_s = (0.2, 1.0, 5.0, 15.0)
     max_deliveries = 8
     writes_facts = True
