@@ -33,6 +33,8 @@ CORS_ALLOW_HEADERS = (
     "grpc-timeout,authorization,connect-protocol-version"
 )
 CORS_EXPOSE_HEADERS = "grpc-status,grpc-message,grpc-status-details-bin"
+#: Set on every request to the connection's peer address (services trust it from the gateway only).
+CLIENT_ADDRESS_HEADER = "x-chatmesh-client-address"
 
 _HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 _HTTP_OPTIONS_TYPE = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
@@ -123,6 +125,17 @@ def _connection_manager(settings: GatewaySettings, routes: list[RouteSpec]) -> d
                     "domains": ["*"],
                     "routes": render_routes(settings, routes),
                     "typed_per_filter_config": {"envoy.filters.http.cors": _cors_policy(settings)},
+                    # The address of the connection Envoy accepted, for per-client limits
+                    # (forms' anonymous submits): replaces whatever a client sent under that name.
+                    "request_headers_to_add": [
+                        {
+                            "header": {
+                                "key": CLIENT_ADDRESS_HEADER,
+                                "value": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+                            },
+                            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                        }
+                    ],
                 }
             ],
         },

@@ -56,7 +56,10 @@ class WorkerKind:
 
 
 #: The services' worker processes, started after the services (they call them).
-WORKERS: tuple[WorkerKind, ...] = (WorkerKind("ingest", "services.ingest.worker", "ingest_workers"),)
+WORKERS: tuple[WorkerKind, ...] = (
+    WorkerKind("ingest", "services.ingest.worker", "ingest_workers"),
+    WorkerKind("forms", "services.forms.worker", "forms_workers"),
+)
 
 
 @dataclass
@@ -172,6 +175,8 @@ class Supervisor:
             env[f"{prefix}IMPORT_ROOT"] = str(ingest_dir / "import")
             env[f"{prefix}SNAPSHOT_ROOT"] = str(ingest_dir / "snapshots")
             env[f"{prefix}MAX_RECEIVE_MESSAGE_BYTES"] = str(s.ingest_max_request_bytes)
+        if name == "forms":  # the sheets consumer's spreadsheets live with the mesh's other state
+            env[f"{prefix}SHEETS__DIRECTORY"] = str((s.state_dir / "sheets").resolve())
 
         return env
 

@@ -25,6 +25,7 @@ pytest_plugins = [
     "tests.conftest_inference",
     "tests.conftest_mesh",
     "tests.conftest_ingest",
+    "tests.conftest_forms",
 ]
 
 

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import nats
 from nats.aio.client import Client
@@ -98,8 +99,14 @@ class AckedPublisher:
         if waiter is not None and not waiter.done():
             waiter.set_result(msg)
 
-    async def publish(self, messages: Sequence[tuple[str, bytes, dict[str, str]]], timeout_s: float) -> None:
+    async def publish(
+        self, messages: Sequence[tuple[str, bytes, dict[str, str]]], timeout_s: float
+    ) -> list[dict[str, Any]]:
         """Publish each (subject, payload, headers) and wait until JetStream acked every one.
+
+        Returns:
+            Each message's PubAck (``stream``, ``seq``; ``duplicate`` true when the stream
+            already had its ``Nats-Msg-Id``, and then ``seq`` is the first one's), in order.
 
         Raises:
             Unavailable: an ack did not come in ``timeout_s``, no stream takes a subject, or
@@ -108,6 +115,7 @@ class AckedPublisher:
         prefix = await self._reply_prefix()
         loop = asyncio.get_running_loop()
         tokens = []
+        acks: list[dict[str, Any]] = []
         try:
             for subject, payload, headers in messages:
                 self._counter += 1
@@ -117,7 +125,8 @@ class AckedPublisher:
                 await self._nc.publish(subject, payload, reply=prefix + token, headers=headers)
             async with asyncio.timeout(timeout_s):
                 for token in tokens:
-                    _check_ack(await self._waiting[token])
+                    acks.append(_check_ack(await self._waiting[token]))
+            return acks
         except TimeoutError:
             raise Unavailable(f"JetStream did not ack within {timeout_s}s") from None
         finally:
@@ -125,8 +134,8 @@ class AckedPublisher:
                 self._waiting.pop(token, None)
 
 
-def _check_ack(msg: Msg) -> None:
-    """Raise Unavailable unless ``msg`` is a JetStream PubAck."""
+def _check_ack(msg: Msg) -> dict[str, Any]:
+    """The PubAck in ``msg``; raise Unavailable unless it is one."""
     if msg.headers and msg.headers.get("Status") == "503":
         raise Unavailable("no JetStream stream takes this subject")
     try:
@@ -135,3 +144,4 @@ def _check_ack(msg: Msg) -> None:
         raise Unavailable(f"not a JetStream ack: {msg.data[:80]!r}") from None
     if "error" in ack:
         raise Unavailable(f"JetStream refused the message: {ack['error']}")
+    return dict(ack)

@@ -18,6 +18,8 @@ Domain modules raise these and know nothing of gRPC; the error interceptor in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import grpc
 
 
@@ -28,14 +30,19 @@ class ChatmeshError(Exception):
 
 
 class InvalidArgument(ChatmeshError):
-    """A request field breaks its rule."""
+    """A request field breaks its rule.
+
+    ``violations`` (field, problem) pairs, when given, list every broken field: the error
+    interceptor sends them as google.rpc.BadRequest field violations in the status details.
+    """
 
     code = grpc.StatusCode.INVALID_ARGUMENT
 
-    def __init__(self, field: str, problem: str) -> None:
+    def __init__(self, field: str, problem: str, violations: Sequence[tuple[str, str]] = ()) -> None:
         super().__init__(f"{field}: {problem}")
         self.field = field
         self.problem = problem
+        self.violations = tuple(violations)
 
 
 class Unauthenticated(ChatmeshError):

@@ -25,6 +25,8 @@ from typing import Any, TypeAlias
 
 import grpc
 import protovalidate
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from services.runtime.errors import (
     ChatmeshError,
@@ -60,6 +62,26 @@ def current_principal() -> Principal:
     if principal is None:
         raise Unauthenticated("this call needs an access token")
     return principal
+
+
+def optional_principal() -> Principal | None:
+    """The verified caller, or None for an anonymous call to an optional-auth method."""
+    return _principal.get()
+
+
+def status_details(exc: InvalidArgument) -> bytes:
+    """``grpc-status-details-bin``: a google.rpc.Status with every field violation of ``exc``."""
+    request = error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=field, description=problem)
+            for field, problem in exc.violations
+        ]
+    )
+    detail = any_pb2.Any()
+    detail.Pack(request)
+    status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=str(exc), details=[detail])
+    encoded: bytes = status.SerializeToString()
+    return encoded
 
 
 async def _iterate(result: Any) -> AsyncIterator[Any]:
@@ -193,11 +215,13 @@ class ErrorLayer(Layer):
         if isinstance(exc, grpc.aio.AbortError):
             raise exc
         status = _status.get(None)
-        metadata: tuple[tuple[str, str], ...] = ()
+        metadata: tuple[tuple[str, str | bytes], ...] = ()
         if isinstance(exc, ChatmeshError):
             code, message = exc.code, str(exc)
             if isinstance(exc, ResourceExhausted) and exc.retry_after_s is not None:
                 metadata = (("retry-after-ms", str(int(exc.retry_after_s * 1000))),)
+            if isinstance(exc, InvalidArgument) and exc.violations:
+                metadata = (("grpc-status-details-bin", status_details(exc)),)
             log.info("rpc failed", extra={"method": method, "code": code.name, "reason": message})
         elif isinstance(exc, NotImplementedError):
             code, message = grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented yet"
@@ -232,11 +256,19 @@ class AuthLayer(Layer):
     ``x-chatmesh-on-behalf-of``; the principal is then that user, with ``service`` set to the
     caller's name, and the service's own rules apply as for the user. The header on a user's
     token is PERMISSION_DENIED: only services act for others.
+
+    ``optional_methods`` take calls with or without a token: a token that is sent is
+    verified as anywhere else (an invalid one is UNAUTHENTICATED); without one the
+    principal is None (:func:`optional_principal`) and the servicer decides (the forms
+    service serves public forms that way).
     """
 
-    def __init__(self, verifier: TokenVerifier | None, public_methods: Collection[str]) -> None:
+    def __init__(
+        self, verifier: TokenVerifier | None, public_methods: Collection[str], optional_methods: Collection[str] = ()
+    ) -> None:
         self._verifier = verifier
         self._public = frozenset(public_methods)
+        self._optional = frozenset(optional_methods)
 
     def _authenticate(self, method: str, context: Context) -> None:
         if method in self._public or method.startswith(PUBLIC_PREFIXES):
@@ -249,6 +281,9 @@ class AuthLayer(Layer):
                 token = value[7:].strip()
             elif key == ON_BEHALF_OF and isinstance(value, str):
                 acting_for = value
+        if not token and method in self._optional:
+            _principal.set(None)
+            return
         if not token:
             raise Unauthenticated("missing access token: send `authorization: Bearer <token>`")
         if self._verifier is None:

@@ -46,6 +46,8 @@ class ServiceBinding:
     add_to_server: Callable[[Any, grpc.aio.Server], None]
     servicer: Any
     public_methods: Collection[str] = ()
+    #: Methods that take calls with or without a token (AuthLayer's ``optional_methods``).
+    optional_auth_methods: Collection[str] = ()
 
 
 @dataclass
@@ -146,6 +148,7 @@ def create_server(
         )
     metrics = RpcMetrics(name)
     public = {m for b in bindings for m in b.public_methods}
+    optional = {m for b in bindings for m in b.optional_auth_methods}
     server = grpc.aio.server(
         interceptors=[
             RuntimeInterceptor(
@@ -153,7 +156,7 @@ def create_server(
                     MetricsLayer(metrics),
                     ErrorLayer(),
                     DeadlineLayer(settings.default_deadline_s),
-                    AuthLayer(verifier, public),
+                    AuthLayer(verifier, public, optional),
                     ValidationLayer(),
                 ]
             )

@@ -354,3 +354,13 @@ def test_envoy_validates_the_rendered_config_with_a_static_site(tmp_path: Path) 
     envoy.prepare()
 
     assert envoy.config_path.is_file()
+
+
+def test_every_request_carries_the_client_address_envoy_saw_whatever_the_client_sent() -> None:
+    config = render(GatewaySettings(), MESH_ROUTES)
+    [header] = virtual_host(config)["request_headers_to_add"]
+    assert header["header"] == {
+        "key": "x-chatmesh-client-address",
+        "value": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+    }
+    assert header["append_action"] == "OVERWRITE_IF_EXISTS_OR_ADD"

@@ -18,11 +18,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from chatmesh.forms.v1 import forms_pb2, forms_pb2_grpc
 from chatmesh.presence.v1 import presence_pb2, presence_pb2_grpc
 from chatmesh.session.v1 import session_pb2, session_pb2_grpc
-from mesh.deps.nats import Nats
-from services.forms.server import build as build_forms
-from services.forms.settings import FormsSettings
-from services.runtime.bus import NatsSettings
-from services.runtime.server import ServiceServer
+from services.runtime.server import ServiceBinding, ServiceServer, create_server
+from services.runtime.settings import ServiceSettings
 from services.runtime.tokens import Principal, TokenSigner, generate_key_pair, load_private_key
 from tests.conftest import KeyPair
 
@@ -72,13 +69,18 @@ async def test_a_tampered_or_foreign_token_is_unauthenticated(
         assert bad not in (err.details() or ""), "the token must never be echoed"
 
 
-async def test_an_unimplemented_rpc_with_a_valid_token_says_unimplemented(
-    nats_server: Nats, token_keys: KeyPair
-) -> None:
-    forms = await build_forms(
-        FormsSettings(port=0, nats=NatsSettings(url=nats_server.url), token_public_key_file=token_keys.public)
+class _UnfinishedForms(forms_pb2_grpc.FormsServiceServicer):
+    """A servicer that implements nothing (the generated base raises NotImplementedError)."""
+
+
+async def test_an_unimplemented_rpc_with_a_valid_token_says_unimplemented(token_keys: KeyPair) -> None:
+    name = forms_pb2.DESCRIPTOR.services_by_name["FormsService"].full_name
+    app = create_server(
+        "unfinished",
+        ServiceSettings(port=0, token_public_key_file=token_keys.public, shutdown_drain_s=0),
+        [ServiceBinding(name, forms_pb2_grpc.add_FormsServiceServicer_to_server, _UnfinishedForms())],
     )
-    async with forms, grpc.aio.insecure_channel(f"127.0.0.1:{forms.port}") as channel:
+    async with app, grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
         stub = forms_pb2_grpc.FormsServiceStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.ListForms(forms_pb2.ListFormsRequest(), metadata=_auth(_token(token_keys)))

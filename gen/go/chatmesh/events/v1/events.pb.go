@@ -6,6 +6,8 @@
 //   live.user.<user_id>        core NATS: ephemeral events (typing, assistant tokens),
 //                              published by presence and inference; never replayed.
 //   presence.changed.<user_id> core NATS: PresenceChanged events, published by presence.
+//   chat.user.<user_id> also carries FormSubmissionProcessed, published by the forms
+//                              service's confirm consumer (Nats-Msg-Id de-duplicated).
 // Internal subjects between services:
 //   presence.heartbeat         core NATS: DeviceHeartbeat from session for devices that
 //                              hold Connect open (presence folds them with Heartbeat).
@@ -58,6 +60,7 @@ type Event struct {
 	//	*Event_AssistantToken
 	//	*Event_ResyncRequired
 	//	*Event_KeepAlive
+	//	*Event_FormSubmissionProcessed
 	Kind          isEvent_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -197,6 +200,15 @@ func (x *Event) GetKeepAlive() *KeepAlive {
 	return nil
 }
 
+func (x *Event) GetFormSubmissionProcessed() *FormSubmissionProcessed {
+	if x != nil {
+		if x, ok := x.Kind.(*Event_FormSubmissionProcessed); ok {
+			return x.FormSubmissionProcessed
+		}
+	}
+	return nil
+}
+
 type isEvent_Kind interface {
 	isEvent_Kind()
 }
@@ -252,6 +264,12 @@ type Event_KeepAlive struct {
 	KeepAlive *KeepAlive `protobuf:"bytes,19,opt,name=keep_alive,json=keepAlive,proto3,oneof"`
 }
 
+type Event_FormSubmissionProcessed struct {
+	// A form submission the user made was processed (every required consumer of the
+	// forms service committed it durably).
+	FormSubmissionProcessed *FormSubmissionProcessed `protobuf:"bytes,20,opt,name=form_submission_processed,json=formSubmissionProcessed,proto3,oneof"`
+}
+
 func (*Event_MessageCreated) isEvent_Kind() {}
 
 func (*Event_MessageEdited) isEvent_Kind() {}
@@ -272,6 +290,81 @@ func (*Event_ResyncRequired) isEvent_Kind() {}
 
 func (*Event_KeepAlive) isEvent_Kind() {}
 
+func (*Event_FormSubmissionProcessed) isEvent_Kind() {}
+
+// One of the user's form submissions was processed.
+type FormSubmissionProcessed struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The submission (forms.v1 SubmitResponse.submission_id).
+	SubmissionId string `protobuf:"bytes,1,opt,name=submission_id,json=submissionId,proto3" json:"submission_id,omitempty"`
+	// Its form.
+	FormId string `protobuf:"bytes,2,opt,name=form_id,json=formId,proto3" json:"form_id,omitempty"`
+	// Version of the form it was checked against.
+	FormVersion uint32 `protobuf:"varint,3,opt,name=form_version,json=formVersion,proto3" json:"form_version,omitempty"`
+	// When the last required consumer committed it.
+	ProcessedAt   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=processed_at,json=processedAt,proto3" json:"processed_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FormSubmissionProcessed) Reset() {
+	*x = FormSubmissionProcessed{}
+	mi := &file_chatmesh_events_v1_events_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FormSubmissionProcessed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FormSubmissionProcessed) ProtoMessage() {}
+
+func (x *FormSubmissionProcessed) ProtoReflect() protoreflect.Message {
+	mi := &file_chatmesh_events_v1_events_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FormSubmissionProcessed.ProtoReflect.Descriptor instead.
+func (*FormSubmissionProcessed) Descriptor() ([]byte, []int) {
+	return file_chatmesh_events_v1_events_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *FormSubmissionProcessed) GetSubmissionId() string {
+	if x != nil {
+		return x.SubmissionId
+	}
+	return ""
+}
+
+func (x *FormSubmissionProcessed) GetFormId() string {
+	if x != nil {
+		return x.FormId
+	}
+	return ""
+}
+
+func (x *FormSubmissionProcessed) GetFormVersion() uint32 {
+	if x != nil {
+		return x.FormVersion
+	}
+	return 0
+}
+
+func (x *FormSubmissionProcessed) GetProcessedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ProcessedAt
+	}
+	return nil
+}
+
 // A new message.
 type MessageCreated struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -283,7 +376,7 @@ type MessageCreated struct {
 
 func (x *MessageCreated) Reset() {
 	*x = MessageCreated{}
-	mi := &file_chatmesh_events_v1_events_proto_msgTypes[1]
+	mi := &file_chatmesh_events_v1_events_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -295,7 +388,7 @@ func (x *MessageCreated) String() string {
 func (*MessageCreated) ProtoMessage() {}
 
 func (x *MessageCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_events_v1_events_proto_msgTypes[1]
+	mi := &file_chatmesh_events_v1_events_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -308,7 +401,7 @@ func (x *MessageCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageCreated.ProtoReflect.Descriptor instead.
 func (*MessageCreated) Descriptor() ([]byte, []int) {
-	return file_chatmesh_events_v1_events_proto_rawDescGZIP(), []int{1}
+	return file_chatmesh_events_v1_events_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *MessageCreated) GetMessage() *v1.Message {
@@ -329,7 +422,7 @@ type MessageEdited struct {
 
 func (x *MessageEdited) Reset() {
 	*x = MessageEdited{}
-	mi := &file_chatmesh_events_v1_events_proto_msgTypes[2]
+	mi := &file_chatmesh_events_v1_events_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -341,7 +434,7 @@ func (x *MessageEdited) String() string {
 func (*MessageEdited) ProtoMessage() {}
 
 func (x *MessageEdited) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_events_v1_events_proto_msgTypes[2]
+	mi := &file_chatmesh_events_v1_events_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -354,7 +447,7 @@ func (x *MessageEdited) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageEdited.ProtoReflect.Descriptor instead.
 func (*MessageEdited) Descriptor() ([]byte, []int) {
-	return file_chatmesh_events_v1_events_proto_rawDescGZIP(), []int{2}
+	return file_chatmesh_events_v1_events_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *MessageEdited) GetMessage() *v1.Message {
@@ -375,7 +468,7 @@ type MessageDeleted struct {
 
 func (x *MessageDeleted) Reset() {
 	*x = MessageDeleted{}
-	mi := &file_chatmesh_events_v1_events_proto_msgTypes[3]
+	mi := &file_chatmesh_events_v1_events_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -387,7 +480,7 @@ func (x *MessageDeleted) String() string {
 func (*MessageDeleted) ProtoMessage() {}
 
 func (x *MessageDeleted) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_events_v1_events_proto_msgTypes[3]
+	mi := &file_chatmesh_events_v1_events_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -400,7 +493,7 @@ func (x *MessageDeleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageDeleted.ProtoReflect.Descriptor instead.
 func (*MessageDeleted) Descriptor() ([]byte, []int) {
-	return file_chatmesh_events_v1_events_proto_rawDescGZIP(), []int{3}
+	return file_chatmesh_events_v1_events_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *MessageDeleted) GetMessage() *v1.Message {
@@ -425,7 +518,7 @@ type ReadReceipt struct {
 
 func (x *ReadReceipt) Reset() {
 	*x = ReadReceipt{}
-	mi := &file_chatmesh_events_v1_events_proto_msgTypes[4]
+	mi := &file_chatmesh_events_v1_events_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -437,7 +530,7 @@ func (x *ReadReceipt) String() string {
 func (*ReadReceipt) ProtoMessage() {}
 
 func (x *ReadReceipt) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_events_v1_events_proto_msgTypes[4]
+	mi := &file_chatmesh_events_v1_events_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -450,7 +543,7 @@ func (x *ReadReceipt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadReceipt.ProtoReflect.Descriptor instead.
 func (*ReadReceipt) Descriptor() ([]byte, []int) {
-	return file_chatmesh_events_v1_events_proto_rawDescGZIP(), []int{4}
+	return file_chatmesh_events_v1_events_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ReadReceipt) GetConversationId() string {
@@ -489,7 +582,7 @@ type DeliveryReceipt struct {
 
 func (x *DeliveryReceipt) Reset() {
 	*x = DeliveryReceipt{}
-	mi := &file_chatmesh_events_v1_events_proto_msgTypes[5]
+	mi := &file_chatmesh_events_v1_events_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -501,7 +594,7 @@ func (x *DeliveryReceipt) String() string {
 func (*DeliveryReceipt) ProtoMessage() {}
 
 func (x *DeliveryReceipt) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_events_v1_events_proto_msgTypes[5]
+	mi := &file_chatmesh_events_v1_events_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -514,7 +607,7 @@ func (x *DeliveryReceipt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveryReceipt.ProtoReflect.Descriptor instead.
 func (*DeliveryReceipt) Descriptor() ([]byte, []int) {
-	return file_chatmesh_events_v1_events_proto_rawDescGZIP(), []int{5}
+	return file_chatmesh_events_v1_events_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DeliveryReceipt) GetConversationId() string {
@@ -555,7 +648,7 @@ type Typing struct {
 
 func (x *Typing) Reset() {
 	*x = Typing{}
-	mi := &file_chatmesh_events_v1_events_proto_msgTypes[6]
+	mi := &file_chatmesh_events_v1_events_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -567,7 +660,7 @@ func (x *Typing) String() string {
 func (*Typing) ProtoMessage() {}
 
 func (x *Typing) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_events_v1_events_proto_msgTypes[6]
+	mi := &file_chatmesh_events_v1_events_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -580,7 +673,7 @@ func (x *Typing) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Typing.ProtoReflect.Descriptor instead.
 func (*Typing) Descriptor() ([]byte, []int) {
-	return file_chatmesh_events_v1_events_proto_rawDescGZIP(), []int{6}
+	return file_chatmesh_events_v1_events_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Typing) GetConversationId() string {
@@ -622,7 +715,7 @@ type PresenceChanged struct {
 
 func (x *PresenceChanged) Reset() {
 	*x = PresenceChanged{}
-	mi := &file_chatmesh_events_v1_events_proto_msgTypes[7]
+	mi := &file_chatmesh_events_v1_events_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -634,7 +727,7 @@ func (x *PresenceChanged) String() string {
 func (*PresenceChanged) ProtoMessage() {}
 
 func (x *PresenceChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_events_v1_events_proto_msgTypes[7]
+	mi := &file_chatmesh_events_v1_events_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -647,7 +740,7 @@ func (x *PresenceChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceChanged.ProtoReflect.Descriptor instead.
 func (*PresenceChanged) Descriptor() ([]byte, []int) {
-	return file_chatmesh_events_v1_events_proto_rawDescGZIP(), []int{7}
+	return file_chatmesh_events_v1_events_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PresenceChanged) GetPresence() *v11.UserPresence {
@@ -676,7 +769,7 @@ type AssistantToken struct {
 
 func (x *AssistantToken) Reset() {
 	*x = AssistantToken{}
-	mi := &file_chatmesh_events_v1_events_proto_msgTypes[8]
+	mi := &file_chatmesh_events_v1_events_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -688,7 +781,7 @@ func (x *AssistantToken) String() string {
 func (*AssistantToken) ProtoMessage() {}
 
 func (x *AssistantToken) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_events_v1_events_proto_msgTypes[8]
+	mi := &file_chatmesh_events_v1_events_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -701,7 +794,7 @@ func (x *AssistantToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssistantToken.ProtoReflect.Descriptor instead.
 func (*AssistantToken) Descriptor() ([]byte, []int) {
-	return file_chatmesh_events_v1_events_proto_rawDescGZIP(), []int{8}
+	return file_chatmesh_events_v1_events_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AssistantToken) GetConversationId() string {
@@ -751,7 +844,7 @@ type ResyncRequired struct {
 
 func (x *ResyncRequired) Reset() {
 	*x = ResyncRequired{}
-	mi := &file_chatmesh_events_v1_events_proto_msgTypes[9]
+	mi := &file_chatmesh_events_v1_events_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -763,7 +856,7 @@ func (x *ResyncRequired) String() string {
 func (*ResyncRequired) ProtoMessage() {}
 
 func (x *ResyncRequired) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_events_v1_events_proto_msgTypes[9]
+	mi := &file_chatmesh_events_v1_events_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -776,7 +869,7 @@ func (x *ResyncRequired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResyncRequired.ProtoReflect.Descriptor instead.
 func (*ResyncRequired) Descriptor() ([]byte, []int) {
-	return file_chatmesh_events_v1_events_proto_rawDescGZIP(), []int{9}
+	return file_chatmesh_events_v1_events_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ResyncRequired) GetOldestAvailableSequence() uint64 {
@@ -795,7 +888,7 @@ type KeepAlive struct {
 
 func (x *KeepAlive) Reset() {
 	*x = KeepAlive{}
-	mi := &file_chatmesh_events_v1_events_proto_msgTypes[10]
+	mi := &file_chatmesh_events_v1_events_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -807,7 +900,7 @@ func (x *KeepAlive) String() string {
 func (*KeepAlive) ProtoMessage() {}
 
 func (x *KeepAlive) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_events_v1_events_proto_msgTypes[10]
+	mi := &file_chatmesh_events_v1_events_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -820,7 +913,7 @@ func (x *KeepAlive) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAlive.ProtoReflect.Descriptor instead.
 func (*KeepAlive) Descriptor() ([]byte, []int) {
-	return file_chatmesh_events_v1_events_proto_rawDescGZIP(), []int{10}
+	return file_chatmesh_events_v1_events_proto_rawDescGZIP(), []int{11}
 }
 
 // A device's liveness, sent by session on `presence.heartbeat` while the device holds
@@ -841,7 +934,7 @@ type DeviceHeartbeat struct {
 
 func (x *DeviceHeartbeat) Reset() {
 	*x = DeviceHeartbeat{}
-	mi := &file_chatmesh_events_v1_events_proto_msgTypes[11]
+	mi := &file_chatmesh_events_v1_events_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -853,7 +946,7 @@ func (x *DeviceHeartbeat) String() string {
 func (*DeviceHeartbeat) ProtoMessage() {}
 
 func (x *DeviceHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_events_v1_events_proto_msgTypes[11]
+	mi := &file_chatmesh_events_v1_events_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -866,7 +959,7 @@ func (x *DeviceHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceHeartbeat.ProtoReflect.Descriptor instead.
 func (*DeviceHeartbeat) Descriptor() ([]byte, []int) {
-	return file_chatmesh_events_v1_events_proto_rawDescGZIP(), []int{11}
+	return file_chatmesh_events_v1_events_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DeviceHeartbeat) GetUserId() string {
@@ -901,7 +994,7 @@ var File_chatmesh_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_chatmesh_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x1fchatmesh/events/v1/events.proto\x12\x12chatmesh.events.v1\x1a!chatmesh/history/v1/history.proto\x1a#chatmesh/presence/v1/presence.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb4\x06\n" +
+	"\x1fchatmesh/events/v1/events.proto\x12\x12chatmesh.events.v1\x1a!chatmesh/history/v1/history.proto\x1a#chatmesh/presence/v1/presence.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9f\a\n" +
 	"\x05Event\x12;\n" +
 	"\voccurred_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"occurredAt\x12M\n" +
@@ -916,8 +1009,14 @@ const file_chatmesh_events_v1_events_proto_rawDesc = "" +
 	"\x0fassistant_token\x18\x11 \x01(\v2\".chatmesh.events.v1.AssistantTokenH\x00R\x0eassistantToken\x12M\n" +
 	"\x0fresync_required\x18\x12 \x01(\v2\".chatmesh.events.v1.ResyncRequiredH\x00R\x0eresyncRequired\x12>\n" +
 	"\n" +
-	"keep_alive\x18\x13 \x01(\v2\x1d.chatmesh.events.v1.KeepAliveH\x00R\tkeepAliveB\x06\n" +
-	"\x04kind\"H\n" +
+	"keep_alive\x18\x13 \x01(\v2\x1d.chatmesh.events.v1.KeepAliveH\x00R\tkeepAlive\x12i\n" +
+	"\x19form_submission_processed\x18\x14 \x01(\v2+.chatmesh.events.v1.FormSubmissionProcessedH\x00R\x17formSubmissionProcessedB\x06\n" +
+	"\x04kind\"\xb9\x01\n" +
+	"\x17FormSubmissionProcessed\x12#\n" +
+	"\rsubmission_id\x18\x01 \x01(\tR\fsubmissionId\x12\x17\n" +
+	"\aform_id\x18\x02 \x01(\tR\x06formId\x12!\n" +
+	"\fform_version\x18\x03 \x01(\rR\vformVersion\x12=\n" +
+	"\fprocessed_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vprocessedAt\"H\n" +
 	"\x0eMessageCreated\x126\n" +
 	"\amessage\x18\x01 \x01(\v2\x1c.chatmesh.history.v1.MessageR\amessage\"G\n" +
 	"\rMessageEdited\x126\n" +
@@ -968,45 +1067,48 @@ func file_chatmesh_events_v1_events_proto_rawDescGZIP() []byte {
 	return file_chatmesh_events_v1_events_proto_rawDescData
 }
 
-var file_chatmesh_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_chatmesh_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_chatmesh_events_v1_events_proto_goTypes = []any{
-	(*Event)(nil),                 // 0: chatmesh.events.v1.Event
-	(*MessageCreated)(nil),        // 1: chatmesh.events.v1.MessageCreated
-	(*MessageEdited)(nil),         // 2: chatmesh.events.v1.MessageEdited
-	(*MessageDeleted)(nil),        // 3: chatmesh.events.v1.MessageDeleted
-	(*ReadReceipt)(nil),           // 4: chatmesh.events.v1.ReadReceipt
-	(*DeliveryReceipt)(nil),       // 5: chatmesh.events.v1.DeliveryReceipt
-	(*Typing)(nil),                // 6: chatmesh.events.v1.Typing
-	(*PresenceChanged)(nil),       // 7: chatmesh.events.v1.PresenceChanged
-	(*AssistantToken)(nil),        // 8: chatmesh.events.v1.AssistantToken
-	(*ResyncRequired)(nil),        // 9: chatmesh.events.v1.ResyncRequired
-	(*KeepAlive)(nil),             // 10: chatmesh.events.v1.KeepAlive
-	(*DeviceHeartbeat)(nil),       // 11: chatmesh.events.v1.DeviceHeartbeat
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
-	(*v1.Message)(nil),            // 13: chatmesh.history.v1.Message
-	(*v11.UserPresence)(nil),      // 14: chatmesh.presence.v1.UserPresence
+	(*Event)(nil),                   // 0: chatmesh.events.v1.Event
+	(*FormSubmissionProcessed)(nil), // 1: chatmesh.events.v1.FormSubmissionProcessed
+	(*MessageCreated)(nil),          // 2: chatmesh.events.v1.MessageCreated
+	(*MessageEdited)(nil),           // 3: chatmesh.events.v1.MessageEdited
+	(*MessageDeleted)(nil),          // 4: chatmesh.events.v1.MessageDeleted
+	(*ReadReceipt)(nil),             // 5: chatmesh.events.v1.ReadReceipt
+	(*DeliveryReceipt)(nil),         // 6: chatmesh.events.v1.DeliveryReceipt
+	(*Typing)(nil),                  // 7: chatmesh.events.v1.Typing
+	(*PresenceChanged)(nil),         // 8: chatmesh.events.v1.PresenceChanged
+	(*AssistantToken)(nil),          // 9: chatmesh.events.v1.AssistantToken
+	(*ResyncRequired)(nil),          // 10: chatmesh.events.v1.ResyncRequired
+	(*KeepAlive)(nil),               // 11: chatmesh.events.v1.KeepAlive
+	(*DeviceHeartbeat)(nil),         // 12: chatmesh.events.v1.DeviceHeartbeat
+	(*timestamppb.Timestamp)(nil),   // 13: google.protobuf.Timestamp
+	(*v1.Message)(nil),              // 14: chatmesh.history.v1.Message
+	(*v11.UserPresence)(nil),        // 15: chatmesh.presence.v1.UserPresence
 }
 var file_chatmesh_events_v1_events_proto_depIdxs = []int32{
-	12, // 0: chatmesh.events.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
-	1,  // 1: chatmesh.events.v1.Event.message_created:type_name -> chatmesh.events.v1.MessageCreated
-	2,  // 2: chatmesh.events.v1.Event.message_edited:type_name -> chatmesh.events.v1.MessageEdited
-	3,  // 3: chatmesh.events.v1.Event.message_deleted:type_name -> chatmesh.events.v1.MessageDeleted
-	4,  // 4: chatmesh.events.v1.Event.read_receipt:type_name -> chatmesh.events.v1.ReadReceipt
-	5,  // 5: chatmesh.events.v1.Event.delivery_receipt:type_name -> chatmesh.events.v1.DeliveryReceipt
-	6,  // 6: chatmesh.events.v1.Event.typing:type_name -> chatmesh.events.v1.Typing
-	7,  // 7: chatmesh.events.v1.Event.presence_changed:type_name -> chatmesh.events.v1.PresenceChanged
-	8,  // 8: chatmesh.events.v1.Event.assistant_token:type_name -> chatmesh.events.v1.AssistantToken
-	9,  // 9: chatmesh.events.v1.Event.resync_required:type_name -> chatmesh.events.v1.ResyncRequired
-	10, // 10: chatmesh.events.v1.Event.keep_alive:type_name -> chatmesh.events.v1.KeepAlive
-	13, // 11: chatmesh.events.v1.MessageCreated.message:type_name -> chatmesh.history.v1.Message
-	13, // 12: chatmesh.events.v1.MessageEdited.message:type_name -> chatmesh.history.v1.Message
-	13, // 13: chatmesh.events.v1.MessageDeleted.message:type_name -> chatmesh.history.v1.Message
-	14, // 14: chatmesh.events.v1.PresenceChanged.presence:type_name -> chatmesh.presence.v1.UserPresence
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	13, // 0: chatmesh.events.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	2,  // 1: chatmesh.events.v1.Event.message_created:type_name -> chatmesh.events.v1.MessageCreated
+	3,  // 2: chatmesh.events.v1.Event.message_edited:type_name -> chatmesh.events.v1.MessageEdited
+	4,  // 3: chatmesh.events.v1.Event.message_deleted:type_name -> chatmesh.events.v1.MessageDeleted
+	5,  // 4: chatmesh.events.v1.Event.read_receipt:type_name -> chatmesh.events.v1.ReadReceipt
+	6,  // 5: chatmesh.events.v1.Event.delivery_receipt:type_name -> chatmesh.events.v1.DeliveryReceipt
+	7,  // 6: chatmesh.events.v1.Event.typing:type_name -> chatmesh.events.v1.Typing
+	8,  // 7: chatmesh.events.v1.Event.presence_changed:type_name -> chatmesh.events.v1.PresenceChanged
+	9,  // 8: chatmesh.events.v1.Event.assistant_token:type_name -> chatmesh.events.v1.AssistantToken
+	10, // 9: chatmesh.events.v1.Event.resync_required:type_name -> chatmesh.events.v1.ResyncRequired
+	11, // 10: chatmesh.events.v1.Event.keep_alive:type_name -> chatmesh.events.v1.KeepAlive
+	1,  // 11: chatmesh.events.v1.Event.form_submission_processed:type_name -> chatmesh.events.v1.FormSubmissionProcessed
+	13, // 12: chatmesh.events.v1.FormSubmissionProcessed.processed_at:type_name -> google.protobuf.Timestamp
+	14, // 13: chatmesh.events.v1.MessageCreated.message:type_name -> chatmesh.history.v1.Message
+	14, // 14: chatmesh.events.v1.MessageEdited.message:type_name -> chatmesh.history.v1.Message
+	14, // 15: chatmesh.events.v1.MessageDeleted.message:type_name -> chatmesh.history.v1.Message
+	15, // 16: chatmesh.events.v1.PresenceChanged.presence:type_name -> chatmesh.presence.v1.UserPresence
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_chatmesh_events_v1_events_proto_init() }
@@ -1025,6 +1127,7 @@ func file_chatmesh_events_v1_events_proto_init() {
 		(*Event_AssistantToken)(nil),
 		(*Event_ResyncRequired)(nil),
 		(*Event_KeepAlive)(nil),
+		(*Event_FormSubmissionProcessed)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1032,7 +1135,7 @@ func file_chatmesh_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chatmesh_events_v1_events_proto_rawDesc), len(file_chatmesh_events_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

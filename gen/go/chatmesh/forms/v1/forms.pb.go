@@ -10,7 +10,9 @@
 //
 // Ownership: a form belongs to the user who created it. Any signed-in user who has a
 // form's id may read its definition (GetForm) and submit to it: that is what a form is
-// for. Everything else is the owner's alone: a user lists only their own forms, and
+// for. A form its owner marks `public` also takes GetForm and Submit without an
+// access token (a shareable link); anonymous submits are rate limited per client
+// address and per form. A token that is sent is always checked, public form or not. Everything else is the owner's alone: a user lists only their own forms, and
 // only the owner reads a form's submissions and dead letters (PERMISSION_DENIED for
 // anyone else). An id that names nothing answers NOT_FOUND.
 
@@ -125,6 +127,67 @@ func (x FieldType) Number() protoreflect.EnumNumber {
 // Deprecated: Use FieldType.Descriptor instead.
 func (FieldType) EnumDescriptor() ([]byte, []int) {
 	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{0}
+}
+
+// Where one consumer is with one submission.
+type ConsumerState int32
+
+const (
+	// Not a valid state.
+	ConsumerState_CONSUMER_STATE_UNSPECIFIED ConsumerState = 0
+	// Not handled yet (queued, in flight, or sent back by Redrive).
+	ConsumerState_CONSUMER_STATE_PENDING ConsumerState = 1
+	// Handled, and its effect durably committed.
+	ConsumerState_CONSUMER_STATE_DONE ConsumerState = 2
+	// The last delivery failed; it will be delivered again after a back-off.
+	ConsumerState_CONSUMER_STATE_FAILED ConsumerState = 3
+	// It failed its consumer's maximum deliveries and waits as a dead letter (Redrive).
+	ConsumerState_CONSUMER_STATE_DEAD_LETTERED ConsumerState = 4
+)
+
+// Enum value maps for ConsumerState.
+var (
+	ConsumerState_name = map[int32]string{
+		0: "CONSUMER_STATE_UNSPECIFIED",
+		1: "CONSUMER_STATE_PENDING",
+		2: "CONSUMER_STATE_DONE",
+		3: "CONSUMER_STATE_FAILED",
+		4: "CONSUMER_STATE_DEAD_LETTERED",
+	}
+	ConsumerState_value = map[string]int32{
+		"CONSUMER_STATE_UNSPECIFIED":   0,
+		"CONSUMER_STATE_PENDING":       1,
+		"CONSUMER_STATE_DONE":          2,
+		"CONSUMER_STATE_FAILED":        3,
+		"CONSUMER_STATE_DEAD_LETTERED": 4,
+	}
+)
+
+func (x ConsumerState) Enum() *ConsumerState {
+	p := new(ConsumerState)
+	*p = x
+	return p
+}
+
+func (x ConsumerState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ConsumerState) Descriptor() protoreflect.EnumDescriptor {
+	return file_chatmesh_forms_v1_forms_proto_enumTypes[1].Descriptor()
+}
+
+func (ConsumerState) Type() protoreflect.EnumType {
+	return &file_chatmesh_forms_v1_forms_proto_enumTypes[1]
+}
+
+func (x ConsumerState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ConsumerState.Descriptor instead.
+func (ConsumerState) EnumDescriptor() ([]byte, []int) {
+	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{1}
 }
 
 // Limits on a field's values. Each applies only to the types it names; setting one on
@@ -342,7 +405,11 @@ type Form struct {
 	// UUID of the user who owns it.
 	OwnerUserId string `protobuf:"bytes,7,opt,name=owner_user_id,json=ownerUserId,proto3" json:"owner_user_id,omitempty"`
 	// When it was created.
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// True when anyone with its id may read it and submit to it without an account.
+	Public bool `protobuf:"varint,9,opt,name=public,proto3" json:"public,omitempty"`
+	// When this version was made (`created_at` for version 1).
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -429,6 +496,20 @@ func (x *Form) GetOwnerUserId() string {
 func (x *Form) GetCreatedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Form) GetPublic() bool {
+	if x != nil {
+		return x.Public
+	}
+	return false
+}
+
+func (x *Form) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
 	}
 	return nil
 }
@@ -627,14 +708,18 @@ type Submission struct {
 	FormId string `protobuf:"bytes,2,opt,name=form_id,json=formId,proto3" json:"form_id,omitempty"`
 	// Version of the form it was checked against.
 	FormVersion uint32 `protobuf:"varint,3,opt,name=form_version,json=formVersion,proto3" json:"form_version,omitempty"`
-	// UUID of the user who submitted it.
+	// UUID of the user who submitted it; empty for an anonymous submit to a public form.
 	SubmitterUserId string `protobuf:"bytes,4,opt,name=submitter_user_id,json=submitterUserId,proto3" json:"submitter_user_id,omitempty"`
 	// The values after sanitising, by field key; fields left empty are absent.
 	Values map[string]*FieldValue `protobuf:"bytes,5,rep,name=values,proto3" json:"values,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// The client's idempotency key.
 	IdempotencyKey string `protobuf:"bytes,6,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	// When Submit accepted it.
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// Its processing status (ListSubmissions and GetSubmission fill it).
+	Status *SubmissionStatus `protobuf:"bytes,8,opt,name=status,proto3" json:"status,omitempty"`
+	// What the screening consumer found; unset until it has looked.
+	Screening     *Screening `protobuf:"bytes,9,opt,name=screening,proto3" json:"screening,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -718,6 +803,249 @@ func (x *Submission) GetCreatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Submission) GetStatus() *SubmissionStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+func (x *Submission) GetScreening() *Screening {
+	if x != nil {
+		return x.Screening
+	}
+	return nil
+}
+
+// The screening consumer's verdict on a submission's text.
+type Screening struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// True when some text value looks abusive (word lists of several languages,
+	// leetspeak and look-alike letters included).
+	Flagged bool `protobuf:"varint,1,opt,name=flagged,proto3" json:"flagged,omitempty"`
+	// Keys of the values that were flagged, in the form's field order.
+	FlaggedKeys   []string `protobuf:"bytes,2,rep,name=flagged_keys,json=flaggedKeys,proto3" json:"flagged_keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Screening) Reset() {
+	*x = Screening{}
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Screening) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Screening) ProtoMessage() {}
+
+func (x *Screening) ProtoReflect() protoreflect.Message {
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Screening.ProtoReflect.Descriptor instead.
+func (*Screening) Descriptor() ([]byte, []int) {
+	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Screening) GetFlagged() bool {
+	if x != nil {
+		return x.Flagged
+	}
+	return false
+}
+
+func (x *Screening) GetFlaggedKeys() []string {
+	if x != nil {
+		return x.FlaggedKeys
+	}
+	return nil
+}
+
+// One consumer's state for one submission.
+type ConsumerStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The consumer's name.
+	Consumer string `protobuf:"bytes,1,opt,name=consumer,proto3" json:"consumer,omitempty"`
+	// Its state.
+	State ConsumerState `protobuf:"varint,2,opt,name=state,proto3,enum=chatmesh.forms.v1.ConsumerState" json:"state,omitempty"`
+	// True when the submission counts as processed only once this consumer is done.
+	Required bool `protobuf:"varint,3,opt,name=required,proto3" json:"required,omitempty"`
+	// Deliveries to this consumer so far (0 while pending and never delivered).
+	Deliveries uint32 `protobuf:"varint,4,opt,name=deliveries,proto3" json:"deliveries,omitempty"`
+	// The last error (FAILED, DEAD_LETTERED), at most 1,024 characters, no stack trace.
+	LastError string `protobuf:"bytes,5,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// When the state last changed; unset while pending and never delivered.
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsumerStatus) Reset() {
+	*x = ConsumerStatus{}
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsumerStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsumerStatus) ProtoMessage() {}
+
+func (x *ConsumerStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsumerStatus.ProtoReflect.Descriptor instead.
+func (*ConsumerStatus) Descriptor() ([]byte, []int) {
+	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ConsumerStatus) GetConsumer() string {
+	if x != nil {
+		return x.Consumer
+	}
+	return ""
+}
+
+func (x *ConsumerStatus) GetState() ConsumerState {
+	if x != nil {
+		return x.State
+	}
+	return ConsumerState_CONSUMER_STATE_UNSPECIFIED
+}
+
+func (x *ConsumerStatus) GetRequired() bool {
+	if x != nil {
+		return x.Required
+	}
+	return false
+}
+
+func (x *ConsumerStatus) GetDeliveries() uint32 {
+	if x != nil {
+		return x.Deliveries
+	}
+	return 0
+}
+
+func (x *ConsumerStatus) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *ConsumerStatus) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+// A submission's processing status.
+type SubmissionStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The submission.
+	SubmissionId string `protobuf:"bytes,1,opt,name=submission_id,json=submissionId,proto3" json:"submission_id,omitempty"`
+	// Its form.
+	FormId string `protobuf:"bytes,2,opt,name=form_id,json=formId,proto3" json:"form_id,omitempty"`
+	// True once every required consumer has durably committed it; never before.
+	Processed bool `protobuf:"varint,3,opt,name=processed,proto3" json:"processed,omitempty"`
+	// When the last required consumer committed it; unset until processed.
+	ProcessedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=processed_at,json=processedAt,proto3" json:"processed_at,omitempty"`
+	// Every registered consumer's state, by name.
+	Consumers     []*ConsumerStatus `protobuf:"bytes,5,rep,name=consumers,proto3" json:"consumers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubmissionStatus) Reset() {
+	*x = SubmissionStatus{}
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmissionStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmissionStatus) ProtoMessage() {}
+
+func (x *SubmissionStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmissionStatus.ProtoReflect.Descriptor instead.
+func (*SubmissionStatus) Descriptor() ([]byte, []int) {
+	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SubmissionStatus) GetSubmissionId() string {
+	if x != nil {
+		return x.SubmissionId
+	}
+	return ""
+}
+
+func (x *SubmissionStatus) GetFormId() string {
+	if x != nil {
+		return x.FormId
+	}
+	return ""
+}
+
+func (x *SubmissionStatus) GetProcessed() bool {
+	if x != nil {
+		return x.Processed
+	}
+	return false
+}
+
+func (x *SubmissionStatus) GetProcessedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ProcessedAt
+	}
+	return nil
+}
+
+func (x *SubmissionStatus) GetConsumers() []*ConsumerStatus {
+	if x != nil {
+		return x.Consumers
+	}
+	return nil
+}
+
 // CreateForm creates a form.
 type CreateFormRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -729,14 +1057,17 @@ type CreateFormRequest struct {
 	// Text shown under the title, at most 2,000 characters.
 	Description string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
 	// The fields, 1 to 100, in display order, with distinct keys.
-	Fields        []*Field `protobuf:"bytes,4,rep,name=fields,proto3" json:"fields,omitempty"`
+	Fields []*Field `protobuf:"bytes,4,rep,name=fields,proto3" json:"fields,omitempty"`
+	// True: anyone with the form's id may read it and submit without an account
+	// (rate limited per client address and per form).
+	Public        bool `protobuf:"varint,5,opt,name=public,proto3" json:"public,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateFormRequest) Reset() {
 	*x = CreateFormRequest{}
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[6]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -748,7 +1079,7 @@ func (x *CreateFormRequest) String() string {
 func (*CreateFormRequest) ProtoMessage() {}
 
 func (x *CreateFormRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[6]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -761,7 +1092,7 @@ func (x *CreateFormRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateFormRequest.ProtoReflect.Descriptor instead.
 func (*CreateFormRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{6}
+	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CreateFormRequest) GetName() string {
@@ -792,6 +1123,151 @@ func (x *CreateFormRequest) GetFields() []*Field {
 	return nil
 }
 
+func (x *CreateFormRequest) GetPublic() bool {
+	if x != nil {
+		return x.Public
+	}
+	return false
+}
+
+// UpdateForm changes a form's definition.
+type UpdateFormRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// UUID of one of the caller's forms.
+	FormId string `protobuf:"bytes,1,opt,name=form_id,json=formId,proto3" json:"form_id,omitempty"`
+	// The version the change was made against (the form's current version), from 1.
+	ExpectedVersion uint32 `protobuf:"varint,2,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
+	// New title, 1 to 200 characters.
+	Title string `protobuf:"bytes,3,opt,name=title,proto3" json:"title,omitempty"`
+	// New text under the title, at most 2,000 characters.
+	Description string `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
+	// The new fields, 1 to 100, in display order, with distinct keys (rules as
+	// CreateForm's).
+	Fields []*Field `protobuf:"bytes,5,rep,name=fields,proto3" json:"fields,omitempty"`
+	// Whether the form is public from this version on.
+	Public        bool `protobuf:"varint,6,opt,name=public,proto3" json:"public,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateFormRequest) Reset() {
+	*x = UpdateFormRequest{}
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateFormRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateFormRequest) ProtoMessage() {}
+
+func (x *UpdateFormRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateFormRequest.ProtoReflect.Descriptor instead.
+func (*UpdateFormRequest) Descriptor() ([]byte, []int) {
+	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *UpdateFormRequest) GetFormId() string {
+	if x != nil {
+		return x.FormId
+	}
+	return ""
+}
+
+func (x *UpdateFormRequest) GetExpectedVersion() uint32 {
+	if x != nil {
+		return x.ExpectedVersion
+	}
+	return 0
+}
+
+func (x *UpdateFormRequest) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *UpdateFormRequest) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *UpdateFormRequest) GetFields() []*Field {
+	if x != nil {
+		return x.Fields
+	}
+	return nil
+}
+
+func (x *UpdateFormRequest) GetPublic() bool {
+	if x != nil {
+		return x.Public
+	}
+	return false
+}
+
+// The changed form.
+type UpdateFormResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The form at its new version.
+	Form          *Form `protobuf:"bytes,1,opt,name=form,proto3" json:"form,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateFormResponse) Reset() {
+	*x = UpdateFormResponse{}
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateFormResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateFormResponse) ProtoMessage() {}
+
+func (x *UpdateFormResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateFormResponse.ProtoReflect.Descriptor instead.
+func (*UpdateFormResponse) Descriptor() ([]byte, []int) {
+	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *UpdateFormResponse) GetForm() *Form {
+	if x != nil {
+		return x.Form
+	}
+	return nil
+}
+
 // The new form.
 type CreateFormResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -803,7 +1279,7 @@ type CreateFormResponse struct {
 
 func (x *CreateFormResponse) Reset() {
 	*x = CreateFormResponse{}
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[7]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -815,7 +1291,7 @@ func (x *CreateFormResponse) String() string {
 func (*CreateFormResponse) ProtoMessage() {}
 
 func (x *CreateFormResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[7]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -828,7 +1304,7 @@ func (x *CreateFormResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateFormResponse.ProtoReflect.Descriptor instead.
 func (*CreateFormResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{7}
+	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CreateFormResponse) GetForm() *Form {
@@ -849,7 +1325,7 @@ type GetFormRequest struct {
 
 func (x *GetFormRequest) Reset() {
 	*x = GetFormRequest{}
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[8]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -861,7 +1337,7 @@ func (x *GetFormRequest) String() string {
 func (*GetFormRequest) ProtoMessage() {}
 
 func (x *GetFormRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[8]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -874,7 +1350,7 @@ func (x *GetFormRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFormRequest.ProtoReflect.Descriptor instead.
 func (*GetFormRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{8}
+	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetFormRequest) GetFormId() string {
@@ -895,7 +1371,7 @@ type GetFormResponse struct {
 
 func (x *GetFormResponse) Reset() {
 	*x = GetFormResponse{}
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[9]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -907,7 +1383,7 @@ func (x *GetFormResponse) String() string {
 func (*GetFormResponse) ProtoMessage() {}
 
 func (x *GetFormResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[9]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -920,7 +1396,7 @@ func (x *GetFormResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFormResponse.ProtoReflect.Descriptor instead.
 func (*GetFormResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{9}
+	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetFormResponse) GetForm() *Form {
@@ -941,7 +1417,7 @@ type ListFormsRequest struct {
 
 func (x *ListFormsRequest) Reset() {
 	*x = ListFormsRequest{}
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[10]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -953,7 +1429,7 @@ func (x *ListFormsRequest) String() string {
 func (*ListFormsRequest) ProtoMessage() {}
 
 func (x *ListFormsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[10]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -966,7 +1442,7 @@ func (x *ListFormsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFormsRequest.ProtoReflect.Descriptor instead.
 func (*ListFormsRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{10}
+	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListFormsRequest) GetPage() *v1.PageRequest {
@@ -989,7 +1465,7 @@ type ListFormsResponse struct {
 
 func (x *ListFormsResponse) Reset() {
 	*x = ListFormsResponse{}
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[11]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1001,7 +1477,7 @@ func (x *ListFormsResponse) String() string {
 func (*ListFormsResponse) ProtoMessage() {}
 
 func (x *ListFormsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[11]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1014,7 +1490,7 @@ func (x *ListFormsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFormsResponse.ProtoReflect.Descriptor instead.
 func (*ListFormsResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{11}
+	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListFormsResponse) GetForms() []*Form {
@@ -1048,7 +1524,7 @@ type SubmitRequest struct {
 
 func (x *SubmitRequest) Reset() {
 	*x = SubmitRequest{}
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[12]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1060,7 +1536,7 @@ func (x *SubmitRequest) String() string {
 func (*SubmitRequest) ProtoMessage() {}
 
 func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[12]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1073,7 +1549,7 @@ func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitRequest.ProtoReflect.Descriptor instead.
 func (*SubmitRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{12}
+	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SubmitRequest) GetFormId() string {
@@ -1106,14 +1582,16 @@ type SubmitResponse struct {
 	// published.
 	Duplicate bool `protobuf:"varint,2,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
 	// Version of the form the values were checked against.
-	FormVersion   uint32 `protobuf:"varint,3,opt,name=form_version,json=formVersion,proto3" json:"form_version,omitempty"`
+	FormVersion uint32 `protobuf:"varint,3,opt,name=form_version,json=formVersion,proto3" json:"form_version,omitempty"`
+	// When it was accepted (the first one's time, for a retry).
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SubmitResponse) Reset() {
 	*x = SubmitResponse{}
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[13]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1125,7 +1603,7 @@ func (x *SubmitResponse) String() string {
 func (*SubmitResponse) ProtoMessage() {}
 
 func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[13]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1138,7 +1616,7 @@ func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResponse.ProtoReflect.Descriptor instead.
 func (*SubmitResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{13}
+	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SubmitResponse) GetSubmissionId() string {
@@ -1162,6 +1640,217 @@ func (x *SubmitResponse) GetFormVersion() uint32 {
 	return 0
 }
 
+func (x *SubmitResponse) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+// GetSubmission reads one submission's status.
+type GetSubmissionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// UUID of the submission (SubmitResponse.submission_id).
+	SubmissionId  string `protobuf:"bytes,1,opt,name=submission_id,json=submissionId,proto3" json:"submission_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSubmissionRequest) Reset() {
+	*x = GetSubmissionRequest{}
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSubmissionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSubmissionRequest) ProtoMessage() {}
+
+func (x *GetSubmissionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSubmissionRequest.ProtoReflect.Descriptor instead.
+func (*GetSubmissionRequest) Descriptor() ([]byte, []int) {
+	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *GetSubmissionRequest) GetSubmissionId() string {
+	if x != nil {
+		return x.SubmissionId
+	}
+	return ""
+}
+
+// The submission's status, and its values for those allowed to read them.
+type GetSubmissionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Its processing status.
+	Status *SubmissionStatus `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	// The submission with its values: only for the form's owner and the signed-in
+	// submitter, and only once the storing consumer has stored it; unset otherwise.
+	Submission    *Submission `protobuf:"bytes,2,opt,name=submission,proto3" json:"submission,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSubmissionResponse) Reset() {
+	*x = GetSubmissionResponse{}
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSubmissionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSubmissionResponse) ProtoMessage() {}
+
+func (x *GetSubmissionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSubmissionResponse.ProtoReflect.Descriptor instead.
+func (*GetSubmissionResponse) Descriptor() ([]byte, []int) {
+	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *GetSubmissionResponse) GetStatus() *SubmissionStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+func (x *GetSubmissionResponse) GetSubmission() *Submission {
+	if x != nil {
+		return x.Submission
+	}
+	return nil
+}
+
+// WatchSubmission follows one submission's status.
+type WatchSubmissionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// UUID of the submission.
+	SubmissionId string `protobuf:"bytes,1,opt,name=submission_id,json=submissionId,proto3" json:"submission_id,omitempty"`
+	// End the stream after this many seconds even if not every consumer is finished,
+	// 1 to 3,600; 0: no limit.
+	TimeoutS      uint32 `protobuf:"varint,2,opt,name=timeout_s,json=timeoutS,proto3" json:"timeout_s,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchSubmissionRequest) Reset() {
+	*x = WatchSubmissionRequest{}
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchSubmissionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchSubmissionRequest) ProtoMessage() {}
+
+func (x *WatchSubmissionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchSubmissionRequest.ProtoReflect.Descriptor instead.
+func (*WatchSubmissionRequest) Descriptor() ([]byte, []int) {
+	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *WatchSubmissionRequest) GetSubmissionId() string {
+	if x != nil {
+		return x.SubmissionId
+	}
+	return ""
+}
+
+func (x *WatchSubmissionRequest) GetTimeoutS() uint32 {
+	if x != nil {
+		return x.TimeoutS
+	}
+	return 0
+}
+
+// One state of the watched submission.
+type WatchSubmissionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Its processing status now.
+	Status        *SubmissionStatus `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchSubmissionResponse) Reset() {
+	*x = WatchSubmissionResponse{}
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchSubmissionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchSubmissionResponse) ProtoMessage() {}
+
+func (x *WatchSubmissionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchSubmissionResponse.ProtoReflect.Descriptor instead.
+func (*WatchSubmissionResponse) Descriptor() ([]byte, []int) {
+	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *WatchSubmissionResponse) GetStatus() *SubmissionStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
 // ListSubmissions pages through a form's submissions.
 type ListSubmissionsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1175,7 +1864,7 @@ type ListSubmissionsRequest struct {
 
 func (x *ListSubmissionsRequest) Reset() {
 	*x = ListSubmissionsRequest{}
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[14]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1187,7 +1876,7 @@ func (x *ListSubmissionsRequest) String() string {
 func (*ListSubmissionsRequest) ProtoMessage() {}
 
 func (x *ListSubmissionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[14]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1200,7 +1889,7 @@ func (x *ListSubmissionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSubmissionsRequest.ProtoReflect.Descriptor instead.
 func (*ListSubmissionsRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{14}
+	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListSubmissionsRequest) GetFormId() string {
@@ -1230,7 +1919,7 @@ type ListSubmissionsResponse struct {
 
 func (x *ListSubmissionsResponse) Reset() {
 	*x = ListSubmissionsResponse{}
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[15]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1242,7 +1931,7 @@ func (x *ListSubmissionsResponse) String() string {
 func (*ListSubmissionsResponse) ProtoMessage() {}
 
 func (x *ListSubmissionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[15]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1255,7 +1944,7 @@ func (x *ListSubmissionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSubmissionsResponse.ProtoReflect.Descriptor instead.
 func (*ListSubmissionsResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{15}
+	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListSubmissionsResponse) GetSubmissions() []*Submission {
@@ -1285,13 +1974,19 @@ type Consumer struct {
 	Enabled bool `protobuf:"varint,3,opt,name=enabled,proto3" json:"enabled,omitempty"`
 	// Deliveries of one submission before it becomes a dead letter.
 	MaxDeliveries uint32 `protobuf:"varint,4,opt,name=max_deliveries,json=maxDeliveries,proto3" json:"max_deliveries,omitempty"`
+	// True when a submission is processed only once this consumer is done with it.
+	Required bool `protobuf:"varint,5,opt,name=required,proto3" json:"required,omitempty"`
+	// Most submissions handed to it at once.
+	BatchSize uint32 `protobuf:"varint,6,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
+	// Waits before each redelivery after a failure, in milliseconds (the last repeats).
+	BackoffMs     []uint32 `protobuf:"varint,7,rep,packed,name=backoff_ms,json=backoffMs,proto3" json:"backoff_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Consumer) Reset() {
 	*x = Consumer{}
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[16]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1303,7 +1998,7 @@ func (x *Consumer) String() string {
 func (*Consumer) ProtoMessage() {}
 
 func (x *Consumer) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[16]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1316,7 +2011,7 @@ func (x *Consumer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Consumer.ProtoReflect.Descriptor instead.
 func (*Consumer) Descriptor() ([]byte, []int) {
-	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{16}
+	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Consumer) GetName() string {
@@ -1347,6 +2042,27 @@ func (x *Consumer) GetMaxDeliveries() uint32 {
 	return 0
 }
 
+func (x *Consumer) GetRequired() bool {
+	if x != nil {
+		return x.Required
+	}
+	return false
+}
+
+func (x *Consumer) GetBatchSize() uint32 {
+	if x != nil {
+		return x.BatchSize
+	}
+	return 0
+}
+
+func (x *Consumer) GetBackoffMs() []uint32 {
+	if x != nil {
+		return x.BackoffMs
+	}
+	return nil
+}
+
 // ListConsumers lists the consumer plug-ins.
 type ListConsumersRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1356,7 +2072,7 @@ type ListConsumersRequest struct {
 
 func (x *ListConsumersRequest) Reset() {
 	*x = ListConsumersRequest{}
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[17]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1368,7 +2084,7 @@ func (x *ListConsumersRequest) String() string {
 func (*ListConsumersRequest) ProtoMessage() {}
 
 func (x *ListConsumersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[17]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1381,7 +2097,7 @@ func (x *ListConsumersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConsumersRequest.ProtoReflect.Descriptor instead.
 func (*ListConsumersRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{17}
+	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{26}
 }
 
 // The consumer plug-ins.
@@ -1395,7 +2111,7 @@ type ListConsumersResponse struct {
 
 func (x *ListConsumersResponse) Reset() {
 	*x = ListConsumersResponse{}
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[18]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1407,7 +2123,7 @@ func (x *ListConsumersResponse) String() string {
 func (*ListConsumersResponse) ProtoMessage() {}
 
 func (x *ListConsumersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[18]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1420,7 +2136,7 @@ func (x *ListConsumersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConsumersResponse.ProtoReflect.Descriptor instead.
 func (*ListConsumersResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{18}
+	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListConsumersResponse) GetConsumers() []*Consumer {
@@ -1446,14 +2162,22 @@ type ConsumerStatistics struct {
 	// Its dead letters waiting in the dead-letter stream.
 	DeadLettered uint64 `protobuf:"varint,6,opt,name=dead_lettered,json=deadLettered,proto3" json:"dead_lettered,omitempty"`
 	// When it last received a delivery; unset if never.
-	LastActiveAt  *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_active_at,json=lastActiveAt,proto3" json:"last_active_at,omitempty"`
+	LastActiveAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_active_at,json=lastActiveAt,proto3" json:"last_active_at,omitempty"`
+	// Deliveries it finished (acknowledged) per minute, over the last minute the
+	// service watched (up to 60 s; 0 until it has two samples a second apart).
+	ProcessedPerMinute float64 `protobuf:"fixed64,8,opt,name=processed_per_minute,json=processedPerMinute,proto3" json:"processed_per_minute,omitempty"`
+	// Age of the oldest submission it has not finished, in milliseconds; 0 when it is
+	// caught up.
+	OldestUnprocessedAgeMs uint64 `protobuf:"varint,9,opt,name=oldest_unprocessed_age_ms,json=oldestUnprocessedAgeMs,proto3" json:"oldest_unprocessed_age_ms,omitempty"`
+	// True when submissions count as processed only once it is done.
+	Required      bool `protobuf:"varint,10,opt,name=required,proto3" json:"required,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConsumerStatistics) Reset() {
 	*x = ConsumerStatistics{}
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[19]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1465,7 +2189,7 @@ func (x *ConsumerStatistics) String() string {
 func (*ConsumerStatistics) ProtoMessage() {}
 
 func (x *ConsumerStatistics) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[19]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1478,7 +2202,7 @@ func (x *ConsumerStatistics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumerStatistics.ProtoReflect.Descriptor instead.
 func (*ConsumerStatistics) Descriptor() ([]byte, []int) {
-	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{19}
+	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ConsumerStatistics) GetConsumer() string {
@@ -1530,6 +2254,27 @@ func (x *ConsumerStatistics) GetLastActiveAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ConsumerStatistics) GetProcessedPerMinute() float64 {
+	if x != nil {
+		return x.ProcessedPerMinute
+	}
+	return 0
+}
+
+func (x *ConsumerStatistics) GetOldestUnprocessedAgeMs() uint64 {
+	if x != nil {
+		return x.OldestUnprocessedAgeMs
+	}
+	return 0
+}
+
+func (x *ConsumerStatistics) GetRequired() bool {
+	if x != nil {
+		return x.Required
+	}
+	return false
+}
+
 // ConsumerStats reads consumers' counters.
 type ConsumerStatsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1541,7 +2286,7 @@ type ConsumerStatsRequest struct {
 
 func (x *ConsumerStatsRequest) Reset() {
 	*x = ConsumerStatsRequest{}
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[20]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1553,7 +2298,7 @@ func (x *ConsumerStatsRequest) String() string {
 func (*ConsumerStatsRequest) ProtoMessage() {}
 
 func (x *ConsumerStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[20]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1566,7 +2311,7 @@ func (x *ConsumerStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumerStatsRequest.ProtoReflect.Descriptor instead.
 func (*ConsumerStatsRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{20}
+	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ConsumerStatsRequest) GetConsumer() string {
@@ -1587,7 +2332,7 @@ type ConsumerStatsResponse struct {
 
 func (x *ConsumerStatsResponse) Reset() {
 	*x = ConsumerStatsResponse{}
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[21]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1599,7 +2344,7 @@ func (x *ConsumerStatsResponse) String() string {
 func (*ConsumerStatsResponse) ProtoMessage() {}
 
 func (x *ConsumerStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[21]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1612,7 +2357,7 @@ func (x *ConsumerStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumerStatsResponse.ProtoReflect.Descriptor instead.
 func (*ConsumerStatsResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{21}
+	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ConsumerStatsResponse) GetConsumers() []*ConsumerStatistics {
@@ -1645,7 +2390,7 @@ type DeadLetter struct {
 
 func (x *DeadLetter) Reset() {
 	*x = DeadLetter{}
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[22]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1657,7 +2402,7 @@ func (x *DeadLetter) String() string {
 func (*DeadLetter) ProtoMessage() {}
 
 func (x *DeadLetter) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[22]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1670,7 +2415,7 @@ func (x *DeadLetter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetter.ProtoReflect.Descriptor instead.
 func (*DeadLetter) Descriptor() ([]byte, []int) {
-	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{22}
+	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *DeadLetter) GetDeadLetterId() string {
@@ -1737,7 +2482,7 @@ type ListDeadLettersRequest struct {
 
 func (x *ListDeadLettersRequest) Reset() {
 	*x = ListDeadLettersRequest{}
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[23]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1749,7 +2494,7 @@ func (x *ListDeadLettersRequest) String() string {
 func (*ListDeadLettersRequest) ProtoMessage() {}
 
 func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[23]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1762,7 +2507,7 @@ func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadLettersRequest.ProtoReflect.Descriptor instead.
 func (*ListDeadLettersRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{23}
+	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListDeadLettersRequest) GetConsumer() string {
@@ -1799,7 +2544,7 @@ type ListDeadLettersResponse struct {
 
 func (x *ListDeadLettersResponse) Reset() {
 	*x = ListDeadLettersResponse{}
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[24]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1811,7 +2556,7 @@ func (x *ListDeadLettersResponse) String() string {
 func (*ListDeadLettersResponse) ProtoMessage() {}
 
 func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[24]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1824,7 +2569,7 @@ func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadLettersResponse.ProtoReflect.Descriptor instead.
 func (*ListDeadLettersResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{24}
+	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListDeadLettersResponse) GetDeadLetters() []*DeadLetter {
@@ -1856,7 +2601,7 @@ type RedriveRequest struct {
 
 func (x *RedriveRequest) Reset() {
 	*x = RedriveRequest{}
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[25]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1868,7 +2613,7 @@ func (x *RedriveRequest) String() string {
 func (*RedriveRequest) ProtoMessage() {}
 
 func (x *RedriveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[25]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1881,7 +2626,7 @@ func (x *RedriveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveRequest.ProtoReflect.Descriptor instead.
 func (*RedriveRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{25}
+	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RedriveRequest) GetDeadLetterIds() []string {
@@ -1909,7 +2654,7 @@ type RedriveResponse struct {
 
 func (x *RedriveResponse) Reset() {
 	*x = RedriveResponse{}
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[26]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1921,7 +2666,7 @@ func (x *RedriveResponse) String() string {
 func (*RedriveResponse) ProtoMessage() {}
 
 func (x *RedriveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[26]
+	mi := &file_chatmesh_forms_v1_forms_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1934,7 +2679,7 @@ func (x *RedriveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveResponse.ProtoReflect.Descriptor instead.
 func (*RedriveResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{26}
+	return file_chatmesh_forms_v1_forms_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RedriveResponse) GetRedrivenCount() uint64 {
@@ -1980,7 +2725,7 @@ const file_chatmesh_forms_v1_forms_proto_rawDesc = "" +
 	"\rfield.choices\x12Ja CHOICE field needs limits.choices, and only a CHOICE field may have them\x1a3(this.type == 7) == (size(this.limits.choices) > 0)\x1aW\n" +
 	"\x0efield.multiple\x12#only a CHOICE field may be multiple\x1a !this.multiple || this.type == 7\x1a\xe7\x01\n" +
 	"\x13field.length_limits\x12Vmin_length, max_length and pattern apply only to TEXT, LONG_TEXT, EMAIL and URL fields\x1axthis.type in [1, 2, 3, 9] || (!has(this.limits.min_length) && !has(this.limits.max_length) && this.limits.pattern == '')\x1a\xaa\x01\n" +
-	"\x12field.value_limits\x12?min_value and max_value apply only to NUMBER and INTEGER fields\x1aSthis.type in [4, 5] || (!has(this.limits.min_value) && !has(this.limits.max_value))\"\x96\x02\n" +
+	"\x12field.value_limits\x12?min_value and max_value apply only to NUMBER and INTEGER fields\x1aSthis.type in [4, 5] || (!has(this.limits.min_value) && !has(this.limits.max_value))\"\xe9\x02\n" +
 	"\x04Form\x12\x17\n" +
 	"\aform_id\x18\x01 \x01(\tR\x06formId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
@@ -1990,7 +2735,11 @@ const file_chatmesh_forms_v1_forms_proto_rawDesc = "" +
 	"\aversion\x18\x06 \x01(\rR\aversion\x12\"\n" +
 	"\rowner_user_id\x18\a \x01(\tR\vownerUserId\x129\n" +
 	"\n" +
-	"created_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\";\n" +
+	"created_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x16\n" +
+	"\x06public\x18\t \x01(\bR\x06public\x129\n" +
+	"\n" +
+	"updated_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\";\n" +
 	"\n" +
 	"ChoiceList\x12-\n" +
 	"\x06values\x18\x01 \x03(\tB\x15\xbaH\x12\x92\x01\x0f\b\x01\x10d\x18\x01\"\ar\x05\x10\x01\x18\x80\x01R\x06values\"\xfb\x01\n" +
@@ -2002,7 +2751,7 @@ const file_chatmesh_forms_v1_forms_proto_rawDesc = "" +
 	"\n" +
 	"bool_value\x18\x04 \x01(\bH\x00R\tboolValue\x129\n" +
 	"\achoices\x18\x05 \x01(\v2\x1d.chatmesh.forms.v1.ChoiceListH\x00R\achoicesB\r\n" +
-	"\x04kind\x12\x05\xbaH\x02\b\x01\"\x9a\x03\n" +
+	"\x04kind\x12\x05\xbaH\x02\b\x01\"\x93\x04\n" +
 	"\n" +
 	"Submission\x12#\n" +
 	"\rsubmission_id\x18\x01 \x01(\tR\fsubmissionId\x12\x17\n" +
@@ -2012,17 +2761,51 @@ const file_chatmesh_forms_v1_forms_proto_rawDesc = "" +
 	"\x06values\x18\x05 \x03(\v2).chatmesh.forms.v1.Submission.ValuesEntryR\x06values\x12'\n" +
 	"\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKey\x129\n" +
 	"\n" +
-	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x1aX\n" +
+	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12;\n" +
+	"\x06status\x18\b \x01(\v2#.chatmesh.forms.v1.SubmissionStatusR\x06status\x12:\n" +
+	"\tscreening\x18\t \x01(\v2\x1c.chatmesh.forms.v1.ScreeningR\tscreening\x1aX\n" +
 	"\vValuesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x123\n" +
-	"\x05value\x18\x02 \x01(\v2\x1d.chatmesh.forms.v1.FieldValueR\x05value:\x028\x01\"\xa3\x02\n" +
+	"\x05value\x18\x02 \x01(\v2\x1d.chatmesh.forms.v1.FieldValueR\x05value:\x028\x01\"H\n" +
+	"\tScreening\x12\x18\n" +
+	"\aflagged\x18\x01 \x01(\bR\aflagged\x12!\n" +
+	"\fflagged_keys\x18\x02 \x03(\tR\vflaggedKeys\"\xfa\x01\n" +
+	"\x0eConsumerStatus\x12\x1a\n" +
+	"\bconsumer\x18\x01 \x01(\tR\bconsumer\x126\n" +
+	"\x05state\x18\x02 \x01(\x0e2 .chatmesh.forms.v1.ConsumerStateR\x05state\x12\x1a\n" +
+	"\brequired\x18\x03 \x01(\bR\brequired\x12\x1e\n" +
+	"\n" +
+	"deliveries\x18\x04 \x01(\rR\n" +
+	"deliveries\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x05 \x01(\tR\tlastError\x129\n" +
+	"\n" +
+	"updated_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xee\x01\n" +
+	"\x10SubmissionStatus\x12#\n" +
+	"\rsubmission_id\x18\x01 \x01(\tR\fsubmissionId\x12\x17\n" +
+	"\aform_id\x18\x02 \x01(\tR\x06formId\x12\x1c\n" +
+	"\tprocessed\x18\x03 \x01(\bR\tprocessed\x12=\n" +
+	"\fprocessed_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vprocessedAt\x12?\n" +
+	"\tconsumers\x18\x05 \x03(\v2!.chatmesh.forms.v1.ConsumerStatusR\tconsumers\"\xbb\x02\n" +
 	"\x11CreateFormRequest\x122\n" +
 	"\x04name\x18\x01 \x01(\tB\x1e\xbaH\x1br\x192\x17^[a-z][a-z0-9_-]{0,62}$R\x04name\x12 \n" +
 	"\x05title\x18\x02 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\xc8\x01R\x05title\x12*\n" +
 	"\vdescription\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\xd0\x0fR\vdescription\x12\x8b\x01\n" +
 	"\x06fields\x18\x04 \x03(\v2\x18.chatmesh.forms.v1.FieldBY\xbaHV\xba\x01L\n" +
-	"\x12fields.unique_keys\x12\x19field keys must be unique\x1a\x1bthis.map(f, f.key).unique()\x92\x01\x04\b\x01\x10dR\x06fields\"A\n" +
+	"\x12fields.unique_keys\x12\x19field keys must be unique\x1a\x1bthis.map(f, f.key).unique()\x92\x01\x04\b\x01\x10dR\x06fields\x12\x16\n" +
+	"\x06public\x18\x05 \x01(\bR\x06public\"\xde\x02\n" +
+	"\x11UpdateFormRequest\x12!\n" +
+	"\aform_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06formId\x122\n" +
+	"\x10expected_version\x18\x02 \x01(\rB\a\xbaH\x04*\x02(\x01R\x0fexpectedVersion\x12 \n" +
+	"\x05title\x18\x03 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\xc8\x01R\x05title\x12*\n" +
+	"\vdescription\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\xd0\x0fR\vdescription\x12\x8b\x01\n" +
+	"\x06fields\x18\x05 \x03(\v2\x18.chatmesh.forms.v1.FieldBY\xbaHV\xba\x01L\n" +
+	"\x12fields.unique_keys\x12\x19field keys must be unique\x1a\x1bthis.map(f, f.key).unique()\x92\x01\x04\b\x01\x10dR\x06fields\x12\x16\n" +
+	"\x06public\x18\x06 \x01(\bR\x06public\"A\n" +
+	"\x12UpdateFormResponse\x12+\n" +
+	"\x04form\x18\x01 \x01(\v2\x17.chatmesh.forms.v1.FormR\x04form\"A\n" +
 	"\x12CreateFormResponse\x12+\n" +
 	"\x04form\x18\x01 \x01(\v2\x17.chatmesh.forms.v1.FormR\x04form\"3\n" +
 	"\x0eGetFormRequest\x12!\n" +
@@ -2040,25 +2823,44 @@ const file_chatmesh_forms_v1_forms_proto_rawDesc = "" +
 	"\x06values\x18\x03 \x03(\v2,.chatmesh.forms.v1.SubmitRequest.ValuesEntryB$\xbaH!\x9a\x01\x1e\x10d\"\x1ar\x182\x16^[a-z][a-z0-9_]{0,63}$R\x06values\x1aX\n" +
 	"\vValuesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x123\n" +
-	"\x05value\x18\x02 \x01(\v2\x1d.chatmesh.forms.v1.FieldValueR\x05value:\x028\x01\"v\n" +
+	"\x05value\x18\x02 \x01(\v2\x1d.chatmesh.forms.v1.FieldValueR\x05value:\x028\x01\"\xb1\x01\n" +
 	"\x0eSubmitResponse\x12#\n" +
 	"\rsubmission_id\x18\x01 \x01(\tR\fsubmissionId\x12\x1c\n" +
 	"\tduplicate\x18\x02 \x01(\bR\tduplicate\x12!\n" +
-	"\fform_version\x18\x03 \x01(\rR\vformVersion\"p\n" +
+	"\fform_version\x18\x03 \x01(\rR\vformVersion\x129\n" +
+	"\n" +
+	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"E\n" +
+	"\x14GetSubmissionRequest\x12-\n" +
+	"\rsubmission_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fsubmissionId\"\x93\x01\n" +
+	"\x15GetSubmissionResponse\x12;\n" +
+	"\x06status\x18\x01 \x01(\v2#.chatmesh.forms.v1.SubmissionStatusR\x06status\x12=\n" +
+	"\n" +
+	"submission\x18\x02 \x01(\v2\x1d.chatmesh.forms.v1.SubmissionR\n" +
+	"submission\"n\n" +
+	"\x16WatchSubmissionRequest\x12-\n" +
+	"\rsubmission_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fsubmissionId\x12%\n" +
+	"\ttimeout_s\x18\x02 \x01(\rB\b\xbaH\x05*\x03\x18\x90\x1cR\btimeoutS\"V\n" +
+	"\x17WatchSubmissionResponse\x12;\n" +
+	"\x06status\x18\x01 \x01(\v2#.chatmesh.forms.v1.SubmissionStatusR\x06status\"p\n" +
 	"\x16ListSubmissionsRequest\x12!\n" +
 	"\aform_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06formId\x123\n" +
 	"\x04page\x18\x02 \x01(\v2\x1f.chatmesh.common.v1.PageRequestR\x04page\"\x90\x01\n" +
 	"\x17ListSubmissionsResponse\x12?\n" +
 	"\vsubmissions\x18\x01 \x03(\v2\x1d.chatmesh.forms.v1.SubmissionR\vsubmissions\x124\n" +
-	"\x04page\x18\x02 \x01(\v2 .chatmesh.common.v1.PageResponseR\x04page\"\x81\x01\n" +
+	"\x04page\x18\x02 \x01(\v2 .chatmesh.common.v1.PageResponseR\x04page\"\xdb\x01\n" +
 	"\bConsumer\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x18\n" +
 	"\aenabled\x18\x03 \x01(\bR\aenabled\x12%\n" +
-	"\x0emax_deliveries\x18\x04 \x01(\rR\rmaxDeliveries\"\x16\n" +
+	"\x0emax_deliveries\x18\x04 \x01(\rR\rmaxDeliveries\x12\x1a\n" +
+	"\brequired\x18\x05 \x01(\bR\brequired\x12\x1d\n" +
+	"\n" +
+	"batch_size\x18\x06 \x01(\rR\tbatchSize\x12\x1d\n" +
+	"\n" +
+	"backoff_ms\x18\a \x03(\rR\tbackoffMs\"\x16\n" +
 	"\x14ListConsumersRequest\"R\n" +
 	"\x15ListConsumersResponse\x129\n" +
-	"\tconsumers\x18\x01 \x03(\v2\x1b.chatmesh.forms.v1.ConsumerR\tconsumers\"\x92\x02\n" +
+	"\tconsumers\x18\x01 \x03(\v2\x1b.chatmesh.forms.v1.ConsumerR\tconsumers\"\x9b\x03\n" +
 	"\x12ConsumerStatistics\x12\x1a\n" +
 	"\bconsumer\x18\x01 \x01(\tR\bconsumer\x12\x18\n" +
 	"\apending\x18\x02 \x01(\x04R\apending\x12\x1f\n" +
@@ -2067,7 +2869,11 @@ const file_chatmesh_forms_v1_forms_proto_rawDesc = "" +
 	"\vredelivered\x18\x04 \x01(\x04R\vredelivered\x12\x1c\n" +
 	"\tdelivered\x18\x05 \x01(\x04R\tdelivered\x12#\n" +
 	"\rdead_lettered\x18\x06 \x01(\x04R\fdeadLettered\x12@\n" +
-	"\x0elast_active_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\flastActiveAt\"U\n" +
+	"\x0elast_active_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\flastActiveAt\x120\n" +
+	"\x14processed_per_minute\x18\b \x01(\x01R\x12processedPerMinute\x129\n" +
+	"\x19oldest_unprocessed_age_ms\x18\t \x01(\x04R\x16oldestUnprocessedAgeMs\x12\x1a\n" +
+	"\brequired\x18\n" +
+	" \x01(\bR\brequired\"U\n" +
 	"\x14ConsumerStatsRequest\x12=\n" +
 	"\bconsumer\x18\x01 \x01(\tB!\xbaH\x1e\xd8\x01\x01r\x192\x17^[a-z][a-z0-9_-]{0,62}$R\bconsumer\"\\\n" +
 	"\x15ConsumerStatsResponse\x12C\n" +
@@ -2108,13 +2914,23 @@ const file_chatmesh_forms_v1_forms_proto_rawDesc = "" +
 	"\x12FIELD_TYPE_BOOLEAN\x10\x06\x12\x15\n" +
 	"\x11FIELD_TYPE_CHOICE\x10\a\x12\x13\n" +
 	"\x0fFIELD_TYPE_DATE\x10\b\x12\x12\n" +
-	"\x0eFIELD_TYPE_URL\x10\t2\xee\x06\n" +
+	"\x0eFIELD_TYPE_URL\x10\t*\xa1\x01\n" +
+	"\rConsumerState\x12\x1e\n" +
+	"\x1aCONSUMER_STATE_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16CONSUMER_STATE_PENDING\x10\x01\x12\x17\n" +
+	"\x13CONSUMER_STATE_DONE\x10\x02\x12\x19\n" +
+	"\x15CONSUMER_STATE_FAILED\x10\x03\x12 \n" +
+	"\x1cCONSUMER_STATE_DEAD_LETTERED\x10\x042\xa3\t\n" +
 	"\fFormsService\x12Y\n" +
 	"\n" +
 	"CreateForm\x12$.chatmesh.forms.v1.CreateFormRequest\x1a%.chatmesh.forms.v1.CreateFormResponse\x12U\n" +
 	"\aGetForm\x12!.chatmesh.forms.v1.GetFormRequest\x1a\".chatmesh.forms.v1.GetFormResponse\"\x03\x90\x02\x01\x12[\n" +
 	"\tListForms\x12#.chatmesh.forms.v1.ListFormsRequest\x1a$.chatmesh.forms.v1.ListFormsResponse\"\x03\x90\x02\x01\x12M\n" +
-	"\x06Submit\x12 .chatmesh.forms.v1.SubmitRequest\x1a!.chatmesh.forms.v1.SubmitResponse\x12m\n" +
+	"\x06Submit\x12 .chatmesh.forms.v1.SubmitRequest\x1a!.chatmesh.forms.v1.SubmitResponse\x12Y\n" +
+	"\n" +
+	"UpdateForm\x12$.chatmesh.forms.v1.UpdateFormRequest\x1a%.chatmesh.forms.v1.UpdateFormResponse\x12g\n" +
+	"\rGetSubmission\x12'.chatmesh.forms.v1.GetSubmissionRequest\x1a(.chatmesh.forms.v1.GetSubmissionResponse\"\x03\x90\x02\x01\x12o\n" +
+	"\x0fWatchSubmission\x12).chatmesh.forms.v1.WatchSubmissionRequest\x1a*.chatmesh.forms.v1.WatchSubmissionResponse\"\x03\x90\x02\x010\x01\x12m\n" +
 	"\x0fListSubmissions\x12).chatmesh.forms.v1.ListSubmissionsRequest\x1a*.chatmesh.forms.v1.ListSubmissionsResponse\"\x03\x90\x02\x01\x12g\n" +
 	"\rListConsumers\x12'.chatmesh.forms.v1.ListConsumersRequest\x1a(.chatmesh.forms.v1.ListConsumersResponse\"\x03\x90\x02\x01\x12g\n" +
 	"\rConsumerStats\x12'.chatmesh.forms.v1.ConsumerStatsRequest\x1a(.chatmesh.forms.v1.ConsumerStatsResponse\"\x03\x90\x02\x01\x12m\n" +
@@ -2135,93 +2951,122 @@ func file_chatmesh_forms_v1_forms_proto_rawDescGZIP() []byte {
 	return file_chatmesh_forms_v1_forms_proto_rawDescData
 }
 
-var file_chatmesh_forms_v1_forms_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_chatmesh_forms_v1_forms_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_chatmesh_forms_v1_forms_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_chatmesh_forms_v1_forms_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_chatmesh_forms_v1_forms_proto_goTypes = []any{
 	(FieldType)(0),                  // 0: chatmesh.forms.v1.FieldType
-	(*FieldLimits)(nil),             // 1: chatmesh.forms.v1.FieldLimits
-	(*Field)(nil),                   // 2: chatmesh.forms.v1.Field
-	(*Form)(nil),                    // 3: chatmesh.forms.v1.Form
-	(*ChoiceList)(nil),              // 4: chatmesh.forms.v1.ChoiceList
-	(*FieldValue)(nil),              // 5: chatmesh.forms.v1.FieldValue
-	(*Submission)(nil),              // 6: chatmesh.forms.v1.Submission
-	(*CreateFormRequest)(nil),       // 7: chatmesh.forms.v1.CreateFormRequest
-	(*CreateFormResponse)(nil),      // 8: chatmesh.forms.v1.CreateFormResponse
-	(*GetFormRequest)(nil),          // 9: chatmesh.forms.v1.GetFormRequest
-	(*GetFormResponse)(nil),         // 10: chatmesh.forms.v1.GetFormResponse
-	(*ListFormsRequest)(nil),        // 11: chatmesh.forms.v1.ListFormsRequest
-	(*ListFormsResponse)(nil),       // 12: chatmesh.forms.v1.ListFormsResponse
-	(*SubmitRequest)(nil),           // 13: chatmesh.forms.v1.SubmitRequest
-	(*SubmitResponse)(nil),          // 14: chatmesh.forms.v1.SubmitResponse
-	(*ListSubmissionsRequest)(nil),  // 15: chatmesh.forms.v1.ListSubmissionsRequest
-	(*ListSubmissionsResponse)(nil), // 16: chatmesh.forms.v1.ListSubmissionsResponse
-	(*Consumer)(nil),                // 17: chatmesh.forms.v1.Consumer
-	(*ListConsumersRequest)(nil),    // 18: chatmesh.forms.v1.ListConsumersRequest
-	(*ListConsumersResponse)(nil),   // 19: chatmesh.forms.v1.ListConsumersResponse
-	(*ConsumerStatistics)(nil),      // 20: chatmesh.forms.v1.ConsumerStatistics
-	(*ConsumerStatsRequest)(nil),    // 21: chatmesh.forms.v1.ConsumerStatsRequest
-	(*ConsumerStatsResponse)(nil),   // 22: chatmesh.forms.v1.ConsumerStatsResponse
-	(*DeadLetter)(nil),              // 23: chatmesh.forms.v1.DeadLetter
-	(*ListDeadLettersRequest)(nil),  // 24: chatmesh.forms.v1.ListDeadLettersRequest
-	(*ListDeadLettersResponse)(nil), // 25: chatmesh.forms.v1.ListDeadLettersResponse
-	(*RedriveRequest)(nil),          // 26: chatmesh.forms.v1.RedriveRequest
-	(*RedriveResponse)(nil),         // 27: chatmesh.forms.v1.RedriveResponse
-	nil,                             // 28: chatmesh.forms.v1.Submission.ValuesEntry
-	nil,                             // 29: chatmesh.forms.v1.SubmitRequest.ValuesEntry
-	(*timestamppb.Timestamp)(nil),   // 30: google.protobuf.Timestamp
-	(*v1.PageRequest)(nil),          // 31: chatmesh.common.v1.PageRequest
-	(*v1.PageResponse)(nil),         // 32: chatmesh.common.v1.PageResponse
+	(ConsumerState)(0),              // 1: chatmesh.forms.v1.ConsumerState
+	(*FieldLimits)(nil),             // 2: chatmesh.forms.v1.FieldLimits
+	(*Field)(nil),                   // 3: chatmesh.forms.v1.Field
+	(*Form)(nil),                    // 4: chatmesh.forms.v1.Form
+	(*ChoiceList)(nil),              // 5: chatmesh.forms.v1.ChoiceList
+	(*FieldValue)(nil),              // 6: chatmesh.forms.v1.FieldValue
+	(*Submission)(nil),              // 7: chatmesh.forms.v1.Submission
+	(*Screening)(nil),               // 8: chatmesh.forms.v1.Screening
+	(*ConsumerStatus)(nil),          // 9: chatmesh.forms.v1.ConsumerStatus
+	(*SubmissionStatus)(nil),        // 10: chatmesh.forms.v1.SubmissionStatus
+	(*CreateFormRequest)(nil),       // 11: chatmesh.forms.v1.CreateFormRequest
+	(*UpdateFormRequest)(nil),       // 12: chatmesh.forms.v1.UpdateFormRequest
+	(*UpdateFormResponse)(nil),      // 13: chatmesh.forms.v1.UpdateFormResponse
+	(*CreateFormResponse)(nil),      // 14: chatmesh.forms.v1.CreateFormResponse
+	(*GetFormRequest)(nil),          // 15: chatmesh.forms.v1.GetFormRequest
+	(*GetFormResponse)(nil),         // 16: chatmesh.forms.v1.GetFormResponse
+	(*ListFormsRequest)(nil),        // 17: chatmesh.forms.v1.ListFormsRequest
+	(*ListFormsResponse)(nil),       // 18: chatmesh.forms.v1.ListFormsResponse
+	(*SubmitRequest)(nil),           // 19: chatmesh.forms.v1.SubmitRequest
+	(*SubmitResponse)(nil),          // 20: chatmesh.forms.v1.SubmitResponse
+	(*GetSubmissionRequest)(nil),    // 21: chatmesh.forms.v1.GetSubmissionRequest
+	(*GetSubmissionResponse)(nil),   // 22: chatmesh.forms.v1.GetSubmissionResponse
+	(*WatchSubmissionRequest)(nil),  // 23: chatmesh.forms.v1.WatchSubmissionRequest
+	(*WatchSubmissionResponse)(nil), // 24: chatmesh.forms.v1.WatchSubmissionResponse
+	(*ListSubmissionsRequest)(nil),  // 25: chatmesh.forms.v1.ListSubmissionsRequest
+	(*ListSubmissionsResponse)(nil), // 26: chatmesh.forms.v1.ListSubmissionsResponse
+	(*Consumer)(nil),                // 27: chatmesh.forms.v1.Consumer
+	(*ListConsumersRequest)(nil),    // 28: chatmesh.forms.v1.ListConsumersRequest
+	(*ListConsumersResponse)(nil),   // 29: chatmesh.forms.v1.ListConsumersResponse
+	(*ConsumerStatistics)(nil),      // 30: chatmesh.forms.v1.ConsumerStatistics
+	(*ConsumerStatsRequest)(nil),    // 31: chatmesh.forms.v1.ConsumerStatsRequest
+	(*ConsumerStatsResponse)(nil),   // 32: chatmesh.forms.v1.ConsumerStatsResponse
+	(*DeadLetter)(nil),              // 33: chatmesh.forms.v1.DeadLetter
+	(*ListDeadLettersRequest)(nil),  // 34: chatmesh.forms.v1.ListDeadLettersRequest
+	(*ListDeadLettersResponse)(nil), // 35: chatmesh.forms.v1.ListDeadLettersResponse
+	(*RedriveRequest)(nil),          // 36: chatmesh.forms.v1.RedriveRequest
+	(*RedriveResponse)(nil),         // 37: chatmesh.forms.v1.RedriveResponse
+	nil,                             // 38: chatmesh.forms.v1.Submission.ValuesEntry
+	nil,                             // 39: chatmesh.forms.v1.SubmitRequest.ValuesEntry
+	(*timestamppb.Timestamp)(nil),   // 40: google.protobuf.Timestamp
+	(*v1.PageRequest)(nil),          // 41: chatmesh.common.v1.PageRequest
+	(*v1.PageResponse)(nil),         // 42: chatmesh.common.v1.PageResponse
 }
 var file_chatmesh_forms_v1_forms_proto_depIdxs = []int32{
 	0,  // 0: chatmesh.forms.v1.Field.type:type_name -> chatmesh.forms.v1.FieldType
-	1,  // 1: chatmesh.forms.v1.Field.limits:type_name -> chatmesh.forms.v1.FieldLimits
-	2,  // 2: chatmesh.forms.v1.Form.fields:type_name -> chatmesh.forms.v1.Field
-	30, // 3: chatmesh.forms.v1.Form.created_at:type_name -> google.protobuf.Timestamp
-	4,  // 4: chatmesh.forms.v1.FieldValue.choices:type_name -> chatmesh.forms.v1.ChoiceList
-	28, // 5: chatmesh.forms.v1.Submission.values:type_name -> chatmesh.forms.v1.Submission.ValuesEntry
-	30, // 6: chatmesh.forms.v1.Submission.created_at:type_name -> google.protobuf.Timestamp
-	2,  // 7: chatmesh.forms.v1.CreateFormRequest.fields:type_name -> chatmesh.forms.v1.Field
-	3,  // 8: chatmesh.forms.v1.CreateFormResponse.form:type_name -> chatmesh.forms.v1.Form
-	3,  // 9: chatmesh.forms.v1.GetFormResponse.form:type_name -> chatmesh.forms.v1.Form
-	31, // 10: chatmesh.forms.v1.ListFormsRequest.page:type_name -> chatmesh.common.v1.PageRequest
-	3,  // 11: chatmesh.forms.v1.ListFormsResponse.forms:type_name -> chatmesh.forms.v1.Form
-	32, // 12: chatmesh.forms.v1.ListFormsResponse.page:type_name -> chatmesh.common.v1.PageResponse
-	29, // 13: chatmesh.forms.v1.SubmitRequest.values:type_name -> chatmesh.forms.v1.SubmitRequest.ValuesEntry
-	31, // 14: chatmesh.forms.v1.ListSubmissionsRequest.page:type_name -> chatmesh.common.v1.PageRequest
-	6,  // 15: chatmesh.forms.v1.ListSubmissionsResponse.submissions:type_name -> chatmesh.forms.v1.Submission
-	32, // 16: chatmesh.forms.v1.ListSubmissionsResponse.page:type_name -> chatmesh.common.v1.PageResponse
-	17, // 17: chatmesh.forms.v1.ListConsumersResponse.consumers:type_name -> chatmesh.forms.v1.Consumer
-	30, // 18: chatmesh.forms.v1.ConsumerStatistics.last_active_at:type_name -> google.protobuf.Timestamp
-	20, // 19: chatmesh.forms.v1.ConsumerStatsResponse.consumers:type_name -> chatmesh.forms.v1.ConsumerStatistics
-	30, // 20: chatmesh.forms.v1.DeadLetter.dead_lettered_at:type_name -> google.protobuf.Timestamp
-	31, // 21: chatmesh.forms.v1.ListDeadLettersRequest.page:type_name -> chatmesh.common.v1.PageRequest
-	23, // 22: chatmesh.forms.v1.ListDeadLettersResponse.dead_letters:type_name -> chatmesh.forms.v1.DeadLetter
-	32, // 23: chatmesh.forms.v1.ListDeadLettersResponse.page:type_name -> chatmesh.common.v1.PageResponse
-	5,  // 24: chatmesh.forms.v1.Submission.ValuesEntry.value:type_name -> chatmesh.forms.v1.FieldValue
-	5,  // 25: chatmesh.forms.v1.SubmitRequest.ValuesEntry.value:type_name -> chatmesh.forms.v1.FieldValue
-	7,  // 26: chatmesh.forms.v1.FormsService.CreateForm:input_type -> chatmesh.forms.v1.CreateFormRequest
-	9,  // 27: chatmesh.forms.v1.FormsService.GetForm:input_type -> chatmesh.forms.v1.GetFormRequest
-	11, // 28: chatmesh.forms.v1.FormsService.ListForms:input_type -> chatmesh.forms.v1.ListFormsRequest
-	13, // 29: chatmesh.forms.v1.FormsService.Submit:input_type -> chatmesh.forms.v1.SubmitRequest
-	15, // 30: chatmesh.forms.v1.FormsService.ListSubmissions:input_type -> chatmesh.forms.v1.ListSubmissionsRequest
-	18, // 31: chatmesh.forms.v1.FormsService.ListConsumers:input_type -> chatmesh.forms.v1.ListConsumersRequest
-	21, // 32: chatmesh.forms.v1.FormsService.ConsumerStats:input_type -> chatmesh.forms.v1.ConsumerStatsRequest
-	24, // 33: chatmesh.forms.v1.FormsService.ListDeadLetters:input_type -> chatmesh.forms.v1.ListDeadLettersRequest
-	26, // 34: chatmesh.forms.v1.FormsService.Redrive:input_type -> chatmesh.forms.v1.RedriveRequest
-	8,  // 35: chatmesh.forms.v1.FormsService.CreateForm:output_type -> chatmesh.forms.v1.CreateFormResponse
-	10, // 36: chatmesh.forms.v1.FormsService.GetForm:output_type -> chatmesh.forms.v1.GetFormResponse
-	12, // 37: chatmesh.forms.v1.FormsService.ListForms:output_type -> chatmesh.forms.v1.ListFormsResponse
-	14, // 38: chatmesh.forms.v1.FormsService.Submit:output_type -> chatmesh.forms.v1.SubmitResponse
-	16, // 39: chatmesh.forms.v1.FormsService.ListSubmissions:output_type -> chatmesh.forms.v1.ListSubmissionsResponse
-	19, // 40: chatmesh.forms.v1.FormsService.ListConsumers:output_type -> chatmesh.forms.v1.ListConsumersResponse
-	22, // 41: chatmesh.forms.v1.FormsService.ConsumerStats:output_type -> chatmesh.forms.v1.ConsumerStatsResponse
-	25, // 42: chatmesh.forms.v1.FormsService.ListDeadLetters:output_type -> chatmesh.forms.v1.ListDeadLettersResponse
-	27, // 43: chatmesh.forms.v1.FormsService.Redrive:output_type -> chatmesh.forms.v1.RedriveResponse
-	35, // [35:44] is the sub-list for method output_type
-	26, // [26:35] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	2,  // 1: chatmesh.forms.v1.Field.limits:type_name -> chatmesh.forms.v1.FieldLimits
+	3,  // 2: chatmesh.forms.v1.Form.fields:type_name -> chatmesh.forms.v1.Field
+	40, // 3: chatmesh.forms.v1.Form.created_at:type_name -> google.protobuf.Timestamp
+	40, // 4: chatmesh.forms.v1.Form.updated_at:type_name -> google.protobuf.Timestamp
+	5,  // 5: chatmesh.forms.v1.FieldValue.choices:type_name -> chatmesh.forms.v1.ChoiceList
+	38, // 6: chatmesh.forms.v1.Submission.values:type_name -> chatmesh.forms.v1.Submission.ValuesEntry
+	40, // 7: chatmesh.forms.v1.Submission.created_at:type_name -> google.protobuf.Timestamp
+	10, // 8: chatmesh.forms.v1.Submission.status:type_name -> chatmesh.forms.v1.SubmissionStatus
+	8,  // 9: chatmesh.forms.v1.Submission.screening:type_name -> chatmesh.forms.v1.Screening
+	1,  // 10: chatmesh.forms.v1.ConsumerStatus.state:type_name -> chatmesh.forms.v1.ConsumerState
+	40, // 11: chatmesh.forms.v1.ConsumerStatus.updated_at:type_name -> google.protobuf.Timestamp
+	40, // 12: chatmesh.forms.v1.SubmissionStatus.processed_at:type_name -> google.protobuf.Timestamp
+	9,  // 13: chatmesh.forms.v1.SubmissionStatus.consumers:type_name -> chatmesh.forms.v1.ConsumerStatus
+	3,  // 14: chatmesh.forms.v1.CreateFormRequest.fields:type_name -> chatmesh.forms.v1.Field
+	3,  // 15: chatmesh.forms.v1.UpdateFormRequest.fields:type_name -> chatmesh.forms.v1.Field
+	4,  // 16: chatmesh.forms.v1.UpdateFormResponse.form:type_name -> chatmesh.forms.v1.Form
+	4,  // 17: chatmesh.forms.v1.CreateFormResponse.form:type_name -> chatmesh.forms.v1.Form
+	4,  // 18: chatmesh.forms.v1.GetFormResponse.form:type_name -> chatmesh.forms.v1.Form
+	41, // 19: chatmesh.forms.v1.ListFormsRequest.page:type_name -> chatmesh.common.v1.PageRequest
+	4,  // 20: chatmesh.forms.v1.ListFormsResponse.forms:type_name -> chatmesh.forms.v1.Form
+	42, // 21: chatmesh.forms.v1.ListFormsResponse.page:type_name -> chatmesh.common.v1.PageResponse
+	39, // 22: chatmesh.forms.v1.SubmitRequest.values:type_name -> chatmesh.forms.v1.SubmitRequest.ValuesEntry
+	40, // 23: chatmesh.forms.v1.SubmitResponse.created_at:type_name -> google.protobuf.Timestamp
+	10, // 24: chatmesh.forms.v1.GetSubmissionResponse.status:type_name -> chatmesh.forms.v1.SubmissionStatus
+	7,  // 25: chatmesh.forms.v1.GetSubmissionResponse.submission:type_name -> chatmesh.forms.v1.Submission
+	10, // 26: chatmesh.forms.v1.WatchSubmissionResponse.status:type_name -> chatmesh.forms.v1.SubmissionStatus
+	41, // 27: chatmesh.forms.v1.ListSubmissionsRequest.page:type_name -> chatmesh.common.v1.PageRequest
+	7,  // 28: chatmesh.forms.v1.ListSubmissionsResponse.submissions:type_name -> chatmesh.forms.v1.Submission
+	42, // 29: chatmesh.forms.v1.ListSubmissionsResponse.page:type_name -> chatmesh.common.v1.PageResponse
+	27, // 30: chatmesh.forms.v1.ListConsumersResponse.consumers:type_name -> chatmesh.forms.v1.Consumer
+	40, // 31: chatmesh.forms.v1.ConsumerStatistics.last_active_at:type_name -> google.protobuf.Timestamp
+	30, // 32: chatmesh.forms.v1.ConsumerStatsResponse.consumers:type_name -> chatmesh.forms.v1.ConsumerStatistics
+	40, // 33: chatmesh.forms.v1.DeadLetter.dead_lettered_at:type_name -> google.protobuf.Timestamp
+	41, // 34: chatmesh.forms.v1.ListDeadLettersRequest.page:type_name -> chatmesh.common.v1.PageRequest
+	33, // 35: chatmesh.forms.v1.ListDeadLettersResponse.dead_letters:type_name -> chatmesh.forms.v1.DeadLetter
+	42, // 36: chatmesh.forms.v1.ListDeadLettersResponse.page:type_name -> chatmesh.common.v1.PageResponse
+	6,  // 37: chatmesh.forms.v1.Submission.ValuesEntry.value:type_name -> chatmesh.forms.v1.FieldValue
+	6,  // 38: chatmesh.forms.v1.SubmitRequest.ValuesEntry.value:type_name -> chatmesh.forms.v1.FieldValue
+	11, // 39: chatmesh.forms.v1.FormsService.CreateForm:input_type -> chatmesh.forms.v1.CreateFormRequest
+	15, // 40: chatmesh.forms.v1.FormsService.GetForm:input_type -> chatmesh.forms.v1.GetFormRequest
+	17, // 41: chatmesh.forms.v1.FormsService.ListForms:input_type -> chatmesh.forms.v1.ListFormsRequest
+	19, // 42: chatmesh.forms.v1.FormsService.Submit:input_type -> chatmesh.forms.v1.SubmitRequest
+	12, // 43: chatmesh.forms.v1.FormsService.UpdateForm:input_type -> chatmesh.forms.v1.UpdateFormRequest
+	21, // 44: chatmesh.forms.v1.FormsService.GetSubmission:input_type -> chatmesh.forms.v1.GetSubmissionRequest
+	23, // 45: chatmesh.forms.v1.FormsService.WatchSubmission:input_type -> chatmesh.forms.v1.WatchSubmissionRequest
+	25, // 46: chatmesh.forms.v1.FormsService.ListSubmissions:input_type -> chatmesh.forms.v1.ListSubmissionsRequest
+	28, // 47: chatmesh.forms.v1.FormsService.ListConsumers:input_type -> chatmesh.forms.v1.ListConsumersRequest
+	31, // 48: chatmesh.forms.v1.FormsService.ConsumerStats:input_type -> chatmesh.forms.v1.ConsumerStatsRequest
+	34, // 49: chatmesh.forms.v1.FormsService.ListDeadLetters:input_type -> chatmesh.forms.v1.ListDeadLettersRequest
+	36, // 50: chatmesh.forms.v1.FormsService.Redrive:input_type -> chatmesh.forms.v1.RedriveRequest
+	14, // 51: chatmesh.forms.v1.FormsService.CreateForm:output_type -> chatmesh.forms.v1.CreateFormResponse
+	16, // 52: chatmesh.forms.v1.FormsService.GetForm:output_type -> chatmesh.forms.v1.GetFormResponse
+	18, // 53: chatmesh.forms.v1.FormsService.ListForms:output_type -> chatmesh.forms.v1.ListFormsResponse
+	20, // 54: chatmesh.forms.v1.FormsService.Submit:output_type -> chatmesh.forms.v1.SubmitResponse
+	13, // 55: chatmesh.forms.v1.FormsService.UpdateForm:output_type -> chatmesh.forms.v1.UpdateFormResponse
+	22, // 56: chatmesh.forms.v1.FormsService.GetSubmission:output_type -> chatmesh.forms.v1.GetSubmissionResponse
+	24, // 57: chatmesh.forms.v1.FormsService.WatchSubmission:output_type -> chatmesh.forms.v1.WatchSubmissionResponse
+	26, // 58: chatmesh.forms.v1.FormsService.ListSubmissions:output_type -> chatmesh.forms.v1.ListSubmissionsResponse
+	29, // 59: chatmesh.forms.v1.FormsService.ListConsumers:output_type -> chatmesh.forms.v1.ListConsumersResponse
+	32, // 60: chatmesh.forms.v1.FormsService.ConsumerStats:output_type -> chatmesh.forms.v1.ConsumerStatsResponse
+	35, // 61: chatmesh.forms.v1.FormsService.ListDeadLetters:output_type -> chatmesh.forms.v1.ListDeadLettersResponse
+	37, // 62: chatmesh.forms.v1.FormsService.Redrive:output_type -> chatmesh.forms.v1.RedriveResponse
+	51, // [51:63] is the sub-list for method output_type
+	39, // [39:51] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_chatmesh_forms_v1_forms_proto_init() }
@@ -2242,8 +3087,8 @@ func file_chatmesh_forms_v1_forms_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chatmesh_forms_v1_forms_proto_rawDesc), len(file_chatmesh_forms_v1_forms_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   29,
+			NumEnums:      2,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

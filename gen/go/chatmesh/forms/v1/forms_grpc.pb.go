@@ -10,7 +10,9 @@
 //
 // Ownership: a form belongs to the user who created it. Any signed-in user who has a
 // form's id may read its definition (GetForm) and submit to it: that is what a form is
-// for. Everything else is the owner's alone: a user lists only their own forms, and
+// for. A form its owner marks `public` also takes GetForm and Submit without an
+// access token (a shareable link); anonymous submits are rate limited per client
+// address and per form. A token that is sent is always checked, public form or not. Everything else is the owner's alone: a user lists only their own forms, and
 // only the owner reads a form's submissions and dead letters (PERMISSION_DENIED for
 // anyone else). An id that names nothing answers NOT_FOUND.
 
@@ -39,6 +41,9 @@ const (
 	FormsService_GetForm_FullMethodName         = "/chatmesh.forms.v1.FormsService/GetForm"
 	FormsService_ListForms_FullMethodName       = "/chatmesh.forms.v1.FormsService/ListForms"
 	FormsService_Submit_FullMethodName          = "/chatmesh.forms.v1.FormsService/Submit"
+	FormsService_UpdateForm_FullMethodName      = "/chatmesh.forms.v1.FormsService/UpdateForm"
+	FormsService_GetSubmission_FullMethodName   = "/chatmesh.forms.v1.FormsService/GetSubmission"
+	FormsService_WatchSubmission_FullMethodName = "/chatmesh.forms.v1.FormsService/WatchSubmission"
 	FormsService_ListSubmissions_FullMethodName = "/chatmesh.forms.v1.FormsService/ListSubmissions"
 	FormsService_ListConsumers_FullMethodName   = "/chatmesh.forms.v1.FormsService/ListConsumers"
 	FormsService_ConsumerStats_FullMethodName   = "/chatmesh.forms.v1.FormsService/ConsumerStats"
@@ -50,7 +55,9 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// Forms, submissions, consumers and dead letters. Every RPC needs an access token.
+// Forms, submissions, consumers and dead letters. Every RPC needs an access token, but
+// GetForm and Submit on a public form, and GetSubmission and WatchSubmission (the
+// submission id is the capability), which also take calls without one.
 type FormsServiceClient interface {
 	// Creates a form owned by the caller, at version 1. Errors: INVALID_ARGUMENT (field
 	// named, e.g. `fields[2].limits.pattern` for a pattern that is not valid RE2,
@@ -58,7 +65,9 @@ type FormsServiceClient interface {
 	// that name).
 	CreateForm(ctx context.Context, in *CreateFormRequest, opts ...grpc.CallOption) (*CreateFormResponse, error)
 	// A form's definition, at its latest version; readable by any signed-in user who
-	// has its id (to render and fill it). Errors: INVALID_ARGUMENT, NOT_FOUND.
+	// has its id (to render and fill it), and by anyone without a token when the form
+	// is public. Errors: INVALID_ARGUMENT, NOT_FOUND, UNAUTHENTICATED (a private form
+	// without a token).
 	GetForm(ctx context.Context, in *GetFormRequest, opts ...grpc.CallOption) (*GetFormResponse, error)
 	// The caller's own forms, newest first. Errors: INVALID_ARGUMENT (bad page token).
 	ListForms(ctx context.Context, in *ListFormsRequest, opts ...grpc.CallOption) (*ListFormsResponse, error)
@@ -70,12 +79,37 @@ type FormsServiceClient interface {
 	// `duplicate = true` and publishes nothing.
 	// Errors: INVALID_ARGUMENT naming the value's key (`values["email"]`: wrong type,
 	// out of its limits, not one of the choices, an unknown key, or a required field
-	// missing), NOT_FOUND (form), RESOURCE_EXHAUSTED (rate limit; trailing metadata
-	// `retry-after-ms`), UNAVAILABLE (JetStream did not acknowledge: nothing was
-	// accepted; retry with the same `idempotency_key`).
+	// missing); every broken value is listed at once in the status details
+	// (google.rpc.BadRequest field violations, trailer `grpc-status-details-bin`), the
+	// message names the first. INVALID_ARGUMENT naming `values` when the sanitised
+	// submission is larger than the service's limit (64 KiB by default). NOT_FOUND
+	// (form), UNAUTHENTICATED (a private form without a token), RESOURCE_EXHAUSTED (rate
+	// limit: per signed-in user, or for anonymous submits per client address and per
+	// form; trailing metadata `retry-after-ms`), UNAVAILABLE (JetStream did not
+	// acknowledge: nothing was accepted; retry with the same `idempotency_key`).
+	// Anonymous submits (public forms) are idempotent per form and client address.
 	Submit(ctx context.Context, in *SubmitRequest, opts ...grpc.CallOption) (*SubmitResponse, error)
-	// A form's submissions, newest first, for its owner. A submission shows up here once
-	// the storing consumer has stored it (usually well under a second after Submit).
+	// Changes a form: a new definition at `version` + 1 (the old versions stay readable
+	// by the submissions that were checked against them). Only the owner may. Errors:
+	// INVALID_ARGUMENT (as CreateForm), NOT_FOUND, PERMISSION_DENIED (not the owner),
+	// FAILED_PRECONDITION (`expected_version` is not the form's version any more: read
+	// it again and retry).
+	UpdateForm(ctx context.Context, in *UpdateFormRequest, opts ...grpc.CallOption) (*UpdateFormResponse, error)
+	// One submission's processing status: per consumer (pending, done, failed,
+	// dead-lettered) and as a whole (`processed` only once every required consumer has
+	// durably committed it). Anyone holding the submission id may read its status
+	// (token or not); its values come back only to the form's owner and to the signed-in
+	// submitter. A submission Submit accepted a moment ago is found (pending).
+	// Errors: INVALID_ARGUMENT, NOT_FOUND (no such submission), UNAVAILABLE.
+	GetSubmission(ctx context.Context, in *GetSubmissionRequest, opts ...grpc.CallOption) (*GetSubmissionResponse, error)
+	// The status of one submission as it changes: the current status first, then one
+	// message each time a consumer's state changes; the stream ends once every consumer
+	// is done or dead-lettered (or after `timeout_s`, when given). Who may watch, and
+	// errors: as GetSubmission.
+	WatchSubmission(ctx context.Context, in *WatchSubmissionRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchSubmissionResponse], error)
+	// A form's submissions, newest first, for its owner, each with its processing status
+	// and screening. A submission shows up here once the storing consumer has stored it
+	// (usually well under a second after Submit).
 	// Errors: INVALID_ARGUMENT, NOT_FOUND (form), PERMISSION_DENIED (not the form's
 	// owner).
 	ListSubmissions(ctx context.Context, in *ListSubmissionsRequest, opts ...grpc.CallOption) (*ListSubmissionsResponse, error)
@@ -147,6 +181,45 @@ func (c *formsServiceClient) Submit(ctx context.Context, in *SubmitRequest, opts
 	return out, nil
 }
 
+func (c *formsServiceClient) UpdateForm(ctx context.Context, in *UpdateFormRequest, opts ...grpc.CallOption) (*UpdateFormResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateFormResponse)
+	err := c.cc.Invoke(ctx, FormsService_UpdateForm_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *formsServiceClient) GetSubmission(ctx context.Context, in *GetSubmissionRequest, opts ...grpc.CallOption) (*GetSubmissionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetSubmissionResponse)
+	err := c.cc.Invoke(ctx, FormsService_GetSubmission_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *formsServiceClient) WatchSubmission(ctx context.Context, in *WatchSubmissionRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchSubmissionResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &FormsService_ServiceDesc.Streams[0], FormsService_WatchSubmission_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchSubmissionRequest, WatchSubmissionResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type FormsService_WatchSubmissionClient = grpc.ServerStreamingClient[WatchSubmissionResponse]
+
 func (c *formsServiceClient) ListSubmissions(ctx context.Context, in *ListSubmissionsRequest, opts ...grpc.CallOption) (*ListSubmissionsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListSubmissionsResponse)
@@ -201,7 +274,9 @@ func (c *formsServiceClient) Redrive(ctx context.Context, in *RedriveRequest, op
 // All implementations must embed UnimplementedFormsServiceServer
 // for forward compatibility.
 //
-// Forms, submissions, consumers and dead letters. Every RPC needs an access token.
+// Forms, submissions, consumers and dead letters. Every RPC needs an access token, but
+// GetForm and Submit on a public form, and GetSubmission and WatchSubmission (the
+// submission id is the capability), which also take calls without one.
 type FormsServiceServer interface {
 	// Creates a form owned by the caller, at version 1. Errors: INVALID_ARGUMENT (field
 	// named, e.g. `fields[2].limits.pattern` for a pattern that is not valid RE2,
@@ -209,7 +284,9 @@ type FormsServiceServer interface {
 	// that name).
 	CreateForm(context.Context, *CreateFormRequest) (*CreateFormResponse, error)
 	// A form's definition, at its latest version; readable by any signed-in user who
-	// has its id (to render and fill it). Errors: INVALID_ARGUMENT, NOT_FOUND.
+	// has its id (to render and fill it), and by anyone without a token when the form
+	// is public. Errors: INVALID_ARGUMENT, NOT_FOUND, UNAUTHENTICATED (a private form
+	// without a token).
 	GetForm(context.Context, *GetFormRequest) (*GetFormResponse, error)
 	// The caller's own forms, newest first. Errors: INVALID_ARGUMENT (bad page token).
 	ListForms(context.Context, *ListFormsRequest) (*ListFormsResponse, error)
@@ -221,12 +298,37 @@ type FormsServiceServer interface {
 	// `duplicate = true` and publishes nothing.
 	// Errors: INVALID_ARGUMENT naming the value's key (`values["email"]`: wrong type,
 	// out of its limits, not one of the choices, an unknown key, or a required field
-	// missing), NOT_FOUND (form), RESOURCE_EXHAUSTED (rate limit; trailing metadata
-	// `retry-after-ms`), UNAVAILABLE (JetStream did not acknowledge: nothing was
-	// accepted; retry with the same `idempotency_key`).
+	// missing); every broken value is listed at once in the status details
+	// (google.rpc.BadRequest field violations, trailer `grpc-status-details-bin`), the
+	// message names the first. INVALID_ARGUMENT naming `values` when the sanitised
+	// submission is larger than the service's limit (64 KiB by default). NOT_FOUND
+	// (form), UNAUTHENTICATED (a private form without a token), RESOURCE_EXHAUSTED (rate
+	// limit: per signed-in user, or for anonymous submits per client address and per
+	// form; trailing metadata `retry-after-ms`), UNAVAILABLE (JetStream did not
+	// acknowledge: nothing was accepted; retry with the same `idempotency_key`).
+	// Anonymous submits (public forms) are idempotent per form and client address.
 	Submit(context.Context, *SubmitRequest) (*SubmitResponse, error)
-	// A form's submissions, newest first, for its owner. A submission shows up here once
-	// the storing consumer has stored it (usually well under a second after Submit).
+	// Changes a form: a new definition at `version` + 1 (the old versions stay readable
+	// by the submissions that were checked against them). Only the owner may. Errors:
+	// INVALID_ARGUMENT (as CreateForm), NOT_FOUND, PERMISSION_DENIED (not the owner),
+	// FAILED_PRECONDITION (`expected_version` is not the form's version any more: read
+	// it again and retry).
+	UpdateForm(context.Context, *UpdateFormRequest) (*UpdateFormResponse, error)
+	// One submission's processing status: per consumer (pending, done, failed,
+	// dead-lettered) and as a whole (`processed` only once every required consumer has
+	// durably committed it). Anyone holding the submission id may read its status
+	// (token or not); its values come back only to the form's owner and to the signed-in
+	// submitter. A submission Submit accepted a moment ago is found (pending).
+	// Errors: INVALID_ARGUMENT, NOT_FOUND (no such submission), UNAVAILABLE.
+	GetSubmission(context.Context, *GetSubmissionRequest) (*GetSubmissionResponse, error)
+	// The status of one submission as it changes: the current status first, then one
+	// message each time a consumer's state changes; the stream ends once every consumer
+	// is done or dead-lettered (or after `timeout_s`, when given). Who may watch, and
+	// errors: as GetSubmission.
+	WatchSubmission(*WatchSubmissionRequest, grpc.ServerStreamingServer[WatchSubmissionResponse]) error
+	// A form's submissions, newest first, for its owner, each with its processing status
+	// and screening. A submission shows up here once the storing consumer has stored it
+	// (usually well under a second after Submit).
 	// Errors: INVALID_ARGUMENT, NOT_FOUND (form), PERMISSION_DENIED (not the form's
 	// owner).
 	ListSubmissions(context.Context, *ListSubmissionsRequest) (*ListSubmissionsResponse, error)
@@ -269,6 +371,15 @@ func (UnimplementedFormsServiceServer) ListForms(context.Context, *ListFormsRequ
 }
 func (UnimplementedFormsServiceServer) Submit(context.Context, *SubmitRequest) (*SubmitResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Submit not implemented")
+}
+func (UnimplementedFormsServiceServer) UpdateForm(context.Context, *UpdateFormRequest) (*UpdateFormResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateForm not implemented")
+}
+func (UnimplementedFormsServiceServer) GetSubmission(context.Context, *GetSubmissionRequest) (*GetSubmissionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetSubmission not implemented")
+}
+func (UnimplementedFormsServiceServer) WatchSubmission(*WatchSubmissionRequest, grpc.ServerStreamingServer[WatchSubmissionResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchSubmission not implemented")
 }
 func (UnimplementedFormsServiceServer) ListSubmissions(context.Context, *ListSubmissionsRequest) (*ListSubmissionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListSubmissions not implemented")
@@ -377,6 +488,53 @@ func _FormsService_Submit_Handler(srv interface{}, ctx context.Context, dec func
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _FormsService_UpdateForm_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateFormRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FormsServiceServer).UpdateForm(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FormsService_UpdateForm_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FormsServiceServer).UpdateForm(ctx, req.(*UpdateFormRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FormsService_GetSubmission_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetSubmissionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FormsServiceServer).GetSubmission(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FormsService_GetSubmission_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FormsServiceServer).GetSubmission(ctx, req.(*GetSubmissionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FormsService_WatchSubmission_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchSubmissionRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(FormsServiceServer).WatchSubmission(m, &grpc.GenericServerStream[WatchSubmissionRequest, WatchSubmissionResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type FormsService_WatchSubmissionServer = grpc.ServerStreamingServer[WatchSubmissionResponse]
 
 func _FormsService_ListSubmissions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListSubmissionsRequest)
@@ -492,6 +650,14 @@ var FormsService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _FormsService_Submit_Handler,
 		},
 		{
+			MethodName: "UpdateForm",
+			Handler:    _FormsService_UpdateForm_Handler,
+		},
+		{
+			MethodName: "GetSubmission",
+			Handler:    _FormsService_GetSubmission_Handler,
+		},
+		{
 			MethodName: "ListSubmissions",
 			Handler:    _FormsService_ListSubmissions_Handler,
 		},
@@ -512,6 +678,12 @@ var FormsService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _FormsService_Redrive_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchSubmission",
+			Handler:       _FormsService_WatchSubmission_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "chatmesh/forms/v1/forms.proto",
 }

@@ -27,7 +27,7 @@ from chatmesh.presence.v1 import presence_pb2 as chatmesh_dot_presence_dot_v1_do
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63hatmesh/events/v1/events.proto\x12\x12\x63hatmesh.events.v1\x1a!chatmesh/history/v1/history.proto\x1a#chatmesh/presence/v1/presence.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb4\x06\n\x05\x45vent\x12;\n\x0boccurred_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\noccurredAt\x12M\n\x0fmessage_created\x18\n \x01(\x0b\x32\".chatmesh.events.v1.MessageCreatedH\x00R\x0emessageCreated\x12J\n\x0emessage_edited\x18\x0b \x01(\x0b\x32!.chatmesh.events.v1.MessageEditedH\x00R\rmessageEdited\x12M\n\x0fmessage_deleted\x18\x0c \x01(\x0b\x32\".chatmesh.events.v1.MessageDeletedH\x00R\x0emessageDeleted\x12\x44\n\x0cread_receipt\x18\r \x01(\x0b\x32\x1f.chatmesh.events.v1.ReadReceiptH\x00R\x0breadReceipt\x12P\n\x10\x64\x65livery_receipt\x18\x0e \x01(\x0b\x32#.chatmesh.events.v1.DeliveryReceiptH\x00R\x0f\x64\x65liveryReceipt\x12\x34\n\x06typing\x18\x0f \x01(\x0b\x32\x1a.chatmesh.events.v1.TypingH\x00R\x06typing\x12P\n\x10presence_changed\x18\x10 \x01(\x0b\x32#.chatmesh.events.v1.PresenceChangedH\x00R\x0fpresenceChanged\x12M\n\x0f\x61ssistant_token\x18\x11 \x01(\x0b\x32\".chatmesh.events.v1.AssistantTokenH\x00R\x0e\x61ssistantToken\x12M\n\x0fresync_required\x18\x12 \x01(\x0b\x32\".chatmesh.events.v1.ResyncRequiredH\x00R\x0eresyncRequired\x12>\n\nkeep_alive\x18\x13 \x01(\x0b\x32\x1d.chatmesh.events.v1.KeepAliveH\x00R\tkeepAliveB\x06\n\x04kind\"H\n\x0eMessageCreated\x12\x36\n\x07message\x18\x01 \x01(\x0b\x32\x1c.chatmesh.history.v1.MessageR\x07message\"G\n\rMessageEdited\x12\x36\n\x07message\x18\x01 \x01(\x0b\x32\x1c.chatmesh.history.v1.MessageR\x07message\"H\n\x0eMessageDeleted\x12\x36\n\x07message\x18\x01 \x01(\x0b\x32\x1c.chatmesh.history.v1.MessageR\x07message\"t\n\x0bReadReceipt\x12\'\n\x0f\x63onversation_id\x18\x01 \x01(\tR\x0e\x63onversationId\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12#\n\rread_sequence\x18\x03 \x01(\x04R\x0creadSequence\"\x82\x01\n\x0f\x44\x65liveryReceipt\x12\'\n\x0f\x63onversation_id\x18\x01 \x01(\tR\x0e\x63onversationId\x12-\n\x12\x64\x65livered_sequence\x18\x02 \x01(\x04R\x11\x64\x65liveredSequence\x12\x17\n\x07user_id\x18\x03 \x01(\tR\x06userId\"\x86\x01\n\x06Typing\x12\'\n\x0f\x63onversation_id\x18\x01 \x01(\tR\x0e\x63onversationId\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x16\n\x06typing\x18\x03 \x01(\x08R\x06typing\x12\"\n\rexpires_in_ms\x18\x04 \x01(\rR\x0b\x65xpiresInMs\"Q\n\x0fPresenceChanged\x12>\n\x08presence\x18\x01 \x01(\x0b\x32\".chatmesh.presence.v1.UserPresenceR\x08presence\"\x96\x01\n\x0e\x41ssistantToken\x12\'\n\x0f\x63onversation_id\x18\x01 \x01(\tR\x0e\x63onversationId\x12\x1d\n\nrequest_id\x18\x02 \x01(\tR\trequestId\x12\x14\n\x05index\x18\x03 \x01(\rR\x05index\x12\x12\n\x04text\x18\x04 \x01(\tR\x04text\x12\x12\n\x04\x64one\x18\x05 \x01(\x08R\x04\x64one\"L\n\x0eResyncRequired\x12:\n\x19oldest_available_sequence\x18\x01 \x01(\x04R\x17oldestAvailableSequence\"\x0b\n\tKeepAlive\"}\n\x0f\x44\x65viceHeartbeat\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x1b\n\tdevice_id\x18\x02 \x01(\tR\x08\x64\x65viceId\x12\x1c\n\tconnected\x18\x03 \x01(\x08R\tconnected\x12\x16\n\x06\x61\x63tive\x18\x04 \x01(\x08R\x06\x61\x63tiveB\xd0\x01\n\x16\x63om.chatmesh.events.v1B\x0b\x45ventsProtoP\x01Z?github.com/chatmesh/chatmesh/gen/go/chatmesh/events/v1;eventsv1\xa2\x02\x03\x43\x45X\xaa\x02\x12\x43hatmesh.Events.V1\xca\x02\x12\x43hatmesh\\Events\\V1\xe2\x02\x1e\x43hatmesh\\Events\\V1\\GPBMetadata\xea\x02\x14\x43hatmesh::Events::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63hatmesh/events/v1/events.proto\x12\x12\x63hatmesh.events.v1\x1a!chatmesh/history/v1/history.proto\x1a#chatmesh/presence/v1/presence.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9f\x07\n\x05\x45vent\x12;\n\x0boccurred_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\noccurredAt\x12M\n\x0fmessage_created\x18\n \x01(\x0b\x32\".chatmesh.events.v1.MessageCreatedH\x00R\x0emessageCreated\x12J\n\x0emessage_edited\x18\x0b \x01(\x0b\x32!.chatmesh.events.v1.MessageEditedH\x00R\rmessageEdited\x12M\n\x0fmessage_deleted\x18\x0c \x01(\x0b\x32\".chatmesh.events.v1.MessageDeletedH\x00R\x0emessageDeleted\x12\x44\n\x0cread_receipt\x18\r \x01(\x0b\x32\x1f.chatmesh.events.v1.ReadReceiptH\x00R\x0breadReceipt\x12P\n\x10\x64\x65livery_receipt\x18\x0e \x01(\x0b\x32#.chatmesh.events.v1.DeliveryReceiptH\x00R\x0f\x64\x65liveryReceipt\x12\x34\n\x06typing\x18\x0f \x01(\x0b\x32\x1a.chatmesh.events.v1.TypingH\x00R\x06typing\x12P\n\x10presence_changed\x18\x10 \x01(\x0b\x32#.chatmesh.events.v1.PresenceChangedH\x00R\x0fpresenceChanged\x12M\n\x0f\x61ssistant_token\x18\x11 \x01(\x0b\x32\".chatmesh.events.v1.AssistantTokenH\x00R\x0e\x61ssistantToken\x12M\n\x0fresync_required\x18\x12 \x01(\x0b\x32\".chatmesh.events.v1.ResyncRequiredH\x00R\x0eresyncRequired\x12>\n\nkeep_alive\x18\x13 \x01(\x0b\x32\x1d.chatmesh.events.v1.KeepAliveH\x00R\tkeepAlive\x12i\n\x19\x66orm_submission_processed\x18\x14 \x01(\x0b\x32+.chatmesh.events.v1.FormSubmissionProcessedH\x00R\x17\x66ormSubmissionProcessedB\x06\n\x04kind\"\xb9\x01\n\x17\x46ormSubmissionProcessed\x12#\n\rsubmission_id\x18\x01 \x01(\tR\x0csubmissionId\x12\x17\n\x07\x66orm_id\x18\x02 \x01(\tR\x06\x66ormId\x12!\n\x0c\x66orm_version\x18\x03 \x01(\rR\x0b\x66ormVersion\x12=\n\x0cprocessed_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0bprocessedAt\"H\n\x0eMessageCreated\x12\x36\n\x07message\x18\x01 \x01(\x0b\x32\x1c.chatmesh.history.v1.MessageR\x07message\"G\n\rMessageEdited\x12\x36\n\x07message\x18\x01 \x01(\x0b\x32\x1c.chatmesh.history.v1.MessageR\x07message\"H\n\x0eMessageDeleted\x12\x36\n\x07message\x18\x01 \x01(\x0b\x32\x1c.chatmesh.history.v1.MessageR\x07message\"t\n\x0bReadReceipt\x12\'\n\x0f\x63onversation_id\x18\x01 \x01(\tR\x0e\x63onversationId\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12#\n\rread_sequence\x18\x03 \x01(\x04R\x0creadSequence\"\x82\x01\n\x0f\x44\x65liveryReceipt\x12\'\n\x0f\x63onversation_id\x18\x01 \x01(\tR\x0e\x63onversationId\x12-\n\x12\x64\x65livered_sequence\x18\x02 \x01(\x04R\x11\x64\x65liveredSequence\x12\x17\n\x07user_id\x18\x03 \x01(\tR\x06userId\"\x86\x01\n\x06Typing\x12\'\n\x0f\x63onversation_id\x18\x01 \x01(\tR\x0e\x63onversationId\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x16\n\x06typing\x18\x03 \x01(\x08R\x06typing\x12\"\n\rexpires_in_ms\x18\x04 \x01(\rR\x0b\x65xpiresInMs\"Q\n\x0fPresenceChanged\x12>\n\x08presence\x18\x01 \x01(\x0b\x32\".chatmesh.presence.v1.UserPresenceR\x08presence\"\x96\x01\n\x0e\x41ssistantToken\x12\'\n\x0f\x63onversation_id\x18\x01 \x01(\tR\x0e\x63onversationId\x12\x1d\n\nrequest_id\x18\x02 \x01(\tR\trequestId\x12\x14\n\x05index\x18\x03 \x01(\rR\x05index\x12\x12\n\x04text\x18\x04 \x01(\tR\x04text\x12\x12\n\x04\x64one\x18\x05 \x01(\x08R\x04\x64one\"L\n\x0eResyncRequired\x12:\n\x19oldest_available_sequence\x18\x01 \x01(\x04R\x17oldestAvailableSequence\"\x0b\n\tKeepAlive\"}\n\x0f\x44\x65viceHeartbeat\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x1b\n\tdevice_id\x18\x02 \x01(\tR\x08\x64\x65viceId\x12\x1c\n\tconnected\x18\x03 \x01(\x08R\tconnected\x12\x16\n\x06\x61\x63tive\x18\x04 \x01(\x08R\x06\x61\x63tiveB\xd0\x01\n\x16\x63om.chatmesh.events.v1B\x0b\x45ventsProtoP\x01Z?github.com/chatmesh/chatmesh/gen/go/chatmesh/events/v1;eventsv1\xa2\x02\x03\x43\x45X\xaa\x02\x12\x43hatmesh.Events.V1\xca\x02\x12\x43hatmesh\\Events\\V1\xe2\x02\x1e\x43hatmesh\\Events\\V1\\GPBMetadata\xea\x02\x14\x43hatmesh::Events::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,27 +36,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\026com.chatmesh.events.v1B\013EventsProtoP\001Z?github.com/chatmesh/chatmesh/gen/go/chatmesh/events/v1;eventsv1\242\002\003CEX\252\002\022Chatmesh.Events.V1\312\002\022Chatmesh\\Events\\V1\342\002\036Chatmesh\\Events\\V1\\GPBMetadata\352\002\024Chatmesh::Events::V1'
   _globals['_EVENT']._serialized_start=161
-  _globals['_EVENT']._serialized_end=981
-  _globals['_MESSAGECREATED']._serialized_start=983
-  _globals['_MESSAGECREATED']._serialized_end=1055
-  _globals['_MESSAGEEDITED']._serialized_start=1057
-  _globals['_MESSAGEEDITED']._serialized_end=1128
-  _globals['_MESSAGEDELETED']._serialized_start=1130
-  _globals['_MESSAGEDELETED']._serialized_end=1202
-  _globals['_READRECEIPT']._serialized_start=1204
-  _globals['_READRECEIPT']._serialized_end=1320
-  _globals['_DELIVERYRECEIPT']._serialized_start=1323
-  _globals['_DELIVERYRECEIPT']._serialized_end=1453
-  _globals['_TYPING']._serialized_start=1456
-  _globals['_TYPING']._serialized_end=1590
-  _globals['_PRESENCECHANGED']._serialized_start=1592
-  _globals['_PRESENCECHANGED']._serialized_end=1673
-  _globals['_ASSISTANTTOKEN']._serialized_start=1676
-  _globals['_ASSISTANTTOKEN']._serialized_end=1826
-  _globals['_RESYNCREQUIRED']._serialized_start=1828
-  _globals['_RESYNCREQUIRED']._serialized_end=1904
-  _globals['_KEEPALIVE']._serialized_start=1906
-  _globals['_KEEPALIVE']._serialized_end=1917
-  _globals['_DEVICEHEARTBEAT']._serialized_start=1919
-  _globals['_DEVICEHEARTBEAT']._serialized_end=2044
+  _globals['_EVENT']._serialized_end=1088
+  _globals['_FORMSUBMISSIONPROCESSED']._serialized_start=1091
+  _globals['_FORMSUBMISSIONPROCESSED']._serialized_end=1276
+  _globals['_MESSAGECREATED']._serialized_start=1278
+  _globals['_MESSAGECREATED']._serialized_end=1350
+  _globals['_MESSAGEEDITED']._serialized_start=1352
+  _globals['_MESSAGEEDITED']._serialized_end=1423
+  _globals['_MESSAGEDELETED']._serialized_start=1425
+  _globals['_MESSAGEDELETED']._serialized_end=1497
+  _globals['_READRECEIPT']._serialized_start=1499
+  _globals['_READRECEIPT']._serialized_end=1615
+  _globals['_DELIVERYRECEIPT']._serialized_start=1618
+  _globals['_DELIVERYRECEIPT']._serialized_end=1748
+  _globals['_TYPING']._serialized_start=1751
+  _globals['_TYPING']._serialized_end=1885
+  _globals['_PRESENCECHANGED']._serialized_start=1887
+  _globals['_PRESENCECHANGED']._serialized_end=1968
+  _globals['_ASSISTANTTOKEN']._serialized_start=1971
+  _globals['_ASSISTANTTOKEN']._serialized_end=2121
+  _globals['_RESYNCREQUIRED']._serialized_start=2123
+  _globals['_RESYNCREQUIRED']._serialized_end=2199
+  _globals['_KEEPALIVE']._serialized_start=2201
+  _globals['_KEEPALIVE']._serialized_end=2212
+  _globals['_DEVICEHEARTBEAT']._serialized_start=2214
+  _globals['_DEVICEHEARTBEAT']._serialized_end=2339
 # @@protoc_insertion_point(module_scope)

@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Event(_message.Message):
-    __slots__ = ("occurred_at", "message_created", "message_edited", "message_deleted", "read_receipt", "delivery_receipt", "typing", "presence_changed", "assistant_token", "resync_required", "keep_alive")
+    __slots__ = ("occurred_at", "message_created", "message_edited", "message_deleted", "read_receipt", "delivery_receipt", "typing", "presence_changed", "assistant_token", "resync_required", "keep_alive", "form_submission_processed")
     OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_CREATED_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_EDITED_FIELD_NUMBER: _ClassVar[int]
@@ -23,6 +23,7 @@ class Event(_message.Message):
     ASSISTANT_TOKEN_FIELD_NUMBER: _ClassVar[int]
     RESYNC_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     KEEP_ALIVE_FIELD_NUMBER: _ClassVar[int]
+    FORM_SUBMISSION_PROCESSED_FIELD_NUMBER: _ClassVar[int]
     occurred_at: _timestamp_pb2.Timestamp
     message_created: MessageCreated
     message_edited: MessageEdited
@@ -34,7 +35,20 @@ class Event(_message.Message):
     assistant_token: AssistantToken
     resync_required: ResyncRequired
     keep_alive: KeepAlive
-    def __init__(self, occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message_created: _Optional[_Union[MessageCreated, _Mapping]] = ..., message_edited: _Optional[_Union[MessageEdited, _Mapping]] = ..., message_deleted: _Optional[_Union[MessageDeleted, _Mapping]] = ..., read_receipt: _Optional[_Union[ReadReceipt, _Mapping]] = ..., delivery_receipt: _Optional[_Union[DeliveryReceipt, _Mapping]] = ..., typing: _Optional[_Union[Typing, _Mapping]] = ..., presence_changed: _Optional[_Union[PresenceChanged, _Mapping]] = ..., assistant_token: _Optional[_Union[AssistantToken, _Mapping]] = ..., resync_required: _Optional[_Union[ResyncRequired, _Mapping]] = ..., keep_alive: _Optional[_Union[KeepAlive, _Mapping]] = ...) -> None: ...
+    form_submission_processed: FormSubmissionProcessed
+    def __init__(self, occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message_created: _Optional[_Union[MessageCreated, _Mapping]] = ..., message_edited: _Optional[_Union[MessageEdited, _Mapping]] = ..., message_deleted: _Optional[_Union[MessageDeleted, _Mapping]] = ..., read_receipt: _Optional[_Union[ReadReceipt, _Mapping]] = ..., delivery_receipt: _Optional[_Union[DeliveryReceipt, _Mapping]] = ..., typing: _Optional[_Union[Typing, _Mapping]] = ..., presence_changed: _Optional[_Union[PresenceChanged, _Mapping]] = ..., assistant_token: _Optional[_Union[AssistantToken, _Mapping]] = ..., resync_required: _Optional[_Union[ResyncRequired, _Mapping]] = ..., keep_alive: _Optional[_Union[KeepAlive, _Mapping]] = ..., form_submission_processed: _Optional[_Union[FormSubmissionProcessed, _Mapping]] = ...) -> None: ...
+
+class FormSubmissionProcessed(_message.Message):
+    __slots__ = ("submission_id", "form_id", "form_version", "processed_at")
+    SUBMISSION_ID_FIELD_NUMBER: _ClassVar[int]
+    FORM_ID_FIELD_NUMBER: _ClassVar[int]
+    FORM_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PROCESSED_AT_FIELD_NUMBER: _ClassVar[int]
+    submission_id: str
+    form_id: str
+    form_version: int
+    processed_at: _timestamp_pb2.Timestamp
+    def __init__(self, submission_id: _Optional[str] = ..., form_id: _Optional[str] = ..., form_version: _Optional[int] = ..., processed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class MessageCreated(_message.Message):
     __slots__ = ("message",)

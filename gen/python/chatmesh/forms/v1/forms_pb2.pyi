@@ -24,6 +24,14 @@ class FieldType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FIELD_TYPE_CHOICE: _ClassVar[FieldType]
     FIELD_TYPE_DATE: _ClassVar[FieldType]
     FIELD_TYPE_URL: _ClassVar[FieldType]
+
+class ConsumerState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONSUMER_STATE_UNSPECIFIED: _ClassVar[ConsumerState]
+    CONSUMER_STATE_PENDING: _ClassVar[ConsumerState]
+    CONSUMER_STATE_DONE: _ClassVar[ConsumerState]
+    CONSUMER_STATE_FAILED: _ClassVar[ConsumerState]
+    CONSUMER_STATE_DEAD_LETTERED: _ClassVar[ConsumerState]
 FIELD_TYPE_UNSPECIFIED: FieldType
 FIELD_TYPE_TEXT: FieldType
 FIELD_TYPE_LONG_TEXT: FieldType
@@ -34,6 +42,11 @@ FIELD_TYPE_BOOLEAN: FieldType
 FIELD_TYPE_CHOICE: FieldType
 FIELD_TYPE_DATE: FieldType
 FIELD_TYPE_URL: FieldType
+CONSUMER_STATE_UNSPECIFIED: ConsumerState
+CONSUMER_STATE_PENDING: ConsumerState
+CONSUMER_STATE_DONE: ConsumerState
+CONSUMER_STATE_FAILED: ConsumerState
+CONSUMER_STATE_DEAD_LETTERED: ConsumerState
 
 class FieldLimits(_message.Message):
     __slots__ = ("min_length", "max_length", "min_value", "max_value", "pattern", "choices")
@@ -70,7 +83,7 @@ class Field(_message.Message):
     def __init__(self, key: _Optional[str] = ..., label: _Optional[str] = ..., type: _Optional[_Union[FieldType, str]] = ..., required: _Optional[bool] = ..., limits: _Optional[_Union[FieldLimits, _Mapping]] = ..., multiple: _Optional[bool] = ..., help_text: _Optional[str] = ...) -> None: ...
 
 class Form(_message.Message):
-    __slots__ = ("form_id", "name", "title", "description", "fields", "version", "owner_user_id", "created_at")
+    __slots__ = ("form_id", "name", "title", "description", "fields", "version", "owner_user_id", "created_at", "public", "updated_at")
     FORM_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
@@ -79,6 +92,8 @@ class Form(_message.Message):
     VERSION_FIELD_NUMBER: _ClassVar[int]
     OWNER_USER_ID_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     form_id: str
     name: str
     title: str
@@ -87,7 +102,9 @@ class Form(_message.Message):
     version: int
     owner_user_id: str
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, form_id: _Optional[str] = ..., name: _Optional[str] = ..., title: _Optional[str] = ..., description: _Optional[str] = ..., fields: _Optional[_Iterable[_Union[Field, _Mapping]]] = ..., version: _Optional[int] = ..., owner_user_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    public: bool
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, form_id: _Optional[str] = ..., name: _Optional[str] = ..., title: _Optional[str] = ..., description: _Optional[str] = ..., fields: _Optional[_Iterable[_Union[Field, _Mapping]]] = ..., version: _Optional[int] = ..., owner_user_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., public: _Optional[bool] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ChoiceList(_message.Message):
     __slots__ = ("values",)
@@ -110,7 +127,7 @@ class FieldValue(_message.Message):
     def __init__(self, string_value: _Optional[str] = ..., number_value: _Optional[float] = ..., integer_value: _Optional[int] = ..., bool_value: _Optional[bool] = ..., choices: _Optional[_Union[ChoiceList, _Mapping]] = ...) -> None: ...
 
 class Submission(_message.Message):
-    __slots__ = ("submission_id", "form_id", "form_version", "submitter_user_id", "values", "idempotency_key", "created_at")
+    __slots__ = ("submission_id", "form_id", "form_version", "submitter_user_id", "values", "idempotency_key", "created_at", "status", "screening")
     class ValuesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -125,6 +142,8 @@ class Submission(_message.Message):
     VALUES_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    SCREENING_FIELD_NUMBER: _ClassVar[int]
     submission_id: str
     form_id: str
     form_version: int
@@ -132,19 +151,83 @@ class Submission(_message.Message):
     values: _containers.MessageMap[str, FieldValue]
     idempotency_key: str
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, submission_id: _Optional[str] = ..., form_id: _Optional[str] = ..., form_version: _Optional[int] = ..., submitter_user_id: _Optional[str] = ..., values: _Optional[_Mapping[str, FieldValue]] = ..., idempotency_key: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    status: SubmissionStatus
+    screening: Screening
+    def __init__(self, submission_id: _Optional[str] = ..., form_id: _Optional[str] = ..., form_version: _Optional[int] = ..., submitter_user_id: _Optional[str] = ..., values: _Optional[_Mapping[str, FieldValue]] = ..., idempotency_key: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[SubmissionStatus, _Mapping]] = ..., screening: _Optional[_Union[Screening, _Mapping]] = ...) -> None: ...
+
+class Screening(_message.Message):
+    __slots__ = ("flagged", "flagged_keys")
+    FLAGGED_FIELD_NUMBER: _ClassVar[int]
+    FLAGGED_KEYS_FIELD_NUMBER: _ClassVar[int]
+    flagged: bool
+    flagged_keys: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, flagged: _Optional[bool] = ..., flagged_keys: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ConsumerStatus(_message.Message):
+    __slots__ = ("consumer", "state", "required", "deliveries", "last_error", "updated_at")
+    CONSUMER_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    DELIVERIES_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    consumer: str
+    state: ConsumerState
+    required: bool
+    deliveries: int
+    last_error: str
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, consumer: _Optional[str] = ..., state: _Optional[_Union[ConsumerState, str]] = ..., required: _Optional[bool] = ..., deliveries: _Optional[int] = ..., last_error: _Optional[str] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class SubmissionStatus(_message.Message):
+    __slots__ = ("submission_id", "form_id", "processed", "processed_at", "consumers")
+    SUBMISSION_ID_FIELD_NUMBER: _ClassVar[int]
+    FORM_ID_FIELD_NUMBER: _ClassVar[int]
+    PROCESSED_FIELD_NUMBER: _ClassVar[int]
+    PROCESSED_AT_FIELD_NUMBER: _ClassVar[int]
+    CONSUMERS_FIELD_NUMBER: _ClassVar[int]
+    submission_id: str
+    form_id: str
+    processed: bool
+    processed_at: _timestamp_pb2.Timestamp
+    consumers: _containers.RepeatedCompositeFieldContainer[ConsumerStatus]
+    def __init__(self, submission_id: _Optional[str] = ..., form_id: _Optional[str] = ..., processed: _Optional[bool] = ..., processed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., consumers: _Optional[_Iterable[_Union[ConsumerStatus, _Mapping]]] = ...) -> None: ...
 
 class CreateFormRequest(_message.Message):
-    __slots__ = ("name", "title", "description", "fields")
+    __slots__ = ("name", "title", "description", "fields", "public")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     FIELDS_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_FIELD_NUMBER: _ClassVar[int]
     name: str
     title: str
     description: str
     fields: _containers.RepeatedCompositeFieldContainer[Field]
-    def __init__(self, name: _Optional[str] = ..., title: _Optional[str] = ..., description: _Optional[str] = ..., fields: _Optional[_Iterable[_Union[Field, _Mapping]]] = ...) -> None: ...
+    public: bool
+    def __init__(self, name: _Optional[str] = ..., title: _Optional[str] = ..., description: _Optional[str] = ..., fields: _Optional[_Iterable[_Union[Field, _Mapping]]] = ..., public: _Optional[bool] = ...) -> None: ...
+
+class UpdateFormRequest(_message.Message):
+    __slots__ = ("form_id", "expected_version", "title", "description", "fields", "public")
+    FORM_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_FIELD_NUMBER: _ClassVar[int]
+    form_id: str
+    expected_version: int
+    title: str
+    description: str
+    fields: _containers.RepeatedCompositeFieldContainer[Field]
+    public: bool
+    def __init__(self, form_id: _Optional[str] = ..., expected_version: _Optional[int] = ..., title: _Optional[str] = ..., description: _Optional[str] = ..., fields: _Optional[_Iterable[_Union[Field, _Mapping]]] = ..., public: _Optional[bool] = ...) -> None: ...
+
+class UpdateFormResponse(_message.Message):
+    __slots__ = ("form",)
+    FORM_FIELD_NUMBER: _ClassVar[int]
+    form: Form
+    def __init__(self, form: _Optional[_Union[Form, _Mapping]] = ...) -> None: ...
 
 class CreateFormResponse(_message.Message):
     __slots__ = ("form",)
@@ -196,14 +279,44 @@ class SubmitRequest(_message.Message):
     def __init__(self, form_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., values: _Optional[_Mapping[str, FieldValue]] = ...) -> None: ...
 
 class SubmitResponse(_message.Message):
-    __slots__ = ("submission_id", "duplicate", "form_version")
+    __slots__ = ("submission_id", "duplicate", "form_version", "created_at")
     SUBMISSION_ID_FIELD_NUMBER: _ClassVar[int]
     DUPLICATE_FIELD_NUMBER: _ClassVar[int]
     FORM_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     submission_id: str
     duplicate: bool
     form_version: int
-    def __init__(self, submission_id: _Optional[str] = ..., duplicate: _Optional[bool] = ..., form_version: _Optional[int] = ...) -> None: ...
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, submission_id: _Optional[str] = ..., duplicate: _Optional[bool] = ..., form_version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetSubmissionRequest(_message.Message):
+    __slots__ = ("submission_id",)
+    SUBMISSION_ID_FIELD_NUMBER: _ClassVar[int]
+    submission_id: str
+    def __init__(self, submission_id: _Optional[str] = ...) -> None: ...
+
+class GetSubmissionResponse(_message.Message):
+    __slots__ = ("status", "submission")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    SUBMISSION_FIELD_NUMBER: _ClassVar[int]
+    status: SubmissionStatus
+    submission: Submission
+    def __init__(self, status: _Optional[_Union[SubmissionStatus, _Mapping]] = ..., submission: _Optional[_Union[Submission, _Mapping]] = ...) -> None: ...
+
+class WatchSubmissionRequest(_message.Message):
+    __slots__ = ("submission_id", "timeout_s")
+    SUBMISSION_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    submission_id: str
+    timeout_s: int
+    def __init__(self, submission_id: _Optional[str] = ..., timeout_s: _Optional[int] = ...) -> None: ...
+
+class WatchSubmissionResponse(_message.Message):
+    __slots__ = ("status",)
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    status: SubmissionStatus
+    def __init__(self, status: _Optional[_Union[SubmissionStatus, _Mapping]] = ...) -> None: ...
 
 class ListSubmissionsRequest(_message.Message):
     __slots__ = ("form_id", "page")
@@ -222,16 +335,22 @@ class ListSubmissionsResponse(_message.Message):
     def __init__(self, submissions: _Optional[_Iterable[_Union[Submission, _Mapping]]] = ..., page: _Optional[_Union[_common_pb2.PageResponse, _Mapping]] = ...) -> None: ...
 
 class Consumer(_message.Message):
-    __slots__ = ("name", "description", "enabled", "max_deliveries")
+    __slots__ = ("name", "description", "enabled", "max_deliveries", "required", "batch_size", "backoff_ms")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     ENABLED_FIELD_NUMBER: _ClassVar[int]
     MAX_DELIVERIES_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    BACKOFF_MS_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     enabled: bool
     max_deliveries: int
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., enabled: _Optional[bool] = ..., max_deliveries: _Optional[int] = ...) -> None: ...
+    required: bool
+    batch_size: int
+    backoff_ms: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., enabled: _Optional[bool] = ..., max_deliveries: _Optional[int] = ..., required: _Optional[bool] = ..., batch_size: _Optional[int] = ..., backoff_ms: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ListConsumersRequest(_message.Message):
     __slots__ = ()
@@ -244,7 +363,7 @@ class ListConsumersResponse(_message.Message):
     def __init__(self, consumers: _Optional[_Iterable[_Union[Consumer, _Mapping]]] = ...) -> None: ...
 
 class ConsumerStatistics(_message.Message):
-    __slots__ = ("consumer", "pending", "ack_pending", "redelivered", "delivered", "dead_lettered", "last_active_at")
+    __slots__ = ("consumer", "pending", "ack_pending", "redelivered", "delivered", "dead_lettered", "last_active_at", "processed_per_minute", "oldest_unprocessed_age_ms", "required")
     CONSUMER_FIELD_NUMBER: _ClassVar[int]
     PENDING_FIELD_NUMBER: _ClassVar[int]
     ACK_PENDING_FIELD_NUMBER: _ClassVar[int]
@@ -252,6 +371,9 @@ class ConsumerStatistics(_message.Message):
     DELIVERED_FIELD_NUMBER: _ClassVar[int]
     DEAD_LETTERED_FIELD_NUMBER: _ClassVar[int]
     LAST_ACTIVE_AT_FIELD_NUMBER: _ClassVar[int]
+    PROCESSED_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_UNPROCESSED_AGE_MS_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_FIELD_NUMBER: _ClassVar[int]
     consumer: str
     pending: int
     ack_pending: int
@@ -259,7 +381,10 @@ class ConsumerStatistics(_message.Message):
     delivered: int
     dead_lettered: int
     last_active_at: _timestamp_pb2.Timestamp
-    def __init__(self, consumer: _Optional[str] = ..., pending: _Optional[int] = ..., ack_pending: _Optional[int] = ..., redelivered: _Optional[int] = ..., delivered: _Optional[int] = ..., dead_lettered: _Optional[int] = ..., last_active_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    processed_per_minute: float
+    oldest_unprocessed_age_ms: int
+    required: bool
+    def __init__(self, consumer: _Optional[str] = ..., pending: _Optional[int] = ..., ack_pending: _Optional[int] = ..., redelivered: _Optional[int] = ..., delivered: _Optional[int] = ..., dead_lettered: _Optional[int] = ..., last_active_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., processed_per_minute: _Optional[float] = ..., oldest_unprocessed_age_ms: _Optional[int] = ..., required: _Optional[bool] = ...) -> None: ...
 
 class ConsumerStatsRequest(_message.Message):
     __slots__ = ("consumer",)

@@ -26,7 +26,9 @@ if _version_not_supported:
 
 
 class FormsServiceStub:
-    """Forms, submissions, consumers and dead letters. Every RPC needs an access token.
+    """Forms, submissions, consumers and dead letters. Every RPC needs an access token, but
+    GetForm and Submit on a public form, and GetSubmission and WatchSubmission (the
+    submission id is the capability), which also take calls without one.
     """
 
     def __init__(self, channel):
@@ -54,6 +56,21 @@ class FormsServiceStub:
                 '/chatmesh.forms.v1.FormsService/Submit',
                 request_serializer=chatmesh_dot_forms_dot_v1_dot_forms__pb2.SubmitRequest.SerializeToString,
                 response_deserializer=chatmesh_dot_forms_dot_v1_dot_forms__pb2.SubmitResponse.FromString,
+                _registered_method=True)
+        self.UpdateForm = channel.unary_unary(
+                '/chatmesh.forms.v1.FormsService/UpdateForm',
+                request_serializer=chatmesh_dot_forms_dot_v1_dot_forms__pb2.UpdateFormRequest.SerializeToString,
+                response_deserializer=chatmesh_dot_forms_dot_v1_dot_forms__pb2.UpdateFormResponse.FromString,
+                _registered_method=True)
+        self.GetSubmission = channel.unary_unary(
+                '/chatmesh.forms.v1.FormsService/GetSubmission',
+                request_serializer=chatmesh_dot_forms_dot_v1_dot_forms__pb2.GetSubmissionRequest.SerializeToString,
+                response_deserializer=chatmesh_dot_forms_dot_v1_dot_forms__pb2.GetSubmissionResponse.FromString,
+                _registered_method=True)
+        self.WatchSubmission = channel.unary_stream(
+                '/chatmesh.forms.v1.FormsService/WatchSubmission',
+                request_serializer=chatmesh_dot_forms_dot_v1_dot_forms__pb2.WatchSubmissionRequest.SerializeToString,
+                response_deserializer=chatmesh_dot_forms_dot_v1_dot_forms__pb2.WatchSubmissionResponse.FromString,
                 _registered_method=True)
         self.ListSubmissions = channel.unary_unary(
                 '/chatmesh.forms.v1.FormsService/ListSubmissions',
@@ -83,7 +100,9 @@ class FormsServiceStub:
 
 
 class FormsServiceServicer:
-    """Forms, submissions, consumers and dead letters. Every RPC needs an access token.
+    """Forms, submissions, consumers and dead letters. Every RPC needs an access token, but
+    GetForm and Submit on a public form, and GetSubmission and WatchSubmission (the
+    submission id is the capability), which also take calls without one.
     """
 
     def CreateForm(self, request, context):
@@ -98,7 +117,9 @@ class FormsServiceServicer:
 
     def GetForm(self, request, context):
         """A form's definition, at its latest version; readable by any signed-in user who
-        has its id (to render and fill it). Errors: INVALID_ARGUMENT, NOT_FOUND.
+        has its id (to render and fill it), and by anyone without a token when the form
+        is public. Errors: INVALID_ARGUMENT, NOT_FOUND, UNAUTHENTICATED (a private form
+        without a token).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -120,17 +141,57 @@ class FormsServiceServicer:
         `duplicate = true` and publishes nothing.
         Errors: INVALID_ARGUMENT naming the value's key (`values["email"]`: wrong type,
         out of its limits, not one of the choices, an unknown key, or a required field
-        missing), NOT_FOUND (form), RESOURCE_EXHAUSTED (rate limit; trailing metadata
-        `retry-after-ms`), UNAVAILABLE (JetStream did not acknowledge: nothing was
-        accepted; retry with the same `idempotency_key`).
+        missing); every broken value is listed at once in the status details
+        (google.rpc.BadRequest field violations, trailer `grpc-status-details-bin`), the
+        message names the first. INVALID_ARGUMENT naming `values` when the sanitised
+        submission is larger than the service's limit (64 KiB by default). NOT_FOUND
+        (form), UNAUTHENTICATED (a private form without a token), RESOURCE_EXHAUSTED (rate
+        limit: per signed-in user, or for anonymous submits per client address and per
+        form; trailing metadata `retry-after-ms`), UNAVAILABLE (JetStream did not
+        acknowledge: nothing was accepted; retry with the same `idempotency_key`).
+        Anonymous submits (public forms) are idempotent per form and client address.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateForm(self, request, context):
+        """Changes a form: a new definition at `version` + 1 (the old versions stay readable
+        by the submissions that were checked against them). Only the owner may. Errors:
+        INVALID_ARGUMENT (as CreateForm), NOT_FOUND, PERMISSION_DENIED (not the owner),
+        FAILED_PRECONDITION (`expected_version` is not the form's version any more: read
+        it again and retry).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSubmission(self, request, context):
+        """One submission's processing status: per consumer (pending, done, failed,
+        dead-lettered) and as a whole (`processed` only once every required consumer has
+        durably committed it). Anyone holding the submission id may read its status
+        (token or not); its values come back only to the form's owner and to the signed-in
+        submitter. A submission Submit accepted a moment ago is found (pending).
+        Errors: INVALID_ARGUMENT, NOT_FOUND (no such submission), UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchSubmission(self, request, context):
+        """The status of one submission as it changes: the current status first, then one
+        message each time a consumer's state changes; the stream ends once every consumer
+        is done or dead-lettered (or after `timeout_s`, when given). Who may watch, and
+        errors: as GetSubmission.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListSubmissions(self, request, context):
-        """A form's submissions, newest first, for its owner. A submission shows up here once
-        the storing consumer has stored it (usually well under a second after Submit).
+        """A form's submissions, newest first, for its owner, each with its processing status
+        and screening. A submission shows up here once the storing consumer has stored it
+        (usually well under a second after Submit).
         Errors: INVALID_ARGUMENT, NOT_FOUND (form), PERMISSION_DENIED (not the form's
         owner).
         """
@@ -199,6 +260,21 @@ def add_FormsServiceServicer_to_server(servicer, server):
                     request_deserializer=chatmesh_dot_forms_dot_v1_dot_forms__pb2.SubmitRequest.FromString,
                     response_serializer=chatmesh_dot_forms_dot_v1_dot_forms__pb2.SubmitResponse.SerializeToString,
             ),
+            'UpdateForm': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateForm,
+                    request_deserializer=chatmesh_dot_forms_dot_v1_dot_forms__pb2.UpdateFormRequest.FromString,
+                    response_serializer=chatmesh_dot_forms_dot_v1_dot_forms__pb2.UpdateFormResponse.SerializeToString,
+            ),
+            'GetSubmission': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSubmission,
+                    request_deserializer=chatmesh_dot_forms_dot_v1_dot_forms__pb2.GetSubmissionRequest.FromString,
+                    response_serializer=chatmesh_dot_forms_dot_v1_dot_forms__pb2.GetSubmissionResponse.SerializeToString,
+            ),
+            'WatchSubmission': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchSubmission,
+                    request_deserializer=chatmesh_dot_forms_dot_v1_dot_forms__pb2.WatchSubmissionRequest.FromString,
+                    response_serializer=chatmesh_dot_forms_dot_v1_dot_forms__pb2.WatchSubmissionResponse.SerializeToString,
+            ),
             'ListSubmissions': grpc.unary_unary_rpc_method_handler(
                     servicer.ListSubmissions,
                     request_deserializer=chatmesh_dot_forms_dot_v1_dot_forms__pb2.ListSubmissionsRequest.FromString,
@@ -233,7 +309,9 @@ def add_FormsServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class FormsService:
-    """Forms, submissions, consumers and dead letters. Every RPC needs an access token.
+    """Forms, submissions, consumers and dead letters. Every RPC needs an access token, but
+    GetForm and Submit on a public form, and GetSubmission and WatchSubmission (the
+    submission id is the capability), which also take calls without one.
     """
 
     @staticmethod
@@ -334,6 +412,87 @@ class FormsService:
             '/chatmesh.forms.v1.FormsService/Submit',
             chatmesh_dot_forms_dot_v1_dot_forms__pb2.SubmitRequest.SerializeToString,
             chatmesh_dot_forms_dot_v1_dot_forms__pb2.SubmitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateForm(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatmesh.forms.v1.FormsService/UpdateForm',
+            chatmesh_dot_forms_dot_v1_dot_forms__pb2.UpdateFormRequest.SerializeToString,
+            chatmesh_dot_forms_dot_v1_dot_forms__pb2.UpdateFormResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSubmission(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatmesh.forms.v1.FormsService/GetSubmission',
+            chatmesh_dot_forms_dot_v1_dot_forms__pb2.GetSubmissionRequest.SerializeToString,
+            chatmesh_dot_forms_dot_v1_dot_forms__pb2.GetSubmissionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchSubmission(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/chatmesh.forms.v1.FormsService/WatchSubmission',
+            chatmesh_dot_forms_dot_v1_dot_forms__pb2.WatchSubmissionRequest.SerializeToString,
+            chatmesh_dot_forms_dot_v1_dot_forms__pb2.WatchSubmissionResponse.FromString,
             options,
             channel_credentials,
             insecure,

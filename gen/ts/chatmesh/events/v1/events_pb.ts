@@ -6,6 +6,8 @@
 //   live.user.<user_id>        core NATS: ephemeral events (typing, assistant tokens),
 //                              published by presence and inference; never replayed.
 //   presence.changed.<user_id> core NATS: PresenceChanged events, published by presence.
+//   chat.user.<user_id> also carries FormSubmissionProcessed, published by the forms
+//                              service's confirm consumer (Nats-Msg-Id de-duplicated).
 // Internal subjects between services:
 //   presence.heartbeat         core NATS: DeviceHeartbeat from session for devices that
 //                              hold Connect open (presence folds them with Heartbeat).
@@ -31,7 +33,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chatmesh/events/v1/events.proto.
  */
 export const file_chatmesh_events_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("Ch9jaGF0bWVzaC9ldmVudHMvdjEvZXZlbnRzLnByb3RvEhJjaGF0bWVzaC5ldmVudHMudjEilwUKBUV2ZW50Ei8KC29jY3VycmVkX2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI9Cg9tZXNzYWdlX2NyZWF0ZWQYCiABKAsyIi5jaGF0bWVzaC5ldmVudHMudjEuTWVzc2FnZUNyZWF0ZWRIABI7Cg5tZXNzYWdlX2VkaXRlZBgLIAEoCzIhLmNoYXRtZXNoLmV2ZW50cy52MS5NZXNzYWdlRWRpdGVkSAASPQoPbWVzc2FnZV9kZWxldGVkGAwgASgLMiIuY2hhdG1lc2guZXZlbnRzLnYxLk1lc3NhZ2VEZWxldGVkSAASNwoMcmVhZF9yZWNlaXB0GA0gASgLMh8uY2hhdG1lc2guZXZlbnRzLnYxLlJlYWRSZWNlaXB0SAASPwoQZGVsaXZlcnlfcmVjZWlwdBgOIAEoCzIjLmNoYXRtZXNoLmV2ZW50cy52MS5EZWxpdmVyeVJlY2VpcHRIABIsCgZ0eXBpbmcYDyABKAsyGi5jaGF0bWVzaC5ldmVudHMudjEuVHlwaW5nSAASPwoQcHJlc2VuY2VfY2hhbmdlZBgQIAEoCzIjLmNoYXRtZXNoLmV2ZW50cy52MS5QcmVzZW5jZUNoYW5nZWRIABI9Cg9hc3Npc3RhbnRfdG9rZW4YESABKAsyIi5jaGF0bWVzaC5ldmVudHMudjEuQXNzaXN0YW50VG9rZW5IABI9Cg9yZXN5bmNfcmVxdWlyZWQYEiABKAsyIi5jaGF0bWVzaC5ldmVudHMudjEuUmVzeW5jUmVxdWlyZWRIABIzCgprZWVwX2FsaXZlGBMgASgLMh0uY2hhdG1lc2guZXZlbnRzLnYxLktlZXBBbGl2ZUgAQgYKBGtpbmQiPwoOTWVzc2FnZUNyZWF0ZWQSLQoHbWVzc2FnZRgBIAEoCzIcLmNoYXRtZXNoLmhpc3RvcnkudjEuTWVzc2FnZSI+Cg1NZXNzYWdlRWRpdGVkEi0KB21lc3NhZ2UYASABKAsyHC5jaGF0bWVzaC5oaXN0b3J5LnYxLk1lc3NhZ2UiPwoOTWVzc2FnZURlbGV0ZWQSLQoHbWVzc2FnZRgBIAEoCzIcLmNoYXRtZXNoLmhpc3RvcnkudjEuTWVzc2FnZSJOCgtSZWFkUmVjZWlwdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIVCg1yZWFkX3NlcXVlbmNlGAMgASgEIlcKD0RlbGl2ZXJ5UmVjZWlwdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSGgoSZGVsaXZlcmVkX3NlcXVlbmNlGAIgASgEEg8KB3VzZXJfaWQYAyABKAkiWQoGVHlwaW5nEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEg4KBnR5cGluZxgDIAEoCBIVCg1leHBpcmVzX2luX21zGAQgASgNIkcKD1ByZXNlbmNlQ2hhbmdlZBI0CghwcmVzZW5jZRgBIAEoCzIiLmNoYXRtZXNoLnByZXNlbmNlLnYxLlVzZXJQcmVzZW5jZSJoCg5Bc3Npc3RhbnRUb2tlbhIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEgoKcmVxdWVzdF9pZBgCIAEoCRINCgVpbmRleBgDIAEoDRIMCgR0ZXh0GAQgASgJEgwKBGRvbmUYBSABKAgiMwoOUmVzeW5jUmVxdWlyZWQSIQoZb2xkZXN0X2F2YWlsYWJsZV9zZXF1ZW5jZRgBIAEoBCILCglLZWVwQWxpdmUiWAoPRGV2aWNlSGVhcnRiZWF0Eg8KB3VzZXJfaWQYASABKAkSEQoJZGV2aWNlX2lkGAIgASgJEhEKCWNvbm5lY3RlZBgDIAEoCBIOCgZhY3RpdmUYBCABKAhC0AEKFmNvbS5jaGF0bWVzaC5ldmVudHMudjFCC0V2ZW50c1Byb3RvUAFaP2dpdGh1Yi5jb20vY2hhdG1lc2gvY2hhdG1lc2gvZ2VuL2dvL2NoYXRtZXNoL2V2ZW50cy92MTtldmVudHN2MaICA0NFWKoCEkNoYXRtZXNoLkV2ZW50cy5WMcoCEkNoYXRtZXNoXEV2ZW50c1xWMeICHkNoYXRtZXNoXEV2ZW50c1xWMVxHUEJNZXRhZGF0YeoCFENoYXRtZXNoOjpFdmVudHM6OlYxYgZwcm90bzM", [file_chatmesh_history_v1_history, file_chatmesh_presence_v1_presence, file_google_protobuf_timestamp]);
+  fileDesc("Ch9jaGF0bWVzaC9ldmVudHMvdjEvZXZlbnRzLnByb3RvEhJjaGF0bWVzaC5ldmVudHMudjEi6QUKBUV2ZW50Ei8KC29jY3VycmVkX2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI9Cg9tZXNzYWdlX2NyZWF0ZWQYCiABKAsyIi5jaGF0bWVzaC5ldmVudHMudjEuTWVzc2FnZUNyZWF0ZWRIABI7Cg5tZXNzYWdlX2VkaXRlZBgLIAEoCzIhLmNoYXRtZXNoLmV2ZW50cy52MS5NZXNzYWdlRWRpdGVkSAASPQoPbWVzc2FnZV9kZWxldGVkGAwgASgLMiIuY2hhdG1lc2guZXZlbnRzLnYxLk1lc3NhZ2VEZWxldGVkSAASNwoMcmVhZF9yZWNlaXB0GA0gASgLMh8uY2hhdG1lc2guZXZlbnRzLnYxLlJlYWRSZWNlaXB0SAASPwoQZGVsaXZlcnlfcmVjZWlwdBgOIAEoCzIjLmNoYXRtZXNoLmV2ZW50cy52MS5EZWxpdmVyeVJlY2VpcHRIABIsCgZ0eXBpbmcYDyABKAsyGi5jaGF0bWVzaC5ldmVudHMudjEuVHlwaW5nSAASPwoQcHJlc2VuY2VfY2hhbmdlZBgQIAEoCzIjLmNoYXRtZXNoLmV2ZW50cy52MS5QcmVzZW5jZUNoYW5nZWRIABI9Cg9hc3Npc3RhbnRfdG9rZW4YESABKAsyIi5jaGF0bWVzaC5ldmVudHMudjEuQXNzaXN0YW50VG9rZW5IABI9Cg9yZXN5bmNfcmVxdWlyZWQYEiABKAsyIi5jaGF0bWVzaC5ldmVudHMudjEuUmVzeW5jUmVxdWlyZWRIABIzCgprZWVwX2FsaXZlGBMgASgLMh0uY2hhdG1lc2guZXZlbnRzLnYxLktlZXBBbGl2ZUgAElAKGWZvcm1fc3VibWlzc2lvbl9wcm9jZXNzZWQYFCABKAsyKy5jaGF0bWVzaC5ldmVudHMudjEuRm9ybVN1Ym1pc3Npb25Qcm9jZXNzZWRIAEIGCgRraW5kIokBChdGb3JtU3VibWlzc2lvblByb2Nlc3NlZBIVCg1zdWJtaXNzaW9uX2lkGAEgASgJEg8KB2Zvcm1faWQYAiABKAkSFAoMZm9ybV92ZXJzaW9uGAMgASgNEjAKDHByb2Nlc3NlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiPwoOTWVzc2FnZUNyZWF0ZWQSLQoHbWVzc2FnZRgBIAEoCzIcLmNoYXRtZXNoLmhpc3RvcnkudjEuTWVzc2FnZSI+Cg1NZXNzYWdlRWRpdGVkEi0KB21lc3NhZ2UYASABKAsyHC5jaGF0bWVzaC5oaXN0b3J5LnYxLk1lc3NhZ2UiPwoOTWVzc2FnZURlbGV0ZWQSLQoHbWVzc2FnZRgBIAEoCzIcLmNoYXRtZXNoLmhpc3RvcnkudjEuTWVzc2FnZSJOCgtSZWFkUmVjZWlwdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIVCg1yZWFkX3NlcXVlbmNlGAMgASgEIlcKD0RlbGl2ZXJ5UmVjZWlwdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSGgoSZGVsaXZlcmVkX3NlcXVlbmNlGAIgASgEEg8KB3VzZXJfaWQYAyABKAkiWQoGVHlwaW5nEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEg4KBnR5cGluZxgDIAEoCBIVCg1leHBpcmVzX2luX21zGAQgASgNIkcKD1ByZXNlbmNlQ2hhbmdlZBI0CghwcmVzZW5jZRgBIAEoCzIiLmNoYXRtZXNoLnByZXNlbmNlLnYxLlVzZXJQcmVzZW5jZSJoCg5Bc3Npc3RhbnRUb2tlbhIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEgoKcmVxdWVzdF9pZBgCIAEoCRINCgVpbmRleBgDIAEoDRIMCgR0ZXh0GAQgASgJEgwKBGRvbmUYBSABKAgiMwoOUmVzeW5jUmVxdWlyZWQSIQoZb2xkZXN0X2F2YWlsYWJsZV9zZXF1ZW5jZRgBIAEoBCILCglLZWVwQWxpdmUiWAoPRGV2aWNlSGVhcnRiZWF0Eg8KB3VzZXJfaWQYASABKAkSEQoJZGV2aWNlX2lkGAIgASgJEhEKCWNvbm5lY3RlZBgDIAEoCBIOCgZhY3RpdmUYBCABKAhC0AEKFmNvbS5jaGF0bWVzaC5ldmVudHMudjFCC0V2ZW50c1Byb3RvUAFaP2dpdGh1Yi5jb20vY2hhdG1lc2gvY2hhdG1lc2gvZ2VuL2dvL2NoYXRtZXNoL2V2ZW50cy92MTtldmVudHN2MaICA0NFWKoCEkNoYXRtZXNoLkV2ZW50cy5WMcoCEkNoYXRtZXNoXEV2ZW50c1xWMeICHkNoYXRtZXNoXEV2ZW50c1xWMVxHUEJNZXRhZGF0YeoCFENoYXRtZXNoOjpFdmVudHM6OlYxYgZwcm90bzM", [file_chatmesh_history_v1_history, file_chatmesh_presence_v1_presence, file_google_protobuf_timestamp]);
 
 /**
  * One event.
@@ -132,6 +134,15 @@ export type Event = Message<"chatmesh.events.v1.Event"> & {
      */
     value: KeepAlive;
     case: "keepAlive";
+  } | {
+    /**
+     * A form submission the user made was processed (every required consumer of the
+     * forms service committed it durably).
+     *
+     * @generated from field: chatmesh.events.v1.FormSubmissionProcessed form_submission_processed = 20;
+     */
+    value: FormSubmissionProcessed;
+    case: "formSubmissionProcessed";
   } | { case: undefined; value?: undefined };
 };
 
@@ -141,6 +152,48 @@ export type Event = Message<"chatmesh.events.v1.Event"> & {
  */
 export const EventSchema: GenMessage<Event> = /*@__PURE__*/
   messageDesc(file_chatmesh_events_v1_events, 0);
+
+/**
+ * One of the user's form submissions was processed.
+ *
+ * @generated from message chatmesh.events.v1.FormSubmissionProcessed
+ */
+export type FormSubmissionProcessed = Message<"chatmesh.events.v1.FormSubmissionProcessed"> & {
+  /**
+   * The submission (forms.v1 SubmitResponse.submission_id).
+   *
+   * @generated from field: string submission_id = 1;
+   */
+  submissionId: string;
+
+  /**
+   * Its form.
+   *
+   * @generated from field: string form_id = 2;
+   */
+  formId: string;
+
+  /**
+   * Version of the form it was checked against.
+   *
+   * @generated from field: uint32 form_version = 3;
+   */
+  formVersion: number;
+
+  /**
+   * When the last required consumer committed it.
+   *
+   * @generated from field: google.protobuf.Timestamp processed_at = 4;
+   */
+  processedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message chatmesh.events.v1.FormSubmissionProcessed.
+ * Use `create(FormSubmissionProcessedSchema)` to create a new message.
+ */
+export const FormSubmissionProcessedSchema: GenMessage<FormSubmissionProcessed> = /*@__PURE__*/
+  messageDesc(file_chatmesh_events_v1_events, 1);
 
 /**
  * A new message.
@@ -161,7 +214,7 @@ export type MessageCreated = Message<"chatmesh.events.v1.MessageCreated"> & {
  * Use `create(MessageCreatedSchema)` to create a new message.
  */
 export const MessageCreatedSchema: GenMessage<MessageCreated> = /*@__PURE__*/
-  messageDesc(file_chatmesh_events_v1_events, 1);
+  messageDesc(file_chatmesh_events_v1_events, 2);
 
 /**
  * An edited message.
@@ -182,7 +235,7 @@ export type MessageEdited = Message<"chatmesh.events.v1.MessageEdited"> & {
  * Use `create(MessageEditedSchema)` to create a new message.
  */
 export const MessageEditedSchema: GenMessage<MessageEdited> = /*@__PURE__*/
-  messageDesc(file_chatmesh_events_v1_events, 2);
+  messageDesc(file_chatmesh_events_v1_events, 3);
 
 /**
  * A deleted message.
@@ -203,7 +256,7 @@ export type MessageDeleted = Message<"chatmesh.events.v1.MessageDeleted"> & {
  * Use `create(MessageDeletedSchema)` to create a new message.
  */
 export const MessageDeletedSchema: GenMessage<MessageDeleted> = /*@__PURE__*/
-  messageDesc(file_chatmesh_events_v1_events, 3);
+  messageDesc(file_chatmesh_events_v1_events, 4);
 
 /**
  * A read pointer moved.
@@ -238,7 +291,7 @@ export type ReadReceipt = Message<"chatmesh.events.v1.ReadReceipt"> & {
  * Use `create(ReadReceiptSchema)` to create a new message.
  */
 export const ReadReceiptSchema: GenMessage<ReadReceipt> = /*@__PURE__*/
-  messageDesc(file_chatmesh_events_v1_events, 4);
+  messageDesc(file_chatmesh_events_v1_events, 5);
 
 /**
  * A message was delivered.
@@ -273,7 +326,7 @@ export type DeliveryReceipt = Message<"chatmesh.events.v1.DeliveryReceipt"> & {
  * Use `create(DeliveryReceiptSchema)` to create a new message.
  */
 export const DeliveryReceiptSchema: GenMessage<DeliveryReceipt> = /*@__PURE__*/
-  messageDesc(file_chatmesh_events_v1_events, 5);
+  messageDesc(file_chatmesh_events_v1_events, 6);
 
 /**
  * Typing state of a member.
@@ -315,7 +368,7 @@ export type Typing = Message<"chatmesh.events.v1.Typing"> & {
  * Use `create(TypingSchema)` to create a new message.
  */
 export const TypingSchema: GenMessage<Typing> = /*@__PURE__*/
-  messageDesc(file_chatmesh_events_v1_events, 6);
+  messageDesc(file_chatmesh_events_v1_events, 7);
 
 /**
  * A watched user's presence.
@@ -336,7 +389,7 @@ export type PresenceChanged = Message<"chatmesh.events.v1.PresenceChanged"> & {
  * Use `create(PresenceChangedSchema)` to create a new message.
  */
 export const PresenceChangedSchema: GenMessage<PresenceChanged> = /*@__PURE__*/
-  messageDesc(file_chatmesh_events_v1_events, 7);
+  messageDesc(file_chatmesh_events_v1_events, 8);
 
 /**
  * One token of an assistant reply in progress.
@@ -385,7 +438,7 @@ export type AssistantToken = Message<"chatmesh.events.v1.AssistantToken"> & {
  * Use `create(AssistantTokenSchema)` to create a new message.
  */
 export const AssistantTokenSchema: GenMessage<AssistantToken> = /*@__PURE__*/
-  messageDesc(file_chatmesh_events_v1_events, 8);
+  messageDesc(file_chatmesh_events_v1_events, 9);
 
 /**
  * The gap since the device's last sequence is older than retention.
@@ -407,7 +460,7 @@ export type ResyncRequired = Message<"chatmesh.events.v1.ResyncRequired"> & {
  * Use `create(ResyncRequiredSchema)` to create a new message.
  */
 export const ResyncRequiredSchema: GenMessage<ResyncRequired> = /*@__PURE__*/
-  messageDesc(file_chatmesh_events_v1_events, 9);
+  messageDesc(file_chatmesh_events_v1_events, 10);
 
 /**
  * Nothing happened for a while.
@@ -422,7 +475,7 @@ export type KeepAlive = Message<"chatmesh.events.v1.KeepAlive"> & {
  * Use `create(KeepAliveSchema)` to create a new message.
  */
 export const KeepAliveSchema: GenMessage<KeepAlive> = /*@__PURE__*/
-  messageDesc(file_chatmesh_events_v1_events, 10);
+  messageDesc(file_chatmesh_events_v1_events, 11);
 
 /**
  * A device's liveness, sent by session on `presence.heartbeat` while the device holds
@@ -465,5 +518,5 @@ export type DeviceHeartbeat = Message<"chatmesh.events.v1.DeviceHeartbeat"> & {
  * Use `create(DeviceHeartbeatSchema)` to create a new message.
  */
 export const DeviceHeartbeatSchema: GenMessage<DeviceHeartbeat> = /*@__PURE__*/
-  messageDesc(file_chatmesh_events_v1_events, 11);
+  messageDesc(file_chatmesh_events_v1_events, 12);
 

@@ -10,7 +10,9 @@
 //
 // Ownership: a form belongs to the user who created it. Any signed-in user who has a
 // form's id may read its definition (GetForm) and submit to it: that is what a form is
-// for. Everything else is the owner's alone: a user lists only their own forms, and
+// for. A form its owner marks `public` also takes GetForm and Submit without an
+// access token (a shareable link); anonymous submits are rate limited per client
+// address and per form. A token that is sent is always checked, public form or not. Everything else is the owner's alone: a user lists only their own forms, and
 // only the owner reads a form's submissions and dead letters (PERMISSION_DENIED for
 // anyone else). An id that names nothing answers NOT_FOUND.
 
@@ -31,7 +33,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chatmesh/forms/v1/forms.proto.
  */
 export const file_chatmesh_forms_v1_forms: GenFile = /*@__PURE__*/
-  fileDesc("Ch1jaGF0bWVzaC9mb3Jtcy92MS9mb3Jtcy5wcm90bxIRY2hhdG1lc2guZm9ybXMudjEi2gQKC0ZpZWxkTGltaXRzEiEKCm1pbl9sZW5ndGgYASABKA1CCLpIBSoDGJBOSACIAQESIwoKbWF4X2xlbmd0aBgCIAEoDUIKukgHKgUYkE4oAUgBiAEBEh8KCW1pbl92YWx1ZRgDIAEoAUIHukgEEgJAAUgCiAEBEh8KCW1heF92YWx1ZRgEIAEoAUIHukgEEgJAAUgDiAEBEhkKB3BhdHRlcm4YBSABKAlCCLpIBXIDGIACEiQKB2Nob2ljZXMYBiADKAlCE7pIEJIBDRBkGAEiB3IFEAEYgAE6xQK6SMECGqEBChlmaWVsZF9saW1pdHMubGVuZ3RoX3JhbmdlEi5taW5fbGVuZ3RoIG11c3Qgbm90IGJlIGdyZWF0ZXIgdGhhbiBtYXhfbGVuZ3RoGlQhaGFzKHRoaXMubWluX2xlbmd0aCkgfHwgIWhhcyh0aGlzLm1heF9sZW5ndGgpIHx8IHRoaXMubWluX2xlbmd0aCA8PSB0aGlzLm1heF9sZW5ndGgamgEKGGZpZWxkX2xpbWl0cy52YWx1ZV9yYW5nZRIsbWluX3ZhbHVlIG11c3Qgbm90IGJlIGdyZWF0ZXIgdGhhbiBtYXhfdmFsdWUaUCFoYXModGhpcy5taW5fdmFsdWUpIHx8ICFoYXModGhpcy5tYXhfdmFsdWUpIHx8IHRoaXMubWluX3ZhbHVlIDw9IHRoaXMubWF4X3ZhbHVlQg0KC19taW5fbGVuZ3RoQg0KC19tYXhfbGVuZ3RoQgwKCl9taW5fdmFsdWVCDAoKX21heF92YWx1ZSKBBwoFRmllbGQSKgoDa2V5GAEgASgJQh26SBpyGDIWXlthLXpdW2EtejAtOV9dezAsNjN9JBIZCgVsYWJlbBgCIAEoCUIKukgHcgUQARjIARI2CgR0eXBlGAMgASgOMhwuY2hhdG1lc2guZm9ybXMudjEuRmllbGRUeXBlQgq6SAeCAQQQASAAEhAKCHJlcXVpcmVkGAQgASgIEi4KBmxpbWl0cxgFIAEoCzIeLmNoYXRtZXNoLmZvcm1zLnYxLkZpZWxkTGltaXRzEhAKCG11bHRpcGxlGAYgASgIEhsKCWhlbHBfdGV4dBgHIAEoCUIIukgFcgMY9AM6hwW6SIMFGpABCg1maWVsZC5jaG9pY2VzEkphIENIT0lDRSBmaWVsZCBuZWVkcyBsaW1pdHMuY2hvaWNlcywgYW5kIG9ubHkgYSBDSE9JQ0UgZmllbGQgbWF5IGhhdmUgdGhlbRozKHRoaXMudHlwZSA9PSA3KSA9PSAoc2l6ZSh0aGlzLmxpbWl0cy5jaG9pY2VzKSA+IDApGlcKDmZpZWxkLm11bHRpcGxlEiNvbmx5IGEgQ0hPSUNFIGZpZWxkIG1heSBiZSBtdWx0aXBsZRogIXRoaXMubXVsdGlwbGUgfHwgdGhpcy50eXBlID09IDca5wEKE2ZpZWxkLmxlbmd0aF9saW1pdHMSVm1pbl9sZW5ndGgsIG1heF9sZW5ndGggYW5kIHBhdHRlcm4gYXBwbHkgb25seSB0byBURVhULCBMT05HX1RFWFQsIEVNQUlMIGFuZCBVUkwgZmllbGRzGnh0aGlzLnR5cGUgaW4gWzEsIDIsIDMsIDldIHx8ICghaGFzKHRoaXMubGltaXRzLm1pbl9sZW5ndGgpICYmICFoYXModGhpcy5saW1pdHMubWF4X2xlbmd0aCkgJiYgdGhpcy5saW1pdHMucGF0dGVybiA9PSAnJykaqgEKEmZpZWxkLnZhbHVlX2xpbWl0cxI/bWluX3ZhbHVlIGFuZCBtYXhfdmFsdWUgYXBwbHkgb25seSB0byBOVU1CRVIgYW5kIElOVEVHRVIgZmllbGRzGlN0aGlzLnR5cGUgaW4gWzQsIDVdIHx8ICghaGFzKHRoaXMubGltaXRzLm1pbl92YWx1ZSkgJiYgIWhhcyh0aGlzLmxpbWl0cy5tYXhfdmFsdWUpKSLLAQoERm9ybRIPCgdmb3JtX2lkGAEgASgJEgwKBG5hbWUYAiABKAkSDQoFdGl0bGUYAyABKAkSEwoLZGVzY3JpcHRpb24YBCABKAkSKAoGZmllbGRzGAUgAygLMhguY2hhdG1lc2guZm9ybXMudjEuRmllbGQSDwoHdmVyc2lvbhgGIAEoDRIVCg1vd25lcl91c2VyX2lkGAcgASgJEi4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjMKCkNob2ljZUxpc3QSJQoGdmFsdWVzGAEgAygJQhW6SBKSAQ8IARBkGAEiB3IFEAEYgAEivwEKCkZpZWxkVmFsdWUSIAoMc3RyaW5nX3ZhbHVlGAEgASgJQgi6SAVyAxiQTkgAEh8KDG51bWJlcl92YWx1ZRgCIAEoAUIHukgEEgJAAUgAEhcKDWludGVnZXJfdmFsdWUYAyABKANIABIUCgpib29sX3ZhbHVlGAQgASgISAASMAoHY2hvaWNlcxgFIAEoCzIdLmNoYXRtZXNoLmZvcm1zLnYxLkNob2ljZUxpc3RIAEINCgRraW5kEgW6SAIIASK3AgoKU3VibWlzc2lvbhIVCg1zdWJtaXNzaW9uX2lkGAEgASgJEg8KB2Zvcm1faWQYAiABKAkSFAoMZm9ybV92ZXJzaW9uGAMgASgNEhkKEXN1Ym1pdHRlcl91c2VyX2lkGAQgASgJEjkKBnZhbHVlcxgFIAMoCzIpLmNoYXRtZXNoLmZvcm1zLnYxLlN1Ym1pc3Npb24uVmFsdWVzRW50cnkSFwoPaWRlbXBvdGVuY3lfa2V5GAYgASgJEi4KCmNyZWF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wGkwKC1ZhbHVlc0VudHJ5EgsKA2tleRgBIAEoCRIsCgV2YWx1ZRgCIAEoCzIdLmNoYXRtZXNoLmZvcm1zLnYxLkZpZWxkVmFsdWU6AjgBIoECChFDcmVhdGVGb3JtUmVxdWVzdBIsCgRuYW1lGAEgASgJQh66SBtyGTIXXlthLXpdW2EtejAtOV8tXXswLDYyfSQSGQoFdGl0bGUYAiABKAlCCrpIB3IFEAEYyAESHQoLZGVzY3JpcHRpb24YAyABKAlCCLpIBXIDGNAPEoMBCgZmaWVsZHMYBCADKAsyGC5jaGF0bWVzaC5mb3Jtcy52MS5GaWVsZEJZukhWugFMChJmaWVsZHMudW5pcXVlX2tleXMSGWZpZWxkIGtleXMgbXVzdCBiZSB1bmlxdWUaG3RoaXMubWFwKGYsIGYua2V5KS51bmlxdWUoKZIBBAgBEGQiOwoSQ3JlYXRlRm9ybVJlc3BvbnNlEiUKBGZvcm0YASABKAsyFy5jaGF0bWVzaC5mb3Jtcy52MS5Gb3JtIisKDkdldEZvcm1SZXF1ZXN0EhkKB2Zvcm1faWQYASABKAlCCLpIBXIDsAEBIjgKD0dldEZvcm1SZXNwb25zZRIlCgRmb3JtGAEgASgLMhcuY2hhdG1lc2guZm9ybXMudjEuRm9ybSJBChBMaXN0Rm9ybXNSZXF1ZXN0Ei0KBHBhZ2UYASABKAsyHy5jaGF0bWVzaC5jb21tb24udjEuUGFnZVJlcXVlc3QiawoRTGlzdEZvcm1zUmVzcG9uc2USJgoFZm9ybXMYASADKAsyFy5jaGF0bWVzaC5mb3Jtcy52MS5Gb3JtEi4KBHBhZ2UYAiABKAsyIC5jaGF0bWVzaC5jb21tb24udjEuUGFnZVJlc3BvbnNlIoACCg1TdWJtaXRSZXF1ZXN0EhkKB2Zvcm1faWQYASABKAlCCLpIBXIDsAEBEiIKD2lkZW1wb3RlbmN5X2tleRgCIAEoCUIJukgGcgQQARhAEmIKBnZhbHVlcxgDIAMoCzIsLmNoYXRtZXNoLmZvcm1zLnYxLlN1Ym1pdFJlcXVlc3QuVmFsdWVzRW50cnlCJLpIIZoBHhBkIhpyGDIWXlthLXpdW2EtejAtOV9dezAsNjN9JBpMCgtWYWx1ZXNFbnRyeRILCgNrZXkYASABKAkSLAoFdmFsdWUYAiABKAsyHS5jaGF0bWVzaC5mb3Jtcy52MS5GaWVsZFZhbHVlOgI4ASJQCg5TdWJtaXRSZXNwb25zZRIVCg1zdWJtaXNzaW9uX2lkGAEgASgJEhEKCWR1cGxpY2F0ZRgCIAEoCBIUCgxmb3JtX3ZlcnNpb24YAyABKA0iYgoWTGlzdFN1Ym1pc3Npb25zUmVxdWVzdBIZCgdmb3JtX2lkGAEgASgJQgi6SAVyA7ABARItCgRwYWdlGAIgASgLMh8uY2hhdG1lc2guY29tbW9uLnYxLlBhZ2VSZXF1ZXN0In0KF0xpc3RTdWJtaXNzaW9uc1Jlc3BvbnNlEjIKC3N1Ym1pc3Npb25zGAEgAygLMh0uY2hhdG1lc2guZm9ybXMudjEuU3VibWlzc2lvbhIuCgRwYWdlGAIgASgLMiAuY2hhdG1lc2guY29tbW9uLnYxLlBhZ2VSZXNwb25zZSJWCghDb25zdW1lchIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEg8KB2VuYWJsZWQYAyABKAgSFgoObWF4X2RlbGl2ZXJpZXMYBCABKA0iFgoUTGlzdENvbnN1bWVyc1JlcXVlc3QiRwoVTGlzdENvbnN1bWVyc1Jlc3BvbnNlEi4KCWNvbnN1bWVycxgBIAMoCzIbLmNoYXRtZXNoLmZvcm1zLnYxLkNvbnN1bWVyIr8BChJDb25zdW1lclN0YXRpc3RpY3MSEAoIY29uc3VtZXIYASABKAkSDwoHcGVuZGluZxgCIAEoBBITCgthY2tfcGVuZGluZxgDIAEoBBITCgtyZWRlbGl2ZXJlZBgEIAEoBBIRCglkZWxpdmVyZWQYBSABKAQSFQoNZGVhZF9sZXR0ZXJlZBgGIAEoBBIyCg5sYXN0X2FjdGl2ZV9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiSwoUQ29uc3VtZXJTdGF0c1JlcXVlc3QSMwoIY29uc3VtZXIYASABKAlCIbpIHtgBAXIZMhdeW2Etel1bYS16MC05Xy1dezAsNjJ9JCJRChVDb25zdW1lclN0YXRzUmVzcG9uc2USOAoJY29uc3VtZXJzGAEgAygLMiUuY2hhdG1lc2guZm9ybXMudjEuQ29uc3VtZXJTdGF0aXN0aWNzIrwBCgpEZWFkTGV0dGVyEhYKDmRlYWRfbGV0dGVyX2lkGAEgASgJEhAKCGNvbnN1bWVyGAIgASgJEhUKDXN1Ym1pc3Npb25faWQYAyABKAkSDwoHZm9ybV9pZBgEIAEoCRISCgpkZWxpdmVyaWVzGAUgASgNEhIKCmxhc3RfZXJyb3IYBiABKAkSNAoQZGVhZF9sZXR0ZXJlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAimgEKFkxpc3REZWFkTGV0dGVyc1JlcXVlc3QSMwoIY29uc3VtZXIYASABKAlCIbpIHtgBAXIZMhdeW2Etel1bYS16MC05Xy1dezAsNjJ9JBIcCgdmb3JtX2lkGAIgASgJQgu6SAjYAQFyA7ABARItCgRwYWdlGAMgASgLMh8uY2hhdG1lc2guY29tbW9uLnYxLlBhZ2VSZXF1ZXN0In4KF0xpc3REZWFkTGV0dGVyc1Jlc3BvbnNlEjMKDGRlYWRfbGV0dGVycxgBIAMoCzIdLmNoYXRtZXNoLmZvcm1zLnYxLkRlYWRMZXR0ZXISLgoEcGFnZRgCIAEoCzIgLmNoYXRtZXNoLmNvbW1vbi52MS5QYWdlUmVzcG9uc2UipQEKDlJlZHJpdmVSZXF1ZXN0Ei0KD2RlYWRfbGV0dGVyX2lkcxgBIAMoCUIUukgRkgEOCAEQZBgBIgZyBBABGEASOAoQYWxsX2Zvcl9jb25zdW1lchgCIAEoCUIeukgbchkyF15bYS16XVthLXowLTlfLV17MCw2Mn0kOiq6SCciJQoPZGVhZF9sZXR0ZXJfaWRzChBhbGxfZm9yX2NvbnN1bWVyEAEiKQoPUmVkcml2ZVJlc3BvbnNlEhYKDnJlZHJpdmVuX2NvdW50GAEgASgEKvMBCglGaWVsZFR5cGUSGgoWRklFTERfVFlQRV9VTlNQRUNJRklFRBAAEhMKD0ZJRUxEX1RZUEVfVEVYVBABEhgKFEZJRUxEX1RZUEVfTE9OR19URVhUEAISFAoQRklFTERfVFlQRV9FTUFJTBADEhUKEUZJRUxEX1RZUEVfTlVNQkVSEAQSFgoSRklFTERfVFlQRV9JTlRFR0VSEAUSFgoSRklFTERfVFlQRV9CT09MRUFOEAYSFQoRRklFTERfVFlQRV9DSE9JQ0UQBxITCg9GSUVMRF9UWVBFX0RBVEUQCBISCg5GSUVMRF9UWVBFX1VSTBAJMu4GCgxGb3Jtc1NlcnZpY2USWQoKQ3JlYXRlRm9ybRIkLmNoYXRtZXNoLmZvcm1zLnYxLkNyZWF0ZUZvcm1SZXF1ZXN0GiUuY2hhdG1lc2guZm9ybXMudjEuQ3JlYXRlRm9ybVJlc3BvbnNlElUKB0dldEZvcm0SIS5jaGF0bWVzaC5mb3Jtcy52MS5HZXRGb3JtUmVxdWVzdBoiLmNoYXRtZXNoLmZvcm1zLnYxLkdldEZvcm1SZXNwb25zZSIDkAIBElsKCUxpc3RGb3JtcxIjLmNoYXRtZXNoLmZvcm1zLnYxLkxpc3RGb3Jtc1JlcXVlc3QaJC5jaGF0bWVzaC5mb3Jtcy52MS5MaXN0Rm9ybXNSZXNwb25zZSIDkAIBEk0KBlN1Ym1pdBIgLmNoYXRtZXNoLmZvcm1zLnYxLlN1Ym1pdFJlcXVlc3QaIS5jaGF0bWVzaC5mb3Jtcy52MS5TdWJtaXRSZXNwb25zZRJtCg9MaXN0U3VibWlzc2lvbnMSKS5jaGF0bWVzaC5mb3Jtcy52MS5MaXN0U3VibWlzc2lvbnNSZXF1ZXN0GiouY2hhdG1lc2guZm9ybXMudjEuTGlzdFN1Ym1pc3Npb25zUmVzcG9uc2UiA5ACARJnCg1MaXN0Q29uc3VtZXJzEicuY2hhdG1lc2guZm9ybXMudjEuTGlzdENvbnN1bWVyc1JlcXVlc3QaKC5jaGF0bWVzaC5mb3Jtcy52MS5MaXN0Q29uc3VtZXJzUmVzcG9uc2UiA5ACARJnCg1Db25zdW1lclN0YXRzEicuY2hhdG1lc2guZm9ybXMudjEuQ29uc3VtZXJTdGF0c1JlcXVlc3QaKC5jaGF0bWVzaC5mb3Jtcy52MS5Db25zdW1lclN0YXRzUmVzcG9uc2UiA5ACARJtCg9MaXN0RGVhZExldHRlcnMSKS5jaGF0bWVzaC5mb3Jtcy52MS5MaXN0RGVhZExldHRlcnNSZXF1ZXN0GiouY2hhdG1lc2guZm9ybXMudjEuTGlzdERlYWRMZXR0ZXJzUmVzcG9uc2UiA5ACARJQCgdSZWRyaXZlEiEuY2hhdG1lc2guZm9ybXMudjEuUmVkcml2ZVJlcXVlc3QaIi5jaGF0bWVzaC5mb3Jtcy52MS5SZWRyaXZlUmVzcG9uc2VCyAEKFWNvbS5jaGF0bWVzaC5mb3Jtcy52MUIKRm9ybXNQcm90b1ABWj1naXRodWIuY29tL2NoYXRtZXNoL2NoYXRtZXNoL2dlbi9nby9jaGF0bWVzaC9mb3Jtcy92MTtmb3Jtc3YxogIDQ0ZYqgIRQ2hhdG1lc2guRm9ybXMuVjHKAhFDaGF0bWVzaFxGb3Jtc1xWMeICHUNoYXRtZXNoXEZvcm1zXFYxXEdQQk1ldGFkYXRh6gITQ2hhdG1lc2g6OkZvcm1zOjpWMWIGcHJvdG8z", [file_buf_validate_validate, file_chatmesh_common_v1_common, file_google_protobuf_timestamp]);
+  fileDesc("Ch1jaGF0bWVzaC9mb3Jtcy92MS9mb3Jtcy5wcm90bxIRY2hhdG1lc2guZm9ybXMudjEi2gQKC0ZpZWxkTGltaXRzEiEKCm1pbl9sZW5ndGgYASABKA1CCLpIBSoDGJBOSACIAQESIwoKbWF4X2xlbmd0aBgCIAEoDUIKukgHKgUYkE4oAUgBiAEBEh8KCW1pbl92YWx1ZRgDIAEoAUIHukgEEgJAAUgCiAEBEh8KCW1heF92YWx1ZRgEIAEoAUIHukgEEgJAAUgDiAEBEhkKB3BhdHRlcm4YBSABKAlCCLpIBXIDGIACEiQKB2Nob2ljZXMYBiADKAlCE7pIEJIBDRBkGAEiB3IFEAEYgAE6xQK6SMECGqEBChlmaWVsZF9saW1pdHMubGVuZ3RoX3JhbmdlEi5taW5fbGVuZ3RoIG11c3Qgbm90IGJlIGdyZWF0ZXIgdGhhbiBtYXhfbGVuZ3RoGlQhaGFzKHRoaXMubWluX2xlbmd0aCkgfHwgIWhhcyh0aGlzLm1heF9sZW5ndGgpIHx8IHRoaXMubWluX2xlbmd0aCA8PSB0aGlzLm1heF9sZW5ndGgamgEKGGZpZWxkX2xpbWl0cy52YWx1ZV9yYW5nZRIsbWluX3ZhbHVlIG11c3Qgbm90IGJlIGdyZWF0ZXIgdGhhbiBtYXhfdmFsdWUaUCFoYXModGhpcy5taW5fdmFsdWUpIHx8ICFoYXModGhpcy5tYXhfdmFsdWUpIHx8IHRoaXMubWluX3ZhbHVlIDw9IHRoaXMubWF4X3ZhbHVlQg0KC19taW5fbGVuZ3RoQg0KC19tYXhfbGVuZ3RoQgwKCl9taW5fdmFsdWVCDAoKX21heF92YWx1ZSKBBwoFRmllbGQSKgoDa2V5GAEgASgJQh26SBpyGDIWXlthLXpdW2EtejAtOV9dezAsNjN9JBIZCgVsYWJlbBgCIAEoCUIKukgHcgUQARjIARI2CgR0eXBlGAMgASgOMhwuY2hhdG1lc2guZm9ybXMudjEuRmllbGRUeXBlQgq6SAeCAQQQASAAEhAKCHJlcXVpcmVkGAQgASgIEi4KBmxpbWl0cxgFIAEoCzIeLmNoYXRtZXNoLmZvcm1zLnYxLkZpZWxkTGltaXRzEhAKCG11bHRpcGxlGAYgASgIEhsKCWhlbHBfdGV4dBgHIAEoCUIIukgFcgMY9AM6hwW6SIMFGpABCg1maWVsZC5jaG9pY2VzEkphIENIT0lDRSBmaWVsZCBuZWVkcyBsaW1pdHMuY2hvaWNlcywgYW5kIG9ubHkgYSBDSE9JQ0UgZmllbGQgbWF5IGhhdmUgdGhlbRozKHRoaXMudHlwZSA9PSA3KSA9PSAoc2l6ZSh0aGlzLmxpbWl0cy5jaG9pY2VzKSA+IDApGlcKDmZpZWxkLm11bHRpcGxlEiNvbmx5IGEgQ0hPSUNFIGZpZWxkIG1heSBiZSBtdWx0aXBsZRogIXRoaXMubXVsdGlwbGUgfHwgdGhpcy50eXBlID09IDca5wEKE2ZpZWxkLmxlbmd0aF9saW1pdHMSVm1pbl9sZW5ndGgsIG1heF9sZW5ndGggYW5kIHBhdHRlcm4gYXBwbHkgb25seSB0byBURVhULCBMT05HX1RFWFQsIEVNQUlMIGFuZCBVUkwgZmllbGRzGnh0aGlzLnR5cGUgaW4gWzEsIDIsIDMsIDldIHx8ICghaGFzKHRoaXMubGltaXRzLm1pbl9sZW5ndGgpICYmICFoYXModGhpcy5saW1pdHMubWF4X2xlbmd0aCkgJiYgdGhpcy5saW1pdHMucGF0dGVybiA9PSAnJykaqgEKEmZpZWxkLnZhbHVlX2xpbWl0cxI/bWluX3ZhbHVlIGFuZCBtYXhfdmFsdWUgYXBwbHkgb25seSB0byBOVU1CRVIgYW5kIElOVEVHRVIgZmllbGRzGlN0aGlzLnR5cGUgaW4gWzQsIDVdIHx8ICghaGFzKHRoaXMubGltaXRzLm1pbl92YWx1ZSkgJiYgIWhhcyh0aGlzLmxpbWl0cy5tYXhfdmFsdWUpKSKLAgoERm9ybRIPCgdmb3JtX2lkGAEgASgJEgwKBG5hbWUYAiABKAkSDQoFdGl0bGUYAyABKAkSEwoLZGVzY3JpcHRpb24YBCABKAkSKAoGZmllbGRzGAUgAygLMhguY2hhdG1lc2guZm9ybXMudjEuRmllbGQSDwoHdmVyc2lvbhgGIAEoDRIVCg1vd25lcl91c2VyX2lkGAcgASgJEi4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnB1YmxpYxgJIAEoCBIuCgp1cGRhdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIzCgpDaG9pY2VMaXN0EiUKBnZhbHVlcxgBIAMoCUIVukgSkgEPCAEQZBgBIgdyBRABGIABIr8BCgpGaWVsZFZhbHVlEiAKDHN0cmluZ192YWx1ZRgBIAEoCUIIukgFcgMYkE5IABIfCgxudW1iZXJfdmFsdWUYAiABKAFCB7pIBBICQAFIABIXCg1pbnRlZ2VyX3ZhbHVlGAMgASgDSAASFAoKYm9vbF92YWx1ZRgEIAEoCEgAEjAKB2Nob2ljZXMYBSABKAsyHS5jaGF0bWVzaC5mb3Jtcy52MS5DaG9pY2VMaXN0SABCDQoEa2luZBIFukgCCAEinQMKClN1Ym1pc3Npb24SFQoNc3VibWlzc2lvbl9pZBgBIAEoCRIPCgdmb3JtX2lkGAIgASgJEhQKDGZvcm1fdmVyc2lvbhgDIAEoDRIZChFzdWJtaXR0ZXJfdXNlcl9pZBgEIAEoCRI5CgZ2YWx1ZXMYBSADKAsyKS5jaGF0bWVzaC5mb3Jtcy52MS5TdWJtaXNzaW9uLlZhbHVlc0VudHJ5EhcKD2lkZW1wb3RlbmN5X2tleRgGIAEoCRIuCgpjcmVhdGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzCgZzdGF0dXMYCCABKAsyIy5jaGF0bWVzaC5mb3Jtcy52MS5TdWJtaXNzaW9uU3RhdHVzEi8KCXNjcmVlbmluZxgJIAEoCzIcLmNoYXRtZXNoLmZvcm1zLnYxLlNjcmVlbmluZxpMCgtWYWx1ZXNFbnRyeRILCgNrZXkYASABKAkSLAoFdmFsdWUYAiABKAsyHS5jaGF0bWVzaC5mb3Jtcy52MS5GaWVsZFZhbHVlOgI4ASIyCglTY3JlZW5pbmcSDwoHZmxhZ2dlZBgBIAEoCBIUCgxmbGFnZ2VkX2tleXMYAiADKAkivQEKDkNvbnN1bWVyU3RhdHVzEhAKCGNvbnN1bWVyGAEgASgJEi8KBXN0YXRlGAIgASgOMiAuY2hhdG1lc2guZm9ybXMudjEuQ29uc3VtZXJTdGF0ZRIQCghyZXF1aXJlZBgDIAEoCBISCgpkZWxpdmVyaWVzGAQgASgNEhIKCmxhc3RfZXJyb3IYBSABKAkSLgoKdXBkYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAitQEKEFN1Ym1pc3Npb25TdGF0dXMSFQoNc3VibWlzc2lvbl9pZBgBIAEoCRIPCgdmb3JtX2lkGAIgASgJEhEKCXByb2Nlc3NlZBgDIAEoCBIwCgxwcm9jZXNzZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjQKCWNvbnN1bWVycxgFIAMoCzIhLmNoYXRtZXNoLmZvcm1zLnYxLkNvbnN1bWVyU3RhdHVzIpECChFDcmVhdGVGb3JtUmVxdWVzdBIsCgRuYW1lGAEgASgJQh66SBtyGTIXXlthLXpdW2EtejAtOV8tXXswLDYyfSQSGQoFdGl0bGUYAiABKAlCCrpIB3IFEAEYyAESHQoLZGVzY3JpcHRpb24YAyABKAlCCLpIBXIDGNAPEoMBCgZmaWVsZHMYBCADKAsyGC5jaGF0bWVzaC5mb3Jtcy52MS5GaWVsZEJZukhWugFMChJmaWVsZHMudW5pcXVlX2tleXMSGWZpZWxkIGtleXMgbXVzdCBiZSB1bmlxdWUaG3RoaXMubWFwKGYsIGYua2V5KS51bmlxdWUoKZIBBAgBEGQSDgoGcHVibGljGAUgASgIIqECChFVcGRhdGVGb3JtUmVxdWVzdBIZCgdmb3JtX2lkGAEgASgJQgi6SAVyA7ABARIhChBleHBlY3RlZF92ZXJzaW9uGAIgASgNQge6SAQqAigBEhkKBXRpdGxlGAMgASgJQgq6SAdyBRABGMgBEh0KC2Rlc2NyaXB0aW9uGAQgASgJQgi6SAVyAxjQDxKDAQoGZmllbGRzGAUgAygLMhguY2hhdG1lc2guZm9ybXMudjEuRmllbGRCWbpIVroBTAoSZmllbGRzLnVuaXF1ZV9rZXlzEhlmaWVsZCBrZXlzIG11c3QgYmUgdW5pcXVlGht0aGlzLm1hcChmLCBmLmtleSkudW5pcXVlKCmSAQQIARBkEg4KBnB1YmxpYxgGIAEoCCI7ChJVcGRhdGVGb3JtUmVzcG9uc2USJQoEZm9ybRgBIAEoCzIXLmNoYXRtZXNoLmZvcm1zLnYxLkZvcm0iOwoSQ3JlYXRlRm9ybVJlc3BvbnNlEiUKBGZvcm0YASABKAsyFy5jaGF0bWVzaC5mb3Jtcy52MS5Gb3JtIisKDkdldEZvcm1SZXF1ZXN0EhkKB2Zvcm1faWQYASABKAlCCLpIBXIDsAEBIjgKD0dldEZvcm1SZXNwb25zZRIlCgRmb3JtGAEgASgLMhcuY2hhdG1lc2guZm9ybXMudjEuRm9ybSJBChBMaXN0Rm9ybXNSZXF1ZXN0Ei0KBHBhZ2UYASABKAsyHy5jaGF0bWVzaC5jb21tb24udjEuUGFnZVJlcXVlc3QiawoRTGlzdEZvcm1zUmVzcG9uc2USJgoFZm9ybXMYASADKAsyFy5jaGF0bWVzaC5mb3Jtcy52MS5Gb3JtEi4KBHBhZ2UYAiABKAsyIC5jaGF0bWVzaC5jb21tb24udjEuUGFnZVJlc3BvbnNlIoACCg1TdWJtaXRSZXF1ZXN0EhkKB2Zvcm1faWQYASABKAlCCLpIBXIDsAEBEiIKD2lkZW1wb3RlbmN5X2tleRgCIAEoCUIJukgGcgQQARhAEmIKBnZhbHVlcxgDIAMoCzIsLmNoYXRtZXNoLmZvcm1zLnYxLlN1Ym1pdFJlcXVlc3QuVmFsdWVzRW50cnlCJLpIIZoBHhBkIhpyGDIWXlthLXpdW2EtejAtOV9dezAsNjN9JBpMCgtWYWx1ZXNFbnRyeRILCgNrZXkYASABKAkSLAoFdmFsdWUYAiABKAsyHS5jaGF0bWVzaC5mb3Jtcy52MS5GaWVsZFZhbHVlOgI4ASKAAQoOU3VibWl0UmVzcG9uc2USFQoNc3VibWlzc2lvbl9pZBgBIAEoCRIRCglkdXBsaWNhdGUYAiABKAgSFAoMZm9ybV92ZXJzaW9uGAMgASgNEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjcKFEdldFN1Ym1pc3Npb25SZXF1ZXN0Eh8KDXN1Ym1pc3Npb25faWQYASABKAlCCLpIBXIDsAEBIn8KFUdldFN1Ym1pc3Npb25SZXNwb25zZRIzCgZzdGF0dXMYASABKAsyIy5jaGF0bWVzaC5mb3Jtcy52MS5TdWJtaXNzaW9uU3RhdHVzEjEKCnN1Ym1pc3Npb24YAiABKAsyHS5jaGF0bWVzaC5mb3Jtcy52MS5TdWJtaXNzaW9uIlYKFldhdGNoU3VibWlzc2lvblJlcXVlc3QSHwoNc3VibWlzc2lvbl9pZBgBIAEoCUIIukgFcgOwAQESGwoJdGltZW91dF9zGAIgASgNQgi6SAUqAxiQHCJOChdXYXRjaFN1Ym1pc3Npb25SZXNwb25zZRIzCgZzdGF0dXMYASABKAsyIy5jaGF0bWVzaC5mb3Jtcy52MS5TdWJtaXNzaW9uU3RhdHVzImIKFkxpc3RTdWJtaXNzaW9uc1JlcXVlc3QSGQoHZm9ybV9pZBgBIAEoCUIIukgFcgOwAQESLQoEcGFnZRgCIAEoCzIfLmNoYXRtZXNoLmNvbW1vbi52MS5QYWdlUmVxdWVzdCJ9ChdMaXN0U3VibWlzc2lvbnNSZXNwb25zZRIyCgtzdWJtaXNzaW9ucxgBIAMoCzIdLmNoYXRtZXNoLmZvcm1zLnYxLlN1Ym1pc3Npb24SLgoEcGFnZRgCIAEoCzIgLmNoYXRtZXNoLmNvbW1vbi52MS5QYWdlUmVzcG9uc2UikAEKCENvbnN1bWVyEgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSDwoHZW5hYmxlZBgDIAEoCBIWCg5tYXhfZGVsaXZlcmllcxgEIAEoDRIQCghyZXF1aXJlZBgFIAEoCBISCgpiYXRjaF9zaXplGAYgASgNEhIKCmJhY2tvZmZfbXMYByADKA0iFgoUTGlzdENvbnN1bWVyc1JlcXVlc3QiRwoVTGlzdENvbnN1bWVyc1Jlc3BvbnNlEi4KCWNvbnN1bWVycxgBIAMoCzIbLmNoYXRtZXNoLmZvcm1zLnYxLkNvbnN1bWVyIpICChJDb25zdW1lclN0YXRpc3RpY3MSEAoIY29uc3VtZXIYASABKAkSDwoHcGVuZGluZxgCIAEoBBITCgthY2tfcGVuZGluZxgDIAEoBBITCgtyZWRlbGl2ZXJlZBgEIAEoBBIRCglkZWxpdmVyZWQYBSABKAQSFQoNZGVhZF9sZXR0ZXJlZBgGIAEoBBIyCg5sYXN0X2FjdGl2ZV9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHAoUcHJvY2Vzc2VkX3Blcl9taW51dGUYCCABKAESIQoZb2xkZXN0X3VucHJvY2Vzc2VkX2FnZV9tcxgJIAEoBBIQCghyZXF1aXJlZBgKIAEoCCJLChRDb25zdW1lclN0YXRzUmVxdWVzdBIzCghjb25zdW1lchgBIAEoCUIhukge2AEBchkyF15bYS16XVthLXowLTlfLV17MCw2Mn0kIlEKFUNvbnN1bWVyU3RhdHNSZXNwb25zZRI4Cgljb25zdW1lcnMYASADKAsyJS5jaGF0bWVzaC5mb3Jtcy52MS5Db25zdW1lclN0YXRpc3RpY3MivAEKCkRlYWRMZXR0ZXISFgoOZGVhZF9sZXR0ZXJfaWQYASABKAkSEAoIY29uc3VtZXIYAiABKAkSFQoNc3VibWlzc2lvbl9pZBgDIAEoCRIPCgdmb3JtX2lkGAQgASgJEhIKCmRlbGl2ZXJpZXMYBSABKA0SEgoKbGFzdF9lcnJvchgGIAEoCRI0ChBkZWFkX2xldHRlcmVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKaAQoWTGlzdERlYWRMZXR0ZXJzUmVxdWVzdBIzCghjb25zdW1lchgBIAEoCUIhukge2AEBchkyF15bYS16XVthLXowLTlfLV17MCw2Mn0kEhwKB2Zvcm1faWQYAiABKAlCC7pICNgBAXIDsAEBEi0KBHBhZ2UYAyABKAsyHy5jaGF0bWVzaC5jb21tb24udjEuUGFnZVJlcXVlc3QifgoXTGlzdERlYWRMZXR0ZXJzUmVzcG9uc2USMwoMZGVhZF9sZXR0ZXJzGAEgAygLMh0uY2hhdG1lc2guZm9ybXMudjEuRGVhZExldHRlchIuCgRwYWdlGAIgASgLMiAuY2hhdG1lc2guY29tbW9uLnYxLlBhZ2VSZXNwb25zZSKlAQoOUmVkcml2ZVJlcXVlc3QSLQoPZGVhZF9sZXR0ZXJfaWRzGAEgAygJQhS6SBGSAQ4IARBkGAEiBnIEEAEYQBI4ChBhbGxfZm9yX2NvbnN1bWVyGAIgASgJQh66SBtyGTIXXlthLXpdW2EtejAtOV8tXXswLDYyfSQ6KrpIJyIlCg9kZWFkX2xldHRlcl9pZHMKEGFsbF9mb3JfY29uc3VtZXIQASIpCg9SZWRyaXZlUmVzcG9uc2USFgoOcmVkcml2ZW5fY291bnQYASABKAQq8wEKCUZpZWxkVHlwZRIaChZGSUVMRF9UWVBFX1VOU1BFQ0lGSUVEEAASEwoPRklFTERfVFlQRV9URVhUEAESGAoURklFTERfVFlQRV9MT05HX1RFWFQQAhIUChBGSUVMRF9UWVBFX0VNQUlMEAMSFQoRRklFTERfVFlQRV9OVU1CRVIQBBIWChJGSUVMRF9UWVBFX0lOVEVHRVIQBRIWChJGSUVMRF9UWVBFX0JPT0xFQU4QBhIVChFGSUVMRF9UWVBFX0NIT0lDRRAHEhMKD0ZJRUxEX1RZUEVfREFURRAIEhIKDkZJRUxEX1RZUEVfVVJMEAkqoQEKDUNvbnN1bWVyU3RhdGUSHgoaQ09OU1VNRVJfU1RBVEVfVU5TUEVDSUZJRUQQABIaChZDT05TVU1FUl9TVEFURV9QRU5ESU5HEAESFwoTQ09OU1VNRVJfU1RBVEVfRE9ORRACEhkKFUNPTlNVTUVSX1NUQVRFX0ZBSUxFRBADEiAKHENPTlNVTUVSX1NUQVRFX0RFQURfTEVUVEVSRUQQBDKjCQoMRm9ybXNTZXJ2aWNlElkKCkNyZWF0ZUZvcm0SJC5jaGF0bWVzaC5mb3Jtcy52MS5DcmVhdGVGb3JtUmVxdWVzdBolLmNoYXRtZXNoLmZvcm1zLnYxLkNyZWF0ZUZvcm1SZXNwb25zZRJVCgdHZXRGb3JtEiEuY2hhdG1lc2guZm9ybXMudjEuR2V0Rm9ybVJlcXVlc3QaIi5jaGF0bWVzaC5mb3Jtcy52MS5HZXRGb3JtUmVzcG9uc2UiA5ACARJbCglMaXN0Rm9ybXMSIy5jaGF0bWVzaC5mb3Jtcy52MS5MaXN0Rm9ybXNSZXF1ZXN0GiQuY2hhdG1lc2guZm9ybXMudjEuTGlzdEZvcm1zUmVzcG9uc2UiA5ACARJNCgZTdWJtaXQSIC5jaGF0bWVzaC5mb3Jtcy52MS5TdWJtaXRSZXF1ZXN0GiEuY2hhdG1lc2guZm9ybXMudjEuU3VibWl0UmVzcG9uc2USWQoKVXBkYXRlRm9ybRIkLmNoYXRtZXNoLmZvcm1zLnYxLlVwZGF0ZUZvcm1SZXF1ZXN0GiUuY2hhdG1lc2guZm9ybXMudjEuVXBkYXRlRm9ybVJlc3BvbnNlEmcKDUdldFN1Ym1pc3Npb24SJy5jaGF0bWVzaC5mb3Jtcy52MS5HZXRTdWJtaXNzaW9uUmVxdWVzdBooLmNoYXRtZXNoLmZvcm1zLnYxLkdldFN1Ym1pc3Npb25SZXNwb25zZSIDkAIBEm8KD1dhdGNoU3VibWlzc2lvbhIpLmNoYXRtZXNoLmZvcm1zLnYxLldhdGNoU3VibWlzc2lvblJlcXVlc3QaKi5jaGF0bWVzaC5mb3Jtcy52MS5XYXRjaFN1Ym1pc3Npb25SZXNwb25zZSIDkAIBMAESbQoPTGlzdFN1Ym1pc3Npb25zEikuY2hhdG1lc2guZm9ybXMudjEuTGlzdFN1Ym1pc3Npb25zUmVxdWVzdBoqLmNoYXRtZXNoLmZvcm1zLnYxLkxpc3RTdWJtaXNzaW9uc1Jlc3BvbnNlIgOQAgESZwoNTGlzdENvbnN1bWVycxInLmNoYXRtZXNoLmZvcm1zLnYxLkxpc3RDb25zdW1lcnNSZXF1ZXN0GiguY2hhdG1lc2guZm9ybXMudjEuTGlzdENvbnN1bWVyc1Jlc3BvbnNlIgOQAgESZwoNQ29uc3VtZXJTdGF0cxInLmNoYXRtZXNoLmZvcm1zLnYxLkNvbnN1bWVyU3RhdHNSZXF1ZXN0GiguY2hhdG1lc2guZm9ybXMudjEuQ29uc3VtZXJTdGF0c1Jlc3BvbnNlIgOQAgESbQoPTGlzdERlYWRMZXR0ZXJzEikuY2hhdG1lc2guZm9ybXMudjEuTGlzdERlYWRMZXR0ZXJzUmVxdWVzdBoqLmNoYXRtZXNoLmZvcm1zLnYxLkxpc3REZWFkTGV0dGVyc1Jlc3BvbnNlIgOQAgESUAoHUmVkcml2ZRIhLmNoYXRtZXNoLmZvcm1zLnYxLlJlZHJpdmVSZXF1ZXN0GiIuY2hhdG1lc2guZm9ybXMudjEuUmVkcml2ZVJlc3BvbnNlQsgBChVjb20uY2hhdG1lc2guZm9ybXMudjFCCkZvcm1zUHJvdG9QAVo9Z2l0aHViLmNvbS9jaGF0bWVzaC9jaGF0bWVzaC9nZW4vZ28vY2hhdG1lc2gvZm9ybXMvdjE7Zm9ybXN2MaICA0NGWKoCEUNoYXRtZXNoLkZvcm1zLlYxygIRQ2hhdG1lc2hcRm9ybXNcVjHiAh1DaGF0bWVzaFxGb3Jtc1xWMVxHUEJNZXRhZGF0YeoCE0NoYXRtZXNoOjpGb3Jtczo6VjFiBnByb3RvMw", [file_buf_validate_validate, file_chatmesh_common_v1_common, file_google_protobuf_timestamp]);
 
 /**
  * Limits on a field's values. Each applies only to the types it names; setting one on
@@ -219,6 +221,20 @@ export type Form = Message<"chatmesh.forms.v1.Form"> & {
    * @generated from field: google.protobuf.Timestamp created_at = 8;
    */
   createdAt?: Timestamp | undefined;
+
+  /**
+   * True when anyone with its id may read it and submit to it without an account.
+   *
+   * @generated from field: bool public = 9;
+   */
+  public: boolean;
+
+  /**
+   * When this version was made (`created_at` for version 1).
+   *
+   * @generated from field: google.protobuf.Timestamp updated_at = 10;
+   */
+  updatedAt?: Timestamp | undefined;
 };
 
 /**
@@ -339,7 +355,7 @@ export type Submission = Message<"chatmesh.forms.v1.Submission"> & {
   formVersion: number;
 
   /**
-   * UUID of the user who submitted it.
+   * UUID of the user who submitted it; empty for an anonymous submit to a public form.
    *
    * @generated from field: string submitter_user_id = 4;
    */
@@ -365,6 +381,20 @@ export type Submission = Message<"chatmesh.forms.v1.Submission"> & {
    * @generated from field: google.protobuf.Timestamp created_at = 7;
    */
   createdAt?: Timestamp | undefined;
+
+  /**
+   * Its processing status (ListSubmissions and GetSubmission fill it).
+   *
+   * @generated from field: chatmesh.forms.v1.SubmissionStatus status = 8;
+   */
+  status?: SubmissionStatus | undefined;
+
+  /**
+   * What the screening consumer found; unset until it has looked.
+   *
+   * @generated from field: chatmesh.forms.v1.Screening screening = 9;
+   */
+  screening?: Screening | undefined;
 };
 
 /**
@@ -373,6 +403,140 @@ export type Submission = Message<"chatmesh.forms.v1.Submission"> & {
  */
 export const SubmissionSchema: GenMessage<Submission> = /*@__PURE__*/
   messageDesc(file_chatmesh_forms_v1_forms, 5);
+
+/**
+ * The screening consumer's verdict on a submission's text.
+ *
+ * @generated from message chatmesh.forms.v1.Screening
+ */
+export type Screening = Message<"chatmesh.forms.v1.Screening"> & {
+  /**
+   * True when some text value looks abusive (word lists of several languages,
+   * leetspeak and look-alike letters included).
+   *
+   * @generated from field: bool flagged = 1;
+   */
+  flagged: boolean;
+
+  /**
+   * Keys of the values that were flagged, in the form's field order.
+   *
+   * @generated from field: repeated string flagged_keys = 2;
+   */
+  flaggedKeys: string[];
+};
+
+/**
+ * Describes the message chatmesh.forms.v1.Screening.
+ * Use `create(ScreeningSchema)` to create a new message.
+ */
+export const ScreeningSchema: GenMessage<Screening> = /*@__PURE__*/
+  messageDesc(file_chatmesh_forms_v1_forms, 6);
+
+/**
+ * One consumer's state for one submission.
+ *
+ * @generated from message chatmesh.forms.v1.ConsumerStatus
+ */
+export type ConsumerStatus = Message<"chatmesh.forms.v1.ConsumerStatus"> & {
+  /**
+   * The consumer's name.
+   *
+   * @generated from field: string consumer = 1;
+   */
+  consumer: string;
+
+  /**
+   * Its state.
+   *
+   * @generated from field: chatmesh.forms.v1.ConsumerState state = 2;
+   */
+  state: ConsumerState;
+
+  /**
+   * True when the submission counts as processed only once this consumer is done.
+   *
+   * @generated from field: bool required = 3;
+   */
+  required: boolean;
+
+  /**
+   * Deliveries to this consumer so far (0 while pending and never delivered).
+   *
+   * @generated from field: uint32 deliveries = 4;
+   */
+  deliveries: number;
+
+  /**
+   * The last error (FAILED, DEAD_LETTERED), at most 1,024 characters, no stack trace.
+   *
+   * @generated from field: string last_error = 5;
+   */
+  lastError: string;
+
+  /**
+   * When the state last changed; unset while pending and never delivered.
+   *
+   * @generated from field: google.protobuf.Timestamp updated_at = 6;
+   */
+  updatedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message chatmesh.forms.v1.ConsumerStatus.
+ * Use `create(ConsumerStatusSchema)` to create a new message.
+ */
+export const ConsumerStatusSchema: GenMessage<ConsumerStatus> = /*@__PURE__*/
+  messageDesc(file_chatmesh_forms_v1_forms, 7);
+
+/**
+ * A submission's processing status.
+ *
+ * @generated from message chatmesh.forms.v1.SubmissionStatus
+ */
+export type SubmissionStatus = Message<"chatmesh.forms.v1.SubmissionStatus"> & {
+  /**
+   * The submission.
+   *
+   * @generated from field: string submission_id = 1;
+   */
+  submissionId: string;
+
+  /**
+   * Its form.
+   *
+   * @generated from field: string form_id = 2;
+   */
+  formId: string;
+
+  /**
+   * True once every required consumer has durably committed it; never before.
+   *
+   * @generated from field: bool processed = 3;
+   */
+  processed: boolean;
+
+  /**
+   * When the last required consumer committed it; unset until processed.
+   *
+   * @generated from field: google.protobuf.Timestamp processed_at = 4;
+   */
+  processedAt?: Timestamp | undefined;
+
+  /**
+   * Every registered consumer's state, by name.
+   *
+   * @generated from field: repeated chatmesh.forms.v1.ConsumerStatus consumers = 5;
+   */
+  consumers: ConsumerStatus[];
+};
+
+/**
+ * Describes the message chatmesh.forms.v1.SubmissionStatus.
+ * Use `create(SubmissionStatusSchema)` to create a new message.
+ */
+export const SubmissionStatusSchema: GenMessage<SubmissionStatus> = /*@__PURE__*/
+  messageDesc(file_chatmesh_forms_v1_forms, 8);
 
 /**
  * CreateForm creates a form.
@@ -408,6 +572,14 @@ export type CreateFormRequest = Message<"chatmesh.forms.v1.CreateFormRequest"> &
    * @generated from field: repeated chatmesh.forms.v1.Field fields = 4;
    */
   fields: Field[];
+
+  /**
+   * True: anyone with the form's id may read it and submit without an account
+   * (rate limited per client address and per form).
+   *
+   * @generated from field: bool public = 5;
+   */
+  public: boolean;
 };
 
 /**
@@ -415,7 +587,85 @@ export type CreateFormRequest = Message<"chatmesh.forms.v1.CreateFormRequest"> &
  * Use `create(CreateFormRequestSchema)` to create a new message.
  */
 export const CreateFormRequestSchema: GenMessage<CreateFormRequest> = /*@__PURE__*/
-  messageDesc(file_chatmesh_forms_v1_forms, 6);
+  messageDesc(file_chatmesh_forms_v1_forms, 9);
+
+/**
+ * UpdateForm changes a form's definition.
+ *
+ * @generated from message chatmesh.forms.v1.UpdateFormRequest
+ */
+export type UpdateFormRequest = Message<"chatmesh.forms.v1.UpdateFormRequest"> & {
+  /**
+   * UUID of one of the caller's forms.
+   *
+   * @generated from field: string form_id = 1;
+   */
+  formId: string;
+
+  /**
+   * The version the change was made against (the form's current version), from 1.
+   *
+   * @generated from field: uint32 expected_version = 2;
+   */
+  expectedVersion: number;
+
+  /**
+   * New title, 1 to 200 characters.
+   *
+   * @generated from field: string title = 3;
+   */
+  title: string;
+
+  /**
+   * New text under the title, at most 2,000 characters.
+   *
+   * @generated from field: string description = 4;
+   */
+  description: string;
+
+  /**
+   * The new fields, 1 to 100, in display order, with distinct keys (rules as
+   * CreateForm's).
+   *
+   * @generated from field: repeated chatmesh.forms.v1.Field fields = 5;
+   */
+  fields: Field[];
+
+  /**
+   * Whether the form is public from this version on.
+   *
+   * @generated from field: bool public = 6;
+   */
+  public: boolean;
+};
+
+/**
+ * Describes the message chatmesh.forms.v1.UpdateFormRequest.
+ * Use `create(UpdateFormRequestSchema)` to create a new message.
+ */
+export const UpdateFormRequestSchema: GenMessage<UpdateFormRequest> = /*@__PURE__*/
+  messageDesc(file_chatmesh_forms_v1_forms, 10);
+
+/**
+ * The changed form.
+ *
+ * @generated from message chatmesh.forms.v1.UpdateFormResponse
+ */
+export type UpdateFormResponse = Message<"chatmesh.forms.v1.UpdateFormResponse"> & {
+  /**
+   * The form at its new version.
+   *
+   * @generated from field: chatmesh.forms.v1.Form form = 1;
+   */
+  form?: Form | undefined;
+};
+
+/**
+ * Describes the message chatmesh.forms.v1.UpdateFormResponse.
+ * Use `create(UpdateFormResponseSchema)` to create a new message.
+ */
+export const UpdateFormResponseSchema: GenMessage<UpdateFormResponse> = /*@__PURE__*/
+  messageDesc(file_chatmesh_forms_v1_forms, 11);
 
 /**
  * The new form.
@@ -436,7 +686,7 @@ export type CreateFormResponse = Message<"chatmesh.forms.v1.CreateFormResponse">
  * Use `create(CreateFormResponseSchema)` to create a new message.
  */
 export const CreateFormResponseSchema: GenMessage<CreateFormResponse> = /*@__PURE__*/
-  messageDesc(file_chatmesh_forms_v1_forms, 7);
+  messageDesc(file_chatmesh_forms_v1_forms, 12);
 
 /**
  * GetForm reads a form.
@@ -457,7 +707,7 @@ export type GetFormRequest = Message<"chatmesh.forms.v1.GetFormRequest"> & {
  * Use `create(GetFormRequestSchema)` to create a new message.
  */
 export const GetFormRequestSchema: GenMessage<GetFormRequest> = /*@__PURE__*/
-  messageDesc(file_chatmesh_forms_v1_forms, 8);
+  messageDesc(file_chatmesh_forms_v1_forms, 13);
 
 /**
  * The form.
@@ -478,7 +728,7 @@ export type GetFormResponse = Message<"chatmesh.forms.v1.GetFormResponse"> & {
  * Use `create(GetFormResponseSchema)` to create a new message.
  */
 export const GetFormResponseSchema: GenMessage<GetFormResponse> = /*@__PURE__*/
-  messageDesc(file_chatmesh_forms_v1_forms, 9);
+  messageDesc(file_chatmesh_forms_v1_forms, 14);
 
 /**
  * ListForms lists the caller's forms.
@@ -499,7 +749,7 @@ export type ListFormsRequest = Message<"chatmesh.forms.v1.ListFormsRequest"> & {
  * Use `create(ListFormsRequestSchema)` to create a new message.
  */
 export const ListFormsRequestSchema: GenMessage<ListFormsRequest> = /*@__PURE__*/
-  messageDesc(file_chatmesh_forms_v1_forms, 10);
+  messageDesc(file_chatmesh_forms_v1_forms, 15);
 
 /**
  * A page of the caller's forms.
@@ -527,7 +777,7 @@ export type ListFormsResponse = Message<"chatmesh.forms.v1.ListFormsResponse"> &
  * Use `create(ListFormsResponseSchema)` to create a new message.
  */
 export const ListFormsResponseSchema: GenMessage<ListFormsResponse> = /*@__PURE__*/
-  messageDesc(file_chatmesh_forms_v1_forms, 11);
+  messageDesc(file_chatmesh_forms_v1_forms, 16);
 
 /**
  * Submit submits values to a form.
@@ -564,7 +814,7 @@ export type SubmitRequest = Message<"chatmesh.forms.v1.SubmitRequest"> & {
  * Use `create(SubmitRequestSchema)` to create a new message.
  */
 export const SubmitRequestSchema: GenMessage<SubmitRequest> = /*@__PURE__*/
-  messageDesc(file_chatmesh_forms_v1_forms, 12);
+  messageDesc(file_chatmesh_forms_v1_forms, 17);
 
 /**
  * Submit's answer.
@@ -593,6 +843,13 @@ export type SubmitResponse = Message<"chatmesh.forms.v1.SubmitResponse"> & {
    * @generated from field: uint32 form_version = 3;
    */
   formVersion: number;
+
+  /**
+   * When it was accepted (the first one's time, for a retry).
+   *
+   * @generated from field: google.protobuf.Timestamp created_at = 4;
+   */
+  createdAt?: Timestamp | undefined;
 };
 
 /**
@@ -600,7 +857,107 @@ export type SubmitResponse = Message<"chatmesh.forms.v1.SubmitResponse"> & {
  * Use `create(SubmitResponseSchema)` to create a new message.
  */
 export const SubmitResponseSchema: GenMessage<SubmitResponse> = /*@__PURE__*/
-  messageDesc(file_chatmesh_forms_v1_forms, 13);
+  messageDesc(file_chatmesh_forms_v1_forms, 18);
+
+/**
+ * GetSubmission reads one submission's status.
+ *
+ * @generated from message chatmesh.forms.v1.GetSubmissionRequest
+ */
+export type GetSubmissionRequest = Message<"chatmesh.forms.v1.GetSubmissionRequest"> & {
+  /**
+   * UUID of the submission (SubmitResponse.submission_id).
+   *
+   * @generated from field: string submission_id = 1;
+   */
+  submissionId: string;
+};
+
+/**
+ * Describes the message chatmesh.forms.v1.GetSubmissionRequest.
+ * Use `create(GetSubmissionRequestSchema)` to create a new message.
+ */
+export const GetSubmissionRequestSchema: GenMessage<GetSubmissionRequest> = /*@__PURE__*/
+  messageDesc(file_chatmesh_forms_v1_forms, 19);
+
+/**
+ * The submission's status, and its values for those allowed to read them.
+ *
+ * @generated from message chatmesh.forms.v1.GetSubmissionResponse
+ */
+export type GetSubmissionResponse = Message<"chatmesh.forms.v1.GetSubmissionResponse"> & {
+  /**
+   * Its processing status.
+   *
+   * @generated from field: chatmesh.forms.v1.SubmissionStatus status = 1;
+   */
+  status?: SubmissionStatus | undefined;
+
+  /**
+   * The submission with its values: only for the form's owner and the signed-in
+   * submitter, and only once the storing consumer has stored it; unset otherwise.
+   *
+   * @generated from field: chatmesh.forms.v1.Submission submission = 2;
+   */
+  submission?: Submission | undefined;
+};
+
+/**
+ * Describes the message chatmesh.forms.v1.GetSubmissionResponse.
+ * Use `create(GetSubmissionResponseSchema)` to create a new message.
+ */
+export const GetSubmissionResponseSchema: GenMessage<GetSubmissionResponse> = /*@__PURE__*/
+  messageDesc(file_chatmesh_forms_v1_forms, 20);
+
+/**
+ * WatchSubmission follows one submission's status.
+ *
+ * @generated from message chatmesh.forms.v1.WatchSubmissionRequest
+ */
+export type WatchSubmissionRequest = Message<"chatmesh.forms.v1.WatchSubmissionRequest"> & {
+  /**
+   * UUID of the submission.
+   *
+   * @generated from field: string submission_id = 1;
+   */
+  submissionId: string;
+
+  /**
+   * End the stream after this many seconds even if not every consumer is finished,
+   * 1 to 3,600; 0: no limit.
+   *
+   * @generated from field: uint32 timeout_s = 2;
+   */
+  timeoutS: number;
+};
+
+/**
+ * Describes the message chatmesh.forms.v1.WatchSubmissionRequest.
+ * Use `create(WatchSubmissionRequestSchema)` to create a new message.
+ */
+export const WatchSubmissionRequestSchema: GenMessage<WatchSubmissionRequest> = /*@__PURE__*/
+  messageDesc(file_chatmesh_forms_v1_forms, 21);
+
+/**
+ * One state of the watched submission.
+ *
+ * @generated from message chatmesh.forms.v1.WatchSubmissionResponse
+ */
+export type WatchSubmissionResponse = Message<"chatmesh.forms.v1.WatchSubmissionResponse"> & {
+  /**
+   * Its processing status now.
+   *
+   * @generated from field: chatmesh.forms.v1.SubmissionStatus status = 1;
+   */
+  status?: SubmissionStatus | undefined;
+};
+
+/**
+ * Describes the message chatmesh.forms.v1.WatchSubmissionResponse.
+ * Use `create(WatchSubmissionResponseSchema)` to create a new message.
+ */
+export const WatchSubmissionResponseSchema: GenMessage<WatchSubmissionResponse> = /*@__PURE__*/
+  messageDesc(file_chatmesh_forms_v1_forms, 22);
 
 /**
  * ListSubmissions pages through a form's submissions.
@@ -628,7 +985,7 @@ export type ListSubmissionsRequest = Message<"chatmesh.forms.v1.ListSubmissionsR
  * Use `create(ListSubmissionsRequestSchema)` to create a new message.
  */
 export const ListSubmissionsRequestSchema: GenMessage<ListSubmissionsRequest> = /*@__PURE__*/
-  messageDesc(file_chatmesh_forms_v1_forms, 14);
+  messageDesc(file_chatmesh_forms_v1_forms, 23);
 
 /**
  * A page of submissions.
@@ -656,7 +1013,7 @@ export type ListSubmissionsResponse = Message<"chatmesh.forms.v1.ListSubmissions
  * Use `create(ListSubmissionsResponseSchema)` to create a new message.
  */
 export const ListSubmissionsResponseSchema: GenMessage<ListSubmissionsResponse> = /*@__PURE__*/
-  messageDesc(file_chatmesh_forms_v1_forms, 15);
+  messageDesc(file_chatmesh_forms_v1_forms, 24);
 
 /**
  * A consumer plug-in.
@@ -693,6 +1050,27 @@ export type Consumer = Message<"chatmesh.forms.v1.Consumer"> & {
    * @generated from field: uint32 max_deliveries = 4;
    */
   maxDeliveries: number;
+
+  /**
+   * True when a submission is processed only once this consumer is done with it.
+   *
+   * @generated from field: bool required = 5;
+   */
+  required: boolean;
+
+  /**
+   * Most submissions handed to it at once.
+   *
+   * @generated from field: uint32 batch_size = 6;
+   */
+  batchSize: number;
+
+  /**
+   * Waits before each redelivery after a failure, in milliseconds (the last repeats).
+   *
+   * @generated from field: repeated uint32 backoff_ms = 7;
+   */
+  backoffMs: number[];
 };
 
 /**
@@ -700,7 +1078,7 @@ export type Consumer = Message<"chatmesh.forms.v1.Consumer"> & {
  * Use `create(ConsumerSchema)` to create a new message.
  */
 export const ConsumerSchema: GenMessage<Consumer> = /*@__PURE__*/
-  messageDesc(file_chatmesh_forms_v1_forms, 16);
+  messageDesc(file_chatmesh_forms_v1_forms, 25);
 
 /**
  * ListConsumers lists the consumer plug-ins.
@@ -715,7 +1093,7 @@ export type ListConsumersRequest = Message<"chatmesh.forms.v1.ListConsumersReque
  * Use `create(ListConsumersRequestSchema)` to create a new message.
  */
 export const ListConsumersRequestSchema: GenMessage<ListConsumersRequest> = /*@__PURE__*/
-  messageDesc(file_chatmesh_forms_v1_forms, 17);
+  messageDesc(file_chatmesh_forms_v1_forms, 26);
 
 /**
  * The consumer plug-ins.
@@ -736,7 +1114,7 @@ export type ListConsumersResponse = Message<"chatmesh.forms.v1.ListConsumersResp
  * Use `create(ListConsumersResponseSchema)` to create a new message.
  */
 export const ListConsumersResponseSchema: GenMessage<ListConsumersResponse> = /*@__PURE__*/
-  messageDesc(file_chatmesh_forms_v1_forms, 18);
+  messageDesc(file_chatmesh_forms_v1_forms, 27);
 
 /**
  * One consumer's counters (from its JetStream consumer and the dead-letter stream).
@@ -792,6 +1170,29 @@ export type ConsumerStatistics = Message<"chatmesh.forms.v1.ConsumerStatistics">
    * @generated from field: google.protobuf.Timestamp last_active_at = 7;
    */
   lastActiveAt?: Timestamp | undefined;
+
+  /**
+   * Deliveries it finished (acknowledged) per minute, over the last minute the
+   * service watched (up to 60 s; 0 until it has two samples a second apart).
+   *
+   * @generated from field: double processed_per_minute = 8;
+   */
+  processedPerMinute: number;
+
+  /**
+   * Age of the oldest submission it has not finished, in milliseconds; 0 when it is
+   * caught up.
+   *
+   * @generated from field: uint64 oldest_unprocessed_age_ms = 9;
+   */
+  oldestUnprocessedAgeMs: bigint;
+
+  /**
+   * True when submissions count as processed only once it is done.
+   *
+   * @generated from field: bool required = 10;
+   */
+  required: boolean;
 };
 
 /**
@@ -799,7 +1200,7 @@ export type ConsumerStatistics = Message<"chatmesh.forms.v1.ConsumerStatistics">
  * Use `create(ConsumerStatisticsSchema)` to create a new message.
  */
 export const ConsumerStatisticsSchema: GenMessage<ConsumerStatistics> = /*@__PURE__*/
-  messageDesc(file_chatmesh_forms_v1_forms, 19);
+  messageDesc(file_chatmesh_forms_v1_forms, 28);
 
 /**
  * ConsumerStats reads consumers' counters.
@@ -820,7 +1221,7 @@ export type ConsumerStatsRequest = Message<"chatmesh.forms.v1.ConsumerStatsReque
  * Use `create(ConsumerStatsRequestSchema)` to create a new message.
  */
 export const ConsumerStatsRequestSchema: GenMessage<ConsumerStatsRequest> = /*@__PURE__*/
-  messageDesc(file_chatmesh_forms_v1_forms, 20);
+  messageDesc(file_chatmesh_forms_v1_forms, 29);
 
 /**
  * The consumers' counters.
@@ -841,7 +1242,7 @@ export type ConsumerStatsResponse = Message<"chatmesh.forms.v1.ConsumerStatsResp
  * Use `create(ConsumerStatsResponseSchema)` to create a new message.
  */
 export const ConsumerStatsResponseSchema: GenMessage<ConsumerStatsResponse> = /*@__PURE__*/
-  messageDesc(file_chatmesh_forms_v1_forms, 21);
+  messageDesc(file_chatmesh_forms_v1_forms, 30);
 
 /**
  * A submission that a consumer gave up on.
@@ -904,7 +1305,7 @@ export type DeadLetter = Message<"chatmesh.forms.v1.DeadLetter"> & {
  * Use `create(DeadLetterSchema)` to create a new message.
  */
 export const DeadLetterSchema: GenMessage<DeadLetter> = /*@__PURE__*/
-  messageDesc(file_chatmesh_forms_v1_forms, 22);
+  messageDesc(file_chatmesh_forms_v1_forms, 31);
 
 /**
  * ListDeadLetters pages through the dead letters of the caller's forms.
@@ -939,7 +1340,7 @@ export type ListDeadLettersRequest = Message<"chatmesh.forms.v1.ListDeadLettersR
  * Use `create(ListDeadLettersRequestSchema)` to create a new message.
  */
 export const ListDeadLettersRequestSchema: GenMessage<ListDeadLettersRequest> = /*@__PURE__*/
-  messageDesc(file_chatmesh_forms_v1_forms, 23);
+  messageDesc(file_chatmesh_forms_v1_forms, 32);
 
 /**
  * A page of dead letters.
@@ -967,7 +1368,7 @@ export type ListDeadLettersResponse = Message<"chatmesh.forms.v1.ListDeadLetters
  * Use `create(ListDeadLettersResponseSchema)` to create a new message.
  */
 export const ListDeadLettersResponseSchema: GenMessage<ListDeadLettersResponse> = /*@__PURE__*/
-  messageDesc(file_chatmesh_forms_v1_forms, 24);
+  messageDesc(file_chatmesh_forms_v1_forms, 33);
 
 /**
  * Redrive sends dead letters back to their consumer.
@@ -997,7 +1398,7 @@ export type RedriveRequest = Message<"chatmesh.forms.v1.RedriveRequest"> & {
  * Use `create(RedriveRequestSchema)` to create a new message.
  */
 export const RedriveRequestSchema: GenMessage<RedriveRequest> = /*@__PURE__*/
-  messageDesc(file_chatmesh_forms_v1_forms, 25);
+  messageDesc(file_chatmesh_forms_v1_forms, 34);
 
 /**
  * Redrive's answer.
@@ -1018,7 +1419,7 @@ export type RedriveResponse = Message<"chatmesh.forms.v1.RedriveResponse"> & {
  * Use `create(RedriveResponseSchema)` to create a new message.
  */
 export const RedriveResponseSchema: GenMessage<RedriveResponse> = /*@__PURE__*/
-  messageDesc(file_chatmesh_forms_v1_forms, 26);
+  messageDesc(file_chatmesh_forms_v1_forms, 35);
 
 /**
  * What kind of value a field takes, and how it is checked and sanitised. Text of
@@ -1110,7 +1511,57 @@ export const FieldTypeSchema: GenEnum<FieldType> = /*@__PURE__*/
   enumDesc(file_chatmesh_forms_v1_forms, 0);
 
 /**
- * Forms, submissions, consumers and dead letters. Every RPC needs an access token.
+ * Where one consumer is with one submission.
+ *
+ * @generated from enum chatmesh.forms.v1.ConsumerState
+ */
+export enum ConsumerState {
+  /**
+   * Not a valid state.
+   *
+   * @generated from enum value: CONSUMER_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Not handled yet (queued, in flight, or sent back by Redrive).
+   *
+   * @generated from enum value: CONSUMER_STATE_PENDING = 1;
+   */
+  PENDING = 1,
+
+  /**
+   * Handled, and its effect durably committed.
+   *
+   * @generated from enum value: CONSUMER_STATE_DONE = 2;
+   */
+  DONE = 2,
+
+  /**
+   * The last delivery failed; it will be delivered again after a back-off.
+   *
+   * @generated from enum value: CONSUMER_STATE_FAILED = 3;
+   */
+  FAILED = 3,
+
+  /**
+   * It failed its consumer's maximum deliveries and waits as a dead letter (Redrive).
+   *
+   * @generated from enum value: CONSUMER_STATE_DEAD_LETTERED = 4;
+   */
+  DEAD_LETTERED = 4,
+}
+
+/**
+ * Describes the enum chatmesh.forms.v1.ConsumerState.
+ */
+export const ConsumerStateSchema: GenEnum<ConsumerState> = /*@__PURE__*/
+  enumDesc(file_chatmesh_forms_v1_forms, 1);
+
+/**
+ * Forms, submissions, consumers and dead letters. Every RPC needs an access token, but
+ * GetForm and Submit on a public form, and GetSubmission and WatchSubmission (the
+ * submission id is the capability), which also take calls without one.
  *
  * @generated from service chatmesh.forms.v1.FormsService
  */
@@ -1130,7 +1581,9 @@ export const FormsService: GenService<{
   },
   /**
    * A form's definition, at its latest version; readable by any signed-in user who
-   * has its id (to render and fill it). Errors: INVALID_ARGUMENT, NOT_FOUND.
+   * has its id (to render and fill it), and by anyone without a token when the form
+   * is public. Errors: INVALID_ARGUMENT, NOT_FOUND, UNAUTHENTICATED (a private form
+   * without a token).
    *
    * @generated from rpc chatmesh.forms.v1.FormsService.GetForm
    */
@@ -1158,9 +1611,15 @@ export const FormsService: GenService<{
    * `duplicate = true` and publishes nothing.
    * Errors: INVALID_ARGUMENT naming the value's key (`values["email"]`: wrong type,
    * out of its limits, not one of the choices, an unknown key, or a required field
-   * missing), NOT_FOUND (form), RESOURCE_EXHAUSTED (rate limit; trailing metadata
-   * `retry-after-ms`), UNAVAILABLE (JetStream did not acknowledge: nothing was
-   * accepted; retry with the same `idempotency_key`).
+   * missing); every broken value is listed at once in the status details
+   * (google.rpc.BadRequest field violations, trailer `grpc-status-details-bin`), the
+   * message names the first. INVALID_ARGUMENT naming `values` when the sanitised
+   * submission is larger than the service's limit (64 KiB by default). NOT_FOUND
+   * (form), UNAUTHENTICATED (a private form without a token), RESOURCE_EXHAUSTED (rate
+   * limit: per signed-in user, or for anonymous submits per client address and per
+   * form; trailing metadata `retry-after-ms`), UNAVAILABLE (JetStream did not
+   * acknowledge: nothing was accepted; retry with the same `idempotency_key`).
+   * Anonymous submits (public forms) are idempotent per form and client address.
    *
    * @generated from rpc chatmesh.forms.v1.FormsService.Submit
    */
@@ -1170,8 +1629,51 @@ export const FormsService: GenService<{
     output: typeof SubmitResponseSchema;
   },
   /**
-   * A form's submissions, newest first, for its owner. A submission shows up here once
-   * the storing consumer has stored it (usually well under a second after Submit).
+   * Changes a form: a new definition at `version` + 1 (the old versions stay readable
+   * by the submissions that were checked against them). Only the owner may. Errors:
+   * INVALID_ARGUMENT (as CreateForm), NOT_FOUND, PERMISSION_DENIED (not the owner),
+   * FAILED_PRECONDITION (`expected_version` is not the form's version any more: read
+   * it again and retry).
+   *
+   * @generated from rpc chatmesh.forms.v1.FormsService.UpdateForm
+   */
+  updateForm: {
+    methodKind: "unary";
+    input: typeof UpdateFormRequestSchema;
+    output: typeof UpdateFormResponseSchema;
+  },
+  /**
+   * One submission's processing status: per consumer (pending, done, failed,
+   * dead-lettered) and as a whole (`processed` only once every required consumer has
+   * durably committed it). Anyone holding the submission id may read its status
+   * (token or not); its values come back only to the form's owner and to the signed-in
+   * submitter. A submission Submit accepted a moment ago is found (pending).
+   * Errors: INVALID_ARGUMENT, NOT_FOUND (no such submission), UNAVAILABLE.
+   *
+   * @generated from rpc chatmesh.forms.v1.FormsService.GetSubmission
+   */
+  getSubmission: {
+    methodKind: "unary";
+    input: typeof GetSubmissionRequestSchema;
+    output: typeof GetSubmissionResponseSchema;
+  },
+  /**
+   * The status of one submission as it changes: the current status first, then one
+   * message each time a consumer's state changes; the stream ends once every consumer
+   * is done or dead-lettered (or after `timeout_s`, when given). Who may watch, and
+   * errors: as GetSubmission.
+   *
+   * @generated from rpc chatmesh.forms.v1.FormsService.WatchSubmission
+   */
+  watchSubmission: {
+    methodKind: "server_streaming";
+    input: typeof WatchSubmissionRequestSchema;
+    output: typeof WatchSubmissionResponseSchema;
+  },
+  /**
+   * A form's submissions, newest first, for its owner, each with its processing status
+   * and screening. A submission shows up here once the storing consumer has stored it
+   * (usually well under a second after Submit).
    * Errors: INVALID_ARGUMENT, NOT_FOUND (form), PERMISSION_DENIED (not the form's
    * owner).
    *

@@ -1,0 +1,168 @@
+"""sheets: rows appended in batches to a spreadsheet per form (XLSX and CSV, local directory or S3 bucket).
+
+A batch is gathered until it holds ``flush_rows`` rows or ``flush_interval_s`` passed
+since its first (the sink behind a spreadsheet API is rate limited: write often, not
+once a row). Committing a batch writes one immutable part file per form holding its rows
+and their submission ids, in one atomic write; only then is the batch "done". Before
+committing, the form's parts are listed again and any submission a part already holds
+is left out, so a batch redelivered after a crash (the part was written, the acks were
+not) adds nothing; the spreadsheets are rendered from the parts with one row per
+submission id, so each row is there exactly once, in submission order.
+
+The workbook and CSV of a form are re-rendered from its parts at most every
+``render_interval_s`` (and when the worker stops): a committed row reaches the files a
+moment after its status says done. A render writes the whole file (30,000 rows cost about
+2 s of CPU here), so a large form waits longer between renders: at least
+``1 / render_cpu_share`` times its last render's duration, which keeps rendering to that
+share of a core however big the form grows. Each process keeps the rows of the forms it wrote in
+memory (read back from the parts after a restart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from services.forms.consumers.base import DONE, Consumer, ConsumerContext, Delivery, Outcome
+from services.forms.sheetfiles import LocalSheetFiles, S3SheetFiles, SheetFiles
+from services.forms.sheetrender import (
+    Row,
+    columns_of,
+    decode_part,
+    encode_part,
+    render_csv,
+    render_xlsx,
+    row_of,
+    sheet_filenames,
+)
+
+log = logging.getLogger("chatmesh.forms.sheets")
+
+
+@dataclass
+class _FormRows:
+    """What this process knows of one form's committed rows."""
+
+    parts: set[str] = field(default_factory=set)
+    rows: dict[str, Row] = field(default_factory=dict)
+    dirty: bool = True
+    rendered_at: float = -1e9
+    render_s: float = 0.0
+
+
+def make_sheet_files(context: ConsumerContext) -> SheetFiles:
+    """The sheets target the settings name."""
+    s = context.settings.sheets
+    if s.target == "s3":
+        return S3SheetFiles(context.objects.bucket(s.endpoint, s.bucket), s.prefix)
+    return LocalSheetFiles(s.directory)
+
+
+class SheetsConsumer(Consumer):
+    """Batches rows into one spreadsheet per form, exactly once per submission."""
+
+    name = "sheets"
+    description = "Appends rows in batches to a spreadsheet per form (XLSX and CSV; local directory or S3)."
+    ack_wait_s = 120.0
+    parallel_batches = 1  # one writer of a form's parts per process (see handle's lock)
+    backoff_s = (1.0, 5.0, 30.0, 60.0)
+    max_deliveries = 10
+
+    def __init__(self, context: ConsumerContext) -> None:
+        super().__init__(context)
+        s = context.settings.sheets
+        self.batch_size = s.flush_rows  # type: ignore[misc]
+        self.batch_wait_s = s.flush_interval_s  # type: ignore[misc]
+        self.files = make_sheet_files(context)
+        self._forms: dict[str, _FormRows] = {}
+        self._renderer: asyncio.Task[None] | None = None
+        self._worker = context.settings.worker_name
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        if self.context.settings.sheets.target == "s3":
+            s = self.context.settings.sheets
+            await self.context.objects.bucket(s.endpoint, s.bucket).ensure_exists()
+        self._renderer = asyncio.create_task(self._render_loop())
+
+    async def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renderer
+        for form_id in list(self._forms):
+            with contextlib.suppress(Exception):
+                await self.render(form_id)
+
+    async def _refresh(self, form_id: str) -> _FormRows:
+        """Read the form's parts this process has not seen (another process's, or its own before a restart)."""
+        state = self._forms.setdefault(form_id, _FormRows())
+        for name in await self.files.list_parts(form_id):
+            if name in state.parts:
+                continue
+            for row in decode_part(await self.files.read_part(form_id, name)):
+                state.rows.setdefault(row.submission_id, row)
+            state.parts.add(name)
+            state.dirty = True
+        return state
+
+    async def handle(self, batch: Sequence[Delivery]) -> Sequence[Outcome]:
+        by_form: dict[str, list[Row]] = {}
+        for delivery in batch:
+            by_form.setdefault(delivery.submission.form_id, []).append(row_of(delivery.submission))
+        async with self._lock:
+            for form_id, rows in by_form.items():
+                state = await self._refresh(form_id)
+                new = {r.submission_id: r for r in rows if r.submission_id not in state.rows}
+                if not new:
+                    continue  # a redelivery of rows a part already holds
+                name = f"{min(new)}-{self._worker}-{os.getpid()}-{time.time_ns()}.jsonl"
+                await self.files.write_part(form_id, name, encode_part(new.values()))
+                state.parts.add(name)
+                state.rows.update(new)
+                state.dirty = True
+        return [DONE] * len(batch)
+
+    async def render(self, form_id: str) -> None:
+        """Write the form's spreadsheets from every committed row (one row per submission, in order)."""
+        state = await self._refresh(form_id)
+        state.dirty = False
+        started = state.rendered_at = time.monotonic()
+        live = None
+        with contextlib.suppress(Exception):
+            live = await self.context.definitions.get(form_id)
+        rows = [state.rows[k] for k in sorted(state.rows)]
+        limit = self.context.settings.sheets.max_rows_per_sheet
+        formats = self.context.settings.sheets.formats
+        for index, start in enumerate(range(0, max(1, len(rows)), limit)):
+            chunk = rows[start : start + limit]
+            columns = columns_of(live, chunk)
+            xlsx_name, csv_name = sheet_filenames(index)
+            title = live.title if live is not None else form_id
+            if "xlsx" in formats:
+                data = await asyncio.to_thread(render_xlsx, title, columns, chunk)
+                await self.files.write_file(form_id, xlsx_name, data)
+            if "csv" in formats:
+                data = await asyncio.to_thread(render_csv, columns, chunk)
+                await self.files.write_file(form_id, csv_name, data)
+        state.render_s = time.monotonic() - started
+
+    async def _render_loop(self) -> None:
+        interval = self.context.settings.sheets.render_interval_s
+        share = self.context.settings.sheets.render_cpu_share
+        while True:
+            await asyncio.sleep(max(0.05, interval / 4))
+            now = time.monotonic()
+            for form_id, state in list(self._forms.items()):
+                if state.dirty and now - state.rendered_at >= max(interval, state.render_s / share):
+                    try:
+                        async with self._lock:
+                            await self.render(form_id)
+                    except Exception:  # noqa: BLE001 - the rows are committed; the next round renders again
+                        state.dirty = True
+                        log.exception("sheet render failed", extra={"form_id": form_id})
