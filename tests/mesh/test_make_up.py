@@ -57,7 +57,8 @@ def test_make_up_detached_serves_every_service_through_the_gateway_and_make_down
         assert up.returncode == 0, up.stdout + up.stderr
         assert f"gateway at http://127.0.0.1:{gateway_port}" in up.stdout
         pids = {int(p.read_text()) for p in (state / "run").glob("*.pid")}
-        assert len(pids) == 13  # supervisor, nats, cassandra, six services, catalog, web, envoy, a forms worker
+        # supervisor, nats, cassandra, six services, catalog, web, envoy, a forms worker, two ingest workers
+        assert len(pids) == 15
 
         listed = _grpcurl(gateway_port, "list")
         assert listed.returncode == 0, listed.stderr
