@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
+from services.runtime.access import method_access
+
 SERVICES = ("session", "history", "presence", "inference", "ingest", "forms")
 
 
@@ -26,6 +28,12 @@ class ServiceContract:
     """Paths ("/pkg.Service/Method") of RPCs whose responses stream."""
     client_streaming: tuple[str, ...]
     """Paths of RPCs whose requests stream (SDK-only: gRPC-web cannot carry them)."""
+    public: tuple[str, ...] = ()
+    """Paths of RPCs anyone may call without a token (ACCESS_PUBLIC)."""
+    optional_auth: tuple[str, ...] = ()
+    """Paths of RPCs that take calls with or without a token (ACCESS_OPTIONAL)."""
+    internal: tuple[str, ...] = ()
+    """Paths of RPCs only services may call (ACCESS_INTERNAL): never routed from outside."""
 
 
 def load(name: str) -> ServiceContract:
@@ -40,12 +48,16 @@ def load(name: str) -> ServiceContract:
             server_streaming.append(path)
         if method.client_streaming:
             client_streaming.append(path)
+    access = method_access(service)
     return ServiceContract(
         name=name,
         package=module.DESCRIPTOR.package,
         full_name=service.full_name,
         server_streaming=tuple(server_streaming),
         client_streaming=tuple(client_streaming),
+        public=tuple(sorted(access.public)),
+        optional_auth=tuple(sorted(access.optional)),
+        internal=tuple(sorted(access.internal)),
     )
 
 

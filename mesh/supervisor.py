@@ -165,6 +165,8 @@ class Supervisor:
         if name in ("presence", "inference"):  # SetTyping checks membership, Reply reads and stores history
             history_index = [c.name for c in self.contracts].index("history")
             env[f"{prefix}HISTORY_TARGET"] = f"{s.host}:{self._service_port(history_index)}"
+        if name == "inference":  # stores replies through history's internal AppendAssistantMessage
+            env[f"{prefix}SERVICE_TOKEN_PRIVATE_KEY_FILE"] = str((s.key_dir / "service_token.pem").resolve())
         if name == "ingest":  # workers act for jobs' owners: service tokens, Embed, Upsert to the service
             names = [c.name for c in self.contracts]
             ingest_dir = (s.state_dir / "ingest").resolve()

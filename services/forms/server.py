@@ -8,7 +8,7 @@ import logging
 from nats.aio.msg import Msg
 
 from chatmesh.forms.v1 import forms_pb2, forms_pb2_grpc
-from services.forms.client_address import parse_networks
+from services.runtime.clients import parse_networks
 from services.forms.deadletters import DeadLetters
 from services.forms.definitions import FormDefinitions
 from services.forms.directory import ConsumerDirectory

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from chatmesh.common.v1 import common_pb2
 from chatmesh.forms.v1 import forms_pb2 as pb
 from chatmesh.forms.v1 import forms_pb2_grpc
-from services.forms.client_address import HEADER, Network, client_address
+from services.runtime.clients import HEADER, Network, client_address
 from services.forms.deadletters import DeadLetter
 from services.forms.definitions import FormDefinitions
 from services.forms.directory import ConsumerDirectory

@@ -100,11 +100,6 @@ class FormsSettings(ServiceSettings):
         200.0, gt=0, le=100_000, description="Sustained anonymous submits to one public form per second."
     )
     anonymous_form_burst: int = Field(1000, ge=1, le=1_000_000, description="Anonymous submits at once per form.")
-    trusted_proxies: list[str] = Field(
-        default_factory=lambda: ["127.0.0.0/8", "::1/128"],
-        max_length=64,
-        description="Peers (CIDRs) whose x-chatmesh-client-address header names the client (the gateway).",
-    )
     consumers: dict[str, ConsumerOverride] = Field(
         default_factory=dict, max_length=64, description="Per-consumer overrides of the plug-ins' settings."
     )

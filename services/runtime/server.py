@@ -178,16 +178,17 @@ def create_server(
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [b.full_name for b in bindings]
-    reflection.enable_server_reflection(
-        [
-            *names,
-            *reflection_names,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ],
-        server,
-        pool=_ReflectionPool(descriptor_pool.Default()),
-    )
+    if settings.reflection:
+        reflection.enable_server_reflection(
+            [
+                *names,
+                *reflection_names,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
+            server,
+            pool=_ReflectionPool(descriptor_pool.Default()),
+        )
     port = server.add_insecure_port(f"{settings.host}:{settings.port}")
     if port == 0:
         raise RuntimeError(f"could not bind {settings.host}:{settings.port}")

@@ -51,6 +51,16 @@ class ServiceSettings(BaseSettings):
     shutdown_drain_s: float = Field(
         1.0, ge=0, le=60, description="Seconds health says NOT_SERVING before the server stops taking calls."
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"],
+        max_length=64,
+        description="Peers (CIDRs) whose x-chatmesh-client-address header names the client (the gateway).",
+    )
+    reflection: bool = Field(
+        True,
+        description="Serve gRPC reflection (grpcurl list/describe). On by default locally; turn off where the "
+        "service port is reachable by anyone but operators.",
+    )
     shutdown_grace_s: float = Field(5.0, ge=0, le=300, description="Seconds calls in flight get to finish on stop.")
 
 

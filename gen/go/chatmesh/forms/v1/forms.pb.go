@@ -2693,7 +2693,7 @@ var File_chatmesh_forms_v1_forms_proto protoreflect.FileDescriptor
 
 const file_chatmesh_forms_v1_forms_proto_rawDesc = "" +
 	"\n" +
-	"\x1dchatmesh/forms/v1/forms.proto\x12\x11chatmesh.forms.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fchatmesh/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x96\x05\n" +
+	"\x1dchatmesh/forms/v1/forms.proto\x12\x11chatmesh.forms.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fchatmesh/common/v1/access.proto\x1a\x1fchatmesh/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x96\x05\n" +
 	"\vFieldLimits\x12,\n" +
 	"\n" +
 	"min_length\x18\x01 \x01(\rB\b\xbaH\x05*\x03\x18\x90NH\x00R\tminLength\x88\x01\x01\x12.\n" +
@@ -2920,17 +2920,17 @@ const file_chatmesh_forms_v1_forms_proto_rawDesc = "" +
 	"\x16CONSUMER_STATE_PENDING\x10\x01\x12\x17\n" +
 	"\x13CONSUMER_STATE_DONE\x10\x02\x12\x19\n" +
 	"\x15CONSUMER_STATE_FAILED\x10\x03\x12 \n" +
-	"\x1cCONSUMER_STATE_DEAD_LETTERED\x10\x042\xa3\t\n" +
+	"\x1cCONSUMER_STATE_DEAD_LETTERED\x10\x042\xb5\t\n" +
 	"\fFormsService\x12Y\n" +
 	"\n" +
-	"CreateForm\x12$.chatmesh.forms.v1.CreateFormRequest\x1a%.chatmesh.forms.v1.CreateFormResponse\x12U\n" +
-	"\aGetForm\x12!.chatmesh.forms.v1.GetFormRequest\x1a\".chatmesh.forms.v1.GetFormResponse\"\x03\x90\x02\x01\x12[\n" +
-	"\tListForms\x12#.chatmesh.forms.v1.ListFormsRequest\x1a$.chatmesh.forms.v1.ListFormsResponse\"\x03\x90\x02\x01\x12M\n" +
-	"\x06Submit\x12 .chatmesh.forms.v1.SubmitRequest\x1a!.chatmesh.forms.v1.SubmitResponse\x12Y\n" +
+	"CreateForm\x12$.chatmesh.forms.v1.CreateFormRequest\x1a%.chatmesh.forms.v1.CreateFormResponse\x12Y\n" +
+	"\aGetForm\x12!.chatmesh.forms.v1.GetFormRequest\x1a\".chatmesh.forms.v1.GetFormResponse\"\a\x88\xb5\x18\x03\x90\x02\x01\x12[\n" +
+	"\tListForms\x12#.chatmesh.forms.v1.ListFormsRequest\x1a$.chatmesh.forms.v1.ListFormsResponse\"\x03\x90\x02\x01\x12S\n" +
+	"\x06Submit\x12 .chatmesh.forms.v1.SubmitRequest\x1a!.chatmesh.forms.v1.SubmitResponse\"\x04\x88\xb5\x18\x03\x12Y\n" +
 	"\n" +
-	"UpdateForm\x12$.chatmesh.forms.v1.UpdateFormRequest\x1a%.chatmesh.forms.v1.UpdateFormResponse\x12g\n" +
-	"\rGetSubmission\x12'.chatmesh.forms.v1.GetSubmissionRequest\x1a(.chatmesh.forms.v1.GetSubmissionResponse\"\x03\x90\x02\x01\x12o\n" +
-	"\x0fWatchSubmission\x12).chatmesh.forms.v1.WatchSubmissionRequest\x1a*.chatmesh.forms.v1.WatchSubmissionResponse\"\x03\x90\x02\x010\x01\x12m\n" +
+	"UpdateForm\x12$.chatmesh.forms.v1.UpdateFormRequest\x1a%.chatmesh.forms.v1.UpdateFormResponse\x12k\n" +
+	"\rGetSubmission\x12'.chatmesh.forms.v1.GetSubmissionRequest\x1a(.chatmesh.forms.v1.GetSubmissionResponse\"\a\x88\xb5\x18\x03\x90\x02\x01\x12s\n" +
+	"\x0fWatchSubmission\x12).chatmesh.forms.v1.WatchSubmissionRequest\x1a*.chatmesh.forms.v1.WatchSubmissionResponse\"\a\x88\xb5\x18\x03\x90\x02\x010\x01\x12m\n" +
 	"\x0fListSubmissions\x12).chatmesh.forms.v1.ListSubmissionsRequest\x1a*.chatmesh.forms.v1.ListSubmissionsResponse\"\x03\x90\x02\x01\x12g\n" +
 	"\rListConsumers\x12'.chatmesh.forms.v1.ListConsumersRequest\x1a(.chatmesh.forms.v1.ListConsumersResponse\"\x03\x90\x02\x01\x12g\n" +
 	"\rConsumerStats\x12'.chatmesh.forms.v1.ConsumerStatsRequest\x1a(.chatmesh.forms.v1.ConsumerStatsResponse\"\x03\x90\x02\x01\x12m\n" +

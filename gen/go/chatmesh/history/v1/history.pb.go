@@ -1510,7 +1510,7 @@ var File_chatmesh_history_v1_history_proto protoreflect.FileDescriptor
 
 const file_chatmesh_history_v1_history_proto_rawDesc = "" +
 	"\n" +
-	"!chatmesh/history/v1/history.proto\x12\x13chatmesh.history.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fchatmesh/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"y\n" +
+	"!chatmesh/history/v1/history.proto\x12\x13chatmesh.history.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fchatmesh/common/v1/access.proto\x1a\x1fchatmesh/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"y\n" +
 	"\x06Member\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x123\n" +
@@ -1617,12 +1617,12 @@ const file_chatmesh_history_v1_history_proto_rawDesc = "" +
 	"\x1aDELIVERY_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13DELIVERY_STATE_SENT\x10\x01\x12\x1c\n" +
 	"\x18DELIVERY_STATE_DELIVERED\x10\x02\x12\x17\n" +
-	"\x13DELIVERY_STATE_READ\x10\x032\xe6\a\n" +
+	"\x13DELIVERY_STATE_READ\x10\x032\xec\a\n" +
 	"\x0eHistoryService\x12u\n" +
 	"\x12CreateConversation\x12..chatmesh.history.v1.CreateConversationRequest\x1a/.chatmesh.history.v1.CreateConversationResponse\x12`\n" +
 	"\vSendMessage\x12'.chatmesh.history.v1.SendMessageRequest\x1a(.chatmesh.history.v1.SendMessageResponse\x12q\n" +
-	"\x0fGetConversation\x12+.chatmesh.history.v1.GetConversationRequest\x1a,.chatmesh.history.v1.GetConversationResponse\"\x03\x90\x02\x01\x12\x81\x01\n" +
-	"\x16AppendAssistantMessage\x122.chatmesh.history.v1.AppendAssistantMessageRequest\x1a3.chatmesh.history.v1.AppendAssistantMessageResponse\x12w\n" +
+	"\x0fGetConversation\x12+.chatmesh.history.v1.GetConversationRequest\x1a,.chatmesh.history.v1.GetConversationResponse\"\x03\x90\x02\x01\x12\x87\x01\n" +
+	"\x16AppendAssistantMessage\x122.chatmesh.history.v1.AppendAssistantMessageRequest\x1a3.chatmesh.history.v1.AppendAssistantMessageResponse\"\x04\x88\xb5\x18\x04\x12w\n" +
 	"\x11ListConversations\x12-.chatmesh.history.v1.ListConversationsRequest\x1a..chatmesh.history.v1.ListConversationsResponse\"\x03\x90\x02\x01\x12h\n" +
 	"\fListMessages\x12(.chatmesh.history.v1.ListMessagesRequest\x1a).chatmesh.history.v1.ListMessagesResponse\"\x03\x90\x02\x01\x12W\n" +
 	"\bMarkRead\x12$.chatmesh.history.v1.MarkReadRequest\x1a%.chatmesh.history.v1.MarkReadResponse\x12`\n" +

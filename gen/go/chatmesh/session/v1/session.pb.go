@@ -15,6 +15,7 @@ package sessionv1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	_ "github.com/chatmesh/chatmesh/gen/go/chatmesh/common/v1"
 	v1 "github.com/chatmesh/chatmesh/gen/go/chatmesh/events/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -1066,7 +1067,7 @@ var File_chatmesh_session_v1_session_proto protoreflect.FileDescriptor
 
 const file_chatmesh_session_v1_session_proto_rawDesc = "" +
 	"\n" +
-	"!chatmesh/session/v1/session.proto\x12\x13chatmesh.session.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fchatmesh/events/v1/events.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb2\x01\n" +
+	"!chatmesh/session/v1/session.proto\x12\x13chatmesh.session.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fchatmesh/common/v1/access.proto\x1a\x1fchatmesh/events/v1/events.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb2\x01\n" +
 	"\x06Device\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x129\n" +
@@ -1130,11 +1131,11 @@ const file_chatmesh_session_v1_session_proto_rawDesc = "" +
 	"\busername\x18\x02 \x01(\tR\busername\x12!\n" +
 	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\"F\n" +
 	"\x13LookupUsersResponse\x12/\n" +
-	"\x05users\x18\x01 \x03(\v2\x19.chatmesh.session.v1.UserR\x05users2\xed\x05\n" +
-	"\x0eSessionService\x12W\n" +
-	"\bRegister\x12$.chatmesh.session.v1.RegisterRequest\x1a%.chatmesh.session.v1.RegisterResponse\x12N\n" +
-	"\x05Login\x12!.chatmesh.session.v1.LoginRequest\x1a\".chatmesh.session.v1.LoginResponse\x12T\n" +
-	"\aRefresh\x12#.chatmesh.session.v1.RefreshRequest\x1a$.chatmesh.session.v1.RefreshResponse\x12Q\n" +
+	"\x05users\x18\x01 \x03(\v2\x19.chatmesh.session.v1.UserR\x05users2\xff\x05\n" +
+	"\x0eSessionService\x12]\n" +
+	"\bRegister\x12$.chatmesh.session.v1.RegisterRequest\x1a%.chatmesh.session.v1.RegisterResponse\"\x04\x88\xb5\x18\x02\x12T\n" +
+	"\x05Login\x12!.chatmesh.session.v1.LoginRequest\x1a\".chatmesh.session.v1.LoginResponse\"\x04\x88\xb5\x18\x02\x12Z\n" +
+	"\aRefresh\x12#.chatmesh.session.v1.RefreshRequest\x1a$.chatmesh.session.v1.RefreshResponse\"\x04\x88\xb5\x18\x02\x12Q\n" +
 	"\x06Logout\x12\".chatmesh.session.v1.LogoutRequest\x1a#.chatmesh.session.v1.LogoutResponse\x12e\n" +
 	"\vListDevices\x12'.chatmesh.session.v1.ListDevicesRequest\x1a(.chatmesh.session.v1.ListDevicesResponse\"\x03\x90\x02\x01\x12c\n" +
 	"\fRevokeDevice\x12(.chatmesh.session.v1.RevokeDeviceRequest\x1a).chatmesh.session.v1.RevokeDeviceResponse\x12e\n" +

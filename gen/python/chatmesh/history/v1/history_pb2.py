@@ -23,11 +23,12 @@ _sym_db = _symbol_database.Default()
 
 
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
+from chatmesh.common.v1 import access_pb2 as chatmesh_dot_common_dot_v1_dot_access__pb2
 from chatmesh.common.v1 import common_pb2 as chatmesh_dot_common_dot_v1_dot_common__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!chatmesh/history/v1/history.proto\x12\x13\x63hatmesh.history.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1f\x63hatmesh/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"y\n\x06Member\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12!\n\x0c\x64isplay_name\x18\x02 \x01(\tR\x0b\x64isplayName\x12\x33\n\x04kind\x18\x03 \x01(\x0e\x32\x1f.chatmesh.history.v1.AuthorKindR\x04kind\"\xee\x03\n\x07Message\x12\x1d\n\nmessage_id\x18\x01 \x01(\tR\tmessageId\x12\'\n\x0f\x63onversation_id\x18\x02 \x01(\tR\x0e\x63onversationId\x12\x1a\n\x08sequence\x18\x03 \x01(\x04R\x08sequence\x12$\n\x0e\x61uthor_user_id\x18\x04 \x01(\tR\x0c\x61uthorUserId\x12@\n\x0b\x61uthor_kind\x18\x05 \x01(\x0e\x32\x1f.chatmesh.history.v1.AuthorKindR\nauthorKind\x12\x12\n\x04text\x18\x06 \x01(\tR\x04text\x12*\n\x11\x63lient_message_id\x18\x07 \x01(\tR\x0f\x63lientMessageId\x12\x39\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x37\n\tedited_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x08\x65\x64itedAt\x12\x18\n\x07\x64\x65leted\x18\n \x01(\x08R\x07\x64\x65leted\x12I\n\x0e\x64\x65livery_state\x18\x0b \x01(\x0e\x32\".chatmesh.history.v1.DeliveryStateR\rdeliveryState\"\x83\x03\n\x0c\x43onversation\x12\'\n\x0f\x63onversation_id\x18\x01 \x01(\tR\x0e\x63onversationId\x12\x39\n\x04kind\x18\x02 \x01(\x0e\x32%.chatmesh.history.v1.ConversationKindR\x04kind\x12\x35\n\x07members\x18\x03 \x03(\x0b\x32\x1b.chatmesh.history.v1.MemberR\x07members\x12?\n\x0clast_message\x18\x04 \x01(\x0b\x32\x1c.chatmesh.history.v1.MessageR\x0blastMessage\x12!\n\x0cunread_count\x18\x05 \x01(\x04R\x0bunreadCount\x12\x39\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12#\n\rread_sequence\x18\x07 \x01(\x04R\x0creadSequence\x12\x14\n\x05model\x18\x08 \x01(\tR\x05model\"\xb1\x01\n\x19\x43reateConversationRequest\x12\x45\n\x04kind\x18\x01 \x01(\x0e\x32%.chatmesh.history.v1.ConversationKindB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00R\x04kind\x12-\n\x0cpeer_user_id\x18\x02 \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01R\npeerUserId\x12\x1e\n\x05model\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01R\x05model\"}\n\x1a\x43reateConversationResponse\x12\x45\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32!.chatmesh.history.v1.ConversationR\x0c\x63onversation\x12\x18\n\x07\x63reated\x18\x02 \x01(\x08R\x07\x63reated\"K\n\x16GetConversationRequest\x12\x31\n\x0f\x63onversation_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01R\x0e\x63onversationId\"`\n\x17GetConversationResponse\x12\x45\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32!.chatmesh.history.v1.ConversationR\x0c\x63onversation\"\x9e\x01\n\x12SendMessageRequest\x12\x31\n\x0f\x63onversation_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01R\x0e\x63onversationId\x12\x35\n\x11\x63lient_message_id\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x0f\x63lientMessageId\x12\x1e\n\x04text\x18\x03 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xa0\x1fR\x04text\"k\n\x13SendMessageResponse\x12\x36\n\x07message\x18\x01 \x01(\x0b\x32\x1c.chatmesh.history.v1.MessageR\x07message\x12\x1c\n\tduplicate\x18\x02 \x01(\x08R\tduplicate\"\x9c\x01\n\x1d\x41ppendAssistantMessageRequest\x12\x31\n\x0f\x63onversation_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01R\x0e\x63onversationId\x12(\n\nrequest_id\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\trequestId\x12\x1e\n\x04text\x18\x03 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80}R\x04text\"v\n\x1e\x41ppendAssistantMessageResponse\x12\x36\n\x07message\x18\x01 \x01(\x0b\x32\x1c.chatmesh.history.v1.MessageR\x07message\x12\x1c\n\tduplicate\x18\x02 \x01(\x08R\tduplicate\"O\n\x18ListConversationsRequest\x12\x33\n\x04page\x18\x01 \x01(\x0b\x32\x1f.chatmesh.common.v1.PageRequestR\x04page\"\x9a\x01\n\x19ListConversationsResponse\x12G\n\rconversations\x18\x01 \x03(\x0b\x32!.chatmesh.history.v1.ConversationR\rconversations\x12\x34\n\x04page\x18\x02 \x01(\x0b\x32 .chatmesh.common.v1.PageResponseR\x04page\"\xe9\x01\n\x13ListMessagesRequest\x12\x31\n\x0f\x63onversation_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01R\x0e\x63onversationId\x12\x33\n\x04page\x18\x02 \x01(\x0b\x32\x1f.chatmesh.common.v1.PageRequestR\x04page\x12\x45\n\tdirection\x18\x03 \x01(\x0e\x32\x1d.chatmesh.common.v1.DirectionB\x08\xbaH\x05\x82\x01\x02\x10\x01R\tdirection\x12#\n\rfrom_sequence\x18\x04 \x01(\x04R\x0c\x66romSequence\"\x86\x01\n\x14ListMessagesResponse\x12\x38\n\x08messages\x18\x01 \x03(\x0b\x32\x1c.chatmesh.history.v1.MessageR\x08messages\x12\x34\n\x04page\x18\x02 \x01(\x0b\x32 .chatmesh.common.v1.PageResponseR\x04page\"i\n\x0fMarkReadRequest\x12\x31\n\x0f\x63onversation_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01R\x0e\x63onversationId\x12#\n\x08sequence\x18\x02 \x01(\x04\x42\x07\xbaH\x04\x32\x02(\x01R\x08sequence\"Z\n\x10MarkReadResponse\x12#\n\rread_sequence\x18\x01 \x01(\x04R\x0creadSequence\x12!\n\x0cunread_count\x18\x02 \x01(\x04R\x0bunreadCount\"\x91\x01\n\x12\x45\x64itMessageRequest\x12\x31\n\x0f\x63onversation_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01R\x0e\x63onversationId\x12(\n\nmessage_id\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\tmessageId\x12\x1e\n\x04text\x18\x03 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xa0\x1fR\x04text\"M\n\x13\x45\x64itMessageResponse\x12\x36\n\x07message\x18\x01 \x01(\x0b\x32\x1c.chatmesh.history.v1.MessageR\x07message\"s\n\x14\x44\x65leteMessageRequest\x12\x31\n\x0f\x63onversation_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01R\x0e\x63onversationId\x12(\n\nmessage_id\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\tmessageId\"O\n\x15\x44\x65leteMessageResponse\x12\x36\n\x07message\x18\x01 \x01(\x0b\x32\x1c.chatmesh.history.v1.MessageR\x07message*t\n\x10\x43onversationKind\x12!\n\x1d\x43ONVERSATION_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43ONVERSATION_KIND_DIRECT\x10\x01\x12\x1f\n\x1b\x43ONVERSATION_KIND_ASSISTANT\x10\x02*Z\n\nAuthorKind\x12\x1b\n\x17\x41UTHOR_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41UTHOR_KIND_USER\x10\x01\x12\x19\n\x15\x41UTHOR_KIND_ASSISTANT\x10\x02*\x7f\n\rDeliveryState\x12\x1e\n\x1a\x44\x45LIVERY_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x44\x45LIVERY_STATE_SENT\x10\x01\x12\x1c\n\x18\x44\x45LIVERY_STATE_DELIVERED\x10\x02\x12\x17\n\x13\x44\x45LIVERY_STATE_READ\x10\x03\x32\xe6\x07\n\x0eHistoryService\x12u\n\x12\x43reateConversation\x12..chatmesh.history.v1.CreateConversationRequest\x1a/.chatmesh.history.v1.CreateConversationResponse\x12`\n\x0bSendMessage\x12\'.chatmesh.history.v1.SendMessageRequest\x1a(.chatmesh.history.v1.SendMessageResponse\x12q\n\x0fGetConversation\x12+.chatmesh.history.v1.GetConversationRequest\x1a,.chatmesh.history.v1.GetConversationResponse\"\x03\x90\x02\x01\x12\x81\x01\n\x16\x41ppendAssistantMessage\x12\x32.chatmesh.history.v1.AppendAssistantMessageRequest\x1a\x33.chatmesh.history.v1.AppendAssistantMessageResponse\x12w\n\x11ListConversations\x12-.chatmesh.history.v1.ListConversationsRequest\x1a..chatmesh.history.v1.ListConversationsResponse\"\x03\x90\x02\x01\x12h\n\x0cListMessages\x12(.chatmesh.history.v1.ListMessagesRequest\x1a).chatmesh.history.v1.ListMessagesResponse\"\x03\x90\x02\x01\x12W\n\x08MarkRead\x12$.chatmesh.history.v1.MarkReadRequest\x1a%.chatmesh.history.v1.MarkReadResponse\x12`\n\x0b\x45\x64itMessage\x12\'.chatmesh.history.v1.EditMessageRequest\x1a(.chatmesh.history.v1.EditMessageResponse\x12\x66\n\rDeleteMessage\x12).chatmesh.history.v1.DeleteMessageRequest\x1a*.chatmesh.history.v1.DeleteMessageResponseB\xd8\x01\n\x17\x63om.chatmesh.history.v1B\x0cHistoryProtoP\x01ZAgithub.com/chatmesh/chatmesh/gen/go/chatmesh/history/v1;historyv1\xa2\x02\x03\x43HX\xaa\x02\x13\x43hatmesh.History.V1\xca\x02\x13\x43hatmesh\\History\\V1\xe2\x02\x1f\x43hatmesh\\History\\V1\\GPBMetadata\xea\x02\x15\x43hatmesh::History::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!chatmesh/history/v1/history.proto\x12\x13\x63hatmesh.history.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1f\x63hatmesh/common/v1/access.proto\x1a\x1f\x63hatmesh/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"y\n\x06Member\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12!\n\x0c\x64isplay_name\x18\x02 \x01(\tR\x0b\x64isplayName\x12\x33\n\x04kind\x18\x03 \x01(\x0e\x32\x1f.chatmesh.history.v1.AuthorKindR\x04kind\"\xee\x03\n\x07Message\x12\x1d\n\nmessage_id\x18\x01 \x01(\tR\tmessageId\x12\'\n\x0f\x63onversation_id\x18\x02 \x01(\tR\x0e\x63onversationId\x12\x1a\n\x08sequence\x18\x03 \x01(\x04R\x08sequence\x12$\n\x0e\x61uthor_user_id\x18\x04 \x01(\tR\x0c\x61uthorUserId\x12@\n\x0b\x61uthor_kind\x18\x05 \x01(\x0e\x32\x1f.chatmesh.history.v1.AuthorKindR\nauthorKind\x12\x12\n\x04text\x18\x06 \x01(\tR\x04text\x12*\n\x11\x63lient_message_id\x18\x07 \x01(\tR\x0f\x63lientMessageId\x12\x39\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x37\n\tedited_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x08\x65\x64itedAt\x12\x18\n\x07\x64\x65leted\x18\n \x01(\x08R\x07\x64\x65leted\x12I\n\x0e\x64\x65livery_state\x18\x0b \x01(\x0e\x32\".chatmesh.history.v1.DeliveryStateR\rdeliveryState\"\x83\x03\n\x0c\x43onversation\x12\'\n\x0f\x63onversation_id\x18\x01 \x01(\tR\x0e\x63onversationId\x12\x39\n\x04kind\x18\x02 \x01(\x0e\x32%.chatmesh.history.v1.ConversationKindR\x04kind\x12\x35\n\x07members\x18\x03 \x03(\x0b\x32\x1b.chatmesh.history.v1.MemberR\x07members\x12?\n\x0clast_message\x18\x04 \x01(\x0b\x32\x1c.chatmesh.history.v1.MessageR\x0blastMessage\x12!\n\x0cunread_count\x18\x05 \x01(\x04R\x0bunreadCount\x12\x39\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12#\n\rread_sequence\x18\x07 \x01(\x04R\x0creadSequence\x12\x14\n\x05model\x18\x08 \x01(\tR\x05model\"\xb1\x01\n\x19\x43reateConversationRequest\x12\x45\n\x04kind\x18\x01 \x01(\x0e\x32%.chatmesh.history.v1.ConversationKindB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00R\x04kind\x12-\n\x0cpeer_user_id\x18\x02 \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01R\npeerUserId\x12\x1e\n\x05model\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01R\x05model\"}\n\x1a\x43reateConversationResponse\x12\x45\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32!.chatmesh.history.v1.ConversationR\x0c\x63onversation\x12\x18\n\x07\x63reated\x18\x02 \x01(\x08R\x07\x63reated\"K\n\x16GetConversationRequest\x12\x31\n\x0f\x63onversation_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01R\x0e\x63onversationId\"`\n\x17GetConversationResponse\x12\x45\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32!.chatmesh.history.v1.ConversationR\x0c\x63onversation\"\x9e\x01\n\x12SendMessageRequest\x12\x31\n\x0f\x63onversation_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01R\x0e\x63onversationId\x12\x35\n\x11\x63lient_message_id\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x0f\x63lientMessageId\x12\x1e\n\x04text\x18\x03 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xa0\x1fR\x04text\"k\n\x13SendMessageResponse\x12\x36\n\x07message\x18\x01 \x01(\x0b\x32\x1c.chatmesh.history.v1.MessageR\x07message\x12\x1c\n\tduplicate\x18\x02 \x01(\x08R\tduplicate\"\x9c\x01\n\x1d\x41ppendAssistantMessageRequest\x12\x31\n\x0f\x63onversation_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01R\x0e\x63onversationId\x12(\n\nrequest_id\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\trequestId\x12\x1e\n\x04text\x18\x03 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80}R\x04text\"v\n\x1e\x41ppendAssistantMessageResponse\x12\x36\n\x07message\x18\x01 \x01(\x0b\x32\x1c.chatmesh.history.v1.MessageR\x07message\x12\x1c\n\tduplicate\x18\x02 \x01(\x08R\tduplicate\"O\n\x18ListConversationsRequest\x12\x33\n\x04page\x18\x01 \x01(\x0b\x32\x1f.chatmesh.common.v1.PageRequestR\x04page\"\x9a\x01\n\x19ListConversationsResponse\x12G\n\rconversations\x18\x01 \x03(\x0b\x32!.chatmesh.history.v1.ConversationR\rconversations\x12\x34\n\x04page\x18\x02 \x01(\x0b\x32 .chatmesh.common.v1.PageResponseR\x04page\"\xe9\x01\n\x13ListMessagesRequest\x12\x31\n\x0f\x63onversation_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01R\x0e\x63onversationId\x12\x33\n\x04page\x18\x02 \x01(\x0b\x32\x1f.chatmesh.common.v1.PageRequestR\x04page\x12\x45\n\tdirection\x18\x03 \x01(\x0e\x32\x1d.chatmesh.common.v1.DirectionB\x08\xbaH\x05\x82\x01\x02\x10\x01R\tdirection\x12#\n\rfrom_sequence\x18\x04 \x01(\x04R\x0c\x66romSequence\"\x86\x01\n\x14ListMessagesResponse\x12\x38\n\x08messages\x18\x01 \x03(\x0b\x32\x1c.chatmesh.history.v1.MessageR\x08messages\x12\x34\n\x04page\x18\x02 \x01(\x0b\x32 .chatmesh.common.v1.PageResponseR\x04page\"i\n\x0fMarkReadRequest\x12\x31\n\x0f\x63onversation_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01R\x0e\x63onversationId\x12#\n\x08sequence\x18\x02 \x01(\x04\x42\x07\xbaH\x04\x32\x02(\x01R\x08sequence\"Z\n\x10MarkReadResponse\x12#\n\rread_sequence\x18\x01 \x01(\x04R\x0creadSequence\x12!\n\x0cunread_count\x18\x02 \x01(\x04R\x0bunreadCount\"\x91\x01\n\x12\x45\x64itMessageRequest\x12\x31\n\x0f\x63onversation_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01R\x0e\x63onversationId\x12(\n\nmessage_id\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\tmessageId\x12\x1e\n\x04text\x18\x03 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xa0\x1fR\x04text\"M\n\x13\x45\x64itMessageResponse\x12\x36\n\x07message\x18\x01 \x01(\x0b\x32\x1c.chatmesh.history.v1.MessageR\x07message\"s\n\x14\x44\x65leteMessageRequest\x12\x31\n\x0f\x63onversation_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01R\x0e\x63onversationId\x12(\n\nmessage_id\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\tmessageId\"O\n\x15\x44\x65leteMessageResponse\x12\x36\n\x07message\x18\x01 \x01(\x0b\x32\x1c.chatmesh.history.v1.MessageR\x07message*t\n\x10\x43onversationKind\x12!\n\x1d\x43ONVERSATION_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43ONVERSATION_KIND_DIRECT\x10\x01\x12\x1f\n\x1b\x43ONVERSATION_KIND_ASSISTANT\x10\x02*Z\n\nAuthorKind\x12\x1b\n\x17\x41UTHOR_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41UTHOR_KIND_USER\x10\x01\x12\x19\n\x15\x41UTHOR_KIND_ASSISTANT\x10\x02*\x7f\n\rDeliveryState\x12\x1e\n\x1a\x44\x45LIVERY_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x44\x45LIVERY_STATE_SENT\x10\x01\x12\x1c\n\x18\x44\x45LIVERY_STATE_DELIVERED\x10\x02\x12\x17\n\x13\x44\x45LIVERY_STATE_READ\x10\x03\x32\xec\x07\n\x0eHistoryService\x12u\n\x12\x43reateConversation\x12..chatmesh.history.v1.CreateConversationRequest\x1a/.chatmesh.history.v1.CreateConversationResponse\x12`\n\x0bSendMessage\x12\'.chatmesh.history.v1.SendMessageRequest\x1a(.chatmesh.history.v1.SendMessageResponse\x12q\n\x0fGetConversation\x12+.chatmesh.history.v1.GetConversationRequest\x1a,.chatmesh.history.v1.GetConversationResponse\"\x03\x90\x02\x01\x12\x87\x01\n\x16\x41ppendAssistantMessage\x12\x32.chatmesh.history.v1.AppendAssistantMessageRequest\x1a\x33.chatmesh.history.v1.AppendAssistantMessageResponse\"\x04\x88\xb5\x18\x04\x12w\n\x11ListConversations\x12-.chatmesh.history.v1.ListConversationsRequest\x1a..chatmesh.history.v1.ListConversationsResponse\"\x03\x90\x02\x01\x12h\n\x0cListMessages\x12(.chatmesh.history.v1.ListMessagesRequest\x1a).chatmesh.history.v1.ListMessagesResponse\"\x03\x90\x02\x01\x12W\n\x08MarkRead\x12$.chatmesh.history.v1.MarkReadRequest\x1a%.chatmesh.history.v1.MarkReadResponse\x12`\n\x0b\x45\x64itMessage\x12\'.chatmesh.history.v1.EditMessageRequest\x1a(.chatmesh.history.v1.EditMessageResponse\x12\x66\n\rDeleteMessage\x12).chatmesh.history.v1.DeleteMessageRequest\x1a*.chatmesh.history.v1.DeleteMessageResponseB\xd8\x01\n\x17\x63om.chatmesh.history.v1B\x0cHistoryProtoP\x01ZAgithub.com/chatmesh/chatmesh/gen/go/chatmesh/history/v1;historyv1\xa2\x02\x03\x43HX\xaa\x02\x13\x43hatmesh.History.V1\xca\x02\x13\x43hatmesh\\History\\V1\xe2\x02\x1f\x43hatmesh\\History\\V1\\GPBMetadata\xea\x02\x15\x43hatmesh::History::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -75,58 +76,60 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELETEMESSAGEREQUEST'].fields_by_name['message_id']._serialized_options = b'\272H\006r\004\020\001\030@'
   _globals['_HISTORYSERVICE'].methods_by_name['GetConversation']._loaded_options = None
   _globals['_HISTORYSERVICE'].methods_by_name['GetConversation']._serialized_options = b'\220\002\001'
+  _globals['_HISTORYSERVICE'].methods_by_name['AppendAssistantMessage']._loaded_options = None
+  _globals['_HISTORYSERVICE'].methods_by_name['AppendAssistantMessage']._serialized_options = b'\210\265\030\004'
   _globals['_HISTORYSERVICE'].methods_by_name['ListConversations']._loaded_options = None
   _globals['_HISTORYSERVICE'].methods_by_name['ListConversations']._serialized_options = b'\220\002\001'
   _globals['_HISTORYSERVICE'].methods_by_name['ListMessages']._loaded_options = None
   _globals['_HISTORYSERVICE'].methods_by_name['ListMessages']._serialized_options = b'\220\002\001'
-  _globals['_CONVERSATIONKIND']._serialized_start=3429
-  _globals['_CONVERSATIONKIND']._serialized_end=3545
-  _globals['_AUTHORKIND']._serialized_start=3547
-  _globals['_AUTHORKIND']._serialized_end=3637
-  _globals['_DELIVERYSTATE']._serialized_start=3639
-  _globals['_DELIVERYSTATE']._serialized_end=3766
-  _globals['_MEMBER']._serialized_start=153
-  _globals['_MEMBER']._serialized_end=274
-  _globals['_MESSAGE']._serialized_start=277
-  _globals['_MESSAGE']._serialized_end=771
-  _globals['_CONVERSATION']._serialized_start=774
-  _globals['_CONVERSATION']._serialized_end=1161
-  _globals['_CREATECONVERSATIONREQUEST']._serialized_start=1164
-  _globals['_CREATECONVERSATIONREQUEST']._serialized_end=1341
-  _globals['_CREATECONVERSATIONRESPONSE']._serialized_start=1343
-  _globals['_CREATECONVERSATIONRESPONSE']._serialized_end=1468
-  _globals['_GETCONVERSATIONREQUEST']._serialized_start=1470
-  _globals['_GETCONVERSATIONREQUEST']._serialized_end=1545
-  _globals['_GETCONVERSATIONRESPONSE']._serialized_start=1547
-  _globals['_GETCONVERSATIONRESPONSE']._serialized_end=1643
-  _globals['_SENDMESSAGEREQUEST']._serialized_start=1646
-  _globals['_SENDMESSAGEREQUEST']._serialized_end=1804
-  _globals['_SENDMESSAGERESPONSE']._serialized_start=1806
-  _globals['_SENDMESSAGERESPONSE']._serialized_end=1913
-  _globals['_APPENDASSISTANTMESSAGEREQUEST']._serialized_start=1916
-  _globals['_APPENDASSISTANTMESSAGEREQUEST']._serialized_end=2072
-  _globals['_APPENDASSISTANTMESSAGERESPONSE']._serialized_start=2074
-  _globals['_APPENDASSISTANTMESSAGERESPONSE']._serialized_end=2192
-  _globals['_LISTCONVERSATIONSREQUEST']._serialized_start=2194
-  _globals['_LISTCONVERSATIONSREQUEST']._serialized_end=2273
-  _globals['_LISTCONVERSATIONSRESPONSE']._serialized_start=2276
-  _globals['_LISTCONVERSATIONSRESPONSE']._serialized_end=2430
-  _globals['_LISTMESSAGESREQUEST']._serialized_start=2433
-  _globals['_LISTMESSAGESREQUEST']._serialized_end=2666
-  _globals['_LISTMESSAGESRESPONSE']._serialized_start=2669
-  _globals['_LISTMESSAGESRESPONSE']._serialized_end=2803
-  _globals['_MARKREADREQUEST']._serialized_start=2805
-  _globals['_MARKREADREQUEST']._serialized_end=2910
-  _globals['_MARKREADRESPONSE']._serialized_start=2912
-  _globals['_MARKREADRESPONSE']._serialized_end=3002
-  _globals['_EDITMESSAGEREQUEST']._serialized_start=3005
-  _globals['_EDITMESSAGEREQUEST']._serialized_end=3150
-  _globals['_EDITMESSAGERESPONSE']._serialized_start=3152
-  _globals['_EDITMESSAGERESPONSE']._serialized_end=3229
-  _globals['_DELETEMESSAGEREQUEST']._serialized_start=3231
-  _globals['_DELETEMESSAGEREQUEST']._serialized_end=3346
-  _globals['_DELETEMESSAGERESPONSE']._serialized_start=3348
-  _globals['_DELETEMESSAGERESPONSE']._serialized_end=3427
-  _globals['_HISTORYSERVICE']._serialized_start=3769
-  _globals['_HISTORYSERVICE']._serialized_end=4767
+  _globals['_CONVERSATIONKIND']._serialized_start=3462
+  _globals['_CONVERSATIONKIND']._serialized_end=3578
+  _globals['_AUTHORKIND']._serialized_start=3580
+  _globals['_AUTHORKIND']._serialized_end=3670
+  _globals['_DELIVERYSTATE']._serialized_start=3672
+  _globals['_DELIVERYSTATE']._serialized_end=3799
+  _globals['_MEMBER']._serialized_start=186
+  _globals['_MEMBER']._serialized_end=307
+  _globals['_MESSAGE']._serialized_start=310
+  _globals['_MESSAGE']._serialized_end=804
+  _globals['_CONVERSATION']._serialized_start=807
+  _globals['_CONVERSATION']._serialized_end=1194
+  _globals['_CREATECONVERSATIONREQUEST']._serialized_start=1197
+  _globals['_CREATECONVERSATIONREQUEST']._serialized_end=1374
+  _globals['_CREATECONVERSATIONRESPONSE']._serialized_start=1376
+  _globals['_CREATECONVERSATIONRESPONSE']._serialized_end=1501
+  _globals['_GETCONVERSATIONREQUEST']._serialized_start=1503
+  _globals['_GETCONVERSATIONREQUEST']._serialized_end=1578
+  _globals['_GETCONVERSATIONRESPONSE']._serialized_start=1580
+  _globals['_GETCONVERSATIONRESPONSE']._serialized_end=1676
+  _globals['_SENDMESSAGEREQUEST']._serialized_start=1679
+  _globals['_SENDMESSAGEREQUEST']._serialized_end=1837
+  _globals['_SENDMESSAGERESPONSE']._serialized_start=1839
+  _globals['_SENDMESSAGERESPONSE']._serialized_end=1946
+  _globals['_APPENDASSISTANTMESSAGEREQUEST']._serialized_start=1949
+  _globals['_APPENDASSISTANTMESSAGEREQUEST']._serialized_end=2105
+  _globals['_APPENDASSISTANTMESSAGERESPONSE']._serialized_start=2107
+  _globals['_APPENDASSISTANTMESSAGERESPONSE']._serialized_end=2225
+  _globals['_LISTCONVERSATIONSREQUEST']._serialized_start=2227
+  _globals['_LISTCONVERSATIONSREQUEST']._serialized_end=2306
+  _globals['_LISTCONVERSATIONSRESPONSE']._serialized_start=2309
+  _globals['_LISTCONVERSATIONSRESPONSE']._serialized_end=2463
+  _globals['_LISTMESSAGESREQUEST']._serialized_start=2466
+  _globals['_LISTMESSAGESREQUEST']._serialized_end=2699
+  _globals['_LISTMESSAGESRESPONSE']._serialized_start=2702
+  _globals['_LISTMESSAGESRESPONSE']._serialized_end=2836
+  _globals['_MARKREADREQUEST']._serialized_start=2838
+  _globals['_MARKREADREQUEST']._serialized_end=2943
+  _globals['_MARKREADRESPONSE']._serialized_start=2945
+  _globals['_MARKREADRESPONSE']._serialized_end=3035
+  _globals['_EDITMESSAGEREQUEST']._serialized_start=3038
+  _globals['_EDITMESSAGEREQUEST']._serialized_end=3183
+  _globals['_EDITMESSAGERESPONSE']._serialized_start=3185
+  _globals['_EDITMESSAGERESPONSE']._serialized_end=3262
+  _globals['_DELETEMESSAGEREQUEST']._serialized_start=3264
+  _globals['_DELETEMESSAGEREQUEST']._serialized_end=3379
+  _globals['_DELETEMESSAGERESPONSE']._serialized_start=3381
+  _globals['_DELETEMESSAGERESPONSE']._serialized_end=3460
+  _globals['_HISTORYSERVICE']._serialized_start=3802
+  _globals['_HISTORYSERVICE']._serialized_end=4806
 # @@protoc_insertion_point(module_scope)

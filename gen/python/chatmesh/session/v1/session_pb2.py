@@ -23,11 +23,12 @@ _sym_db = _symbol_database.Default()
 
 
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
+from chatmesh.common.v1 import access_pb2 as chatmesh_dot_common_dot_v1_dot_access__pb2
 from chatmesh.events.v1 import events_pb2 as chatmesh_dot_events_dot_v1_dot_events__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!chatmesh/session/v1/session.proto\x12\x13\x63hatmesh.session.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1f\x63hatmesh/events/v1/events.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb2\x01\n\x06\x44\x65vice\x12\x1b\n\tdevice_id\x18\x01 \x01(\tR\x08\x64\x65viceId\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12\x39\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12<\n\x0clast_seen_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nlastSeenAt\"\xe2\x01\n\x06Tokens\x12!\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tR\x0b\x61\x63\x63\x65ssToken\x12\x46\n\x11\x61\x63\x63\x65ss_expires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0f\x61\x63\x63\x65ssExpiresAt\x12#\n\rrefresh_token\x18\x03 \x01(\tR\x0crefreshToken\x12H\n\x12refresh_expires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x10refreshExpiresAt\"\xcd\x01\n\x0fRegisterRequest\x12:\n\x08username\x18\x01 \x01(\tB\x1e\xbaH\x1br\x19\x10\x03\x18 2\x13^[a-z][a-z0-9_.-]*$R\x08username\x12&\n\x08password\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x08\x18\x80\x02R\x08password\x12*\n\x0c\x64isplay_name\x18\x03 \x01(\tB\x07\xbaH\x04r\x02\x18@R\x0b\x64isplayName\x12*\n\x0b\x64\x65vice_name\x18\x04 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\ndeviceName\"}\n\x10RegisterResponse\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x1b\n\tdevice_id\x18\x02 \x01(\tR\x08\x64\x65viceId\x12\x33\n\x06tokens\x18\x03 \x01(\x0b\x32\x1b.chatmesh.session.v1.TokensR\x06tokens\"\xb3\x01\n\x0cLoginRequest\x12%\n\x08username\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18 R\x08username\x12&\n\x08password\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80\x02R\x08password\x12*\n\x0b\x64\x65vice_name\x18\x03 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\ndeviceName\x12(\n\tdevice_id\x18\x04 \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01R\x08\x64\x65viceId\"z\n\rLoginResponse\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x1b\n\tdevice_id\x18\x02 \x01(\tR\x08\x64\x65viceId\x12\x33\n\x06tokens\x18\x03 \x01(\x0b\x32\x1b.chatmesh.session.v1.TokensR\x06tokens\"A\n\x0eRefreshRequest\x12/\n\rrefresh_token\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80\x02R\x0crefreshToken\"F\n\x0fRefreshResponse\x12\x33\n\x06tokens\x18\x01 \x01(\x0b\x32\x1b.chatmesh.session.v1.TokensR\x06tokens\"\x0f\n\rLogoutRequest\"\x10\n\x0eLogoutResponse\"\x14\n\x12ListDevicesRequest\"L\n\x13ListDevicesResponse\x12\x35\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x1b.chatmesh.session.v1.DeviceR\x07\x64\x65vices\"<\n\x13RevokeDeviceRequest\x12%\n\tdevice_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01R\x08\x64\x65viceId\"\x16\n\x14RevokeDeviceResponse\"o\n\x0e\x43onnectRequest\x12#\n\rlast_sequence\x18\x01 \x01(\x04R\x0clastSequence\x12\x38\n\x0ewatch_user_ids\x18\x02 \x03(\tB\x12\xbaH\x0f\x92\x01\x0c\x10\xf4\x03\x18\x01\"\x05r\x03\xb0\x01\x01R\x0cwatchUserIds\"^\n\x0f\x43onnectResponse\x12\x1a\n\x08sequence\x18\x01 \x01(\x04R\x08sequence\x12/\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x19.chatmesh.events.v1.EventR\x05\x65vent\"\xe1\x01\n\x12LookupUsersRequest\x12.\n\tusernames\x18\x01 \x03(\tB\x10\xbaH\r\x92\x01\n\x10\x64\"\x06r\x04\x10\x01\x18 R\tusernames\x12*\n\x08user_ids\x18\x02 \x03(\tB\x0f\xbaH\x0c\x92\x01\t\x10\x64\"\x05r\x03\xb0\x01\x01R\x07userIds:o\xbaHl\x1aj\n\x11lookup_users.some\x12%give at least one username or user_id\x1a.size(this.usernames) + size(this.user_ids) > 0\"^\n\x04User\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12!\n\x0c\x64isplay_name\x18\x03 \x01(\tR\x0b\x64isplayName\"F\n\x13LookupUsersResponse\x12/\n\x05users\x18\x01 \x03(\x0b\x32\x19.chatmesh.session.v1.UserR\x05users2\xed\x05\n\x0eSessionService\x12W\n\x08Register\x12$.chatmesh.session.v1.RegisterRequest\x1a%.chatmesh.session.v1.RegisterResponse\x12N\n\x05Login\x12!.chatmesh.session.v1.LoginRequest\x1a\".chatmesh.session.v1.LoginResponse\x12T\n\x07Refresh\x12#.chatmesh.session.v1.RefreshRequest\x1a$.chatmesh.session.v1.RefreshResponse\x12Q\n\x06Logout\x12\".chatmesh.session.v1.LogoutRequest\x1a#.chatmesh.session.v1.LogoutResponse\x12\x65\n\x0bListDevices\x12\'.chatmesh.session.v1.ListDevicesRequest\x1a(.chatmesh.session.v1.ListDevicesResponse\"\x03\x90\x02\x01\x12\x63\n\x0cRevokeDevice\x12(.chatmesh.session.v1.RevokeDeviceRequest\x1a).chatmesh.session.v1.RevokeDeviceResponse\x12\x65\n\x0bLookupUsers\x12\'.chatmesh.session.v1.LookupUsersRequest\x1a(.chatmesh.session.v1.LookupUsersResponse\"\x03\x90\x02\x01\x12V\n\x07\x43onnect\x12#.chatmesh.session.v1.ConnectRequest\x1a$.chatmesh.session.v1.ConnectResponse0\x01\x42\xd8\x01\n\x17\x63om.chatmesh.session.v1B\x0cSessionProtoP\x01ZAgithub.com/chatmesh/chatmesh/gen/go/chatmesh/session/v1;sessionv1\xa2\x02\x03\x43SX\xaa\x02\x13\x43hatmesh.Session.V1\xca\x02\x13\x43hatmesh\\Session\\V1\xe2\x02\x1f\x43hatmesh\\Session\\V1\\GPBMetadata\xea\x02\x15\x43hatmesh::Session::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!chatmesh/session/v1/session.proto\x12\x13\x63hatmesh.session.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1f\x63hatmesh/common/v1/access.proto\x1a\x1f\x63hatmesh/events/v1/events.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb2\x01\n\x06\x44\x65vice\x12\x1b\n\tdevice_id\x18\x01 \x01(\tR\x08\x64\x65viceId\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12\x39\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12<\n\x0clast_seen_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nlastSeenAt\"\xe2\x01\n\x06Tokens\x12!\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tR\x0b\x61\x63\x63\x65ssToken\x12\x46\n\x11\x61\x63\x63\x65ss_expires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0f\x61\x63\x63\x65ssExpiresAt\x12#\n\rrefresh_token\x18\x03 \x01(\tR\x0crefreshToken\x12H\n\x12refresh_expires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x10refreshExpiresAt\"\xcd\x01\n\x0fRegisterRequest\x12:\n\x08username\x18\x01 \x01(\tB\x1e\xbaH\x1br\x19\x10\x03\x18 2\x13^[a-z][a-z0-9_.-]*$R\x08username\x12&\n\x08password\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x08\x18\x80\x02R\x08password\x12*\n\x0c\x64isplay_name\x18\x03 \x01(\tB\x07\xbaH\x04r\x02\x18@R\x0b\x64isplayName\x12*\n\x0b\x64\x65vice_name\x18\x04 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\ndeviceName\"}\n\x10RegisterResponse\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x1b\n\tdevice_id\x18\x02 \x01(\tR\x08\x64\x65viceId\x12\x33\n\x06tokens\x18\x03 \x01(\x0b\x32\x1b.chatmesh.session.v1.TokensR\x06tokens\"\xb3\x01\n\x0cLoginRequest\x12%\n\x08username\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18 R\x08username\x12&\n\x08password\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80\x02R\x08password\x12*\n\x0b\x64\x65vice_name\x18\x03 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\ndeviceName\x12(\n\tdevice_id\x18\x04 \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01R\x08\x64\x65viceId\"z\n\rLoginResponse\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x1b\n\tdevice_id\x18\x02 \x01(\tR\x08\x64\x65viceId\x12\x33\n\x06tokens\x18\x03 \x01(\x0b\x32\x1b.chatmesh.session.v1.TokensR\x06tokens\"A\n\x0eRefreshRequest\x12/\n\rrefresh_token\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80\x02R\x0crefreshToken\"F\n\x0fRefreshResponse\x12\x33\n\x06tokens\x18\x01 \x01(\x0b\x32\x1b.chatmesh.session.v1.TokensR\x06tokens\"\x0f\n\rLogoutRequest\"\x10\n\x0eLogoutResponse\"\x14\n\x12ListDevicesRequest\"L\n\x13ListDevicesResponse\x12\x35\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x1b.chatmesh.session.v1.DeviceR\x07\x64\x65vices\"<\n\x13RevokeDeviceRequest\x12%\n\tdevice_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01R\x08\x64\x65viceId\"\x16\n\x14RevokeDeviceResponse\"o\n\x0e\x43onnectRequest\x12#\n\rlast_sequence\x18\x01 \x01(\x04R\x0clastSequence\x12\x38\n\x0ewatch_user_ids\x18\x02 \x03(\tB\x12\xbaH\x0f\x92\x01\x0c\x10\xf4\x03\x18\x01\"\x05r\x03\xb0\x01\x01R\x0cwatchUserIds\"^\n\x0f\x43onnectResponse\x12\x1a\n\x08sequence\x18\x01 \x01(\x04R\x08sequence\x12/\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x19.chatmesh.events.v1.EventR\x05\x65vent\"\xe1\x01\n\x12LookupUsersRequest\x12.\n\tusernames\x18\x01 \x03(\tB\x10\xbaH\r\x92\x01\n\x10\x64\"\x06r\x04\x10\x01\x18 R\tusernames\x12*\n\x08user_ids\x18\x02 \x03(\tB\x0f\xbaH\x0c\x92\x01\t\x10\x64\"\x05r\x03\xb0\x01\x01R\x07userIds:o\xbaHl\x1aj\n\x11lookup_users.some\x12%give at least one username or user_id\x1a.size(this.usernames) + size(this.user_ids) > 0\"^\n\x04User\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12!\n\x0c\x64isplay_name\x18\x03 \x01(\tR\x0b\x64isplayName\"F\n\x13LookupUsersResponse\x12/\n\x05users\x18\x01 \x03(\x0b\x32\x19.chatmesh.session.v1.UserR\x05users2\xff\x05\n\x0eSessionService\x12]\n\x08Register\x12$.chatmesh.session.v1.RegisterRequest\x1a%.chatmesh.session.v1.RegisterResponse\"\x04\x88\xb5\x18\x02\x12T\n\x05Login\x12!.chatmesh.session.v1.LoginRequest\x1a\".chatmesh.session.v1.LoginResponse\"\x04\x88\xb5\x18\x02\x12Z\n\x07Refresh\x12#.chatmesh.session.v1.RefreshRequest\x1a$.chatmesh.session.v1.RefreshResponse\"\x04\x88\xb5\x18\x02\x12Q\n\x06Logout\x12\".chatmesh.session.v1.LogoutRequest\x1a#.chatmesh.session.v1.LogoutResponse\x12\x65\n\x0bListDevices\x12\'.chatmesh.session.v1.ListDevicesRequest\x1a(.chatmesh.session.v1.ListDevicesResponse\"\x03\x90\x02\x01\x12\x63\n\x0cRevokeDevice\x12(.chatmesh.session.v1.RevokeDeviceRequest\x1a).chatmesh.session.v1.RevokeDeviceResponse\x12\x65\n\x0bLookupUsers\x12\'.chatmesh.session.v1.LookupUsersRequest\x1a(.chatmesh.session.v1.LookupUsersResponse\"\x03\x90\x02\x01\x12V\n\x07\x43onnect\x12#.chatmesh.session.v1.ConnectRequest\x1a$.chatmesh.session.v1.ConnectResponse0\x01\x42\xd8\x01\n\x17\x63om.chatmesh.session.v1B\x0cSessionProtoP\x01ZAgithub.com/chatmesh/chatmesh/gen/go/chatmesh/session/v1;sessionv1\xa2\x02\x03\x43SX\xaa\x02\x13\x43hatmesh.Session.V1\xca\x02\x13\x43hatmesh\\Session\\V1\xe2\x02\x1f\x43hatmesh\\Session\\V1\\GPBMetadata\xea\x02\x15\x43hatmesh::Session::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -63,48 +64,54 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LOOKUPUSERSREQUEST'].fields_by_name['user_ids']._serialized_options = b'\272H\014\222\001\t\020d\"\005r\003\260\001\001'
   _globals['_LOOKUPUSERSREQUEST']._loaded_options = None
   _globals['_LOOKUPUSERSREQUEST']._serialized_options = b'\272Hl\032j\n\021lookup_users.some\022%give at least one username or user_id\032.size(this.usernames) + size(this.user_ids) > 0'
+  _globals['_SESSIONSERVICE'].methods_by_name['Register']._loaded_options = None
+  _globals['_SESSIONSERVICE'].methods_by_name['Register']._serialized_options = b'\210\265\030\002'
+  _globals['_SESSIONSERVICE'].methods_by_name['Login']._loaded_options = None
+  _globals['_SESSIONSERVICE'].methods_by_name['Login']._serialized_options = b'\210\265\030\002'
+  _globals['_SESSIONSERVICE'].methods_by_name['Refresh']._loaded_options = None
+  _globals['_SESSIONSERVICE'].methods_by_name['Refresh']._serialized_options = b'\210\265\030\002'
   _globals['_SESSIONSERVICE'].methods_by_name['ListDevices']._loaded_options = None
   _globals['_SESSIONSERVICE'].methods_by_name['ListDevices']._serialized_options = b'\220\002\001'
   _globals['_SESSIONSERVICE'].methods_by_name['LookupUsers']._loaded_options = None
   _globals['_SESSIONSERVICE'].methods_by_name['LookupUsers']._serialized_options = b'\220\002\001'
-  _globals['_DEVICE']._serialized_start=154
-  _globals['_DEVICE']._serialized_end=332
-  _globals['_TOKENS']._serialized_start=335
-  _globals['_TOKENS']._serialized_end=561
-  _globals['_REGISTERREQUEST']._serialized_start=564
-  _globals['_REGISTERREQUEST']._serialized_end=769
-  _globals['_REGISTERRESPONSE']._serialized_start=771
-  _globals['_REGISTERRESPONSE']._serialized_end=896
-  _globals['_LOGINREQUEST']._serialized_start=899
-  _globals['_LOGINREQUEST']._serialized_end=1078
-  _globals['_LOGINRESPONSE']._serialized_start=1080
-  _globals['_LOGINRESPONSE']._serialized_end=1202
-  _globals['_REFRESHREQUEST']._serialized_start=1204
-  _globals['_REFRESHREQUEST']._serialized_end=1269
-  _globals['_REFRESHRESPONSE']._serialized_start=1271
-  _globals['_REFRESHRESPONSE']._serialized_end=1341
-  _globals['_LOGOUTREQUEST']._serialized_start=1343
-  _globals['_LOGOUTREQUEST']._serialized_end=1358
-  _globals['_LOGOUTRESPONSE']._serialized_start=1360
-  _globals['_LOGOUTRESPONSE']._serialized_end=1376
-  _globals['_LISTDEVICESREQUEST']._serialized_start=1378
-  _globals['_LISTDEVICESREQUEST']._serialized_end=1398
-  _globals['_LISTDEVICESRESPONSE']._serialized_start=1400
-  _globals['_LISTDEVICESRESPONSE']._serialized_end=1476
-  _globals['_REVOKEDEVICEREQUEST']._serialized_start=1478
-  _globals['_REVOKEDEVICEREQUEST']._serialized_end=1538
-  _globals['_REVOKEDEVICERESPONSE']._serialized_start=1540
-  _globals['_REVOKEDEVICERESPONSE']._serialized_end=1562
-  _globals['_CONNECTREQUEST']._serialized_start=1564
-  _globals['_CONNECTREQUEST']._serialized_end=1675
-  _globals['_CONNECTRESPONSE']._serialized_start=1677
-  _globals['_CONNECTRESPONSE']._serialized_end=1771
-  _globals['_LOOKUPUSERSREQUEST']._serialized_start=1774
-  _globals['_LOOKUPUSERSREQUEST']._serialized_end=1999
-  _globals['_USER']._serialized_start=2001
-  _globals['_USER']._serialized_end=2095
-  _globals['_LOOKUPUSERSRESPONSE']._serialized_start=2097
-  _globals['_LOOKUPUSERSRESPONSE']._serialized_end=2167
-  _globals['_SESSIONSERVICE']._serialized_start=2170
-  _globals['_SESSIONSERVICE']._serialized_end=2919
+  _globals['_DEVICE']._serialized_start=187
+  _globals['_DEVICE']._serialized_end=365
+  _globals['_TOKENS']._serialized_start=368
+  _globals['_TOKENS']._serialized_end=594
+  _globals['_REGISTERREQUEST']._serialized_start=597
+  _globals['_REGISTERREQUEST']._serialized_end=802
+  _globals['_REGISTERRESPONSE']._serialized_start=804
+  _globals['_REGISTERRESPONSE']._serialized_end=929
+  _globals['_LOGINREQUEST']._serialized_start=932
+  _globals['_LOGINREQUEST']._serialized_end=1111
+  _globals['_LOGINRESPONSE']._serialized_start=1113
+  _globals['_LOGINRESPONSE']._serialized_end=1235
+  _globals['_REFRESHREQUEST']._serialized_start=1237
+  _globals['_REFRESHREQUEST']._serialized_end=1302
+  _globals['_REFRESHRESPONSE']._serialized_start=1304
+  _globals['_REFRESHRESPONSE']._serialized_end=1374
+  _globals['_LOGOUTREQUEST']._serialized_start=1376
+  _globals['_LOGOUTREQUEST']._serialized_end=1391
+  _globals['_LOGOUTRESPONSE']._serialized_start=1393
+  _globals['_LOGOUTRESPONSE']._serialized_end=1409
+  _globals['_LISTDEVICESREQUEST']._serialized_start=1411
+  _globals['_LISTDEVICESREQUEST']._serialized_end=1431
+  _globals['_LISTDEVICESRESPONSE']._serialized_start=1433
+  _globals['_LISTDEVICESRESPONSE']._serialized_end=1509
+  _globals['_REVOKEDEVICEREQUEST']._serialized_start=1511
+  _globals['_REVOKEDEVICEREQUEST']._serialized_end=1571
+  _globals['_REVOKEDEVICERESPONSE']._serialized_start=1573
+  _globals['_REVOKEDEVICERESPONSE']._serialized_end=1595
+  _globals['_CONNECTREQUEST']._serialized_start=1597
+  _globals['_CONNECTREQUEST']._serialized_end=1708
+  _globals['_CONNECTRESPONSE']._serialized_start=1710
+  _globals['_CONNECTRESPONSE']._serialized_end=1804
+  _globals['_LOOKUPUSERSREQUEST']._serialized_start=1807
+  _globals['_LOOKUPUSERSREQUEST']._serialized_end=2032
+  _globals['_USER']._serialized_start=2034
+  _globals['_USER']._serialized_end=2128
+  _globals['_LOOKUPUSERSRESPONSE']._serialized_start=2130
+  _globals['_LOOKUPUSERSRESPONSE']._serialized_end=2200
+  _globals['_SESSIONSERVICE']._serialized_start=2203
+  _globals['_SESSIONSERVICE']._serialized_end=2970
 # @@protoc_insertion_point(module_scope)

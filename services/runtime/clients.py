@@ -3,8 +3,7 @@
 The gateway (gateway/render.py) sets ``x-chatmesh-client-address`` to the address of the
 connection it accepted, replacing whatever a client sent under that name. The header is
 believed only when the peer of this call is a trusted proxy (the gateway, on loopback by
-default); any other caller is known by its own address. No gRPC here: the servicer passes
-the peer string and the header.
+default); any other caller is known by its own address.
 """
 
 from __future__ import annotations
@@ -45,3 +44,12 @@ def client_address(peer: str, header: str | None, trusted: Sequence[Network]) ->
         except ValueError:
             pass
     return str(peer_ip)
+
+
+def caller_address(context: object, trusted: Sequence[Network]) -> str:
+    """The client address of the call served under ``context`` (a grpc.aio.ServicerContext)."""
+    header = None
+    for key, value in context.invocation_metadata() or ():  # type: ignore[attr-defined]
+        if key == HEADER and isinstance(value, str):
+            header = value
+    return client_address(context.peer() or "", header, trusted)  # type: ignore[attr-defined]
