@@ -8,7 +8,6 @@ import logging
 from nats.aio.msg import Msg
 
 from chatmesh.forms.v1 import forms_pb2, forms_pb2_grpc
-from services.runtime.clients import parse_networks
 from services.forms.deadletters import DeadLetters
 from services.forms.definitions import FormDefinitions
 from services.forms.directory import ConsumerDirectory
@@ -23,6 +22,7 @@ from services.forms.streams import DEFS_CHANGED_SUBJECT, KV_BUCKETS, STREAMS
 from services.forms.submissions import SubmissionBook
 from services.forms.submit import SubmissionIntake, SubmitLimits
 from services.runtime.bus import AckedPublisher, connect, ensure_kv, ensure_stream
+from services.runtime.clients import parse_networks
 from services.runtime.cql import CqlSession
 from services.runtime.ratelimit import RateLimiter
 from services.runtime.server import ServiceBinding, ServiceServer, create_server, run

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from chatmesh.common.v1 import common_pb2
 from chatmesh.forms.v1 import forms_pb2 as pb
 from chatmesh.forms.v1 import forms_pb2_grpc
-from services.runtime.clients import HEADER, Network, client_address
 from services.forms.deadletters import DeadLetter
 from services.forms.definitions import FormDefinitions
 from services.forms.directory import ConsumerDirectory
@@ -18,6 +17,7 @@ from services.forms.stats import ConsumerStatsReader
 from services.forms.status import SubmissionStatuses
 from services.forms.submissions import SubmissionBook, submission_pb
 from services.forms.submit import SubmissionIntake
+from services.runtime.clients import HEADER, Network, client_address
 from services.runtime.interceptors import Context, current_principal, optional_principal
 
 SERVICE = "/chatmesh.forms.v1.FormsService/"

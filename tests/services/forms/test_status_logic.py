@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from chatmesh.forms.v1 import forms_pb2 as fpb
-from services.runtime.clients import client_address, parse_networks
 from services.forms.directory import ConsumerEntry
 from services.forms.status import build_status, is_final
 from services.forms.store import StatusRecord, StatusRow
+from services.runtime.clients import client_address, parse_networks
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
