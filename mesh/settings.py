@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -21,9 +22,26 @@ class MeshSettings(BaseSettings):
     nats_sync_interval: str = Field(
         "1s", pattern=r"^(always|\d+(ms|s|m))$", description="JetStream fsync interval (see mesh/deps/nats.py)."
     )
+    nats_nodes: int = Field(
+        1,
+        ge=1,
+        le=5,
+        description="nats-server nodes: 1, or a cluster (3) on host, host+1, host+2 (127.0.0.1-3), same ports, "
+        "with JetStream streams and KV buckets replicated on every node (R3).",
+    )
+    nats_cluster_port: int = Field(6222, ge=1, le=65535, description="NATS route port of each cluster node.")
+    cassandra_nodes: int = Field(
+        1,
+        ge=1,
+        le=5,
+        description="Cassandra nodes: 1, or a cluster (3) on host, host+1, host+2 (127.0.0.1-3), same ports, "
+        "keyspace replicated on every node, QUORUM reads and writes.",
+    )
     cql_port: int = Field(9042, ge=1, le=65535, description="Cassandra native (CQL) port.")
     cql_storage_port: int = Field(7000, ge=1, le=65535, description="Cassandra inter-node port (loopback).")
-    cassandra_heap_mb: int = Field(768, ge=256, le=16_384, description="Cassandra JVM heap.")
+    cassandra_heap_mb: int = Field(
+        768, ge=256, le=16_384, description="Cassandra JVM heap of each node (512 is enough for a 3-node cluster here)."
+    )
     catalog_port: int = Field(50050, ge=1, le=65535, description="Reflection catalog behind the gateway.")
     service_base_port: int = Field(
         50051, ge=1, le=65_000, description="session gets this port, then history, presence, inference, ingest, forms."
@@ -54,6 +72,21 @@ class MeshSettings(BaseSettings):
     restart_backoff_max_s: float = Field(
         30, ge=1, le=600, description="Longest wait before restarting a crashed process."
     )
+
+    @model_validator(mode="after")
+    def _cluster_addresses(self) -> MeshSettings:
+        if max(self.nats_nodes, self.cassandra_nodes) > 1:
+            try:
+                loopback = ipaddress.IPv4Address(self.host).is_loopback
+            except ValueError:
+                loopback = False
+            if not loopback:
+                raise ValueError("host must be an IPv4 loopback address (127.0.0.1) for a cluster on one machine")
+        return self
+
+    def node_host(self, index: int) -> str:
+        """The address of cluster node ``index`` (0-based): host, host+1, ... (127.0.0.1, 127.0.0.2...)."""
+        return str(ipaddress.IPv4Address(self.host) + index) if index else self.host
 
     @property
     def run_dir(self) -> Path:

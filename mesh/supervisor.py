@@ -10,6 +10,7 @@ everything in reverse order and leaves no process behind.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -156,9 +157,11 @@ class Supervisor:
             f"{prefix}METRICS_PORT": str(s.metrics_base_port + index if index >= 0 else 0),
             f"{prefix}TOKEN_PUBLIC_KEY_FILE": str((s.key_dir / "access_token.pub.pem").resolve()),
             f"{prefix}SERVICE_TOKEN_PUBLIC_KEY_FILE": str((s.key_dir / "service_token.pub.pem").resolve()),
-            f"{prefix}NATS__URL": f"nats://{s.host}:{s.nats_port}",
-            f"{prefix}CQL__HOSTS": f'["{s.host}"]',
+            f"{prefix}NATS__URL": ",".join(f"nats://{s.node_host(i)}:{s.nats_port}" for i in range(s.nats_nodes)),
+            f"{prefix}NATS__STREAM_REPLICAS": str(s.nats_nodes),
+            f"{prefix}CQL__HOSTS": json.dumps([s.node_host(i) for i in range(s.cassandra_nodes)]),
             f"{prefix}CQL__PORT": str(s.cql_port),
+            f"{prefix}CQL__REPLICATION_FACTOR": str(s.cassandra_nodes),
         }
         if name == "session":
             env[f"{prefix}SIGNING_KEY_FILE"] = str((s.key_dir / "access_token.pem").resolve())
@@ -242,20 +245,13 @@ class Supervisor:
             generate_key_pair(s.key_dir / "access_token.pem", s.key_dir / "access_token.pub.pem")
         if not (s.key_dir / "service_token.pem").exists():  # mesh processes acting for users (ingest workers)
             generate_key_pair(s.key_dir / "service_token.pem", s.key_dir / "service_token.pub.pem")
-        nats_dep = Nats(
-            NatsConfig(home=s.state_dir / "nats", host=s.host, port=s.nats_port, sync_interval=s.nats_sync_interval)
-        )
-        cassandra = Cassandra(
-            CassandraConfig(
-                home=s.state_dir / "cassandra",
-                host=s.host,
-                native_port=s.cql_port,
-                storage_port=s.cql_storage_port,
-                heap_mb=s.cassandra_heap_mb,
-            )
-        )
+        nats_nodes = self._nats_nodes()
+        cassandra_nodes = self._cassandra_nodes()
         envoy = Envoy(self.gateway_settings(), self.routes(), s.state_dir / "envoy")
-        await asyncio.gather(*(asyncio.to_thread(d.prepare) for d in (nats_dep, cassandra, envoy)))
+        # Cassandra's prepare installs it once (under a lock): the other nodes' wait for the first.
+        first: list[Dependency] = [*nats_nodes, cassandra_nodes[0], envoy]
+        await asyncio.gather(*(asyncio.to_thread(d.prepare) for d in first))
+        await asyncio.gather(*(asyncio.to_thread(d.prepare) for d in cassandra_nodes[1:]))
         services = [self._service(c, i) for i, c in enumerate(self.contracts)]
         catalog_target = f"{s.host}:{s.catalog_port}"
         services.append(self._python(CATALOG, "mesh.catalog", -1, lambda t: wait_grpc_serving(catalog_target, "", t)))
@@ -270,8 +266,57 @@ class Supervisor:
             await wait_gateway_clusters(admin, clusters, timeout_s)
 
         gateway.wait_ready = gateway_ready
-        self._groups = [[self._dependency(nats_dep), self._dependency(cassandra)], services, workers, [gateway]]
+        # Every NATS node at once (a cluster elects its JetStream leader once two are up); the
+        # Cassandra seed first, then the other nodes (they meet the cluster through it).
+        dependencies = [*(self._dependency(d) for d in nats_nodes), self._dependency(cassandra_nodes[0])]
+        self._groups = [
+            dependencies,
+            [self._dependency(d) for d in cassandra_nodes[1:]],
+            services,
+            workers,
+            [gateway],
+        ]
         self._groups = [group for group in self._groups if group]
+
+    def _nats_nodes(self) -> list[Nats]:
+        """One nats-server, or a cluster of ``nats_nodes`` on 127.0.0.1, 127.0.0.2...: nats, nats-2..."""
+        s = self.settings
+        count = s.nats_nodes
+        hosts = [s.node_host(i) for i in range(count)]
+        nodes = []
+        for i, host in enumerate(hosts):
+            name = "nats" if i == 0 else f"nats-{i + 1}"
+            config = NatsConfig(
+                home=s.state_dir / name,
+                host=host,
+                port=s.nats_port,
+                sync_interval=s.nats_sync_interval,
+                server_name=name if count > 1 else "",
+                cluster_port=s.nats_cluster_port if count > 1 else 0,
+                routes=tuple(f"{other}:{s.nats_cluster_port}" for other in hosts if other != host),
+            )
+            nodes.append(Nats(config, name=name))
+        return nodes
+
+    def _cassandra_nodes(self) -> list[Cassandra]:
+        """One Cassandra node, or a cluster of ``cassandra_nodes`` (127.0.0.1 the seed): cassandra, cassandra-2..."""
+        s = self.settings
+        count = s.cassandra_nodes
+        nodes = []
+        for i in range(count):
+            name = "cassandra" if i == 0 else f"cassandra-{i + 1}"
+            config = CassandraConfig(
+                home=s.state_dir / name,
+                host=s.node_host(i),
+                native_port=s.cql_port,
+                storage_port=s.cql_storage_port,
+                heap_mb=s.cassandra_heap_mb,
+                seeds=(s.host,) if count > 1 else (),
+                node_index=i,
+                cluster_size=count,
+            )
+            nodes.append(Cassandra(config, name=name))
+        return nodes
 
     def _workers(self) -> list[Managed]:
         s = self.settings
@@ -366,40 +411,52 @@ class Supervisor:
         return f"http://{self.settings.host}:{self.settings.gateway_port}"
 
     async def watch(self) -> None:
-        """Restart processes that die, until asked to stop."""
+        """Restart processes that die, until asked to stop.
+
+        Each process has a watcher of its own: while one waits out its back-off or a slow
+        start (Cassandra's), another that dies at the same time is restarted without waiting
+        for it.
+        """
+        watchers = [
+            asyncio.ensure_future(self._keep_running(item))
+            for group in self._groups
+            for item in group
+            if item.proc is not None
+        ]
+        try:
+            await self._stopping.wait()
+        finally:
+            for watcher in watchers:
+                watcher.cancel()
+            await asyncio.gather(*watchers, return_exceptions=True)
+
+    async def _keep_running(self, item: Managed) -> None:
+        """Wait for ``item`` to exit and start it again, with back-off, until the mesh stops."""
         while not self._stopping.is_set():
-            waits = {
-                asyncio.ensure_future(item.proc.wait()): item
-                for group in self._groups
-                for item in group
-                if item.proc is not None
-            }
-            stop = asyncio.ensure_future(self._stopping.wait())
-            done, _ = await asyncio.wait({stop, *waits}, return_when=asyncio.FIRST_COMPLETED)
-            for fut in waits:
-                fut.cancel()
-            if stop in done:
+            if item.proc is not None:
+                await item.proc.wait()
+            if self._stopping.is_set():
                 return
-            stop.cancel()
-            for fut in done:
-                item = waits[fut]
-                code = item.proc.returncode if item.proc else None
-                uptime = time.monotonic() - item.started_at
-                # Back off exponentially, but forgive a process that ran a while before dying.
-                item.restarts = 0 if uptime > 60 else item.restarts + 1
-                delay = min(self.settings.restart_backoff_max_s, 0.5 * 2**item.restarts)
-                log.warning("%s exited with code %s; restarting in %.1fs", item.name, code, delay)
-                print(f"chatmesh: {item.name} exited with code {code}; restarting in {delay:.1f}s", flush=True)
-                try:
-                    await asyncio.wait_for(self._stopping.wait(), delay)
-                    return
-                except TimeoutError:
-                    pass
-                try:
-                    await self._start(item, self.settings.ready_timeout_s)
-                    print(f"chatmesh: {item.name} restarted", flush=True)
-                except (RuntimeError, TimeoutError) as exc:
-                    log.error("restart of %s failed: %s", item.name, exc)
+            code = item.proc.returncode if item.proc else None
+            uptime = time.monotonic() - item.started_at
+            # Back off exponentially, but forgive a process that ran a while before dying.
+            item.restarts = 0 if uptime > 60 else item.restarts + 1
+            delay = min(self.settings.restart_backoff_max_s, 0.5 * 2**item.restarts)
+            log.warning("%s exited with code %s; restarting in %.1fs", item.name, code, delay)
+            print(f"chatmesh: {item.name} exited with code {code}; restarting in {delay:.1f}s", flush=True)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), delay)
+                return
+            except TimeoutError:
+                pass
+            try:
+                await self._start(item, self.settings.ready_timeout_s)
+                print(f"chatmesh: {item.name} restarted", flush=True)
+            except (RuntimeError, TimeoutError, OSError) as exc:
+                log.error("restart of %s failed: %s", item.name, exc)
+                print(f"chatmesh: restart of {item.name} failed: {exc}", flush=True)
+                if item.proc is not None and item.proc.returncode is None:
+                    await terminate(item.proc, item.spec.stop_timeout_s)  # never healthy: start it again
 
     async def down(self) -> None:
         """Stop everything, gateway first, dependencies last."""

@@ -137,6 +137,21 @@ _SINGLE_NODE_PROPERTIES = (
 )
 
 
+#: For a node of a local cluster: the same, except what a node needs to meet its peers (gossip
+#: settling, the ring delay, schema agreement); nodes join with tokens of their own, several at once.
+_CLUSTER_NODE_PROPERTIES = (
+    *(
+        prop
+        for prop in _SINGLE_NODE_PROPERTIES
+        if not prop.startswith(
+            ("-Dcassandra.skip_wait_for_gossip", "-Dcassandra.ring_delay", "-Dcassandra.skip_schema")
+        )
+    ),
+    "-Dcassandra.ring_delay_ms=3000",
+    "-Dcassandra.consistent.rangemovement=false",
+)
+
+
 class CassandraInstallError(JvmInstallError):
     """Cassandra could not be installed (no java, no mvn, or Maven failed)."""
 
@@ -152,6 +167,12 @@ class CassandraConfig:
         storage_port: inter-node port; must differ between nodes on the same host.
         heap_mb: maximum JVM heap (-Xmx) in MiB; the heap starts smaller unless tuned for throughput.
         cluster_name: name recorded in the system tables; fixed once the node has data.
+        seeds: inter-node addresses (``host``) of the cluster's seed nodes; empty: the node is
+            its own seed (a lone node).
+        node_index: this node's place in a cluster of ``cluster_size`` nodes (0-based): it gets
+            an evenly spaced token of its own, so nodes join without bootstrapping (an empty
+            cluster has nothing to stream).
+        cluster_size: nodes of the cluster (1 for a lone node).
     """
 
     home: Path
@@ -160,6 +181,14 @@ class CassandraConfig:
     storage_port: int = 7000
     heap_mb: int = 768
     cluster_name: str = "chatmesh"
+    seeds: tuple[str, ...] = ()
+    node_index: int = 0
+    cluster_size: int = 1
+
+    @property
+    def initial_token(self) -> int:
+        """This node's Murmur3 token: the ring cut in ``cluster_size`` equal arcs."""
+        return -(2**63) + self.node_index * (2**64 // self.cluster_size) if self.cluster_size > 1 else 0
 
 
 def find_java() -> Path:
@@ -325,15 +354,14 @@ def _exercise_cql(host: str, port: int) -> None:
 class Cassandra:
     """One Cassandra node, as a :class:`mesh.deps.base.Dependency`."""
 
-    name = "cassandra"
-
-    def __init__(self, config: CassandraConfig, cache_root: Path | None = None) -> None:
+    def __init__(self, config: CassandraConfig, cache_root: Path | None = None, name: str = "cassandra") -> None:
         """Describe the node; nothing is touched until :meth:`prepare`.
 
         Args:
             config: ports, paths and sizes of the node.
             cache_root: where Cassandra is cached; :func:`default_cache_root` if None.
         """
+        self.name = name
         self.config = config
         self._cache_root = cache_root
         self._lib: Path | None = None
@@ -462,11 +490,16 @@ def _write_conf(config: CassandraConfig, home: Path) -> None:
     for sub in ("conf/triggers", "data", "commitlog", "logs", "tmp"):
         (home / sub).mkdir(parents=True, exist_ok=True)
     template = string.Template((_RESOURCES / "cassandra.yaml.template").read_text())
+    # A lone node is its own seed; an IPv6 address needs brackets before the port.
+    seeds = ",".join(
+        f"[{seed}]:{config.storage_port}" if ":" in seed else f"{seed}:{config.storage_port}"
+        for seed in (config.seeds or (config.host,))
+    )
     yaml = template.substitute(
         cluster_name=config.cluster_name.replace("'", "''"),
         host=config.host,
-        # The node is its own (only) seed; an IPv6 address needs brackets before the port.
-        seed=f"[{config.host}]:{config.storage_port}" if ":" in config.host else f"{config.host}:{config.storage_port}",
+        seed=seeds,
+        initial_token=config.initial_token,
         native_port=config.native_port,
         storage_port=config.storage_port,
         home=str(home),
@@ -501,7 +534,7 @@ def _java_argv(config: CassandraConfig, home: Path, java: Path, lib: Path, class
         # No -javaagent:jamm.jar, unlike cassandra-env.sh: the JVM cannot record class data with
         # an agent loaded, and without one Cassandra's ObjectSizes falls back to jamm's Unsafe
         # strategy, which gives the same sizes.
-        *_SINGLE_NODE_PROPERTIES,
+        *(_SINGLE_NODE_PROPERTIES if config.cluster_size == 1 else _CLUSTER_NODE_PROPERTIES),
         f"-Dcassandra.config={(conf / 'cassandra.yaml').as_uri()}",
         f"-Dlogback.configurationFile={(conf / 'logback.xml').as_uri()}",
         f"-Dcassandra.logdir={home / 'logs'}",

@@ -21,6 +21,10 @@ class NatsConfig:
     power loss and costs throughput; the server default (2 min) can lose minutes of
     acked messages (Jepsen, 2025). chatmesh defaults to 1 s: at most a second of acked
     events at risk on power loss (not on a process crash), while history is also in CQL.
+
+    A node of a cluster (``cluster_port`` set) routes to ``routes`` (the other nodes'
+    ``host:cluster_port``); JetStream then keeps R3 streams on a majority of the nodes, and
+    a node is ready once the cluster has a JetStream meta leader (two of three nodes up).
     """
 
     home: Path
@@ -29,6 +33,10 @@ class NatsConfig:
     sync_interval: str = "1s"
     max_payload_bytes: int = 1024 * 1024
     max_store_bytes: int = 8 * 1024**3
+    server_name: str = ""
+    cluster_port: int = 0
+    routes: tuple[str, ...] = ()
+    cluster_name: str = "chatmesh"
 
 
 def nats_server_binary() -> str:
@@ -47,9 +55,8 @@ async def _quiet(exc: Exception) -> None:
 class Nats:
     """The NATS dependency."""
 
-    name = "nats"
-
-    def __init__(self, config: NatsConfig) -> None:
+    def __init__(self, config: NatsConfig, name: str = "nats") -> None:
+        self.name = name
         self.config = config
 
     @property
@@ -65,10 +72,23 @@ class Nats:
         """Write nats.conf under the instance dir."""
         c = self.config
         (c.home / "jetstream").mkdir(parents=True, exist_ok=True)
+        cluster = ""
+        if c.cluster_port:
+            routes = ", ".join(f"nats-route://{route}" for route in c.routes)
+            cluster = (
+                f'server_name: "{c.server_name or c.host}"\n'
+                "cluster {\n"
+                f'  name: "{c.cluster_name}"\n'
+                f'  host: "{c.host}"\n'
+                f"  port: {c.cluster_port}\n"
+                f"  routes: [{routes}]\n"
+                "}\n"
+            )
         self._conf_path.write_text(
             f'host: "{c.host}"\n'
             f"port: {c.port}\n"
             f"max_payload: {c.max_payload_bytes}\n"
+            f"{cluster}"
             "jetstream {\n"
             f'  store_dir: "{c.home / "jetstream"}"\n'
             f"  max_file_store: {c.max_store_bytes}\n"

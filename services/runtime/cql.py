@@ -2,6 +2,13 @@
 
 The driver is thread-based; :class:`CqlSession` bridges its futures to asyncio so no
 query blocks the event loop, and prepares each statement once.
+
+Every failure that means "the cluster cannot answer now" (no host reachable, too few
+replicas alive for the consistency level, a coordinator or driver timeout, a dropped
+connection, an overloaded or bootstrapping node) is raised as the runtime's
+:class:`~services.runtime.errors.Unavailable`, so a caller sees UNAVAILABLE ("retry"),
+never INTERNAL, while Cassandra or one of its nodes is down. A write that timed out may
+still have been applied: callers retry with their idempotency keys.
 """
 
 from __future__ import annotations
@@ -12,15 +19,34 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from cassandra import ConsistencyLevel
-from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, ResponseFuture, Session
-from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+from cassandra import ConsistencyLevel, CoordinationFailure, OperationTimedOut, Timeout
+from cassandra import Unavailable as ReplicasUnavailable
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, ResponseFuture, Session
+from cassandra.connection import ConnectionException
+from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionPolicy, TokenAwarePolicy
+from cassandra.protocol import IsBootstrappingErrorMessage
+from cassandra.protocol import RequestExecutionException as ServerRequestFailed
 from cassandra.query import BatchStatement, BatchType, PreparedStatement, SimpleStatement, dict_factory
 from pydantic import BaseModel, Field
 
 from services.runtime.errors import Unavailable
 
 log = logging.getLogger("chatmesh.cql")
+
+#: Driver and server errors that mean "the cluster cannot answer now; retry" (see the module docstring).
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    NoHostAvailable,  # every contact point down or refusing
+    ReplicasUnavailable,  # the coordinator knows too few live replicas for the consistency level
+    Timeout,  # ReadTimeout, WriteTimeout: replicas did not answer the coordinator in time
+    CoordinationFailure,  # ReadFailure, WriteFailure: a replica failed the request
+    OperationTimedOut,  # the driver's own request timeout, or a connection lost mid-request
+    ConnectionException,  # ConnectionShutdown, ConnectionBusy...
+    ServerRequestFailed,  # the server's Overloaded, Unavailable, timeout messages
+    IsBootstrappingErrorMessage,  # a node that has not finished joining
+)
+
+#: What callers are told; the driver's details (hosts, ports) go to the log only.
+UNAVAILABLE_MESSAGE = "the database is unavailable; retry"
 
 BATCH_PARTITIONS = 10
 """Partitions one unlogged batch of :meth:`CqlSession.execute_many` touches at most."""
@@ -35,6 +61,13 @@ class CqlSettings(BaseModel):
     replication_factor: int = Field(1, ge=1, le=7, description="SimpleStrategy RF used when creating the keyspace.")
     request_timeout_s: float = Field(5.0, gt=0, le=60, description="Per-query timeout.")
     connect_timeout_s: float = Field(10.0, gt=0, le=120, description="Timeout of the first connection.")
+    reconnect_max_s: float = Field(
+        5.0,
+        gt=0,
+        le=600,
+        description="Longest wait between reconnection attempts to a node that went down (the driver's "
+        "default of 10 minutes would leave a restarted node unused for minutes).",
+    )
     compression: bool | None = Field(
         None,
         description="LZ4 frames; unset: on unless every host is on loopback (where they only cost CPU both ends).",
@@ -80,12 +113,16 @@ class CqlSession:
             connect_timeout=settings.connect_timeout_s,
             protocol_version=5,
             compression=settings.wants_compression(),
+            reconnection_policy=ExponentialReconnectionPolicy(
+                min(0.5, settings.reconnect_max_s), settings.reconnect_max_s
+            ),
         )
         try:
             session = await asyncio.to_thread(cluster.connect)
         except Exception as exc:
             cluster.shutdown()
-            raise Unavailable(f"CQL cluster at {settings.hosts}:{settings.port} unreachable: {exc}") from exc
+            log.warning("cql connect failed", extra={"hosts": settings.hosts, "reason": str(exc)})
+            raise Unavailable(UNAVAILABLE_MESSAGE) from exc
         self = cls(cluster, session, settings.keyspace)
         await _wait(
             session.execute_async(
@@ -103,7 +140,10 @@ class CqlSession:
         statement = self._prepared.get(query)
         if statement is None:
             # Preparing is a one-time round trip per statement; the driver only has a blocking call.
-            statement = await asyncio.to_thread(self._session.prepare, query, None, self._keyspace)
+            try:
+                statement = await asyncio.to_thread(self._session.prepare, query, None, self._keyspace)
+            except TRANSIENT_ERRORS as exc:
+                raise _unavailable(exc) from exc
             self._prepared[query] = statement
         return statement
 
@@ -116,8 +156,7 @@ class CqlSession:
             statement = self._prepared.get(query) or await self._prepare(query)
         else:
             statement = SimpleStatement(query, keyspace=self._keyspace)
-        future = self._session.execute_async(statement, params)
-        result = await _wait(future)
+        result = await self._send(statement, params)
         return list(result or ())
 
     async def execute_many(
@@ -136,12 +175,12 @@ class CqlSession:
         for start in range(0, len(params), partitions_per_request):
             chunk = params[start : start + partitions_per_request]
             if len(chunk) == 1:
-                futures.append(_wait(self._session.execute_async(statement, chunk[0])))
+                futures.append(self._send(statement, chunk[0]))
                 continue
             batch = BatchStatement(batch_type=BatchType.UNLOGGED)
             for values in chunk:
                 batch.add(statement, values)
-            futures.append(_wait(self._session.execute_async(batch)))
+            futures.append(self._send(batch))
         await asyncio.gather(*futures)
 
     async def execute_unlogged(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
@@ -152,7 +191,15 @@ class CqlSession:
         batch = BatchStatement(batch_type=BatchType.UNLOGGED)
         for query, values in statements:
             batch.add(await self._prepare(query), values)
-        await _wait(self._session.execute_async(batch))
+        await self._send(batch)
+
+    def _send(self, statement: Any, params: Sequence[Any] | None = None) -> asyncio.Future[Any]:
+        """Start ``statement``; a future of its result, failing with Unavailable on transient errors."""
+        try:
+            future = self._session.execute_async(statement, params)
+        except TRANSIENT_ERRORS as exc:
+            raise _unavailable(exc) from exc
+        return _wait(future)
 
     async def close(self) -> None:
         """Close every connection."""
@@ -173,10 +220,17 @@ def _wait(future: ResponseFuture) -> asyncio.Future[Any]:
     return waiter
 
 
+def _unavailable(exc: BaseException) -> Unavailable:
+    log.warning("cql request failed", extra={"error": type(exc).__name__, "reason": str(exc)[:500]})
+    return Unavailable(UNAVAILABLE_MESSAGE)
+
+
 def _settle(waiter: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
     if waiter.done():
         return
-    if exc is not None:
+    if isinstance(exc, TRANSIENT_ERRORS):
+        waiter.set_exception(_unavailable(exc))
+    elif exc is not None:
         waiter.set_exception(exc)
     else:
         waiter.set_result(result)
