@@ -314,7 +314,7 @@ class Supervisor:
                 seeds=(s.host,) if count > 1 else (),
                 node_index=i,
                 cluster_size=count,
-                crash_safe_schema=True,  # a SIGKILLed node must come back with its tables (and their rows)
+                crash_safe=True,  # a SIGKILLed node comes back with every acknowledged write
             )
             nodes.append(Cassandra(config, name=name))
         return nodes

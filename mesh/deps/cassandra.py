@@ -134,7 +134,7 @@ _SINGLE_NODE_PROPERTIES = (
     # the time).  SIGTERM flushes everything, but a node killed hard (SIGKILL, OOM, power) then
     # restarts without the tables created since its last flush, and its commit log replay skips
     # their rows as "unknown CF": every write since is lost.  Only for throw-away test nodes,
-    # see CassandraConfig.crash_safe_schema (the mesh's nodes keep it off).
+    # see CassandraConfig.crash_safe (which the mesh's nodes turn on).
     UNSAFE_SYSTEM_PROPERTY,
     # Chronicle (audit and full-query logs) would phone home on first use.
     "-Dchronicle.analytics.disable=true",
@@ -178,9 +178,12 @@ class CassandraConfig:
             an evenly spaced token of its own, so nodes join without bootstrapping (an empty
             cluster has nothing to stream).
         cluster_size: nodes of the cluster (1 for a lone node).
-        crash_safe_schema: flush schema changes at once, so that a node killed hard (SIGKILL)
-            still knows its tables at restart and replays their rows from the commit log. Off
-            for throw-away test nodes (DDL a third faster); the mesh's nodes turn it on.
+        crash_safe: lose nothing acknowledged when the node is killed hard (SIGKILL, OOM):
+            acknowledge a write only once its commit log section is synced (``commitlog_sync:
+            batch``; periodic sync replays only up to the last sync marker, losing up to 10 s of
+            acknowledged writes), and flush schema changes at once (else the node forgets the
+            tables created since its last flush, and skips their rows at replay). Off for
+            throw-away test nodes (DDL a third faster, no fsync per write); the mesh turns it on.
     """
 
     home: Path
@@ -192,7 +195,7 @@ class CassandraConfig:
     seeds: tuple[str, ...] = ()
     node_index: int = 0
     cluster_size: int = 1
-    crash_safe_schema: bool = False
+    crash_safe: bool = False
 
     @property
     def initial_token(self) -> int:
@@ -509,6 +512,9 @@ def _write_conf(config: CassandraConfig, home: Path) -> None:
         host=config.host,
         seed=seeds,
         initial_token=config.initial_token,
+        commitlog_sync="commitlog_sync: batch"
+        if config.crash_safe
+        else "commitlog_sync: periodic\ncommitlog_sync_period: 10000ms",
         native_port=config.native_port,
         storage_port=config.storage_port,
         home=str(home),
@@ -546,7 +552,7 @@ def _java_argv(config: CassandraConfig, home: Path, java: Path, lib: Path, class
         *(
             prop
             for prop in (_SINGLE_NODE_PROPERTIES if config.cluster_size == 1 else _CLUSTER_NODE_PROPERTIES)
-            if not (config.crash_safe_schema and prop == UNSAFE_SYSTEM_PROPERTY)
+            if not (config.crash_safe and prop == UNSAFE_SYSTEM_PROPERTY)
         ),
         f"-Dcassandra.config={(conf / 'cassandra.yaml').as_uri()}",
         f"-Dlogback.configurationFile={(conf / 'logback.xml').as_uri()}",
