@@ -19,7 +19,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from cassandra import ConsistencyLevel, CoordinationFailure, OperationTimedOut, Timeout
+from cassandra import ConsistencyLevel, CoordinationFailure, InvalidRequest, OperationTimedOut, Timeout
 from cassandra import Unavailable as ReplicasUnavailable
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, ResponseFuture, Session
 from cassandra.connection import ConnectionException
@@ -124,16 +124,15 @@ class CqlSession:
             log.warning("cql connect failed", extra={"hosts": settings.hosts, "reason": str(exc)})
             raise Unavailable(UNAVAILABLE_MESSAGE) from exc
         self = cls(cluster, session, settings.keyspace)
-        await _wait(
-            session.execute_async(
-                f"CREATE KEYSPACE IF NOT EXISTS {settings.keyspace} WITH replication = "
-                f"{{'class': 'SimpleStrategy', 'replication_factor': {settings.replication_factor}}}"
-            )
+        await self._schema_change(
+            f"CREATE KEYSPACE IF NOT EXISTS {settings.keyspace} WITH replication = "
+            f"{{'class': 'SimpleStrategy', 'replication_factor': {settings.replication_factor}}}",
+            keyspace=None,
         )
         # Statements name tables without a keyspace; each carries the keyspace itself
         # (protocol v5) instead of a session-wide USE, which Cassandra 5 warns about.
         for statement in schema:
-            await self.execute(statement)
+            await self._schema_change(statement)
         return self
 
     async def _prepare(self, query: str) -> PreparedStatement:
@@ -193,10 +192,43 @@ class CqlSession:
             batch.add(await self._prepare(query), values)
         await self._send(batch)
 
-    def _send(self, statement: Any, params: Sequence[Any] | None = None) -> asyncio.Future[Any]:
-        """Start ``statement``; a future of its result, failing with Unavailable on transient errors."""
+    async def _schema_change(self, statement: str, keyspace: str | None = "", timeout_s: float = 120.0) -> None:
+        """Run an idempotent DDL statement (IF NOT EXISTS) and wait until every node has the change.
+
+        On a cluster, the keyspace created through one node reaches the others by gossip a
+        moment later, and several services create theirs at once: a CREATE TABLE sent to a
+        node that has not heard of the keyspace yet is retried until it has. Schema changes
+        are slow on a busy cluster (every node flushes its schema tables), so each attempt
+        may take up to 30 s, and one that timed out is tried again (it is idempotent).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            try:
+                target = self._keyspace if keyspace == "" else keyspace
+                await self._send(SimpleStatement(statement, keyspace=target), timeout=30.0)
+                break
+            except (InvalidRequest, Unavailable) as exc:
+                retry = isinstance(exc, Unavailable) or "does not exist" in str(exc)
+                if not retry or loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+        agreed = await asyncio.to_thread(self._cluster.control_connection.wait_for_schema_agreement, wait_time=30)
+        if not agreed:
+            log.warning("cql schema not agreed by every node after 30s", extra={"statement": statement[:80]})
+
+    def _send(
+        self, statement: Any, params: Sequence[Any] | None = None, timeout: float | None = None
+    ) -> asyncio.Future[Any]:
+        """Start ``statement``; a future of its result, failing with Unavailable on transient errors.
+
+        ``timeout``: seconds, instead of the execution profile's ``request_timeout``.
+        """
         try:
-            future = self._session.execute_async(statement, params)
+            if timeout is None:
+                future = self._session.execute_async(statement, params)
+            else:
+                future = self._session.execute_async(statement, params, timeout=timeout)
         except TRANSIENT_ERRORS as exc:
             raise _unavailable(exc) from exc
         return _wait(future)

@@ -10,8 +10,9 @@ import asyncio
 from pathlib import Path
 
 import grpc
+import nats
 
-from mesh.deps.cassandra import query_release_version
+from mesh.deps.cassandra import local_cluster, query_release_version
 from mesh.deps.nats import Nats, NatsConfig
 from tests.chaos.conftest import start_mesh, stop_mesh
 from tests.chaos.faults import RESTART_TIMEOUT_S, assert_books_balance, kill_and_recover, settle_and_report
@@ -45,9 +46,34 @@ async def _node_ready(name: str, host: str, env: dict[str, str]) -> None:
     await node.wait_ready(RESTART_TIMEOUT_S)
 
 
+def _replication_factor(env: dict[str, str]) -> str:
+    cluster = local_cluster("127.0.0.2", int(env["CHATMESH_MESH_CQL_PORT"]))
+    try:
+        row = (
+            cluster.connect()
+            .execute("SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = 'chatmesh'")
+            .one()
+        )
+        return str(row.replication["replication_factor"])
+    finally:
+        cluster.shutdown()
+
+
+async def _stream_replicas(env: dict[str, str]) -> dict[str, int]:
+    nc = await nats.connect(f"nats://127.0.0.3:{env['CHATMESH_MESH_NATS_PORT']}")
+    try:
+        return {str(info.config.name): int(info.config.num_replicas or 1) for info in await nc.jetstream().streams_info()}
+    finally:
+        await nc.close()
+
+
 async def test_killing_one_node_of_each_cluster_under_load_loses_nothing_acknowledged(chaos_state: Path) -> None:
     mesh = start_mesh(chaos_state, CLUSTER)
     try:
+        # Three copies of everything: the keyspace (read through node 2) and every stream (node 3).
+        assert await asyncio.to_thread(_replication_factor, mesh.env) == "3"
+        replicas = await _stream_replicas(mesh.env)
+        assert replicas and set(replicas.values()) == {3}, replicas
         async with grpc.aio.insecure_channel(mesh.gateway_target, options=CHANNEL_OPTIONS) as channel:
             load = Load(channel)
             await load.setup()
