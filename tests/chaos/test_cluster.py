@@ -62,7 +62,8 @@ def _replication_factor(env: dict[str, str]) -> str:
 async def _stream_replicas(env: dict[str, str]) -> dict[str, int]:
     nc = await nats.connect(f"nats://127.0.0.3:{env['CHATMESH_MESH_NATS_PORT']}")
     try:
-        return {str(info.config.name): int(info.config.num_replicas or 1) for info in await nc.jetstream().streams_info()}
+        streams = await nc.jetstream().streams_info()
+        return {str(info.config.name): int(info.config.num_replicas or 1) for info in streams}
     finally:
         await nc.close()
 
