@@ -1,10 +1,12 @@
 """The local supervisor behind `make up`.
 
-Starts, in order: NATS and Cassandra (together), the six services, the catalog and the
+Starts, in order: NATS and Cassandra (together; with ``CHATMESH_MESH_NATS_NODES=3`` and
+``CHATMESH_MESH_CASSANDRA_NODES=3`` every NATS node and the Cassandra seed, then the other
+Cassandra nodes, on 127.0.0.1-3), the six services, the catalog and the
 static server of the browser client (together), the services' worker processes, then the
 Envoy gateway; waits for each to be healthy; prints the gateway
-address; restarts any process that dies (with back-off); on SIGINT/SIGTERM stops
-everything in reverse order and leaves no process behind.
+address; restarts any process that dies (with back-off, each process on its own); on
+SIGINT/SIGTERM stops everything in reverse order and leaves no process behind.
 """
 
 from __future__ import annotations
