@@ -93,3 +93,37 @@ async def test_thousands_of_silent_calls_end_by_themselves_and_another_user_is_n
     assert set(endings) <= ended, endings
     assert sum(endings.values()) == SILENT_CALLS
     assert endings[grpc.StatusCode.RESOURCE_EXHAUSTED] > 0
+
+
+async def test_a_user_holding_too_many_streams_is_refused_and_nobody_else_is(session_service: ServiceServer) -> None:
+    limit = session_service.settings.max_streams_per_caller
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{session_service.port}") as channel:
+        session = session_pb2_grpc.SessionServiceStub(channel)
+        greedy, other = [
+            await session.Register(
+                spb.RegisterRequest(username=f"s{uuid.uuid4().hex[:12]}", password=PASSWORD, device_name="x")
+            )
+            for _ in range(2)
+        ]
+        greedy_auth = (("authorization", f"Bearer {greedy.tokens.access_token}"),)
+        other_auth = (("authorization", f"Bearer {other.tokens.access_token}"),)
+        held = [session.Connect(spb.ConnectRequest(), metadata=greedy_auth) for _ in range(limit)]
+        try:
+            for call in held:
+                await asyncio.wait_for(call.read(), 10)  # open and live
+            one_more = session.Connect(spb.ConnectRequest(), metadata=greedy_auth)
+            assert await asyncio.wait_for(one_more.code(), 10) == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "retry-after-ms" in dict(await one_more.trailing_metadata() or ())
+            theirs = session.Connect(spb.ConnectRequest(), metadata=other_auth)
+            first = await asyncio.wait_for(theirs.read(), 10)
+            assert first is not grpc.aio.EOF
+            theirs.cancel()
+            # A stream closed gives its place back.
+            held.pop().cancel()
+            await asyncio.sleep(0.5)
+            again = session.Connect(spb.ConnectRequest(), metadata=greedy_auth)
+            assert await asyncio.wait_for(again.read(), 10) is not grpc.aio.EOF
+            held.append(again)
+        finally:
+            for call in held:
+                call.cancel()
