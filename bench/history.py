@@ -260,7 +260,7 @@ def load_conversation(
                             m.created_at,
                         ),
                     )
-                    keys.add(key_stmt, (cid, client_key(m.client_message_id), s))
+                    keys.add(key_stmt, (cid, client_key(m.author_user_id, m.client_message_id), s))
                     keys.add(key_stmt, (cid, id_key(m.message_id), s))
                 yield messages, None
                 yield keys, None

@@ -16,10 +16,13 @@ from tests.conftest import KeyPair
 
 
 @pytest.fixture
-async def history_service(cql: CqlSettings, nats_server: Nats, token_keys: KeyPair) -> AsyncIterator[ServiceServer]:
-    """History with a generous send rate (tests send fast on purpose)."""
+async def history_service(
+    cql: CqlSettings, nats_server: Nats, token_keys: KeyPair, session_service: ServiceServer, history_port: int
+) -> AsyncIterator[ServiceServer]:
+    """History with a generous send rate (tests send fast on purpose), asking the test's session about peers."""
     settings = HistorySettings(
-        port=0,
+        port=history_port,
+        session_target=f"127.0.0.1:{session_service.port}",
         cql=cql,
         nats=NatsSettings(url=nats_server.url),
         token_public_key_file=token_keys.public,

@@ -13,6 +13,7 @@ from chatmesh.history.v1 import history_pb2_grpc
 from services.runtime.server import ServiceServer
 from services.runtime.tokens import Principal, TokenSigner, load_private_key
 from tests.conftest import KeyPair
+from tests.conftest_services import Accounts
 
 
 @dataclass
@@ -38,12 +39,13 @@ async def history_channel(history_service: ServiceServer) -> AsyncIterator[grpc.
 
 
 @pytest.fixture
-def make_user(token_keys: KeyPair, history_channel: grpc.aio.Channel) -> object:
-    """Factory of users with valid access tokens (as session would issue them)."""
+def make_user(token_keys: KeyPair, history_channel: grpc.aio.Channel, accounts: Accounts) -> object:
+    """Factory of users (accounts in session) with valid access tokens (as session would issue them)."""
     signer = TokenSigner(load_private_key(token_keys.private), "chatmesh", 3600)
 
-    def make() -> User:
+    async def make() -> User:
         principal = Principal(str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4()))
+        await accounts.ensure(principal.user_id)
         return User(
             principal.user_id,
             principal.device_id,
