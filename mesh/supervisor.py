@@ -167,7 +167,9 @@ class Supervisor:
             history_index = [c.name for c in self.contracts].index("history")
             env[f"{prefix}HISTORY_TARGET"] = f"{s.host}:{self._service_port(history_index)}"
         if name == "history":  # CreateConversation asks session's LookupUsers whether the peer is an account
-            env[f"{prefix}SESSION_TARGET"] = f"{s.host}:{self._service_port([c.name for c in self.contracts].index('session'))}"
+            env[f"{prefix}SESSION_TARGET"] = (
+                f"{s.host}:{self._service_port([c.name for c in self.contracts].index('session'))}"
+            )
         if name == "inference":  # stores replies through history's internal AppendAssistantMessage
             env[f"{prefix}SERVICE_TOKEN_PRIVATE_KEY_FILE"] = str((s.key_dir / "service_token.pem").resolve())
         if name == "ingest":  # workers act for jobs' owners: service tokens, Embed, Upsert to the service

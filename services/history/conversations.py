@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 
 from chatmesh.events.v1 import events_pb2
 from chatmesh.history.v1 import history_pb2 as pb
+from services.history.directory import UserDirectory
 from services.history.errors import (
     BadPageToken,
     ConversationNotFound,
@@ -45,7 +46,6 @@ from services.history.errors import (
     PeerNotFound,
     SendingTooFast,
 )
-from services.history.directory import UserDirectory
 from services.history.events import EventPublisher
 from services.history.ids import uuid7
 from services.history.protos import event, message_pb
@@ -262,13 +262,13 @@ class Conversations:
             next_token = _encode(f"c1|{last.last_activity.timestamp()!r}|{last.record.conversation_id}")
         return page, next_token
 
-    async def contacts(self, user_id: str, user_ids: Sequence[str]) -> list[str]:
+    async def contacts(self, user_id: str, user_ids: Sequence[str]) -> tuple[str, ...]:
         """Those of ``user_ids`` who share a conversation with ``user_id`` (in order; one partition read)."""
         if not user_ids:
-            return []
+            return ()
         rows = await self._store.user_conversations(user_id)
         shared = {m for r in rows for m in r.member_ids if m != user_id}
-        return [u for u in user_ids if u in shared]
+        return tuple(u for u in user_ids if u in shared)
 
     # -- messages ------------------------------------------------------------------
 

@@ -85,9 +85,7 @@ class HistoryServicer(history_pb2_grpc.HistoryServiceServicer):
     async def ListConversations(
         self, request: pb.ListConversationsRequest, context: Context
     ) -> pb.ListConversationsResponse:
-        views, next_token = await self._conversations.list(
-            _me(), request.page.page_size, request.page.page_token
-        )
+        views, next_token = await self._conversations.list(_me(), request.page.page_size, request.page.page_token)
         return pb.ListConversationsResponse(
             conversations=[_conversation_pb(v) for v in views],
             page=common_pb2.PageResponse(next_page_token=next_token),
@@ -111,19 +109,13 @@ class HistoryServicer(history_pb2_grpc.HistoryServiceServicer):
         return pb.FilterContactsResponse(user_ids=contacts)
 
     async def MarkRead(self, request: pb.MarkReadRequest, context: Context) -> pb.MarkReadResponse:
-        read, unread = await self._conversations.mark_read(
-            _me(), _cid(request.conversation_id), request.sequence
-        )
+        read, unread = await self._conversations.mark_read(_me(), _cid(request.conversation_id), request.sequence)
         return pb.MarkReadResponse(read_sequence=read, unread_count=unread)
 
     async def EditMessage(self, request: pb.EditMessageRequest, context: Context) -> pb.EditMessageResponse:
-        message = await self._conversations.edit(
-            _me(), _cid(request.conversation_id), request.message_id, request.text
-        )
+        message = await self._conversations.edit(_me(), _cid(request.conversation_id), request.message_id, request.text)
         return pb.EditMessageResponse(message=message_pb(message))
 
     async def DeleteMessage(self, request: pb.DeleteMessageRequest, context: Context) -> pb.DeleteMessageResponse:
-        message = await self._conversations.delete(
-            _me(), _cid(request.conversation_id), request.message_id
-        )
+        message = await self._conversations.delete(_me(), _cid(request.conversation_id), request.message_id)
         return pb.DeleteMessageResponse(message=message_pb(message))

@@ -46,5 +46,8 @@ class HistorySettings(ServiceSettings):
     )
     session_timeout_s: float = Field(2.0, gt=0, le=30, description="Deadline of one LookupUsers call to session.")
     known_users_cache_size: int = Field(
-        100_000, ge=1, le=10_000_000, description="User ids found to be accounts, remembered (accounts are never deleted)."
+        100_000,
+        ge=1,
+        le=10_000_000,
+        description="User ids found to be accounts, remembered (accounts are never deleted).",
     )

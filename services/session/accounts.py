@@ -24,8 +24,8 @@ from services.session.errors import (
     UsernameTaken,
 )
 from services.session.passwords import PasswordVault
-from services.session.throttle import LoginThrottle
 from services.session.store import Account, AccountStore, DeviceRecord, RefreshRecord, UserRecord
+from services.session.throttle import LoginThrottle
 
 log = logging.getLogger("chatmesh.session")
 
