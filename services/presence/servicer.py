@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -65,13 +64,10 @@ class PresenceServicer(presence_pb2_grpc.PresenceServiceServicer):
         viewer = _me()
         user_ids = canonical_uuids("user_ids", request.user_ids)
         visible = await self._privacy.visible(viewer, user_ids, _authorization(context))
-        for user_id in user_ids:
-            if user_id not in visible:  # as a user never online: a first state, then silence
-                yield pb.WatchPresenceResponse(presence=user_presence(unknown(user_id)))
         watched = [u for u in user_ids if u in visible]
-        if not watched:
-            await asyncio.Event().wait()  # until the client goes away
-        async with contextlib.aclosing(self._tracker.watch(watched)) as changes:
+        # Others look like users never online: a first state, then silence.
+        hidden = [unknown(u) for u in user_ids if u not in visible]
+        async with contextlib.aclosing(self._tracker.watch(watched, hidden)) as changes:
             async for presence in changes:
                 shown = await self._privacy.shown(viewer, presence)
                 yield pb.WatchPresenceResponse(presence=user_presence(shown))

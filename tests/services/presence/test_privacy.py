@@ -6,12 +6,14 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 
+import grpc
 import pytest
 from nats.aio.client import Client
 
 from chatmesh.events.v1 import events_pb2
 from chatmesh.presence.v1 import presence_pb2 as pb
-from tests.services.presence.conftest import Befriend, Device
+from services.runtime.server import ServiceServer
+from tests.services.presence.conftest import Befriend, Device, Replicas
 from tests.services.presence.watching import Watcher
 
 MakeDevice = Callable[..., Device]
@@ -129,3 +131,25 @@ async def test_a_user_id_in_upper_case_is_the_same_user(make_device: MakeDevice,
     (presence,) = await friend.presence(ann.user_id.upper())
     assert presence.user_id == ann.user_id
     assert (presence.state, presence.device_count) == (ONLINE, 1)
+
+
+async def test_a_watch_of_strangers_only_is_a_watch_like_any_other(
+    replicas: Replicas, make_device: MakeDevice, history_service: ServiceServer
+) -> None:
+    app = await replicas.start(max_watches=1)
+    ann, stranger = make_device(app=app), make_device(app=app)
+    watch = _watch(stranger, ann.user_id)
+    try:
+        assert _shape(await watch.next()) == (UNSPECIFIED, False, 0)
+        assert app.tracker.watches.open_watches == 1
+        second = _watch(stranger, ann.user_id)  # the replica's limit holds for these too
+        async with asyncio.timeout(5):
+            while second.error is None:
+                await asyncio.sleep(0.05)
+        assert second.error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    finally:
+        await watch.close()
+    deadline = asyncio.get_running_loop().time() + 5
+    while app.tracker.watches.open_watches and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    assert app.tracker.watches.open_watches == 0
