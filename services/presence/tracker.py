@@ -239,9 +239,7 @@ class PresenceTracker:
                 found[user_id] = self.folder.remember(user_id, stored.get(user_id), now)
         return [p for p in (found[u] for u in user_ids) if p is not None]
 
-    async def watch(
-        self, user_ids: Sequence[str], first: Sequence[Presence] = ()
-    ) -> AsyncGenerator[Presence, None]:
+    async def watch(self, user_ids: Sequence[str], first: Sequence[Presence] = ()) -> AsyncGenerator[Presence, None]:
         """``first``, the current presence of each of ``user_ids``, then their announced changes, until closed.
 
         ``first``: presences sent as they are once the watch is open (what a viewer may see
