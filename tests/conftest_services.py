@@ -29,6 +29,23 @@ def history_port() -> int:
     return free_port()
 
 
+@pytest.fixture(scope="session")
+def session_keyspace() -> str:
+    """One keyspace for the session services of the whole run.
+
+    Every test's users are new (random names and ids), so they can share accounts tables; the
+    tables are made once instead of per test (DDL is the slowest thing Cassandra does, and
+    thousands of tables weigh on a test node's heap).
+    """
+    return f"t_session_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def session_cql(cql: CqlSettings, session_keyspace: str) -> CqlSettings:
+    """CQL settings of the test's session service (the run's shared session keyspace)."""
+    return cql.model_copy(update={"keyspace": session_keyspace})
+
+
 @pytest.fixture
 def session_overrides() -> dict[str, Any]:
     """Settings of the session fixture a test module overrides (by redefining this fixture)."""
@@ -37,13 +54,17 @@ def session_overrides() -> dict[str, Any]:
 
 @pytest.fixture
 async def session_service(
-    cql: CqlSettings, nats_server: Nats, token_keys: KeyPair, history_port: int, session_overrides: dict[str, Any]
+    session_cql: CqlSettings,
+    nats_server: Nats,
+    token_keys: KeyPair,
+    history_port: int,
+    session_overrides: dict[str, Any],
 ) -> AsyncIterator[ServiceServer]:
-    """The session service on a fresh keyspace (cheap argon2 parameters: tests are not attacks)."""
+    """The session service on the run's session keyspace (cheap argon2 parameters: tests are not attacks)."""
     values: dict[str, Any] = {
         "port": 0,
         "metrics_port": 0,
-        "cql": cql,
+        "cql": session_cql,
         "nats": NatsSettings(url=nats_server.url),
         "signing_key_file": token_keys.private,
         "token_public_key_file": token_keys.public,
@@ -100,9 +121,9 @@ class Accounts:
 
 
 @pytest.fixture
-async def accounts(session_service: ServiceServer, cql: CqlSettings) -> AsyncIterator[Accounts]:
+async def accounts(session_service: ServiceServer, session_cql: CqlSettings) -> AsyncIterator[Accounts]:
     """Writes accounts into the session service's keyspace (for users with self-signed tokens)."""
-    session = await CqlSession.connect(cql, ())
+    session = await CqlSession.connect(session_cql, ())
     try:
         yield Accounts(AccountStore(session))
     finally:
