@@ -12,6 +12,9 @@ anywhere kept the owner out. Here failures count where they come from:
 - **Per client address**: at most ``address_failures`` failures in ``address_window_s``,
   for all usernames together, so one address can't spray guesses across many accounts.
 
+An IPv6 client counts as its /64 (:func:`address_key`): hopping addresses inside the
+network one is given buys nothing.
+
 Both apply whether the username exists or not (the key is the name as typed), so the
 answers tell nothing about which accounts exist. Memory is bounded: the oldest entries
 are dropped first (an address that drops its own history by flooding is held by the
@@ -22,8 +25,25 @@ Pure logic, no I/O: the caller passes ``now`` (monotonic seconds).
 
 from __future__ import annotations
 
+import ipaddress
 from collections import OrderedDict, deque
 from dataclasses import dataclass
+
+IPV6_PREFIX = 64
+"""IPv6 clients are counted by their /64: one subscriber usually holds a whole one."""
+
+
+def address_key(address: str) -> str:
+    """What failures are counted by: an IPv4 address, an IPv6 /64 (IPv4-mapped ones as IPv4), else the text."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, IPV6_PREFIX), strict=False))
+    return str(ip)
 
 
 @dataclass(frozen=True)
@@ -62,6 +82,7 @@ class LoginThrottle:
 
     def retry_after(self, username: str, address: str, now: float) -> float:
         """Seconds before ``address`` may try ``username`` again; 0 if it may now."""
+        address = address_key(address)
         wait = 0.0
         pair = self._pair(username, address, now)
         if pair is not None:
@@ -73,6 +94,7 @@ class LoginThrottle:
 
     def record_failure(self, username: str, address: str, now: float) -> None:
         """Count one failed attempt."""
+        address = address_key(address)
         key = (username, address)
         pair = self._pair(username, address, now)
         if pair is None:
@@ -94,7 +116,7 @@ class LoginThrottle:
 
     def record_success(self, username: str, address: str) -> None:
         """Forget the address's failures for ``username`` (not its address budget)."""
-        self._pairs.pop((username, address), None)
+        self._pairs.pop((username, address_key(address)), None)
 
     def _pair(self, username: str, address: str, now: float) -> _Pair | None:
         key = (username, address)

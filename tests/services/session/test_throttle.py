@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.session.throttle import LoginThrottle, ThrottleSettings
+from services.session.throttle import LoginThrottle, ThrottleSettings, address_key
 
 ATTACKER, OWNER = "203.0.113.7", "198.51.100.20"
 
@@ -89,3 +89,12 @@ def test_memory_stays_bounded_under_a_spray() -> None:
     for i in range(20_000):
         throttle.record_failure(f"user{i}", f"10.0.{i // 256}.{i % 256}", 0.0)
     assert len(throttle) <= 2_000
+
+
+def test_an_ipv6_client_counts_as_its_slash_64() -> None:
+    throttle = _throttle()
+    for i in range(3):
+        throttle.record_failure("ann", f"2001:db8:1:2::{i + 1:x}", 0.0)
+    assert throttle.retry_after("ann", "2001:db8:1:2:ffff::9", 0.0) > 0  # another address of the same /64
+    assert throttle.retry_after("ann", "2001:db8:1:3::1", 0.0) == 0  # another network
+    assert address_key("::ffff:192.0.2.1") == "192.0.2.1"
