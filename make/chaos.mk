@@ -5,4 +5,5 @@
 
 .PHONY: test-chaos
 test-chaos: setup ## Kill every process of a loaded mesh in turn, then a node of each 3-node cluster; print acked/stored/delivered per fault
+	mkdir -p build/test-output
 	CHATMESH_CHAOS=1 $(PY) -m pytest tests/chaos -q -rA --basetemp=build/test-output/chaos
