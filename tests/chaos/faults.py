@@ -31,21 +31,28 @@ def alive(pid: int) -> bool:
     return True
 
 
-async def kill_and_recover(load: Load, mesh: LiveMesh, name: str, progress: int = 20) -> Phase:
-    """SIGKILL ``name`` under load; return once the supervisor restarted it and sends are acked again."""
-    phase = load.begin(name)
+async def kill_and_recover(load: Load, mesh: LiveMesh, fault: str, progress: int = 20) -> Phase:
+    """SIGKILL ``fault`` under load; return once the supervisor restarted it and sends are acked again.
+
+    ``fault`` is a process name, or several joined by "+" (killed at the same moment: each
+    is restarted on its own, none waits for another's slow start).
+    """
+    names = fault.split("+")
+    phase = load.begin(fault)
     await load.wait_progress(5, RESTART_TIMEOUT_S)  # the load runs before the fault
-    restarts = restarted(mesh, name)
-    old = pid_of(mesh, name)
-    os.kill(old, signal.SIGKILL)
+    restarts = {name: restarted(mesh, name) for name in names}
+    old = {name: pid_of(mesh, name) for name in names}
+    for name in names:
+        os.kill(old[name], signal.SIGKILL)
     # Clients keep being served, or get UNAVAILABLE and retry, while it is down...
     await load.wait_progress(progress, RESTART_TIMEOUT_S)
     # ...and the supervisor brings it back, healthy, by itself.
     deadline = time.monotonic() + RESTART_TIMEOUT_S
-    while restarted(mesh, name) == restarts:
-        assert time.monotonic() < deadline, f"the supervisor did not restart {name}"
-        await asyncio.sleep(0.2)
-    assert pid_of(mesh, name) != old and alive(pid_of(mesh, name))
+    for name in names:
+        while restarted(mesh, name) == restarts[name]:
+            assert time.monotonic() < deadline, f"the supervisor did not restart {name}"
+            await asyncio.sleep(0.2)
+        assert pid_of(mesh, name) != old[name] and alive(pid_of(mesh, name))
     await load.wait_progress(progress, RESTART_TIMEOUT_S)
     return phase
 
