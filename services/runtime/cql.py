@@ -193,11 +193,12 @@ class CqlSession:
         await self._send(batch)
 
     async def _schema_change(self, statement: str, keyspace: str | None = "", timeout_s: float = 120.0) -> None:
-        """Run an idempotent DDL statement (IF NOT EXISTS) and wait until every node has the change.
+        """Run an idempotent DDL statement (IF NOT EXISTS), on a cluster until it takes.
 
-        On a cluster, the keyspace created through one node reaches the others by gossip a
-        moment later, and several services create theirs at once: a CREATE TABLE sent to a
-        node that has not heard of the keyspace yet is retried until it has. Schema changes
+        A change the statement makes is awaited by the driver until every node agrees on the
+        schema. But on a cluster several services create the keyspace at once through different
+        nodes: one finds it made already (no change, so no wait), and its CREATE TABLE may reach a
+        node that has not heard of the keyspace yet; that is retried until the node has. Schema changes
         are slow on a busy cluster (every node flushes its schema tables), so each attempt
         may take up to 30 s, and one that timed out is tried again (it is idempotent).
         """
@@ -213,9 +214,6 @@ class CqlSession:
                 if not retry or loop.time() > deadline:
                     raise
                 await asyncio.sleep(0.5)
-        agreed = await asyncio.to_thread(self._cluster.control_connection.wait_for_schema_agreement, wait_time=30)
-        if not agreed:
-            log.warning("cql schema not agreed by every node after 30s", extra={"statement": statement[:80]})
 
     def _send(
         self, statement: Any, params: Sequence[Any] | None = None, timeout: float | None = None
