@@ -51,9 +51,7 @@ class AssistantConversation:
 class HistoryClient:
     """History over gRPC with the caller's token."""
 
-    def __init__(
-        self, target: str, timeout_s: float, page_size: int, signer: ServiceTokenSigner | None = None
-    ) -> None:
+    def __init__(self, target: str, timeout_s: float, page_size: int, signer: ServiceTokenSigner | None = None) -> None:
         self._signer = signer
         self._channel = grpc.aio.insecure_channel(target)
         self._stub = history_pb2_grpc.HistoryServiceStub(self._channel)

@@ -62,7 +62,9 @@ async def test_a_user_with_twenty_open_generates_is_refused_the_excess_and_anoth
         assert "the most one user may have" in (exc.details() or "")
         assert int(dict(exc.trailing_metadata() or ())["retry-after-ms"]) > 0
 
-    chunks = [c async for c in other.stub.Generate(pb.GenerateRequest(prompt="Hi", sampling=GREEDY), metadata=other.auth)]
+    chunks = [
+        c async for c in other.stub.Generate(pb.GenerateRequest(prompt="Hi", sampling=GREEDY), metadata=other.auth)
+    ]
     assert chunks[0].HasField("started") and chunks[-1].HasField("finished")
     assert chunks[-1].finished.usage.completion_tokens >= 1
     for call in admitted:

@@ -1,0 +1,90 @@
+"""The fuzzed mesh: the shared live mesh (``python -m mesh up``: real NATS, Cassandra, Envoy) and a user.
+
+With CHATMESH_FUZZ_RUNNING_MESH=1 it fuzzes the mesh already running (``make up``, its
+CHATMESH_MESH_* settings) instead of starting one. The fuzzer calls each service on its
+own port (raw gRPC, the bytes exactly as built) and the gateway (gRPC-web). Tokens are
+signed with the mesh's own access-token key, for a user who owns a conversation, so
+generated ids sometimes name something that exists.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import grpc
+import pytest
+
+from chatmesh.history.v1 import history_pb2, history_pb2_grpc
+from mesh.contracts import load_all
+from mesh.settings import MeshSettings
+from services.runtime.tokens import Principal, TokenSigner, load_private_key
+from tests.conftest_mesh import LiveMesh
+
+
+@dataclass
+class FuzzMesh:
+    """Where each service listens, who calls, and the ids that exist."""
+
+    mesh: LiveMesh
+    targets: dict[str, str]
+    """Service short name -> 127.0.0.1:port."""
+    full_names: dict[str, str]
+    """Service short name -> its full gRPC name (health checks)."""
+    signer: TokenSigner
+    user_id: str
+    known: list[str] = field(default_factory=list)
+    channels: dict[str, grpc.Channel] = field(default_factory=dict)
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """A valid user token (a fresh device and session each call: a fuzzed Logout revokes only its own)."""
+        principal = Principal(self.user_id, str(uuid.uuid4()), str(uuid.uuid4()))
+        return (("authorization", f"Bearer {self.signer.sign(principal).token}"),)
+
+    def channel(self, service: str) -> grpc.Channel:
+        """A channel to ``service`` (kept for the run)."""
+        if service not in self.channels:
+            self.channels[service] = grpc.insecure_channel(self.targets[service])
+        return self.channels[service]
+
+
+def running_mesh() -> LiveMesh:
+    """The mesh ``make up`` runs (CHATMESH_MESH_* as it was started with)."""
+    settings = MeshSettings()
+    env = {
+        "CHATMESH_MESH_GATEWAY_PORT": str(settings.gateway_port),
+        "CHATMESH_MESH_SERVICE_BASE_PORT": str(settings.service_base_port),
+    }
+    return LiveMesh(env=env, state_dir=settings.state_dir)
+
+
+@pytest.fixture(scope="session")
+def fuzz_mesh(request: pytest.FixtureRequest) -> Iterator[FuzzMesh]:
+    """The live mesh as the fuzzer sees it, with one conversation of the fuzzing user."""
+    if os.environ.get("CHATMESH_FUZZ_RUNNING_MESH", "") not in ("", "0"):
+        live_mesh = running_mesh()
+    else:
+        live_mesh = request.getfixturevalue("live_mesh")
+    base = int(live_mesh.env["CHATMESH_MESH_SERVICE_BASE_PORT"])
+    contracts = load_all()
+    signer = TokenSigner(load_private_key(live_mesh.state_dir / "keys" / "access_token.pem"), "chatmesh", 900)
+    fm = FuzzMesh(
+        mesh=live_mesh,
+        targets={c.name: f"127.0.0.1:{base + i}" for i, c in enumerate(contracts)},
+        full_names={c.name: c.full_name for c in contracts},
+        signer=signer,
+        user_id=str(uuid.uuid4()),
+    )
+    created = history_pb2_grpc.HistoryServiceStub(fm.channel("history")).CreateConversation(
+        history_pb2.CreateConversationRequest(kind=history_pb2.CONVERSATION_KIND_ASSISTANT),
+        metadata=fm.metadata(),
+        timeout=30,
+    )
+    fm.known = [fm.user_id, created.conversation.conversation_id]
+    try:
+        yield fm
+    finally:
+        for channel in fm.channels.values():
+            channel.close()
