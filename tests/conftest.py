@@ -93,8 +93,8 @@ def token_keys(tmp_path: Path) -> KeyPair:
 
 
 @pytest.fixture
-def service_token_keys(tmp_path: Path) -> KeyPair:
-    """A fresh Ed25519 key pair for service tokens (inference storing replies acts for users with it)."""
+def service_keys(tmp_path: Path) -> KeyPair:
+    """A fresh Ed25519 key pair for service tokens (as `make up` writes service_token.pem)."""
     pair = KeyPair(tmp_path / "keys" / "service_token.pem", tmp_path / "keys" / "service_token.pub.pem")
     generate_key_pair(pair.private, pair.public)
     return pair
