@@ -167,7 +167,6 @@ async def test_after_an_edit_the_reply_is_what_the_edited_conversation_gets_from
         assert text == "".join(c.token.text for c in cold if c.HasField("token"))
 
 
-@pytest.mark.xfail(reason="until the runtime refuses user tokens on ACCESS_INTERNAL methods (the lead's AuthLayer)")
 async def test_only_inference_stores_assistant_messages_a_user_token_is_refused(
     reply_inference_service: ServiceServer, history_service: ServiceServer, signer: TokenSigner
 ) -> None:
