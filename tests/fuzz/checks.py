@@ -25,9 +25,9 @@ def _env_int(name: str, default: int) -> int:
 
 
 #: Hypothesis examples per RPC (``make test``: a fixed budget; ``make fuzz-long``: far more).
-EXAMPLES = _env_int("CHATMESH_FUZZ_EXAMPLES", 25)
+EXAMPLES = _env_int("CHATMESH_FUZZ_EXAMPLES", 50)
 #: Byte mutations per RPC (the crafted ones first, then random ones).
-MUTATIONS = _env_int("CHATMESH_FUZZ_MUTATIONS", 60)
+MUTATIONS = _env_int("CHATMESH_FUZZ_MUTATIONS", 100)
 #: An answer later than this (seconds) is a finding ("every answer within a few seconds").
 TIMEOUT_S = float(os.environ.get("CHATMESH_FUZZ_TIMEOUT_S", "5") or 5)
 #: A server stream still open, without an error, this long after the call is a watch doing its job.

@@ -36,6 +36,9 @@ class FuzzMesh:
     signer: TokenSigner
     user_id: str
     known: list[str] = field(default_factory=list)
+    """Ids that exist (the user's, their conversation's): generated strings are sometimes these."""
+    by_field: dict[str, str] = field(default_factory=dict)
+    """Existing values by field name, for the plausible seed requests the mutations start from."""
     channels: dict[str, grpc.Channel] = field(default_factory=dict)
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
@@ -82,7 +85,9 @@ def fuzz_mesh(request: pytest.FixtureRequest) -> Iterator[FuzzMesh]:
         metadata=fm.metadata(),
         timeout=30,
     )
-    fm.known = [fm.user_id, created.conversation.conversation_id]
+    conversation_id = created.conversation.conversation_id
+    fm.known = [fm.user_id, conversation_id]
+    fm.by_field = {"conversation_id": conversation_id, "user_id": fm.user_id, "peer_user_id": fm.user_id}
     try:
         yield fm
     finally:

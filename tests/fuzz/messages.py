@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
@@ -189,8 +189,14 @@ def _fill(
 # -- a plausible request and its byte mutations -------------------------------------------
 
 
-def seed_message(descriptor: Descriptor, known: Sequence[str] = (), depth: int = 0) -> Message:
-    """A request that looks like a client's: every field set to a plausible value (first oneof members)."""
+def seed_message(
+    descriptor: Descriptor, known: Sequence[str] = (), by_field: Mapping[str, str] | None = None, depth: int = 0
+) -> Message:
+    """A request that looks like a client's: every field set to a plausible value (first oneof members).
+
+    ``by_field`` names values for string fields by name (``conversation_id`` -> one that
+    exists); other ``*_id`` fields get ``known[0]``.
+    """
     message = GetMessageClass(descriptor)()
     for field in descriptor.fields:
         oneof = field.containing_oneof
@@ -203,11 +209,11 @@ def seed_message(descriptor: Descriptor, known: Sequence[str] = (), depth: int =
             if depth >= 2:
                 continue
             sub = getattr(message, field.name).add() if repeated else getattr(message, field.name)
-            sub.CopyFrom(seed_message(field.message_type, known, depth + 1))
+            sub.CopyFrom(seed_message(field.message_type, known, by_field, depth + 1))
             if not repeated:
                 sub.SetInParent()
             continue
-        value = _plausible(field, known)
+        value = _plausible(field, known, by_field or {})
         if repeated:
             getattr(message, field.name).append(value)
         else:
@@ -215,9 +221,11 @@ def seed_message(descriptor: Descriptor, known: Sequence[str] = (), depth: int =
     return message
 
 
-def _plausible(field: FieldDescriptor, known: Sequence[str]) -> object:
+def _plausible(field: FieldDescriptor, known: Sequence[str], by_field: Mapping[str, str]) -> object:
     kind = field.type
     if kind == T.TYPE_STRING:
+        if field.name in by_field:
+            return by_field[field.name]
         return known[0] if known and field.name.endswith("_id") else "hello"
     if kind == T.TYPE_BYTES:
         return b"hello"

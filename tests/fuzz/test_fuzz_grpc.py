@@ -59,7 +59,7 @@ def test_generated_requests_get_a_specific_answer(fuzz_mesh: FuzzMesh, rpc: Rpc)
 @pytest.mark.parametrize("rpc", RPCS, ids=str)
 def test_mutated_bytes_get_a_specific_answer(fuzz_mesh: FuzzMesh, rpc: Rpc) -> None:
     descriptor = rpc.method.input_type
-    valid = seed_message(descriptor, fuzz_mesh.known).SerializeToString()
+    valid = seed_message(descriptor, fuzz_mesh.known, fuzz_mesh.by_field).SerializeToString()
     rng = random.Random(None if checks.RANDOM else rpc.path)
     failures = []
     for label, body in mutations(descriptor, valid, checks.MUTATIONS, rng):

@@ -110,12 +110,20 @@ Probe = tuple[str, bytes, WebAnswer]
 
 @pytest.fixture(scope="session")
 def web_answers(fuzz_mesh: FuzzMesh) -> dict[str, list[Probe]]:
-    """Every body of every RPC posted at once (a hang then costs its timeout once, not once per body)."""
-    token = fuzz_mesh.metadata()[0][1].removeprefix("Bearer ")
+    """Every body of every RPC posted at once (a hang then costs its timeout once, not once per body).
+
+    Each probe has a token of its own device and session: a fuzzed Logout revokes only itself.
+    """
+
+    def token() -> str:
+        return fuzz_mesh.metadata()[0][1].removeprefix("Bearer ")
+
     jobs = [
         (rpc, label, body)
         for rpc in WEB_RPCS
-        for label, body in bodies(seed_message(rpc.method.input_type, fuzz_mesh.known).SerializeToString())
+        for label, body in bodies(
+            seed_message(rpc.method.input_type, fuzz_mesh.known, fuzz_mesh.by_field).SerializeToString()
+        )
     ]
     answers: dict[str, list[Probe]] = {rpc.path: [] for rpc in WEB_RPCS}
     with ThreadPoolExecutor(max_workers=32) as pool:
@@ -124,7 +132,7 @@ def web_answers(fuzz_mesh: FuzzMesh) -> dict[str, list[Probe]]:
                 rpc.path,
                 label,
                 body,
-                pool.submit(post, fuzz_mesh.mesh.gateway_url, rpc.path, body, token, rpc.server_streaming),
+                pool.submit(post, fuzz_mesh.mesh.gateway_url, rpc.path, body, token(), rpc.server_streaming),
             )
             for rpc, label, body in jobs
         ]

@@ -60,7 +60,7 @@ def test_crafted_page_tokens_are_invalid_argument_or_a_page(
     fuzz_mesh: FuzzMesh, rpc: Rpc, path: tuple[FieldDescriptor, ...]
 ) -> None:
     # An otherwise empty request (the caller's everything: the token is what is checked) and a plausible one.
-    bases = [rpc.request(), seed_message(rpc.method.input_type, fuzz_mesh.known)]
+    bases = [rpc.request(), seed_message(rpc.method.input_type, fuzz_mesh.known, fuzz_mesh.by_field)]
     failures = []
     for token, base in ((t, b) for t in TOKENS for b in bases):
         body = with_token(base, path, token)
