@@ -10,6 +10,7 @@ generated ids sometimes name something that exists.
 from __future__ import annotations
 
 import os
+import random
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import pytest
 from chatmesh.history.v1 import history_pb2, history_pb2_grpc
 from mesh.contracts import load_all
 from mesh.settings import MeshSettings
+from services.runtime.clients import HEADER as CLIENT_ADDRESS
 from services.runtime.tokens import Principal, TokenSigner, load_private_key
 from tests.conftest_mesh import LiveMesh
 
@@ -41,10 +43,14 @@ class FuzzMesh:
     """Existing values by field name, for the plausible seed requests the mutations start from."""
     channels: dict[str, grpc.Channel] = field(default_factory=dict)
 
+    client_address: str = field(default_factory=lambda: f"198.51.100.{random.randrange(1, 255)}")
+    """The address the fuzzer's direct calls come from (TEST-NET-2; services trust the header from loopback):
+    its failed logins and throttles are its own, not those of the other tests' 127.0.0.1."""
+
     def metadata(self) -> tuple[tuple[str, str], ...]:
         """A valid user token (a fresh device and session each call: a fuzzed Logout revokes only its own)."""
         principal = Principal(self.user_id, str(uuid.uuid4()), str(uuid.uuid4()))
-        return (("authorization", f"Bearer {self.signer.sign(principal).token}"),)
+        return (("authorization", f"Bearer {self.signer.sign(principal).token}"), (CLIENT_ADDRESS, self.client_address))
 
     def channel(self, service: str) -> grpc.Channel:
         """A channel to ``service`` (kept for the run)."""
