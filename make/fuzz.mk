@@ -13,7 +13,7 @@ FUZZ_ENV = $(if $(FUZZ_RUNNING),CHATMESH_FUZZ_RUNNING_MESH=1)
 fuzz: setup ## The fuzz suite alone, with `make test`'s budget
 	$(FUZZ_ENV) $(PY) -m pytest tests/fuzz -q
 
-fuzz-long: setup ## A long randomized fuzz run (FUZZ_LONG_EXAMPLES/MUTATIONS per RPC); findings in $(FUZZ_REPORT)
+fuzz-long: setup ## A long randomized fuzz run (FUZZ_LONG_EXAMPLES/MUTATIONS per RPC); findings in .chatmesh/fuzz-findings.jsonl
 	mkdir -p $(dir $(FUZZ_REPORT))
 	$(FUZZ_ENV) CHATMESH_FUZZ_EXAMPLES=$(FUZZ_LONG_EXAMPLES) CHATMESH_FUZZ_MUTATIONS=$(FUZZ_LONG_MUTATIONS) \
 		CHATMESH_FUZZ_RANDOM=1 CHATMESH_FUZZ_REPORT=$(FUZZ_REPORT) $(PY) -m pytest tests/fuzz -q
