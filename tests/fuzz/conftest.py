@@ -22,8 +22,10 @@ from chatmesh.history.v1 import history_pb2, history_pb2_grpc
 from mesh.contracts import load_all
 from mesh.settings import MeshSettings
 from services.runtime.clients import HEADER as CLIENT_ADDRESS
-from services.runtime.tokens import Principal, TokenSigner, load_private_key
+from services.runtime.interceptors import ON_BEHALF_OF
+from services.runtime.tokens import Principal, ServiceTokenSigner, TokenSigner, load_private_key
 from tests.conftest_mesh import LiveMesh
+from tests.fuzz.messages import Rpc
 
 
 @dataclass
@@ -37,6 +39,8 @@ class FuzzMesh:
     """Service short name -> its full gRPC name (health checks)."""
     signer: TokenSigner
     user_id: str
+    service_signer: ServiceTokenSigner | None = None
+    """Signs the service tokens internal RPCs take (the mesh's service_token.pem)."""
     known: list[str] = field(default_factory=list)
     """Ids that exist (the user's, their conversation's): generated strings are sometimes these."""
     by_field: dict[str, str] = field(default_factory=dict)
@@ -51,6 +55,16 @@ class FuzzMesh:
         """A valid user token (a fresh device and session each call: a fuzzed Logout revokes only its own)."""
         principal = Principal(self.user_id, str(uuid.uuid4()), str(uuid.uuid4()))
         return (("authorization", f"Bearer {self.signer.sign(principal).token}"), (CLIENT_ADDRESS, self.client_address))
+
+    def metadata_for(self, rpc: Rpc) -> tuple[tuple[str, str], ...]:
+        """What a legitimate caller of ``rpc`` sends: a user's token; for an internal RPC, a service's for one."""
+        if not rpc.internal or self.service_signer is None:
+            return self.metadata()
+        return (
+            ("authorization", f"Bearer {self.service_signer.token()}"),
+            (ON_BEHALF_OF, self.user_id),
+            (CLIENT_ADDRESS, self.client_address),
+        )
 
     def channel(self, service: str) -> grpc.Channel:
         """A channel to ``service`` (kept for the run)."""
@@ -86,6 +100,9 @@ def fuzz_mesh(request: pytest.FixtureRequest) -> Iterator[FuzzMesh]:
         signer=signer,
         user_id=str(uuid.uuid4()),
     )
+    service_key = live_mesh.state_dir / "keys" / "service_token.pem"
+    if service_key.exists():
+        fm.service_signer = ServiceTokenSigner.from_file(service_key, "chatmesh", "fuzzer")
     created = history_pb2_grpc.HistoryServiceStub(fm.channel("history")).CreateConversation(
         history_pb2.CreateConversationRequest(kind=history_pb2.CONVERSATION_KIND_ASSISTANT),
         metadata=fm.metadata(),

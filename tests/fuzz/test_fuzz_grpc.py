@@ -46,7 +46,7 @@ def test_generated_requests_get_a_specific_answer(fuzz_mesh: FuzzMesh, rpc: Rpc)
     )
     @given(bodies)
     def check(requests: list[bytes]) -> None:
-        outcome = checks.call(fuzz_mesh.channel(rpc.service), rpc, requests, fuzz_mesh.metadata())
+        outcome = checks.call(fuzz_mesh.channel(rpc.service), rpc, requests, fuzz_mesh.metadata_for(rpc))
         found = checks.problems(rpc, outcome, requests[0])
         if found:
             checks.record("generated", rpc, "hypothesis", requests[0], *checks.fields(outcome), found)
@@ -64,7 +64,7 @@ def test_mutated_bytes_get_a_specific_answer(fuzz_mesh: FuzzMesh, rpc: Rpc) -> N
     failures = []
     for label, body in mutations(descriptor, valid, checks.MUTATIONS, rng):
         bodies = [valid, body] if rpc.client_streaming else [body]
-        outcome = checks.call(fuzz_mesh.channel(rpc.service), rpc, bodies, fuzz_mesh.metadata())
+        outcome = checks.call(fuzz_mesh.channel(rpc.service), rpc, bodies, fuzz_mesh.metadata_for(rpc))
         found = checks.problems(rpc, outcome, body)
         if found:
             checks.record("mutated", rpc, label, body, *checks.fields(outcome), found)

@@ -64,7 +64,7 @@ def test_crafted_page_tokens_are_invalid_argument_or_a_page(
     failures = []
     for token, base in ((t, b) for t in TOKENS for b in bases):
         body = with_token(base, path, token)
-        outcome = checks.call(fuzz_mesh.channel(rpc.service), rpc, [body, body], fuzz_mesh.metadata())
+        outcome = checks.call(fuzz_mesh.channel(rpc.service), rpc, [body, body], fuzz_mesh.metadata_for(rpc))
         found = checks.problems(rpc, outcome, body)
         if found:
             checks.record("page-token", rpc, f"page_token={token[:40]!r}", body, *checks.fields(outcome), found)
