@@ -1,6 +1,7 @@
 """Every RPC of every service with (a) hypothesis-generated requests and (b) byte mutations of a valid one.
 
-Sent with a valid user token (an internal RPC: a service token acting for the user). No answer may be INTERNAL or UNKNOWN, show internals (tracebacks, class names), or take
+Sent with a valid user token (an internal RPC: a service token acting for the user). No
+answer may be INTERNAL or UNKNOWN, show internals (tracebacks, class names), or take
 longer than a few seconds; the service stays SERVING. Budget: CHATMESH_FUZZ_EXAMPLES and
 CHATMESH_FUZZ_MUTATIONS per RPC (``make fuzz-long`` for a long run); CHATMESH_FUZZ_REPORT
 appends every finding as a JSON line.
