@@ -42,7 +42,7 @@ GatewayFactory = Callable[..., AbstractAsyncContextManager[Envoy]]
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 HEALTH_WATCH = "/grpc.health.v1.Health/Watch"
 ALLOWED_ORIGIN = "http://localhost:5173"
-OK, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, UNIMPLEMENTED = 0, 4, 8, 12
+OK, INVALID_ARGUMENT, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, UNIMPLEMENTED = 0, 3, 4, 8, 12
 
 
 @dataclass
@@ -181,20 +181,37 @@ async def test_preflight_is_allowed_for_a_listed_origin_only(gateway: GatewayFac
 
 @pytest.mark.asyncio
 async def test_malformed_body_fails_and_the_next_good_call_still_works(gateway: GatewayFactory) -> None:
-    async with gateway(unary_timeout_s=1.0) as envoy:
+    async with gateway() as envoy:
         port = envoy.settings.port
         garbage = await post(port, HEALTH_CHECK, frame(b"\xff\xff\xff\xff"))
-        # The frame header promises 100 bytes and three follow: grpc.aio waits for the rest
-        # even after the stream ends, so only the route's unary timeout ends this call.
-        started = time.monotonic()
+        # The frame header promises 100 bytes and three follow: grpc.aio would wait for the rest
+        # even after the stream ends; the gateway's frame check answers at once instead.
         truncated = await post(port, HEALTH_CHECK, b"\x00\x00\x00\x00\x64abc")
-        waited = time.monotonic() - started
         good = await post(port, HEALTH_CHECK, check_request())
 
     assert garbage.grpc_status not in (None, OK)
-    assert truncated.grpc_status == DEADLINE_EXCEEDED
-    assert waited < 5
+    assert truncated.grpc_status == INVALID_ARGUMENT
+    assert truncated.headers["grpc-message"] == "request: truncated message"
     assert good.grpc_status == OK
+
+
+@pytest.mark.asyncio
+async def test_a_call_that_never_sends_its_message_ends_at_the_idle_timeout_not_the_unary_timeout(
+    gateway: GatewayFactory,
+) -> None:
+    async with gateway(request_idle_timeout_s=1.0, unary_timeout_s=3600) as envoy:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{envoy.settings.port}") as channel:
+            # A stream call on a unary path: headers go out, the message never does.
+            silent = channel.stream_stream(HEALTH_CHECK)()
+            code = await asyncio.wait_for(silent.code(), timeout=60)
+            details = await silent.details()
+            answer = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=SESSION_SERVICE), timeout=5
+            )
+
+    assert code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert details == "request not received in time"
+    assert answer.status == health_pb2.HealthCheckResponse.SERVING
 
 
 @pytest.mark.asyncio
