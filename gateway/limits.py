@@ -34,6 +34,11 @@ on without paying for it:
 ``per_connection_buffer_limit_bytes`` (32 KiB) and ``max_request_bytes`` (1 MiB)
     How much one connection may have buffered in flight, and the largest request body.
 
+``trusted_proxies`` (none by default)
+    Whose ``x-forwarded-for`` the gateway believes. Anyone else's is ignored, so a client
+    cannot pick the address its per-address bucket (or a service's per-address limits, via
+    ``x-chatmesh-client-address``) is counted under.
+
 Per client, not per connection (see :mod:`gateway.edge`): calls per second per user and
 per client address. Envoy has no count of open calls per user or per address; the rate
 limit bounds it instead, since a call that stops sending dies at the idle timeout: an
@@ -44,10 +49,12 @@ concurrency, see services/runtime).
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from gateway.settings import GatewaySettings
 
+_XFF_TYPE = "type.googleapis.com/envoy.extensions.http.original_ip_detection.xff.v3.XffConfig"
 _CONNECTIONS_MONITOR_TYPE = (
     "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig"
 )
@@ -70,6 +77,20 @@ def connection_manager_limits(settings: GatewaySettings) -> dict[str, Any]:
             "initial_stream_window_size": 65_536,
             "initial_connection_window_size": 1_048_576,
         },
+    }
+
+
+def client_address_detection(settings: GatewaySettings) -> dict[str, Any]:
+    """Whose address a call is: the connection's, or the one a trusted proxy put in x-forwarded-for."""
+    if not settings.trusted_proxies:
+        # The connection's peer; a client's own x-forwarded-for is ignored.
+        return {"use_remote_address": True}
+    networks = [ipaddress.ip_network(cidr) for cidr in settings.trusted_proxies]
+    cidrs = [{"address_prefix": str(n.network_address), "prefix_len": n.prefixlen} for n in networks]
+    xff = {"@type": _XFF_TYPE, "xff_trusted_cidrs": {"cidrs": cidrs}}
+    return {
+        "use_remote_address": False,
+        "original_ip_detection_extensions": [{"name": "envoy.http.original_ip_detection.xff", "typed_config": xff}],
     }
 
 

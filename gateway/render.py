@@ -39,7 +39,7 @@ from gateway.edge import (
     jwt_filter,
 )
 from gateway.frames import LUA_FILTER, frame_check_filter
-from gateway.limits import connection_manager_limits, overload_manager
+from gateway.limits import client_address_detection, connection_manager_limits, overload_manager
 from gateway.local_reply import local_reply_config
 from gateway.routes import RouteSpec, duration, render_routes
 from gateway.settings import GatewaySettings, StaticSite, Upstream
@@ -145,7 +145,7 @@ def _connection_manager(settings: GatewaySettings, routes: list[RouteSpec]) -> d
         "stat_prefix": "gateway",
         # AUTO serves HTTP/1.1 (browsers, gRPC-web) and prior-knowledge h2c (grpcurl, SDKs) on one port.
         "codec_type": "AUTO",
-        "use_remote_address": True,
+        **client_address_detection(settings),
         "normalize_path": True,
         "merge_slashes": True,
         "generate_request_id": True,

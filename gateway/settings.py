@@ -315,6 +315,12 @@ class GatewaySettings(BaseSettings):
         description="Idle timeout of unary calls by package or full method path, for RPCs that compute for "
         "seconds before answering (0.5 s to 1 h each).",
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="CIDRs of proxies in front of the gateway whose x-forwarded-for names the client; from "
+        "anyone else the connection's own address is the client's (per-address limits, client address header).",
+    )
     access_log_path: Path | None = Field(
         default=None, description="File of JSON access log lines; None writes them to Envoy's stdout."
     )
@@ -322,6 +328,11 @@ class GatewaySettings(BaseSettings):
     server_name: str = Field(
         default="chatmesh-gateway", min_length=1, max_length=64, description="Value of the server response header."
     )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: list[str]) -> list[str]:
+        return [str(ipaddress.ip_network(v, strict=False)) for v in value]  # its ValueError names the bad one
 
     @field_validator("host")
     @classmethod

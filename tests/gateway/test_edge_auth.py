@@ -6,6 +6,8 @@ gateway reads UNIMPLEMENTED (the service saw it); one the gateway refused reads 
 
 from __future__ import annotations
 
+import asyncio
+import http.client
 import time
 import uuid
 from collections.abc import Callable
@@ -165,3 +167,36 @@ async def test_one_users_empty_bucket_leaves_another_users_alone(gateway: Gatewa
     assert "retry-after-ms" in flood[3].headers["access-control-expose-headers"]
     assert other == [UNIMPLEMENTED] * 3
     assert anonymous == [UNIMPLEMENTED, UNIMPLEMENTED, RESOURCE_EXHAUSTED]
+
+
+def _public_call_from(port: int, source: str, forwarded_for: str) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
+    try:
+        headers = {"content-type": "application/grpc-web+proto", "x-forwarded-for": forwarded_for}
+        conn.request("POST", PUBLIC, body=frame(b""), headers=headers)
+        response = conn.getresponse()
+        response.read()
+        return int(response.getheader("grpc-status") or -1)
+    finally:
+        conn.close()
+
+
+@pytest.mark.asyncio
+async def test_only_a_trusted_proxy_says_which_client_a_call_is_from(gateway: GatewayFactory) -> None:
+    limits = ClientRateLimits(address=ClientBucket(burst=2, per_second=1))
+    async with gateway(ROUTES, trusted_proxies=["127.0.0.2/32"], client_rate_limits=limits) as envoy:
+
+        async def calls(source: str, forwarded_for: str, count: int) -> list[int]:
+            port = envoy.settings.port
+            return [await asyncio.to_thread(_public_call_from, port, source, forwarded_for) for _ in range(count)]
+
+        proxied = await calls("127.0.0.2", "203.0.113.7", 3)
+        proxied_other_client = await calls("127.0.0.2", "203.0.113.8", 1)
+        direct = await calls("127.0.0.3", "203.0.113.9", 3)
+        direct_claiming_another = await calls("127.0.0.3", "203.0.113.10", 1)
+
+    assert proxied == [UNIMPLEMENTED, UNIMPLEMENTED, RESOURCE_EXHAUSTED]
+    assert proxied_other_client == [UNIMPLEMENTED]
+    assert direct == [UNIMPLEMENTED, UNIMPLEMENTED, RESOURCE_EXHAUSTED]
+    # An untrusted client's x-forwarded-for changes nothing: it is still 127.0.0.3.
+    assert direct_claiming_another == [RESOURCE_EXHAUSTED]

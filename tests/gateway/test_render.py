@@ -521,3 +521,18 @@ def test_envoy_validates_the_rendered_config_with_edge_auth(tmp_path: Path) -> N
     envoy.prepare()
 
     assert envoy.config_path.is_file()
+
+
+def test_x_forwarded_for_is_believed_from_trusted_proxies_only() -> None:
+    plain = connection_manager(render(GatewaySettings(), []))
+    proxied = connection_manager(render(GatewaySettings(trusted_proxies=["10.1.0.0/16", "192.0.2.7"]), []))
+
+    assert plain["use_remote_address"] is True
+    assert "original_ip_detection_extensions" not in plain
+    (xff,) = proxied["original_ip_detection_extensions"]
+    assert xff["typed_config"]["xff_trusted_cidrs"]["cidrs"] == [
+        {"address_prefix": "10.1.0.0", "prefix_len": 16},
+        {"address_prefix": "192.0.2.7", "prefix_len": 32},
+    ]
+    with pytest.raises(ValueError, match="trusted_proxies"):
+        GatewaySettings(trusted_proxies=["not-a-network"])
