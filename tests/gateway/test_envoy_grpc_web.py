@@ -309,3 +309,26 @@ async def test_access_log_has_each_calls_real_grpc_status_and_never_the_token(
     assert limited["answered_by"] == "gateway"
     assert limited["flags"] == "RL"
     assert len(lines) == 3
+
+
+@pytest.mark.asyncio
+async def test_envoy_admin_answers_on_loopback_only(gateway: GatewayFactory) -> None:
+    async with gateway() as envoy:
+        admin = envoy.settings.admin_port
+        ready = await asyncio.to_thread(_admin_get, "127.0.0.1", admin)
+        # Bound to 127.0.0.1 itself: another address of this very machine does not reach it.
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.to_thread(_admin_get, "127.0.0.2", admin)
+
+    assert ready == 200
+
+
+def _admin_get(host: str, port: int) -> int:
+    conn = http.client.HTTPConnection(host, port, timeout=5)
+    try:
+        conn.request("GET", "/ready")
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
