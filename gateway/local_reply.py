@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.edge import RETRY_AFTER_HEADER, retry_after_ms
+from gateway.edge import RETRY_AFTER_HEADER
 from gateway.settings import GatewaySettings
 
 GRPC_STATUS_DEADLINE_EXCEEDED = 4
@@ -79,20 +79,21 @@ def local_reply_config(settings: GatewaySettings) -> dict[str, Any]:
     """The connection manager's ``local_reply_config``, the same for gRPC-web and native gRPC.
 
     Oversized request (buffer filter, 413) and rate-limited call (429): RESOURCE_EXHAUSTED,
-    as gRPC itself answers a message over its size limit; a rate-limited call also carries
-    ``retry-after-ms``. Call past its deadline or the unary timeout (504), or idle before its
-    message came (408): DEADLINE_EXCEEDED, as native gRPC calls already get from Envoy.
-    No valid token where one is needed (jwt_authn's 401): UNAUTHENTICATED, saying whether it
-    was missing, expired (refresh it) or invalid. An internal method (its route's 403):
-    PERMISSION_DENIED.
+    as gRPC itself answers a message over its size limit; the rate limiters add
+    ``retry-after-ms`` (their refill interval) themselves. Call past its deadline or the
+    unary timeout (504), or idle before its message came (408): DEADLINE_EXCEEDED, as
+    native gRPC calls already get from Envoy. No valid token where one is needed
+    (jwt_authn's 401): UNAUTHENTICATED, saying whether it was missing, expired (refresh
+    it) or invalid. An internal method (its route's 403): PERMISSION_DENIED.
     """
     too_large = f"request body larger than {settings.max_request_bytes} bytes"
-    retry = {RETRY_AFTER_HEADER: str(retry_after_ms(settings.client_rate_limits))}
     return {
         "mappers": [
             _grpc_local_reply(413, GRPC_STATUS_RESOURCE_EXHAUSTED, too_large),
             _grpc_local_reply(
-                429, GRPC_STATUS_RESOURCE_EXHAUSTED, f"rate limited: retry after {RETRY_AFTER_HEADER}", extra=retry
+                429,
+                GRPC_STATUS_RESOURCE_EXHAUSTED,
+                f"rate limited: retry after the milliseconds in {RETRY_AFTER_HEADER}",
             ),
             _grpc_local_reply(504, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded at the gateway"),
             _grpc_local_reply(408, GRPC_STATUS_DEADLINE_EXCEEDED, "request not received in time"),

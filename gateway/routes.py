@@ -22,7 +22,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gateway.edge import JWT_FILTER, Access, client_rate_limits, edge_auth_on, jwt_route_config
+from gateway.edge import JWT_FILTER, RETRY_AFTER_HEADER, Access, client_rate_limits, edge_auth_on, jwt_route_config
 from gateway.frames import LUA_FILTER, frame_check_disabled
 from gateway.settings import CLUSTER_NAME_PATTERN, PACKAGE_PATTERN, GatewaySettings, RateLimit
 
@@ -195,6 +195,13 @@ def _rate_limit_config(limit: RateLimit, stat_prefix: str) -> dict[str, Any]:
         # Else a rate-limited native gRPC call reads UNAVAILABLE, which clients retry at once
         # (gRPC-web calls get RESOURCE_EXHAUSTED from local_reply.py).
         "rate_limited_as_resource_exhausted": True,
+        # The bucket has a token again at the next fill.
+        "response_headers_to_add": [
+            {
+                "header": {"key": RETRY_AFTER_HEADER, "value": str(round(limit.fill_interval_s * 1000))},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            }
+        ],
     }
 
 

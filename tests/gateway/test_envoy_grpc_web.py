@@ -248,7 +248,9 @@ async def test_exhausted_rate_limit_answers_resource_exhausted(gateway: GatewayF
 
     # The upstream has no SessionService: calls that get through read UNIMPLEMENTED.
     assert [r.grpc_status for r in web] == [UNIMPLEMENTED, UNIMPLEMENTED, RESOURCE_EXHAUSTED]
+    assert web[2].headers["retry-after-ms"] == "3600000"  # the bucket's next fill
     assert native.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert dict(native.value.trailing_metadata() or ())["retry-after-ms"] == "3600000"
     assert health.grpc_status == OK
 
 
