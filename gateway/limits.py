@@ -9,12 +9,15 @@ on without paying for it:
     A new call's headers must be complete within it. Protects the listener from slowloris
     clients that open connections and dribble header bytes.
 
-``request_idle_timeout_s`` (unary routes' ``idle_timeout``, 5 s; per package or method in
-``request_idle_timeout_overrides`` for RPCs that compute longer before answering)
-    A unary call with no byte either way for this long ends with DEADLINE_EXCEEDED. A call
-    whose headers came without its message is gone in seconds instead of the 30 s unary
-    timeout, so a few thousand such calls cannot pile up; the buffer filter holds such a
-    call in Envoy, so it never takes a service's slot meanwhile.
+``request_timeout_s`` (connection manager ``request_timeout``, 10 s)
+    A call's request must have arrived within it, unless the service has begun answering:
+    for unary and server-streaming calls, the headers and their one message. A call that
+    sent its headers and never its message (a unary call, or a Connect or WatchPresence
+    that would otherwise wait out the 300 s stream idle timeout) ends with
+    DEADLINE_EXCEEDED, so a few thousand such calls cannot pile up; the buffer filter holds
+    such a call in Envoy, so it never takes a service's slot meanwhile. Client streams
+    (StreamUpsert, UploadSource, reflection) are exempt once their service has sent its
+    response headers, which their servicers do at once: a long upload is not cut.
 
 ``unary_timeout_s`` (route ``max_stream_duration``, 30 s)
     The longest a unary call may take, whatever bytes flow.
@@ -41,9 +44,9 @@ on without paying for it:
 
 Per client, not per connection (see :mod:`gateway.edge`): calls per second per user and
 per client address. Envoy has no count of open calls per user or per address; the rate
-limit bounds it instead, since a call that stops sending dies at the idle timeout: an
-address holds at most about ``burst + per_second * request_idle_timeout_s`` silent unary
-calls (200 with the defaults). Streams per user are bounded by the services (per-caller
+limit bounds it instead, since a call that never sends its message dies at the request
+timeout: an address holds at most about ``burst + per_second * request_timeout_s`` such
+calls (300 with the defaults). Streams per user are bounded by the services (per-caller
 concurrency, see services/runtime).
 """
 
@@ -68,8 +71,8 @@ def connection_manager_limits(settings: GatewaySettings) -> dict[str, Any]:
     """The connection manager's timeouts and HTTP/2 limits (merged into its config)."""
     return {
         "stream_idle_timeout": _seconds(settings.stream_idle_timeout_s),
-        # Streams have no total timeout here; routes set theirs.
-        "request_timeout": "0s",
+        # Until the request is in or the response begun; totals are the routes' (streams have none).
+        "request_timeout": _seconds(settings.request_timeout_s),
         "request_headers_timeout": _seconds(settings.request_headers_timeout_s),
         "common_http_protocol_options": {"idle_timeout": "3600s", "headers_with_underscores_action": "DROP_HEADER"},
         "http2_protocol_options": {

@@ -8,10 +8,6 @@ timeout would cut long server streams. Methods whose access differs from their p
 (public Login, internal AppendAssistantMessage...) get exact-path routes too: the token
 requirement and the rate-limit bucket are per route (see :mod:`gateway.edge`); an internal
 method's route answers PERMISSION_DENIED itself and reaches no service.
-
-Unary routes end a call after ``request_idle_timeout_s`` without a byte either way, so a
-call that sent its headers and never its message is gone in seconds, not at the unary
-timeout.
 """
 
 from __future__ import annotations
@@ -214,11 +210,6 @@ def _stat_name(key: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", key.strip("/"))
 
 
-def _idle_timeout_for(settings: GatewaySettings, route: _Route) -> float:
-    overrides = settings.request_idle_timeout_overrides
-    return overrides.get(route.key) or overrides.get(route.package) or settings.request_idle_timeout_s
-
-
 def _render_internal_route(settings: GatewaySettings, route: _Route) -> dict[str, Any]:
     """PERMISSION_DENIED from the gateway (local_reply.py turns the 403 into gRPC status 7)."""
     rendered: dict[str, Any] = {
@@ -249,8 +240,6 @@ def _render_route(settings: GatewaySettings, route: _Route) -> dict[str, Any]:
         action["timeout"] = unary
         # A shorter client deadline wins; no deadline or a longer one gets the unary timeout.
         action["max_stream_duration"] = {"max_stream_duration": unary, "grpc_timeout_header_max": unary}
-        # Headers without a message (or a client gone quiet) end here, long before the unary timeout.
-        action["idle_timeout"] = duration(_idle_timeout_for(settings, route))
     limits = client_rate_limits(settings, route.access)
     if limits:
         action["rate_limits"] = limits
@@ -322,9 +311,6 @@ def render_routes(settings: GatewaySettings, routes: list[RouteSpec]) -> list[di
     stray = sorted(set(settings.max_request_bytes_overrides) - keys)
     if stray:
         raise ValueError(f"max_request_bytes_overrides name no route: {', '.join(stray)}")
-    stray = sorted(set(settings.request_idle_timeout_overrides) - keys)
-    if stray:
-        raise ValueError(f"request_idle_timeout_overrides name no route: {', '.join(stray)}")
     rendered = [_render_route(settings, r) for r in flat]
     static = _render_static_route(settings)
     return rendered if static is None else [*rendered, static]

@@ -219,8 +219,6 @@ class Supervisor:
             web=StaticSite(name=WEB, host=s.host, port=self.web_port),
             access_log_path=s.log_dir / "gateway-access.log",
             max_request_bytes_overrides={"chatmesh.ingest.v1": s.ingest_max_request_bytes},
-            # Embedding batches, snapshots and restores compute for seconds before they answer.
-            request_idle_timeout_overrides={"chatmesh.ingest.v1": 30.0, "chatmesh.inference.v1": 30.0},
             edge_auth=EdgeAuth(
                 enabled=s.gateway_edge_auth,
                 access_token_public_key_file=(s.key_dir / "access_token.pub.pem").resolve(),

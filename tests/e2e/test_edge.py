@@ -218,11 +218,10 @@ async def test_thousands_of_calls_that_never_send_their_message_leave_other_user
             calls = []
             for index in range(3000):
                 channel = channels[index % len(channels)]
-                if index % 2:
-                    open_call = channel.stream_stream(f"{SESSION}/ListDevices")
-                    calls.append(open_call(metadata=_auth(attacker.tokens.access_token)))
-                else:
-                    calls.append(channel.stream_stream(f"{SESSION}/Login")())
+                # Anonymous Logins, and ListDevices and Connect streams with a valid token.
+                path = ("Login", "ListDevices", "Connect")[index % 3]
+                metadata = () if path == "Login" else _auth(attacker.tokens.access_token)
+                calls.append(channel.stream_stream(f"{SESSION}/{path}")(metadata=metadata))
             await asyncio.sleep(1)  # they are all open, headers sent, no message
 
             async with grpc.aio.insecure_channel(gw.target) as channel:

@@ -20,6 +20,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from gateway.envoy import Envoy
+from gateway.routes import RouteSpec
 from gateway.settings import RateLimit
 from tests.e2e.grpcweb import frame, parse_frames
 
@@ -37,6 +38,7 @@ class TinyUpstream(Protocol):
 # The upstream of conftest.py serves this package's health, and is the catalog too.
 SESSION_SERVICE = "chatmesh.session.v1.SessionService"
 SESSION_PACKAGE = "chatmesh.session.v1"
+UPLOAD = f"/{SESSION_SERVICE}/Upload"
 GatewayFactory = Callable[..., AbstractAsyncContextManager[Envoy]]
 
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
@@ -196,22 +198,32 @@ async def test_malformed_body_fails_and_the_next_good_call_still_works(gateway: 
 
 
 @pytest.mark.asyncio
-async def test_a_call_that_never_sends_its_message_ends_at_the_idle_timeout_not_the_unary_timeout(
+async def test_calls_that_never_send_their_message_end_at_the_request_timeout_and_others_live_on(
     gateway: GatewayFactory,
 ) -> None:
-    async with gateway(request_idle_timeout_s=1.0, unary_timeout_s=3600) as envoy:
+    async with gateway(request_timeout_s=1.0, unary_timeout_s=3600) as envoy:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{envoy.settings.port}") as channel:
-            # A stream call on a unary path: headers go out, the message never does.
-            silent = channel.stream_stream(HEALTH_CHECK)()
-            code = await asyncio.wait_for(silent.code(), timeout=60)
-            details = await silent.details()
-            answer = await health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=SESSION_SERVICE), timeout=5
-            )
+            # Stream calls on a unary and a server-streaming path: headers go out, the message never does.
+            silent = [channel.stream_stream(path)() for path in (HEALTH_CHECK, HEALTH_WATCH)]
+            codes = await asyncio.wait_for(asyncio.gather(*(c.code() for c in silent)), timeout=60)
+            details = await silent[0].details()
+            # A stream whose request came in time outlives the request timeout.
+            watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=SESSION_SERVICE))
+            first = await watch.read()
+            # So does a client stream whose service has begun answering (reflection is bidirectional).
+            reflect = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo()
+            await reflect.write(reflection_pb2.ServerReflectionRequest(list_services=""))
+            await reflect.read()
+            await asyncio.sleep(2.5)
+            await reflect.write(reflection_pb2.ServerReflectionRequest(list_services=""))
+            listed_later = await reflect.read()
+            await reflect.done_writing()
+            watch.cancel()
 
-    assert code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert codes == [grpc.StatusCode.DEADLINE_EXCEEDED] * 2
     assert details == "request not received in time"
-    assert answer.status == health_pb2.HealthCheckResponse.SERVING
+    assert first.status == health_pb2.HealthCheckResponse.SERVING
+    assert isinstance(listed_later, reflection_pb2.ServerReflectionResponse)
 
 
 @pytest.mark.asyncio
@@ -334,3 +346,27 @@ def _admin_get(host: str, port: int) -> int:
         return response.status
     finally:
         conn.close()
+
+
+@pytest.mark.asyncio
+async def test_a_client_stream_outlives_the_request_timeout_once_its_service_has_answered_headers(
+    gateway: GatewayFactory,
+) -> None:
+    routes = [RouteSpec(package=SESSION_PACKAGE, cluster="session", client_streaming_methods=[UPLOAD])]
+    async with gateway(routes, request_timeout_s=1.0) as envoy:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{envoy.settings.port}") as channel:
+            results = {}
+            for early in ("1", "0"):
+                call = channel.stream_unary(UPLOAD)(metadata=(("x-early-headers", early),))
+                try:
+                    for _ in range(3):  # 3 s of slow upload, past the 1 s request timeout
+                        await call.write(b"x" * 10)
+                        await asyncio.sleep(1)
+                    await call.done_writing()
+                    results[early] = await call
+                except (grpc.aio.AioRpcError, asyncio.InvalidStateError):  # writing to a call already ended
+                    results[early] = await call.code()
+
+    assert results["1"] == b"30"
+    # Without early headers the gateway cannot tell the stream from one that never sends: cut.
+    assert isinstance(results["0"], grpc.StatusCode) and results["0"] != grpc.StatusCode.OK
