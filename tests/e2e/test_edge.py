@@ -272,3 +272,21 @@ async def test_a_compressed_native_grpc_request_is_invalid_argument(gateway: Gat
             await stub.Login(request, compression=grpc.Compression.Gzip, timeout=10)
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "compressed" in refused.value.details()
+
+
+async def test_the_access_log_says_whose_call_was_limited_and_never_the_token(
+    small_buckets: Gateway, tmp_path: Path
+) -> None:
+    registered = await _register(small_buckets)
+    token = registered.tokens.access_token
+    replies = [
+        await call(small_buckets.url, f"{SESSION}/ListDevices", pb.ListDevicesRequest(), token=token) for _ in range(25)
+    ]
+    assert RESOURCE_EXHAUSTED in {r.grpc_status for r in replies}
+    await asyncio.sleep(1.5)  # the access log is flushed every second
+
+    text = (tmp_path / "access.log").read_text()
+    assert token not in text
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+    limited = [e for e in lines if e["path"] == f"{SESSION}/ListDevices" and e["answered_by"] == "gateway"]
+    assert limited and {e["user"] for e in limited} == {registered.user_id}
