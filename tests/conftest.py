@@ -90,3 +90,11 @@ def token_keys(tmp_path: Path) -> KeyPair:
     pair = KeyPair(tmp_path / "keys" / "access_token.pem", tmp_path / "keys" / "access_token.pub.pem")
     generate_key_pair(pair.private, pair.public)
     return pair
+
+
+@pytest.fixture
+def service_keys(tmp_path: Path) -> KeyPair:
+    """A fresh Ed25519 key pair for service tokens (as `make up` writes service_token.pem)."""
+    pair = KeyPair(tmp_path / "keys" / "service_token.pem", tmp_path / "keys" / "service_token.pub.pem")
+    generate_key_pair(pair.private, pair.public)
+    return pair

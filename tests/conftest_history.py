@@ -16,13 +16,16 @@ from tests.conftest import KeyPair
 
 
 @pytest.fixture
-async def history_service(cql: CqlSettings, nats_server: Nats, token_keys: KeyPair) -> AsyncIterator[ServiceServer]:
-    """History with a generous send rate (tests send fast on purpose)."""
+async def history_service(
+    cql: CqlSettings, nats_server: Nats, token_keys: KeyPair, service_keys: KeyPair
+) -> AsyncIterator[ServiceServer]:
+    """History with a generous send rate (tests send fast on purpose); takes service tokens of ``service_keys``."""
     settings = HistorySettings(
         port=0,
         cql=cql,
         nats=NatsSettings(url=nats_server.url),
         token_public_key_file=token_keys.public,
+        service_token_public_key_file=service_keys.public,
         sends_per_second=10_000,
         send_burst=10_000,
         shutdown_drain_s=0,

@@ -215,7 +215,7 @@ def _id_of(value: Any) -> int | str | None:
     if isinstance(value, int) and value >= 0:
         return value
     if isinstance(value, str):
-        if value.isdigit():
+        if value.isascii() and value.isdigit():  # str.isdigit alone takes "²", which int() refuses
             return int(value)
         return str(uuid.UUID(value))
     raise ValueError("id must be an unsigned integer or a UUID")

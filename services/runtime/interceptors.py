@@ -2,8 +2,17 @@
 
 ``MetricsLayer`` (count, latency) -> ``ErrorLayer`` (domain errors to statuses) ->
 ``DeadlineLayer`` (default deadline for unary calls) -> ``AuthLayer`` (access token) ->
-``ValidationLayer`` (protovalidate) -> the servicer. Inner layers raise
+``ConcurrencyLayer`` (calls and streams in flight per caller) -> ``ValidationLayer``
+(decoding, protovalidate) -> the servicer. Inner layers raise
 :mod:`services.runtime.errors`; only ``ErrorLayer`` talks to gRPC about failures.
+
+Every method is served as a stream of raw request bytes, whatever its kind, so the layers
+run as soon as the call's headers arrive, before any request message: a call without a
+valid token is refused at once, a caller over its concurrency share is refused before it
+holds anything, and a call whose message does not come within ``first_message_timeout_s``
+ends DEADLINE_EXCEEDED instead of holding a slot until the gateway gives up. Decoding
+happens in ``ValidationLayer``, so bytes that are not the method's message (or carry
+invalid UTF-8 in a string) are INVALID_ARGUMENT naming the message, never UNKNOWN.
 
 The layers are composed once per method and cached by :class:`RuntimeInterceptor`, so a
 call pays for one interceptor hop and a few awaits, not one grpc interceptor per layer
@@ -13,6 +22,7 @@ call pays for one interceptor hop and a few awaits, not one grpc interceptor per
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import dataclasses
 import functools
@@ -28,6 +38,7 @@ import protovalidate
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
+from services.runtime.clients import Network, caller_address
 from services.runtime.errors import (
     ChatmeshError,
     DeadlineExceeded,
@@ -105,11 +116,78 @@ class Layer:
         return call(request, context)
 
 
-class RuntimeInterceptor(grpc.aio.ServerInterceptor):
-    """Runs ``layers`` (outermost first) around every RPC's behavior."""
+_END = object()
 
-    def __init__(self, layers: Sequence[Layer]) -> None:
+
+class Incoming:
+    """The request side of a call served from its headers: raw messages, read and decoded on demand.
+
+    ``single`` methods (unary request) take exactly one message; the first one must arrive
+    within ``first_timeout_s`` of the headers.
+    """
+
+    __slots__ = ("_iterator", "_decode", "_message", "single", "_first_timeout_s")
+
+    def __init__(
+        self, iterator: AsyncIterator[bytes], decode: Callable[[bytes], Any], single: bool, first_timeout_s: float
+    ) -> None:
+        self._iterator = iterator
+        self._decode = decode
+        self._message = _message_name(decode)
+        self.single = single
+        self._first_timeout_s = first_timeout_s
+
+    async def _next(self, first: bool) -> Any:
+        if not first:
+            return await anext(self._iterator, _END)
+        try:
+            async with asyncio.timeout(self._first_timeout_s):
+                return await anext(self._iterator, _END)
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"no request message within {self._first_timeout_s:g}s of the call's headers"
+            ) from None
+
+    def _decoded(self, raw: Any) -> Any:
+        try:
+            return self._decode(raw)
+        except Exception:  # noqa: BLE001 - protobuf's DecodeError, and anything a broken message raises
+            raise InvalidArgument("request", f"the request is not a valid {self._message} message") from None
+
+    async def one(self) -> Any:
+        """The call's only request message, decoded."""
+        raw = await self._next(first=True)
+        if raw is _END:
+            raise InvalidArgument("request", f"the call carried no {self._message} message")
+        return self._decoded(raw)
+
+    async def messages(self) -> AsyncIterator[Any]:
+        """The call's request messages, decoded, until the client half-closes."""
+        first = True
+        while True:
+            raw = await self._next(first)
+            first = False
+            if raw is _END:
+                return
+            yield self._decoded(raw)
+
+
+def _message_name(decode: Callable[[bytes], Any]) -> str:
+    owner = getattr(decode, "__self__", None)
+    descriptor = getattr(owner, "DESCRIPTOR", None)
+    return str(descriptor.full_name) if descriptor is not None else "request"
+
+
+def _identity(raw: bytes) -> bytes:
+    return raw
+
+
+class RuntimeInterceptor(grpc.aio.ServerInterceptor):
+    """Runs ``layers`` (outermost first) around every RPC's behavior, from the call's headers on."""
+
+    def __init__(self, layers: Sequence[Layer], first_message_timeout_s: float = 5.0) -> None:
         self._layers = tuple(layers)
+        self._first_s = first_message_timeout_s
         self._wrapped: dict[str, Handler] = {}
 
     async def intercept_service(
@@ -146,22 +224,23 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         behavior: Callable[..., Any] = (
             handler.unary_unary or handler.stream_unary or handler.unary_stream or handler.stream_stream  # type: ignore[assignment]
         )
+        decode = handler.request_deserializer or _identity
+        single = bool(handler.unary_unary or handler.unary_stream)
+        first_s = self._first_s
         if handler.unary_unary or handler.stream_unary:
             unary = self._unary_chain(method, behavior)
-            factory = (
-                grpc.unary_unary_rpc_method_handler if handler.unary_unary else grpc.stream_unary_rpc_method_handler
-            )
-            return factory(unary, handler.request_deserializer, handler.response_serializer)
+
+            async def serve_unary(requests: AsyncIterator[bytes], context: Context) -> Any:
+                return await unary(Incoming(requests, decode, single, first_s), context)
+
+            return grpc.stream_unary_rpc_method_handler(serve_unary, None, handler.response_serializer)
         chain = self._stream_chain(method, behavior)
 
-        async def streaming(request: Any, context: Context) -> AsyncIterator[Any]:
-            async for item in chain(request, context):
+        async def serve_stream(requests: AsyncIterator[bytes], context: Context) -> AsyncIterator[Any]:
+            async for item in chain(Incoming(requests, decode, single, first_s), context):
                 yield item
 
-        factory = (
-            grpc.unary_stream_rpc_method_handler if handler.unary_stream else grpc.stream_stream_rpc_method_handler
-        )
-        return factory(streaming, handler.request_deserializer, handler.response_serializer)
+        return grpc.stream_stream_rpc_method_handler(serve_stream, None, handler.response_serializer)
 
 
 class MetricsLayer(Layer):
@@ -260,20 +339,31 @@ class AuthLayer(Layer):
     ``optional_methods`` take calls with or without a token: a token that is sent is
     verified as anywhere else (an invalid one is UNAUTHENTICATED); without one the
     principal is None (:func:`optional_principal`) and the servicer decides (the forms
-    service serves public forms that way).
+    service serves public forms that way). ``internal_methods`` (ACCESS_INTERNAL in the
+    contract) take service tokens only: a user's token is PERMISSION_DENIED.
+
+    A stream lives no longer than its token: when the token expires, or its session is
+    revoked (Logout, RevokeDevice, a replayed refresh token: see
+    :mod:`services.runtime.revocation`), the stream ends UNAUTHENTICATED at once. Clients
+    refresh and reopen it from their last sequence (the re-auth flow in the README).
     """
 
     def __init__(
-        self, verifier: TokenVerifier | None, public_methods: Collection[str], optional_methods: Collection[str] = ()
+        self,
+        verifier: TokenVerifier | None,
+        public_methods: Collection[str],
+        optional_methods: Collection[str] = (),
+        internal_methods: Collection[str] = (),
     ) -> None:
         self._verifier = verifier
         self._public = frozenset(public_methods)
         self._optional = frozenset(optional_methods)
+        self._internal = frozenset(internal_methods)
 
-    def _authenticate(self, method: str, context: Context) -> None:
+    def _authenticate(self, method: str, context: Context) -> Principal | None:
         if method in self._public or method.startswith(PUBLIC_PREFIXES):
             _principal.set(None)
-            return
+            return None
         token = None
         acting_for = None
         for key, value in context.invocation_metadata() or ():
@@ -283,24 +373,150 @@ class AuthLayer(Layer):
                 acting_for = value
         if not token and method in self._optional:
             _principal.set(None)
-            return
+            return None
         if not token:
             raise Unauthenticated("missing access token: send `authorization: Bearer <token>`")
         if self._verifier is None:
             raise Unauthenticated("this service has no token key configured")
         principal = self._verifier.verify(token)
+        if method in self._internal and not principal.service:
+            raise PermissionDenied(f"{method.rsplit('/', 1)[-1]} is internal: only chatmesh services may call it")
         if principal.service or acting_for is not None:
             principal = _acting_for(principal, acting_for)
         _principal.set(principal)
+        return principal
 
     async def unary(self, method: str, call: UnaryCall, request: Any, context: Context) -> Any:
         self._authenticate(method, context)
         return await call(request, context)
 
     async def stream(self, method: str, call: StreamCall, request: Any, context: Context) -> AsyncIterator[Any]:
-        self._authenticate(method, context)
-        async for item in call(request, context):
+        principal = self._authenticate(method, context)
+        if principal is None or not principal.expires_at:
+            async for item in call(request, context):
+                yield item
+            return
+        async for item in _bounded_by_token(principal, self._verifier, call(request, context)):
             yield item
+
+
+async def _bounded_by_token(
+    principal: Principal, verifier: TokenVerifier | None, items: AsyncIterator[Any]
+) -> AsyncIterator[Any]:
+    """``items``, ended UNAUTHENTICATED when the principal's token expires or its session is revoked."""
+    task = asyncio.current_task()
+    reason: str | None = None
+    waiting = False
+
+    def end(why: str) -> None:
+        nonlocal reason
+        if reason is None:
+            reason = why
+            if waiting and task is not None:
+                task.cancel()  # interrupts the stream where it waits for its next item
+
+    loop = asyncio.get_running_loop()
+    timer = loop.call_later(max(0.0, principal.expires_at - time.time()), end, "expired")
+    revocations = verifier.revocations if verifier is not None else None
+    unsubscribe = (
+        revocations.on_revoked(principal.session_id, lambda: end("revoked"))
+        if revocations is not None and principal.session_id
+        else None
+    )
+    iterator = items.__aiter__()
+    try:
+        while True:
+            if reason is not None:
+                raise _token_ended(reason)
+            waiting = True
+            try:
+                item = await anext(iterator)
+            except StopAsyncIteration:
+                return
+            except asyncio.CancelledError:
+                if reason is None or task is None:
+                    raise
+                task.uncancel()
+                raise _token_ended(reason) from None
+            finally:
+                waiting = False
+            yield item
+    finally:
+        timer.cancel()
+        if unsubscribe is not None:
+            unsubscribe()
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await aclose()
+
+
+def _token_ended(reason: str) -> Unauthenticated:
+    if reason == "revoked":
+        return Unauthenticated("access token revoked: sign in again")
+    return Unauthenticated("access token expired: refresh it and reopen the stream from your last sequence")
+
+
+class ConcurrencyLayer(Layer):
+    """Sheds load per caller: each caller may have so many unary calls and streams in flight.
+
+    A caller is the user (their token's subject, also when a service acts for them), or,
+    without a token, the client address (the gateway's ``x-chatmesh-client-address`` when
+    the gateway is the peer). The call over the share is RESOURCE_EXHAUSTED with a retry
+    hint before it holds anything, so one flooding caller is refused while everybody
+    else's calls go through; grpc's own ``maximum_concurrent_rpcs`` stays as a memory
+    guard far above the sum of fair shares.
+    """
+
+    def __init__(self, max_calls: int, max_streams: int, trusted_proxies: Sequence[Network]) -> None:
+        self._max_calls = max_calls
+        self._max_streams = max_streams
+        self._trusted = tuple(trusted_proxies)
+        self._calls: dict[str, int] = {}
+        self._streams: dict[str, int] = {}
+
+    def _caller(self, context: Context) -> str:
+        principal = _principal.get()
+        if principal is not None and principal.user_id:
+            return "user:" + principal.user_id
+        if principal is not None:
+            return "service:" + principal.service
+        return "address:" + caller_address(context, self._trusted)
+
+    def _enter(self, table: dict[str, int], key: str, limit: int, what: str) -> None:
+        count = table.get(key, 0)
+        if count >= limit:
+            raise ResourceExhausted(f"too many {what} in flight for this caller (at most {limit})", retry_after_s=1.0)
+        table[key] = count + 1
+
+    @staticmethod
+    def _leave(table: dict[str, int], key: str) -> None:
+        count = table[key] - 1
+        if count:
+            table[key] = count
+        else:
+            del table[key]
+
+    def in_flight(self, caller: str) -> tuple[int, int]:
+        """(unary calls, streams) in flight for a caller key (for metrics and tests)."""
+        return self._calls.get(caller, 0), self._streams.get(caller, 0)
+
+    async def unary(self, method: str, call: UnaryCall, request: Any, context: Context) -> Any:
+        key = self._caller(context)
+        self._enter(self._calls, key, self._max_calls, "calls")
+        try:
+            return await call(request, context)
+        finally:
+            self._leave(self._calls, key)
+
+    async def stream(self, method: str, call: StreamCall, request: Any, context: Context) -> AsyncIterator[Any]:
+        key = self._caller(context)
+        self._enter(self._streams, key, self._max_streams, "streams")
+        try:
+            async for item in call(request, context):
+                yield item
+        finally:
+            self._leave(self._streams, key)
 
 
 def _acting_for(principal: Principal, user_id: str | None) -> Principal:
@@ -346,16 +562,26 @@ async def _validated(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
 
 
 class ValidationLayer(Layer):
-    """Applies each request's protovalidate rules before the servicer sees it."""
+    """Decodes each request message (INVALID_ARGUMENT if it is not one) and applies its protovalidate rules.
+
+    The innermost layer: the servicer gets a validated message (unary request) or an async
+    iterator of validated messages (client streams).
+    """
 
     async def unary(self, method: str, call: UnaryCall, request: Any, context: Context) -> Any:
-        return await call(self._check(request), context)
+        return await call(await self._check(request), context)
 
-    def stream(self, method: str, call: StreamCall, request: Any, context: Context) -> AsyncIterator[Any]:
-        return call(self._check(request), context)
+    async def stream(self, method: str, call: StreamCall, request: Any, context: Context) -> AsyncIterator[Any]:
+        checked = await self._check(request)
+        async for item in call(checked, context):
+            yield item
 
     @staticmethod
-    def _check(request: Any) -> Any:
+    async def _check(request: Any) -> Any:
+        if isinstance(request, Incoming):
+            if not request.single:
+                return _validated(request.messages())
+            request = await request.one()
         if hasattr(request, "DESCRIPTOR"):
             validate(request)
             return request

@@ -8,6 +8,7 @@ SIGTERM/SIGINT, then drains: health NOT_SERVING, a pause for load balancers to n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Collection, Sequence
@@ -19,9 +20,13 @@ from google.protobuf import descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.runtime.access import method_access
+from services.runtime.bus import connect
+from services.runtime.clients import parse_networks
 from services.runtime.errors import ChatmeshError
 from services.runtime.interceptors import (
     AuthLayer,
+    ConcurrencyLayer,
     DeadlineLayer,
     ErrorLayer,
     MetricsLayer,
@@ -30,6 +35,7 @@ from services.runtime.interceptors import (
 )
 from services.runtime.logs import configure_logging
 from services.runtime.metrics import RpcMetrics
+from services.runtime.revocation import RevocationList
 from services.runtime.settings import ServiceSettings, load_settings
 from services.runtime.tokens import TokenVerifier
 
@@ -65,9 +71,14 @@ class ServiceServer:
     metrics_port: int = 0
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     """Run once serving has started (background tasks of the service)."""
+    concurrency: ConcurrencyLayer | None = None
+    revocations: RevocationList | None = None
+    """Followed from NATS while serving, when the settings name a NATS (``settings.nats``)."""
+    _revocation_nats: Any = None
 
     async def start(self) -> None:
         """Start serving and mark every service SERVING."""
+        await self._follow_revocations()
         await self.server.start()
         for name in [*self.service_names, ""]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -94,8 +105,26 @@ class ServiceServer:
                 await cleanup()
             except Exception:  # noqa: BLE001 - one failed cleanup must not skip the others
                 log.exception("cleanup failed")
+        if self.revocations is not None:
+            await self.revocations.close()
+        if self._revocation_nats is not None:
+            with contextlib.suppress(Exception):
+                await self._revocation_nats.close()
         self.metrics.close()
         log.info("stopped")
+
+    async def _follow_revocations(self) -> None:
+        nats_settings = getattr(self.settings, "nats", None)
+        if self.revocations is None or nats_settings is None:
+            return
+        try:
+            self._revocation_nats = await connect(nats_settings, f"{self.name}-revocations")
+        except ChatmeshError:
+            log.warning("NATS unreachable at start: revoked sessions are not followed until it is")
+            return
+        self.revocations.follow(self._revocation_nats)
+        if not await self.revocations.wait_ready(5.0):
+            log.warning("the revocation list did not load within 5s; following it in the background")
 
 
 class _ReflectionPool:
@@ -146,9 +175,24 @@ def create_server(
         verifier = TokenVerifier.from_file(
             settings.token_public_key_file, settings.token_issuer, settings.service_token_public_key_file
         )
+    if verifier is not None and verifier.revocations is None:
+        verifier.revocations = RevocationList()
     metrics = RpcMetrics(name)
     public = {m for b in bindings for m in b.public_methods}
     optional = {m for b in bindings for m in b.optional_auth_methods}
+    internal: set[str] = set()
+    pool = descriptor_pool.Default()
+    for binding in bindings:
+        try:
+            access = method_access(pool.FindServiceByName(binding.full_name))
+        except KeyError:
+            continue
+        public |= access.public
+        optional |= access.optional
+        internal |= access.internal
+    concurrency = ConcurrencyLayer(
+        settings.max_calls_per_caller, settings.max_streams_per_caller, parse_networks(settings.trusted_proxies)
+    )
     server = grpc.aio.server(
         interceptors=[
             RuntimeInterceptor(
@@ -156,9 +200,11 @@ def create_server(
                     MetricsLayer(metrics),
                     ErrorLayer(),
                     DeadlineLayer(settings.default_deadline_s),
-                    AuthLayer(verifier, public, optional),
+                    AuthLayer(verifier, public, optional, internal),
+                    concurrency,
                     ValidationLayer(),
-                ]
+                ],
+                first_message_timeout_s=settings.first_message_timeout_s,
             )
         ],
         options=[
@@ -193,6 +239,9 @@ def create_server(
     if port == 0:
         raise RuntimeError(f"could not bind {settings.host}:{settings.port}")
     result = ServiceServer(name, settings, server, health_servicer, metrics, [*names, *reflection_names], port)
+    result.concurrency = concurrency
+    if verifier is not None and verifier.revocations is not None:
+        result.revocations = verifier.revocations
     if settings.metrics_port:
         result.metrics_port = metrics.serve(settings.host, settings.metrics_port)
     return result

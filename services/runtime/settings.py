@@ -44,7 +44,28 @@ class ServiceSettings(BaseSettings):
         30.0, gt=0, le=600, description="Deadline for unary calls whose client set none (streams have none)."
     )
     max_concurrent_rpcs: int = Field(
-        2000, ge=1, le=100_000, description="Calls in flight before new ones get RESOURCE_EXHAUSTED."
+        20_000,
+        ge=1,
+        le=100_000,
+        description="Calls in flight in the whole process before new ones get RESOURCE_EXHAUSTED: a memory "
+        "guard far above the per-caller shares below, which are what sheds an abusive caller.",
+    )
+    max_calls_per_caller: int = Field(
+        256,
+        ge=1,
+        le=100_000,
+        description="Unary calls in flight per caller (a user, or a client address without a token); "
+        "more are RESOURCE_EXHAUSTED with retry-after-ms, for that caller only.",
+    )
+    max_streams_per_caller: int = Field(
+        64, ge=1, le=100_000, description="Open server streams (Connect, WatchPresence...) per caller."
+    )
+    first_message_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=120,
+        description="A call whose request message has not arrived this long after its headers ends "
+        "DEADLINE_EXCEEDED (a client that sends headers and nothing holds no slot for long).",
     )
     max_concurrent_streams: int = Field(1000, ge=1, le=100_000, description="HTTP/2 streams per connection.")
     keepalive_time_s: int = Field(30, ge=1, le=3600, description="Server-sent HTTP/2 pings on idle connections.")

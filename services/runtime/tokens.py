@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from services.runtime.errors import Unauthenticated
+from services.runtime.revocation import RevocationList
 
 ALGORITHM = "EdDSA"
 LEEWAY_S = 5
@@ -41,6 +42,8 @@ class Principal:
     session_id: str
     service: str = ""
     """The calling service's name for a service token (acting for ``user_id``); "" for users."""
+    expires_at: float = 0.0
+    """When the token expires (unix seconds); 0 when unknown (a principal built in code)."""
 
 
 @dataclass(frozen=True)
@@ -65,8 +68,11 @@ class TokenVerifier:
         issuer: str,
         cache_size: int = 10_000,
         service_key: Ed25519PublicKey | None = None,
+        revocations: RevocationList | None = None,
     ) -> None:
         self._key = public_key
+        #: Sessions ended before their tokens expire (followed from NATS by the server); None: not consulted.
+        self.revocations = revocations
         self._service_key = service_key
         self._issuer = issuer
         self._cache_size = cache_size
@@ -79,6 +85,12 @@ class TokenVerifier:
 
     def verify(self, token: str) -> Principal:
         """Return the token's principal, or raise Unauthenticated saying why (never echoing the token)."""
+        principal = self._verify(token)
+        if self.revocations is not None and principal.session_id and self.revocations.is_revoked(principal.session_id):
+            raise Unauthenticated("access token revoked: sign in again")
+        return principal
+
+    def _verify(self, token: str) -> Principal:
         cached = self._verified.get(token)
         if cached is not None:
             principal, expires_at = cached
@@ -115,7 +127,12 @@ class TokenVerifier:
             raise Unauthenticated("access token invalid") from None
         if claims.get("typ") != "access":
             raise Unauthenticated("access token invalid")
-        principal = Principal(user_id=str(claims["sub"]), device_id=str(claims["did"]), session_id=str(claims["sid"]))
+        principal = Principal(
+            user_id=str(claims["sub"]),
+            device_id=str(claims["did"]),
+            session_id=str(claims["sid"]),
+            expires_at=float(claims["exp"]),
+        )
         return principal, float(claims["exp"])
 
     def _verify_service(self, token: str) -> tuple[Principal, float]:
@@ -136,7 +153,9 @@ class TokenVerifier:
             raise Unauthenticated("service token invalid") from None
         if claims.get("typ") != "service" or not claims["sub"]:
             raise Unauthenticated("service token invalid")
-        return Principal(user_id="", device_id="", session_id="", service=str(claims["sub"])), float(claims["exp"])
+        expires = float(claims["exp"])
+        principal = Principal(user_id="", device_id="", session_id="", service=str(claims["sub"]), expires_at=expires)
+        return principal, expires
 
 
 class TokenSigner:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from services.runtime.revocation import RevocationList
 from services.runtime.tokens import IssuedToken, Principal, TokenSigner
 from services.session.errors import (
     DeviceNotFound,
@@ -94,7 +95,10 @@ class Accounts:
         failures: LoginFailures,
         refresh_ttl_s: int,
         max_devices: int,
+        *,
+        revocations: RevocationList | None = None,
     ) -> None:
+        self._revocations = revocations
         self._store = store
         self._vault = vault
         self._signer = signer
@@ -131,7 +135,7 @@ class Accounts:
             raise RefreshTokenRejected()
         if record.used or not await self._store.mark_refresh_used(token_hash):
             # A used token presented again means it leaked: end that login everywhere.
-            await self._store.revoke_family(record.family_id)
+            await self._revoke_family(record.family_id)
             log.warning("refresh token reused; family revoked", extra={"user_id": record.user_id})
             raise RefreshTokenRejected()
         device = await self._store.device(record.user_id, record.device_id)
@@ -142,7 +146,7 @@ class Accounts:
 
     async def logout(self, principal: Principal) -> None:
         """End the calling device's login."""
-        await self._store.revoke_family(principal.session_id)
+        await self._revoke_family(principal.session_id)
 
     async def lookup(self, usernames: Sequence[str], user_ids: Sequence[str]) -> list[UserRecord]:
         """Accounts by exact username, then by id (one partition read each, concurrently); unknown ones left out."""
@@ -164,17 +168,23 @@ class Accounts:
         if device is None or device.revoked:
             raise DeviceNotFound(device_id)
         if device.family_id:
-            await self._store.revoke_family(device.family_id)
+            await self._revoke_family(device.family_id)
         await self._store.put_device(
             DeviceRecord(
                 device.user_id, device.device_id, device.name, device.created_at, device.last_seen_at, None, True
             )
         )
 
+    async def _revoke_family(self, family_id: str) -> None:
+        """End a login: its refresh tokens here, its access tokens and streams across the mesh at once."""
+        await self._store.revoke_family(family_id)
+        if self._revocations is not None:
+            await self._revocations.revoke(family_id)
+
     async def _start_session(self, user_id: str, device_id: str | None, device_name: str, now: datetime) -> LoggedIn:
         existing = await self._store.device(user_id, device_id) if device_id else None
         if existing is not None and existing.family_id:
-            await self._store.revoke_family(existing.family_id)  # one live login per device
+            await self._revoke_family(existing.family_id)  # one live login per device
         if existing is None:
             live = [d for d in await self._store.devices(user_id) if not d.revoked]
             if len(live) >= self._max_devices:

@@ -8,6 +8,7 @@ from chatmesh.session.v1 import session_pb2, session_pb2_grpc
 from services.runtime.bus import connect
 from services.runtime.cql import CqlSession
 from services.runtime.errors import Unavailable
+from services.runtime.revocation import RevocationList
 from services.runtime.server import ServiceBinding, ServiceServer, create_server, run
 from services.runtime.tokens import TokenSigner, TokenVerifier, load_private_key
 from services.session.accounts import Accounts, LoginFailures
@@ -41,6 +42,7 @@ async def build(settings: SessionSettings) -> ServiceServer:
             queue_size=settings.connect_queue_size,
         ),
     )
+    revocations = RevocationList()
     accounts = Accounts(
         AccountStore(cql),
         PasswordVault(settings.argon2_time_cost, settings.argon2_memory_kib),
@@ -48,6 +50,7 @@ async def build(settings: SessionSettings) -> ServiceServer:
         LoginFailures(settings.login_failures_allowed, settings.login_failure_window_s),
         settings.refresh_token_ttl_s,
         settings.max_devices_per_user,
+        revocations=revocations,
     )
     app = create_server(
         "session",
@@ -60,7 +63,7 @@ async def build(settings: SessionSettings) -> ServiceServer:
                 PUBLIC_METHODS,
             )
         ],
-        verifier=TokenVerifier(signer.public_key, settings.token_issuer),
+        verifier=TokenVerifier(signer.public_key, settings.token_issuer, revocations=revocations),
     )
     app.on_stop.append(nc.drain)
     app.on_stop.append(feed.close)  # before the drain (on_stop runs last first)

@@ -38,7 +38,7 @@ class SessionSettings(ServiceSettings):
     signing_key_file: Path = Field(
         Path(".chatmesh/keys/access_token.pem"), description="PEM Ed25519 private key that signs access tokens."
     )
-    access_token_ttl_s: int = Field(900, ge=60, le=86_400, description="Lifetime of an access token.")
+    access_token_ttl_s: int = Field(900, ge=10, le=86_400, description="Lifetime of an access token.")
     refresh_token_ttl_s: int = Field(
         30 * 86_400, ge=3_600, le=90 * 86_400, description="Lifetime of an unused refresh token."
     )

@@ -10,8 +10,9 @@ import grpc
 import pytest
 
 from chatmesh.history.v1 import history_pb2_grpc
+from services.runtime.interceptors import ON_BEHALF_OF
 from services.runtime.server import ServiceServer
-from services.runtime.tokens import Principal, TokenSigner, load_private_key
+from services.runtime.tokens import Principal, ServiceTokenSigner, TokenSigner, load_private_key
 from tests.conftest import KeyPair
 
 
@@ -23,11 +24,17 @@ class User:
     device_id: str
     token: str
     stub: history_pb2_grpc.HistoryServiceStub
+    service_token: str = ""
 
     @property
     def auth(self) -> tuple[tuple[str, str]]:
         """Call metadata carrying the token."""
         return (("authorization", f"Bearer {self.token}"),)
+
+    @property
+    def as_inference(self) -> tuple[tuple[str, str], ...]:
+        """Call metadata of the inference service acting for this user (a service token)."""
+        return (("authorization", f"Bearer {self.service_token}"), (ON_BEHALF_OF, self.user_id))
 
 
 @pytest.fixture
@@ -38,9 +45,10 @@ async def history_channel(history_service: ServiceServer) -> AsyncIterator[grpc.
 
 
 @pytest.fixture
-def make_user(token_keys: KeyPair, history_channel: grpc.aio.Channel) -> object:
+def make_user(token_keys: KeyPair, service_keys: KeyPair, history_channel: grpc.aio.Channel) -> object:
     """Factory of users with valid access tokens (as session would issue them)."""
     signer = TokenSigner(load_private_key(token_keys.private), "chatmesh", 3600)
+    inference = ServiceTokenSigner.from_file(service_keys.private, "chatmesh", "inference")
 
     def make() -> User:
         principal = Principal(str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4()))
@@ -49,6 +57,7 @@ def make_user(token_keys: KeyPair, history_channel: grpc.aio.Channel) -> object:
             principal.device_id,
             signer.sign(principal).token,
             history_pb2_grpc.HistoryServiceStub(history_channel),
+            inference.token(),
         )
 
     return make

@@ -253,8 +253,8 @@ async def test_assistant_replies_are_stored_once_per_request_and_only_in_assista
     assert [m.kind for m in created.conversation.members] == [pb.AUTHOR_KIND_USER, pb.AUTHOR_KIND_ASSISTANT]
     await _send(ann, assistant, "what is 2+2?")
     request = pb.AppendAssistantMessageRequest(conversation_id=assistant, request_id="gen-1", text="4")
-    first = await ann.stub.AppendAssistantMessage(request, metadata=ann.auth)
-    again = await ann.stub.AppendAssistantMessage(request, metadata=ann.auth)
+    first = await ann.stub.AppendAssistantMessage(request, metadata=ann.as_inference)
+    again = await ann.stub.AppendAssistantMessage(request, metadata=ann.as_inference)
     assert (first.duplicate, again.duplicate) == (False, True)
     assert first.message.author_kind == pb.AUTHOR_KIND_ASSISTANT and first.message.author_user_id == ""
     page = await _page(ann, assistant, common_pb2.DIRECTION_FORWARD, 10)
@@ -264,14 +264,30 @@ async def test_assistant_replies_are_stored_once_per_request_and_only_in_assista
     ]
 
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await bob.stub.AppendAssistantMessage(request, metadata=bob.auth)
+        await bob.stub.AppendAssistantMessage(request, metadata=bob.as_inference)
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     direct = await _direct(ann, bob)
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await ann.stub.AppendAssistantMessage(
-            pb.AppendAssistantMessageRequest(conversation_id=direct, request_id="gen-2", text="no"), metadata=ann.auth
+            pb.AppendAssistantMessageRequest(conversation_id=direct, request_id="gen-2", text="no"),
+            metadata=ann.as_inference,
         )
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_only_services_write_assistant_messages_a_users_own_token_is_refused(make_user: Factory) -> None:
+    ann = make_user()
+    created = await ann.stub.CreateConversation(
+        pb.CreateConversationRequest(kind=pb.CONVERSATION_KIND_ASSISTANT), metadata=ann.auth
+    )
+    conversation = created.conversation.conversation_id
+    request = pb.AppendAssistantMessageRequest(conversation_id=conversation, request_id="forged", text="I agree")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await ann.stub.AppendAssistantMessage(request, metadata=ann.auth)
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "internal" in (err.value.details() or "")
+    page = await _page(ann, conversation, common_pb2.DIRECTION_FORWARD, 10)
+    assert list(page.messages) == []
 
 
 async def test_the_longest_texts_allowed_store_and_read_back_whole(make_user: Factory) -> None:
@@ -286,7 +302,7 @@ async def test_the_longest_texts_allowed_store_and_read_back_whole(make_user: Fa
     await _send(ann, conversation, question)
     reply = "\U0001f916" * 16_000
     request = pb.AppendAssistantMessageRequest(conversation_id=conversation, request_id="long", text=reply)
-    stored = await ann.stub.AppendAssistantMessage(request, metadata=ann.auth)
+    stored = await ann.stub.AppendAssistantMessage(request, metadata=ann.as_inference)
     assert stored.message.text == reply
     page = await _page(ann, conversation, common_pb2.DIRECTION_FORWARD, 10)
     assert [m.text for m in page.messages] == [question, reply]
