@@ -10,15 +10,18 @@ config (per-client buckets too large to refuse anything, so their cost is in), i
 in rounds so machine noise hits all alike.
 
 Prints, per path: unary calls per second (1 and CONCURRENCY in flight), p50/p99 latency,
-stream messages per second; then the ratios to direct with and without edge auth, what edge
-auth costs (``edge_auth_cost_unary_qps``: the share of unary calls/s lost to it, and its
-added p50), and last the headline `ratio_unary_qps=<edge/direct>` at CONCURRENCY in flight.
+stream messages per second; then the ratios to direct with and without edge auth, and what
+edge auth costs: ``edge_auth_cost_unary_qps`` (the share of unary calls/s lost to it),
+Envoy's own CPU per call with and without it (which machine noise moves far less than
+calls/s) and its added p50. Last, the headline `ratio_unary_qps=<edge/direct>` at
+CONCURRENCY in flight.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import tempfile
 import time
 import uuid
@@ -42,6 +45,27 @@ from services.runtime.settings import ServiceSettings
 from services.runtime.tokens import Principal, TokenSigner, generate_key_pair, load_private_key
 
 STREAM_MESSAGES = 4000
+_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def envoy_pid(config_path: Path) -> int:
+    """The pid of the envoy running ``config_path`` (found in /proc: the runner keeps it to itself)."""
+    wanted = str(config_path).encode()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if wanted in argv and Path(argv[0].decode()).name == "envoy":
+                return int(entry.name)
+    raise RuntimeError(f"no envoy runs {config_path}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process has used, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * _TICK_S
 
 
 class BenchInferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
@@ -150,6 +174,8 @@ async def main(rounds: int, calls: int, in_flight: int, streams: int) -> None:
                 "envoy": inference_pb2_grpc.InferenceServiceStub(envoy_channel),
                 "edge": inference_pb2_grpc.InferenceServiceStub(edge_channel),
             }
+            pids = {"envoy": envoy_pid(envoys[0].config_path), "edge": envoy_pid(envoys[1].config_path)}
+            envoy_cpu: dict[str, list[float]] = {k: [] for k in pids}
             for stub in paths.values():  # warm up connections, Envoy's upstream pool, caches
                 await unary_round(stub, auth, 300, in_flight)
                 await stream_round(stub, auth, 1)
@@ -162,8 +188,11 @@ async def main(rounds: int, calls: int, in_flight: int, streams: int) -> None:
                     qps, latencies = await unary_round(stub, auth, calls, 1)
                     serial[name].extend(latencies)
                     serial_qps[name].append(qps)
+                    cpu_before = cpu_seconds(pids[name]) if name in pids else 0.0
                     qps, _ = await unary_round(stub, auth, calls, in_flight)
                     parallel_qps[name].append(qps)
+                    if name in pids:
+                        envoy_cpu[name].append((cpu_seconds(pids[name]) - cpu_before) / calls * 1e6)
                     stream_rate[name].append(await stream_round(stub, auth, streams))
 
     for name in paths:
@@ -178,6 +207,10 @@ async def main(rounds: int, calls: int, in_flight: int, streams: int) -> None:
         emit(f"ratio_stream_{label}", median(stream_rate[name]) / median(stream_rate["direct"]))
         emit(f"added_p50_ms_{label}", (percentile(serial[name], 0.5) - percentile(serial["direct"], 0.5)) * 1000)
         emit(f"ratio_unary_qps_{label}", median(parallel_qps[name]) / direct_qps)
+    # Envoy's own CPU per unary call: what edge auth costs, whatever else the machine is doing.
+    emit("envoy_cpu_us_per_call_no_edge_auth", median(envoy_cpu["envoy"]))
+    emit("envoy_cpu_us_per_call_edge_auth", median(envoy_cpu["edge"]))
+    emit("edge_auth_cpu_us_per_call", median(envoy_cpu["edge"]) - median(envoy_cpu["envoy"]))
     emit("edge_auth_cost_unary_qps", 1 - median(parallel_qps["edge"]) / median(parallel_qps["envoy"]))
     emit("edge_auth_added_p50_ms", (percentile(serial["edge"], 0.5) - percentile(serial["envoy"], 0.5)) * 1000)
     emit("ratio_unary_qps", median(parallel_qps["edge"]) / direct_qps)
