@@ -11,8 +11,8 @@ The HTTP filter chain, in order:
 5. ``chatmesh.client_ratelimit``: one bucket per user and per client address (``edge.py``).
 6. ``buffer``: caps request bodies at ``max_request_bytes`` (``max_request_bytes_overrides`` per
    package or method; disabled on client streams).
-7. ``lua``: empty, truncated and compressed request frames answered INVALID_ARGUMENT
-   (``frames.py``; disabled on client streams).
+7. ``lua``: gRPC-web requests with empty, truncated or compressed frames answered
+   INVALID_ARGUMENT (``frames.py``; skipped by native gRPC and on client streams).
 8. ``router``.
 
 What each timeout and connection limit protects: :mod:`gateway.limits`.
