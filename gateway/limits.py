@@ -34,6 +34,11 @@ on without paying for it:
     Connections the gateway accepts; past it new connections are refused before any of
     their bytes is read, so Envoy's memory stays bounded.
 
+``max_heap_bytes`` (overload manager, 1 GiB)
+    Past 90% of it Envoy returns freed memory to the system; past 95% it answers new calls
+    UNAVAILABLE (clients retry) instead of growing until the kernel kills it, whatever
+    held the memory (thousands of open streams, slow readers).
+
 ``per_connection_buffer_limit_bytes`` (32 KiB) and ``max_request_bytes`` (1 MiB)
     How much one connection may have buffered in flight, and the largest request body.
 
@@ -57,6 +62,8 @@ from typing import Any
 
 from gateway.settings import GatewaySettings
 
+_HEAP_MONITOR = "envoy.resource_monitors.fixed_heap"
+_HEAP_MONITOR_TYPE = "type.googleapis.com/envoy.extensions.resource_monitors.fixed_heap.v3.FixedHeapConfig"
 _XFF_TYPE = "type.googleapis.com/envoy.extensions.http.original_ip_detection.xff.v3.XffConfig"
 _CONNECTIONS_MONITOR_TYPE = (
     "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig"
@@ -98,8 +105,9 @@ def client_address_detection(settings: GatewaySettings) -> dict[str, Any]:
 
 
 def overload_manager(settings: GatewaySettings) -> dict[str, Any]:
-    """The overload manager: a ceiling on downstream connections across all listeners."""
+    """The overload manager: a ceiling on downstream connections, and on Envoy's heap."""
     return {
+        "refresh_interval": "0.250s",
         "resource_monitors": [
             {
                 "name": "envoy.resource_monitors.global_downstream_max_connections",
@@ -107,6 +115,20 @@ def overload_manager(settings: GatewaySettings) -> dict[str, Any]:
                     "@type": _CONNECTIONS_MONITOR_TYPE,
                     "max_active_downstream_connections": settings.max_downstream_connections,
                 },
-            }
-        ]
+            },
+            {
+                "name": _HEAP_MONITOR,
+                "typed_config": {"@type": _HEAP_MONITOR_TYPE, "max_heap_size_bytes": settings.max_heap_bytes},
+            },
+        ],
+        "actions": [
+            {
+                "name": "envoy.overload_actions.shrink_heap",
+                "triggers": [{"name": _HEAP_MONITOR, "threshold": {"value": 0.90}}],
+            },
+            {
+                "name": "envoy.overload_actions.stop_accepting_requests",
+                "triggers": [{"name": _HEAP_MONITOR, "threshold": {"value": 0.95}}],
+            },
+        ],
     }

@@ -310,6 +310,12 @@ class GatewaySettings(BaseSettings):
         "arrive within this unless the service has begun answering; else DEADLINE_EXCEEDED. Client streams must "
         "have their service answer headers at once.",
     )
+    max_heap_bytes: int = Field(
+        default=1 << 30,
+        ge=64 << 20,
+        le=1 << 40,
+        description="Envoy's heap ceiling: past 95% of it new calls get UNAVAILABLE until memory is freed.",
+    )
     trusted_proxies: list[str] = Field(
         default_factory=list,
         max_length=64,

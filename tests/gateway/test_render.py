@@ -533,3 +533,15 @@ def test_x_forwarded_for_is_believed_from_trusted_proxies_only() -> None:
     ]
     with pytest.raises(ValueError, match="trusted_proxies"):
         GatewaySettings(trusted_proxies=["not-a-network"])
+
+
+def test_envoy_stops_taking_calls_before_its_heap_outgrows_the_ceiling() -> None:
+    overload = render(GatewaySettings(max_heap_bytes=256 << 20), [])["overload_manager"]
+
+    heap = next(m for m in overload["resource_monitors"] if m["name"] == "envoy.resource_monitors.fixed_heap")
+    assert heap["typed_config"]["max_heap_size_bytes"] == 256 << 20
+    actions = {a["name"]: a["triggers"][0]["threshold"]["value"] for a in overload["actions"]}
+    assert actions == {
+        "envoy.overload_actions.shrink_heap": 0.90,
+        "envoy.overload_actions.stop_accepting_requests": 0.95,
+    }
