@@ -443,6 +443,8 @@ async def main(args: argparse.Namespace) -> None:
         }
         for name, extra in settings.items():
             port = free_port()
+            if name == "history":  # CreateConversation asks session whether the peer is an account
+                extra = {**extra, "SESSION_TARGET": started["session"].target}
             env = service_env(name, port, nats_dep, cassandra, keys, extra)
             started[name] = await stack.enter_async_context(service(name, home, env, port, profile_dir))
         gw = await stack.enter_async_context(gateway(home, started.values()))

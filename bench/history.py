@@ -73,6 +73,7 @@ from services.history.protos import message_pb
 from services.history.store import _MESSAGE_COLUMNS, BUCKET_SIZE, MessageRecord, client_key, id_key
 from services.runtime.cql import CqlSession, CqlSettings
 from services.runtime.tokens import TokenSigner
+from services.session.store import Account, AccountStore
 
 KEYSPACE = "chatmesh"
 PAGE_SIZE = 50
@@ -112,6 +113,20 @@ async def _bounded(calls: list[Any], limit: int) -> list[Any]:
     return list(await asyncio.gather(*(one(c) for c in calls)))
 
 
+async def _accounts(cassandra: Cassandra, user_ids: list[str]) -> None:
+    """Session accounts for the callers (their tokens are signed here, not by Login): peers must be accounts."""
+    cql = await CqlSession.connect(
+        CqlSettings(hosts=[cassandra.config.host], port=cassandra.config.native_port, keyspace=KEYSPACE)
+    )
+    try:
+        store = AccountStore(cql)
+        now = datetime.now(UTC)
+        accounts = [Account(u, f"u{uuid.UUID(u).hex}", "-", u) for u in user_ids]
+        await _bounded([functools.partial(store.create_account, a, now) for a in accounts], 32)
+    finally:
+        await cql.close()
+
+
 # -- (a) writes -----------------------------------------------------------------------
 
 
@@ -124,6 +139,7 @@ async def write_phase(
     warmup: int,
     meter: CpuMeter,
     cassandra_pid: int,
+    cassandra: Cassandra,
 ) -> tuple[float, list[float], dict[str, float]]:
     """Create the conversations, warm up until Cassandra's JIT settled, then time ``messages`` SendMessage calls.
 
@@ -132,6 +148,7 @@ async def write_phase(
     """
     signer = keys.signer()
     users = [Caller(stub, keys, signer, str(uuid.uuid4())) for _ in range(2 * conversations)]
+    await _accounts(cassandra, [u.user_id for u in users])
 
     async def create(pair: int) -> str:
         a, b = users[2 * pair], users[2 * pair + 1]
@@ -260,7 +277,7 @@ def load_conversation(
                             m.created_at,
                         ),
                     )
-                    keys.add(key_stmt, (cid, client_key(m.client_message_id), s))
+                    keys.add(key_stmt, (cid, client_key(m.author_user_id, m.client_message_id), s))
                     keys.add(key_stmt, (cid, id_key(m.message_id), s))
                 yield messages, None
                 yield keys, None
@@ -406,10 +423,19 @@ async def main(args: argparse.Namespace) -> None:
         keys = make_keys(home)
         nats_dep = await stack.enter_async_context(nats_server(home))
         cassandra = await stack.enter_async_context(cassandra_node(home))
+        # History asks session whether a conversation's peer is an account (once per user: cached).
+        session_port = free_port()
+        session_env = service_env("session", session_port, nats_dep, cassandra, keys)
+        session = await stack.enter_async_context(service("session", home, session_env, session_port, None))
         port = free_port()
         # The per-user send limit (20/s) would measure the limiter: out of the way.
         env = service_env(
-            "history", port, nats_dep, cassandra, keys, {"SENDS_PER_SECOND": "10000", "SEND_BURST": "100000"}
+            "history",
+            port,
+            nats_dep,
+            cassandra,
+            keys,
+            {"SENDS_PER_SECOND": "10000", "SEND_BURST": "100000", "SESSION_TARGET": session.target},
         )
         history = await stack.enter_async_context(service("history", home, env, port, args.profile))
         channel = grpc.aio.insecure_channel(history.target)
@@ -428,6 +454,7 @@ async def main(args: argparse.Namespace) -> None:
             args.send_warmup,
             meter,
             pids["cassandra"],
+            cassandra,
         )
         send_seconds = meter.seconds
 

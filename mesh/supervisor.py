@@ -162,9 +162,14 @@ class Supervisor:
         }
         if name == "session":
             env[f"{prefix}SIGNING_KEY_FILE"] = str((s.key_dir / "access_token.pem").resolve())
-        if name in ("presence", "inference"):  # SetTyping checks membership, Reply reads and stores history
+        # SetTyping checks membership, Reply reads and stores history, Connect follows only contacts' presence
+        if name in ("presence", "inference", "session"):
             history_index = [c.name for c in self.contracts].index("history")
             env[f"{prefix}HISTORY_TARGET"] = f"{s.host}:{self._service_port(history_index)}"
+        if name == "history":  # CreateConversation asks session's LookupUsers whether the peer is an account
+            env[f"{prefix}SESSION_TARGET"] = (
+                f"{s.host}:{self._service_port([c.name for c in self.contracts].index('session'))}"
+            )
         if name == "inference":  # stores replies through history's internal AppendAssistantMessage
             env[f"{prefix}SERVICE_TOKEN_PRIVATE_KEY_FILE"] = str((s.key_dir / "service_token.pem").resolve())
         if name == "ingest":  # workers act for jobs' owners: service tokens, Embed, Upsert to the service

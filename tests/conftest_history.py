@@ -17,11 +17,18 @@ from tests.conftest import KeyPair
 
 @pytest.fixture
 async def history_service(
-    cql: CqlSettings, nats_server: Nats, token_keys: KeyPair, service_keys: KeyPair
+    cql: CqlSettings,
+    nats_server: Nats,
+    token_keys: KeyPair,
+    service_keys: KeyPair,
+    session_service: ServiceServer,
+    history_port: int,
 ) -> AsyncIterator[ServiceServer]:
-    """History with a generous send rate (tests send fast on purpose); takes service tokens of ``service_keys``."""
+    """History with a generous send rate (tests send fast on purpose), asking the test's session about
+    peers; takes service tokens of ``service_keys``."""
     settings = HistorySettings(
-        port=0,
+        port=history_port,
+        session_target=f"127.0.0.1:{session_service.port}",
         cql=cql,
         nats=NatsSettings(url=nats_server.url),
         token_public_key_file=token_keys.public,

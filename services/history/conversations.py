@@ -22,14 +22,18 @@ import asyncio
 import base64
 import binascii
 import logging
+import math
+import re
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from chatmesh.events.v1 import events_pb2
 from chatmesh.history.v1 import history_pb2 as pb
+from services.history.directory import UserDirectory
 from services.history.errors import (
     BadPageToken,
     ConversationNotFound,
@@ -39,6 +43,7 @@ from services.history.errors import (
     NotAMember,
     NotAnAssistantConversation,
     NotTheAuthor,
+    PeerNotFound,
     SendingTooFast,
 )
 from services.history.events import EventPublisher
@@ -54,6 +59,7 @@ from services.history.store import (
     id_key,
 )
 from services.runtime.errors import ChatmeshError, InvalidArgument
+from services.runtime.ids import canonical_uuid_or_none
 from services.runtime.ratelimit import RateLimiter
 
 log = logging.getLogger("chatmesh.history")
@@ -94,22 +100,71 @@ class MessagePage:
     next_token: str
 
 
+MAX_PAGE_TOKEN = 256
+"""Longest page token this service issues and accepts (issued ones are under 100 characters)."""
+
+MAX_SEQ = 2**63 - 1
+"""Largest sequence a page token may name (CQL bigint)."""
+
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_-]*", re.ASCII)
+_SEQ = re.compile(r"[0-9]{1,19}", re.ASCII)
+_ACTIVITY = re.compile(r"-?[0-9]{1,20}(?:\.[0-9]{1,20})?(?:e[-+]?[0-9]{1,3})?", re.ASCII)
+
+
 def _encode(text: str) -> str:
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
 def _decode(token: str) -> str:
+    """The text of a page token; BadPageToken for anything this service did not issue.
+
+    Only ASCII is accepted at every step (``str.isdigit``, ``int`` and ``float`` take other
+    scripts' digits too), and the length is bounded before anything is decoded.
+    """
+    if len(token) > MAX_PAGE_TOKEN or not _TOKEN_CHARS.fullmatch(token):
+        raise BadPageToken()
     try:
-        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise BadPageToken() from None
+    if not text.isascii() or not text.isprintable():
+        raise BadPageToken()
+    return text
+
+
+def _seq_of_token(text: str) -> int:
+    """The sequence part of a message page token (ASCII digits, a CQL bigint)."""
+    if not _SEQ.fullmatch(text):
+        raise BadPageToken()
+    value = int(text)
+    if value > MAX_SEQ:
+        raise BadPageToken()
+    return value
+
+
+def _activity_of_token(text: str) -> float:
+    """The last-activity part of a conversation page token (a finite ASCII float)."""
+    if not _ACTIVITY.fullmatch(text):
+        raise BadPageToken()
+    value = float(text)
+    if not math.isfinite(value):
+        raise BadPageToken()
+    return value
 
 
 class Conversations:
     """The history service's use cases."""
 
-    def __init__(self, store: HistoryStore, publisher: EventPublisher, limiter: RateLimiter, cache_size: int) -> None:
+    def __init__(
+        self,
+        store: HistoryStore,
+        publisher: EventPublisher,
+        limiter: RateLimiter,
+        cache_size: int,
+        directory: UserDirectory,
+    ) -> None:
         self._store = store
+        self._directory = directory
         self._publisher = publisher
         self._limiter = limiter
         self._cache_size = cache_size
@@ -148,14 +203,23 @@ class Conversations:
 
     # -- conversations -------------------------------------------------------------
 
-    async def create(self, user_id: str, kind: int, peer_user_id: str, model: str) -> tuple[ConversationView, bool]:
-        """Create a conversation (the same one again for the same pair of users)."""
+    async def create(
+        self, user_id: str, kind: int, peer_user_id: str, model: str, credentials: str
+    ) -> tuple[ConversationView, bool]:
+        """Create a conversation (the same one again for the same pair of users).
+
+        Ids are compared canonical (the servicer canonicalizes them): an upper-case spelling
+        of one's own id is oneself, of the peer's the same pair. The peer must be an account
+        (session's LookupUsers, asked with the caller's ``credentials``): else PeerNotFound.
+        """
         now = datetime.now(UTC)
         if kind == pb.CONVERSATION_KIND_DIRECT:
             if not peer_user_id:
                 raise InvalidArgument("peer_user_id", "required for a direct conversation")
             if peer_user_id == user_id:
                 raise ConversationWithSelf()
+            if not await self._directory.exists(peer_user_id, credentials):
+                raise PeerNotFound(peer_user_id)
             pair = ":".join(sorted((user_id, peer_user_id)))
             proposed = str(uuid.uuid4())
             conversation_id = await self._store.claim_direct_pair(pair, proposed)
@@ -186,12 +250,9 @@ class Conversations:
         views.sort(key=lambda v: (-v.last_activity.timestamp(), v.record.conversation_id))
         if token:
             position = _decode(token).split("|")
-            if len(position) != 3 or position[0] != "c1":
+            if len(position) != 3 or position[0] != "c1" or canonical_uuid_or_none(position[2]) != position[2]:
                 raise BadPageToken()
-            try:
-                after = (-float(position[1]), position[2])
-            except ValueError:
-                raise BadPageToken() from None
+            after = (-_activity_of_token(position[1]), position[2])
             views = [v for v in views if (-v.last_activity.timestamp(), v.record.conversation_id) > after]
         size = page_size or DEFAULT_PAGE
         page, rest = views[:size], views[size:]
@@ -200,6 +261,14 @@ class Conversations:
             last = page[-1]
             next_token = _encode(f"c1|{last.last_activity.timestamp()!r}|{last.record.conversation_id}")
         return page, next_token
+
+    async def contacts(self, user_id: str, user_ids: Sequence[str]) -> tuple[str, ...]:
+        """Those of ``user_ids`` who share a conversation with ``user_id`` (in order; one partition read)."""
+        if not user_ids:
+            return ()
+        rows = await self._store.user_conversations(user_id)
+        shared = {m for r in rows for m in r.member_ids if m != user_id}
+        return tuple(u for u in user_ids if u in shared)
 
     # -- messages ------------------------------------------------------------------
 
@@ -213,8 +282,9 @@ class Conversations:
         wait = self._limiter.acquire(user_id, time.monotonic())
         if wait > 0:
             raise SendingTooFast(wait)
+        # The key is the sender's: another member reusing the same client id sends their own message.
         return await self._store_once(
-            live, client_key(client_message_id), client_message_id, user_id, pb.AUTHOR_KIND_USER, text
+            live, client_key(user_id, client_message_id), client_message_id, user_id, pb.AUTHOR_KIND_USER, text
         )
 
     async def append_assistant(
@@ -237,10 +307,24 @@ class Conversations:
                 message = await self._store.message(conversation_id, existing)
                 if message is None:  # pragma: no cover - the batch writes both or neither
                     raise MessageNotFound(client_message_id)
-                body = message_pb(message)
-                body.delivery_state = pb.DELIVERY_STATE_SENT
-                await self._publish_created(live, body)
-                return body, True
+                if (message.author_user_id, message.author_kind, message.client_message_id) == (
+                    author_user_id,
+                    author_kind,
+                    client_message_id,
+                ):
+                    body = message_pb(message)
+                    body.delivery_state = pb.DELIVERY_STATE_SENT
+                    await self._publish_created(live, body)
+                    return body, True
+                # The key points at another message: an earlier attempt whose outcome was unknown
+                # (Cassandra died mid-batch) was applied late, by the batchlog, after that sequence
+                # went to someone else's message (which kept it: its writes are newer). The earlier
+                # attempt never took the sequence, so it is stored now, at the next one.
+                log.warning(
+                    "idempotency key found on another message; storing anew",
+                    extra={"conversation_id": conversation_id, "seq": existing},
+                )
+                live.last_seq = None
             seq = await self._last_seq(live) + 1
             message = MessageRecord(
                 conversation_id=conversation_id,
@@ -280,10 +364,10 @@ class Conversations:
         last = await self._last_seq(live)
         if token:
             parts = _decode(token).split("|")
-            if len(parts) != 3 or parts[0] != "m1" or parts[1] not in ("f", "b") or not parts[2].isdigit():
+            if len(parts) != 3 or parts[0] != "m1" or parts[1] not in ("f", "b"):
                 raise BadPageToken()
             forward = parts[1] == "f"
-            start = int(parts[2])
+            start = _seq_of_token(parts[2])
         elif forward:
             start = max(1, from_seq)
         else:

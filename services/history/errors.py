@@ -5,7 +5,8 @@
     ChatmeshError (services.runtime.errors)
     ├── NotFound
     │   ├── ConversationNotFound
-    │   └── MessageNotFound
+    │   ├── MessageNotFound
+    │   └── PeerNotFound             CreateConversation with a user that has no account
     ├── PermissionDenied
     │   ├── NotAMember               reads, sends, receipts of others' conversations
     │   └── NotTheAuthor             edits and deletes of others' messages
@@ -36,6 +37,13 @@ class MessageNotFound(NotFound):
 
     def __init__(self, message_id: str) -> None:
         super().__init__(f"message_id: no message {message_id} in this conversation")
+
+
+class PeerNotFound(NotFound):
+    """The peer of a direct conversation is not a user of the mesh."""
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__(f"peer_user_id: no user {user_id}")
 
 
 class NotAMember(PermissionDenied):

@@ -1,4 +1,4 @@
-"""Wiring of the history service: settings -> CQL, NATS streams, domain, servicer, server."""
+"""Wiring of the history service: settings -> CQL, NATS streams, session (peer lookups), domain, servicer, server."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from nats.aio.msg import Msg
 from chatmesh.events.v1 import events_pb2
 from chatmesh.history.v1 import history_pb2, history_pb2_grpc
 from services.history.conversations import Conversations
+from services.history.directory import SessionDirectory
 from services.history.events import EventPublisher
 from services.history.servicer import HistoryServicer
 from services.history.settings import HistorySettings
@@ -41,11 +42,13 @@ async def build(settings: HistorySettings) -> ServiceServer:
                 stream, max_age=retention, duplicate_window=window, max_consumers=settings.chat_max_consumers
             )
         await ensure_stream(js, stream)
+    directory = SessionDirectory(settings.session_target, settings.session_timeout_s, settings.known_users_cache_size)
     conversations = Conversations(
         HistoryStore(cql),
         EventPublisher(nc, settings.nats.publish_timeout_s),
         RateLimiter(settings.sends_per_second, settings.send_burst),
         settings.conversation_cache_size,
+        directory,
     )
 
     async def on_delivered(msg: Msg) -> None:
@@ -65,6 +68,7 @@ async def build(settings: HistorySettings) -> ServiceServer:
     )
     app.on_stop.append(nc.drain)
     app.on_stop.append(cql.close)
+    app.on_stop.append(directory.close)
     return app
 
 

@@ -37,3 +37,17 @@ class HistorySettings(ServiceSettings):
     conversation_cache_size: int = Field(
         100_000, ge=100, le=10_000_000, description="Conversations whose members and last sequence stay in memory."
     )
+    session_target: str = Field(
+        "127.0.0.1:50051",
+        min_length=1,
+        max_length=256,
+        description="host:port of the session service: CreateConversation asks its LookupUsers whether the peer "
+        "is an account.",
+    )
+    session_timeout_s: float = Field(2.0, gt=0, le=30, description="Deadline of one LookupUsers call to session.")
+    known_users_cache_size: int = Field(
+        100_000,
+        ge=1,
+        le=10_000_000,
+        description="User ids found to be accounts, remembered (accounts are never deleted).",
+    )

@@ -7,8 +7,8 @@ Tables:
 - ``messages``: partitioned by (conversation_id, bucket), bucket = seq // BUCKET_SIZE,
   clustered by seq descending: a page is one slice of one or two partitions, and no
   partition grows past BUCKET_SIZE messages.
-- ``message_keys``: (conversation_id, "c:<client_message_id>", "a:<request_id>" or
-  "m:<message_id>") ->
+- ``message_keys``: (conversation_id, "c:<sender user id>:<client_message_id>",
+  "a:<request_id>" or "m:<message_id>") ->
   seq, written in the same logged batch as the message: a retried send finds the first
   one, and edits and deletes find a message by id.
 - ``conversations_by_user``: a user's conversations with last message, read and
@@ -124,9 +124,9 @@ _MESSAGE_COLUMNS = (
 )
 
 
-def client_key(client_message_id: str) -> str:
-    """The message_keys key of a client message id."""
-    return f"c:{client_message_id}"
+def client_key(sender_user_id: str, client_message_id: str) -> str:
+    """The message_keys key of a sender's client message id (idempotency keys are per sender)."""
+    return f"c:{sender_user_id}:{client_message_id}"
 
 
 def assistant_key(request_id: str) -> str:

@@ -8,6 +8,7 @@ Subjects (see chatmesh/events/v1/events.proto): ``presence.changed.<user_id>`` a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from nats.aio.client import Client
 from chatmesh.events.v1 import events_pb2
 from services.presence.folder import Presence
 from services.presence.messages import timestamp, user_presence
+from services.presence.privacy import PresencePrivacy
 from services.presence.tracker import PresenceTracker
 from services.presence.typing_relay import TypingSignal
 from services.runtime.errors import Unavailable
@@ -33,11 +35,20 @@ HEARTBEAT_QUEUE = "presence"
 class NatsEvents:
     """Publishes presence changes and typing signals (tracker.PresenceEventsPort, TypingSink)."""
 
-    def __init__(self, nc: Client) -> None:
+    def __init__(self, nc: Client, privacy: PresencePrivacy | None = None) -> None:
         self._nc = nc
+        self._privacy = privacy
 
     async def presence_changed(self, presence: Presence) -> None:
-        """Publish ``presence`` on the user's presence.changed subject."""
+        """Publish ``presence`` on the user's presence.changed subject (last seen left out if its owner hides it).
+
+        Session relays these to the Connect streams of the user's contacts only.
+        """
+        if self._privacy is not None and presence.last_seen_at is not None:
+            try:
+                presence = await self._privacy.shown(None, presence)
+            except Exception:  # noqa: BLE001 - the setting unreadable: show less, not more
+                presence = dataclasses.replace(presence, last_seen_at=None)
         event = events_pb2.Event(
             occurred_at=timestamp(time.time()),
             presence_changed=events_pb2.PresenceChanged(presence=user_presence(presence)),

@@ -1,4 +1,4 @@
-"""Wiring of the presence service: settings -> NATS, KV bucket, CQL, history, domain, server."""
+"""Wiring of the presence service: settings -> NATS, KV bucket, CQL, history (membership, contacts), domain, server."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from chatmesh.presence.v1 import presence_pb2, presence_pb2_grpc
 from services.presence.bucket import PresenceBucket
 from services.presence.events import HeartbeatListener, NatsEvents
 from services.presence.membership import HistoryMembership
+from services.presence.privacy import SCHEMA as PRIVACY_SCHEMA
+from services.presence.privacy import HistoryContacts, PresencePrivacy, PrivacyCacheSettings, PrivacyStore
 from services.presence.servicer import PresenceServicer
 from services.presence.settings import PresenceSettings
 from services.presence.store import SCHEMA, LastSeenStore
@@ -58,11 +60,18 @@ async def assemble(settings: PresenceSettings) -> PresenceApp:
         for stream in STREAMS:
             await ensure_stream(js, stream)
         bucket = await PresenceBucket.open(js, settings.kv_bucket)
-        cql = await CqlSession.connect(settings.cql, SCHEMA)
+        cql = await CqlSession.connect(settings.cql, SCHEMA + PRIVACY_SCHEMA)
         cleanups.append(cql.close)
         membership = HistoryMembership(settings.history_target, settings.history_timeout_s)
         cleanups.append(membership.close)
-        events = NatsEvents(nc)
+        contacts = HistoryContacts(settings.history_target, settings.history_timeout_s)
+        cleanups.append(contacts.close)
+        privacy = PresencePrivacy(
+            contacts,
+            PrivacyStore(cql),
+            PrivacyCacheSettings(settings.contacts_cache_s, settings.privacy_cache_s, settings.privacy_cache_size),
+        )
+        events = NatsEvents(nc, privacy)
         tracker = PresenceTracker(
             tracker_settings(settings),
             bucket,
@@ -89,7 +98,7 @@ async def assemble(settings: PresenceSettings) -> PresenceApp:
                 ServiceBinding(
                     SERVICE_NAME,
                     presence_pb2_grpc.add_PresenceServiceServicer_to_server,
-                    PresenceServicer(tracker, typing),
+                    PresenceServicer(tracker, typing, privacy),
                 )
             ],
         )

@@ -77,6 +77,24 @@ class PresenceSettings(ServiceSettings):
         100_000, ge=1, le=10_000_000, description="Most (user, conversation) memberships remembered."
     )
 
+    contacts_cache_s: float = Field(
+        10.0,
+        ge=0,
+        le=3_600,
+        description="Seconds an answer of history's FilterContacts (is this user the viewer's contact?) is reused; "
+        "a new conversation shows presence after at most this long. 0: never reused.",
+    )
+    privacy_cache_s: float = Field(
+        5.0,
+        ge=0,
+        le=600,
+        description="Seconds a user's privacy setting is reused by a replica; other replicas apply a change "
+        "after at most this long. 0: read every time.",
+    )
+    privacy_cache_size: int = Field(
+        100_000, ge=1, le=10_000_000, description="Most (viewer, user) contact answers and privacy settings held."
+    )
+
     @field_validator("offline_retention_s")
     @classmethod
     def _retention_outlives_ttl(cls, value: int, info: ValidationInfo) -> int:

@@ -239,8 +239,11 @@ class PresenceTracker:
                 found[user_id] = self.folder.remember(user_id, stored.get(user_id), now)
         return [p for p in (found[u] for u in user_ids) if p is not None]
 
-    async def watch(self, user_ids: Sequence[str]) -> AsyncGenerator[Presence, None]:
-        """The current presence of each of ``user_ids``, then their announced changes, until closed.
+    async def watch(self, user_ids: Sequence[str], first: Sequence[Presence] = ()) -> AsyncGenerator[Presence, None]:
+        """``first``, the current presence of each of ``user_ids``, then their announced changes, until closed.
+
+        ``first``: presences sent as they are once the watch is open (what a viewer may see
+        of users it may not watch: they never change).
 
         Raises:
             TooManyWatches: this replica serves its most watches.
@@ -248,6 +251,8 @@ class PresenceTracker:
         """
         watch = self.watches.open(user_ids)
         try:
+            for presence in first:
+                yield presence
             for presence in watch.mark_sent(await self.presences(user_ids)):
                 yield presence
             while True:

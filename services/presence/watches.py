@@ -60,30 +60,29 @@ class WatchIndex:
     def __init__(self, max_watches: int) -> None:
         self._max = max_watches
         self._by_user: dict[str, set[PresenceWatch]] = {}
-        self._count = 0
+        self._open: set[PresenceWatch] = set()
 
     def open(self, user_ids: Sequence[str]) -> PresenceWatch:
-        """Register a watch of ``user_ids``; raise TooManyWatches at the limit."""
-        if self._count >= self._max:
+        """Register a watch of ``user_ids`` (possibly none the caller may see); raise TooManyWatches at the limit."""
+        if len(self._open) >= self._max:
             raise TooManyWatches(self._max)
         watch = PresenceWatch(user_ids)
         for user_id in watch.user_ids:
             self._by_user.setdefault(user_id, set()).add(watch)
-        self._count += 1
+        self._open.add(watch)
         return watch
 
     def close(self, watch: PresenceWatch) -> None:
         """Unregister a watch (idempotent)."""
-        removed = False
+        if watch not in self._open:
+            return
+        self._open.discard(watch)
         for user_id in watch.user_ids:
             watchers = self._by_user.get(user_id)
-            if watchers is not None and watch in watchers:
+            if watchers is not None:
                 watchers.discard(watch)
-                removed = True
                 if not watchers:
                     del self._by_user[user_id]
-        if removed:
-            self._count -= 1
 
     def deliver(self, presence: Presence) -> int:
         """Hand a change to every watch of its user; how many got it."""
@@ -95,7 +94,7 @@ class WatchIndex:
     @property
     def open_watches(self) -> int:
         """Watches currently open."""
-        return self._count
+        return len(self._open)
 
     @property
     def watched_users(self) -> int:

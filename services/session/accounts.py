@@ -11,7 +11,6 @@ import logging
 import secrets
 import time
 import uuid
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +26,7 @@ from services.session.errors import (
 )
 from services.session.passwords import PasswordVault
 from services.session.store import Account, AccountStore, DeviceRecord, RefreshRecord, UserRecord
+from services.session.throttle import LoginThrottle
 
 log = logging.getLogger("chatmesh.session")
 
@@ -49,37 +49,6 @@ class LoggedIn:
     tokens: TokenPair
 
 
-class LoginFailures:
-    """Failed logins per username in a sliding window (per replica; enough to slow guessing)."""
-
-    def __init__(self, allowed: int, window_s: float) -> None:
-        self._allowed = allowed
-        self._window_s = window_s
-        self._failures: dict[str, deque[float]] = {}
-
-    def check(self, username: str, now: float) -> None:
-        """Raise TooManyLoginFailures if ``username`` used up its failures."""
-        failures = self._recent(username, now)
-        if len(failures) >= self._allowed:
-            raise TooManyLoginFailures(retry_after_s=failures[0] + self._window_s - now)
-
-    def record(self, username: str, now: float) -> None:
-        """Count one failure."""
-        self._recent(username, now).append(now)
-        if len(self._failures) > 100_000:  # bounded memory under a username-spraying attack
-            self._failures.pop(next(iter(self._failures)))
-
-    def clear(self, username: str) -> None:
-        """Forget the failures after a success."""
-        self._failures.pop(username, None)
-
-    def _recent(self, username: str, now: float) -> deque[float]:
-        failures = self._failures.setdefault(username, deque())
-        while failures and failures[0] <= now - self._window_s:
-            failures.popleft()
-        return failures
-
-
 def _hash_refresh(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -92,7 +61,7 @@ class Accounts:
         store: AccountStore,
         vault: PasswordVault,
         signer: TokenSigner,
-        failures: LoginFailures,
+        throttle: LoginThrottle,
         refresh_ttl_s: int,
         max_devices: int,
         *,
@@ -102,7 +71,7 @@ class Accounts:
         self._store = store
         self._vault = vault
         self._signer = signer
-        self._failures = failures
+        self._throttle = throttle
         self._refresh_ttl_s = refresh_ttl_s
         self._max_devices = max_devices
 
@@ -115,15 +84,24 @@ class Accounts:
         log.info("account registered", extra={"user_id": account.user_id})
         return await self._start_session(account.user_id, None, device_name, now)
 
-    async def login(self, username: str, password: str, device_name: str, device_id: str | None) -> LoggedIn:
-        """Check the password and log a device in."""
-        self._failures.check(username, time.monotonic())
+    async def login(
+        self, username: str, password: str, device_name: str, device_id: str | None, address: str
+    ) -> LoggedIn:
+        """Check the password and log a device in; ``address`` is the client's (throttling).
+
+        Existing and unknown usernames take the same path (an argon2 check against a decoy
+        for unknown ones) and get the same answers, throttled alike.
+        """
+        wait = self._throttle.retry_after(username, address, time.monotonic())
+        if wait > 0:
+            log.info("login throttled", extra={"retry_after_s": round(wait, 3)})
+            raise TooManyLoginFailures(retry_after_s=wait)
         account = await self._store.account_by_username(username)
         if not await self._vault.verify(account.password_hash if account else None, password) or account is None:
-            self._failures.record(username, time.monotonic())
+            self._throttle.record_failure(username, address, time.monotonic())
             log.info("login failed", extra={"reason": "bad credentials"})
             raise InvalidCredentials()
-        self._failures.clear(username)
+        self._throttle.record_success(username, address)
         return await self._start_session(account.user_id, device_id, device_name, datetime.now(UTC))
 
     async def refresh(self, refresh_token: str) -> TokenPair:

@@ -48,7 +48,7 @@ class DeviceNotFound(NotFound):
 
 
 class TooManyLoginFailures(ResourceExhausted):
-    """Too many failed logins for one username in the window."""
+    """Too many failed logins from this client address (for this username, or in all): back off."""
 
     def __init__(self, retry_after_s: float) -> None:
-        super().__init__("too many failed logins for this username; retry later", retry_after_s=retry_after_s)
+        super().__init__("too many failed logins; retry later", retry_after_s=retry_after_s)

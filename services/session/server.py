@@ -6,17 +6,20 @@ import gc
 
 from chatmesh.session.v1 import session_pb2, session_pb2_grpc
 from services.runtime.bus import connect
+from services.runtime.clients import parse_networks
 from services.runtime.cql import CqlSession
 from services.runtime.errors import Unavailable
 from services.runtime.revocation import RevocationList
 from services.runtime.server import ServiceBinding, ServiceServer, create_server, run
 from services.runtime.tokens import TokenSigner, TokenVerifier, load_private_key
-from services.session.accounts import Accounts, LoginFailures
+from services.session.accounts import Accounts
+from services.session.contacts import HistoryContacts
 from services.session.feed import DeviceFeed, FeedSettings
 from services.session.passwords import PasswordVault
 from services.session.servicer import PUBLIC_METHODS, SessionServicer
 from services.session.settings import SessionSettings
 from services.session.store import SCHEMA, AccountStore
+from services.session.throttle import LoginThrottle, ThrottleSettings
 
 SERVICE_NAME = session_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name
 
@@ -47,11 +50,22 @@ async def build(settings: SessionSettings) -> ServiceServer:
         AccountStore(cql),
         PasswordVault(settings.argon2_time_cost, settings.argon2_memory_kib),
         signer,
-        LoginFailures(settings.login_failures_allowed, settings.login_failure_window_s),
+        LoginThrottle(
+            ThrottleSettings(
+                free_failures=settings.login_free_failures,
+                base_delay_s=settings.login_backoff_base_s,
+                max_delay_s=settings.login_backoff_max_s,
+                reset_s=settings.login_backoff_reset_s,
+                address_failures=settings.login_address_failures,
+                address_window_s=settings.login_address_window_s,
+                max_entries=settings.login_throttle_entries,
+            )
+        ),
         settings.refresh_token_ttl_s,
         settings.max_devices_per_user,
         revocations=revocations,
     )
+    contacts = HistoryContacts(settings.history_target, settings.history_timeout_s)
     app = create_server(
         "session",
         settings,
@@ -59,7 +73,7 @@ async def build(settings: SessionSettings) -> ServiceServer:
             ServiceBinding(
                 SERVICE_NAME,
                 session_pb2_grpc.add_SessionServiceServicer_to_server,
-                SessionServicer(accounts, feed),
+                SessionServicer(accounts, feed, contacts, parse_networks(settings.trusted_proxies)),
                 PUBLIC_METHODS,
             )
         ],
@@ -68,6 +82,7 @@ async def build(settings: SessionSettings) -> ServiceServer:
     app.on_stop.append(nc.drain)
     app.on_stop.append(feed.close)  # before the drain (on_stop runs last first)
     app.on_stop.append(cql.close)
+    app.on_stop.append(contacts.close)
     return app
 
 

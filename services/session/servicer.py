@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from chatmesh.session.v1 import session_pb2 as pb
 from chatmesh.session.v1 import session_pb2_grpc
+from services.runtime.clients import Network, caller_address
+from services.runtime.errors import Unauthenticated
+from services.runtime.ids import canonical_uuid, canonical_uuids
 from services.runtime.interceptors import Context, current_principal
 from services.session.accounts import Accounts, LoggedIn, TokenPair
+from services.session.contacts import HistoryContacts
 from services.session.feed import DeviceFeed
 
 PUBLIC_METHODS = (
@@ -18,6 +22,14 @@ PUBLIC_METHODS = (
     "/chatmesh.session.v1.SessionService/Login",
     "/chatmesh.session.v1.SessionService/Refresh",
 )
+
+
+def _authorization(context: Context) -> str:
+    """The caller's `authorization` header, to forward to history as is (AuthLayer already checked it)."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization" and isinstance(value, str):
+            return value
+    raise Unauthenticated("missing access token: send `authorization: Bearer <token>`")
 
 
 def _ts(value: datetime | float) -> Timestamp:
@@ -42,12 +54,23 @@ def _logged_in(result: LoggedIn) -> tuple[str, str, pb.Tokens]:
 class SessionServicer(session_pb2_grpc.SessionServiceServicer):
     """Accounts and tokens (Accounts) and the per-device event stream (DeviceFeed)."""
 
-    def __init__(self, accounts: Accounts, feed: DeviceFeed) -> None:
+    def __init__(
+        self, accounts: Accounts, feed: DeviceFeed, contacts: HistoryContacts, trusted_proxies: Sequence[Network]
+    ) -> None:
         self._accounts = accounts
         self._feed = feed
+        self._contacts = contacts
+        self._trusted = tuple(trusted_proxies)
 
     async def Connect(self, request: pb.ConnectRequest, context: Context) -> AsyncIterator[pb.ConnectResponse]:
-        events = self._feed.open(current_principal(), request.last_sequence, list(request.watch_user_ids))
+        principal = current_principal()
+        asked = canonical_uuids("watch_user_ids", request.watch_user_ids)
+        others = [u for u in asked if u != principal.user_id]
+        # Presence only of contacts (users sharing a conversation with the caller), and one's own.
+        followed = await self._contacts.contacts(others, _authorization(context)) if others else []
+        if len(others) < len(asked):
+            followed.append(principal.user_id)
+        events = self._feed.open(principal, request.last_sequence, followed)
         try:
             async for sequence, event in events:
                 yield pb.ConnectResponse(sequence=sequence, event=event)
@@ -63,7 +86,11 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
     async def Login(self, request: pb.LoginRequest, context: Context) -> pb.LoginResponse:
         user_id, device_id, tokens = _logged_in(
             await self._accounts.login(
-                request.username, request.password, request.device_name, request.device_id or None
+                request.username,
+                request.password,
+                request.device_name,
+                canonical_uuid("device_id", request.device_id) if request.device_id else None,
+                caller_address(context, self._trusted),
             )
         )
         return pb.LoginResponse(user_id=user_id, device_id=device_id, tokens=tokens)
@@ -90,11 +117,11 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
         )
 
     async def LookupUsers(self, request: pb.LookupUsersRequest, context: Context) -> pb.LookupUsersResponse:
-        users = await self._accounts.lookup(request.usernames, request.user_ids)
+        users = await self._accounts.lookup(request.usernames, canonical_uuids("user_ids", request.user_ids))
         return pb.LookupUsersResponse(
             users=[pb.User(user_id=u.user_id, username=u.username, display_name=u.display_name) for u in users]
         )
 
     async def RevokeDevice(self, request: pb.RevokeDeviceRequest, context: Context) -> pb.RevokeDeviceResponse:
-        await self._accounts.revoke_device(current_principal().user_id, request.device_id)
+        await self._accounts.revoke_device(current_principal().user_id, canonical_uuid("device_id", request.device_id))
         return pb.RevokeDeviceResponse()

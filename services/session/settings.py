@@ -44,8 +44,40 @@ class SessionSettings(ServiceSettings):
     )
     argon2_time_cost: int = Field(2, ge=1, le=10, description="argon2id iterations (OWASP minimum: 2).")
     argon2_memory_kib: int = Field(19_456, ge=8_192, le=1_048_576, description="argon2id memory (OWASP: 19 MiB).")
-    login_failures_allowed: int = Field(
-        10, ge=1, le=1_000, description="Failed logins per username within the window before RESOURCE_EXHAUSTED."
+    login_free_failures: int = Field(
+        5,
+        ge=1,
+        le=1_000,
+        description="Failed logins for one username from one client address before each further attempt waits "
+        "(exponential back-off).",
     )
-    login_failure_window_s: int = Field(300, ge=1, le=86_400, description="Window for counting failed logins.")
+    login_backoff_base_s: float = Field(
+        1.0, ge=0.01, le=600, description="First back-off wait; it doubles with each further failure."
+    )
+    login_backoff_max_s: float = Field(
+        900.0, ge=1, le=86_400, description="Longest back-off wait of one (username, client address)."
+    )
+    login_backoff_reset_s: float = Field(
+        3600.0, ge=1, le=86_400, description="Quiet seconds after which a (username, client address) starts afresh."
+    )
+    login_address_failures: int = Field(
+        100,
+        ge=1,
+        le=1_000_000,
+        description="Failed logins one client address may make (all usernames together) within the window.",
+    )
+    login_address_window_s: float = Field(
+        900.0, ge=1, le=86_400, description="Window of the per-address failure budget."
+    )
+    login_throttle_entries: int = Field(
+        100_000, ge=100, le=10_000_000, description="Most (username, address) and address entries remembered."
+    )
     max_devices_per_user: int = Field(100, ge=1, le=1_000, description="Devices an account may have logged in.")
+    history_target: str = Field(
+        "127.0.0.1:50052",
+        min_length=1,
+        max_length=256,
+        description="host:port of the history service: Connect follows presence only of the caller's contacts "
+        "(FilterContacts).",
+    )
+    history_timeout_s: float = Field(2.0, gt=0, le=30, description="Deadline of one FilterContacts call to history.")

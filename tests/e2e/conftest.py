@@ -132,17 +132,18 @@ async def short_retention_gateway(cql: CqlSettings, token_keys: KeyPair, tmp_pat
     async with running(Nats(NatsConfig(home=tmp_path / "nats", port=free_port())), ready_timeout_s=30) as dep:
         assert isinstance(dep, Nats)
         nats_settings = NatsSettings(url=dep.url)
-        history = await build_history(
-            HistorySettings(
-                port=0, cql=cql, nats=nats_settings, token_public_key_file=token_keys.public,
-                chat_retention_s=1, shutdown_drain_s=0,
-            )
-        )  # fmt: skip
+        history_port = free_port()
         session = await build_session(
             SessionSettings(
                 port=0, cql=cql, nats=nats_settings, signing_key_file=token_keys.private,
                 token_public_key_file=token_keys.public, argon2_time_cost=1, argon2_memory_kib=8192,
-                shutdown_drain_s=0,
+                shutdown_drain_s=0, history_target=f"127.0.0.1:{history_port}",
+            )
+        )  # fmt: skip
+        history = await build_history(
+            HistorySettings(
+                port=history_port, cql=cql, nats=nats_settings, token_public_key_file=token_keys.public,
+                chat_retention_s=1, shutdown_drain_s=0, session_target=f"127.0.0.1:{session.port}",
             )
         )  # fmt: skip
         gateway = gateway_for({"session": session, "history": history}, tmp_path, token_keys)

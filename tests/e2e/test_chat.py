@@ -236,6 +236,7 @@ async def test_presence_goes_online_then_offline_with_last_seen_when_heartbeats_
 ) -> None:
     a = await register(channel)
     watcher = await register(channel)
+    await direct(watcher, a)  # presence shows only to contacts
     presence = presence_pb2_grpc.PresenceServiceStub(channel)
     await watcher.connect(watch=(a.user_id,))
 

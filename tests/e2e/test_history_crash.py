@@ -18,8 +18,10 @@ from mesh.deps.base import free_port
 from mesh.deps.nats import Nats
 from mesh.supervisor import wait_grpc_serving
 from services.runtime.cql import CqlSettings
+from services.runtime.server import ServiceServer
 from services.runtime.tokens import Principal, TokenSigner, load_private_key
 from tests.conftest import KeyPair
+from tests.conftest_services import Accounts
 from tests.e2e.conftest import gateway_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,7 +45,12 @@ async def _start_history(env: dict[str, str], log: Path) -> asyncio.subprocess.P
 
 
 async def test_killing_history_mid_send_loop_loses_no_acknowledged_message(
-    cql: CqlSettings, nats_server: Nats, token_keys: KeyPair, tmp_path: Path
+    cql: CqlSettings,
+    nats_server: Nats,
+    token_keys: KeyPair,
+    tmp_path: Path,
+    session_service: ServiceServer,
+    accounts: Accounts,
 ) -> None:
     port = free_port()
     env = {
@@ -58,11 +65,13 @@ async def test_killing_history_mid_send_loop_loses_no_acknowledged_message(
         "CHATMESH_HISTORY_SENDS_PER_SECOND": "10000",
         "CHATMESH_HISTORY_SEND_BURST": "10000",
         "CHATMESH_HISTORY_SHUTDOWN_DRAIN_S": "0",
+        "CHATMESH_HISTORY_SESSION_TARGET": f"127.0.0.1:{session_service.port}",  # peers must be accounts
     }
     log = tmp_path / "history.log"
     proc = await _start_history(env, log)
     signer = TokenSigner(load_private_key(token_keys.private), "chatmesh", 3600)
     ann, bob = (Principal(str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())) for _ in range(2))
+    await accounts.ensure(ann.user_id, bob.user_id)
     auth = (("authorization", f"Bearer {signer.sign(ann).token}"),)
     acked: dict[str, str] = {}  # client id -> message id
     try:

@@ -14,6 +14,7 @@ from services.runtime.interceptors import ON_BEHALF_OF
 from services.runtime.server import ServiceServer
 from services.runtime.tokens import Principal, ServiceTokenSigner, TokenSigner, load_private_key
 from tests.conftest import KeyPair
+from tests.conftest_services import Accounts
 
 
 @dataclass
@@ -45,13 +46,16 @@ async def history_channel(history_service: ServiceServer) -> AsyncIterator[grpc.
 
 
 @pytest.fixture
-def make_user(token_keys: KeyPair, service_keys: KeyPair, history_channel: grpc.aio.Channel) -> object:
-    """Factory of users with valid access tokens (as session would issue them)."""
+def make_user(
+    token_keys: KeyPair, service_keys: KeyPair, history_channel: grpc.aio.Channel, accounts: Accounts
+) -> object:
+    """Factory of users (accounts in session) with valid access tokens (as session would issue them)."""
     signer = TokenSigner(load_private_key(token_keys.private), "chatmesh", 3600)
     inference = ServiceTokenSigner.from_file(service_keys.private, "chatmesh", "inference")
 
-    def make() -> User:
+    async def make() -> User:
         principal = Principal(str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4()))
+        await accounts.ensure(principal.user_id)
         return User(
             principal.user_id,
             principal.device_id,

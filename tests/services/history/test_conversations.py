@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import grpc
 import nats
@@ -19,10 +19,11 @@ from services.history.server import build
 from services.history.settings import HistorySettings
 from services.runtime.bus import NatsSettings
 from services.runtime.cql import CqlSettings
+from services.runtime.server import ServiceServer
 from tests.conftest import KeyPair
 from tests.services.history.conftest import User
 
-Factory = Callable[[], User]
+Factory = Callable[[], Awaitable[User]]
 
 
 async def _direct(a: User, b: User) -> str:
@@ -51,7 +52,7 @@ async def _page(
 
 
 async def test_a_direct_conversation_is_the_same_for_the_same_pair_either_way(make_user: Factory) -> None:
-    ann, bob = make_user(), make_user()
+    ann, bob = await make_user(), await make_user()
     first = await ann.stub.CreateConversation(
         pb.CreateConversationRequest(kind=pb.CONVERSATION_KIND_DIRECT, peer_user_id=bob.user_id), metadata=ann.auth
     )
@@ -64,7 +65,7 @@ async def test_a_direct_conversation_is_the_same_for_the_same_pair_either_way(ma
 
 
 async def test_messages_get_gapless_sequences_and_show_in_both_recent_lists(make_user: Factory) -> None:
-    ann, bob = make_user(), make_user()
+    ann, bob = await make_user(), await make_user()
     conversation = await _direct(ann, bob)
     for i in range(3):
         sent = await _send(ann, conversation, f"hello {i}")
@@ -84,7 +85,7 @@ async def test_messages_get_gapless_sequences_and_show_in_both_recent_lists(make
 async def test_the_same_client_message_id_stores_and_publishes_one_message(
     make_user: Factory, nats_server: Nats
 ) -> None:
-    ann, bob = make_user(), make_user()
+    ann, bob = await make_user(), await make_user()
     conversation = await _direct(ann, bob)
     nc = await nats.connect(nats_server.url)
     try:
@@ -111,7 +112,7 @@ async def test_the_same_client_message_id_stores_and_publishes_one_message(
 
 
 async def test_someone_outside_the_conversation_can_do_nothing_with_it(make_user: Factory) -> None:
-    ann, bob, eve = make_user(), make_user(), make_user()
+    ann, bob, eve = await make_user(), await make_user(), await make_user()
     conversation = await _direct(ann, bob)
     sent = await _send(ann, conversation, "private")
     calls = [
@@ -135,7 +136,7 @@ async def test_someone_outside_the_conversation_can_do_nothing_with_it(make_user
 
 
 async def test_read_pointers_only_move_forward_and_clear_unread(make_user: Factory) -> None:
-    ann, bob = make_user(), make_user()
+    ann, bob = await make_user(), await make_user()
     conversation = await _direct(ann, bob)
     for i in range(5):
         await _send(ann, conversation, f"m{i}")
@@ -149,7 +150,7 @@ async def test_read_pointers_only_move_forward_and_clear_unread(make_user: Facto
 
 
 async def test_edits_and_deletes_are_for_the_author_and_leave_a_tombstone(make_user: Factory) -> None:
-    ann, bob = make_user(), make_user()
+    ann, bob = await make_user(), await make_user()
     conversation = await _direct(ann, bob)
     sent = (await _send(ann, conversation, "typo")).message
     with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -179,7 +180,7 @@ async def test_edits_and_deletes_are_for_the_author_and_leave_a_tombstone(make_u
 
 
 async def test_paging_returns_every_message_once_both_ways_while_new_ones_arrive(make_user: Factory) -> None:
-    ann, bob = make_user(), make_user()
+    ann, bob = await make_user(), await make_user()
     conversation = await _direct(ann, bob)
     for start in range(0, 1200, 100):  # 1,200 messages: two CQL buckets and a bit
         await asyncio.gather(*(_send(ann, conversation, f"m{i}", client_id=f"k{i}") for i in range(start, start + 100)))
@@ -211,7 +212,7 @@ async def test_paging_returns_every_message_once_both_ways_while_new_ones_arrive
 
 
 async def test_a_forged_page_token_is_invalid_argument_naming_it(make_user: Factory) -> None:
-    ann, bob = make_user(), make_user()
+    ann, bob = await make_user(), await make_user()
     conversation = await _direct(ann, bob)
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await _page(ann, conversation, common_pb2.DIRECTION_BACKWARD, 10, token="bm90IGEgdG9rZW4")
@@ -220,15 +221,15 @@ async def test_a_forged_page_token_is_invalid_argument_naming_it(make_user: Fact
 
 
 async def test_sending_faster_than_the_rate_limit_is_resource_exhausted_with_a_retry_hint(
-    cql: CqlSettings, nats_server: Nats, token_keys: KeyPair, make_user: Factory
+    cql: CqlSettings, nats_server: Nats, token_keys: KeyPair, make_user: Factory, session_service: ServiceServer
 ) -> None:
     settings = HistorySettings(
         port=0, cql=cql, nats=NatsSettings(url=nats_server.url), token_public_key_file=token_keys.public,
-        sends_per_second=0.5, send_burst=2, shutdown_drain_s=0,
+        sends_per_second=0.5, send_burst=2, shutdown_drain_s=0, session_target=f"127.0.0.1:{session_service.port}",
     )  # fmt: skip
     app = await build(settings)
     async with app, grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
-        ann, bob = make_user(), make_user()
+        ann, bob = await make_user(), await make_user()
         ann.stub = bob.stub = history_pb2_grpc.HistoryServiceStub(channel)
         conversation = await _direct(ann, bob)
         await _send(ann, conversation, "one")
@@ -243,7 +244,7 @@ async def test_sending_faster_than_the_rate_limit_is_resource_exhausted_with_a_r
 async def test_assistant_replies_are_stored_once_per_request_and_only_in_assistant_conversations(
     make_user: Factory,
 ) -> None:
-    ann, bob = make_user(), make_user()
+    ann, bob = await make_user(), await make_user()
     created = await ann.stub.CreateConversation(
         pb.CreateConversationRequest(kind=pb.CONVERSATION_KIND_ASSISTANT, model="smollm2"), metadata=ann.auth
     )
@@ -276,7 +277,7 @@ async def test_assistant_replies_are_stored_once_per_request_and_only_in_assista
 
 
 async def test_only_services_write_assistant_messages_a_users_own_token_is_refused(make_user: Factory) -> None:
-    ann = make_user()
+    ann = await make_user()
     created = await ann.stub.CreateConversation(
         pb.CreateConversationRequest(kind=pb.CONVERSATION_KIND_ASSISTANT), metadata=ann.auth
     )
@@ -293,7 +294,7 @@ async def test_only_services_write_assistant_messages_a_users_own_token_is_refus
 async def test_the_longest_texts_allowed_store_and_read_back_whole(make_user: Factory) -> None:
     # Four bytes a character in UTF-8: 4,000 characters (a user's most) is 16 kB, 16,000 (an
     # assistant reply's most) is 64 kB, over Cassandra's default 50 KiB for a multi-partition batch.
-    ann = make_user()
+    ann = await make_user()
     created = await ann.stub.CreateConversation(
         pb.CreateConversationRequest(kind=pb.CONVERSATION_KIND_ASSISTANT), metadata=ann.auth
     )

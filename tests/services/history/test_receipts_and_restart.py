@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import nats
@@ -18,7 +18,7 @@ from services.runtime.cql import CqlSession, CqlSettings
 from services.runtime.subjects import DELIVERED_SUBJECT, chat_subject
 from tests.services.history.conftest import User
 
-Factory = Callable[[], User]
+Factory = Callable[[], Awaitable[User]]
 
 
 async def _direct(a: User, b: User) -> str:
@@ -51,7 +51,7 @@ async def _receipts(js: nats.js.JetStreamContext, user_id: str) -> list[tuple[st
 async def test_a_burst_of_delivery_reports_tells_the_sender_in_order_without_repeats(
     make_user: Factory, nats_server: Nats
 ) -> None:
-    ann, bob, eve = make_user(), make_user(), make_user()
+    ann, bob, eve = await make_user(), await make_user(), await make_user()
     conversation = await _direct(ann, bob)
     sent = [await _send(ann, conversation, f"m{i}") for i in range(3)]
     nc = await nats.connect(nats_server.url)
@@ -104,7 +104,7 @@ async def test_the_last_sequence_is_found_after_a_restart_across_bucket_boundari
                 None,
                 False,
             )
-            await store.insert_message(message, client_key(f"c{seq}"), [(author, True)], b"preview")
+            await store.insert_message(message, client_key(author, f"c{seq}"), [(author, True)], b"preview")
             # What a restarted replica finds: the hint in the conversation row, walked forward.
             record = await store.conversation(conversation_id)
             assert record is not None
@@ -135,7 +135,7 @@ async def test_many_pointer_writes_in_batches_each_land(cql: CqlSettings) -> Non
         message = MessageRecord(
             conversations[0], 7, str(uuid.uuid4()), user, pb.AUTHOR_KIND_USER, "m", "c7", now, None, False
         )
-        await store.insert_message(message, client_key("c7"), [(user, True)], b"preview")
+        await store.insert_message(message, client_key(user, "c7"), [(user, True)], b"preview")
         rows = {r.conversation_id: r for r in await store.user_conversations(user)}
         assert [rows[c].delivered_seq for c in conversations] == list(range(1, 24))
         assert (rows[conversations[0]].last_seq, rows[conversations[0]].read_seq) == (7, 7)

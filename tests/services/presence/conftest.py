@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +12,7 @@ import nats
 import pytest
 from nats.aio.client import Client
 
+from chatmesh.history.v1 import history_pb2, history_pb2_grpc
 from chatmesh.presence.v1 import presence_pb2 as pb
 from chatmesh.presence.v1 import presence_pb2_grpc
 from mesh.deps.nats import Nats
@@ -19,8 +20,10 @@ from services.presence.server import PresenceApp, assemble
 from services.presence.settings import PresenceSettings
 from services.runtime.bus import NatsSettings
 from services.runtime.cql import CqlSettings
+from services.runtime.server import ServiceServer
 from services.runtime.tokens import Principal, TokenSigner, load_private_key
 from tests.conftest import KeyPair
+from tests.conftest_services import Accounts
 
 
 @dataclass
@@ -49,8 +52,14 @@ class Device:
 
 
 @pytest.fixture
-def presence_settings(nats_server: Nats, cql: CqlSettings, token_keys: KeyPair) -> Callable[..., PresenceSettings]:
-    """Settings of a presence replica on this test's keyspace and KV bucket; keywords override."""
+def presence_settings(
+    nats_server: Nats, cql: CqlSettings, token_keys: KeyPair, history_port: int
+) -> Callable[..., PresenceSettings]:
+    """Settings of a presence replica on this test's keyspace and KV bucket; keywords override.
+
+    History (contacts, membership) is the test's history service: only tests that use
+    ``befriend`` (or ``history_service``) start it.
+    """
     bucket = f"presence_{uuid.uuid4().hex[:12]}"
 
     def make(**overrides: Any) -> PresenceSettings:
@@ -64,6 +73,9 @@ def presence_settings(nats_server: Nats, cql: CqlSettings, token_keys: KeyPair) 
             "shutdown_grace_s": 0.5,
             "debounce_s": 0.3,
             "sweep_interval_s": 0.1,
+            "history_target": f"127.0.0.1:{history_port}",
+            "contacts_cache_s": 0,
+            "privacy_cache_s": 0,
         }
         values.update(overrides)
         return PresenceSettings(**values)
@@ -148,3 +160,25 @@ def make_device(
         return Device(principal.user_id, principal.device_id, signer.sign(principal).token, stub)
 
     return make
+
+
+Befriend = Callable[[Device, Device], Awaitable[str]]
+
+
+@pytest.fixture
+async def befriend(history_service: ServiceServer, accounts: Accounts) -> AsyncIterator[Befriend]:
+    """Makes two users contacts: accounts for both, and a direct conversation (its id returned)."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{history_service.port}") as channel:
+        stub = history_pb2_grpc.HistoryServiceStub(channel)
+
+        async def make(a: Device, b: Device) -> str:
+            await accounts.ensure(a.user_id, b.user_id)
+            reply = await stub.CreateConversation(
+                history_pb2.CreateConversationRequest(
+                    kind=history_pb2.CONVERSATION_KIND_DIRECT, peer_user_id=b.user_id
+                ),
+                metadata=a.auth,
+            )
+            return str(reply.conversation.conversation_id)
+
+        yield make

@@ -14,7 +14,7 @@ from nats.aio.client import Client
 from chatmesh.events.v1 import events_pb2
 from chatmesh.presence.v1 import presence_pb2 as pb
 from services.presence.server import PresenceApp
-from tests.services.presence.conftest import Device, Replicas
+from tests.services.presence.conftest import Befriend, Device, Replicas
 from tests.services.presence.watching import Watcher
 
 MakeDevice = Callable[..., Device]
@@ -72,10 +72,13 @@ async def test_heartbeats_from_two_devices_fold_to_online_with_two_devices(make_
     assert reply.next_heartbeat_s == 30  # half the default 60 s TTL
 
 
-async def test_a_user_whose_only_device_is_in_the_background_is_away(make_device: MakeDevice) -> None:
-    phone = make_device()
+async def test_a_user_whose_only_device_is_in_the_background_is_away(
+    make_device: MakeDevice, befriend: Befriend
+) -> None:
+    phone, contact = make_device(), make_device()
+    await befriend(contact, phone)
     await phone.heartbeat(active=False)
-    assert await _state_of(make_device(), phone.user_id) == (AWAY, 1)
+    assert await _state_of(contact, phone.user_id) == (AWAY, 1)
 
 
 async def test_a_user_whose_heartbeats_stop_is_offline_after_the_ttl_with_last_seen(
@@ -134,9 +137,10 @@ async def test_heartbeats_faster_than_once_a_second_are_resource_exhausted_with_
 
 
 async def test_get_presence_answers_in_request_order_and_an_unknown_user_is_unspecified(
-    make_device: MakeDevice,
+    make_device: MakeDevice, befriend: Befriend
 ) -> None:
     ann, bob = make_device(), make_device()
+    await befriend(ann, bob)
     await ann.heartbeat()
     await bob.heartbeat(active=False)
     stranger = str(uuid.uuid4())
@@ -150,7 +154,7 @@ async def test_get_presence_answers_in_request_order_and_an_unknown_user_is_unsp
 
 
 async def test_last_seen_survives_a_restart_of_the_presence_service(
-    replicas: Replicas, make_device: MakeDevice, presence: PresenceApp, bus: Client
+    replicas: Replicas, make_device: MakeDevice, presence: PresenceApp, bus: Client, befriend: Befriend
 ) -> None:
     left, stayed = make_device(), make_device()
     await left.heartbeat()
@@ -164,6 +168,8 @@ async def test_last_seen_survives_a_restart_of_the_presence_service(
     # A new bucket: its entries are what ages out of KV when no replica runs; CQL remains.
     restarted = await replicas.start(kv_bucket=f"presence_{uuid.uuid4().hex[:12]}")
     reader = make_device(app=restarted)
+    await befriend(reader, left)
+    await befriend(reader, stayed)
     was_left, was_staying = await reader.presence(left.user_id, stayed.user_id)
     assert (was_left.state, was_left.device_count) == (OFFLINE, 0)
     assert _seconds(was_left) == pytest.approx(left_at, abs=0.5)
@@ -172,9 +178,11 @@ async def test_last_seen_survives_a_restart_of_the_presence_service(
 
 
 async def test_watch_presence_sends_the_current_state_then_only_changes_of_watched_users(
-    make_device: MakeDevice,
+    make_device: MakeDevice, befriend: Befriend
 ) -> None:
     ann, bob, cid = make_device(), make_device(), make_device()
+    await befriend(cid, ann)
+    await befriend(bob, cid)
     await ann.heartbeat()
     watcher = _watch(cid, ann.user_id, bob.user_id)
     try:
@@ -191,10 +199,11 @@ async def test_watch_presence_sends_the_current_state_then_only_changes_of_watch
 
 
 async def test_a_user_flapping_inside_the_debounce_window_is_sent_once_with_the_final_state(
-    replicas: Replicas, make_device: MakeDevice, bus: Client
+    replicas: Replicas, make_device: MakeDevice, bus: Client, befriend: Befriend
 ) -> None:
     app = await replicas.start(debounce_s=1.0)
     ann, watcher_device = make_device(app=app), make_device(app=app)
+    await befriend(ann, watcher_device)
     watcher = _watch(watcher_device, ann.user_id)
     try:
         assert (await watcher.next()).state == UNSPECIFIED
@@ -212,7 +221,7 @@ async def test_a_user_flapping_inside_the_debounce_window_is_sent_once_with_the_
 
 
 async def test_a_watch_leaves_nothing_behind_when_the_client_goes_away(
-    presence: PresenceApp, make_device: MakeDevice
+    presence: PresenceApp, make_device: MakeDevice, befriend: Befriend
 ) -> None:
     ann = make_device()
     watcher = _watch(ann, ann.user_id, str(uuid.uuid4()))
@@ -224,11 +233,12 @@ async def test_a_watch_leaves_nothing_behind_when_the_client_goes_away(
 
 
 async def test_two_replicas_fold_the_same_state_and_a_change_is_published_once(
-    replicas: Replicas, presence: PresenceApp, make_device: MakeDevice, bus: Client
+    replicas: Replicas, presence: PresenceApp, make_device: MakeDevice, bus: Client, befriend: Befriend
 ) -> None:
     second = await replicas.start()
     ann = make_device(app=presence)
     reader = make_device(app=second)
+    await befriend(reader, ann)
     published: asyncio.Queue[events_pb2.Event] = asyncio.Queue()
 
     async def on_change(msg: object) -> None:

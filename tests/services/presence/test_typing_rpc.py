@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import grpc
 import pytest
 from nats.aio.client import Client
 
 from chatmesh.events.v1 import events_pb2
-from chatmesh.history.v1 import history_pb2, history_pb2_grpc
 from chatmesh.presence.v1 import presence_pb2 as pb
 from mesh.deps.base import free_port
 from services.presence.server import PresenceApp
 from services.runtime.server import ServiceServer
-from tests.services.presence.conftest import Device, Replicas
+from tests.services.presence.conftest import Befriend, Device, Replicas
 
 MakeDevice = Callable[..., Device]
 
@@ -25,20 +24,6 @@ MakeDevice = Callable[..., Device]
 async def typing_presence(replicas: Replicas, history_service: ServiceServer) -> PresenceApp:
     """A presence replica asking the in-process history service about membership."""
     return await replicas.start(history_target=f"127.0.0.1:{history_service.port}")
-
-
-@pytest.fixture
-async def history_stub(history_service: ServiceServer) -> AsyncIterator[history_pb2_grpc.HistoryServiceStub]:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{history_service.port}") as channel:
-        yield history_pb2_grpc.HistoryServiceStub(channel)
-
-
-async def _conversation(stub: history_pb2_grpc.HistoryServiceStub, ann: Device, bob: Device) -> str:
-    reply = await stub.CreateConversation(
-        history_pb2.CreateConversationRequest(kind=history_pb2.CONVERSATION_KIND_DIRECT, peer_user_id=bob.user_id),
-        metadata=ann.auth,
-    )
-    return str(reply.conversation.conversation_id)
 
 
 class LiveInbox:
@@ -54,11 +39,11 @@ class LiveInbox:
 async def test_set_typing_reaches_the_other_member_and_not_the_caller(
     typing_presence: PresenceApp,
     make_device: MakeDevice,
-    history_stub: history_pb2_grpc.HistoryServiceStub,
+    befriend: Befriend,
     bus: Client,
 ) -> None:
     ann, bob = make_device(app=typing_presence), make_device(app=typing_presence)
-    conversation = await _conversation(history_stub, ann, bob)
+    conversation = await befriend(ann, bob)
     ann_inbox, bob_inbox = LiveInbox(), LiveInbox()
     subs = [
         await bus.subscribe(f"live.user.{ann.user_id}", cb=ann_inbox.on_message),
@@ -91,10 +76,10 @@ async def test_set_typing_reaches_the_other_member_and_not_the_caller(
 
 
 async def test_set_typing_in_someone_elses_conversation_is_permission_denied(
-    typing_presence: PresenceApp, make_device: MakeDevice, history_stub: history_pb2_grpc.HistoryServiceStub
+    typing_presence: PresenceApp, make_device: MakeDevice, befriend: Befriend
 ) -> None:
     ann, bob, eve = (make_device(app=typing_presence) for _ in range(3))
-    conversation = await _conversation(history_stub, ann, bob)
+    conversation = await befriend(ann, bob)
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await eve.stub.SetTyping(pb.SetTypingRequest(conversation_id=conversation, typing=True), metadata=eve.auth)
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED

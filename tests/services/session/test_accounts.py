@@ -67,7 +67,7 @@ async def test_repeated_wrong_passwords_are_rate_limited_with_a_retry_hint(sessi
     stub = _stub(session_channel)
     username = _name()
     await stub.Register(pb.RegisterRequest(username=username, password=PASSWORD, device_name="a"))
-    for _ in range(3):  # login_failures_allowed=3 in the fixture
+    for _ in range(3):  # login_free_failures=3 in the fixture; from this address even the right password waits
         with pytest.raises(grpc.aio.AioRpcError):
             await stub.Login(pb.LoginRequest(username=username, password="wrong password", device_name="a"))
     with pytest.raises(grpc.aio.AioRpcError) as err:

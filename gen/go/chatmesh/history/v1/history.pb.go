@@ -720,7 +720,7 @@ type SendMessageRequest struct {
 	// UUID of the conversation.
 	ConversationId string `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
 	// Client-generated idempotency id (a UUID is best), 1 to 64 characters. The same id
-	// in the same conversation stores and delivers the message once.
+	// from the same sender in the same conversation stores and delivers the message once.
 	ClientMessageId string `protobuf:"bytes,2,opt,name=client_message_id,json=clientMessageId,proto3" json:"client_message_id,omitempty"`
 	// The text: 1 to 4,000 characters, not only whitespace.
 	Text          string `protobuf:"bytes,3,opt,name=text,proto3" json:"text,omitempty"`
@@ -1506,6 +1506,99 @@ func (x *DeleteMessageResponse) GetMessage() *Message {
 	return nil
 }
 
+// FilterContacts asks which users share a conversation with the caller.
+type FilterContactsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1 to 500 user UUIDs (any case; compared canonical).
+	UserIds       []string `protobuf:"bytes,1,rep,name=user_ids,json=userIds,proto3" json:"user_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FilterContactsRequest) Reset() {
+	*x = FilterContactsRequest{}
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FilterContactsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FilterContactsRequest) ProtoMessage() {}
+
+func (x *FilterContactsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FilterContactsRequest.ProtoReflect.Descriptor instead.
+func (*FilterContactsRequest) Descriptor() ([]byte, []int) {
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *FilterContactsRequest) GetUserIds() []string {
+	if x != nil {
+		return x.UserIds
+	}
+	return nil
+}
+
+// The caller's contacts among the users asked about.
+type FilterContactsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Canonical (lower-case) ids of those sharing at least one conversation with the
+	// caller, in request order, each once. The caller is never in it.
+	UserIds       []string `protobuf:"bytes,1,rep,name=user_ids,json=userIds,proto3" json:"user_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FilterContactsResponse) Reset() {
+	*x = FilterContactsResponse{}
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FilterContactsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FilterContactsResponse) ProtoMessage() {}
+
+func (x *FilterContactsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FilterContactsResponse.ProtoReflect.Descriptor instead.
+func (*FilterContactsResponse) Descriptor() ([]byte, []int) {
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *FilterContactsResponse) GetUserIds() []string {
+	if x != nil {
+		return x.UserIds
+	}
+	return nil
+}
+
 var File_chatmesh_history_v1_history_proto protoreflect.FileDescriptor
 
 const file_chatmesh_history_v1_history_proto_rawDesc = "" +
@@ -1603,7 +1696,11 @@ const file_chatmesh_history_v1_history_proto_rawDesc = "" +
 	"\n" +
 	"message_id\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\tmessageId\"O\n" +
 	"\x15DeleteMessageResponse\x126\n" +
-	"\amessage\x18\x01 \x01(\v2\x1c.chatmesh.history.v1.MessageR\amessage*t\n" +
+	"\amessage\x18\x01 \x01(\v2\x1c.chatmesh.history.v1.MessageR\amessage\"F\n" +
+	"\x15FilterContactsRequest\x12-\n" +
+	"\buser_ids\x18\x01 \x03(\tB\x12\xbaH\x0f\x92\x01\f\b\x01\x10\xf4\x03\"\x05r\x03\xb0\x01\x01R\auserIds\"3\n" +
+	"\x16FilterContactsResponse\x12\x19\n" +
+	"\buser_ids\x18\x01 \x03(\tR\auserIds*t\n" +
 	"\x10ConversationKind\x12!\n" +
 	"\x1dCONVERSATION_KIND_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18CONVERSATION_KIND_DIRECT\x10\x01\x12\x1f\n" +
@@ -1617,14 +1714,15 @@ const file_chatmesh_history_v1_history_proto_rawDesc = "" +
 	"\x1aDELIVERY_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13DELIVERY_STATE_SENT\x10\x01\x12\x1c\n" +
 	"\x18DELIVERY_STATE_DELIVERED\x10\x02\x12\x17\n" +
-	"\x13DELIVERY_STATE_READ\x10\x032\xec\a\n" +
+	"\x13DELIVERY_STATE_READ\x10\x032\xdc\b\n" +
 	"\x0eHistoryService\x12u\n" +
 	"\x12CreateConversation\x12..chatmesh.history.v1.CreateConversationRequest\x1a/.chatmesh.history.v1.CreateConversationResponse\x12`\n" +
 	"\vSendMessage\x12'.chatmesh.history.v1.SendMessageRequest\x1a(.chatmesh.history.v1.SendMessageResponse\x12q\n" +
 	"\x0fGetConversation\x12+.chatmesh.history.v1.GetConversationRequest\x1a,.chatmesh.history.v1.GetConversationResponse\"\x03\x90\x02\x01\x12\x87\x01\n" +
 	"\x16AppendAssistantMessage\x122.chatmesh.history.v1.AppendAssistantMessageRequest\x1a3.chatmesh.history.v1.AppendAssistantMessageResponse\"\x04\x88\xb5\x18\x04\x12w\n" +
 	"\x11ListConversations\x12-.chatmesh.history.v1.ListConversationsRequest\x1a..chatmesh.history.v1.ListConversationsResponse\"\x03\x90\x02\x01\x12h\n" +
-	"\fListMessages\x12(.chatmesh.history.v1.ListMessagesRequest\x1a).chatmesh.history.v1.ListMessagesResponse\"\x03\x90\x02\x01\x12W\n" +
+	"\fListMessages\x12(.chatmesh.history.v1.ListMessagesRequest\x1a).chatmesh.history.v1.ListMessagesResponse\"\x03\x90\x02\x01\x12n\n" +
+	"\x0eFilterContacts\x12*.chatmesh.history.v1.FilterContactsRequest\x1a+.chatmesh.history.v1.FilterContactsResponse\"\x03\x90\x02\x01\x12W\n" +
 	"\bMarkRead\x12$.chatmesh.history.v1.MarkReadRequest\x1a%.chatmesh.history.v1.MarkReadResponse\x12`\n" +
 	"\vEditMessage\x12'.chatmesh.history.v1.EditMessageRequest\x1a(.chatmesh.history.v1.EditMessageResponse\x12f\n" +
 	"\rDeleteMessage\x12).chatmesh.history.v1.DeleteMessageRequest\x1a*.chatmesh.history.v1.DeleteMessageResponseB\xd8\x01\n" +
@@ -1643,7 +1741,7 @@ func file_chatmesh_history_v1_history_proto_rawDescGZIP() []byte {
 }
 
 var file_chatmesh_history_v1_history_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_chatmesh_history_v1_history_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_chatmesh_history_v1_history_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_chatmesh_history_v1_history_proto_goTypes = []any{
 	(ConversationKind)(0),                  // 0: chatmesh.history.v1.ConversationKind
 	(AuthorKind)(0),                        // 1: chatmesh.history.v1.AuthorKind
@@ -1669,33 +1767,35 @@ var file_chatmesh_history_v1_history_proto_goTypes = []any{
 	(*EditMessageResponse)(nil),            // 21: chatmesh.history.v1.EditMessageResponse
 	(*DeleteMessageRequest)(nil),           // 22: chatmesh.history.v1.DeleteMessageRequest
 	(*DeleteMessageResponse)(nil),          // 23: chatmesh.history.v1.DeleteMessageResponse
-	(*timestamppb.Timestamp)(nil),          // 24: google.protobuf.Timestamp
-	(*v1.PageRequest)(nil),                 // 25: chatmesh.common.v1.PageRequest
-	(*v1.PageResponse)(nil),                // 26: chatmesh.common.v1.PageResponse
-	(v1.Direction)(0),                      // 27: chatmesh.common.v1.Direction
+	(*FilterContactsRequest)(nil),          // 24: chatmesh.history.v1.FilterContactsRequest
+	(*FilterContactsResponse)(nil),         // 25: chatmesh.history.v1.FilterContactsResponse
+	(*timestamppb.Timestamp)(nil),          // 26: google.protobuf.Timestamp
+	(*v1.PageRequest)(nil),                 // 27: chatmesh.common.v1.PageRequest
+	(*v1.PageResponse)(nil),                // 28: chatmesh.common.v1.PageResponse
+	(v1.Direction)(0),                      // 29: chatmesh.common.v1.Direction
 }
 var file_chatmesh_history_v1_history_proto_depIdxs = []int32{
 	1,  // 0: chatmesh.history.v1.Member.kind:type_name -> chatmesh.history.v1.AuthorKind
 	1,  // 1: chatmesh.history.v1.Message.author_kind:type_name -> chatmesh.history.v1.AuthorKind
-	24, // 2: chatmesh.history.v1.Message.created_at:type_name -> google.protobuf.Timestamp
-	24, // 3: chatmesh.history.v1.Message.edited_at:type_name -> google.protobuf.Timestamp
+	26, // 2: chatmesh.history.v1.Message.created_at:type_name -> google.protobuf.Timestamp
+	26, // 3: chatmesh.history.v1.Message.edited_at:type_name -> google.protobuf.Timestamp
 	2,  // 4: chatmesh.history.v1.Message.delivery_state:type_name -> chatmesh.history.v1.DeliveryState
 	0,  // 5: chatmesh.history.v1.Conversation.kind:type_name -> chatmesh.history.v1.ConversationKind
 	3,  // 6: chatmesh.history.v1.Conversation.members:type_name -> chatmesh.history.v1.Member
 	4,  // 7: chatmesh.history.v1.Conversation.last_message:type_name -> chatmesh.history.v1.Message
-	24, // 8: chatmesh.history.v1.Conversation.created_at:type_name -> google.protobuf.Timestamp
+	26, // 8: chatmesh.history.v1.Conversation.created_at:type_name -> google.protobuf.Timestamp
 	0,  // 9: chatmesh.history.v1.CreateConversationRequest.kind:type_name -> chatmesh.history.v1.ConversationKind
 	5,  // 10: chatmesh.history.v1.CreateConversationResponse.conversation:type_name -> chatmesh.history.v1.Conversation
 	5,  // 11: chatmesh.history.v1.GetConversationResponse.conversation:type_name -> chatmesh.history.v1.Conversation
 	4,  // 12: chatmesh.history.v1.SendMessageResponse.message:type_name -> chatmesh.history.v1.Message
 	4,  // 13: chatmesh.history.v1.AppendAssistantMessageResponse.message:type_name -> chatmesh.history.v1.Message
-	25, // 14: chatmesh.history.v1.ListConversationsRequest.page:type_name -> chatmesh.common.v1.PageRequest
+	27, // 14: chatmesh.history.v1.ListConversationsRequest.page:type_name -> chatmesh.common.v1.PageRequest
 	5,  // 15: chatmesh.history.v1.ListConversationsResponse.conversations:type_name -> chatmesh.history.v1.Conversation
-	26, // 16: chatmesh.history.v1.ListConversationsResponse.page:type_name -> chatmesh.common.v1.PageResponse
-	25, // 17: chatmesh.history.v1.ListMessagesRequest.page:type_name -> chatmesh.common.v1.PageRequest
-	27, // 18: chatmesh.history.v1.ListMessagesRequest.direction:type_name -> chatmesh.common.v1.Direction
+	28, // 16: chatmesh.history.v1.ListConversationsResponse.page:type_name -> chatmesh.common.v1.PageResponse
+	27, // 17: chatmesh.history.v1.ListMessagesRequest.page:type_name -> chatmesh.common.v1.PageRequest
+	29, // 18: chatmesh.history.v1.ListMessagesRequest.direction:type_name -> chatmesh.common.v1.Direction
 	4,  // 19: chatmesh.history.v1.ListMessagesResponse.messages:type_name -> chatmesh.history.v1.Message
-	26, // 20: chatmesh.history.v1.ListMessagesResponse.page:type_name -> chatmesh.common.v1.PageResponse
+	28, // 20: chatmesh.history.v1.ListMessagesResponse.page:type_name -> chatmesh.common.v1.PageResponse
 	4,  // 21: chatmesh.history.v1.EditMessageResponse.message:type_name -> chatmesh.history.v1.Message
 	4,  // 22: chatmesh.history.v1.DeleteMessageResponse.message:type_name -> chatmesh.history.v1.Message
 	6,  // 23: chatmesh.history.v1.HistoryService.CreateConversation:input_type -> chatmesh.history.v1.CreateConversationRequest
@@ -1704,20 +1804,22 @@ var file_chatmesh_history_v1_history_proto_depIdxs = []int32{
 	12, // 26: chatmesh.history.v1.HistoryService.AppendAssistantMessage:input_type -> chatmesh.history.v1.AppendAssistantMessageRequest
 	14, // 27: chatmesh.history.v1.HistoryService.ListConversations:input_type -> chatmesh.history.v1.ListConversationsRequest
 	16, // 28: chatmesh.history.v1.HistoryService.ListMessages:input_type -> chatmesh.history.v1.ListMessagesRequest
-	18, // 29: chatmesh.history.v1.HistoryService.MarkRead:input_type -> chatmesh.history.v1.MarkReadRequest
-	20, // 30: chatmesh.history.v1.HistoryService.EditMessage:input_type -> chatmesh.history.v1.EditMessageRequest
-	22, // 31: chatmesh.history.v1.HistoryService.DeleteMessage:input_type -> chatmesh.history.v1.DeleteMessageRequest
-	7,  // 32: chatmesh.history.v1.HistoryService.CreateConversation:output_type -> chatmesh.history.v1.CreateConversationResponse
-	11, // 33: chatmesh.history.v1.HistoryService.SendMessage:output_type -> chatmesh.history.v1.SendMessageResponse
-	9,  // 34: chatmesh.history.v1.HistoryService.GetConversation:output_type -> chatmesh.history.v1.GetConversationResponse
-	13, // 35: chatmesh.history.v1.HistoryService.AppendAssistantMessage:output_type -> chatmesh.history.v1.AppendAssistantMessageResponse
-	15, // 36: chatmesh.history.v1.HistoryService.ListConversations:output_type -> chatmesh.history.v1.ListConversationsResponse
-	17, // 37: chatmesh.history.v1.HistoryService.ListMessages:output_type -> chatmesh.history.v1.ListMessagesResponse
-	19, // 38: chatmesh.history.v1.HistoryService.MarkRead:output_type -> chatmesh.history.v1.MarkReadResponse
-	21, // 39: chatmesh.history.v1.HistoryService.EditMessage:output_type -> chatmesh.history.v1.EditMessageResponse
-	23, // 40: chatmesh.history.v1.HistoryService.DeleteMessage:output_type -> chatmesh.history.v1.DeleteMessageResponse
-	32, // [32:41] is the sub-list for method output_type
-	23, // [23:32] is the sub-list for method input_type
+	24, // 29: chatmesh.history.v1.HistoryService.FilterContacts:input_type -> chatmesh.history.v1.FilterContactsRequest
+	18, // 30: chatmesh.history.v1.HistoryService.MarkRead:input_type -> chatmesh.history.v1.MarkReadRequest
+	20, // 31: chatmesh.history.v1.HistoryService.EditMessage:input_type -> chatmesh.history.v1.EditMessageRequest
+	22, // 32: chatmesh.history.v1.HistoryService.DeleteMessage:input_type -> chatmesh.history.v1.DeleteMessageRequest
+	7,  // 33: chatmesh.history.v1.HistoryService.CreateConversation:output_type -> chatmesh.history.v1.CreateConversationResponse
+	11, // 34: chatmesh.history.v1.HistoryService.SendMessage:output_type -> chatmesh.history.v1.SendMessageResponse
+	9,  // 35: chatmesh.history.v1.HistoryService.GetConversation:output_type -> chatmesh.history.v1.GetConversationResponse
+	13, // 36: chatmesh.history.v1.HistoryService.AppendAssistantMessage:output_type -> chatmesh.history.v1.AppendAssistantMessageResponse
+	15, // 37: chatmesh.history.v1.HistoryService.ListConversations:output_type -> chatmesh.history.v1.ListConversationsResponse
+	17, // 38: chatmesh.history.v1.HistoryService.ListMessages:output_type -> chatmesh.history.v1.ListMessagesResponse
+	25, // 39: chatmesh.history.v1.HistoryService.FilterContacts:output_type -> chatmesh.history.v1.FilterContactsResponse
+	19, // 40: chatmesh.history.v1.HistoryService.MarkRead:output_type -> chatmesh.history.v1.MarkReadResponse
+	21, // 41: chatmesh.history.v1.HistoryService.EditMessage:output_type -> chatmesh.history.v1.EditMessageResponse
+	23, // 42: chatmesh.history.v1.HistoryService.DeleteMessage:output_type -> chatmesh.history.v1.DeleteMessageResponse
+	33, // [33:43] is the sub-list for method output_type
+	23, // [23:33] is the sub-list for method input_type
 	23, // [23:23] is the sub-list for extension type_name
 	23, // [23:23] is the sub-list for extension extendee
 	0,  // [0:23] is the sub-list for field type_name
@@ -1734,7 +1836,7 @@ func file_chatmesh_history_v1_history_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chatmesh_history_v1_history_proto_rawDesc), len(file_chatmesh_history_v1_history_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   21,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,7 @@ const (
 	HistoryService_AppendAssistantMessage_FullMethodName = "/chatmesh.history.v1.HistoryService/AppendAssistantMessage"
 	HistoryService_ListConversations_FullMethodName      = "/chatmesh.history.v1.HistoryService/ListConversations"
 	HistoryService_ListMessages_FullMethodName           = "/chatmesh.history.v1.HistoryService/ListMessages"
+	HistoryService_FilterContacts_FullMethodName         = "/chatmesh.history.v1.HistoryService/FilterContacts"
 	HistoryService_MarkRead_FullMethodName               = "/chatmesh.history.v1.HistoryService/MarkRead"
 	HistoryService_EditMessage_FullMethodName            = "/chatmesh.history.v1.HistoryService/EditMessage"
 	HistoryService_DeleteMessage_FullMethodName          = "/chatmesh.history.v1.HistoryService/DeleteMessage"
@@ -42,11 +43,15 @@ const (
 // writes only conversations they are a member of (PERMISSION_DENIED otherwise).
 type HistoryServiceClient interface {
 	// Creates a conversation. One-to-one conversations are idempotent: the same pair
-	// always gets the same conversation. Errors: INVALID_ARGUMENT, NOT_FOUND (unknown
-	// peer), FAILED_PRECONDITION (a conversation with oneself).
+	// always gets the same conversation. User and conversation ids are compared in their
+	// canonical (lower-case) form everywhere: an id in upper case is the same user.
+	// Errors: INVALID_ARGUMENT, NOT_FOUND (peer_user_id names no account: history asks
+	// session's LookupUsers with the caller's token), FAILED_PRECONDITION (a conversation
+	// with oneself, in any spelling of one's own id), UNAVAILABLE (session unreachable).
 	CreateConversation(ctx context.Context, in *CreateConversationRequest, opts ...grpc.CallOption) (*CreateConversationResponse, error)
-	// Sends a message. Idempotent on `client_message_id`: a retry returns the message
-	// stored the first time. Acknowledged only once durable. Errors: INVALID_ARGUMENT,
+	// Sends a message. Idempotent on (sender, `client_message_id`): a retry returns the
+	// message the same sender stored the first time; another member using the same id
+	// sends a message of their own. Acknowledged only once durable. Errors: INVALID_ARGUMENT,
 	// NOT_FOUND, PERMISSION_DENIED, RESOURCE_EXHAUSTED (rate limit; retry-after-ms).
 	SendMessage(ctx context.Context, in *SendMessageRequest, opts ...grpc.CallOption) (*SendMessageResponse, error)
 	// One conversation with its members, last message and the caller's unread count.
@@ -65,6 +70,10 @@ type HistoryServiceClient interface {
 	// stable while new messages arrive. Errors: INVALID_ARGUMENT, NOT_FOUND,
 	// PERMISSION_DENIED.
 	ListMessages(ctx context.Context, in *ListMessagesRequest, opts ...grpc.CallOption) (*ListMessagesResponse, error)
+	// Which of the given users share a conversation with the caller (the caller's
+	// contacts), in request order, canonical ids. Presence uses it (with the caller's
+	// token) to show a user's presence only to their contacts. Errors: INVALID_ARGUMENT.
+	FilterContacts(ctx context.Context, in *FilterContactsRequest, opts ...grpc.CallOption) (*FilterContactsResponse, error)
 	// Moves the caller's read pointer forward (never back) to a message; the sender's
 	// devices see the receipt. Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED.
 	MarkRead(ctx context.Context, in *MarkReadRequest, opts ...grpc.CallOption) (*MarkReadResponse, error)
@@ -144,6 +153,16 @@ func (c *historyServiceClient) ListMessages(ctx context.Context, in *ListMessage
 	return out, nil
 }
 
+func (c *historyServiceClient) FilterContacts(ctx context.Context, in *FilterContactsRequest, opts ...grpc.CallOption) (*FilterContactsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FilterContactsResponse)
+	err := c.cc.Invoke(ctx, HistoryService_FilterContacts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *historyServiceClient) MarkRead(ctx context.Context, in *MarkReadRequest, opts ...grpc.CallOption) (*MarkReadResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(MarkReadResponse)
@@ -182,11 +201,15 @@ func (c *historyServiceClient) DeleteMessage(ctx context.Context, in *DeleteMess
 // writes only conversations they are a member of (PERMISSION_DENIED otherwise).
 type HistoryServiceServer interface {
 	// Creates a conversation. One-to-one conversations are idempotent: the same pair
-	// always gets the same conversation. Errors: INVALID_ARGUMENT, NOT_FOUND (unknown
-	// peer), FAILED_PRECONDITION (a conversation with oneself).
+	// always gets the same conversation. User and conversation ids are compared in their
+	// canonical (lower-case) form everywhere: an id in upper case is the same user.
+	// Errors: INVALID_ARGUMENT, NOT_FOUND (peer_user_id names no account: history asks
+	// session's LookupUsers with the caller's token), FAILED_PRECONDITION (a conversation
+	// with oneself, in any spelling of one's own id), UNAVAILABLE (session unreachable).
 	CreateConversation(context.Context, *CreateConversationRequest) (*CreateConversationResponse, error)
-	// Sends a message. Idempotent on `client_message_id`: a retry returns the message
-	// stored the first time. Acknowledged only once durable. Errors: INVALID_ARGUMENT,
+	// Sends a message. Idempotent on (sender, `client_message_id`): a retry returns the
+	// message the same sender stored the first time; another member using the same id
+	// sends a message of their own. Acknowledged only once durable. Errors: INVALID_ARGUMENT,
 	// NOT_FOUND, PERMISSION_DENIED, RESOURCE_EXHAUSTED (rate limit; retry-after-ms).
 	SendMessage(context.Context, *SendMessageRequest) (*SendMessageResponse, error)
 	// One conversation with its members, last message and the caller's unread count.
@@ -205,6 +228,10 @@ type HistoryServiceServer interface {
 	// stable while new messages arrive. Errors: INVALID_ARGUMENT, NOT_FOUND,
 	// PERMISSION_DENIED.
 	ListMessages(context.Context, *ListMessagesRequest) (*ListMessagesResponse, error)
+	// Which of the given users share a conversation with the caller (the caller's
+	// contacts), in request order, canonical ids. Presence uses it (with the caller's
+	// token) to show a user's presence only to their contacts. Errors: INVALID_ARGUMENT.
+	FilterContacts(context.Context, *FilterContactsRequest) (*FilterContactsResponse, error)
 	// Moves the caller's read pointer forward (never back) to a message; the sender's
 	// devices see the receipt. Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED.
 	MarkRead(context.Context, *MarkReadRequest) (*MarkReadResponse, error)
@@ -241,6 +268,9 @@ func (UnimplementedHistoryServiceServer) ListConversations(context.Context, *Lis
 }
 func (UnimplementedHistoryServiceServer) ListMessages(context.Context, *ListMessagesRequest) (*ListMessagesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListMessages not implemented")
+}
+func (UnimplementedHistoryServiceServer) FilterContacts(context.Context, *FilterContactsRequest) (*FilterContactsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method FilterContacts not implemented")
 }
 func (UnimplementedHistoryServiceServer) MarkRead(context.Context, *MarkReadRequest) (*MarkReadResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method MarkRead not implemented")
@@ -380,6 +410,24 @@ func _HistoryService_ListMessages_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _HistoryService_FilterContacts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FilterContactsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HistoryServiceServer).FilterContacts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HistoryService_FilterContacts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HistoryServiceServer).FilterContacts(ctx, req.(*FilterContactsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _HistoryService_MarkRead_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(MarkReadRequest)
 	if err := dec(in); err != nil {
@@ -464,6 +512,10 @@ var HistoryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListMessages",
 			Handler:    _HistoryService_ListMessages_Handler,
+		},
+		{
+			MethodName: "FilterContacts",
+			Handler:    _HistoryService_FilterContacts_Handler,
 		},
 		{
 			MethodName: "MarkRead",

@@ -90,7 +90,8 @@ type UserPresence struct {
 	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	// Folded state.
 	State PresenceState `protobuf:"varint,2,opt,name=state,proto3,enum=chatmesh.presence.v1.PresenceState" json:"state,omitempty"`
-	// When any device of the user was last active; unset if never.
+	// When any device of the user was last active; unset if never, if the user hides
+	// it, or if the caller is not their contact.
 	LastSeenAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=last_seen_at,json=lastSeenAt,proto3" json:"last_seen_at,omitempty"`
 	// Devices currently connected.
 	DeviceCount   uint32 `protobuf:"varint,4,opt,name=device_count,json=deviceCount,proto3" json:"device_count,omitempty"`
@@ -534,6 +535,228 @@ func (x *SetTypingResponse) GetExpiresInMs() uint32 {
 	return 0
 }
 
+// What a user shows of their presence.
+type PrivacySettings struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// True: nobody else sees the user's `last_seen_at` (state and devices still show to
+	// contacts). Default false.
+	HideLastSeen  bool `protobuf:"varint,1,opt,name=hide_last_seen,json=hideLastSeen,proto3" json:"hide_last_seen,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrivacySettings) Reset() {
+	*x = PrivacySettings{}
+	mi := &file_chatmesh_presence_v1_presence_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrivacySettings) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrivacySettings) ProtoMessage() {}
+
+func (x *PrivacySettings) ProtoReflect() protoreflect.Message {
+	mi := &file_chatmesh_presence_v1_presence_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrivacySettings.ProtoReflect.Descriptor instead.
+func (*PrivacySettings) Descriptor() ([]byte, []int) {
+	return file_chatmesh_presence_v1_presence_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *PrivacySettings) GetHideLastSeen() bool {
+	if x != nil {
+		return x.HideLastSeen
+	}
+	return false
+}
+
+// GetPrivacy reads the caller's settings.
+type GetPrivacyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPrivacyRequest) Reset() {
+	*x = GetPrivacyRequest{}
+	mi := &file_chatmesh_presence_v1_presence_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPrivacyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPrivacyRequest) ProtoMessage() {}
+
+func (x *GetPrivacyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chatmesh_presence_v1_presence_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPrivacyRequest.ProtoReflect.Descriptor instead.
+func (*GetPrivacyRequest) Descriptor() ([]byte, []int) {
+	return file_chatmesh_presence_v1_presence_proto_rawDescGZIP(), []int{10}
+}
+
+// The caller's settings.
+type GetPrivacyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The settings (defaults if never updated).
+	Privacy       *PrivacySettings `protobuf:"bytes,1,opt,name=privacy,proto3" json:"privacy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPrivacyResponse) Reset() {
+	*x = GetPrivacyResponse{}
+	mi := &file_chatmesh_presence_v1_presence_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPrivacyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPrivacyResponse) ProtoMessage() {}
+
+func (x *GetPrivacyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chatmesh_presence_v1_presence_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPrivacyResponse.ProtoReflect.Descriptor instead.
+func (*GetPrivacyResponse) Descriptor() ([]byte, []int) {
+	return file_chatmesh_presence_v1_presence_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *GetPrivacyResponse) GetPrivacy() *PrivacySettings {
+	if x != nil {
+		return x.Privacy
+	}
+	return nil
+}
+
+// UpdatePrivacy replaces the caller's settings.
+type UpdatePrivacyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new settings.
+	Privacy       *PrivacySettings `protobuf:"bytes,1,opt,name=privacy,proto3" json:"privacy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdatePrivacyRequest) Reset() {
+	*x = UpdatePrivacyRequest{}
+	mi := &file_chatmesh_presence_v1_presence_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdatePrivacyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdatePrivacyRequest) ProtoMessage() {}
+
+func (x *UpdatePrivacyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chatmesh_presence_v1_presence_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdatePrivacyRequest.ProtoReflect.Descriptor instead.
+func (*UpdatePrivacyRequest) Descriptor() ([]byte, []int) {
+	return file_chatmesh_presence_v1_presence_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *UpdatePrivacyRequest) GetPrivacy() *PrivacySettings {
+	if x != nil {
+		return x.Privacy
+	}
+	return nil
+}
+
+// The settings after the update.
+type UpdatePrivacyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The settings now in force.
+	Privacy       *PrivacySettings `protobuf:"bytes,1,opt,name=privacy,proto3" json:"privacy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdatePrivacyResponse) Reset() {
+	*x = UpdatePrivacyResponse{}
+	mi := &file_chatmesh_presence_v1_presence_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdatePrivacyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdatePrivacyResponse) ProtoMessage() {}
+
+func (x *UpdatePrivacyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chatmesh_presence_v1_presence_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdatePrivacyResponse.ProtoReflect.Descriptor instead.
+func (*UpdatePrivacyResponse) Descriptor() ([]byte, []int) {
+	return file_chatmesh_presence_v1_presence_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *UpdatePrivacyResponse) GetPrivacy() *PrivacySettings {
+	if x != nil {
+		return x.Privacy
+	}
+	return nil
+}
+
 var File_chatmesh_presence_v1_presence_proto protoreflect.FileDescriptor
 
 const file_chatmesh_presence_v1_presence_proto_rawDesc = "" +
@@ -561,17 +784,29 @@ const file_chatmesh_presence_v1_presence_proto_rawDesc = "" +
 	"\x0fconversation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0econversationId\x12\x16\n" +
 	"\x06typing\x18\x02 \x01(\bR\x06typing\"7\n" +
 	"\x11SetTypingResponse\x12\"\n" +
-	"\rexpires_in_ms\x18\x01 \x01(\rR\vexpiresInMs*\x7f\n" +
+	"\rexpires_in_ms\x18\x01 \x01(\rR\vexpiresInMs\"7\n" +
+	"\x0fPrivacySettings\x12$\n" +
+	"\x0ehide_last_seen\x18\x01 \x01(\bR\fhideLastSeen\"\x13\n" +
+	"\x11GetPrivacyRequest\"U\n" +
+	"\x12GetPrivacyResponse\x12?\n" +
+	"\aprivacy\x18\x01 \x01(\v2%.chatmesh.presence.v1.PrivacySettingsR\aprivacy\"_\n" +
+	"\x14UpdatePrivacyRequest\x12G\n" +
+	"\aprivacy\x18\x01 \x01(\v2%.chatmesh.presence.v1.PrivacySettingsB\x06\xbaH\x03\xc8\x01\x01R\aprivacy\"X\n" +
+	"\x15UpdatePrivacyResponse\x12?\n" +
+	"\aprivacy\x18\x01 \x01(\v2%.chatmesh.presence.v1.PrivacySettingsR\aprivacy*\x7f\n" +
 	"\rPresenceState\x12\x1e\n" +
 	"\x1aPRESENCE_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15PRESENCE_STATE_ONLINE\x10\x01\x12\x17\n" +
 	"\x13PRESENCE_STATE_AWAY\x10\x02\x12\x1a\n" +
-	"\x16PRESENCE_STATE_OFFLINE\x10\x032\xa2\x03\n" +
+	"\x16PRESENCE_STATE_OFFLINE\x10\x032\xf2\x04\n" +
 	"\x0fPresenceService\x12\\\n" +
 	"\tHeartbeat\x12&.chatmesh.presence.v1.HeartbeatRequest\x1a'.chatmesh.presence.v1.HeartbeatResponse\x12g\n" +
 	"\vGetPresence\x12(.chatmesh.presence.v1.GetPresenceRequest\x1a).chatmesh.presence.v1.GetPresenceResponse\"\x03\x90\x02\x01\x12j\n" +
 	"\rWatchPresence\x12*.chatmesh.presence.v1.WatchPresenceRequest\x1a+.chatmesh.presence.v1.WatchPresenceResponse0\x01\x12\\\n" +
-	"\tSetTyping\x12&.chatmesh.presence.v1.SetTypingRequest\x1a'.chatmesh.presence.v1.SetTypingResponseB\xe0\x01\n" +
+	"\tSetTyping\x12&.chatmesh.presence.v1.SetTypingRequest\x1a'.chatmesh.presence.v1.SetTypingResponse\x12d\n" +
+	"\n" +
+	"GetPrivacy\x12'.chatmesh.presence.v1.GetPrivacyRequest\x1a(.chatmesh.presence.v1.GetPrivacyResponse\"\x03\x90\x02\x01\x12h\n" +
+	"\rUpdatePrivacy\x12*.chatmesh.presence.v1.UpdatePrivacyRequest\x1a+.chatmesh.presence.v1.UpdatePrivacyResponseB\xe0\x01\n" +
 	"\x18com.chatmesh.presence.v1B\rPresenceProtoP\x01ZCgithub.com/chatmesh/chatmesh/gen/go/chatmesh/presence/v1;presencev1\xa2\x02\x03CPX\xaa\x02\x14Chatmesh.Presence.V1\xca\x02\x14Chatmesh\\Presence\\V1\xe2\x02 Chatmesh\\Presence\\V1\\GPBMetadata\xea\x02\x16Chatmesh::Presence::V1b\x06proto3"
 
 var (
@@ -587,7 +822,7 @@ func file_chatmesh_presence_v1_presence_proto_rawDescGZIP() []byte {
 }
 
 var file_chatmesh_presence_v1_presence_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_chatmesh_presence_v1_presence_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_chatmesh_presence_v1_presence_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_chatmesh_presence_v1_presence_proto_goTypes = []any{
 	(PresenceState)(0),            // 0: chatmesh.presence.v1.PresenceState
 	(*UserPresence)(nil),          // 1: chatmesh.presence.v1.UserPresence
@@ -599,26 +834,38 @@ var file_chatmesh_presence_v1_presence_proto_goTypes = []any{
 	(*WatchPresenceResponse)(nil), // 7: chatmesh.presence.v1.WatchPresenceResponse
 	(*SetTypingRequest)(nil),      // 8: chatmesh.presence.v1.SetTypingRequest
 	(*SetTypingResponse)(nil),     // 9: chatmesh.presence.v1.SetTypingResponse
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(*PrivacySettings)(nil),       // 10: chatmesh.presence.v1.PrivacySettings
+	(*GetPrivacyRequest)(nil),     // 11: chatmesh.presence.v1.GetPrivacyRequest
+	(*GetPrivacyResponse)(nil),    // 12: chatmesh.presence.v1.GetPrivacyResponse
+	(*UpdatePrivacyRequest)(nil),  // 13: chatmesh.presence.v1.UpdatePrivacyRequest
+	(*UpdatePrivacyResponse)(nil), // 14: chatmesh.presence.v1.UpdatePrivacyResponse
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
 }
 var file_chatmesh_presence_v1_presence_proto_depIdxs = []int32{
 	0,  // 0: chatmesh.presence.v1.UserPresence.state:type_name -> chatmesh.presence.v1.PresenceState
-	10, // 1: chatmesh.presence.v1.UserPresence.last_seen_at:type_name -> google.protobuf.Timestamp
+	15, // 1: chatmesh.presence.v1.UserPresence.last_seen_at:type_name -> google.protobuf.Timestamp
 	1,  // 2: chatmesh.presence.v1.GetPresenceResponse.presences:type_name -> chatmesh.presence.v1.UserPresence
 	1,  // 3: chatmesh.presence.v1.WatchPresenceResponse.presence:type_name -> chatmesh.presence.v1.UserPresence
-	2,  // 4: chatmesh.presence.v1.PresenceService.Heartbeat:input_type -> chatmesh.presence.v1.HeartbeatRequest
-	4,  // 5: chatmesh.presence.v1.PresenceService.GetPresence:input_type -> chatmesh.presence.v1.GetPresenceRequest
-	6,  // 6: chatmesh.presence.v1.PresenceService.WatchPresence:input_type -> chatmesh.presence.v1.WatchPresenceRequest
-	8,  // 7: chatmesh.presence.v1.PresenceService.SetTyping:input_type -> chatmesh.presence.v1.SetTypingRequest
-	3,  // 8: chatmesh.presence.v1.PresenceService.Heartbeat:output_type -> chatmesh.presence.v1.HeartbeatResponse
-	5,  // 9: chatmesh.presence.v1.PresenceService.GetPresence:output_type -> chatmesh.presence.v1.GetPresenceResponse
-	7,  // 10: chatmesh.presence.v1.PresenceService.WatchPresence:output_type -> chatmesh.presence.v1.WatchPresenceResponse
-	9,  // 11: chatmesh.presence.v1.PresenceService.SetTyping:output_type -> chatmesh.presence.v1.SetTypingResponse
-	8,  // [8:12] is the sub-list for method output_type
-	4,  // [4:8] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	10, // 4: chatmesh.presence.v1.GetPrivacyResponse.privacy:type_name -> chatmesh.presence.v1.PrivacySettings
+	10, // 5: chatmesh.presence.v1.UpdatePrivacyRequest.privacy:type_name -> chatmesh.presence.v1.PrivacySettings
+	10, // 6: chatmesh.presence.v1.UpdatePrivacyResponse.privacy:type_name -> chatmesh.presence.v1.PrivacySettings
+	2,  // 7: chatmesh.presence.v1.PresenceService.Heartbeat:input_type -> chatmesh.presence.v1.HeartbeatRequest
+	4,  // 8: chatmesh.presence.v1.PresenceService.GetPresence:input_type -> chatmesh.presence.v1.GetPresenceRequest
+	6,  // 9: chatmesh.presence.v1.PresenceService.WatchPresence:input_type -> chatmesh.presence.v1.WatchPresenceRequest
+	8,  // 10: chatmesh.presence.v1.PresenceService.SetTyping:input_type -> chatmesh.presence.v1.SetTypingRequest
+	11, // 11: chatmesh.presence.v1.PresenceService.GetPrivacy:input_type -> chatmesh.presence.v1.GetPrivacyRequest
+	13, // 12: chatmesh.presence.v1.PresenceService.UpdatePrivacy:input_type -> chatmesh.presence.v1.UpdatePrivacyRequest
+	3,  // 13: chatmesh.presence.v1.PresenceService.Heartbeat:output_type -> chatmesh.presence.v1.HeartbeatResponse
+	5,  // 14: chatmesh.presence.v1.PresenceService.GetPresence:output_type -> chatmesh.presence.v1.GetPresenceResponse
+	7,  // 15: chatmesh.presence.v1.PresenceService.WatchPresence:output_type -> chatmesh.presence.v1.WatchPresenceResponse
+	9,  // 16: chatmesh.presence.v1.PresenceService.SetTyping:output_type -> chatmesh.presence.v1.SetTypingResponse
+	12, // 17: chatmesh.presence.v1.PresenceService.GetPrivacy:output_type -> chatmesh.presence.v1.GetPrivacyResponse
+	14, // 18: chatmesh.presence.v1.PresenceService.UpdatePrivacy:output_type -> chatmesh.presence.v1.UpdatePrivacyResponse
+	13, // [13:19] is the sub-list for method output_type
+	7,  // [7:13] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_chatmesh_presence_v1_presence_proto_init() }
@@ -632,7 +879,7 @@ func file_chatmesh_presence_v1_presence_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chatmesh_presence_v1_presence_proto_rawDesc), len(file_chatmesh_presence_v1_presence_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

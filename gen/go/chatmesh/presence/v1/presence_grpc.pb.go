@@ -26,6 +26,8 @@ const (
 	PresenceService_GetPresence_FullMethodName   = "/chatmesh.presence.v1.PresenceService/GetPresence"
 	PresenceService_WatchPresence_FullMethodName = "/chatmesh.presence.v1.PresenceService/WatchPresence"
 	PresenceService_SetTyping_FullMethodName     = "/chatmesh.presence.v1.PresenceService/SetTyping"
+	PresenceService_GetPrivacy_FullMethodName    = "/chatmesh.presence.v1.PresenceService/GetPrivacy"
+	PresenceService_UpdatePrivacy_FullMethodName = "/chatmesh.presence.v1.PresenceService/UpdatePrivacy"
 )
 
 // PresenceServiceClient is the client API for PresenceService service.
@@ -33,21 +35,35 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // Presence and typing. Every RPC needs an access token.
+//
+// Privacy: a user's presence (state, devices, last seen) is shown only to the user
+// and to their contacts, the users sharing a conversation with them (history
+// FilterContacts). To anyone else every user looks like one that never came online:
+// PRESENCE_STATE_UNSPECIFIED, no last seen, no devices, and no changes on a watch. A
+// user may also hide their last seen (UpdatePrivacy): contacts then see the state and
+// devices but never `last_seen_at`.
 type PresenceServiceClient interface {
 	// Reports that the calling device is alive (every 15-30 s while open). A device
 	// with no heartbeat for its TTL counts as gone. Errors: UNAUTHENTICATED,
 	// INVALID_ARGUMENT, RESOURCE_EXHAUSTED (heartbeats faster than once a second).
 	Heartbeat(ctx context.Context, in *HeartbeatRequest, opts ...grpc.CallOption) (*HeartbeatResponse, error)
-	// The current presence of up to 500 users. Errors: INVALID_ARGUMENT.
+	// The current presence of up to 500 users, as the caller may see it (see Privacy).
+	// Errors: INVALID_ARGUMENT, UNAVAILABLE.
 	GetPresence(ctx context.Context, in *GetPresenceRequest, opts ...grpc.CallOption) (*GetPresenceResponse, error)
 	// A stream of presence changes of the given users: first their current state, then
 	// changes only, coalesced (a user flapping within the debounce window is sent
-	// once). Errors: INVALID_ARGUMENT.
+	// once). Only contacts' changes are sent (see Privacy). Errors: INVALID_ARGUMENT,
+	// UNAVAILABLE.
 	WatchPresence(ctx context.Context, in *WatchPresenceRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchPresenceResponse], error)
 	// Says the caller is (or stopped) typing in a conversation; the indicator expires on
 	// its own after a few seconds. Errors: INVALID_ARGUMENT, PERMISSION_DENIED (not a
 	// member), NOT_FOUND.
 	SetTyping(ctx context.Context, in *SetTypingRequest, opts ...grpc.CallOption) (*SetTypingResponse, error)
+	// The caller's presence privacy settings. Errors: UNAVAILABLE.
+	GetPrivacy(ctx context.Context, in *GetPrivacyRequest, opts ...grpc.CallOption) (*GetPrivacyResponse, error)
+	// Replaces the caller's presence privacy settings; contacts see the change within
+	// a few seconds. Errors: INVALID_ARGUMENT, UNAVAILABLE.
+	UpdatePrivacy(ctx context.Context, in *UpdatePrivacyRequest, opts ...grpc.CallOption) (*UpdatePrivacyResponse, error)
 }
 
 type presenceServiceClient struct {
@@ -107,26 +123,60 @@ func (c *presenceServiceClient) SetTyping(ctx context.Context, in *SetTypingRequ
 	return out, nil
 }
 
+func (c *presenceServiceClient) GetPrivacy(ctx context.Context, in *GetPrivacyRequest, opts ...grpc.CallOption) (*GetPrivacyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetPrivacyResponse)
+	err := c.cc.Invoke(ctx, PresenceService_GetPrivacy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *presenceServiceClient) UpdatePrivacy(ctx context.Context, in *UpdatePrivacyRequest, opts ...grpc.CallOption) (*UpdatePrivacyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdatePrivacyResponse)
+	err := c.cc.Invoke(ctx, PresenceService_UpdatePrivacy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PresenceServiceServer is the server API for PresenceService service.
 // All implementations must embed UnimplementedPresenceServiceServer
 // for forward compatibility.
 //
 // Presence and typing. Every RPC needs an access token.
+//
+// Privacy: a user's presence (state, devices, last seen) is shown only to the user
+// and to their contacts, the users sharing a conversation with them (history
+// FilterContacts). To anyone else every user looks like one that never came online:
+// PRESENCE_STATE_UNSPECIFIED, no last seen, no devices, and no changes on a watch. A
+// user may also hide their last seen (UpdatePrivacy): contacts then see the state and
+// devices but never `last_seen_at`.
 type PresenceServiceServer interface {
 	// Reports that the calling device is alive (every 15-30 s while open). A device
 	// with no heartbeat for its TTL counts as gone. Errors: UNAUTHENTICATED,
 	// INVALID_ARGUMENT, RESOURCE_EXHAUSTED (heartbeats faster than once a second).
 	Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error)
-	// The current presence of up to 500 users. Errors: INVALID_ARGUMENT.
+	// The current presence of up to 500 users, as the caller may see it (see Privacy).
+	// Errors: INVALID_ARGUMENT, UNAVAILABLE.
 	GetPresence(context.Context, *GetPresenceRequest) (*GetPresenceResponse, error)
 	// A stream of presence changes of the given users: first their current state, then
 	// changes only, coalesced (a user flapping within the debounce window is sent
-	// once). Errors: INVALID_ARGUMENT.
+	// once). Only contacts' changes are sent (see Privacy). Errors: INVALID_ARGUMENT,
+	// UNAVAILABLE.
 	WatchPresence(*WatchPresenceRequest, grpc.ServerStreamingServer[WatchPresenceResponse]) error
 	// Says the caller is (or stopped) typing in a conversation; the indicator expires on
 	// its own after a few seconds. Errors: INVALID_ARGUMENT, PERMISSION_DENIED (not a
 	// member), NOT_FOUND.
 	SetTyping(context.Context, *SetTypingRequest) (*SetTypingResponse, error)
+	// The caller's presence privacy settings. Errors: UNAVAILABLE.
+	GetPrivacy(context.Context, *GetPrivacyRequest) (*GetPrivacyResponse, error)
+	// Replaces the caller's presence privacy settings; contacts see the change within
+	// a few seconds. Errors: INVALID_ARGUMENT, UNAVAILABLE.
+	UpdatePrivacy(context.Context, *UpdatePrivacyRequest) (*UpdatePrivacyResponse, error)
 	mustEmbedUnimplementedPresenceServiceServer()
 }
 
@@ -148,6 +198,12 @@ func (UnimplementedPresenceServiceServer) WatchPresence(*WatchPresenceRequest, g
 }
 func (UnimplementedPresenceServiceServer) SetTyping(context.Context, *SetTypingRequest) (*SetTypingResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetTyping not implemented")
+}
+func (UnimplementedPresenceServiceServer) GetPrivacy(context.Context, *GetPrivacyRequest) (*GetPrivacyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetPrivacy not implemented")
+}
+func (UnimplementedPresenceServiceServer) UpdatePrivacy(context.Context, *UpdatePrivacyRequest) (*UpdatePrivacyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdatePrivacy not implemented")
 }
 func (UnimplementedPresenceServiceServer) mustEmbedUnimplementedPresenceServiceServer() {}
 func (UnimplementedPresenceServiceServer) testEmbeddedByValue()                         {}
@@ -235,6 +291,42 @@ func _PresenceService_SetTyping_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PresenceService_GetPrivacy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetPrivacyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PresenceServiceServer).GetPrivacy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PresenceService_GetPrivacy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PresenceServiceServer).GetPrivacy(ctx, req.(*GetPrivacyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PresenceService_UpdatePrivacy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdatePrivacyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PresenceServiceServer).UpdatePrivacy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PresenceService_UpdatePrivacy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PresenceServiceServer).UpdatePrivacy(ctx, req.(*UpdatePrivacyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PresenceService_ServiceDesc is the grpc.ServiceDesc for PresenceService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -253,6 +345,14 @@ var PresenceService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetTyping",
 			Handler:    _PresenceService_SetTyping_Handler,
+		},
+		{
+			MethodName: "GetPrivacy",
+			Handler:    _PresenceService_GetPrivacy_Handler,
+		},
+		{
+			MethodName: "UpdatePrivacy",
+			Handler:    _PresenceService_UpdatePrivacy_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

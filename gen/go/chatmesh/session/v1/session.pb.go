@@ -792,7 +792,9 @@ type ConnectRequest struct {
 	// The last event sequence this device saw (ConnectResponse.sequence); 0 for a device
 	// that has seen nothing and wants only new events.
 	LastSequence uint64 `protobuf:"varint,1,opt,name=last_sequence,json=lastSequence,proto3" json:"last_sequence,omitempty"`
-	// Users whose presence changes this device wants, at most 500 UUIDs.
+	// Users whose presence changes this device wants, at most 500 UUIDs. Only the
+	// caller's contacts (users sharing a conversation with them, history FilterContacts)
+	// are followed; changes of anyone else never arrive, as for a user never online.
 	WatchUserIds  []string `protobuf:"bytes,2,rep,name=watch_user_ids,json=watchUserIds,proto3" json:"watch_user_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

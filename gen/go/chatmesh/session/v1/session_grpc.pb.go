@@ -47,7 +47,11 @@ type SessionServiceClient interface {
 	Register(ctx context.Context, in *RegisterRequest, opts ...grpc.CallOption) (*RegisterResponse, error)
 	// Logs a device in with username and password. Public (no token).
 	// Errors: INVALID_ARGUMENT, UNAUTHENTICATED (wrong username or password: the two are
-	// never told apart), RESOURCE_EXHAUSTED (too many failed attempts, retry later).
+	// never told apart), RESOURCE_EXHAUSTED (too many failed attempts from this client
+	// address, for this username or in all; the `retry-after-ms` trailer says when to try
+	// again, growing exponentially with further failures). Failures are throttled per
+	// (username, client address) and per client address, never per username alone, so
+	// nobody can lock an owner out of their account from elsewhere.
 	Login(ctx context.Context, in *LoginRequest, opts ...grpc.CallOption) (*LoginResponse, error)
 	// Trades a refresh token for a new access token and a new refresh token. Public (the
 	// refresh token is the credential). Errors: UNAUTHENTICATED (unknown, expired,
@@ -181,7 +185,11 @@ type SessionServiceServer interface {
 	Register(context.Context, *RegisterRequest) (*RegisterResponse, error)
 	// Logs a device in with username and password. Public (no token).
 	// Errors: INVALID_ARGUMENT, UNAUTHENTICATED (wrong username or password: the two are
-	// never told apart), RESOURCE_EXHAUSTED (too many failed attempts, retry later).
+	// never told apart), RESOURCE_EXHAUSTED (too many failed attempts from this client
+	// address, for this username or in all; the `retry-after-ms` trailer says when to try
+	// again, growing exponentially with further failures). Failures are throttled per
+	// (username, client address) and per client address, never per username alone, so
+	// nobody can lock an owner out of their account from elsewhere.
 	Login(context.Context, *LoginRequest) (*LoginResponse, error)
 	// Trades a refresh token for a new access token and a new refresh token. Public (the
 	// refresh token is the credential). Errors: UNAUTHENTICATED (unknown, expired,

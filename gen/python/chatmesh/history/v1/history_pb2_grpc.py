@@ -66,6 +66,11 @@ class HistoryServiceStub:
                 request_serializer=chatmesh_dot_history_dot_v1_dot_history__pb2.ListMessagesRequest.SerializeToString,
                 response_deserializer=chatmesh_dot_history_dot_v1_dot_history__pb2.ListMessagesResponse.FromString,
                 _registered_method=True)
+        self.FilterContacts = channel.unary_unary(
+                '/chatmesh.history.v1.HistoryService/FilterContacts',
+                request_serializer=chatmesh_dot_history_dot_v1_dot_history__pb2.FilterContactsRequest.SerializeToString,
+                response_deserializer=chatmesh_dot_history_dot_v1_dot_history__pb2.FilterContactsResponse.FromString,
+                _registered_method=True)
         self.MarkRead = channel.unary_unary(
                 '/chatmesh.history.v1.HistoryService/MarkRead',
                 request_serializer=chatmesh_dot_history_dot_v1_dot_history__pb2.MarkReadRequest.SerializeToString,
@@ -90,16 +95,20 @@ class HistoryServiceServicer:
 
     def CreateConversation(self, request, context):
         """Creates a conversation. One-to-one conversations are idempotent: the same pair
-        always gets the same conversation. Errors: INVALID_ARGUMENT, NOT_FOUND (unknown
-        peer), FAILED_PRECONDITION (a conversation with oneself).
+        always gets the same conversation. User and conversation ids are compared in their
+        canonical (lower-case) form everywhere: an id in upper case is the same user.
+        Errors: INVALID_ARGUMENT, NOT_FOUND (peer_user_id names no account: history asks
+        session's LookupUsers with the caller's token), FAILED_PRECONDITION (a conversation
+        with oneself, in any spelling of one's own id), UNAVAILABLE (session unreachable).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SendMessage(self, request, context):
-        """Sends a message. Idempotent on `client_message_id`: a retry returns the message
-        stored the first time. Acknowledged only once durable. Errors: INVALID_ARGUMENT,
+        """Sends a message. Idempotent on (sender, `client_message_id`): a retry returns the
+        message the same sender stored the first time; another member using the same id
+        sends a message of their own. Acknowledged only once durable. Errors: INVALID_ARGUMENT,
         NOT_FOUND, PERMISSION_DENIED, RESOURCE_EXHAUSTED (rate limit; retry-after-ms).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -137,6 +146,15 @@ class HistoryServiceServicer:
         """A page of a conversation's messages by cursor, either direction. Pages stay
         stable while new messages arrive. Errors: INVALID_ARGUMENT, NOT_FOUND,
         PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FilterContacts(self, request, context):
+        """Which of the given users share a conversation with the caller (the caller's
+        contacts), in request order, canonical ids. Presence uses it (with the caller's
+        token) to show a user's presence only to their contacts. Errors: INVALID_ARGUMENT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -198,6 +216,11 @@ def add_HistoryServiceServicer_to_server(servicer, server):
                     servicer.ListMessages,
                     request_deserializer=chatmesh_dot_history_dot_v1_dot_history__pb2.ListMessagesRequest.FromString,
                     response_serializer=chatmesh_dot_history_dot_v1_dot_history__pb2.ListMessagesResponse.SerializeToString,
+            ),
+            'FilterContacts': grpc.unary_unary_rpc_method_handler(
+                    servicer.FilterContacts,
+                    request_deserializer=chatmesh_dot_history_dot_v1_dot_history__pb2.FilterContactsRequest.FromString,
+                    response_serializer=chatmesh_dot_history_dot_v1_dot_history__pb2.FilterContactsResponse.SerializeToString,
             ),
             'MarkRead': grpc.unary_unary_rpc_method_handler(
                     servicer.MarkRead,
@@ -379,6 +402,33 @@ class HistoryService:
             '/chatmesh.history.v1.HistoryService/ListMessages',
             chatmesh_dot_history_dot_v1_dot_history__pb2.ListMessagesRequest.SerializeToString,
             chatmesh_dot_history_dot_v1_dot_history__pb2.ListMessagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FilterContacts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatmesh.history.v1.HistoryService/FilterContacts',
+            chatmesh_dot_history_dot_v1_dot_history__pb2.FilterContactsRequest.SerializeToString,
+            chatmesh_dot_history_dot_v1_dot_history__pb2.FilterContactsResponse.FromString,
             options,
             channel_credentials,
             insecure,

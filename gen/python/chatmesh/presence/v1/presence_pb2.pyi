@@ -83,3 +83,31 @@ class SetTypingResponse(_message.Message):
     EXPIRES_IN_MS_FIELD_NUMBER: _ClassVar[int]
     expires_in_ms: int
     def __init__(self, expires_in_ms: _Optional[int] = ...) -> None: ...
+
+class PrivacySettings(_message.Message):
+    __slots__ = ("hide_last_seen",)
+    HIDE_LAST_SEEN_FIELD_NUMBER: _ClassVar[int]
+    hide_last_seen: bool
+    def __init__(self, hide_last_seen: _Optional[bool] = ...) -> None: ...
+
+class GetPrivacyRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetPrivacyResponse(_message.Message):
+    __slots__ = ("privacy",)
+    PRIVACY_FIELD_NUMBER: _ClassVar[int]
+    privacy: PrivacySettings
+    def __init__(self, privacy: _Optional[_Union[PrivacySettings, _Mapping]] = ...) -> None: ...
+
+class UpdatePrivacyRequest(_message.Message):
+    __slots__ = ("privacy",)
+    PRIVACY_FIELD_NUMBER: _ClassVar[int]
+    privacy: PrivacySettings
+    def __init__(self, privacy: _Optional[_Union[PrivacySettings, _Mapping]] = ...) -> None: ...
+
+class UpdatePrivacyResponse(_message.Message):
+    __slots__ = ("privacy",)
+    PRIVACY_FIELD_NUMBER: _ClassVar[int]
+    privacy: PrivacySettings
+    def __init__(self, privacy: _Optional[_Union[PrivacySettings, _Mapping]] = ...) -> None: ...

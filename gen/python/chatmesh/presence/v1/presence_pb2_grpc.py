@@ -27,6 +27,13 @@ if _version_not_supported:
 
 class PresenceServiceStub:
     """Presence and typing. Every RPC needs an access token.
+
+    Privacy: a user's presence (state, devices, last seen) is shown only to the user
+    and to their contacts, the users sharing a conversation with them (history
+    FilterContacts). To anyone else every user looks like one that never came online:
+    PRESENCE_STATE_UNSPECIFIED, no last seen, no devices, and no changes on a watch. A
+    user may also hide their last seen (UpdatePrivacy): contacts then see the state and
+    devices but never `last_seen_at`.
     """
 
     def __init__(self, channel):
@@ -55,10 +62,27 @@ class PresenceServiceStub:
                 request_serializer=chatmesh_dot_presence_dot_v1_dot_presence__pb2.SetTypingRequest.SerializeToString,
                 response_deserializer=chatmesh_dot_presence_dot_v1_dot_presence__pb2.SetTypingResponse.FromString,
                 _registered_method=True)
+        self.GetPrivacy = channel.unary_unary(
+                '/chatmesh.presence.v1.PresenceService/GetPrivacy',
+                request_serializer=chatmesh_dot_presence_dot_v1_dot_presence__pb2.GetPrivacyRequest.SerializeToString,
+                response_deserializer=chatmesh_dot_presence_dot_v1_dot_presence__pb2.GetPrivacyResponse.FromString,
+                _registered_method=True)
+        self.UpdatePrivacy = channel.unary_unary(
+                '/chatmesh.presence.v1.PresenceService/UpdatePrivacy',
+                request_serializer=chatmesh_dot_presence_dot_v1_dot_presence__pb2.UpdatePrivacyRequest.SerializeToString,
+                response_deserializer=chatmesh_dot_presence_dot_v1_dot_presence__pb2.UpdatePrivacyResponse.FromString,
+                _registered_method=True)
 
 
 class PresenceServiceServicer:
     """Presence and typing. Every RPC needs an access token.
+
+    Privacy: a user's presence (state, devices, last seen) is shown only to the user
+    and to their contacts, the users sharing a conversation with them (history
+    FilterContacts). To anyone else every user looks like one that never came online:
+    PRESENCE_STATE_UNSPECIFIED, no last seen, no devices, and no changes on a watch. A
+    user may also hide their last seen (UpdatePrivacy): contacts then see the state and
+    devices but never `last_seen_at`.
     """
 
     def Heartbeat(self, request, context):
@@ -71,7 +95,8 @@ class PresenceServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetPresence(self, request, context):
-        """The current presence of up to 500 users. Errors: INVALID_ARGUMENT.
+        """The current presence of up to 500 users, as the caller may see it (see Privacy).
+        Errors: INVALID_ARGUMENT, UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -80,7 +105,8 @@ class PresenceServiceServicer:
     def WatchPresence(self, request, context):
         """A stream of presence changes of the given users: first their current state, then
         changes only, coalesced (a user flapping within the debounce window is sent
-        once). Errors: INVALID_ARGUMENT.
+        once). Only contacts' changes are sent (see Privacy). Errors: INVALID_ARGUMENT,
+        UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -90,6 +116,21 @@ class PresenceServiceServicer:
         """Says the caller is (or stopped) typing in a conversation; the indicator expires on
         its own after a few seconds. Errors: INVALID_ARGUMENT, PERMISSION_DENIED (not a
         member), NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPrivacy(self, request, context):
+        """The caller's presence privacy settings. Errors: UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdatePrivacy(self, request, context):
+        """Replaces the caller's presence privacy settings; contacts see the change within
+        a few seconds. Errors: INVALID_ARGUMENT, UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -118,6 +159,16 @@ def add_PresenceServiceServicer_to_server(servicer, server):
                     request_deserializer=chatmesh_dot_presence_dot_v1_dot_presence__pb2.SetTypingRequest.FromString,
                     response_serializer=chatmesh_dot_presence_dot_v1_dot_presence__pb2.SetTypingResponse.SerializeToString,
             ),
+            'GetPrivacy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPrivacy,
+                    request_deserializer=chatmesh_dot_presence_dot_v1_dot_presence__pb2.GetPrivacyRequest.FromString,
+                    response_serializer=chatmesh_dot_presence_dot_v1_dot_presence__pb2.GetPrivacyResponse.SerializeToString,
+            ),
+            'UpdatePrivacy': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdatePrivacy,
+                    request_deserializer=chatmesh_dot_presence_dot_v1_dot_presence__pb2.UpdatePrivacyRequest.FromString,
+                    response_serializer=chatmesh_dot_presence_dot_v1_dot_presence__pb2.UpdatePrivacyResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'chatmesh.presence.v1.PresenceService', rpc_method_handlers)
@@ -128,6 +179,13 @@ def add_PresenceServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class PresenceService:
     """Presence and typing. Every RPC needs an access token.
+
+    Privacy: a user's presence (state, devices, last seen) is shown only to the user
+    and to their contacts, the users sharing a conversation with them (history
+    FilterContacts). To anyone else every user looks like one that never came online:
+    PRESENCE_STATE_UNSPECIFIED, no last seen, no devices, and no changes on a watch. A
+    user may also hide their last seen (UpdatePrivacy): contacts then see the state and
+    devices but never `last_seen_at`.
     """
 
     @staticmethod
@@ -228,6 +286,60 @@ class PresenceService:
             '/chatmesh.presence.v1.PresenceService/SetTyping',
             chatmesh_dot_presence_dot_v1_dot_presence__pb2.SetTypingRequest.SerializeToString,
             chatmesh_dot_presence_dot_v1_dot_presence__pb2.SetTypingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPrivacy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatmesh.presence.v1.PresenceService/GetPrivacy',
+            chatmesh_dot_presence_dot_v1_dot_presence__pb2.GetPrivacyRequest.SerializeToString,
+            chatmesh_dot_presence_dot_v1_dot_presence__pb2.GetPrivacyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdatePrivacy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatmesh.presence.v1.PresenceService/UpdatePrivacy',
+            chatmesh_dot_presence_dot_v1_dot_presence__pb2.UpdatePrivacyRequest.SerializeToString,
+            chatmesh_dot_presence_dot_v1_dot_presence__pb2.UpdatePrivacyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -92,7 +92,11 @@ class SessionServiceServicer:
     def Login(self, request, context):
         """Logs a device in with username and password. Public (no token).
         Errors: INVALID_ARGUMENT, UNAUTHENTICATED (wrong username or password: the two are
-        never told apart), RESOURCE_EXHAUSTED (too many failed attempts, retry later).
+        never told apart), RESOURCE_EXHAUSTED (too many failed attempts from this client
+        address, for this username or in all; the `retry-after-ms` trailer says when to try
+        again, growing exponentially with further failures). Failures are throttled per
+        (username, client address) and per client address, never per username alone, so
+        nobody can lock an owner out of their account from elsewhere.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chatmesh/presence/v1/presence.proto.
  */
 export const file_chatmesh_presence_v1_presence: GenFile = /*@__PURE__*/
-  fileDesc("CiNjaGF0bWVzaC9wcmVzZW5jZS92MS9wcmVzZW5jZS5wcm90bxIUY2hhdG1lc2gucHJlc2VuY2UudjEimwEKDFVzZXJQcmVzZW5jZRIPCgd1c2VyX2lkGAEgASgJEjIKBXN0YXRlGAIgASgOMiMuY2hhdG1lc2gucHJlc2VuY2UudjEuUHJlc2VuY2VTdGF0ZRIwCgxsYXN0X3NlZW5fYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDGRldmljZV9jb3VudBgEIAEoDSIiChBIZWFydGJlYXRSZXF1ZXN0Eg4KBmFjdGl2ZRgBIAEoCCItChFIZWFydGJlYXRSZXNwb25zZRIYChBuZXh0X2hlYXJ0YmVhdF9zGAEgASgNIjwKEkdldFByZXNlbmNlUmVxdWVzdBImCgh1c2VyX2lkcxgBIAMoCUIUukgRkgEOCAEQ9AMYASIFcgOwAQEiTAoTR2V0UHJlc2VuY2VSZXNwb25zZRI1CglwcmVzZW5jZXMYASADKAsyIi5jaGF0bWVzaC5wcmVzZW5jZS52MS5Vc2VyUHJlc2VuY2UiPgoUV2F0Y2hQcmVzZW5jZVJlcXVlc3QSJgoIdXNlcl9pZHMYASADKAlCFLpIEZIBDggBEPQDGAEiBXIDsAEBIk0KFVdhdGNoUHJlc2VuY2VSZXNwb25zZRI0CghwcmVzZW5jZRgBIAEoCzIiLmNoYXRtZXNoLnByZXNlbmNlLnYxLlVzZXJQcmVzZW5jZSJFChBTZXRUeXBpbmdSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQESDgoGdHlwaW5nGAIgASgIIioKEVNldFR5cGluZ1Jlc3BvbnNlEhUKDWV4cGlyZXNfaW5fbXMYASABKA0qfwoNUHJlc2VuY2VTdGF0ZRIeChpQUkVTRU5DRV9TVEFURV9VTlNQRUNJRklFRBAAEhkKFVBSRVNFTkNFX1NUQVRFX09OTElORRABEhcKE1BSRVNFTkNFX1NUQVRFX0FXQVkQAhIaChZQUkVTRU5DRV9TVEFURV9PRkZMSU5FEAMyogMKD1ByZXNlbmNlU2VydmljZRJcCglIZWFydGJlYXQSJi5jaGF0bWVzaC5wcmVzZW5jZS52MS5IZWFydGJlYXRSZXF1ZXN0GicuY2hhdG1lc2gucHJlc2VuY2UudjEuSGVhcnRiZWF0UmVzcG9uc2USZwoLR2V0UHJlc2VuY2USKC5jaGF0bWVzaC5wcmVzZW5jZS52MS5HZXRQcmVzZW5jZVJlcXVlc3QaKS5jaGF0bWVzaC5wcmVzZW5jZS52MS5HZXRQcmVzZW5jZVJlc3BvbnNlIgOQAgESagoNV2F0Y2hQcmVzZW5jZRIqLmNoYXRtZXNoLnByZXNlbmNlLnYxLldhdGNoUHJlc2VuY2VSZXF1ZXN0GisuY2hhdG1lc2gucHJlc2VuY2UudjEuV2F0Y2hQcmVzZW5jZVJlc3BvbnNlMAESXAoJU2V0VHlwaW5nEiYuY2hhdG1lc2gucHJlc2VuY2UudjEuU2V0VHlwaW5nUmVxdWVzdBonLmNoYXRtZXNoLnByZXNlbmNlLnYxLlNldFR5cGluZ1Jlc3BvbnNlQuABChhjb20uY2hhdG1lc2gucHJlc2VuY2UudjFCDVByZXNlbmNlUHJvdG9QAVpDZ2l0aHViLmNvbS9jaGF0bWVzaC9jaGF0bWVzaC9nZW4vZ28vY2hhdG1lc2gvcHJlc2VuY2UvdjE7cHJlc2VuY2V2MaICA0NQWKoCFENoYXRtZXNoLlByZXNlbmNlLlYxygIUQ2hhdG1lc2hcUHJlc2VuY2VcVjHiAiBDaGF0bWVzaFxQcmVzZW5jZVxWMVxHUEJNZXRhZGF0YeoCFkNoYXRtZXNoOjpQcmVzZW5jZTo6VjFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp]);
+  fileDesc("CiNjaGF0bWVzaC9wcmVzZW5jZS92MS9wcmVzZW5jZS5wcm90bxIUY2hhdG1lc2gucHJlc2VuY2UudjEimwEKDFVzZXJQcmVzZW5jZRIPCgd1c2VyX2lkGAEgASgJEjIKBXN0YXRlGAIgASgOMiMuY2hhdG1lc2gucHJlc2VuY2UudjEuUHJlc2VuY2VTdGF0ZRIwCgxsYXN0X3NlZW5fYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDGRldmljZV9jb3VudBgEIAEoDSIiChBIZWFydGJlYXRSZXF1ZXN0Eg4KBmFjdGl2ZRgBIAEoCCItChFIZWFydGJlYXRSZXNwb25zZRIYChBuZXh0X2hlYXJ0YmVhdF9zGAEgASgNIjwKEkdldFByZXNlbmNlUmVxdWVzdBImCgh1c2VyX2lkcxgBIAMoCUIUukgRkgEOCAEQ9AMYASIFcgOwAQEiTAoTR2V0UHJlc2VuY2VSZXNwb25zZRI1CglwcmVzZW5jZXMYASADKAsyIi5jaGF0bWVzaC5wcmVzZW5jZS52MS5Vc2VyUHJlc2VuY2UiPgoUV2F0Y2hQcmVzZW5jZVJlcXVlc3QSJgoIdXNlcl9pZHMYASADKAlCFLpIEZIBDggBEPQDGAEiBXIDsAEBIk0KFVdhdGNoUHJlc2VuY2VSZXNwb25zZRI0CghwcmVzZW5jZRgBIAEoCzIiLmNoYXRtZXNoLnByZXNlbmNlLnYxLlVzZXJQcmVzZW5jZSJFChBTZXRUeXBpbmdSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQESDgoGdHlwaW5nGAIgASgIIioKEVNldFR5cGluZ1Jlc3BvbnNlEhUKDWV4cGlyZXNfaW5fbXMYASABKA0iKQoPUHJpdmFjeVNldHRpbmdzEhYKDmhpZGVfbGFzdF9zZWVuGAEgASgIIhMKEUdldFByaXZhY3lSZXF1ZXN0IkwKEkdldFByaXZhY3lSZXNwb25zZRI2Cgdwcml2YWN5GAEgASgLMiUuY2hhdG1lc2gucHJlc2VuY2UudjEuUHJpdmFjeVNldHRpbmdzIlYKFFVwZGF0ZVByaXZhY3lSZXF1ZXN0Ej4KB3ByaXZhY3kYASABKAsyJS5jaGF0bWVzaC5wcmVzZW5jZS52MS5Qcml2YWN5U2V0dGluZ3NCBrpIA8gBASJPChVVcGRhdGVQcml2YWN5UmVzcG9uc2USNgoHcHJpdmFjeRgBIAEoCzIlLmNoYXRtZXNoLnByZXNlbmNlLnYxLlByaXZhY3lTZXR0aW5ncyp/Cg1QcmVzZW5jZVN0YXRlEh4KGlBSRVNFTkNFX1NUQVRFX1VOU1BFQ0lGSUVEEAASGQoVUFJFU0VOQ0VfU1RBVEVfT05MSU5FEAESFwoTUFJFU0VOQ0VfU1RBVEVfQVdBWRACEhoKFlBSRVNFTkNFX1NUQVRFX09GRkxJTkUQAzLyBAoPUHJlc2VuY2VTZXJ2aWNlElwKCUhlYXJ0YmVhdBImLmNoYXRtZXNoLnByZXNlbmNlLnYxLkhlYXJ0YmVhdFJlcXVlc3QaJy5jaGF0bWVzaC5wcmVzZW5jZS52MS5IZWFydGJlYXRSZXNwb25zZRJnCgtHZXRQcmVzZW5jZRIoLmNoYXRtZXNoLnByZXNlbmNlLnYxLkdldFByZXNlbmNlUmVxdWVzdBopLmNoYXRtZXNoLnByZXNlbmNlLnYxLkdldFByZXNlbmNlUmVzcG9uc2UiA5ACARJqCg1XYXRjaFByZXNlbmNlEiouY2hhdG1lc2gucHJlc2VuY2UudjEuV2F0Y2hQcmVzZW5jZVJlcXVlc3QaKy5jaGF0bWVzaC5wcmVzZW5jZS52MS5XYXRjaFByZXNlbmNlUmVzcG9uc2UwARJcCglTZXRUeXBpbmcSJi5jaGF0bWVzaC5wcmVzZW5jZS52MS5TZXRUeXBpbmdSZXF1ZXN0GicuY2hhdG1lc2gucHJlc2VuY2UudjEuU2V0VHlwaW5nUmVzcG9uc2USZAoKR2V0UHJpdmFjeRInLmNoYXRtZXNoLnByZXNlbmNlLnYxLkdldFByaXZhY3lSZXF1ZXN0GiguY2hhdG1lc2gucHJlc2VuY2UudjEuR2V0UHJpdmFjeVJlc3BvbnNlIgOQAgESaAoNVXBkYXRlUHJpdmFjeRIqLmNoYXRtZXNoLnByZXNlbmNlLnYxLlVwZGF0ZVByaXZhY3lSZXF1ZXN0GisuY2hhdG1lc2gucHJlc2VuY2UudjEuVXBkYXRlUHJpdmFjeVJlc3BvbnNlQuABChhjb20uY2hhdG1lc2gucHJlc2VuY2UudjFCDVByZXNlbmNlUHJvdG9QAVpDZ2l0aHViLmNvbS9jaGF0bWVzaC9jaGF0bWVzaC9nZW4vZ28vY2hhdG1lc2gvcHJlc2VuY2UvdjE7cHJlc2VuY2V2MaICA0NQWKoCFENoYXRtZXNoLlByZXNlbmNlLlYxygIUQ2hhdG1lc2hcUHJlc2VuY2VcVjHiAiBDaGF0bWVzaFxQcmVzZW5jZVxWMVxHUEJNZXRhZGF0YeoCFkNoYXRtZXNoOjpQcmVzZW5jZTo6VjFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp]);
 
 /**
  * One user's presence.
@@ -39,7 +39,8 @@ export type UserPresence = Message<"chatmesh.presence.v1.UserPresence"> & {
   state: PresenceState;
 
   /**
-   * When any device of the user was last active; unset if never.
+   * When any device of the user was last active; unset if never, if the user hides
+   * it, or if the caller is not their contact.
    *
    * @generated from field: google.protobuf.Timestamp last_seen_at = 3;
    */
@@ -237,6 +238,106 @@ export const SetTypingResponseSchema: GenMessage<SetTypingResponse> = /*@__PURE_
   messageDesc(file_chatmesh_presence_v1_presence, 8);
 
 /**
+ * What a user shows of their presence.
+ *
+ * @generated from message chatmesh.presence.v1.PrivacySettings
+ */
+export type PrivacySettings = Message<"chatmesh.presence.v1.PrivacySettings"> & {
+  /**
+   * True: nobody else sees the user's `last_seen_at` (state and devices still show to
+   * contacts). Default false.
+   *
+   * @generated from field: bool hide_last_seen = 1;
+   */
+  hideLastSeen: boolean;
+};
+
+/**
+ * Describes the message chatmesh.presence.v1.PrivacySettings.
+ * Use `create(PrivacySettingsSchema)` to create a new message.
+ */
+export const PrivacySettingsSchema: GenMessage<PrivacySettings> = /*@__PURE__*/
+  messageDesc(file_chatmesh_presence_v1_presence, 9);
+
+/**
+ * GetPrivacy reads the caller's settings.
+ *
+ * @generated from message chatmesh.presence.v1.GetPrivacyRequest
+ */
+export type GetPrivacyRequest = Message<"chatmesh.presence.v1.GetPrivacyRequest"> & {
+};
+
+/**
+ * Describes the message chatmesh.presence.v1.GetPrivacyRequest.
+ * Use `create(GetPrivacyRequestSchema)` to create a new message.
+ */
+export const GetPrivacyRequestSchema: GenMessage<GetPrivacyRequest> = /*@__PURE__*/
+  messageDesc(file_chatmesh_presence_v1_presence, 10);
+
+/**
+ * The caller's settings.
+ *
+ * @generated from message chatmesh.presence.v1.GetPrivacyResponse
+ */
+export type GetPrivacyResponse = Message<"chatmesh.presence.v1.GetPrivacyResponse"> & {
+  /**
+   * The settings (defaults if never updated).
+   *
+   * @generated from field: chatmesh.presence.v1.PrivacySettings privacy = 1;
+   */
+  privacy?: PrivacySettings | undefined;
+};
+
+/**
+ * Describes the message chatmesh.presence.v1.GetPrivacyResponse.
+ * Use `create(GetPrivacyResponseSchema)` to create a new message.
+ */
+export const GetPrivacyResponseSchema: GenMessage<GetPrivacyResponse> = /*@__PURE__*/
+  messageDesc(file_chatmesh_presence_v1_presence, 11);
+
+/**
+ * UpdatePrivacy replaces the caller's settings.
+ *
+ * @generated from message chatmesh.presence.v1.UpdatePrivacyRequest
+ */
+export type UpdatePrivacyRequest = Message<"chatmesh.presence.v1.UpdatePrivacyRequest"> & {
+  /**
+   * The new settings.
+   *
+   * @generated from field: chatmesh.presence.v1.PrivacySettings privacy = 1;
+   */
+  privacy?: PrivacySettings | undefined;
+};
+
+/**
+ * Describes the message chatmesh.presence.v1.UpdatePrivacyRequest.
+ * Use `create(UpdatePrivacyRequestSchema)` to create a new message.
+ */
+export const UpdatePrivacyRequestSchema: GenMessage<UpdatePrivacyRequest> = /*@__PURE__*/
+  messageDesc(file_chatmesh_presence_v1_presence, 12);
+
+/**
+ * The settings after the update.
+ *
+ * @generated from message chatmesh.presence.v1.UpdatePrivacyResponse
+ */
+export type UpdatePrivacyResponse = Message<"chatmesh.presence.v1.UpdatePrivacyResponse"> & {
+  /**
+   * The settings now in force.
+   *
+   * @generated from field: chatmesh.presence.v1.PrivacySettings privacy = 1;
+   */
+  privacy?: PrivacySettings | undefined;
+};
+
+/**
+ * Describes the message chatmesh.presence.v1.UpdatePrivacyResponse.
+ * Use `create(UpdatePrivacyResponseSchema)` to create a new message.
+ */
+export const UpdatePrivacyResponseSchema: GenMessage<UpdatePrivacyResponse> = /*@__PURE__*/
+  messageDesc(file_chatmesh_presence_v1_presence, 13);
+
+/**
  * A user's state, folded from all their devices.
  *
  * @generated from enum chatmesh.presence.v1.PresenceState
@@ -280,6 +381,13 @@ export const PresenceStateSchema: GenEnum<PresenceState> = /*@__PURE__*/
 /**
  * Presence and typing. Every RPC needs an access token.
  *
+ * Privacy: a user's presence (state, devices, last seen) is shown only to the user
+ * and to their contacts, the users sharing a conversation with them (history
+ * FilterContacts). To anyone else every user looks like one that never came online:
+ * PRESENCE_STATE_UNSPECIFIED, no last seen, no devices, and no changes on a watch. A
+ * user may also hide their last seen (UpdatePrivacy): contacts then see the state and
+ * devices but never `last_seen_at`.
+ *
  * @generated from service chatmesh.presence.v1.PresenceService
  */
 export const PresenceService: GenService<{
@@ -296,7 +404,8 @@ export const PresenceService: GenService<{
     output: typeof HeartbeatResponseSchema;
   },
   /**
-   * The current presence of up to 500 users. Errors: INVALID_ARGUMENT.
+   * The current presence of up to 500 users, as the caller may see it (see Privacy).
+   * Errors: INVALID_ARGUMENT, UNAVAILABLE.
    *
    * @generated from rpc chatmesh.presence.v1.PresenceService.GetPresence
    */
@@ -308,7 +417,8 @@ export const PresenceService: GenService<{
   /**
    * A stream of presence changes of the given users: first their current state, then
    * changes only, coalesced (a user flapping within the debounce window is sent
-   * once). Errors: INVALID_ARGUMENT.
+   * once). Only contacts' changes are sent (see Privacy). Errors: INVALID_ARGUMENT,
+   * UNAVAILABLE.
    *
    * @generated from rpc chatmesh.presence.v1.PresenceService.WatchPresence
    */
@@ -328,6 +438,27 @@ export const PresenceService: GenService<{
     methodKind: "unary";
     input: typeof SetTypingRequestSchema;
     output: typeof SetTypingResponseSchema;
+  },
+  /**
+   * The caller's presence privacy settings. Errors: UNAVAILABLE.
+   *
+   * @generated from rpc chatmesh.presence.v1.PresenceService.GetPrivacy
+   */
+  getPrivacy: {
+    methodKind: "unary";
+    input: typeof GetPrivacyRequestSchema;
+    output: typeof GetPrivacyResponseSchema;
+  },
+  /**
+   * Replaces the caller's presence privacy settings; contacts see the change within
+   * a few seconds. Errors: INVALID_ARGUMENT, UNAVAILABLE.
+   *
+   * @generated from rpc chatmesh.presence.v1.PresenceService.UpdatePrivacy
+   */
+  updatePrivacy: {
+    methodKind: "unary";
+    input: typeof UpdatePrivacyRequestSchema;
+    output: typeof UpdatePrivacyResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_chatmesh_presence_v1_presence, 0);

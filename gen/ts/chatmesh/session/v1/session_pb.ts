@@ -424,7 +424,9 @@ export type ConnectRequest = Message<"chatmesh.session.v1.ConnectRequest"> & {
   lastSequence: bigint;
 
   /**
-   * Users whose presence changes this device wants, at most 500 UUIDs.
+   * Users whose presence changes this device wants, at most 500 UUIDs. Only the
+   * caller's contacts (users sharing a conversation with them, history FilterContacts)
+   * are followed; changes of anyone else never arrive, as for a user never online.
    *
    * @generated from field: repeated string watch_user_ids = 2;
    */
@@ -571,7 +573,11 @@ export const SessionService: GenService<{
   /**
    * Logs a device in with username and password. Public (no token).
    * Errors: INVALID_ARGUMENT, UNAUTHENTICATED (wrong username or password: the two are
-   * never told apart), RESOURCE_EXHAUSTED (too many failed attempts, retry later).
+   * never told apart), RESOURCE_EXHAUSTED (too many failed attempts from this client
+   * address, for this username or in all; the `retry-after-ms` trailer says when to try
+   * again, growing exponentially with further failures). Failures are throttled per
+   * (username, client address) and per client address, never per username alone, so
+   * nobody can lock an owner out of their account from elsewhere.
    *
    * @generated from rpc chatmesh.session.v1.SessionService.Login
    */

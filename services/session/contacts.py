@@ -1,0 +1,41 @@
+"""Whose presence a Connect stream may follow: the caller's contacts, by history's FilterContacts.
+
+The caller's own ``authorization`` is forwarded, so history answers for the caller and
+nobody else; users who share no conversation with the caller are left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import grpc
+
+from chatmesh.history.v1 import history_pb2, history_pb2_grpc
+from services.runtime.peers import forwarded, relayed_error
+
+
+class HistoryContacts:
+    """Asks history's FilterContacts which users share a conversation with the caller."""
+
+    def __init__(self, target: str, timeout_s: float) -> None:
+        self._channel = grpc.aio.insecure_channel(target)
+        self._stub = history_pb2_grpc.HistoryServiceStub(self._channel)
+        self._timeout_s = timeout_s
+
+    async def contacts(self, user_ids: Sequence[str], credentials: str) -> list[str]:
+        """Those of ``user_ids`` (canonical) who are the credentials' owner's contacts, in order."""
+        if not user_ids:
+            return []
+        try:
+            reply = await self._stub.FilterContacts(
+                history_pb2.FilterContactsRequest(user_ids=list(user_ids)),
+                metadata=forwarded(credentials),
+                timeout=self._timeout_s,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise relayed_error(exc, "history") from None
+        return list(reply.user_ids)
+
+    async def close(self) -> None:
+        """Close the channel."""
+        await self._channel.close()
