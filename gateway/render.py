@@ -41,7 +41,7 @@ from gateway.edge import (
 from gateway.frames import LUA_FILTER, frame_check_filter
 from gateway.limits import client_address_detection, connection_manager_limits, overload_manager
 from gateway.local_reply import local_reply_config
-from gateway.routes import RouteSpec, duration, render_routes
+from gateway.routes import ROUTE_BUCKET_STAGE, RouteSpec, duration, render_routes
 from gateway.settings import GatewaySettings, StaticSite, Upstream
 
 CORS_ALLOW_METHODS = "GET, PUT, DELETE, POST, OPTIONS"
@@ -111,6 +111,7 @@ def _http_filters(settings: GatewaySettings) -> list[dict[str, Any]]:
                 "@type": _FILTER_TYPES["envoy.filters.http.local_ratelimit"],
                 # No bucket here: each route brings its own (routes.py); a route without one is unlimited.
                 "stat_prefix": "gateway_rate_limit",
+                "stage": ROUTE_BUCKET_STAGE,
                 "rate_limited_as_resource_exhausted": True,
             },
         }

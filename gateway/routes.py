@@ -31,6 +31,8 @@ REFLECTION_INFO = (
 )
 
 STATIC_ROUTE = "web"
+#: Rate-limit stage of the route-wide buckets (the client buckets' actions are stage 0).
+ROUTE_BUCKET_STAGE = 1
 
 _RATE_LIMIT_FILTER = "envoy.filters.http.local_ratelimit"
 _BUFFER_FILTER = "envoy.filters.http.buffer"
@@ -181,6 +183,9 @@ def _rate_limit_config(limit: RateLimit, stat_prefix: str) -> dict[str, Any]:
     return {
         "@type": _LOCAL_RATE_LIMIT_TYPE,
         "stat_prefix": stat_prefix,
+        # The routes' rate_limits actions (stage 0) name clients for the client buckets; this
+        # route-wide bucket needs none, and skips building them.
+        "stage": ROUTE_BUCKET_STAGE,
         "token_bucket": {
             "max_tokens": limit.max_tokens,
             "tokens_per_fill": limit.tokens_per_fill,
