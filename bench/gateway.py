@@ -3,19 +3,25 @@
 One upstream built with the real services.runtime (interceptors, token check, validation,
 metrics) serves a cheap unary RPC (InferenceService/ListModels) and a server stream
 (InferenceService/Generate, N small messages); the bench servicer does no model work, so
-what differs between the two paths is the gateway alone. The same client calls it straight
-and through Envoy (h2c gRPC, the rendered production config), interleaved in rounds so
-machine noise hits both alike.
+what differs between the paths is the gateway alone. The same client calls it straight,
+through an Envoy without edge auth (``envoy``) and through one that verifies every token
+at the edge (``edge``, as `make up` runs it), all h2c gRPC with the rendered production
+config (per-client buckets too large to refuse anything, so their cost is in), interleaved
+in rounds so machine noise hits all alike.
 
-Prints: direct/envoy unary calls per second (1 and CONCURRENCY in flight), p50 latency
-and the added p50, stream messages per second, and last `ratio_unary_qps=<envoy/direct>`
-at CONCURRENCY in flight.
+Prints, per path: unary calls per second (1 and CONCURRENCY in flight), p50/p99 latency,
+stream messages per second; then the ratios to direct with and without edge auth, and what
+edge auth costs: ``edge_auth_cost_unary_qps`` (the share of unary calls/s lost to it),
+Envoy's own CPU per call with and without it (which machine noise moves far less than
+calls/s) and its added p50. Last, the headline `ratio_unary_qps=<edge/direct>` at
+CONCURRENCY in flight.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import tempfile
 import time
 import uuid
@@ -29,7 +35,7 @@ from chatmesh.inference.v1 import inference_pb2 as pb
 from chatmesh.inference.v1 import inference_pb2_grpc
 from gateway.envoy import Envoy
 from gateway.routes import RouteSpec
-from gateway.settings import GatewaySettings, RateLimit, Upstream
+from gateway.settings import ClientBucket, ClientRateLimits, EdgeAuth, GatewaySettings, RateLimit, Upstream
 from mesh.contracts import load
 from mesh.deps.base import free_port
 from mesh.deps.process import running
@@ -39,6 +45,27 @@ from services.runtime.settings import ServiceSettings
 from services.runtime.tokens import Principal, TokenSigner, generate_key_pair, load_private_key
 
 STREAM_MESSAGES = 4000
+_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def envoy_pid(config_path: Path) -> int:
+    """The pid of the envoy running ``config_path`` (found in /proc: the runner keeps it to itself)."""
+    wanted = str(config_path).encode()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if wanted in argv and Path(argv[0].decode()).name == "envoy":
+                return int(entry.name)
+    raise RuntimeError(f"no envoy runs {config_path}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process has used, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * _TICK_S
 
 
 class BenchInferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
@@ -108,27 +135,47 @@ async def main(rounds: int, calls: int, in_flight: int, streams: int) -> None:
         ],
     )
     upstream = Upstream(name="inference", port=app.port, package=contract.package, health_service=contract.full_name)
-    gateway = GatewaySettings(
-        port=free_port(),
-        admin_port=free_port(),
-        upstreams=[upstream],
-        catalog=Upstream(name="catalog", port=app.port, health_service=""),
-        # The bench measures the gateway's cost, not its rate limiter: a bucket it can't drain.
-        rate_limit=RateLimit(max_tokens=1_000_000, tokens_per_fill=1_000_000, fill_interval_s=1),
-        access_log_path=home / "access.log",
-    )
+    unlimited = ClientBucket(burst=10_000_000, per_second=10_000_000)
+
+    def gateway(name: str, edge_auth: EdgeAuth | None) -> GatewaySettings:
+        return GatewaySettings(
+            port=free_port(),
+            admin_port=free_port(),
+            upstreams=[upstream],
+            catalog=Upstream(name="catalog", port=app.port, health_service=""),
+            # The bench measures the gateway's cost, not its rate limiters: buckets it can't drain.
+            rate_limit=RateLimit(max_tokens=1_000_000, tokens_per_fill=1_000_000, fill_interval_s=1),
+            client_rate_limits=ClientRateLimits(user=unlimited, address=unlimited),
+            edge_auth=edge_auth,
+            access_log_path=home / f"access-{name}.log",
+        )
+
+    plain = gateway("envoy", None)
+    edge = gateway("edge", EdgeAuth(access_token_public_key_file=keys[1]))
     routes = [
-        RouteSpec(package=contract.package, cluster="inference", streaming_methods=list(contract.server_streaming))
+        RouteSpec(
+            package=contract.package,
+            cluster="inference",
+            streaming_methods=list(contract.server_streaming),
+            public_methods=list(contract.public),
+            optional_auth_methods=list(contract.optional_auth),
+            internal_methods=list(contract.internal),
+        )
     ]
-    async with app, running(Envoy(gateway, routes, home / "envoy"), ready_timeout_s=60):
+    envoys = (Envoy(plain, routes, home / "envoy"), Envoy(edge, routes, home / "edge"))
+    async with app, running(envoys[0], ready_timeout_s=60), running(envoys[1], ready_timeout_s=60):
         async with (
             grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as direct_channel,
-            grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as envoy_channel,
+            grpc.aio.insecure_channel(f"127.0.0.1:{plain.port}") as envoy_channel,
+            grpc.aio.insecure_channel(f"127.0.0.1:{edge.port}") as edge_channel,
         ):
             paths = {
                 "direct": inference_pb2_grpc.InferenceServiceStub(direct_channel),
                 "envoy": inference_pb2_grpc.InferenceServiceStub(envoy_channel),
+                "edge": inference_pb2_grpc.InferenceServiceStub(edge_channel),
             }
+            pids = {"envoy": envoy_pid(envoys[0].config_path), "edge": envoy_pid(envoys[1].config_path)}
+            envoy_cpu: dict[str, list[float]] = {k: [] for k in pids}
             for stub in paths.values():  # warm up connections, Envoy's upstream pool, caches
                 await unary_round(stub, auth, 300, in_flight)
                 await stream_round(stub, auth, 1)
@@ -141,8 +188,11 @@ async def main(rounds: int, calls: int, in_flight: int, streams: int) -> None:
                     qps, latencies = await unary_round(stub, auth, calls, 1)
                     serial[name].extend(latencies)
                     serial_qps[name].append(qps)
+                    cpu_before = cpu_seconds(pids[name]) if name in pids else 0.0
                     qps, _ = await unary_round(stub, auth, calls, in_flight)
                     parallel_qps[name].append(qps)
+                    if name in pids:
+                        envoy_cpu[name].append((cpu_seconds(pids[name]) - cpu_before) / calls * 1e6)
                     stream_rate[name].append(await stream_round(stub, auth, streams))
 
     for name in paths:
@@ -151,10 +201,19 @@ async def main(rounds: int, calls: int, in_flight: int, streams: int) -> None:
         emit(f"{name}_unary_p50_ms", percentile(serial[name], 0.5) * 1000)
         emit(f"{name}_unary_p99_ms", percentile(serial[name], 0.99) * 1000)
         emit(f"{name}_stream_msgs_per_s", median(stream_rate[name]))
-    emit("ratio_unary_qps_1", median(serial_qps["envoy"]) / median(serial_qps["direct"]))
-    emit("ratio_stream", median(stream_rate["envoy"]) / median(stream_rate["direct"]))
-    emit("added_p50_ms", (percentile(serial["envoy"], 0.5) - percentile(serial["direct"], 0.5)) * 1000)
-    emit("ratio_unary_qps", median(parallel_qps["envoy"]) / median(parallel_qps["direct"]))
+    direct_qps = median(parallel_qps["direct"])
+    for name, label in (("envoy", "no_edge_auth"), ("edge", "edge_auth")):
+        emit(f"ratio_unary_qps_1_{label}", median(serial_qps[name]) / median(serial_qps["direct"]))
+        emit(f"ratio_stream_{label}", median(stream_rate[name]) / median(stream_rate["direct"]))
+        emit(f"added_p50_ms_{label}", (percentile(serial[name], 0.5) - percentile(serial["direct"], 0.5)) * 1000)
+        emit(f"ratio_unary_qps_{label}", median(parallel_qps[name]) / direct_qps)
+    # Envoy's own CPU per unary call: what edge auth costs, whatever else the machine is doing.
+    emit("envoy_cpu_us_per_call_no_edge_auth", median(envoy_cpu["envoy"]))
+    emit("envoy_cpu_us_per_call_edge_auth", median(envoy_cpu["edge"]))
+    emit("edge_auth_cpu_us_per_call", median(envoy_cpu["edge"]) - median(envoy_cpu["envoy"]))
+    emit("edge_auth_cost_unary_qps", 1 - median(parallel_qps["edge"]) / median(parallel_qps["envoy"]))
+    emit("edge_auth_added_p50_ms", (percentile(serial["edge"], 0.5) - percentile(serial["envoy"], 0.5)) * 1000)
+    emit("ratio_unary_qps", median(parallel_qps["edge"]) / direct_qps)
 
 
 if __name__ == "__main__":

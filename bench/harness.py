@@ -26,7 +26,7 @@ from pathlib import Path
 
 from gateway.envoy import Envoy
 from gateway.routes import RouteSpec
-from gateway.settings import GatewaySettings, RateLimit, Upstream
+from gateway.settings import ClientBucket, ClientRateLimits, GatewaySettings, RateLimit, Upstream
 from mesh.contracts import load
 from mesh.deps.base import ProcessSpec, free_port
 from mesh.deps.cassandra import TUNING_ENV, Cassandra, CassandraConfig
@@ -185,11 +185,14 @@ async def service(
         await terminate(proc, 60.0 if profile_dir is not None else 15.0)
 
 
+_UNDRAINABLE = ClientBucket(burst=10_000_000, per_second=10_000_000)
+
+
 @contextlib.asynccontextmanager
 async def gateway(home: Path, services: Iterable[ServiceProcess]) -> AsyncIterator[GatewaySettings]:
     """Envoy (the production rendering) in front of ``services``; yields once every upstream is healthy.
 
-    The rate limiter gets a bucket the benchmark cannot drain: it measures the mesh, not the limiter.
+    The rate limiters get buckets the benchmark cannot drain: it measures the mesh, not the limiters.
     The first service also answers the gateway's catalog routes (health and reflection).
     """
     upstreams: list[Upstream] = []
@@ -208,6 +211,8 @@ async def gateway(home: Path, services: Iterable[ServiceProcess]) -> AsyncIterat
         upstreams=upstreams,
         catalog=Upstream(name="catalog", port=upstreams[0].port, health_service=""),
         rate_limit=RateLimit(max_tokens=10_000_000, tokens_per_fill=10_000_000, fill_interval_s=1),
+        # Per-client buckets too (one address, open-loop anonymous submits): none a bench can drain.
+        client_rate_limits=ClientRateLimits(user=_UNDRAINABLE, address=_UNDRAINABLE),
         access_log_path=home / "logs" / "gateway-access.log",
     )
     async with running(Envoy(settings, routes, home / "envoy"), ready_timeout_s=60):

@@ -43,8 +43,14 @@ _FILE_TYPE = "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAc
 _CEL_FILTER_TYPE = "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter"
 
 
-def _logger(settings: GatewaySettings, answered_by: str, sizes: dict[str, str]) -> dict[str, Any]:
-    log_format = {"json_format": {"answered_by": answered_by, **ACCESS_LOG_FIELDS, **sizes}}
+#: In the gateway's own lines: the subject of the token verified at the edge (a user id or a
+#: service name), so a refused or rate-limited call says whose it was. (The router's lines
+#: cannot see the connection manager's dynamic metadata.)
+EDGE_USER_FIELD = {"user": "%DYNAMIC_METADATA(envoy.filters.http.jwt_authn:jwt_payload:sub)%"}
+
+
+def _logger(settings: GatewaySettings, answered_by: str, fields: dict[str, str]) -> dict[str, Any]:
+    log_format = {"json_format": {"answered_by": answered_by, **ACCESS_LOG_FIELDS, **fields}}
     if settings.access_log_path is None:
         config = {"@type": _STDOUT_TYPE, "log_format": log_format}
         return {"name": "envoy.access_loggers.stdout", "typed_config": config}
@@ -59,7 +65,7 @@ def access_logs(settings: GatewaySettings) -> list[dict[str, Any]]:
     if not settings.access_log_enabled:
         return []
     sizes = {"request_bytes": "%BYTES_RECEIVED%", "response_bytes": "%BYTES_SENT%"}
-    logger = _logger(settings, "gateway", sizes)
+    logger = _logger(settings, "gateway", {**sizes, **EDGE_USER_FIELD})
     logger["filter"] = {
         "extension_filter": {
             "name": "envoy.access_loggers.extension_filters.cel",

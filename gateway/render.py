@@ -4,10 +4,18 @@ The HTTP filter chain, in order:
 
 1. ``grpc_web``: turns browser gRPC-web (HTTP/1.1) into gRPC for everything after it.
 2. ``cors``: answers preflights itself, so they never reach the rate limit or a service.
-3. ``local_ratelimit``: one token bucket per route (``typed_per_filter_config``).
-4. ``buffer``: caps request bodies at ``max_request_bytes`` (``max_request_bytes_overrides`` per
+3. ``jwt_authn`` (with ``edge_auth``): a call that needs a token and has no valid one is
+   answered UNAUTHENTICATED here (``edge.py``).
+4. ``local_ratelimit``: one token bucket per route (``typed_per_filter_config``), the ceiling
+   of what a route takes from everyone together.
+5. ``chatmesh.client_ratelimit``: one bucket per user and per client address (``edge.py``).
+6. ``buffer``: caps request bodies at ``max_request_bytes`` (``max_request_bytes_overrides`` per
    package or method; disabled on client streams).
-5. ``router``.
+7. ``lua``: gRPC-web requests with empty, truncated or compressed frames answered
+   INVALID_ARGUMENT (``frames.py``; skipped by native gRPC and on client streams).
+8. ``router``.
+
+What each timeout and connection limit protects: :mod:`gateway.limits`.
 
 Routes: gRPC paths by package (``routes.py``), then, when ``settings.web`` is set, a
 catch-all GET/HEAD route to the static site that serves the browser client.
@@ -22,8 +30,18 @@ from typing import Any
 import yaml
 
 from gateway.access_log import access_logs, upstream_logs
+from gateway.edge import (
+    CLIENT_RATE_LIMIT_FILTER,
+    JWT_FILTER,
+    RETRY_AFTER_HEADER,
+    client_rate_limit_filter,
+    edge_auth_on,
+    jwt_filter,
+)
+from gateway.frames import LUA_FILTER, frame_check_filter
+from gateway.limits import client_address_detection, connection_manager_limits, overload_manager
 from gateway.local_reply import local_reply_config
-from gateway.routes import RouteSpec, duration, render_routes
+from gateway.routes import ROUTE_BUCKET_STAGE, RouteSpec, duration, render_routes
 from gateway.settings import GatewaySettings, StaticSite, Upstream
 
 CORS_ALLOW_METHODS = "GET, PUT, DELETE, POST, OPTIONS"
@@ -32,7 +50,7 @@ CORS_ALLOW_HEADERS = (
     "x-accept-content-transfer-encoding,x-accept-response-streaming,x-user-agent,x-grpc-web,"
     "grpc-timeout,authorization,connect-protocol-version"
 )
-CORS_EXPOSE_HEADERS = "grpc-status,grpc-message,grpc-status-details-bin"
+CORS_EXPOSE_HEADERS = f"grpc-status,grpc-message,grpc-status-details-bin,{RETRY_AFTER_HEADER}"
 #: Set on every request to the connection's peer address (services trust it from the gateway only).
 CLIENT_ADDRESS_HEADER = "x-chatmesh-client-address"
 
@@ -76,24 +94,50 @@ def _cors_policy(settings: GatewaySettings) -> dict[str, Any]:
 
 
 def _http_filters(settings: GatewaySettings) -> list[dict[str, Any]]:
-    configs: dict[str, dict[str, Any]] = {
-        "envoy.filters.http.grpc_web": {},
-        "envoy.filters.http.cors": {},
-        # No bucket here: each route brings its own (routes.py); a route without one is unlimited.
-        "envoy.filters.http.local_ratelimit": {
-            "stat_prefix": "gateway_rate_limit",
-            "rate_limited_as_resource_exhausted": True,
+    filters: list[dict[str, Any]] = [
+        {
+            "name": "envoy.filters.http.grpc_web",
+            "typed_config": {"@type": _FILTER_TYPES["envoy.filters.http.grpc_web"]},
         },
-        "envoy.filters.http.buffer": {"max_request_bytes": settings.max_request_bytes},
-        "envoy.filters.http.router": {
-            # Internal x-envoy-* response headers tell a browser nothing it needs.
-            "suppress_envoy_headers": True,
-            "upstream_log": upstream_logs(settings),
-        },
-    }
-    return [
-        {"name": name, "typed_config": {"@type": _FILTER_TYPES[name], **config}} for name, config in configs.items()
+        {"name": "envoy.filters.http.cors", "typed_config": {"@type": _FILTER_TYPES["envoy.filters.http.cors"]}},
     ]
+    if edge_auth_on(settings):
+        assert settings.edge_auth is not None
+        filters.append({"name": JWT_FILTER, "typed_config": jwt_filter(settings.edge_auth)})
+    filters.append(
+        {
+            "name": "envoy.filters.http.local_ratelimit",
+            "typed_config": {
+                "@type": _FILTER_TYPES["envoy.filters.http.local_ratelimit"],
+                # No bucket here: each route brings its own (routes.py); a route without one is unlimited.
+                "stat_prefix": "gateway_rate_limit",
+                "stage": ROUTE_BUCKET_STAGE,
+                "rate_limited_as_resource_exhausted": True,
+            },
+        }
+    )
+    if settings.client_rate_limits.enabled:
+        filters.append({"name": CLIENT_RATE_LIMIT_FILTER, "typed_config": client_rate_limit_filter(settings)})
+    filters += [
+        {
+            "name": "envoy.filters.http.buffer",
+            "typed_config": {
+                "@type": _FILTER_TYPES["envoy.filters.http.buffer"],
+                "max_request_bytes": settings.max_request_bytes,
+            },
+        },
+        {"name": LUA_FILTER, "typed_config": frame_check_filter()},
+        {
+            "name": "envoy.filters.http.router",
+            "typed_config": {
+                "@type": _FILTER_TYPES["envoy.filters.http.router"],
+                # Internal x-envoy-* response headers tell a browser nothing it needs.
+                "suppress_envoy_headers": True,
+                "upstream_log": upstream_logs(settings),
+            },
+        },
+    ]
+    return filters
 
 
 def _connection_manager(settings: GatewaySettings, routes: list[RouteSpec]) -> dict[str, Any]:
@@ -102,21 +146,12 @@ def _connection_manager(settings: GatewaySettings, routes: list[RouteSpec]) -> d
         "stat_prefix": "gateway",
         # AUTO serves HTTP/1.1 (browsers, gRPC-web) and prior-knowledge h2c (grpcurl, SDKs) on one port.
         "codec_type": "AUTO",
-        "use_remote_address": True,
+        **client_address_detection(settings),
         "normalize_path": True,
         "merge_slashes": True,
         "generate_request_id": True,
         "server_name": settings.server_name,
-        "stream_idle_timeout": duration(settings.stream_idle_timeout_s),
-        # Streams have no total timeout here; routes set theirs.
-        "request_timeout": "0s",
-        "request_headers_timeout": "10s",
-        "common_http_protocol_options": {"idle_timeout": "3600s", "headers_with_underscores_action": "DROP_HEADER"},
-        "http2_protocol_options": {
-            "max_concurrent_streams": settings.max_concurrent_streams,
-            "initial_stream_window_size": 65_536,
-            "initial_connection_window_size": 1_048_576,
-        },
+        **connection_manager_limits(settings),
         "route_config": {
             "name": "gateway",
             "virtual_hosts": [
@@ -275,20 +310,7 @@ def render(settings: GatewaySettings, routes: list[RouteSpec]) -> dict[str, Any]
             "clusters": [_cluster(settings, u) for u in upstreams]
             + ([_static_cluster(settings, settings.web)] if settings.web else []),
         },
-        "overload_manager": {
-            "resource_monitors": [
-                {
-                    "name": "envoy.resource_monitors.global_downstream_max_connections",
-                    "typed_config": {
-                        "@type": (
-                            "type.googleapis.com/envoy.extensions.resource_monitors."
-                            "downstream_connections.v3.DownstreamConnectionsConfig"
-                        ),
-                        "max_active_downstream_connections": settings.max_downstream_connections,
-                    },
-                }
-            ]
-        },
+        "overload_manager": overload_manager(settings),
     }
 
 

@@ -4,7 +4,10 @@ A :class:`RouteSpec` says, for one proto package, which cluster serves it and wh
 methods stream. Every package gets a prefix route (``/chatmesh.session.v1.``) with the unary
 timeout; every streaming method gets an exact-path route placed before the prefix routes,
 with no total timeout (``0s``) and an idle timeout instead, because Envoy's default route
-timeout would cut long server streams.
+timeout would cut long server streams. Methods whose access differs from their package's
+(public Login, internal AppendAssistantMessage...) get exact-path routes too: the token
+requirement and the rate-limit bucket are per route (see :mod:`gateway.edge`); an internal
+method's route answers PERMISSION_DENIED itself and reaches no service.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from gateway.edge import JWT_FILTER, RETRY_AFTER_HEADER, Access, client_rate_limits, edge_auth_on, jwt_route_config
+from gateway.frames import LUA_FILTER, frame_check_disabled
 from gateway.settings import CLUSTER_NAME_PATTERN, PACKAGE_PATTERN, GatewaySettings, RateLimit
 
 REFLECTION_PREFIX = "grpc.reflection"
@@ -26,6 +31,8 @@ REFLECTION_INFO = (
 )
 
 STATIC_ROUTE = "web"
+#: Rate-limit stage of the route-wide buckets (the client buckets' actions are stage 0).
+ROUTE_BUCKET_STAGE = 1
 
 _RATE_LIMIT_FILTER = "envoy.filters.http.local_ratelimit"
 _BUFFER_FILTER = "envoy.filters.http.buffer"
@@ -45,6 +52,13 @@ class RouteSpec(BaseModel):
         client_streaming_methods: full paths of client- and bidirectional-streaming methods
             (SDK-only). Streaming like the above, and exempt from the request size limit,
             whose buffering would hold the whole stream until the client half-closes.
+        access: who may call the package's methods unless listed below (default: users with
+            a valid token).
+        public_methods: full paths of methods anyone may call without a token (ACCESS_PUBLIC).
+        optional_auth_methods: full paths of methods callable with or without a token
+            (ACCESS_OPTIONAL): a token that is sent must be valid.
+        internal_methods: full paths of methods only services may call (ACCESS_INTERNAL): the
+            gateway answers them PERMISSION_DENIED and never forwards them.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -53,14 +67,39 @@ class RouteSpec(BaseModel):
     cluster: str = Field(pattern=CLUSTER_NAME_PATTERN)
     streaming_methods: list[str] = Field(default_factory=list, max_length=256)
     client_streaming_methods: list[str] = Field(default_factory=list, max_length=256)
+    access: Access = Access.USER
+    public_methods: list[str] = Field(default_factory=list, max_length=256)
+    optional_auth_methods: list[str] = Field(default_factory=list, max_length=256)
+    internal_methods: list[str] = Field(default_factory=list, max_length=256)
 
     @model_validator(mode="after")
     def _methods_belong_to_the_package(self) -> Self:
         method = re.compile(rf"^/{re.escape(self.package)}\.([A-Za-z_][A-Za-z0-9_]*\.)*[A-Za-z_][A-Za-z0-9_]*/\w+$")
-        bad = [m for m in self.streaming_methods + self.client_streaming_methods if not method.match(m)]
+        bad = [
+            m
+            for m in self.streaming_methods + self.client_streaming_methods + self.access_listed_methods()
+            if not method.match(m)
+        ]
         if bad:
             raise ValueError(f"not a method path of package {self.package}: {', '.join(bad)}")
+        listed = self.access_listed_methods()
+        twice = sorted({m for m in listed if listed.count(m) > 1})
+        if twice:
+            raise ValueError(f"a method has one access only: {', '.join(twice)}")
         return self
+
+    def access_listed_methods(self) -> list[str]:
+        return [*self.public_methods, *self.optional_auth_methods, *self.internal_methods]
+
+    def access_of(self, path: str) -> Access:
+        """Who may call the method at ``path``."""
+        if path in self.public_methods:
+            return Access.PUBLIC
+        if path in self.optional_auth_methods:
+            return Access.OPTIONAL
+        if path in self.internal_methods:
+            return Access.INTERNAL
+        return self.access
 
 
 def builtin_routes(catalog: str) -> list[RouteSpec]:
@@ -70,9 +109,14 @@ def builtin_routes(catalog: str) -> list[RouteSpec]:
         catalog: cluster name of the catalog server.
     """
     return [
-        RouteSpec(package=HEALTH_PACKAGE, cluster=catalog, streaming_methods=[HEALTH_WATCH]),
+        RouteSpec(package=HEALTH_PACKAGE, cluster=catalog, streaming_methods=[HEALTH_WATCH], access=Access.PUBLIC),
         # ServerReflectionInfo is bidirectional: grpcurl waits for each answer before asking again.
-        RouteSpec(package=REFLECTION_PREFIX, cluster=catalog, client_streaming_methods=list(REFLECTION_INFO)),
+        RouteSpec(
+            package=REFLECTION_PREFIX,
+            cluster=catalog,
+            client_streaming_methods=list(REFLECTION_INFO),
+            access=Access.PUBLIC,
+        ),
     ]
 
 
@@ -86,6 +130,7 @@ class _Route:
     exact: bool
     streaming: bool
     client_streaming: bool
+    access: Access
 
 
 def resolve_routes(settings: GatewaySettings, routes: list[RouteSpec]) -> list[RouteSpec]:
@@ -117,12 +162,13 @@ def _flatten(specs: list[RouteSpec]) -> list[_Route]:
     """Exact-path routes first, then prefix routes, longest prefix first (nested packages)."""
     exact: dict[str, _Route] = {}
     for spec in specs:
-        for path in spec.streaming_methods + spec.client_streaming_methods:
+        streams = spec.streaming_methods + spec.client_streaming_methods
+        for path in dict.fromkeys(streams + spec.access_listed_methods()):
             if path in exact and exact[path].package != spec.package:
                 raise ValueError(f"method {path} is listed by two packages")
             client = path in spec.client_streaming_methods
-            exact[path] = _Route(path, spec.package, spec.cluster, True, True, client)
-    prefixes = [_Route(s.package, s.package, s.cluster, False, False, False) for s in specs]
+            exact[path] = _Route(path, spec.package, spec.cluster, True, path in streams, client, spec.access_of(path))
+    prefixes = [_Route(s.package, s.package, s.cluster, False, False, False, s.access) for s in specs]
     prefixes.sort(key=lambda r: len(r.package), reverse=True)
     return list(exact.values()) + prefixes
 
@@ -137,6 +183,9 @@ def _rate_limit_config(limit: RateLimit, stat_prefix: str) -> dict[str, Any]:
     return {
         "@type": _LOCAL_RATE_LIMIT_TYPE,
         "stat_prefix": stat_prefix,
+        # The routes' rate_limits actions (stage 0) name clients for the client buckets; this
+        # route-wide bucket needs none, and skips building them.
+        "stage": ROUTE_BUCKET_STAGE,
         "token_bucket": {
             "max_tokens": limit.max_tokens,
             "tokens_per_fill": limit.tokens_per_fill,
@@ -147,6 +196,13 @@ def _rate_limit_config(limit: RateLimit, stat_prefix: str) -> dict[str, Any]:
         # Else a rate-limited native gRPC call reads UNAVAILABLE, which clients retry at once
         # (gRPC-web calls get RESOURCE_EXHAUSTED from local_reply.py).
         "rate_limited_as_resource_exhausted": True,
+        # The bucket has a token again at the next fill.
+        "response_headers_to_add": [
+            {
+                "header": {"key": RETRY_AFTER_HEADER, "value": str(round(limit.fill_interval_s * 1000))},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            }
+        ],
     }
 
 
@@ -159,7 +215,21 @@ def _stat_name(key: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", key.strip("/"))
 
 
+def _render_internal_route(settings: GatewaySettings, route: _Route) -> dict[str, Any]:
+    """PERMISSION_DENIED from the gateway (local_reply.py turns the 403 into gRPC status 7)."""
+    rendered: dict[str, Any] = {
+        "name": route.key,
+        "match": {"path": route.key},
+        "direct_response": {"status": 403},
+    }
+    if edge_auth_on(settings):
+        rendered["typed_per_filter_config"] = {JWT_FILTER: jwt_route_config(route.access)}
+    return rendered
+
+
 def _render_route(settings: GatewaySettings, route: _Route) -> dict[str, Any]:
+    if route.access is Access.INTERNAL:
+        return _render_internal_route(settings, route)
     match: dict[str, Any] = {"path": route.key} if route.exact else {"prefix": f"/{route.package}."}
     action: dict[str, Any] = {"cluster": route.cluster}
     # With max_stream_duration set, Envoy ignores ``timeout`` ("new timeouts"): the stream's
@@ -175,12 +245,18 @@ def _render_route(settings: GatewaySettings, route: _Route) -> dict[str, Any]:
         action["timeout"] = unary
         # A shorter client deadline wins; no deadline or a longer one gets the unary timeout.
         action["max_stream_duration"] = {"max_stream_duration": unary, "grpc_timeout_header_max": unary}
+    limits = client_rate_limits(settings, route.access)
+    if limits:
+        action["rate_limits"] = limits
     per_filter: dict[str, Any] = {}
+    if edge_auth_on(settings):
+        per_filter[JWT_FILTER] = jwt_route_config(route.access)
     limit = _rate_limit_for(settings, route)
     if limit.enabled:
         per_filter[_RATE_LIMIT_FILTER] = _rate_limit_config(limit, f"route_{_stat_name(route.key)}")
     if route.client_streaming:
         per_filter[_BUFFER_FILTER] = {"@type": _BUFFER_PER_ROUTE_TYPE, "disabled": True}
+        per_filter[LUA_FILTER] = frame_check_disabled()
     else:
         sizes = settings.max_request_bytes_overrides
         size = sizes.get(route.key) or sizes.get(route.package)
@@ -208,9 +284,16 @@ def _render_static_route(settings: GatewaySettings) -> dict[str, Any] | None:
         },
         "route": {"cluster": settings.web.name, "timeout": duration(settings.unary_timeout_s)},
     }
+    limits = client_rate_limits(settings, Access.PUBLIC)
+    if limits:
+        rendered["route"]["rate_limits"] = limits
+    per_filter: dict[str, Any] = {LUA_FILTER: frame_check_disabled()}
+    if edge_auth_on(settings):
+        per_filter[JWT_FILTER] = jwt_route_config(Access.PUBLIC)
     limit = settings.rate_limit_overrides.get(STATIC_ROUTE) or settings.rate_limit
     if limit.enabled:
-        rendered["typed_per_filter_config"] = {_RATE_LIMIT_FILTER: _rate_limit_config(limit, f"route_{STATIC_ROUTE}")}
+        per_filter[_RATE_LIMIT_FILTER] = _rate_limit_config(limit, f"route_{STATIC_ROUTE}")
+    rendered["typed_per_filter_config"] = per_filter
     return rendered
 
 

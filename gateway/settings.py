@@ -118,6 +118,75 @@ class CircuitBreakers(BaseModel):
     max_retries: int = Field(default=3, ge=0, le=1000, description="Retries in flight.")
 
 
+class EdgeAuth(BaseModel):
+    """JWT verification at the edge (Envoy's jwt_authn) with the session service's public keys.
+
+    Calls that need a token and carry none, or an invalid or expired one, are answered
+    UNAUTHENTICATED by Envoy and never reach a service. Services verify every token again
+    (revocation, ``typ``, the user a service acts for): the edge only keeps what cannot pass
+    from costing them anything. The keys are read from their PEM files when Envoy's
+    configuration is rendered (a local JWKS), so a key rotation is a re-render.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = Field(default=True, description="False forwards every call unverified (services still verify).")
+    access_token_public_key_file: Path = Field(description="PEM Ed25519 public key of users' access tokens.")
+    service_token_public_key_file: Path | None = Field(
+        default=None, description="PEM Ed25519 public key of the mesh's service tokens; None accepts none at the edge."
+    )
+    issuer: str = Field(default="chatmesh", min_length=1, max_length=64, description="Expected `iss` of tokens.")
+    clock_skew_s: int = Field(default=5, ge=0, le=300, description="Leeway on `exp` and `nbf`, as the services allow.")
+    cache_size: int = Field(
+        default=10_000,
+        ge=0,
+        le=1_000_000,
+        description="Verified tokens each Envoy worker remembers until they expire (0: verify every call).",
+    )
+
+
+class ClientBucket(BaseModel):
+    """A token bucket per client: ``burst`` calls at once, then ``per_second`` on average."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    burst: int = Field(ge=1, le=10_000_000, description="Bucket size: the largest burst of one client.")
+    per_second: int = Field(ge=1, le=10_000_000, description="Calls per second a client may keep up.")
+
+
+class ClientRateLimits(BaseModel):
+    """Rate limits per client at the edge: one bucket per user, one per address for anonymous calls.
+
+    A user (the verified token's subject) gets ``user``, shared by all the user's calls
+    through this gateway; a call without a token (public RPCs such as Login, optional-auth
+    RPCs called anonymously, health, reflection, the web page) takes from its client
+    address's ``address`` bucket. One client emptying its bucket changes nothing for any
+    other: a refused call reads RESOURCE_EXHAUSTED with a ``retry-after-ms`` header.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = Field(default=True, description="False limits no client (route buckets still apply).")
+    user: ClientBucket = Field(
+        # A chat client's busiest moment (open the app: sync chats, pages, presence) is tens of
+        # calls; a bulk SDK client upserting batches stays well under 200/s.
+        default_factory=lambda: ClientBucket(burst=1000, per_second=200),
+        description="Bucket of each user (token subject), across every route.",
+    )
+    address: ClientBucket = Field(
+        # Anonymous traffic is login, registration, refresh, page loads and anonymous forms:
+        # a NAT of a few dozen people fits; a password sprayer from one address does not.
+        default_factory=lambda: ClientBucket(burst=100, per_second=20),
+        description="Bucket of each client address for calls without a token.",
+    )
+    max_tracked_clients: int = Field(
+        default=100_000,
+        ge=1,
+        le=10_000_000,
+        description="Clients whose buckets Envoy keeps (least recently seen forgotten first).",
+    )
+
+
 def _default_upstreams() -> list[Upstream]:
     services = [
         ("session", 50051, "SessionService"),
@@ -211,10 +280,47 @@ class GatewaySettings(BaseSettings):
         default=1.0, ge=0.01, le=60.0, description="Seconds to open a TCP connection to an upstream."
     )
     max_concurrent_streams: int = Field(
-        default=1024, ge=1, le=2_147_483_647, description="HTTP/2 streams one downstream connection may open."
+        # gRPC's own servers default to 100; a client multiplexing its streams (Connect,
+        # WatchPresence, Reply) and its unary calls on one connection needs more.
+        default=256,
+        ge=1,
+        le=2_147_483_647,
+        description="HTTP/2 streams one downstream connection may open.",
     )
     max_downstream_connections: int = Field(
         default=10_000, ge=1, le=10_000_000, description="Connections the listener accepts in all."
+    )
+    edge_auth: EdgeAuth | None = Field(
+        default=None, description="JWT verification at the edge; None verifies nothing at the gateway."
+    )
+    client_rate_limits: ClientRateLimits = Field(
+        default_factory=ClientRateLimits, description="Token buckets per user and per client address."
+    )
+    request_headers_timeout_s: float = Field(
+        default=5.0,
+        ge=0.5,
+        le=300.0,
+        description="A new call's headers must arrive within this; a connection that dribbles them is closed.",
+    )
+    request_timeout_s: float = Field(
+        default=10.0,
+        ge=1.0,
+        le=3600.0,
+        description="A call's request (headers and, for unary and server-streaming calls, its one message) must "
+        "arrive within this unless the service has begun answering; else DEADLINE_EXCEEDED. Client streams must "
+        "have their service answer headers at once.",
+    )
+    max_heap_bytes: int = Field(
+        default=1 << 30,
+        ge=64 << 20,
+        le=1 << 40,
+        description="Envoy's heap ceiling: past 95% of it new calls get UNAVAILABLE until memory is freed.",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="CIDRs of proxies in front of the gateway whose x-forwarded-for names the client; from "
+        "anyone else the connection's own address is the client's (per-address limits, client address header).",
     )
     access_log_path: Path | None = Field(
         default=None, description="File of JSON access log lines; None writes them to Envoy's stdout."
@@ -223,6 +329,11 @@ class GatewaySettings(BaseSettings):
     server_name: str = Field(
         default="chatmesh-gateway", min_length=1, max_length=64, description="Value of the server response header."
     )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: list[str]) -> list[str]:
+        return [str(ipaddress.ip_network(v, strict=False)) for v in value]  # its ValueError names the bad one
 
     @field_validator("host")
     @classmethod

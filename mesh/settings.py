@@ -18,6 +18,9 @@ class MeshSettings(BaseSettings):
     host: str = Field("127.0.0.1", description="Loopback address every component binds.")
     gateway_port: int = Field(8080, ge=1, le=65535, description="Envoy gateway (gRPC, gRPC-web, grpcurl).")
     gateway_admin_port: int = Field(9901, ge=1, le=65535, description="Envoy admin, loopback only.")
+    gateway_edge_auth: bool = Field(
+        True, description="Envoy verifies tokens before calls reach a service (the services verify them again)."
+    )
     nats_port: int = Field(4222, ge=1, le=65535, description="NATS client port.")
     nats_sync_interval: str = Field(
         "1s", pattern=r"^(always|\d+(ms|s|m))$", description="JetStream fsync interval (see mesh/deps/nats.py)."

@@ -28,7 +28,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.envoy import Envoy
 from gateway.routes import RouteSpec
-from gateway.settings import GatewaySettings, StaticSite, Upstream
+from gateway.settings import EdgeAuth, GatewaySettings, StaticSite, Upstream
 from mesh.contracts import ServiceContract, load_all
 from mesh.deps.base import Dependency, ProcessSpec, free_port
 from mesh.deps.cassandra import Cassandra, CassandraConfig
@@ -229,6 +229,11 @@ class Supervisor:
             web=StaticSite(name=WEB, host=s.host, port=self.web_port),
             access_log_path=s.log_dir / "gateway-access.log",
             max_request_bytes_overrides={"chatmesh.ingest.v1": s.ingest_max_request_bytes},
+            edge_auth=EdgeAuth(
+                enabled=s.gateway_edge_auth,
+                access_token_public_key_file=(s.key_dir / "access_token.pub.pem").resolve(),
+                service_token_public_key_file=(s.key_dir / "service_token.pub.pem").resolve(),
+            ),
         )
 
     def routes(self) -> list[RouteSpec]:
@@ -239,6 +244,9 @@ class Supervisor:
                 cluster=c.name,
                 streaming_methods=list(c.server_streaming),
                 client_streaming_methods=list(c.client_streaming),
+                public_methods=list(c.public),
+                optional_auth_methods=list(c.optional_auth),
+                internal_methods=list(c.internal),
             )
             for c in self.contracts
         ]

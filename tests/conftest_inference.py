@@ -42,11 +42,16 @@ async def inference_service(nats_server: Nats, token_keys: KeyPair) -> AsyncIter
 
 @pytest.fixture
 async def reply_inference_service(
-    nats_server: Nats, token_keys: KeyPair, history_service: ServiceServer
+    nats_server: Nats, token_keys: KeyPair, service_keys: KeyPair, history_service: ServiceServer
 ) -> AsyncIterator[ServiceServer]:
-    """Inference wired to the in-process history service (Reply reads and stores there)."""
+    """Inference wired to the in-process history service (Reply reads as the caller, stores with its service token)."""
     settings = inference_settings(
-        nats_server, token_keys, history_target=f"127.0.0.1:{history_service.port}", queue_size=4
+        nats_server,
+        token_keys,
+        history_target=f"127.0.0.1:{history_service.port}",
+        queue_size=4,
+        service_token_private_key_file=service_keys.private,
+        service_token_public_key_file=service_keys.public,
     )
     app = await build(settings)
     async with app:

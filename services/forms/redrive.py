@@ -7,6 +7,7 @@ harmless. No gRPC here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from services.forms.deadletters import DeadLetter, DeadLetters
@@ -17,6 +18,8 @@ from services.forms.store import FormStore
 
 DEFAULT_PAGE = 50
 MAX_OWNED_FORMS = 10_000
+#: A page token is a dead-letter id: ASCII digits, at most 20 (int() of 5,000 digits raises).
+_PAGE_TOKEN = re.compile(r"[0-9]{1,20}")
 
 
 class DeadLetterDesk:
@@ -49,7 +52,7 @@ class DeadLetterDesk:
             forms = await self._owned_forms(owner)
         before = None
         if token:
-            if not token.isdigit():
+            if not _PAGE_TOKEN.fullmatch(token):  # ASCII digits only: str.isdigit() takes "²" and "١"
                 raise BadPageToken()
             before = int(token)
         letters = await self._letters.list(consumer, forms, form_id)

@@ -307,10 +307,24 @@ class Conversations:
                 message = await self._store.message(conversation_id, existing)
                 if message is None:  # pragma: no cover - the batch writes both or neither
                     raise MessageNotFound(client_message_id)
-                body = message_pb(message)
-                body.delivery_state = pb.DELIVERY_STATE_SENT
-                await self._publish_created(live, body)
-                return body, True
+                if (message.author_user_id, message.author_kind, message.client_message_id) == (
+                    author_user_id,
+                    author_kind,
+                    client_message_id,
+                ):
+                    body = message_pb(message)
+                    body.delivery_state = pb.DELIVERY_STATE_SENT
+                    await self._publish_created(live, body)
+                    return body, True
+                # The key points at another message: an earlier attempt whose outcome was unknown
+                # (Cassandra died mid-batch) was applied late, by the batchlog, after that sequence
+                # went to someone else's message (which kept it: its writes are newer). The earlier
+                # attempt never took the sequence, so it is stored now, at the next one.
+                log.warning(
+                    "idempotency key found on another message; storing anew",
+                    extra={"conversation_id": conversation_id, "seq": existing},
+                )
+                live.last_seq = None
             seq = await self._last_seq(live) + 1
             message = MessageRecord(
                 conversation_id=conversation_id,

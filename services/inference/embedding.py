@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -40,7 +41,11 @@ PROMPT_EOL = 'This sentence : "{text}" means in one word:"'
 _POOLING_NONE = 0  # llama.cpp's LLAMA_POOLING_TYPE_NONE
 
 
-def _embed_blocking(model: EmbeddingModel, texts: Sequence[str]) -> Embeddings:
+class EmbedCancelled(Exception):
+    """The caller went away: the texts left were not embedded."""
+
+
+def _embed_blocking(model: EmbeddingModel, texts: Sequence[str], cancel: threading.Event) -> Embeddings:
     llama = model.llama()
     limit = llama.n_ctx()
     if int(llama.pooling_type()) == _POOLING_NONE:
@@ -53,6 +58,8 @@ def _embed_blocking(model: EmbeddingModel, texts: Sequence[str]) -> Embeddings:
         batches.append(tokens)
     vectors: list[list[float]] = []
     for text in texts:
+        if cancel.is_set():
+            raise EmbedCancelled()
         # One text a call: llama-cpp-python's batch path mixes sequences in one context,
         # and a single text per decode keeps every vector independent of its neighbours.
         raw = llama.embed(text, normalize=False, truncate=False)
@@ -69,7 +76,12 @@ def _embed_blocking(model: EmbeddingModel, texts: Sequence[str]) -> Embeddings:
 async def embed(model: EmbeddingModel, user_id: str, texts: Sequence[str]) -> Embeddings:
     """Embed ``texts`` in the model's worker thread, one batch at a time (queue bounded like generation).
 
+    A caller that goes away stops the batch at its next text; the slot is handed on only
+    once the worker thread is done with it (the next batch never waits behind a dead one
+    while the pool counts it as running).
+
     Raises:
+        UserQueueFull: the caller has their most Embed requests waiting.
         QueueFull: the embedding queue is full.
         PromptTooLong: a text is longer than the context (names ``texts[i]``).
     """
@@ -77,8 +89,18 @@ async def embed(model: EmbeddingModel, user_id: str, texts: Sequence[str]) -> Em
     slot = await model.pool.wait(reservation)
     if slot is None:
         raise asyncio.CancelledError()
+    loop = asyncio.get_running_loop()
+    cancel = threading.Event()
+    work = loop.run_in_executor(model.executor, _embed_blocking, model, texts, cancel)
+    work.add_done_callback(lambda done: _finished(model, slot, done))
     try:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(model.executor, _embed_blocking, model, texts)
-    finally:
-        model.pool.release(slot)
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        cancel.set()
+        raise
+
+
+def _finished(model: EmbeddingModel, slot: int, done: asyncio.Future[Embeddings]) -> None:
+    model.pool.release(slot)
+    if not done.cancelled():
+        done.exception()  # retrieved: a cancelled caller's EmbedCancelled is nobody's error

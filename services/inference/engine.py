@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from services.inference.errors import Draining, PromptTooLong, QueueFull, RequestIdInUse
+from services.inference.errors import Draining, PromptTooLong, QueueFull, RequestIdInUse, UserQueueFull
 from services.inference.metrics import InferenceMetrics
 from services.inference.models import GenerationModel
 from services.inference.slots import Reservation
@@ -167,7 +167,8 @@ class GenerationEngine:
                 with; the slot evaluates them after the reply, before saving the KV state.
 
         Raises:
-            Draining, PromptTooLong, RequestIdInUse, QueueFull.
+            Draining, PromptTooLong, RequestIdInUse, UserQueueFull (the caller's own cap), QueueFull
+            (the queue is full; also while waiting, when a user with a smaller share takes the place).
         """
         arrived = time.perf_counter() if arrived is None else arrived
         if self.draining:
@@ -182,12 +183,17 @@ class GenerationEngine:
         try:
             try:
                 reservation = active.reservation = model.pool.reserve(user_id)
-            except QueueFull:
+            except (QueueFull, UserQueueFull):
                 self._metrics.rejected.labels(model.name).inc()
                 raise
             self._gauges(model)
             yield Admitted(request_id, model.name, reservation.position, len(tokens))
-            slot = await model.pool.wait(reservation)
+            try:
+                slot = await model.pool.wait(reservation)
+            except QueueFull:  # evicted: a user with a smaller share needed the place
+                self._metrics.rejected.labels(model.name).inc()
+                self._gauges(model)
+                raise
             active.reservation = None
             self._gauges(model)
             if slot is None or active.cancel.is_set():

@@ -15,7 +15,9 @@
     │   ├── NotAnAssistantConversation
     │   └── ReplyAlreadyRunning      one reply at a time per conversation
     ├── ResourceExhausted
-    │   └── QueueFull                every slot busy and the queue full (retry_after_s)
+    │   ├── QueueFull                every slot busy and the queue full (retry_after_s)
+    │   │   └── QueueFullEvicted     a waiter made room for a user with a smaller share
+    │   └── UserQueueFull            the caller has their most requests waiting (retry_after_s)
     └── Unavailable
         └── Draining                 the service is stopping
 
@@ -89,6 +91,29 @@ class QueueFull(ResourceExhausted):
 
     def __init__(self, retry_after_s: float) -> None:
         super().__init__("every generation slot is busy and the queue is full; retry later", retry_after_s)
+
+
+class QueueFullEvicted(QueueFull):
+    """A waiting request gave its place in a full queue to a user holding a smaller share."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        ResourceExhausted.__init__(
+            self,
+            "the queue is full and you hold the largest share of it: this request gave way to another user's; "
+            "retry later",
+            retry_after_s,
+        )
+
+
+class UserQueueFull(ResourceExhausted):
+    """The caller already has as many requests waiting as one user may."""
+
+    def __init__(self, running: int, waiting: int, retry_after_s: float) -> None:
+        super().__init__(
+            f"you have {running} requests running and {waiting} waiting, the most one user may have; "
+            "wait for one to finish or cancel one, then retry",
+            retry_after_s,
+        )
 
 
 class Draining(Unavailable):

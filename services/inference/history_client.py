@@ -1,7 +1,10 @@
 """The history service as Reply needs it: the conversation, its newest messages, storing the reply.
 
-Every call forwards the caller's own ``authorization``, so history applies its own rule
-(members only) and inference never reads more than the caller may.
+Reads forward the caller's own ``authorization``, so history applies its own rule (members
+only) and inference never reads more than the caller may. The reply is stored through
+history's internal ``AppendAssistantMessage``, which takes only service tokens: inference
+sends its own (``ServiceTokenSigner``) naming the caller in ``x-chatmesh-on-behalf-of``, and
+history applies the caller's membership rule to it as before.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import grpc
 from chatmesh.common.v1 import common_pb2
 from chatmesh.history.v1 import history_pb2, history_pb2_grpc
 from services.inference.errors import NotAnAssistantConversation
+from services.runtime.interceptors import ON_BEHALF_OF
 from services.runtime.peers import forwarded, relayed_error
+from services.runtime.tokens import ServiceTokenSigner
 
 
 @dataclass(frozen=True)
@@ -46,7 +51,8 @@ class AssistantConversation:
 class HistoryClient:
     """History over gRPC with the caller's token."""
 
-    def __init__(self, target: str, timeout_s: float, page_size: int) -> None:
+    def __init__(self, target: str, timeout_s: float, page_size: int, signer: ServiceTokenSigner | None = None) -> None:
+        self._signer = signer
         self._channel = grpc.aio.insecure_channel(target)
         self._stub = history_pb2_grpc.HistoryServiceStub(self._channel)
         self._timeout_s = timeout_s
@@ -88,14 +94,26 @@ class HistoryClient:
         )
         return MessagePage(messages, page.page.next_page_token if page.messages else "")
 
-    async def store_reply(self, conversation_id: str, request_id: str, text: str, credentials: str) -> str:
-        """Store the assistant's reply (idempotent on ``request_id``); return the message id."""
+    def _acting_for(self, user_id: str, credentials: str) -> tuple[tuple[str, str], ...]:
+        """Metadata of an internal call for ``user_id``: inference's service token naming them.
+
+        Without a service key (a misconfigured deployment) the caller's own token goes, and
+        history refuses it on an internal method: Reply then fails visibly, never silently.
+        """
+        if self._signer is None:
+            return forwarded(credentials)
+        return (("authorization", f"Bearer {self._signer.token()}"), (ON_BEHALF_OF, user_id))
+
+    async def store_reply(
+        self, conversation_id: str, request_id: str, text: str, user_id: str, credentials: str
+    ) -> str:
+        """Store the assistant's reply for ``user_id`` (idempotent on ``request_id``); return the message id."""
         try:
             reply = await self._stub.AppendAssistantMessage(
                 history_pb2.AppendAssistantMessageRequest(
                     conversation_id=conversation_id, request_id=request_id, text=text
                 ),
-                metadata=forwarded(credentials),
+                metadata=self._acting_for(user_id, credentials),
                 timeout=self._timeout_s,
             )
         except grpc.aio.AioRpcError as exc:

@@ -141,7 +141,13 @@ class GenerationModel:
 
         cpu = CpuShare(settings.n_threads, settings.prompt_threads)
         self.slots = [Slot(i, factory, self.kv_cache, cpu) for i in range(settings.slots)]
-        self.pool: SlotPool[Slot] = SlotPool(self.slots, settings.queue_size, settings.retry_after_s)
+        self.pool: SlotPool[Slot] = SlotPool(
+            self.slots,
+            settings.queue_size,
+            settings.retry_after_s,
+            max_slots_per_user=settings.max_slots_per_user,
+            max_queued_per_user=settings.max_queued_per_user,
+        )
         self.executor = ThreadPoolExecutor(max_workers=settings.slots, thread_name_prefix=f"gen-{name}")
 
     @property
@@ -164,7 +170,9 @@ class EmbeddingModel:
         self._path = path
         self._settings = settings
         self._llama: Llama | None = None
-        self.pool: SlotPool[int] = SlotPool([0], settings.queue_size, settings.retry_after_s)
+        self.pool: SlotPool[int] = SlotPool(
+            [0], settings.embed_queue_size, settings.retry_after_s, max_queued_per_user=settings.embed_queued_per_user
+        )
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"embed-{name}")
 
     @property

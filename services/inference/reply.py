@@ -106,19 +106,25 @@ class ReplyRunner:
                     await self._live.token(users, conversation_id, rid, event.index, event.text, done=False)
                     yield event
                 else:
-                    yield await self._finish(event, users, conversation_id, rid, credentials)
+                    yield await self._finish(event, users, conversation_id, rid, user_id, credentials)
         finally:
             self._running.discard(conversation_id)
 
     async def _finish(
-        self, done: GenerationEvent, users: tuple[str, ...], conversation_id: str, request_id: str, credentials: str
+        self,
+        done: GenerationEvent,
+        users: tuple[str, ...],
+        conversation_id: str,
+        request_id: str,
+        user_id: str,
+        credentials: str,
     ) -> ReplyCompleted:
         assert isinstance(done, Completed)
         message_id = ""
         text = done.text.strip()
         if done.reason is not FinishReason.CANCELLED and text:
             message_id = await self._history.store_reply(
-                conversation_id, request_id, text[:MAX_STORED_CHARS], credentials
+                conversation_id, request_id, text[:MAX_STORED_CHARS], user_id, credentials
             )
         await self._live.token(users, conversation_id, request_id, done.usage.completion_tokens, "", done=True)
         return ReplyCompleted(done, message_id)

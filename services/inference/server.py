@@ -14,8 +14,18 @@ from services.inference.settings import InferenceSettings
 from services.inference.streams import KV_BUCKETS, STREAMS
 from services.runtime.bus import connect, ensure_kv, ensure_stream
 from services.runtime.server import ServiceBinding, ServiceServer, create_server, run
+from services.runtime.tokens import ServiceTokenSigner
 
 SERVICE_NAME = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
+
+
+def service_signer(settings: InferenceSettings) -> ServiceTokenSigner | None:
+    """Inference's own service-token signer (``sub`` = "inference"), when it has the key."""
+    if settings.service_token_private_key_file is None:
+        return None
+    return ServiceTokenSigner.from_file(
+        settings.service_token_private_key_file, settings.token_issuer, "inference", settings.service_token_ttl_s
+    )
 
 
 async def build(settings: InferenceSettings) -> ServiceServer:
@@ -29,7 +39,9 @@ async def build(settings: InferenceSettings) -> ServiceServer:
         await ensure_kv(js, bucket)
     metrics = InferenceMetrics()
     engine = GenerationEngine(metrics)
-    history = HistoryClient(settings.history_target, settings.history_timeout_s, settings.history_page_size)
+    history = HistoryClient(
+        settings.history_target, settings.history_timeout_s, settings.history_page_size, service_signer(settings)
+    )
     replies = ReplyRunner(engine, registry, history, LiveTokens(nc), settings.system_prompt)
     app = create_server(
         "inference",

@@ -114,6 +114,38 @@ class InferenceSettings(ServiceSettings):
     queue_size: int = Field(
         16, ge=0, le=10_000, description="Requests waiting for a slot; beyond it, RESOURCE_EXHAUSTED."
     )
+    max_slots_per_user: int = Field(
+        default_factory=lambda data: max(1, data.get("slots", 2) // 2),
+        ge=1,
+        le=64,
+        description="Most slots one user's generations hold at once (default: half the slots, at least 1); "
+        "the user's next request waits even when a slot is free, so other users' requests can take it.",
+    )
+    max_queued_per_user: int = Field(
+        4,
+        ge=0,
+        le=10_000,
+        description="Most generation requests one user has waiting for a slot; one more is RESOURCE_EXHAUSTED "
+        "at once (before anybody else is refused). When the whole queue is full, the user holding the largest "
+        "share (running plus waiting) gives way: their newest waiter ends RESOURCE_EXHAUSTED, not the newcomer.",
+    )
+    embed_queue_size: int = Field(
+        64, ge=0, le=10_000, description="Embed requests waiting for the embedding instance; beyond it, as above."
+    )
+    embed_queued_per_user: int = Field(
+        8,
+        ge=0,
+        le=10_000,
+        description="Most Embed requests one user (or a service acting for them) has waiting; one more is "
+        "RESOURCE_EXHAUSTED.",
+    )
+    service_token_private_key_file: Path | None = Field(
+        None,
+        description="PEM Ed25519 key that signs inference's own service tokens: Reply stores the assistant's "
+        "message through history's internal AppendAssistantMessage with one, acting for the caller "
+        "(x-chatmesh-on-behalf-of). Unset: Reply cannot store replies (history refuses user tokens there).",
+    )
+    service_token_ttl_s: int = Field(300, ge=30, le=3600, description="Lifetime of a service token.")
     retry_after_s: float = Field(
         1.0, gt=0, le=600, description="Retry hint (`retry-after-ms`) sent with RESOURCE_EXHAUSTED."
     )

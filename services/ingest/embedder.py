@@ -18,7 +18,7 @@ import grpc
 from chatmesh.inference.v1 import inference_pb2, inference_pb2_grpc
 from services.runtime.errors import ChatmeshError, FailedPrecondition, NotFound, ResourceExhausted
 from services.runtime.interceptors import ON_BEHALF_OF
-from services.runtime.peers import relayed_error
+from services.runtime.peers import relayed_error, retry_after_s
 from services.runtime.tokens import ServiceTokenSigner
 
 _MODELS_CACHE_S = 30.0
@@ -51,8 +51,7 @@ class Caller:
 
 def _error(exc: grpc.aio.AioRpcError) -> ChatmeshError:
     if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        retry_ms = next((v for k, v in exc.trailing_metadata() or () if k == "retry-after-ms"), None)
-        retry_s = int(retry_ms) / 1000 if isinstance(retry_ms, str) and retry_ms.isdigit() else None
+        retry_s = retry_after_s(exc)
         return ResourceExhausted(exc.details() or "inference is busy; retry", retry_s)
     return relayed_error(exc, "inference")
 

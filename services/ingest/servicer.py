@@ -184,6 +184,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     async def StreamUpsert(
         self, request_iterator: AsyncIterator[pb.StreamUpsertRequest], context: Context
     ) -> pb.StreamUpsertResponse:
+        # Headers at once: the gateway's request timeout then leaves a long stream alone.
+        await context.send_initial_metadata(())
         caller = _caller(context)
         batches = points = documents = 0
         collection = ""
@@ -296,6 +298,9 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     async def UploadSource(
         self, request_iterator: AsyncIterator[pb.UploadSourceRequest], context: Context
     ) -> pb.UploadSourceResponse:
+        # Headers at once: the gateway's request timeout then leaves a long upload alone.
+        await context.send_initial_metadata(())
+
         async def parts() -> AsyncIterator[tuple[str, bytes]]:
             async for request in request_iterator:
                 yield request.file_name, request.chunk

@@ -54,6 +54,7 @@ from services.runtime.bus import connect
 from services.runtime.interceptors import ON_BEHALF_OF
 from services.runtime.logs import configure_logging
 from services.runtime.objectstore import ObjectStore
+from services.runtime.peers import retry_after_s
 from services.runtime.settings import load_settings
 from services.runtime.tokens import ServiceTokenSigner
 
@@ -89,8 +90,7 @@ class ServiceSink:
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
             if code in _TRANSIENT:
-                retry_ms = next((v for k, v in exc.trailing_metadata() or () if k == "retry-after-ms"), None)
-                retry_s = int(retry_ms) / 1000 if isinstance(retry_ms, str) and retry_ms.isdigit() else None
+                retry_s = retry_after_s(exc)
                 raise TransientFailure(f"the ingest service answered {code.name}", retry_s) from None
             raise PermanentFailure(exc.details() or code.name) from None
 

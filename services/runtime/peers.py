@@ -46,3 +46,11 @@ def relayed_error(exc: grpc.aio.AioRpcError, peer: str) -> ChatmeshError:
     if relayed is not None:
         return relayed(details)
     return Unavailable(f"{peer} unavailable ({code.name}); retry")
+
+
+def retry_after_s(exc: grpc.aio.AioRpcError) -> float | None:
+    """The peer's ``retry-after-ms`` hint in seconds, if it sent a well-formed one."""
+    value = next((v for k, v in exc.trailing_metadata() or () if k == "retry-after-ms"), None)
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 9:
+        return int(value) / 1000
+    return None

@@ -7,12 +7,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gateway.envoy import Envoy
 from gateway.routes import RouteSpec
-from gateway.settings import GatewaySettings, Upstream
+from gateway.settings import EdgeAuth, GatewaySettings, Upstream
 from mesh import catalog
 from mesh.contracts import load
 from mesh.deps.base import free_port
@@ -43,9 +44,29 @@ class Gateway:
         return f"127.0.0.1:{self.port}"
 
 
+def contract_routes(name: str) -> RouteSpec:
+    """The gateway's RouteSpec of service ``name``, from its contract, as the supervisor builds it."""
+    contract = load(name)
+    return RouteSpec(
+        package=contract.package,
+        cluster=name,
+        streaming_methods=list(contract.server_streaming),
+        client_streaming_methods=list(contract.client_streaming),
+        public_methods=list(contract.public),
+        optional_auth_methods=list(contract.optional_auth),
+        internal_methods=list(contract.internal),
+    )
+
+
 @asynccontextmanager
-async def gateway_for(services: dict[str, ServiceServer], home: Path) -> AsyncIterator[Gateway]:
-    """Envoy routing each named service's package to its in-process server, plus the catalog."""
+async def gateway_for(
+    services: dict[str, ServiceServer], home: Path, keys: KeyPair | None = None, **changes: Any
+) -> AsyncIterator[Gateway]:
+    """Envoy routing each named service's package to its in-process server, plus the catalog.
+
+    With ``keys`` the gateway verifies tokens at the edge, as under `make up`; ``changes``
+    override other gateway settings.
+    """
     catalog_app = await catalog.build(catalog.CatalogSettings(port=0, shutdown_drain_s=0))
     upstreams, routes = [], []
     for name, app in services.items():
@@ -53,27 +74,25 @@ async def gateway_for(services: dict[str, ServiceServer], home: Path) -> AsyncIt
         upstreams.append(
             Upstream(name=name, port=app.port, package=contract.package, health_service=contract.full_name)
         )
-        routes.append(
-            RouteSpec(package=contract.package, cluster=name, streaming_methods=list(contract.server_streaming))
-        )
-    settings = GatewaySettings(
+        routes.append(contract_routes(name))
+    values: dict[str, Any] = dict(
         port=free_port(),
         admin_port=free_port(),
         upstreams=upstreams,
         catalog=Upstream(name="catalog", port=catalog_app.port, health_service=""),
         access_log_path=home / "access.log",
-        # grpc-python waits forever on a truncated frame; the gateway's unary timeout ends
-        # such calls (30 s in production, 3 s here so the malformed-body test stays quick).
-        unary_timeout_s=3,
     )
+    if keys is not None:
+        values["edge_auth"] = EdgeAuth(access_token_public_key_file=keys.public)
+    settings = GatewaySettings(**{**values, **changes})
     async with catalog_app, running(Envoy(settings, routes, home / "envoy"), ready_timeout_s=60):
         yield Gateway(f"http://127.0.0.1:{settings.port}", settings.port)
 
 
 @pytest.fixture
-async def gateway(session_service: ServiceServer, tmp_path: Path) -> AsyncIterator[Gateway]:
-    """The gateway in front of the session service."""
-    async with gateway_for({"session": session_service}, tmp_path) as gw:
+async def gateway(session_service: ServiceServer, token_keys: KeyPair, tmp_path: Path) -> AsyncIterator[Gateway]:
+    """The gateway in front of the session service, verifying tokens at the edge."""
+    async with gateway_for({"session": session_service}, tmp_path, token_keys) as gw:
         yield gw
 
 
@@ -95,11 +114,15 @@ async def chat_presence(
 
 @pytest.fixture
 async def chat_gateway(
-    session_service: ServiceServer, history_service: ServiceServer, chat_presence: ServiceServer, tmp_path: Path
+    session_service: ServiceServer,
+    history_service: ServiceServer,
+    chat_presence: ServiceServer,
+    token_keys: KeyPair,
+    tmp_path: Path,
 ) -> AsyncIterator[Gateway]:
-    """The gateway in front of session, history and presence (one keyspace, one NATS)."""
+    """The gateway in front of session, history and presence (one keyspace, one NATS), edge auth on."""
     services = {"session": session_service, "history": history_service, "presence": chat_presence}
-    async with gateway_for(services, tmp_path) as gw:
+    async with gateway_for(services, tmp_path, token_keys) as gw:
         yield gw
 
 
@@ -123,5 +146,6 @@ async def short_retention_gateway(cql: CqlSettings, token_keys: KeyPair, tmp_pat
                 chat_retention_s=1, shutdown_drain_s=0, session_target=f"127.0.0.1:{session.port}",
             )
         )  # fmt: skip
-        async with history, session, gateway_for({"session": session, "history": history}, tmp_path) as gw:
+        gateway = gateway_for({"session": session, "history": history}, tmp_path, token_keys)
+        async with history, session, gateway as gw:
             yield gw

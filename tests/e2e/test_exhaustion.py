@@ -95,7 +95,10 @@ async def test_thousands_of_silent_calls_end_by_themselves_and_another_user_is_n
     assert endings[grpc.StatusCode.RESOURCE_EXHAUSTED] > 0
 
 
-async def test_a_user_holding_too_many_streams_is_refused_and_nobody_else_is(session_service: ServiceServer) -> None:
+async def test_a_user_holding_too_many_streams_is_refused_and_nobody_else_is(
+    session_service: ServiceServer,
+    history_service: ServiceServer,  # declares the CHAT stream that Connect reads
+) -> None:
     limit = session_service.settings.max_streams_per_caller
     async with grpc.aio.insecure_channel(f"127.0.0.1:{session_service.port}") as channel:
         session = session_pb2_grpc.SessionServiceStub(channel)

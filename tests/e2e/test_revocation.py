@@ -133,16 +133,17 @@ async def short_token_gateway(
 ) -> AsyncIterator[Gateway]:
     """Session (access tokens live 10 s) and history behind the gateway."""
     nats_settings = NatsSettings(url=nats_server.url)
-    history = await build_history(
-        HistorySettings(
-            port=0, cql=cql, nats=nats_settings, token_public_key_file=token_keys.public, shutdown_drain_s=0,
-        )
-    )  # fmt: skip
     session = await build_session(
         SessionSettings(
             port=0, cql=cql, nats=nats_settings, signing_key_file=token_keys.private,
             token_public_key_file=token_keys.public, argon2_time_cost=1, argon2_memory_kib=8192,
             access_token_ttl_s=TOKEN_TTL_S, shutdown_drain_s=0,
+        )
+    )  # fmt: skip
+    history = await build_history(
+        HistorySettings(
+            port=0, cql=cql, nats=nats_settings, token_public_key_file=token_keys.public, shutdown_drain_s=0,
+            session_target=f"127.0.0.1:{session.port}",
         )
     )  # fmt: skip
     async with history, session, gateway_for({"session": session, "history": history}, tmp_path) as gw:

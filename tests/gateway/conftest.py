@@ -23,6 +23,8 @@ from mesh.deps.process import running
 
 SESSION_SERVICE = "chatmesh.session.v1.SessionService"
 SESSION_PACKAGE = "chatmesh.session.v1"
+#: A client-streaming method of the tiny upstream: answers the number of bytes it got.
+UPLOAD = f"/{SESSION_SERVICE}/Upload"
 
 GatewayFactory = Callable[..., AbstractAsyncContextManager[Envoy]]
 
@@ -39,6 +41,7 @@ class TinyUpstream:
 async def upstream() -> AsyncIterator[TinyUpstream]:
     """A grpc.aio server with Health (SessionService SERVING) and reflection, on a free port."""
     server = grpc.aio.server()
+    server.add_generic_rpc_handlers([_UploadHandler()])
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     await health.set(SESSION_SERVICE, health_pb2.HealthCheckResponse.SERVING)
@@ -50,6 +53,23 @@ async def upstream() -> AsyncIterator[TinyUpstream]:
         yield TinyUpstream(port, health)
     finally:
         await server.stop(None)
+
+
+async def _upload(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+    # As the mesh's client-streaming servicers do: response headers before reading anything.
+    if dict(context.invocation_metadata() or ()).get("x-early-headers") == "1":
+        await context.send_initial_metadata(())
+    size = 0
+    async for chunk in requests:
+        size += len(chunk)
+    return str(size).encode()
+
+
+class _UploadHandler(grpc.GenericRpcHandler):
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        if handler_call_details.method != UPLOAD:  # type: ignore[attr-defined]
+            return None
+        return grpc.stream_unary_rpc_method_handler(_upload)
 
 
 def gateway_settings(upstream: int, **changes: Any) -> GatewaySettings:

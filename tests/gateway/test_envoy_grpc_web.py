@@ -20,6 +20,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from gateway.envoy import Envoy
+from gateway.routes import RouteSpec
 from gateway.settings import RateLimit
 from tests.e2e.grpcweb import frame, parse_frames
 
@@ -37,12 +38,13 @@ class TinyUpstream(Protocol):
 # The upstream of conftest.py serves this package's health, and is the catalog too.
 SESSION_SERVICE = "chatmesh.session.v1.SessionService"
 SESSION_PACKAGE = "chatmesh.session.v1"
+UPLOAD = f"/{SESSION_SERVICE}/Upload"
 GatewayFactory = Callable[..., AbstractAsyncContextManager[Envoy]]
 
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 HEALTH_WATCH = "/grpc.health.v1.Health/Watch"
 ALLOWED_ORIGIN = "http://localhost:5173"
-OK, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, UNIMPLEMENTED = 0, 4, 8, 12
+OK, INVALID_ARGUMENT, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, UNIMPLEMENTED = 0, 3, 4, 8, 12
 
 
 @dataclass
@@ -181,20 +183,47 @@ async def test_preflight_is_allowed_for_a_listed_origin_only(gateway: GatewayFac
 
 @pytest.mark.asyncio
 async def test_malformed_body_fails_and_the_next_good_call_still_works(gateway: GatewayFactory) -> None:
-    async with gateway(unary_timeout_s=1.0) as envoy:
+    async with gateway() as envoy:
         port = envoy.settings.port
         garbage = await post(port, HEALTH_CHECK, frame(b"\xff\xff\xff\xff"))
-        # The frame header promises 100 bytes and three follow: grpc.aio waits for the rest
-        # even after the stream ends, so only the route's unary timeout ends this call.
-        started = time.monotonic()
+        # The frame header promises 100 bytes and three follow: grpc.aio would wait for the rest
+        # even after the stream ends; the gateway's frame check answers at once instead.
         truncated = await post(port, HEALTH_CHECK, b"\x00\x00\x00\x00\x64abc")
-        waited = time.monotonic() - started
         good = await post(port, HEALTH_CHECK, check_request())
 
     assert garbage.grpc_status not in (None, OK)
-    assert truncated.grpc_status == DEADLINE_EXCEEDED
-    assert waited < 5
+    assert truncated.grpc_status == INVALID_ARGUMENT
+    assert truncated.headers["grpc-message"] == "request: truncated message"
     assert good.grpc_status == OK
+
+
+@pytest.mark.asyncio
+async def test_calls_that_never_send_their_message_end_at_the_request_timeout_and_others_live_on(
+    gateway: GatewayFactory,
+) -> None:
+    async with gateway(request_timeout_s=1.0, unary_timeout_s=3600) as envoy:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{envoy.settings.port}") as channel:
+            # Stream calls on a unary and a server-streaming path: headers go out, the message never does.
+            silent = [channel.stream_stream(path)() for path in (HEALTH_CHECK, HEALTH_WATCH)]
+            codes = await asyncio.wait_for(asyncio.gather(*(c.code() for c in silent)), timeout=60)
+            details = await silent[0].details()
+            # A stream whose request came in time outlives the request timeout.
+            watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=SESSION_SERVICE))
+            first = await watch.read()
+            # So does a client stream whose service has begun answering (reflection is bidirectional).
+            reflect = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo()
+            await reflect.write(reflection_pb2.ServerReflectionRequest(list_services=""))
+            await reflect.read()
+            await asyncio.sleep(2.5)
+            await reflect.write(reflection_pb2.ServerReflectionRequest(list_services=""))
+            listed_later = await reflect.read()
+            await reflect.done_writing()
+            watch.cancel()
+
+    assert codes == [grpc.StatusCode.DEADLINE_EXCEEDED] * 2
+    assert details == "request not received in time"
+    assert first.status == health_pb2.HealthCheckResponse.SERVING
+    assert isinstance(listed_later, reflection_pb2.ServerReflectionResponse)
 
 
 @pytest.mark.asyncio
@@ -231,7 +260,9 @@ async def test_exhausted_rate_limit_answers_resource_exhausted(gateway: GatewayF
 
     # The upstream has no SessionService: calls that get through read UNIMPLEMENTED.
     assert [r.grpc_status for r in web] == [UNIMPLEMENTED, UNIMPLEMENTED, RESOURCE_EXHAUSTED]
+    assert web[2].headers["retry-after-ms"] == "3600000"  # the bucket's next fill
     assert native.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert dict(native.value.trailing_metadata() or ())["retry-after-ms"] == "3600000"
     assert health.grpc_status == OK
 
 
@@ -292,3 +323,50 @@ async def test_access_log_has_each_calls_real_grpc_status_and_never_the_token(
     assert limited["answered_by"] == "gateway"
     assert limited["flags"] == "RL"
     assert len(lines) == 3
+
+
+@pytest.mark.asyncio
+async def test_envoy_admin_answers_on_loopback_only(gateway: GatewayFactory) -> None:
+    async with gateway() as envoy:
+        admin = envoy.settings.admin_port
+        ready = await asyncio.to_thread(_admin_get, "127.0.0.1", admin)
+        # Bound to 127.0.0.1 itself: another address of this very machine does not reach it.
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.to_thread(_admin_get, "127.0.0.2", admin)
+
+    assert ready == 200
+
+
+def _admin_get(host: str, port: int) -> int:
+    conn = http.client.HTTPConnection(host, port, timeout=5)
+    try:
+        conn.request("GET", "/ready")
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+@pytest.mark.asyncio
+async def test_a_client_stream_outlives_the_request_timeout_once_its_service_has_answered_headers(
+    gateway: GatewayFactory,
+) -> None:
+    routes = [RouteSpec(package=SESSION_PACKAGE, cluster="session", client_streaming_methods=[UPLOAD])]
+    async with gateway(routes, request_timeout_s=1.0) as envoy:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{envoy.settings.port}") as channel:
+            results = {}
+            for early in ("1", "0"):
+                call = channel.stream_unary(UPLOAD)(metadata=(("x-early-headers", early),))
+                try:
+                    for _ in range(3):  # 3 s of slow upload, past the 1 s request timeout
+                        await call.write(b"x" * 10)
+                        await asyncio.sleep(1)
+                    await call.done_writing()
+                    results[early] = await call
+                except (grpc.aio.AioRpcError, asyncio.InvalidStateError):  # writing to a call already ended
+                    results[early] = await call.code()
+
+    assert results["1"] == b"30"
+    # Without early headers the gateway cannot tell the stream from one that never sends: cut.
+    assert isinstance(results["0"], grpc.StatusCode) and results["0"] != grpc.StatusCode.OK

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -13,13 +14,20 @@ from gateway.envoy import Envoy
 from gateway.errors import InvalidEnvoyConfigError
 from gateway.render import render, write_config
 from gateway.routes import RouteSpec
-from gateway.settings import GatewaySettings, RateLimit, StaticSite, Upstream
+from gateway.settings import ClientBucket, ClientRateLimits, EdgeAuth, GatewaySettings, RateLimit, StaticSite, Upstream
+from services.runtime.tokens import generate_key_pair, load_public_key
 
+JWT_ROUTE = "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.PerRouteConfig"
 CONNECT = "/chatmesh.session.v1.SessionService/Connect"
 STREAM_UPSERT = "/chatmesh.ingest.v1.IngestService/StreamUpsert"
 WATCH_JOB = "/chatmesh.ingest.v1.IngestService/WatchJob"
+LOGIN = "/chatmesh.session.v1.SessionService/Login"
+GET_FORM = "/chatmesh.forms.v1.FormsService/GetForm"
+APPEND_ASSISTANT = "/chatmesh.history.v1.HistoryService/AppendAssistantMessage"
 MESH_ROUTES = [
-    RouteSpec(package="chatmesh.session.v1", cluster="session", streaming_methods=[CONNECT]),
+    RouteSpec(package="chatmesh.session.v1", cluster="session", streaming_methods=[CONNECT], public_methods=[LOGIN]),
+    RouteSpec(package="chatmesh.forms.v1", cluster="forms", optional_auth_methods=[GET_FORM]),
+    RouteSpec(package="chatmesh.history.v1", cluster="history", internal_methods=[APPEND_ASSISTANT]),
     RouteSpec(
         package="chatmesh.ingest.v1",
         cluster="ingest",
@@ -27,6 +35,16 @@ MESH_ROUTES = [
         client_streaming_methods=[STREAM_UPSERT],
     ),
 ]
+
+
+def edge_auth(home: Path, *, service_key: bool = True) -> EdgeAuth:
+    """Edge auth with fresh key pairs written under ``home``."""
+    generate_key_pair(home / "access.pem", home / "access.pub.pem")
+    generate_key_pair(home / "service.pem", home / "service.pub.pem")
+    return EdgeAuth(
+        access_token_public_key_file=home / "access.pub.pem",
+        service_token_public_key_file=home / "service.pub.pem" if service_key else None,
+    )
 
 
 def connection_manager(config: dict[str, Any]) -> dict[str, Any]:
@@ -123,16 +141,22 @@ def test_only_client_streams_skip_the_request_size_limit() -> None:
         assert "envoy.filters.http.buffer" not in routes[name]["typed_per_filter_config"]
 
 
-def test_filters_run_grpc_web_cors_rate_limit_buffer_router_in_that_order() -> None:
-    filters = [f["name"] for f in connection_manager(render(GatewaySettings(), []))["http_filters"]]
+def test_filters_run_grpc_web_cors_jwt_rate_limits_buffer_frame_check_router_in_that_order(tmp_path: Path) -> None:
+    without = [f["name"] for f in connection_manager(render(GatewaySettings(), []))["http_filters"]]
+    edge = GatewaySettings(edge_auth=edge_auth(tmp_path))
+    with_auth = [f["name"] for f in connection_manager(render(edge, []))["http_filters"]]
 
-    assert filters == [
+    assert with_auth == [
         "envoy.filters.http.grpc_web",
         "envoy.filters.http.cors",
+        "envoy.filters.http.jwt_authn",
         "envoy.filters.http.local_ratelimit",
+        "chatmesh.client_ratelimit",
         "envoy.filters.http.buffer",
+        "envoy.filters.http.lua",
         "envoy.filters.http.router",
     ]
+    assert without == [f for f in with_auth if f != "envoy.filters.http.jwt_authn"]
 
 
 def test_cors_allows_exactly_the_configured_origins() -> None:
@@ -145,7 +169,7 @@ def test_cors_allows_exactly_the_configured_origins() -> None:
     assert {"x-grpc-web", "authorization", "grpc-timeout", "connect-protocol-version"} <= set(
         policy["allow_headers"].split(",")
     )
-    assert policy["expose_headers"] == "grpc-status,grpc-message,grpc-status-details-bin"
+    assert policy["expose_headers"] == "grpc-status,grpc-message,grpc-status-details-bin,retry-after-ms"
 
 
 def test_default_origins_are_the_local_web_client() -> None:
@@ -182,7 +206,9 @@ def test_every_route_has_the_default_bucket_unless_overridden() -> None:
         "fill_interval": "60s",
     }
     assert "typed_per_filter_config" not in routes["chatmesh.forms.v1"]
-    assert all(bucket(r)["rate_limited_as_resource_exhausted"] for n, r in routes.items() if n != "chatmesh.forms.v1")
+    # The forms package's override covers its method routes; an internal method's route forwards nothing.
+    limited = {n: r for n, r in routes.items() if "forms" not in n and "direct_response" not in r}
+    assert all(bucket(r)["rate_limited_as_resource_exhausted"] for r in limited.values())
 
 
 def test_an_override_that_names_no_route_is_refused() -> None:
@@ -364,3 +390,158 @@ def test_every_request_carries_the_client_address_envoy_saw_whatever_the_client_
         "value": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
     }
     assert header["append_action"] == "OVERWRITE_IF_EXISTS_OR_ADD"
+
+
+def jwt_of(route: dict[str, Any]) -> dict[str, Any]:
+    config: dict[str, Any] = route["typed_per_filter_config"]["envoy.filters.http.jwt_authn"]
+    return config
+
+
+def test_edge_auth_verifies_with_a_local_jwks_of_both_public_keys(tmp_path: Path) -> None:
+    auth = edge_auth(tmp_path)
+    filters = connection_manager(render(GatewaySettings(edge_auth=auth), []))["http_filters"]
+    jwt = next(f["typed_config"] for f in filters if f["name"] == "envoy.filters.http.jwt_authn")
+
+    (provider,) = jwt["providers"].values()
+    assert provider["issuer"] == "chatmesh"
+    assert provider["forward"] is True  # services verify the token again
+    keys = json.loads(provider["local_jwks"]["inline_string"])["keys"]
+    assert [(k["kty"], k["crv"], k["alg"], k["kid"]) for k in keys] == [
+        ("OKP", "Ed25519", "EdDSA", "access"),
+        ("OKP", "Ed25519", "EdDSA", "service"),
+    ]
+    raw = load_public_key(tmp_path / "access.pub.pem").public_bytes_raw()
+    assert base64.urlsafe_b64decode(keys[0]["x"] + "=") == raw
+
+
+def test_each_route_requires_a_token_by_its_methods_access(tmp_path: Path) -> None:
+    settings = GatewaySettings(edge_auth=edge_auth(tmp_path, service_key=False), web=StaticSite(port=8081))
+    routes = routes_by_name(render(settings, MESH_ROUTES))
+
+    required = {"@type": JWT_ROUTE, "requirement_name": "token_required"}
+    assert jwt_of(routes["chatmesh.session.v1"]) == required
+    assert jwt_of(routes[CONNECT]) == required
+    assert jwt_of(routes[GET_FORM]) == {"@type": JWT_ROUTE, "requirement_name": "token_optional"}
+    for public in (LOGIN, "grpc.health.v1", "grpc.reflection", "web"):
+        assert jwt_of(routes[public]) == {"@type": JWT_ROUTE, "disabled": True}, public
+    # Login is the session service's, routed ahead of its package's prefix route.
+    assert routes[LOGIN]["route"]["cluster"] == "session"
+    assert route_names(render(settings, MESH_ROUTES)).index(LOGIN) < route_names(render(settings, MESH_ROUTES)).index(
+        "chatmesh.session.v1"
+    )
+
+
+def test_an_internal_method_is_answered_by_the_gateway_and_routed_nowhere() -> None:
+    route = routes_by_name(render(GatewaySettings(), MESH_ROUTES))[APPEND_ASSISTANT]
+
+    assert route["match"] == {"path": APPEND_ASSISTANT}
+    assert route["direct_response"] == {"status": 403}
+    assert "route" not in route
+
+
+def test_a_method_listed_twice_or_outside_its_package_is_refused() -> None:
+    with pytest.raises(ValueError, match="one access only"):
+        RouteSpec(package="chatmesh.session.v1", cluster="session", public_methods=[LOGIN], internal_methods=[LOGIN])
+    with pytest.raises(ValueError, match="not a method path"):
+        RouteSpec(package="chatmesh.session.v1", cluster="session", public_methods=[GET_FORM])
+
+
+def test_clients_are_bucketed_by_verified_subject_or_by_address_when_anonymous(tmp_path: Path) -> None:
+    limits = ClientRateLimits(user=ClientBucket(burst=50, per_second=20), address=ClientBucket(burst=5, per_second=3))
+    settings = GatewaySettings(edge_auth=edge_auth(tmp_path), client_rate_limits=limits)
+    config = render(settings, MESH_ROUTES)
+    filters = connection_manager(config)["http_filters"]
+    limiter = next(f["typed_config"] for f in filters if f["name"] == "chatmesh.client_ratelimit")
+    routes = routes_by_name(config)
+
+    assert limiter["descriptors"] == [
+        {
+            "entries": [{"key": "user"}],
+            "token_bucket": {"max_tokens": 50, "tokens_per_fill": 2, "fill_interval": "0.1s"},
+        },
+        {
+            "entries": [{"key": "client", "value": "anonymous"}, {"key": "remote_address"}],
+            "token_bucket": {"max_tokens": 5, "tokens_per_fill": 3, "fill_interval": "1s"},
+        },
+    ]
+    assert limiter["always_consume_default_token_bucket"] is False
+    assert limiter["response_headers_to_add"][0]["header"] == {"key": "retry-after-ms", "value": "1000"}
+    user, anonymous = routes["chatmesh.session.v1"]["route"]["rate_limits"]
+    assert user["actions"][0]["metadata"]["metadata_key"] == {
+        "key": "envoy.filters.http.jwt_authn",
+        "path": [{"key": "jwt_payload"}, {"key": "sub"}],
+    }
+    assert anonymous["actions"][0]["header_value_match"]["expect_match"] is False
+    assert anonymous["actions"][1] == {"remote_address": {}}
+    (login,) = routes[LOGIN]["route"]["rate_limits"]
+    assert login["actions"] == [
+        {"generic_key": {"descriptor_key": "client", "descriptor_value": "anonymous"}},
+        {"remote_address": {}},
+    ]
+
+
+def test_without_edge_auth_a_users_calls_are_bucketed_by_their_token() -> None:
+    config = render(GatewaySettings(), MESH_ROUTES)
+    user, _ = routes_by_name(config)["chatmesh.session.v1"]["route"]["rate_limits"]
+
+    assert user["actions"] == [
+        {"request_headers": {"header_name": "authorization", "descriptor_key": "token", "skip_if_absent": True}}
+    ]
+    assert (
+        "envoy.filters.http.jwt_authn" not in routes_by_name(config)["chatmesh.session.v1"]["typed_per_filter_config"]
+    )
+
+
+def test_a_request_must_arrive_within_the_request_timeout_and_headers_within_theirs() -> None:
+    settings = GatewaySettings(request_timeout_s=4, request_headers_timeout_s=2, stream_idle_timeout_s=120)
+    manager = connection_manager(render(settings, MESH_ROUTES))
+    routes = routes_by_name(render(settings, MESH_ROUTES))
+
+    assert (manager["request_timeout"], manager["request_headers_timeout"]) == ("4s", "2s")
+    # No idle timeout on unary routes: a slow service's answer is the unary timeout's business.
+    assert "idle_timeout" not in routes["chatmesh.session.v1"]["route"]
+    assert routes[CONNECT]["route"]["idle_timeout"] == "120s"
+
+
+def test_client_streams_skip_the_frame_check() -> None:
+    routes = routes_by_name(render(GatewaySettings(), MESH_ROUTES))
+
+    assert routes[STREAM_UPSERT]["typed_per_filter_config"]["envoy.filters.http.lua"]["disabled"] is True
+    for name in (CONNECT, LOGIN, "chatmesh.session.v1"):
+        assert "envoy.filters.http.lua" not in routes[name].get("typed_per_filter_config", {})
+
+
+def test_envoy_validates_the_rendered_config_with_edge_auth(tmp_path: Path) -> None:
+    settings = GatewaySettings(edge_auth=edge_auth(tmp_path), web=StaticSite(port=8081))
+    envoy = Envoy(settings, MESH_ROUTES, tmp_path / "envoy")
+
+    envoy.prepare()
+
+    assert envoy.config_path.is_file()
+
+
+def test_x_forwarded_for_is_believed_from_trusted_proxies_only() -> None:
+    plain = connection_manager(render(GatewaySettings(), []))
+    proxied = connection_manager(render(GatewaySettings(trusted_proxies=["10.1.0.0/16", "192.0.2.7"]), []))
+
+    assert plain["use_remote_address"] is True
+    assert "original_ip_detection_extensions" not in plain
+    (xff,) = proxied["original_ip_detection_extensions"]
+    assert xff["typed_config"]["xff_trusted_cidrs"]["cidrs"] == [
+        {"address_prefix": "10.1.0.0", "prefix_len": 16},
+        {"address_prefix": "192.0.2.7", "prefix_len": 32},
+    ]
+    with pytest.raises(ValueError, match="trusted_proxies"):
+        GatewaySettings(trusted_proxies=["not-a-network"])
+
+
+def test_envoy_stops_taking_calls_before_its_heap_outgrows_the_ceiling() -> None:
+    overload = render(GatewaySettings(max_heap_bytes=256 << 20), [])["overload_manager"]
+
+    heap = next(m for m in overload["resource_monitors"] if m["name"] == "envoy.resource_monitors.fixed_heap")
+    assert heap["typed_config"]["max_heap_size_bytes"] == 256 << 20
+    actions = {a["name"]: a["triggers"][0]["threshold"]["value"] for a in overload["actions"]}
+    assert actions == {
+        "envoy.overload_actions.shrink_heap": 0.90,
+        "envoy.overload_actions.stop_accepting_requests": 0.95,
+    }

@@ -39,7 +39,7 @@ class ConfirmConsumer(Consumer):
         """When the submission was processed (from the announcement's header; else now)."""
         at = Timestamp()
         header = delivery.headers.get("Chatmesh-Processed-At", "")
-        ms = int(header) if header.isdigit() else 0
+        ms = int(header) if header.isascii() and header.isdigit() else 0
         if ms:
             at.FromMilliseconds(ms)
         else:

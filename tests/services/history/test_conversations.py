@@ -277,7 +277,7 @@ async def test_assistant_replies_are_stored_once_per_request_and_only_in_assista
 
 
 async def test_only_services_write_assistant_messages_a_users_own_token_is_refused(make_user: Factory) -> None:
-    ann = make_user()
+    ann = await make_user()
     created = await ann.stub.CreateConversation(
         pb.CreateConversationRequest(kind=pb.CONVERSATION_KIND_ASSISTANT), metadata=ann.auth
     )

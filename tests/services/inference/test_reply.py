@@ -6,6 +6,7 @@ import asyncio
 import uuid
 
 import grpc
+import pytest
 
 from chatmesh.common.v1 import common_pb2
 from chatmesh.history.v1 import history_pb2 as hpb
@@ -164,3 +165,24 @@ async def test_after_an_edit_the_reply_is_what_the_edited_conversation_gets_from
         ]
         assert chunks[-1].finished.usage.prompt_tokens == cold[-1].finished.usage.prompt_tokens
         assert text == "".join(c.token.text for c in cold if c.HasField("token"))
+
+
+async def test_only_inference_stores_assistant_messages_a_user_token_is_refused(
+    reply_inference_service: ServiceServer, history_service: ServiceServer, signer: TokenSigner
+) -> None:
+    md = auth(signer, Principal(str(uuid.uuid4()), str(uuid.uuid4()), "s"))
+    async with (
+        grpc.aio.insecure_channel(f"127.0.0.1:{history_service.port}") as hch,
+        grpc.aio.insecure_channel(f"127.0.0.1:{reply_inference_service.port}") as ich,
+    ):
+        history = history_pb2_grpc.HistoryServiceStub(hch)
+        cid = (await assistant_conversation(history, md)).conversation_id
+        await history.SendMessage(
+            hpb.SendMessageRequest(conversation_id=cid, client_message_id="m1", text="Say hello."), metadata=md
+        )
+        finished = (await reply(inference_pb2_grpc.InferenceServiceStub(ich), cid, md))[-1].finished
+        assert finished.assistant_message_id  # stored with inference's service token, acting for the user
+        forged = hpb.AppendAssistantMessageRequest(conversation_id=cid, request_id="forged", text="I am the assistant")
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await history.AppendAssistantMessage(forged, metadata=md)
+        assert info.value.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)

@@ -1,0 +1,1 @@
+"""The fuzz suite: every RPC of every service, generated and mutated requests, gRPC-web bodies."""
