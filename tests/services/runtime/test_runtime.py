@@ -137,6 +137,21 @@ async def test_reflection_lists_the_service_and_health(presence_service: Service
     assert "grpc.health.v1.Health" in names
 
 
+async def test_reflection_is_a_setting_and_off_means_not_served(token_keys: KeyPair) -> None:
+    name = forms_pb2.DESCRIPTOR.services_by_name["FormsService"].full_name
+    app = create_server(
+        "private",
+        ServiceSettings(port=0, token_public_key_file=token_keys.public, shutdown_drain_s=0, reflection=False),
+        [ServiceBinding(name, forms_pb2_grpc.add_FormsServiceServicer_to_server, _UnfinishedForms())],
+    )
+    async with app, grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        responses = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            _ = [r async for r in responses]
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
 async def test_reflection_describes_a_method_by_its_symbol(presence_service: ServiceServer) -> None:
     """`grpcurl describe pkg.Service.Method` asks for the file containing the method's symbol."""
     symbols = ["chatmesh.presence.v1.PresenceService.Heartbeat", "chatmesh.presence.v1.PresenceService.Nope"]
