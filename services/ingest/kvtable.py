@@ -7,6 +7,7 @@ Every failure to reach NATS is :class:`~services.runtime.errors.Unavailable`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncGenerator, Callable
 from typing import Generic, TypeVar
@@ -32,14 +33,16 @@ class RecordExists(Exception):
 class KvTable(Generic[R]):
     """One bucket of records of type ``R``."""
 
-    def __init__(self, kv: KeyValue, model: type[R]) -> None:
+    def __init__(self, kv: KeyValue, model: type[R], js: JetStreamContext | None = None, bucket: str = "") -> None:
+        self._js = js
+        self._bucket = bucket
         self._kv = kv
         self._model = model
 
     @classmethod
     async def open(cls, js: JetStreamContext, bucket: str, model: type[R]) -> KvTable[R]:
         """The bucket (declared at start by the service)."""
-        return cls(await js.key_value(bucket), model)
+        return cls(await js.key_value(bucket), model, js, bucket)
 
     async def get(self, key: str) -> R | None:
         """The record at ``key``, or None."""
@@ -106,24 +109,25 @@ class KvTable(Generic[R]):
             raise Unavailable("the job and collection records (NATS) are unavailable; retry") from exc
 
     async def list(self, prefix: str) -> list[R]:
-        """Every record whose key starts with ``<prefix>.`` (``prefix`` "" for all), in key order."""
+        """Every record whose key starts with ``<prefix>.`` (``prefix`` "" for all), in key order.
+
+        The keys come from the bucket's stream (its subjects, in one STREAM.INFO), then each
+        record is read. A KV watch would be one round trip, but it skips a key that is being
+        written while the watch starts (its old revision is gone before delivery, the new one
+        arrives after the watch counted no more pending), and a listing must not lose a
+        collection because its point count just changed.
+        """
         pattern = f"{prefix}.>" if prefix else ">"
-        found: dict[str, R] = {}
+        subject_prefix = f"$KV.{self._bucket}."
         try:
-            watcher = await self._kv.watch(pattern, ignore_deletes=True)
-            try:
-                async for entry in watcher:
-                    if entry is None:
-                        break
-                    if entry.value and entry.operation is None:
-                        found[entry.key] = self._model.model_validate_json(entry.value)
-                    if not entry.delta:
-                        break
-            finally:
-                await watcher.stop()  # type: ignore[no-untyped-call]
+            if self._js is None:
+                raise RuntimeError("KvTable.list needs the JetStream context (KvTable.open)")
+            info = await self._js.stream_info(f"KV_{self._bucket}", subjects_filter=subject_prefix + pattern)
         except Exception as exc:
             raise Unavailable("the job and collection records (NATS) are unavailable; retry") from exc
-        return [found[k] for k in sorted(found)]
+        keys = sorted(subject[len(subject_prefix) :] for subject in (info.state.subjects or {}))
+        entries = await asyncio.gather(*(self._entry(key) for key in keys))
+        return [entry[0] for entry in entries if entry is not None]
 
     async def watch(self, key: str, idle_s: float) -> AsyncGenerator[R | None, None]:
         """The record at ``key`` each time it changes (the current one first); None when deleted.
