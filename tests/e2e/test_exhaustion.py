@@ -21,7 +21,7 @@ from chatmesh.session.v1 import session_pb2_grpc
 from services.runtime.server import ServiceServer
 
 SILENT_CALLS = 3000
-CHANNELS = 10  # 300 calls a connection (grpc-python clients refuse some streams past ~400 a connection)
+CHANNELS = 10  # 300 calls a connection, under HTTP/2 max_concurrent_streams
 PASSWORD = "correct horse battery"
 LOGIN = "/chatmesh.session.v1.SessionService/Login"
 LIST_DEVICES = "/chatmesh.session.v1.SessionService/ListDevices"
@@ -87,8 +87,9 @@ async def test_thousands_of_silent_calls_end_by_themselves_and_another_user_is_n
     assert failures == []
     # Every silent call ended by itself, none with a false OK: timed out waiting for its message,
     # or refused at once as over its caller's share (the attacker's user, or its client address).
-    # A few of a burst of hundreds of new streams on one connection end CANCELLED within a
-    # fraction of a second, in grpc's HTTP/2 layer, before any service code sees them.
+    # Some of a burst of thousands of new calls end CANCELLED within a fraction of a second:
+    # grpc core's own backlog shedding (random early drop of calls still waiting for the
+    # application past grpc.server.max_pending_requests, 1,000), before any service code runs.
     ended = {grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED}
     assert set(endings) <= ended, endings
     assert sum(endings.values()) == SILENT_CALLS
