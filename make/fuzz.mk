@@ -1,7 +1,8 @@
 # The fuzz suite (tests/fuzz): every RPC of every service with generated requests, byte mutations and
 # gRPC-web bodies through Envoy, against a real mesh. `make test` runs it with a fixed budget (about two
 # minutes here: CHATMESH_FUZZ_EXAMPLES=50, CHATMESH_FUZZ_MUTATIONS=100 per RPC, derandomized); `make
-# fuzz` runs only it, `make fuzz-long` a long randomized run (about ten to fifteen minutes here) writing every finding
+# fuzz` runs only it, `make fuzz-long` a long randomized run (300 examples and 600 mutations per RPC: 186 tests passed in 7.5 minutes here on
+# 2026-12-02, no finding) writing every finding
 # to .chatmesh/fuzz-findings.jsonl. FUZZ_RUNNING=1 fuzzes the mesh `make up` already runs.
 
 FUZZ_LONG_EXAMPLES ?= 300
