@@ -19,13 +19,9 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Protocol
 
-import grpc
-
-from chatmesh.history.v1 import history_pb2, history_pb2_grpc
 from services.presence.folder import Presence, PresenceState
 from services.runtime.cql import CqlSession
 from services.runtime.errors import Unavailable
-from services.runtime.peers import forwarded, relayed_error
 
 SCHEMA = ("CREATE TABLE IF NOT EXISTS presence_privacy (user_id uuid PRIMARY KEY, hide_last_seen boolean)",)
 
@@ -41,31 +37,6 @@ class ContactsPort(Protocol):
     async def contacts(self, user_ids: Sequence[str], credentials: str) -> list[str]:
         """Those of ``user_ids`` who are the credentials' owner's contacts."""
         ...
-
-
-class HistoryContacts:
-    """ContactsPort over history's FilterContacts (the viewer's ``authorization`` forwarded)."""
-
-    def __init__(self, target: str, timeout_s: float) -> None:
-        self._channel = grpc.aio.insecure_channel(target)
-        self._stub = history_pb2_grpc.HistoryServiceStub(self._channel)
-        self._timeout_s = timeout_s
-
-    async def contacts(self, user_ids: Sequence[str], credentials: str) -> list[str]:
-        """Those of ``user_ids`` sharing a conversation with the caller, as history says."""
-        try:
-            reply = await self._stub.FilterContacts(
-                history_pb2.FilterContactsRequest(user_ids=list(user_ids)),
-                metadata=forwarded(credentials),
-                timeout=self._timeout_s,
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise relayed_error(exc, "history") from None
-        return list(reply.user_ids)
-
-    async def close(self) -> None:
-        """Close the channel."""
-        await self._channel.close()
 
 
 class _Ttl:

@@ -12,7 +12,7 @@ from services.presence.bucket import PresenceBucket
 from services.presence.events import HeartbeatListener, NatsEvents
 from services.presence.membership import HistoryMembership
 from services.presence.privacy import SCHEMA as PRIVACY_SCHEMA
-from services.presence.privacy import HistoryContacts, PresencePrivacy, PrivacyCacheSettings, PrivacyStore
+from services.presence.privacy import PresencePrivacy, PrivacyCacheSettings, PrivacyStore
 from services.presence.servicer import PresenceServicer
 from services.presence.settings import PresenceSettings
 from services.presence.store import SCHEMA, LastSeenStore
@@ -20,6 +20,7 @@ from services.presence.streams import STREAMS
 from services.presence.tracker import PresenceTracker, TrackerSettings
 from services.presence.typing_relay import MembershipCache, TypingRelay
 from services.runtime.bus import connect, ensure_stream
+from services.runtime.contacts import HistoryContacts
 from services.runtime.cql import CqlSession
 from services.runtime.ratelimit import RateLimiter
 from services.runtime.server import ServiceBinding, ServiceServer, create_server, run

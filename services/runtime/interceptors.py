@@ -29,7 +29,6 @@ import functools
 import inspect
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from typing import Any, TypeAlias
 
@@ -47,6 +46,7 @@ from services.runtime.errors import (
     ResourceExhausted,
     Unauthenticated,
 )
+from services.runtime.ids import canonical_uuid_or_none
 from services.runtime.metrics import RpcMetrics
 from services.runtime.tokens import Principal, TokenVerifier
 
@@ -525,10 +525,9 @@ def _acting_for(principal: Principal, user_id: str | None) -> Principal:
         raise PermissionDenied(f"{ON_BEHALF_OF} is for services only")
     if user_id is None:
         raise Unauthenticated(f"a service token must name the user it acts for in {ON_BEHALF_OF}")
-    try:
-        canonical = str(uuid.UUID(user_id))
-    except ValueError:
-        raise Unauthenticated(f"{ON_BEHALF_OF} must be a user id (UUID)") from None
+    canonical = canonical_uuid_or_none(user_id)
+    if canonical is None:
+        raise Unauthenticated(f"{ON_BEHALF_OF} must be a user id (UUID)")
     return dataclasses.replace(principal, user_id=canonical)
 
 

@@ -7,13 +7,13 @@ import gc
 from chatmesh.session.v1 import session_pb2, session_pb2_grpc
 from services.runtime.bus import connect
 from services.runtime.clients import parse_networks
+from services.runtime.contacts import HistoryContacts
 from services.runtime.cql import CqlSession
 from services.runtime.errors import Unavailable
 from services.runtime.revocation import RevocationList
 from services.runtime.server import ServiceBinding, ServiceServer, create_server, run
 from services.runtime.tokens import TokenSigner, TokenVerifier, load_private_key
 from services.session.accounts import Accounts
-from services.session.contacts import HistoryContacts
 from services.session.feed import DeviceFeed, FeedSettings
 from services.session.passwords import PasswordVault
 from services.session.servicer import PUBLIC_METHODS, SessionServicer

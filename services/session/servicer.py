@@ -10,11 +10,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from chatmesh.session.v1 import session_pb2 as pb
 from chatmesh.session.v1 import session_pb2_grpc
 from services.runtime.clients import Network, caller_address
+from services.runtime.contacts import HistoryContacts
 from services.runtime.errors import Unauthenticated
 from services.runtime.ids import canonical_uuid, canonical_uuids
 from services.runtime.interceptors import Context, current_principal
 from services.session.accounts import Accounts, LoggedIn, TokenPair
-from services.session.contacts import HistoryContacts
 from services.session.feed import DeviceFeed
 
 PUBLIC_METHODS = (

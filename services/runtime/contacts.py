@@ -1,7 +1,8 @@
-"""Whose presence a Connect stream may follow: the caller's contacts, by history's FilterContacts.
+"""Who are the caller's contacts (users sharing a conversation), by history's FilterContacts.
 
-The caller's own ``authorization`` is forwarded, so history answers for the caller and
-nobody else; users who share no conversation with the caller are left out.
+Asked by the services that show presence: session (whose presence a Connect stream may
+follow) and presence (whose state a viewer may see). The caller's own ``authorization`` is
+forwarded, so history answers for the caller and nobody else.
 """
 
 from __future__ import annotations
