@@ -1,9 +1,10 @@
-"""`python -m mesh up [--detach] | down | status | keys`: the commands behind `make up`/`make down`."""
+"""`python -m mesh up [--detach] | down | status | restart --rolling | keys`: the commands behind `make up`..."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -17,6 +18,7 @@ from mesh.settings import MeshSettings
 from services.runtime.tokens import generate_key_pair
 
 SUPERVISOR_PID = "supervisor.pid"
+CONTROL_SOCKET = "control.sock"  # mesh.supervisor.CONTROL_SOCKET (not imported: it pulls in grpc)
 
 
 def _alive(pid: int) -> bool:
@@ -139,6 +141,60 @@ def cmd_status(settings: MeshSettings) -> int:
     return 3
 
 
+def _ask_supervisor(settings: MeshSettings, request: dict[str, str]) -> dict[str, object]:
+    """Send one request to the running supervisor's control socket; its answer."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(settings.ready_timeout_s + 120)
+        sock.connect(str(settings.run_dir / CONTROL_SOCKET))
+        sock.sendall(json.dumps(request).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(65_536)
+            if not chunk:
+                break
+            data += chunk
+    answer = json.loads(data or b"{}")
+    return answer if isinstance(answer, dict) else {}
+
+
+def cmd_restart(settings: MeshSettings, services: list[str]) -> int:
+    """Restart every replica of ``services`` (all, in contract order, if none), one replica at a time.
+
+    Each replica drains (NOT_SERVING, DRAINING in the registry, so Envoy stops routing to it),
+    finishes its calls in flight, tells its streams to reconnect, stops, starts, and is routed
+    to again before the next one goes.
+    """
+    from mesh.contracts import load_all
+
+    order = services or [c.name for c in load_all()]
+    try:
+        for service in order:
+            reply = _ask_supervisor(settings, {"op": "replicas", "service": service})
+            if not reply.get("ok"):
+                print(f"chatmesh: {reply.get('error', 'no answer')}", file=sys.stderr)
+                return 1
+            listed = reply.get("replicas")
+            names = [str(n) for n in listed] if isinstance(listed, list) else []
+            if len(names) == 1:
+                print(
+                    f"chatmesh: {service} runs one replica: its calls fail while it restarts "
+                    f"(CHATMESH_MESH_REPLICAS={service}=2 restarts it without a failed call)",
+                    flush=True,
+                )
+            for name in names:
+                started = time.monotonic()
+                reply = _ask_supervisor(settings, {"op": "restart", "name": name})
+                if not reply.get("ok"):
+                    print(f"chatmesh: restart of {name} failed: {reply.get('error')}", file=sys.stderr)
+                    return 1
+                print(f"chatmesh: {name} restarted, routed to again in {time.monotonic() - started:.1f}s", flush=True)
+                time.sleep(settings.rolling_settle_s)
+    except (FileNotFoundError, ConnectionRefusedError):
+        print("chatmesh is not running (`make up-detached` starts it)", file=sys.stderr)
+        return 3
+    return 0
+
+
 def main() -> int:
     """Parse the command line and run a command."""
     parser = argparse.ArgumentParser(prog="python -m mesh", description="Run the chatmesh mesh on loopback.")
@@ -147,6 +203,9 @@ def main() -> int:
     up.add_argument("--detach", action="store_true", help="return once green, keep running in the background")
     sub.add_parser("down", help="stop a detached mesh")
     sub.add_parser("status", help="is a detached mesh running?")
+    restart = sub.add_parser("restart", help="restart services' replicas one at a time, without a failed call")
+    restart.add_argument("--rolling", action="store_true", required=True, help="one replica at a time (required)")
+    restart.add_argument("services", nargs="*", help="services to restart, in order (default: every one)")
     keys = sub.add_parser("keys", help="write a new access-token key pair")
     keys.add_argument("--out", type=Path, default=None, help="directory (default: <state_dir>/keys)")
     args = parser.parse_args()
@@ -157,6 +216,8 @@ def main() -> int:
         return cmd_down(settings)
     if args.command == "status":
         return cmd_status(settings)
+    if args.command == "restart":
+        return cmd_restart(settings, args.services)
     out = args.out or settings.key_dir
     generate_key_pair(out / "access_token.pem", out / "access_token.pub.pem")
     print(f"wrote {out / 'access_token.pem'} and {out / 'access_token.pub.pem'}")

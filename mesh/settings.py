@@ -8,6 +8,9 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+#: Most replicas of one service on one machine.
+MAX_REPLICAS = 16
+
 
 class MeshSettings(BaseSettings):
     """Every port is configurable, so two meshes (or a mesh and the tests) can share a machine."""
@@ -67,6 +70,20 @@ class MeshSettings(BaseSettings):
         "with their payloads: about 1.6 MB).",
     )
     forms_workers: int = Field(1, ge=0, le=64, description="Forms worker processes (python -m services.forms.worker).")
+    replicas: str = Field(
+        "",
+        max_length=512,
+        pattern=r"^\s*([a-z]+\s*=\s*\d{1,2}\s*(,\s*[a-z]+\s*=\s*\d{1,2}\s*)*)?$",
+        description="Replicas per service, e.g. `history=3,session=2`; unnamed services run one. The first "
+        "replica takes the service's base port, the others free ports picked at start (kept across restarts); "
+        "each registers in the REGISTRY bucket and the xDS control plane hands it to Envoy.",
+    )
+    rolling_settle_s: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="`restart --rolling`: pause after a restarted replica is routed to again, before the next.",
+    )
     web_port: int = Field(
         0, ge=0, le=65535, description="Static server of the browser client; 0 picks a free port at each start."
     )
@@ -86,6 +103,26 @@ class MeshSettings(BaseSettings):
             if not loopback:
                 raise ValueError("host must be an IPv4 loopback address (127.0.0.1) for a cluster on one machine")
         return self
+
+    @model_validator(mode="after")
+    def _replica_counts(self) -> MeshSettings:
+        for name, count in self.replica_counts.items():
+            if not 1 <= count <= MAX_REPLICAS:
+                raise ValueError(f"replicas: {name}={count} is out of range (1..{MAX_REPLICAS})")
+        return self
+
+    @property
+    def replica_counts(self) -> dict[str, int]:
+        """``replicas`` parsed: service name -> count (services not named run one)."""
+        counts: dict[str, int] = {}
+        for part in filter(None, (p.strip() for p in self.replicas.split(","))):
+            name, _, count = part.partition("=")
+            counts[name.strip()] = int(count)
+        return counts
+
+    def replica_count(self, service: str) -> int:
+        """How many replicas of ``service`` the mesh runs."""
+        return self.replica_counts.get(service, 1)
 
     def node_host(self, index: int) -> str:
         """The address of cluster node ``index`` (0-based): host, host+1, ... (127.0.0.1, 127.0.0.2...)."""

@@ -42,6 +42,8 @@ log = logging.getLogger("chatmesh.mesh")
 ROOT = Path(__file__).resolve().parent.parent
 CATALOG = "catalog"
 WEB = "web"
+#: The supervisor's control socket in the run directory (``python -m mesh restart``).
+CONTROL_SOCKET = "control.sock"
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,16 @@ WORKERS: tuple[WorkerKind, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class Replica:
+    """One replica of a service: its process name (``history``, or ``history-2`` of several) and ports."""
+
+    service: str
+    name: str
+    port: int
+    metrics_port: int
+
+
 @dataclass
 class Managed:
     """One process the supervisor owns."""
@@ -75,6 +87,9 @@ class Managed:
     proc: asyncio.subprocess.Process | None = None
     restarts: int = 0
     started_at: float = field(default=0.0)
+    replica: Replica | None = None
+    restart_request: asyncio.Future[None] | None = None
+    """Set by a planned restart (``restart --rolling``): the watcher starts it again at once."""
 
 
 async def wait_grpc_serving(target: str, service: str, timeout_s: float) -> None:
@@ -127,6 +142,23 @@ async def wait_http_ok(url: str, timeout_s: float) -> None:
         await asyncio.sleep(0.1)
 
 
+async def wait_gateway_host(admin_url: str, cluster: str, address: str, timeout_s: float) -> None:
+    """Wait until Envoy's ``cluster`` has the host ``address`` (``ip:port``) and marks it healthy."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    wanted = f"{cluster}::{address}::health_flags::healthy"
+    while True:
+        try:
+            text = await asyncio.to_thread(_get, f"{admin_url}/clusters")
+            if wanted in text.splitlines():
+                return
+        except OSError:
+            pass
+        if loop.time() > deadline:
+            raise TimeoutError(f"the gateway does not route to {address} ({cluster}) after {timeout_s}s")
+        await asyncio.sleep(0.05)
+
+
 def _get(url: str) -> str:
     with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback admin URL we built
         return str(response.read().decode())
@@ -142,6 +174,42 @@ class Supervisor:
         self._groups: list[list[Managed]] = []
         # Picked once, so a restarted static server comes back where Envoy expects it.
         self.web_port = settings.web_port or free_port(settings.host)
+        self.replicas = self._plan_replicas()
+        self._by_name: dict[str, Managed] = {}
+
+    def _plan_replicas(self) -> dict[str, list[Replica]]:
+        """Each service's replicas: the first on the service's base ports, the others on free ports."""
+        s = self.settings
+        names = [c.name for c in self.contracts]
+        unknown = set(s.replica_counts) - set(names)
+        if unknown:
+            raise ValueError(f"replicas: unknown service {', '.join(sorted(unknown))} (one of {', '.join(names)})")
+        if s.replica_count("ingest") > 1 and not os.environ.get("CHATMESH_INGEST_QDRANT_URL"):
+            raise ValueError(
+                "replicas: ingest=N needs a Qdrant server (CHATMESH_INGEST_QDRANT_URL): the embedded store "
+                "has one owner, the ingest service"
+            )
+        plan: dict[str, list[Replica]] = {}
+        for index, name in enumerate(names):
+            count = s.replica_count(name)
+            plan[name] = [
+                Replica(
+                    service=name,
+                    name=name if count == 1 else f"{name}-{number}",
+                    port=s.service_base_port + index if number == 1 else free_port(s.host),
+                    metrics_port=s.metrics_base_port + index if number == 1 else free_port(s.host),
+                )
+                for number in range(1, count + 1)
+            ]
+        return plan
+
+    def target(self, service: str) -> str:
+        """The gRPC target of ``service`` for its peers: one address, or every replica's (``ipv4:a:p,a:q``)."""
+        host = self.settings.host
+        ports = [r.port for r in self.replicas[service]]
+        if len(ports) == 1:
+            return f"{host}:{ports[0]}"
+        return "ipv4:" + ",".join(f"{host}:{port}" for port in ports)
 
     # -- building the plan --------------------------------------------------------
 
@@ -169,20 +237,16 @@ class Supervisor:
             env[f"{prefix}SIGNING_KEY_FILE"] = str((s.key_dir / "access_token.pem").resolve())
         # SetTyping checks membership, Reply reads and stores history, Connect follows only contacts' presence
         if name in ("presence", "inference", "session"):
-            history_index = [c.name for c in self.contracts].index("history")
-            env[f"{prefix}HISTORY_TARGET"] = f"{s.host}:{self._service_port(history_index)}"
+            env[f"{prefix}HISTORY_TARGET"] = self.target("history")
         if name == "history":  # CreateConversation asks session's LookupUsers whether the peer is an account
-            env[f"{prefix}SESSION_TARGET"] = (
-                f"{s.host}:{self._service_port([c.name for c in self.contracts].index('session'))}"
-            )
+            env[f"{prefix}SESSION_TARGET"] = self.target("session")
         if name == "inference":  # stores replies through history's internal AppendAssistantMessage
             env[f"{prefix}SERVICE_TOKEN_PRIVATE_KEY_FILE"] = str((s.key_dir / "service_token.pem").resolve())
         if name == "ingest":  # workers act for jobs' owners: service tokens, Embed, Upsert to the service
-            names = [c.name for c in self.contracts]
             ingest_dir = (s.state_dir / "ingest").resolve()
             env[f"{prefix}SERVICE_TOKEN_PRIVATE_KEY_FILE"] = str((s.key_dir / "service_token.pem").resolve())
-            env[f"{prefix}INFERENCE_TARGET"] = f"{s.host}:{self._service_port(names.index('inference'))}"
-            env[f"{prefix}INGEST_TARGET"] = f"{s.host}:{self._service_port(names.index('ingest'))}"
+            env[f"{prefix}INFERENCE_TARGET"] = self.target("inference")
+            env[f"{prefix}INGEST_TARGET"] = self.target("ingest")
             env[f"{prefix}DATA_DIR"] = str(ingest_dir)
             env[f"{prefix}IMPORT_ROOT"] = str(ingest_dir / "import")
             env[f"{prefix}SNAPSHOT_ROOT"] = str(ingest_dir / "snapshots")
@@ -267,7 +331,7 @@ class Supervisor:
         first: list[Dependency] = [*nats_nodes, cassandra_nodes[0], envoy]
         await asyncio.gather(*(asyncio.to_thread(d.prepare) for d in first))
         await asyncio.gather(*(asyncio.to_thread(d.prepare) for d in cassandra_nodes[1:]))
-        services = [self._service(c, i) for i, c in enumerate(self.contracts)]
+        services = [self._service(c, i, r) for i, c in enumerate(self.contracts) for r in self.replicas[c.name]]
         catalog_target = f"{s.host}:{s.catalog_port}"
         services.append(self._python(CATALOG, "mesh.catalog", -1, lambda t: wait_grpc_serving(catalog_target, "", t)))
         services.append(self._static_site())
@@ -292,6 +356,7 @@ class Supervisor:
             [gateway],
         ]
         self._groups = [group for group in self._groups if group]
+        self._by_name = {item.name: item for group in self._groups for item in group}
 
     def _nats_nodes(self) -> list[Nats]:
         """One nats-server, or a cluster of ``nats_nodes`` on 127.0.0.1, 127.0.0.2...: nats, nats-2..."""
@@ -380,14 +445,24 @@ class Supervisor:
         health = f"http://{s.host}:{self.web_port}/healthz"
         return Managed(WEB, spec, lambda t: wait_http_ok(health, t))
 
-    def _service(self, contract: ServiceContract, index: int) -> Managed:
-        target = f"{self.settings.host}:{self._service_port(index)}"
-        return self._python(
-            contract.name,
+    def _service(self, contract: ServiceContract, index: int, replica: Replica) -> Managed:
+        target = f"{self.settings.host}:{replica.port}"
+        prefix = f"CHATMESH_{contract.name.upper()}_"
+        env = {
+            **self._service_env(contract.name, index),
+            f"{prefix}PORT": str(replica.port),
+            f"{prefix}METRICS_PORT": str(replica.metrics_port),
+            f"{prefix}REPLICA": replica.name,
+        }
+        item = self._python(
+            replica.name,
             f"services.{contract.name}",
             index,
             lambda t: wait_grpc_serving(target, contract.full_name, t),
+            env,
         )
+        item.replica = replica
+        return item
 
     # -- running ------------------------------------------------------------------
 
@@ -454,6 +529,9 @@ class Supervisor:
             if self._stopping.is_set():
                 return
             code = item.proc.returncode if item.proc else None
+            if item.restart_request is not None:
+                await self._planned_restart(item)
+                continue
             uptime = time.monotonic() - item.started_at
             # Back off exponentially, but forgive a process that ran a while before dying.
             item.restarts = 0 if uptime > 60 else item.restarts + 1
@@ -473,6 +551,73 @@ class Supervisor:
                 print(f"chatmesh: restart of {item.name} failed: {exc}", flush=True)
                 if item.proc is not None and item.proc.returncode is None:
                     await terminate(item.proc, item.spec.stop_timeout_s)  # never healthy: start it again
+
+    async def _planned_restart(self, item: Managed) -> None:
+        """Start ``item`` again at once (it was stopped on purpose) and answer whoever asked."""
+        request, item.restart_request = item.restart_request, None
+        assert request is not None
+        try:
+            await self._start(item, self.settings.ready_timeout_s)
+        except (RuntimeError, TimeoutError, OSError) as exc:
+            if not request.done():
+                request.set_exception(RuntimeError(f"{item.name} did not come back: {exc}"))
+            if item.proc is not None and item.proc.returncode is None:
+                await terminate(item.proc, item.spec.stop_timeout_s)
+            return
+        if not request.done():
+            request.set_result(None)
+
+    async def restart_replica(self, name: str) -> None:
+        """Stop replica ``name`` gracefully (it drains), start it, wait until Envoy routes to it again."""
+        item = self._by_name.get(name)
+        if item is None or item.replica is None:
+            raise KeyError(f"no replica named {name!r}")
+        if item.restart_request is not None:
+            raise RuntimeError(f"{name} is already restarting")
+        if item.proc is None or item.proc.returncode is not None:
+            raise RuntimeError(f"{name} is not running (the supervisor is restarting it)")
+        request: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        item.restart_request = request
+        log.info("restarting %s (planned)", name)
+        await terminate(item.proc, item.spec.stop_timeout_s)  # SIGTERM: draining, grace, stop
+        await request
+        await wait_gateway_host(
+            f"http://{self.settings.host}:{self.settings.gateway_admin_port}",
+            item.replica.service,
+            f"{self.settings.host}:{item.replica.port}",
+            self.settings.ready_timeout_s,
+        )
+        log.info("restarted %s: routed to again", name)
+
+    async def _serve_control(self) -> asyncio.AbstractServer:
+        """The control socket: one JSON request per connection, one JSON answer."""
+        path = self.settings.run_dir / CONTROL_SOCKET
+        path.unlink(missing_ok=True)
+        return await asyncio.start_unix_server(self._control, path=str(path))
+
+    async def _control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        reply: dict[str, object]
+        try:
+            request = json.loads(await reader.readline())
+            op = request.get("op") if isinstance(request, dict) else None
+            if op == "replicas":
+                service = str(request.get("service", ""))
+                if service not in self.replicas:
+                    raise KeyError(f"no service named {service!r}")
+                reply = {"ok": True, "replicas": [r.name for r in self.replicas[service]]}
+            elif op == "restart":
+                await self.restart_replica(str(request.get("name", "")))
+                reply = {"ok": True}
+            else:
+                reply = {"ok": False, "error": f"unknown op {op!r}"}
+        except (KeyError, ValueError, RuntimeError, TimeoutError) as exc:
+            reply = {"ok": False, "error": str(exc).strip("'\"")}
+        try:
+            writer.write(json.dumps(reply).encode() + b"\n")
+            await writer.drain()
+            writer.close()
+        except (ConnectionError, OSError):
+            pass
 
     async def down(self) -> None:
         """Stop everything, gateway first, dependencies last."""
@@ -504,7 +649,11 @@ class Supervisor:
                 return 130
             stop.cancel()
             up.result()
-            await self.watch()
+            control = await self._serve_control()
+            try:
+                await self.watch()
+            finally:
+                control.close()
             return 0
         except (RuntimeError, TimeoutError) as exc:
             print(f"chatmesh: up failed: {exc}", file=sys.stderr, flush=True)

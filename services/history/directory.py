@@ -12,6 +12,7 @@ from typing import Protocol
 import grpc
 
 from chatmesh.session.v1 import session_pb2, session_pb2_grpc
+from services.runtime.channels import peer_channel
 from services.runtime.peers import forwarded, relayed_error
 
 
@@ -31,7 +32,7 @@ class SessionDirectory:
     """UserDirectory over session's LookupUsers (the caller's ``authorization`` forwarded)."""
 
     def __init__(self, target: str, timeout_s: float, cache_size: int) -> None:
-        self._channel = grpc.aio.insecure_channel(target)
+        self._channel = peer_channel(target)
         self._stub = session_pb2_grpc.SessionServiceStub(self._channel)
         self._timeout_s = timeout_s
         self._cache_size = cache_size

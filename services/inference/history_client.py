@@ -16,6 +16,7 @@ import grpc
 from chatmesh.common.v1 import common_pb2
 from chatmesh.history.v1 import history_pb2, history_pb2_grpc
 from services.inference.errors import NotAnAssistantConversation
+from services.runtime.channels import peer_channel
 from services.runtime.interceptors import ON_BEHALF_OF
 from services.runtime.peers import forwarded, relayed_error
 from services.runtime.tokens import ServiceTokenSigner
@@ -53,7 +54,7 @@ class HistoryClient:
 
     def __init__(self, target: str, timeout_s: float, page_size: int, signer: ServiceTokenSigner | None = None) -> None:
         self._signer = signer
-        self._channel = grpc.aio.insecure_channel(target)
+        self._channel = peer_channel(target)
         self._stub = history_pb2_grpc.HistoryServiceStub(self._channel)
         self._timeout_s = timeout_s
         self._page_size = page_size

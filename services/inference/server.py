@@ -47,7 +47,8 @@ async def build(settings: InferenceSettings) -> ServiceServer:
         "inference",
         settings,
         [ServiceBinding(SERVICE_NAME, inference_pb2_grpc.add_InferenceServiceServicer_to_server,
-                        InferenceServicer(registry, engine, replies))],
+                        InferenceServicer(registry, engine, replies),
+                        finishing_methods=(f"/{SERVICE_NAME}/Generate", f"/{SERVICE_NAME}/Reply"))],
     )  # fmt: skip
     metrics.register(app.metrics.registry)
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import grpc
 
 from chatmesh.inference.v1 import inference_pb2, inference_pb2_grpc
+from services.runtime.channels import peer_channel
 from services.runtime.errors import ChatmeshError, FailedPrecondition, NotFound, ResourceExhausted
 from services.runtime.interceptors import ON_BEHALF_OF
 from services.runtime.peers import relayed_error, retry_after_s
@@ -60,7 +61,7 @@ class InferenceEmbedder:
     """A client of inference's Embed and ListModels."""
 
     def __init__(self, target: str, timeout_s: float, signer: ServiceTokenSigner | None, batch_texts: int = 16) -> None:
-        self._channel = grpc.aio.insecure_channel(target)
+        self._channel = peer_channel(target)
         self._stub = inference_pb2_grpc.InferenceServiceStub(self._channel)
         self._timeout_s = timeout_s
         self._signer = signer

@@ -51,6 +51,7 @@ from services.ingest.streams import IngestNames
 from services.ingest.uploads import Uploads
 from services.ingest.workqueue import WorkQueue
 from services.runtime.bus import connect
+from services.runtime.channels import peer_channel
 from services.runtime.interceptors import ON_BEHALF_OF
 from services.runtime.logs import configure_logging
 from services.runtime.objectstore import ObjectStore
@@ -74,7 +75,7 @@ class ServiceSink:
     """Batches to the ingest service over Upsert, acting for the job's owner (embedded store)."""
 
     def __init__(self, target: str, signer: ServiceTokenSigner, timeout_s: float) -> None:
-        self._channel = grpc.aio.insecure_channel(target, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)])
+        self._channel = peer_channel(target, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)])
         self._stub = ingest_pb2_grpc.IngestServiceStub(self._channel)
         self._signer = signer
         self._timeout_s = timeout_s

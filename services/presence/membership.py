@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import grpc
 
 from chatmesh.history.v1 import history_pb2, history_pb2_grpc
+from services.runtime.channels import peer_channel
 from services.runtime.peers import forwarded, relayed_error
 
 
@@ -18,7 +19,7 @@ class HistoryMembership:
     """Asks history's GetConversation who is in a conversation."""
 
     def __init__(self, target: str, timeout_s: float) -> None:
-        self._channel = grpc.aio.insecure_channel(target)
+        self._channel = peer_channel(target)
         self._stub = history_pb2_grpc.HistoryServiceStub(self._channel)
         self._timeout_s = timeout_s
 

@@ -45,6 +45,7 @@ from services.runtime.errors import (
     PermissionDenied,
     ResourceExhausted,
     Unauthenticated,
+    Unavailable,
 )
 from services.runtime.ids import canonical_uuid_or_none
 from services.runtime.metrics import RpcMetrics
@@ -404,30 +405,54 @@ async def _bounded_by_token(
     principal: Principal, verifier: TokenVerifier | None, items: AsyncIterator[Any]
 ) -> AsyncIterator[Any]:
     """``items``, ended UNAUTHENTICATED when the principal's token expires or its session is revoked."""
+
+    def arm(end: Callable[[Exception], None]) -> Callable[[], None]:
+        timer = asyncio.get_running_loop().call_later(
+            max(0.0, principal.expires_at - time.time()), lambda: end(_token_ended("expired"))
+        )
+        revocations = verifier.revocations if verifier is not None else None
+        unsubscribe = (
+            revocations.on_revoked(principal.session_id, lambda: end(_token_ended("revoked")))
+            if revocations is not None and principal.session_id
+            else None
+        )
+
+        def disarm() -> None:
+            timer.cancel()
+            if unsubscribe is not None:
+                unsubscribe()
+
+        return disarm
+
+    async for item in _interruptible(items, arm):
+        yield item
+
+
+async def _interruptible(
+    items: AsyncIterator[Any], arm: Callable[[Callable[[Exception], None]], Callable[[], None]]
+) -> AsyncIterator[Any]:
+    """``items`` until ``arm``'s callbacks call ``end(error)``: then the stream ends with that error.
+
+    ``arm(end)`` sets up whatever may end the stream and returns what undoes it. An end
+    while the stream waits for its next item interrupts the wait.
+    """
     task = asyncio.current_task()
-    reason: str | None = None
+    reason: Exception | None = None
     waiting = False
 
-    def end(why: str) -> None:
+    def end(error: Exception) -> None:
         nonlocal reason
         if reason is None:
-            reason = why
+            reason = error
             if waiting and task is not None:
                 task.cancel()  # interrupts the stream where it waits for its next item
 
-    loop = asyncio.get_running_loop()
-    timer = loop.call_later(max(0.0, principal.expires_at - time.time()), end, "expired")
-    revocations = verifier.revocations if verifier is not None else None
-    unsubscribe = (
-        revocations.on_revoked(principal.session_id, lambda: end("revoked"))
-        if revocations is not None and principal.session_id
-        else None
-    )
+    disarm = arm(end)
     iterator = items.__aiter__()
     try:
         while True:
             if reason is not None:
-                raise _token_ended(reason)
+                raise reason
             waiting = True
             try:
                 item = await anext(iterator)
@@ -437,18 +462,63 @@ async def _bounded_by_token(
                 if reason is None or task is None:
                     raise
                 task.uncancel()
-                raise _token_ended(reason) from None
+                raise reason from None
             finally:
                 waiting = False
             yield item
     finally:
-        timer.cancel()
-        if unsubscribe is not None:
-            unsubscribe()
+        disarm()
         aclose = getattr(iterator, "aclose", None)
         if aclose is not None:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await aclose()
+
+
+class DrainLayer(Layer):
+    """Ends open streams when the server starts draining, so their clients reconnect elsewhere.
+
+    A replica about to stop (a rolling restart, a scale-down) calls :meth:`begin`: every open
+    server stream except the ``finishing`` ones (generations, which end by themselves within
+    the grace period) ends UNAVAILABLE with "reconnect", and a stream opened after that is
+    refused the same way; clients reopen it on another replica from their last sequence.
+    Unary calls are not touched: the server's grace period lets them finish. Health's Watch
+    keeps running: the peers' channels follow NOT_SERVING on it and stop sending calls here.
+    """
+
+    def __init__(self, finishing: Collection[str] = ()) -> None:
+        self._finishing = frozenset({*finishing, "/grpc.health.v1.Health/Watch"})
+        self._draining = False
+        self._ends: set[Callable[[Exception], None]] = set()
+
+    @property
+    def draining(self) -> bool:
+        """Whether :meth:`begin` was called."""
+        return self._draining
+
+    def begin(self) -> None:
+        """End every open stream (but the finishing ones) and refuse new ones."""
+        self._draining = True
+        for end in list(self._ends):
+            end(_draining())
+
+    async def stream(self, method: str, call: StreamCall, request: Any, context: Context) -> AsyncIterator[Any]:
+        if method in self._finishing:
+            async for item in call(request, context):
+                yield item
+            return
+        if self._draining:
+            raise _draining()
+
+        def arm(end: Callable[[Exception], None]) -> Callable[[], None]:
+            self._ends.add(end)
+            return lambda: self._ends.discard(end)
+
+        async for item in _interruptible(call(request, context), arm):
+            yield item
+
+
+def _draining() -> Unavailable:
+    return Unavailable("this server is restarting: reconnect (from your last sequence)")
 
 
 def _token_ended(reason: str) -> Unauthenticated:

@@ -28,6 +28,7 @@ from services.runtime.interceptors import (
     AuthLayer,
     ConcurrencyLayer,
     DeadlineLayer,
+    DrainLayer,
     ErrorLayer,
     MetricsLayer,
     RuntimeInterceptor,
@@ -54,6 +55,9 @@ class ServiceBinding:
     public_methods: Collection[str] = ()
     #: Methods that take calls with or without a token (AuthLayer's ``optional_methods``).
     optional_auth_methods: Collection[str] = ()
+    #: Server streams that run to their end when the server drains (generations); every other
+    #: stream is told to reconnect (DrainLayer).
+    finishing_methods: Collection[str] = ()
 
 
 @dataclass
@@ -72,6 +76,8 @@ class ServiceServer:
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     """Run once serving has started (background tasks of the service)."""
     concurrency: ConcurrencyLayer | None = None
+    drain: DrainLayer = field(default_factory=DrainLayer)
+    """Ended at the start of ``stop()``: open streams are told to reconnect."""
     revocations: RevocationList | None = None
     """Followed from NATS while serving, when the settings name a NATS (``settings.nats``)."""
     _revocation_nats: Any = None
@@ -95,10 +101,15 @@ class ServiceServer:
         await self.stop()
 
     async def stop(self) -> None:
-        """Drain and stop: NOT_SERVING, wait the drain time, stop with grace, run cleanups."""
+        """Drain and stop: NOT_SERVING, wait the drain time, streams told to reconnect, stop with grace, cleanups.
+
+        The drain time lets load balancers (Envoy, peers' channels) stop sending new calls
+        here before streams are ended, so their clients reconnect to another replica.
+        """
         await self.health.enter_graceful_shutdown()
         if self.settings.shutdown_drain_s:
             await asyncio.sleep(self.settings.shutdown_drain_s)
+        self.drain.begin()
         await self.server.stop(self.settings.shutdown_grace_s)
         for cleanup in reversed(self.on_stop):
             try:
@@ -193,6 +204,7 @@ def create_server(
     concurrency = ConcurrencyLayer(
         settings.max_calls_per_caller, settings.max_streams_per_caller, parse_networks(settings.trusted_proxies)
     )
+    drain = DrainLayer({m for b in bindings for m in b.finishing_methods})
     server = grpc.aio.server(
         interceptors=[
             RuntimeInterceptor(
@@ -200,6 +212,7 @@ def create_server(
                     MetricsLayer(metrics),
                     ErrorLayer(),
                     DeadlineLayer(settings.default_deadline_s),
+                    drain,
                     AuthLayer(verifier, public, optional, internal),
                     concurrency,
                     ValidationLayer(),
@@ -240,6 +253,7 @@ def create_server(
         raise RuntimeError(f"could not bind {settings.host}:{settings.port}")
     result = ServiceServer(name, settings, server, health_servicer, metrics, [*names, *reflection_names], port)
     result.concurrency = concurrency
+    result.drain = drain
     if verifier is not None and verifier.revocations is not None:
         result.revocations = verifier.revocations
     if settings.metrics_port:
