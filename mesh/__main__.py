@@ -195,6 +195,32 @@ def cmd_restart(settings: MeshSettings, services: list[str]) -> int:
     return 0
 
 
+def cmd_scale(settings: MeshSettings, wanted: list[str]) -> int:
+    """Start or stop replicas until each named service runs the count asked (``presence=3``)."""
+    try:
+        for item in wanted:
+            service, _, count_text = item.partition("=")
+            if not count_text.isdigit() or not 1 <= int(count_text) <= 16:
+                print(f"chatmesh: scale takes SERVICE=N with N from 1 to 16, not {item!r}", file=sys.stderr)
+                return 2
+            reply = _ask_supervisor(settings, {"op": "replicas", "service": service})
+            listed = reply.get("replicas")
+            if not reply.get("ok") or not isinstance(listed, list):
+                print(f"chatmesh: {reply.get('error', 'no answer')}", file=sys.stderr)
+                return 1
+            for _ in range(abs(int(count_text) - len(listed))):
+                op = "add" if int(count_text) > len(listed) else "remove"
+                reply = _ask_supervisor(settings, {"op": op, "service": service})
+                if not reply.get("ok"):
+                    print(f"chatmesh: {op} {service}: {reply.get('error')}", file=sys.stderr)
+                    return 1
+                print(f"chatmesh: {'started' if op == 'add' else 'stopped'} {reply['name']} (port {reply['port']})")
+    except (FileNotFoundError, ConnectionRefusedError):
+        print("chatmesh is not running (`make up-detached` starts it)", file=sys.stderr)
+        return 3
+    return 0
+
+
 def main() -> int:
     """Parse the command line and run a command."""
     parser = argparse.ArgumentParser(prog="python -m mesh", description="Run the chatmesh mesh on loopback.")
@@ -206,6 +232,8 @@ def main() -> int:
     restart = sub.add_parser("restart", help="restart services' replicas one at a time, without a failed call")
     restart.add_argument("--rolling", action="store_true", required=True, help="one replica at a time (required)")
     restart.add_argument("services", nargs="*", help="services to restart, in order (default: every one)")
+    scale = sub.add_parser("scale", help="start or stop replicas of running services (`presence=3`)")
+    scale.add_argument("counts", nargs="+", help="SERVICE=N, replicas wanted")
     keys = sub.add_parser("keys", help="write a new access-token key pair")
     keys.add_argument("--out", type=Path, default=None, help="directory (default: <state_dir>/keys)")
     args = parser.parse_args()
@@ -218,6 +246,8 @@ def main() -> int:
         return cmd_status(settings)
     if args.command == "restart":
         return cmd_restart(settings, args.services)
+    if args.command == "scale":
+        return cmd_scale(settings, args.counts)
     out = args.out or settings.key_dir
     generate_key_pair(out / "access_token.pem", out / "access_token.pub.pem")
     print(f"wrote {out / 'access_token.pem'} and {out / 'access_token.pub.pem'}")

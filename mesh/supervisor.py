@@ -90,24 +90,29 @@ class Managed:
     replica: Replica | None = None
     restart_request: asyncio.Future[None] | None = None
     """Set by a planned restart (``restart --rolling``): the watcher starts it again at once."""
+    retired: bool = False
+    """Stopped for good by a scale-down: the watcher lets it go."""
 
 
 async def wait_grpc_serving(target: str, service: str, timeout_s: float) -> None:
-    """Wait until ``target``'s gRPC health says ``service`` is SERVING."""
+    """Wait until ``target``'s gRPC health says ``service`` is SERVING (health's Watch: told the moment it is)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     async with grpc.aio.insecure_channel(target) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             try:
-                reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
+                async with asyncio.timeout(max(0.1, deadline - loop.time())):
+                    async for reply in stub.Watch(health_pb2.HealthCheckRequest(service=service)):
+                        if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                            return
             except grpc.aio.AioRpcError:
+                pass
+            except TimeoutError:
                 pass
             if loop.time() > deadline:
                 raise TimeoutError(f"{service} at {target} not SERVING after {timeout_s}s")
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.05)
 
 
 async def wait_gateway_clusters(admin_url: str, clusters: list[str], timeout_s: float) -> None:
@@ -176,6 +181,7 @@ class Supervisor:
         self.web_port = settings.web_port or free_port(settings.host)
         self.replicas = self._plan_replicas()
         self._by_name: dict[str, Managed] = {}
+        self._watchers: list[asyncio.Future[None]] = []
 
     def _plan_replicas(self) -> dict[str, list[Replica]]:
         """Each service's replicas: the first on the service's base ports, the others on free ports."""
@@ -508,7 +514,7 @@ class Supervisor:
         start (Cassandra's), another that dies at the same time is restarted without waiting
         for it.
         """
-        watchers = [
+        self._watchers = [
             asyncio.ensure_future(self._keep_running(item))
             for group in self._groups
             for item in group
@@ -517,16 +523,16 @@ class Supervisor:
         try:
             await self._stopping.wait()
         finally:
-            for watcher in watchers:
+            for watcher in self._watchers:
                 watcher.cancel()
-            await asyncio.gather(*watchers, return_exceptions=True)
+            await asyncio.gather(*self._watchers, return_exceptions=True)
 
     async def _keep_running(self, item: Managed) -> None:
         """Wait for ``item`` to exit and start it again, with back-off, until the mesh stops."""
         while not self._stopping.is_set():
             if item.proc is not None:
                 await item.proc.wait()
-            if self._stopping.is_set():
+            if self._stopping.is_set() or item.retired:
                 return
             code = item.proc.returncode if item.proc else None
             if item.restart_request is not None:
@@ -589,6 +595,61 @@ class Supervisor:
         )
         log.info("restarted %s: routed to again", name)
 
+    async def add_replica(self, service: str) -> tuple[Replica, float]:
+        """Start one more replica of ``service`` on free ports; it and when it became SERVING (unix time).
+
+        It registers itself, so Envoy routes to it once the control plane pushes it; the
+        services that call ``service`` keep the replicas they were started with (their
+        targets are fixed at start) until they restart.
+        """
+        if service not in self.replicas:
+            raise KeyError(f"no service named {service!r}")
+        if service == "ingest" and not os.environ.get("CHATMESH_INGEST_QDRANT_URL"):
+            raise RuntimeError("ingest runs one replica with the embedded store")
+        index = [c.name for c in self.contracts].index(service)
+        taken = {r.name for r in self.replicas[service]}
+        number = next(n for n in range(2, 10_000) if f"{service}-{n}" not in taken)
+        replica = Replica(service, f"{service}-{number}", free_port(self.settings.host), free_port(self.settings.host))
+        item = self._service(self.contracts[index], index, replica)
+        serving: list[float] = []
+        wait = item.wait_ready
+
+        async def ready(timeout_s: float) -> None:
+            await wait(timeout_s)
+            serving.append(time.time())
+
+        item.wait_ready = ready
+        await self._start(item, self.settings.ready_timeout_s)
+        item.wait_ready = wait
+        self.replicas[service].append(replica)
+        self._by_name[replica.name] = item
+        self._groups[self._service_group()].append(item)
+        self._watchers.append(asyncio.ensure_future(self._keep_running(item)))
+        log.info("added %s on port %d", replica.name, replica.port)
+        return replica, serving[0]
+
+    async def remove_replica(self, service: str) -> Replica:
+        """Drain and stop the newest replica of ``service`` (never its last one)."""
+        replicas = self.replicas.get(service)
+        if not replicas:
+            raise KeyError(f"no service named {service!r}")
+        if len(replicas) == 1:
+            raise RuntimeError(f"{service} has one replica left")
+        replica = replicas[-1]
+        item = self._by_name[replica.name]
+        item.retired = True
+        if item.proc is not None:
+            await terminate(item.proc, item.spec.stop_timeout_s)  # SIGTERM: draining, grace, stop
+        replicas.remove(replica)
+        del self._by_name[replica.name]
+        self._groups[self._service_group()].remove(item)
+        (self.settings.run_dir / f"{item.name}.pid").unlink(missing_ok=True)
+        log.info("removed %s", replica.name)
+        return replica
+
+    def _service_group(self) -> int:
+        return next(i for i, group in enumerate(self._groups) if any(item.replica for item in group))
+
     async def _serve_control(self) -> asyncio.AbstractServer:
         """The control socket: one JSON request per connection, one JSON answer."""
         path = self.settings.run_dir / CONTROL_SOCKET
@@ -608,6 +669,12 @@ class Supervisor:
             elif op == "restart":
                 await self.restart_replica(str(request.get("name", "")))
                 reply = {"ok": True}
+            elif op == "add":
+                replica, serving_at = await self.add_replica(str(request.get("service", "")))
+                reply = {"ok": True, "name": replica.name, "port": replica.port, "serving_at": serving_at}
+            elif op == "remove":
+                replica = await self.remove_replica(str(request.get("service", "")))
+                reply = {"ok": True, "name": replica.name, "port": replica.port}
             else:
                 reply = {"ok": False, "error": f"unknown op {op!r}"}
         except (KeyError, ValueError, RuntimeError, TimeoutError) as exc:
