@@ -10,6 +10,8 @@ import asyncio
 import json
 import math
 import random
+import re
+import textwrap
 import uuid
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from chatmesh.forms.v1 import forms_pb2 as fpb
 from chatmesh.ingest.v1 import ingest_pb2 as ipb
 from tests.conftest_mesh import LiveMesh
 
+ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery"
 
 pytestmark = pytest.mark.e2e
@@ -206,3 +209,35 @@ async def test_a_bad_value_names_its_field_and_a_private_form_needs_an_account(l
         assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
         accepted = await owner.submit_form(private.form_id, {"name": "Ann", "email": "ann@example.com"})
         assert accepted.submission_id and not accepted.duplicate
+
+
+# -- the README ------------------------------------------------------------------------------------
+
+
+def readme_block(heading: str) -> str:
+    """The first ```python block after ``heading`` in sdk/python/README.md."""
+    readme = (ROOT / "sdk" / "python" / "README.md").read_text()
+    found = re.search(r"```python\n(.*?)```", readme[readme.index(heading) :], re.DOTALL)
+    assert found is not None, f"no python example under {heading!r}"
+    return found.group(1)
+
+
+async def test_the_readmes_ingest_and_forms_examples_run_as_written(
+    live_mesh: LiveMesh, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "manual.md").write_text(
+        "# Manual\n\nThe mesh starts with make up.\n\nEvery service answers health checks.\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    code = readme_block("### Documents") + readme_block("### Forms")
+    namespace: dict[str, object] = {}
+    source = "async def example(client, target):\n" + textwrap.indent(code, "    ")
+    exec(compile(source, "README.md", "exec"), namespace)
+    client = await signed_in(live_mesh)
+    async with client:
+        await namespace["example"](client, live_mesh.gateway_target)  # type: ignore[operator]
+        listed: ipb.ListCollectionsResponse = await client.ingest.ListCollections(ipb.ListCollectionsRequest())
+        forms: fpb.ListFormsResponse = await client.forms.ListForms(fpb.ListFormsRequest())
+    counts = {c.name: c.points_count for c in listed.collections}
+    assert counts.keys() == {"notes", "movies", "manuals"} and counts["manuals"] >= 1
+    assert [f.name for f in forms.forms] == ["rsvp"]
