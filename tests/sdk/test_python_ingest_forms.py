@@ -1,8 +1,10 @@
 """The Python SDK's ingest, search and forms helpers against the live mesh (`mesh up`: Envoy,
 ingest with its workers and the default embedding model, forms with its worker), as an app
 would call them: documents in and found again with their sources, vectors beyond one batch
-and a file through a job with its progress, a form submitted anonymously and signed in, and
-the errors a user sees (the field named)."""
+and a file through a job with its progress (and cancelled with its task), a form submitted
+anonymously and signed in, the errors a user sees (the field named), and the README's
+examples as written. One scripted FormsService of our own refuses Submit with UNAVAILABLE
+to show its retries keep one idempotency key."""
 
 from __future__ import annotations
 
@@ -14,19 +16,21 @@ import re
 import textwrap
 import uuid
 from pathlib import Path
+from typing import Any, TypeAlias
 
 import grpc
 import pytest
 
-from chatmesh.client import Client, Document, IngestProgress, Point, field_errors
+from chatmesh.client import Client, Document, IngestProgress, Point, RetryPolicy, field_errors
 from chatmesh.forms.v1 import forms_pb2 as fpb
+from chatmesh.forms.v1 import forms_pb2_grpc
 from chatmesh.ingest.v1 import ingest_pb2 as ipb
 from tests.conftest_mesh import LiveMesh
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery"
 
-pytestmark = pytest.mark.e2e
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
 DOCS = [
     Document("The gateway of chatmesh is Envoy; it speaks gRPC and gRPC-web.", {"source": "gateway.md"}),
@@ -50,6 +54,7 @@ async def signed_in(live_mesh: LiveMesh) -> Client:
 # -- ingest and search -----------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 async def test_documents_are_ingested_into_a_new_collection_and_found_by_search_with_their_sources(
     live_mesh: LiveMesh,
 ) -> None:
@@ -80,6 +85,7 @@ async def test_documents_are_ingested_into_a_new_collection_and_found_by_search_
         assert len(await client.search("notes", "Envoy", limit=10)) == 3
 
 
+@pytest.mark.e2e
 async def test_vectors_beyond_one_upsert_and_a_file_through_a_job_are_found_by_vector(
     live_mesh: LiveMesh, tmp_path: Path
 ) -> None:
@@ -113,6 +119,33 @@ async def test_vectors_beyond_one_upsert_and_a_file_through_a_job_are_found_by_v
         assert [h.id for h in hits][0] == 1003
 
 
+@pytest.mark.e2e
+async def test_cancelling_the_task_that_awaits_a_file_ingest_cancels_its_job(
+    live_mesh: LiveMesh, tmp_path: Path
+) -> None:
+    rng = random.Random(11)
+    file = tmp_path / "big.jsonl"
+    with file.open("w") as out:
+        for i in range(20_000):
+            out.write(json.dumps({"id": i, "vector": [round(rng.uniform(-1, 1), 4) for _ in range(8)]}) + "\n")
+    client = await signed_in(live_mesh)
+    async with client:
+        started = asyncio.Event()
+        task = asyncio.create_task(
+            client.ingest("big", file, create=True, vector_size=8, on_progress=lambda p: started.set())
+        )
+        async with asyncio.timeout(60):
+            await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        jobs: ipb.ListJobsResponse = await client.ingest.ListJobs(ipb.ListJobsRequest(collection="big"))
+    (job,) = jobs.jobs
+    assert job.progress.state == ipb.JOB_STATE_CANCELLED
+    assert job.progress.points_done < 20_000
+
+
+@pytest.mark.e2e
 async def test_bad_points_and_queries_fail_with_the_field_named(live_mesh: LiveMesh) -> None:
     client = await signed_in(live_mesh)
     async with client:
@@ -157,6 +190,7 @@ FIELDS = [
 ]
 
 
+@pytest.mark.e2e
 async def test_a_public_form_takes_anonymous_and_signed_in_submissions_that_its_owner_lists(
     live_mesh: LiveMesh,
 ) -> None:
@@ -189,6 +223,7 @@ async def test_a_public_form_takes_anonymous_and_signed_in_submissions_that_its_
         assert owner.account is not None and by_id[signed.submission_id].submitter_user_id == owner.account.user_id
 
 
+@pytest.mark.e2e
 async def test_a_bad_value_names_its_field_and_a_private_form_needs_an_account(live_mesh: LiveMesh) -> None:
     owner = await signed_in(live_mesh)
     async with owner, Client(live_mesh.gateway_target) as visitor:
@@ -222,6 +257,7 @@ def readme_block(heading: str) -> str:
     return found.group(1)
 
 
+@pytest.mark.e2e
 async def test_the_readmes_ingest_and_forms_examples_run_as_written(
     live_mesh: LiveMesh, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -241,3 +277,40 @@ async def test_the_readmes_ingest_and_forms_examples_run_as_written(
     counts = {c.name: c.points_count for c in listed.collections}
     assert counts.keys() == {"notes", "movies", "manuals"} and counts["manuals"] >= 1
     assert [f.name for f in forms.forms] == ["rsvp"]
+
+
+# -- retries: against a scripted FormsService of our own -----------------------------------------
+
+
+class FlakyForms(forms_pb2_grpc.FormsServiceServicer):
+    """Submit refused with UNAVAILABLE twice, then accepted; records what each attempt carried."""
+
+    def __init__(self) -> None:
+        self.attempts: list[tuple[str, bool]] = []  # (idempotency_key, carried an authorization header)
+
+    async def Submit(self, request: fpb.SubmitRequest, context: Context) -> fpb.SubmitResponse:
+        authorized = any(key == "authorization" for key, _ in context.invocation_metadata() or ())
+        self.attempts.append((request.idempotency_key, authorized))
+        if len(self.attempts) <= 2:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "JetStream did not acknowledge; retry")
+        return fpb.SubmitResponse(submission_id=str(uuid.uuid4()))
+
+
+async def test_an_anonymous_submit_refused_with_unavailable_is_retried_under_one_idempotency_key() -> None:
+    forms = FlakyForms()
+    server = grpc.aio.server()
+    forms_pb2_grpc.add_FormsServiceServicer_to_server(forms, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        fast = RetryPolicy(max_attempts=4, initial_backoff_s=0.02, max_backoff_s=0.1)
+        async with Client(f"127.0.0.1:{port}", retry=fast) as anyone:
+            answer = await anyone.submit_form(str(uuid.uuid4()), {"email": "carol@example.org"})
+            raw = await anyone.forms.Submit(fpb.SubmitRequest(form_id=str(uuid.uuid4())))
+    finally:
+        await server.stop(0)
+    assert answer.submission_id and raw.submission_id
+    keys = [key for key, _ in forms.attempts]
+    assert len(keys) == 4 and len(set(keys[:3])) == 1 and uuid.UUID(keys[0])  # three attempts, one key
+    assert keys[3] and keys[3] != keys[0]  # a raw stub's Submit without a key gets one of its own
+    assert not any(authorized for _, authorized in forms.attempts)  # no account: no token sent
