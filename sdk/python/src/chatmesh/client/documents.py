@@ -375,7 +375,7 @@ class CollectionClient:
         parallelism: int,
     ) -> IngestResult:
         """See :meth:`chatmesh.client.Client.ingest`."""
-        if isinstance(items, str | bytes):
+        if isinstance(items, str | bytes | Mapping):
             raise TypeError("items: a list of texts, documents or points, or a pathlib.Path to a file")
         if isinstance(items, os.PathLike):
             path = Path(items)
@@ -493,7 +493,7 @@ class CollectionClient:
         for batch in _job_batches(documents):
             source = pb.JobSource(documents=pb.InlineDocuments(documents=batch))
             job = await self._run_job(
-                collection, source, batch_size, parallelism, on_progress, offset=(written + failed, len(documents))
+                collection, source, batch_size, parallelism, on_progress, offset=(written, failed, len(documents))
             )
             written += job.progress.points_done
             failed += job.progress.points_failed
@@ -531,9 +531,12 @@ class CollectionClient:
         batch_size: int,
         parallelism: int,
         on_progress: ProgressCallback | None,
-        offset: tuple[int, int] | None,
+        offset: tuple[int, int, int] | None,
     ) -> pb.Job:
-        """Start a job and follow it to its end; its final record. ``offset``: (done before, grand total)."""
+        """Start a job and follow it to its end; its final record.
+
+        ``offset``: (points written and failed by earlier jobs of the same call, its total).
+        """
         started: pb.StartJobResponse = await self._ingest.StartJob(
             pb.StartJobRequest(collection=collection, source=source, batch_size=batch_size, parallelism=parallelism)
         )
@@ -548,21 +551,24 @@ class CollectionClient:
             raise JobFailed(answer.job)
         return answer.job
 
-    async def _watch(self, job_id: str, on_progress: ProgressCallback | None, offset: tuple[int, int] | None) -> None:
+    async def _watch(
+        self, job_id: str, on_progress: ProgressCallback | None, offset: tuple[int, int, int] | None
+    ) -> None:
         """Follow WatchJob to a terminal state, watching again after UNAVAILABLE (it is read-only)."""
         failures = 0
         while True:
+            ended = False
             try:
                 async for update in self._ingest.WatchJob(pb.WatchJobRequest(job_id=job_id), timeout=7 * 86_400):
                     failures = 0
                     p = update.progress
                     if on_progress is not None:
-                        before, total = offset if offset is not None else (0, p.points_total)
+                        done, failed, total = offset if offset is not None else (0, 0, p.points_total)
                         on_progress(
                             IngestProgress(
-                                done=before + p.points_done,
+                                done=done + p.points_done,
                                 total=total,
-                                failed=p.points_failed,
+                                failed=failed + p.points_failed,
                                 points_per_second=p.points_per_second,
                                 eta_seconds=p.eta_seconds if math.isfinite(p.eta_seconds) else 0.0,
                                 job_id=job_id,
@@ -570,14 +576,16 @@ class CollectionClient:
                         )
                     if p.state in _TERMINAL:
                         return
-                return
+                ended = True  # closed before the job ended (the contract says it does not): watch again
             except grpc.aio.AioRpcError as error:
-                failures += 1
-                if error.code() != grpc.StatusCode.UNAVAILABLE or failures >= self._retry.max_attempts:
+                if error.code() != grpc.StatusCode.UNAVAILABLE or failures + 1 >= self._retry.max_attempts:
                     raise
-                wait = self._retry.backoff_s(failures, self._rng)
-                log.debug("WatchJob %s: UNAVAILABLE, watching again in %.3f s", job_id, wait)
-                await asyncio.sleep(wait)
+            failures += 1
+            if ended and failures >= self._retry.max_attempts:
+                raise ConnectionError(f"WatchJob {job_id} kept ending before the job did")
+            wait = self._retry.backoff_s(failures, self._rng)
+            log.debug("WatchJob %s: dropped, watching again in %.3f s", job_id, wait)
+            await asyncio.sleep(wait)
 
 
 class IngestStub(ingest_pb2_grpc.IngestServiceStub):
