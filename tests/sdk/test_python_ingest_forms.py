@@ -9,6 +9,7 @@ to show its retries keep one idempotency key."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import math
 import random
@@ -22,6 +23,7 @@ import grpc
 import pytest
 
 from chatmesh.client import Client, Document, IngestProgress, Point, RetryPolicy, field_errors
+from chatmesh.client.forms import field_values
 from chatmesh.forms.v1 import forms_pb2 as fpb
 from chatmesh.forms.v1 import forms_pb2_grpc
 from chatmesh.ingest.v1 import ingest_pb2 as ipb
@@ -314,3 +316,31 @@ async def test_an_anonymous_submit_refused_with_unavailable_is_retried_under_one
     assert len(keys) == 4 and len(set(keys[:3])) == 1 and uuid.UUID(keys[0])  # three attempts, one key
     assert keys[3] and keys[3] != keys[0]  # a raw stub's Submit without a key gets one of its own
     assert not any(authorized for _, authorized in forms.attempts)  # no account: no token sent
+
+
+# -- plain Python values into the contracts --------------------------------------------------------
+
+
+def test_python_values_become_the_field_values_their_types_say() -> None:
+    values = field_values(
+        {
+            "name": "Ann",
+            "guests": 3,
+            "share": 0.5,
+            "vegan": True,
+            "day": datetime.date(2027, 1, 5),
+            "diet": ["vegan", "none"],
+            "tags": {"b", "a"},
+            "raw": fpb.FieldValue(string_value="as is"),
+        }
+    )
+    kinds = {key: (v.WhichOneof("kind"), getattr(v, v.WhichOneof("kind") or "")) for key, v in values.items()}
+    assert kinds["name"] == ("string_value", "Ann") and kinds["guests"] == ("integer_value", 3)
+    assert kinds["share"] == ("number_value", 0.5) and kinds["vegan"] == ("bool_value", True)
+    assert kinds["day"] == ("string_value", "2027-01-05") and kinds["raw"] == ("string_value", "as is")
+    assert list(values["diet"].choices.values) == ["vegan", "none"] and list(values["tags"].choices.values) == [
+        "a",
+        "b",
+    ]
+    with pytest.raises(TypeError, match=r'values\["when"\]: .*datetime'):
+        field_values({"when": datetime.datetime(2027, 1, 5, 12, 0)})
