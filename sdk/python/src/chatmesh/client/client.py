@@ -10,8 +10,9 @@ from types import TracebackType
 
 import grpc
 
-from chatmesh.client.documents import DistanceName, IngestStub, MatchValue, SearchHit
+from chatmesh.client.documents import DistanceName, MatchValue, SearchHit
 from chatmesh.client.forms import FieldValueLike, field_values
+from chatmesh.client.ingest import IngestStub
 from chatmesh.client.interceptors import (
     CallPolicy,
     ClientStreamPolicyInterceptor,
@@ -150,7 +151,7 @@ class Client:
 
         ``client.ingest.Search(...)`` and every other RPC are the generated stub's;
         ``await client.ingest(collection, items)`` writes documents, points or a file
-        (:meth:`IngestStub.__call__ <chatmesh.client.documents.IngestStub.__call__>`).
+        (:meth:`IngestStub.__call__ <chatmesh.client.ingest.IngestStub.__call__>`).
         """
         return self._ingest
 
