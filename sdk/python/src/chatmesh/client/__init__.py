@@ -8,11 +8,31 @@ Example::
         await client.send_message(chat.conversation_id, "Hello!")
         async for text in client.reply(chat.conversation_id):
             print(text, end="")
+
+        await client.ingest("notes", ["The gateway is Envoy."], create=True)
+        hits = await client.search("notes", "Which proxy is the gateway?")
+        await client.submit_form(form_id, {"email": "ann@example.com"})
 """
 
 from chatmesh.client.client import Account, Client
+from chatmesh.client.documents import Document, IngestProgress, IngestResult, JobFailed, Point, SearchHit
+from chatmesh.client.forms import field_errors
 from chatmesh.client.retry import RetryPolicy
 from chatmesh.client.streams import AssistantReply, EventStream
 from chatmesh.client.tokens import Tokens
 
-__all__ = ["Account", "AssistantReply", "Client", "EventStream", "RetryPolicy", "Tokens"]
+__all__ = [
+    "Account",
+    "AssistantReply",
+    "Client",
+    "Document",
+    "EventStream",
+    "IngestProgress",
+    "IngestResult",
+    "JobFailed",
+    "Point",
+    "RetryPolicy",
+    "SearchHit",
+    "Tokens",
+    "field_errors",
+]

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
 import grpc
 
+from chatmesh.client.documents import DistanceName, MatchValue, SearchHit
+from chatmesh.client.forms import FieldValueLike, field_values
+from chatmesh.client.ingest import IngestStub
 from chatmesh.client.interceptors import (
     CallPolicy,
     ClientStreamPolicyInterceptor,
@@ -19,9 +22,10 @@ from chatmesh.client.interceptors import (
 from chatmesh.client.retry import RetryPolicy
 from chatmesh.client.streams import AssistantReply, EventStream
 from chatmesh.client.tokens import TokenKeeper, Tokens
+from chatmesh.forms.v1 import forms_pb2, forms_pb2_grpc
 from chatmesh.history.v1 import history_pb2, history_pb2_grpc
 from chatmesh.inference.v1 import inference_pb2, inference_pb2_grpc
-from chatmesh.ingest.v1 import ingest_pb2_grpc
+from chatmesh.ingest.v1 import ingest_pb2
 from chatmesh.presence.v1 import presence_pb2_grpc
 from chatmesh.session.v1 import session_pb2, session_pb2_grpc
 
@@ -98,7 +102,9 @@ class Client:
         self._history = history_pb2_grpc.HistoryServiceStub(self._channel)
         self._presence = presence_pb2_grpc.PresenceServiceStub(self._channel)
         self._inference = inference_pb2_grpc.InferenceServiceStub(self._channel)
-        self._ingest = ingest_pb2_grpc.IngestServiceStub(self._channel)
+        self._ingest = IngestStub(self._channel, self._inference, self._retry, self._rng, stream_deadline_s)
+        self._forms = forms_pb2_grpc.FormsServiceStub(self._channel)
+        self._collections = self._ingest.helpers
         self._account: Account | None = None
         self._last_sequence = 0
 
@@ -140,9 +146,19 @@ class Client:
         return self._inference
 
     @property
-    def ingest(self) -> ingest_pb2_grpc.IngestServiceStub:
-        """IngestService: collections, upserts, jobs, search, snapshots."""
+    def ingest(self) -> IngestStub:
+        """IngestService: collections, upserts, jobs, search, snapshots; and a call that ingests.
+
+        ``client.ingest.Search(...)`` and every other RPC are the generated stub's;
+        ``await client.ingest(collection, items)`` writes documents, points or a file
+        (:meth:`IngestStub.__call__ <chatmesh.client.ingest.IngestStub.__call__>`).
+        """
         return self._ingest
+
+    @property
+    def forms(self) -> forms_pb2_grpc.FormsServiceStub:
+        """FormsService: forms, submissions, consumers, dead letters."""
+        return self._forms
 
     # -- tokens ------------------------------------------------------------------------------------
 
@@ -303,6 +319,135 @@ class Client:
             conversation_id=conversation_id, model=model, sampling=params, request_id=request_id or str(uuid.uuid4())
         )
         return AssistantReply(lambda: self._inference, self._keeper, self._retry, self._rng, request)
+
+    # -- documents: collections, ingestion, search ---------------------------------------------------
+
+    async def create_collection(
+        self,
+        name: str,
+        *,
+        vector_size: int | None = None,
+        embedding_model: str | None = None,
+        distance: DistanceName = "cosine",
+        payload_indexes: Mapping[str, ingest_pb2.PayloadIndexType] | None = None,
+    ) -> ingest_pb2.Collection:
+        """Create a collection of the caller's.
+
+        With neither ``vector_size`` nor ``embedding_model``, it embeds with inference's
+        default embedding model (documents and text queries); ``embedding_model`` names
+        another one (its dimensions are looked up; ``""`` is the default one); only
+        ``vector_size`` makes a collection of vectors only.
+
+        Args:
+            name: A lowercase letter, then up to 62 lowercase letters, digits, '_' or '-'.
+            vector_size: Length of every vector, 1 to 4,096.
+            embedding_model: A model of ``inference.ListModels`` that can embed.
+            distance: How vectors are compared.
+            payload_indexes: Payload keys to index up front (``{"lang": PAYLOAD_INDEX_TYPE_KEYWORD}``).
+
+        Raises:
+            LookupError: Inference has no such embedding model.
+            grpc.aio.AioRpcError: INVALID_ARGUMENT (field named), ALREADY_EXISTS,
+                RESOURCE_EXHAUSTED (as many collections as allowed).
+        """
+        return await self._collections.create_collection(
+            name,
+            vector_size=vector_size,
+            embedding_model=embedding_model,
+            distance=distance,
+            payload_indexes=payload_indexes,
+        )
+
+    async def search(
+        self,
+        collection: str,
+        query: str | Sequence[float],
+        *,
+        limit: int = 10,
+        filter: Mapping[str, MatchValue] | None = None,
+        score_threshold: float | None = None,
+        with_vectors: bool = False,
+        timeout: float | None = None,
+    ) -> list[SearchHit]:
+        """The points of ``collection`` nearest to a text (embedded with its model) or a vector, best first.
+
+        Args:
+            collection: One of the caller's collections.
+            query: A text (1 to 8,192 characters) or a vector of the collection's size.
+            limit: Most hits, 1 to 100.
+            filter: Payload values every hit must hold (``{"lang": "en", "year": 2024}``):
+                strings exactly, integers and booleans by value; dots reach into nested
+                objects (``"meta.lang"``).
+            score_threshold: Only hits at least this good (cosine, dot: a minimum score;
+                euclid: a maximum distance).
+            with_vectors: Return each hit's vector too.
+            timeout: This call's deadline (a text query is embedded first).
+
+        Raises:
+            grpc.aio.AioRpcError: INVALID_ARGUMENT (``vector`` of the wrong length, ...),
+                NOT_FOUND (collection), FAILED_PRECONDITION (a text on a collection of
+                vectors only), RESOURCE_EXHAUSTED (inference's queue is full).
+        """
+        return await self._collections.search(
+            collection,
+            query,
+            limit=limit,
+            filter=filter,
+            score_threshold=score_threshold,
+            with_vectors=with_vectors,
+            timeout=timeout,
+        )
+
+    # -- forms -------------------------------------------------------------------------------------
+
+    async def create_form(
+        self,
+        name: str,
+        title: str,
+        fields: Sequence[forms_pb2.Field],
+        *,
+        description: str = "",
+        public: bool = False,
+    ) -> forms_pb2.Form:
+        """Create a form owned by the caller (version 1); ``public`` lets anyone submit without an account.
+
+        Raises:
+            grpc.aio.AioRpcError: INVALID_ARGUMENT (field named, e.g. ``fields[2].limits.pattern``),
+                ALREADY_EXISTS (the caller has a form of that name).
+        """
+        answer: forms_pb2.CreateFormResponse = await self._forms.CreateForm(
+            forms_pb2.CreateFormRequest(name=name, title=title, description=description, fields=fields, public=public)
+        )
+        return answer.form
+
+    async def submit_form(
+        self,
+        form_id: str,
+        values: Mapping[str, FieldValueLike | forms_pb2.FieldValue],
+        *,
+        idempotency_key: str | None = None,
+    ) -> forms_pb2.SubmitResponse:
+        """Submit ``values`` (by field key) to a form; returns once the server has the submission durably.
+
+        Works without ``register``/``login`` for a public form (the call then carries no
+        token). Values are plain Python (see :mod:`chatmesh.client.forms`). Retried on
+        UNAVAILABLE under one ``idempotency_key`` (a fresh UUID unless given), so it is
+        accepted once however many attempts it takes; ``duplicate`` is true when an earlier
+        attempt had already been accepted.
+
+        Raises:
+            grpc.aio.AioRpcError: INVALID_ARGUMENT naming the first broken value
+                (``values["email"]: ...``; :func:`chatmesh.client.field_errors` lists them
+                all), NOT_FOUND (form), UNAUTHENTICATED (a private form without an
+                account), RESOURCE_EXHAUSTED (rate limit; ``retry-after-ms``).
+            TypeError: A value of no field type.
+        """
+        answer: forms_pb2.SubmitResponse = await self._forms.Submit(
+            forms_pb2.SubmitRequest(
+                form_id=form_id, idempotency_key=idempotency_key or str(uuid.uuid4()), values=field_values(values)
+            )
+        )
+        return answer
 
     def _saw(self, sequence: int) -> None:
         self._last_sequence = max(self._last_sequence, sequence)

@@ -7,8 +7,8 @@ Unary calls:
   - UNAUTHENTICATED: the tokens are refreshed once and the call is sent once more.
   - UNAVAILABLE: sent again with back-off (:class:`~chatmesh.client.RetryPolicy`), for
     calls that are safe to repeat only (:func:`~chatmesh.client.retry.retry_safe`). A
-    SendMessage without ``client_message_id`` gets one first, so its retries store the
-    message once.
+    SendMessage without ``client_message_id`` (a forms Submit without ``idempotency_key``)
+    gets one first, so its retries store the message (accept the submission) once.
   - a deadline covering every attempt and wait: the call's ``timeout``, else the client's.
 
 Server-streaming calls get the token and a deadline (none for the live streams, Connect
@@ -31,6 +31,7 @@ import grpc
 
 from chatmesh.client.retry import PUBLIC_METHODS, RetryPolicy, retry_safe
 from chatmesh.client.tokens import TokenKeeper
+from chatmesh.forms.v1 import forms_pb2
 from chatmesh.history.v1 import history_pb2
 
 log = logging.getLogger("chatmesh.client")
@@ -92,6 +93,11 @@ def _idempotent_request(request: _TRequest) -> tuple[_TRequest, bool]:
         stamped.CopyFrom(request)
         stamped.client_message_id = uuid.uuid4().hex
         return cast(_TRequest, stamped), True
+    if isinstance(request, forms_pb2.SubmitRequest) and not request.idempotency_key:
+        keyed = forms_pb2.SubmitRequest()
+        keyed.CopyFrom(request)
+        keyed.idempotency_key = str(uuid.uuid4())
+        return cast(_TRequest, keyed), True
     if isinstance(request, history_pb2.CreateConversationRequest):
         # The same pair always gets the same direct conversation; an assistant one is new each time.
         return request, request.kind == history_pb2.CONVERSATION_KIND_DIRECT

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import FileDescriptor
 
+from chatmesh.forms.v1 import forms_pb2
 from chatmesh.history.v1 import history_pb2
 from chatmesh.inference.v1 import inference_pb2
 from chatmesh.ingest.v1 import ingest_pb2
@@ -32,9 +33,12 @@ from chatmesh.session.v1 import session_pb2
 #   Embed                  stores nothing.
 #   Upsert                 the same points (ids) again replace themselves.
 #   CancelJob              documented idempotent.
+#   Submit                 the same idempotency_key is accepted once (the client always sets one).
+#   Redrive                documented harmless to retry: redriven ids are skipped.
 # Not here on purpose: Register, Login (a repeat makes another device), Refresh (a repeated
 # single-use refresh token revokes the whole login), Logout, RevokeDevice, Heartbeat (rate
-# limited), CreateConversation (an assistant conversation is created anew each time; the
+# limited), CreateForm and UpdateForm (a repeat of one that went through is refused),
+# CreateConversation (an assistant conversation is created anew each time; the
 # client retries only the DIRECT kind itself) and the streams, whose retries the client's
 # stream helpers handle.
 IDEMPOTENT_METHODS = frozenset(
@@ -49,6 +53,8 @@ IDEMPOTENT_METHODS = frozenset(
         "/chatmesh.inference.v1.InferenceService/Embed",
         "/chatmesh.ingest.v1.IngestService/Upsert",
         "/chatmesh.ingest.v1.IngestService/CancelJob",
+        "/chatmesh.forms.v1.FormsService/Submit",
+        "/chatmesh.forms.v1.FormsService/Redrive",
     }
 )
 
@@ -70,6 +76,7 @@ READ_ONLY_METHODS = _read_only_methods(
     presence_pb2.DESCRIPTOR,
     inference_pb2.DESCRIPTOR,
     ingest_pb2.DESCRIPTOR,
+    forms_pb2.DESCRIPTOR,
 )
 
 # Methods that need no access token: the client never attaches one to them nor refreshes for them.
