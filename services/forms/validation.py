@@ -252,6 +252,8 @@ class CompiledForm:
     ) -> list[tuple[str, str]]:
         """Write the sanitised ``values`` into ``out`` (a proto map); return every violation (none: valid).
 
+        Violations come in the form's field order, so the error message names the first broken field.
+
         A value whose text is empty after sanitising is left out (as if not given).
         """
         violations: list[tuple[str, str]] = []
@@ -270,6 +272,9 @@ class CompiledForm:
         for key in self.required:
             if key not in out and not any(path == value_path(key) for path, _ in violations):
                 violations.append((value_path(key), MISSING))
+        if len(violations) > 1:  # in the form's field order (a map's order is the client's), unknown keys last
+            order = {value_path(k): i for i, k in enumerate(checkers)}
+            violations.sort(key=lambda v: order.get(v[0], len(order)))
         return violations
 
 

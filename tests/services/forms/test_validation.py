@@ -179,3 +179,21 @@ def test_a_good_definition_has_no_violations() -> None:
         field("n", pb.FIELD_TYPE_NUMBER, min_value=0),
     ]
     assert definition_violations(fields) == []
+
+
+def test_violations_come_in_the_forms_field_order_whatever_order_the_values_came_in() -> None:
+    fields = [
+        field("name", pb.FIELD_TYPE_TEXT, required=True),
+        field("email", pb.FIELD_TYPE_EMAIL),
+        field("age", pb.FIELD_TYPE_INTEGER, required=True),
+    ]
+    form = compile_form("f", 1, fields)
+    out = pb.Submission()
+    values = {"nickname": s("x"), "age": s("old"), "email": s("not an address")}
+    violations = form.check(values, out.values)
+    assert [path for path, _ in violations] == [
+        'values["name"]',
+        'values["email"]',
+        'values["age"]',
+        'values["nickname"]',
+    ]
