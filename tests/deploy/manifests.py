@@ -8,11 +8,13 @@ per check to see that check report it: a check that cannot fail is no check.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -74,15 +76,31 @@ PRIVATE_KEY_SECRETS: dict[str, set[str]] = {
 API_CLIENT = "xds"
 XDS_RULES = [{"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]}]
 WORKLOAD_KINDS = ("Deployment", "StatefulSet")
+#: Volume types Pod Security Admission's "restricted" profile allows (the namespace enforces it).
+RESTRICTED_VOLUMES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
 
 
 def render(overlay: str) -> list[Obj]:
-    """``kustomize build deploy/k8s/overlays/<overlay>``, parsed.
+    """``kustomize build deploy/k8s/overlays/<overlay>``, parsed (a fresh copy each call: callers may change it).
 
     Raises:
         FileNotFoundError: bin/kustomize is missing (``make bin/kustomize`` installs it).
         RuntimeError: kustomize failed.
     """
+    return copy.deepcopy(list(_render(overlay)))
+
+
+@cache
+def _render(overlay: str) -> tuple[Obj, ...]:
     if not KUSTOMIZE.is_file():
         raise FileNotFoundError(f"{KUSTOMIZE} missing: run `make bin/kustomize`")
     out = subprocess.run(  # noqa: S603 - our own binary and path
@@ -94,7 +112,7 @@ def render(overlay: str) -> list[Obj]:
     )
     if out.returncode != 0:
         raise RuntimeError(f"kustomize build {overlay} failed: {out.stderr.strip()}")
-    return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+    return tuple(doc for doc in yaml.safe_load_all(out.stdout) if doc)
 
 
 # ---- reading objects -----------------------------------------------------------------------
@@ -284,8 +302,12 @@ def check_security_context(objs: list[Obj]) -> list[str]:
             if spec.get(flag):
                 problems.append(f"{name(w)}: {flag}")
         for volume in spec.get("volumes", []):
-            if "hostPath" in volume:
-                problems.append(f"{name(w)}: hostPath volume {volume['name']}")
+            kinds = set(volume) - {"name"}
+            if not kinds <= RESTRICTED_VOLUMES:
+                problems.append(
+                    f"{name(w)}: volume {volume['name']} of type {sorted(kinds)}, which the restricted "
+                    "Pod Security profile refuses"
+                )
         for c in containers(w):
             where = f"{name(w)} container {c['name']}"
             sc = c.get("securityContext", {})
@@ -306,6 +328,8 @@ def check_security_context(objs: list[Obj]) -> list[str]:
                 problems.append(f"{where}: adds capabilities {capabilities['add']}")
             if sc.get("seccompProfile", pod.get("seccompProfile", {})).get("type") != "RuntimeDefault":
                 problems.append(f"{where}: seccompProfile is not RuntimeDefault")
+            if any("hostPort" in p for p in c.get("ports", [])):
+                problems.append(f"{where}: binds a host port")
             mounts = {m["mountPath"] for m in c.get("volumeMounts", [])}
             if is_chatmesh_image(c) and "/tmp" not in mounts:  # noqa: S108 - the path checked, not used
                 problems.append(f"{where}: read-only root filesystem without a /tmp volume")

@@ -6,14 +6,12 @@ copy of the prod objects broken the way a careless edit would break them.
 
 from __future__ import annotations
 
-import copy
 import importlib
 import json
 import os
 import re
 import typing
 from collections.abc import Callable
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +29,9 @@ K8S_VERSIONS = ("1.31.0", "1.37.0")
 ROOT = manifests.ROOT
 
 
-@cache
-def rendered(overlay: str) -> tuple[Obj, ...]:
-    return tuple(manifests.render(overlay))
-
-
 def objects(overlay: str) -> list[Obj]:
     """A fresh copy of an overlay's objects (tests may break it)."""
-    return copy.deepcopy(list(rendered(overlay)))
+    return manifests.render(overlay)
 
 
 @pytest.mark.parametrize("overlay", manifests.OVERLAYS)
@@ -229,6 +222,14 @@ def _world_readable_key(objs: list[Obj]) -> None:
             volume["secret"]["defaultMode"] = 0o444
 
 
+def _host_path(objs: list[Obj]) -> None:
+    pod_spec(_d(objs, "chatmesh-ingest"))["volumes"].append({"name": "host", "hostPath": {"path": "/var/lib"}})
+
+
+def _host_port(objs: list[Obj]) -> None:
+    _container(objs, "Deployment", "chatmesh-web")["ports"][0]["hostPort"] = 8000
+
+
 def _history_load_balancer(objs: list[Obj]) -> None:
     find(objs, "Service", "chatmesh-history")["spec"]["type"] = "LoadBalancer"
 
@@ -246,6 +247,8 @@ REGRESSIONS: list[tuple[Callable[[list[Obj]], None], Callable[[list[Obj]], list[
     (_escalating_init, manifests.check_security_context, "chatmesh-scylla container config: allowPrivilegeEscalation"),
     (_no_seccomp, manifests.check_security_context, "Deployment/chatmesh-presence: pod seccompProfile"),
     (_no_tmp, manifests.check_security_context, "chatmesh-catalog container app: read-only root filesystem without"),
+    (_host_path, manifests.check_security_context, "volume host of type ['hostPath']"),
+    (_host_port, manifests.check_security_context, "chatmesh-web container app: binds a host port"),
     (_drop_pdb, manifests.check_disruption_budgets, "Deployment/chatmesh-session: 3 replicas and no PodDisruption"),
     (_pdb_blocks_drains, manifests.check_disruption_budgets, "chatmesh-history: allows no disruption"),
     (_drop_default_deny, manifests.check_network_policies, "no default-deny NetworkPolicy"),
@@ -462,3 +465,16 @@ def test_every_service_port_reaches_a_named_container_port(overlay: str) -> None
 
 def test_the_components_are_the_designs() -> None:
     assert {component(w) for w in workloads(objects("prod"))} == set(manifests.TALKS_TO)
+
+
+@pytest.mark.parametrize("overlay", manifests.OVERLAYS)
+def test_inference_threads_fit_its_cpu_limit(overlay: str) -> None:
+    # The default thread count reads the affinity mask (every core of the node), not the
+    # cgroup quota: unsized, llama.cpp's threads would be throttled mid-token.
+    inference = _d(objects(overlay), "chatmesh-inference")
+    (container,) = pod_spec(inference)["containers"]
+    env = env_of(container)
+    limit = manifests.quantity(container["resources"]["limits"]["cpu"])
+    slots = int(env["CHATMESH_INFERENCE_SLOTS"])
+    assert slots * int(env["CHATMESH_INFERENCE_N_THREADS"]) <= limit
+    assert int(env["CHATMESH_INFERENCE_PROMPT_THREADS"]) <= limit
