@@ -13,7 +13,7 @@ import json
 import re
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,7 @@ CLIENT_PORTS: dict[str, set[int]] = {
     "scylla": {9042},
     "qdrant": {6333, 6334},
 }
+METRICS_PORT = 9100
 PEER_PORTS: dict[str, set[int]] = {"nats": {6222}, "scylla": {7000}, "qdrant": {6335}}
 #: Processes of the chatmesh image that serve gRPC (and grpc.health.v1): probed over gRPC.
 #: The workers (services.<name>.worker) serve only /metrics.
@@ -401,6 +402,8 @@ class Reach:
     outside_egress: set[int]
     """Ports it may reach outside the namespace's pods (ipBlocks)."""
     dns: bool
+    monitoring: set[int] = field(default_factory=set)
+    """Ports Prometheus (the namespace ``monitoring``) may scrape."""
 
 
 def reach(objs: list[Obj]) -> dict[str, Reach]:
@@ -428,6 +431,7 @@ def reach(objs: list[Obj]) -> dict[str, Reach]:
             for rule in spec.get("ingress", []):
                 ports = {int(p["port"]) for p in rule.get("ports", [])}
                 if _is_monitoring(rule):
+                    r.monitoring |= ports or {0}
                     continue
                 sources = _peer_components(rule.get("from", []), by_labels)
                 if sources is None or not rule.get("from"):
@@ -480,6 +484,8 @@ def check_network_policies(objs: list[Obj]) -> list[str]:
                 problems.append(f"{comp}: egress outside on {sorted(r.outside_egress)}, the API server's are 443/6443")
         elif r.outside_egress:
             problems.append(f"{comp}: egress outside the namespace on {sorted(r.outside_egress)}")
+        if not r.monitoring <= {METRICS_PORT}:
+            problems.append(f"{comp}: Prometheus may reach {sorted(r.monitoring)}, not only {METRICS_PORT}")
         callers = {src for src, dsts in TALKS_TO.items() if comp in dsts and src != comp}
         if set(r.ingress_from) - {comp} != callers:
             problems.append(

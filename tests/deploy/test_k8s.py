@@ -168,6 +168,12 @@ def _gateway_closed(objs: list[Obj]) -> None:
     _policy(objs, "chatmesh-gateway")["spec"]["ingress"] = []
 
 
+def _monitoring_reaches_grpc(objs: list[Obj]) -> None:
+    for rule in _policy(objs, "chatmesh-session")["spec"]["ingress"]:
+        if "namespaceSelector" in rule["from"][0]:
+            rule["ports"].append({"protocol": "TCP", "port": 50051})
+
+
 def _target_not_allowed(objs: list[Obj]) -> None:
     for e in _container(objs, "Deployment", "chatmesh-presence")["env"]:
         if e["name"] == "CHATMESH_PRESENCE_HISTORY_TARGET":
@@ -257,6 +263,7 @@ REGRESSIONS: list[tuple[Callable[[list[Obj]], None], Callable[[list[Obj]], list[
     (_nats_open_to_web, manifests.check_network_policies, "nats: reachable from ['forms', 'forms-worker', 'history'"),
     (_egress_to_internet, manifests.check_network_policies, "ingest: egress outside the namespace"),
     (_gateway_closed, manifests.check_network_policies, "gateway: reachable from outside on [], want 8080 only"),
+    (_monitoring_reaches_grpc, manifests.check_network_policies, "session: Prometheus may reach [9100, 50051]"),
     (_target_not_allowed, manifests.check_env_reaches, "HISTORY_TARGET names inference:50054"),
     (_automount_token, manifests.check_service_accounts, "chatmesh-session: mounts an API token it does not need"),
     (_default_account, manifests.check_service_accounts, "chatmesh-forms-worker: runs as service account 'default'"),
