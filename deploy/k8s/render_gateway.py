@@ -8,6 +8,8 @@ the cluster named after its service. What differs on Kubernetes:
   ADS (``dynamic_resources``), whose only static way in is ``xds_cluster`` (Service
   ``chatmesh-xds:18000``); the routes name clusters Envoy learns later, so the route table
   does not ask for them at load (``validate_clusters: false``);
+- a new Envoy opens its listener only once the control plane has sent the clusters
+  (``initial_fetch_timeout: 0s``), which is what its readiness probe sees;
 - the catalog and the browser client's static site stay static STRICT_DNS clusters (one
   Service each, no per-pod balancing needed);
 - edge JWT verification reads its JWKS from a file (ConfigMap ``chatmesh-gateway-jwks``), not
@@ -165,7 +167,11 @@ def bootstrap() -> dict[str, Any]:
             "set_node_on_first_message_only": True,
             "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}],
         },
-        "cds_config": {"ads": {}, "resource_api_version": "V3"},
+        # No timeout on the first CDS answer: until the control plane has named the service
+        # clusters, Envoy's init does not finish and its listener stays closed, so a new gateway
+        # pod never turns ready (TCP probe) and takes traffic it could only fail. Once it has
+        # them, a control plane outage changes nothing: Envoy keeps the last configuration.
+        "cds_config": {"ads": {}, "resource_api_version": "V3", "initial_fetch_timeout": "0s"},
     }
     return config
 

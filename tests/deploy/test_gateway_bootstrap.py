@@ -107,7 +107,7 @@ def test_service_clusters_come_from_the_control_plane_over_ads() -> None:
     static = {c["name"]: c for c in config["static_resources"]["clusters"]}
     assert set(static) == {"catalog", "web", render_gateway.XDS_CLUSTER}
     ads = config["dynamic_resources"]
-    assert ads["cds_config"] == {"ads": {}, "resource_api_version": "V3"}
+    assert ads["cds_config"] == {"ads": {}, "resource_api_version": "V3", "initial_fetch_timeout": "0s"}
     assert ads["ads_config"]["api_type"] == "GRPC"
     assert ads["ads_config"]["grpc_services"] == [{"envoy_grpc": {"cluster_name": render_gateway.XDS_CLUSTER}}]
     routed = {r["route"]["cluster"] for r in routes_of(config) if "route" in r}
