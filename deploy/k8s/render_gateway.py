@@ -181,7 +181,7 @@ class _PlainDumper(yaml.SafeDumper):
         return True
 
 
-HEADER = "# Rendered by `python -m deploy.k8s.render_gateway` (make k8s-gateway-config): do not edit by hand.\n"
+HEADER = "# Rendered by `python -m deploy.k8s.render_gateway` (make kube-gateway-config): do not edit by hand.\n"
 
 
 def bootstrap_text() -> str:

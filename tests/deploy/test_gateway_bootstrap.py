@@ -68,7 +68,7 @@ def _proto_packages_with_services() -> set[str]:
 
 def test_committed_bootstrap_is_what_render_gateway_renders() -> None:
     assert render_gateway.BOOTSTRAP.read_text(encoding="utf-8") == render_gateway.bootstrap_text(), (
-        "deploy/k8s/base/gateway/envoy.yaml is stale: run `make k8s-gateway-config` and commit it"
+        "deploy/k8s/base/gateway/envoy.yaml is stale: run `make kube-gateway-config` and commit it"
     )
 
 
