@@ -8,6 +8,7 @@ manifests start from it is a module in the tree.
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import re
 import shlex
@@ -168,3 +169,24 @@ def test_every_process_the_manifests_start_from_the_image_is_a_module_of_the_tre
     top = module.split(".")[0]
     copied = [shlex.split(c)[-1].rstrip("/") for c in stages()[-1].args("COPY")]
     assert top in copied, f"{top}/ is not copied into the image"
+
+
+def _imported_top_modules(*folders: str) -> set[str]:
+    found = set()
+    for folder in folders:
+        for path in (ROOT / folder).rglob("*.py"):
+            for line in path.read_text(encoding="utf-8").splitlines():
+                match = re.match(r"^\s*(?:from|import)\s+([A-Za-z_][A-Za-z0-9_]*)", line)
+                if match:
+                    found.add(match.group(1))
+    return found
+
+
+def test_the_image_keeps_every_package_the_code_it_copies_imports() -> None:
+    excluded = re.search(r"grep -vE '\^\(([^)]*)\)==", " ".join(a for s in stages() for a in s.args("RUN")))
+    assert excluded
+    left_out = re.compile(rf"^({excluded.group(1)})$", re.IGNORECASE)
+    distributions = importlib.metadata.packages_distributions()
+    for module in sorted(_imported_top_modules("services", "mesh", "gateway")):
+        for dist in distributions.get(module, []):
+            assert not left_out.match(dist), f"{module} (from {dist}) is imported by the image's code but left out"
