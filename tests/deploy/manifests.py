@@ -599,6 +599,21 @@ def check_exposure(objs: list[Obj]) -> list[str]:
     return problems
 
 
+def check_images(objs: list[Obj]) -> list[str]:
+    """Every image is pinned: a tag (or digest) that is not ``latest``."""
+    problems = []
+    for w in workloads(objs):
+        for c in containers(w):
+            image = str(c["image"])
+            if "@sha256:" in image:
+                continue
+            last = image.rsplit("/", 1)[-1]
+            tag = last.split(":", 1)[1] if ":" in last else ""
+            if tag in ("", "latest"):
+                problems.append(f"{name(w)} container {c['name']}: image {image} is not pinned")
+    return problems
+
+
 CHECKS = (
     check_probes,
     check_resources,
@@ -609,4 +624,5 @@ CHECKS = (
     check_service_accounts,
     check_secrets,
     check_exposure,
+    check_images,
 )

@@ -240,6 +240,10 @@ def _history_load_balancer(objs: list[Obj]) -> None:
     find(objs, "Service", "chatmesh-history")["spec"]["type"] = "LoadBalancer"
 
 
+def _unpinned_image(objs: list[Obj]) -> None:
+    _container(objs, "StatefulSet", "chatmesh-nats")["image"] = "nats"
+
+
 REGRESSIONS: list[tuple[Callable[[list[Obj]], None], Callable[[list[Obj]], list[str]], str]] = [
     (_drop_readiness, manifests.check_probes, "Deployment/chatmesh-history container app: no readinessProbe"),
     (_tcp_startup, manifests.check_probes, "chatmesh-session container app: startupProbe is not a grpc probe"),
@@ -273,6 +277,7 @@ REGRESSIONS: list[tuple[Callable[[list[Obj]], None], Callable[[list[Obj]], list[
     (_signing_key_in_history, manifests.check_secrets, "chatmesh-history: mounts chatmesh-access-token-signing-key"),
     (_key_in_env, manifests.check_secrets, "env CHATMESH_SESSION_SIGNING_KEY from a Secret"),
     (_world_readable_key, manifests.check_secrets, "chatmesh-service-token-signing-key readable by group"),
+    (_unpinned_image, manifests.check_images, "chatmesh-nats container nats: image nats is not pinned"),
     (_history_load_balancer, manifests.check_exposure, "Service/chatmesh-history: type LoadBalancer"),
 ]
 
