@@ -90,8 +90,10 @@ async def find_or_claim(store: HistoryStore, newest: Newest, hint: int, draft: D
         message = await store.message(draft.conversation_id, seq)
         if message is None:
             # An attempt wrote its tentative sequence and its claim's outcome was lost: claiming
-            # that same sequence settles it (it is at most one past the newest message).
-            first = seq
+            # that same sequence settles it. It was one past a stored message when written (checked
+            # again: a key row that says otherwise must not open a hole).
+            if seq == 1 or await store.message(draft.conversation_id, seq - 1) is not None:
+                first = seq
         elif draft.made(message):
             newest.saw(message.seq, message.created_at)
             return message, True
