@@ -21,5 +21,7 @@ embed-model: $(VENV)/.stamp-requirements $(EMBED_PACKAGE_STAMP) ## Convert all-M
 eval-retrieval: setup embed-model ## Held-out retrieval on Python's language reference: recall@5, MiniLM and the chat model
 	$(PY) -m bench.eval_retrieval
 
+# `make setup` converts it too (a prerequisite line of its own: the recipe stays in the Makefile).
+setup: embed-model
 TEST_PREREQS += embed-model
 UP_PREREQS += embed-model
