@@ -315,7 +315,21 @@ def _dynamic_resources(source: XdsSource) -> dict[str, Any]:
         "ads_config": {
             "api_type": "GRPC",
             "transport_api_version": "V3",
-            "grpc_services": [{"envoy_grpc": {"cluster_name": source.cluster_name}}],
+            "grpc_services": [
+                {
+                    "envoy_grpc": {
+                        "cluster_name": source.cluster_name,
+                        # Envoy's own back-off grows to 30 s: a control plane back after a short
+                        # outage would wait that long to be asked again.
+                        "retry_policy": {
+                            "retry_back_off": {
+                                "base_interval": duration(source.reconnect_base_s),
+                                "max_interval": duration(source.reconnect_max_s),
+                            }
+                        },
+                    }
+                }
+            ],
             "set_node_on_first_message_only": True,
         },
         "cds_config": {

@@ -178,6 +178,16 @@ class XdsSource(BaseModel):
     cluster_name: str = Field(
         default="xds_cluster", pattern=CLUSTER_NAME_PATTERN, description="Name of the static cluster that reaches it."
     )
+    reconnect_base_s: float = Field(
+        default=0.25, ge=0.01, le=60.0, description="First wait before Envoy reconnects to a lost control plane."
+    )
+    reconnect_max_s: float = Field(
+        default=2.0,
+        ge=0.01,
+        le=300.0,
+        description="Longest wait between reconnection attempts (jittered back-off up to it): how late Envoy "
+        "may notice that the control plane is back.",
+    )
     initial_fetch_timeout_s: float = Field(
         default=15.0,
         ge=0.0,

@@ -55,8 +55,10 @@ def cluster(settings: XdsSettings, name: str, health_service: str) -> Cluster:
     base["eds_cluster_config"] = {"eds_config": {"ads": {}, "resource_api_version": "V3"}}
     # A replica gone from EDS leaves at once, not after failing health checks (a stopped
     # replica's port may belong to a new process by then).
-    base["common_lb_config"]["ignore_new_hosts_until_first_hc"] = True
     base["ignore_health_on_host_removal"] = True
+    # Envoy merges host health changes for up to 1 s (its default) before the worker threads
+    # see them: a new replica that passed its first health check would wait for that.
+    base["common_lb_config"]["update_merge_window"] = "0s"
     return Cluster.from_dict(base)
 
 
