@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from envoy_data_plane.envoy.service.discovery.v3 import DiscoveryRequest, DiscoveryResponse
 
+from mesh.xds.envoy_types import DiscoveryRequest, DiscoveryResponse
 from mesh.xds.resources import CLUSTER_TYPE, ENDPOINT_TYPE, Snapshot
 from services.runtime.registry import ReplicaTable
 

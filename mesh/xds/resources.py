@@ -18,13 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-# Registers the HttpProtocolOptions type, which clusters carry packed in an Any.
-import envoy_data_plane.envoy.extensions.upstreams.http.v3  # noqa: F401
-from envoy_data_plane.envoy.config.cluster.v3 import Cluster
-from envoy_data_plane.envoy.config.endpoint.v3 import ClusterLoadAssignment
-from envoy_data_plane.google.protobuf import Any as AnyMessage
-
 from gateway.render import grpc_cluster_base
+from mesh.xds.envoy_types import AnyMessage, Cluster, ClusterLoadAssignment
 from mesh.xds.settings import XdsSettings
 from services.runtime.registry import ReplicaRecord
 
