@@ -45,6 +45,7 @@ def _ports(settings: MeshSettings) -> list[int]:
         settings.nats_port,
         settings.cql_port,
         settings.catalog_port,
+        settings.xds_port,
         *(settings.service_base_port + i for i in range(6)),
         *(settings.metrics_base_port + i for i in range(6)),
         *(settings.worker_metrics_base_port + i for i in range(settings.ingest_workers + settings.forms_workers)),

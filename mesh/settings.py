@@ -48,6 +48,9 @@ class MeshSettings(BaseSettings):
     cassandra_heap_mb: int = Field(
         768, ge=256, le=16_384, description="Cassandra JVM heap of each node (512 is enough for a 3-node cluster here)."
     )
+    xds_port: int = Field(
+        18000, ge=1, le=65535, description="The xDS control plane (python -m mesh.xds): Envoy's service clusters."
+    )
     catalog_port: int = Field(50050, ge=1, le=65535, description="Reflection catalog behind the gateway.")
     service_base_port: int = Field(
         50051, ge=1, le=65_000, description="session gets this port, then history, presence, inference, ingest, forms."

@@ -28,7 +28,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.envoy import Envoy
 from gateway.routes import RouteSpec
-from gateway.settings import EdgeAuth, GatewaySettings, StaticSite, Upstream
+from gateway.settings import EdgeAuth, GatewaySettings, StaticSite, Upstream, XdsSource
 from mesh.contracts import ServiceContract, load_all
 from mesh.deps.base import Dependency, ProcessSpec, free_port
 from mesh.deps.cassandra import Cassandra, CassandraConfig
@@ -42,6 +42,7 @@ log = logging.getLogger("chatmesh.mesh")
 ROOT = Path(__file__).resolve().parent.parent
 CATALOG = "catalog"
 WEB = "web"
+XDS = "xds"
 #: The supervisor's control socket in the run directory (``python -m mesh restart``).
 CONTROL_SOCKET = "control.sock"
 
@@ -298,6 +299,7 @@ class Supervisor:
             catalog=Upstream(name=CATALOG, host=s.host, port=s.catalog_port, health_service=""),
             web=StaticSite(name=WEB, host=s.host, port=self.web_port),
             access_log_path=s.log_dir / "gateway-access.log",
+            xds=XdsSource(host=s.host, port=s.xds_port),
             max_request_bytes_overrides={"chatmesh.ingest.v1": s.ingest_max_request_bytes},
             edge_auth=EdgeAuth(
                 enabled=s.gateway_edge_auth,
@@ -317,6 +319,7 @@ class Supervisor:
                 public_methods=list(c.public),
                 optional_auth_methods=list(c.optional_auth),
                 internal_methods=list(c.internal),
+                retry_safe_methods=list(c.retry_safe),
             )
             for c in self.contracts
         ]
@@ -341,6 +344,7 @@ class Supervisor:
         catalog_target = f"{s.host}:{s.catalog_port}"
         services.append(self._python(CATALOG, "mesh.catalog", -1, lambda t: wait_grpc_serving(catalog_target, "", t)))
         services.append(self._static_site())
+        services.append(self._xds())
         workers = self._workers()
         gateway = self._dependency(envoy)
         admin = f"http://{s.host}:{s.gateway_admin_port}"
@@ -426,6 +430,21 @@ class Supervisor:
     def _metrics_ready(self, port: int) -> Callable[[float], Awaitable[None]]:
         url = f"http://{self.settings.host}:{port}/metrics"
         return lambda t: wait_http_ok(url, t)
+
+    def _xds(self) -> Managed:
+        """The xDS control plane: Envoy's service clusters and their endpoints from the REGISTRY bucket."""
+        s = self.settings
+        env = {
+            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "gen" / "python")]),
+            "PYTHONUNBUFFERED": "1",
+            "CHATMESH_XDS_HOST": s.host,
+            "CHATMESH_XDS_PORT": str(s.xds_port),
+            "CHATMESH_XDS_SOURCE": "registry",
+            "CHATMESH_XDS_NATS__URL": ",".join(f"nats://{s.node_host(i)}:{s.nats_port}" for i in range(s.nats_nodes)),
+            "CHATMESH_XDS_NATS__STREAM_REPLICAS": str(s.nats_nodes),
+        }
+        target = f"{s.host}:{s.xds_port}"
+        return self._python(XDS, "mesh.xds", -1, lambda t: wait_grpc_serving(target, "", t), env)
 
     def _static_site(self) -> Managed:
         s = self.settings

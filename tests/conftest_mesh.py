@@ -62,6 +62,7 @@ def mesh_environment(state_dir: Path) -> dict[str, str]:
         "CHATMESH_MESH_CQL_PORT": str(free_block(1, taken)),
         "CHATMESH_MESH_CQL_STORAGE_PORT": str(free_block(1, taken)),
         "CHATMESH_MESH_CATALOG_PORT": str(free_block(1, taken)),
+        "CHATMESH_MESH_XDS_PORT": str(free_block(1, taken)),
         "CHATMESH_MESH_WEB_PORT": str(free_block(1, taken)),
         "CHATMESH_MESH_SERVICE_BASE_PORT": str(free_block(6, taken)),
         "CHATMESH_MESH_METRICS_BASE_PORT": str(free_block(6, taken)),
