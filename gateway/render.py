@@ -270,6 +270,29 @@ def grpc_cluster_base(
         "circuit_breakers": _thresholds(circuit_breakers),
         "health_checks": _health_checks(health_check, health_service),
         "common_lb_config": {"healthy_panic_threshold": {"value": health_check.panic_threshold_percent}},
+        "outlier_detection": _outlier_detection(),
+    }
+
+
+def _outlier_detection() -> dict[str, Any]:
+    """Eject a replica Envoy cannot connect to, at once, until health checks or EDS speak again.
+
+    A SIGKILLed replica refuses connections before any health check or TTL notices, and
+    least-request favours it (it has no call in flight): without ejection a retry could land on
+    it again. Two connect failures in a row (local-origin errors) eject it for 5 s, doubling
+    while it stays dead; answers a replica gives eject nothing (gRPC statuses ride on HTTP 200,
+    and success-rate ejection is off), and the last replica of a cluster is never ejected (at
+    most half of them are).
+    """
+    return {
+        "split_external_local_origin_errors": True,
+        "consecutive_local_origin_failure": 2,
+        "enforcing_consecutive_local_origin_failure": 100,
+        "enforcing_local_origin_success_rate": 0,
+        "enforcing_success_rate": 0,
+        "interval": "1s",
+        "base_ejection_time": "5s",
+        "max_ejection_percent": 50,
     }
 
 

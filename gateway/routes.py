@@ -212,7 +212,7 @@ def retry_policy(policy: RetryPolicy) -> dict[str, Any]:
                 "typed_config": {"@type": _PREVIOUS_HOSTS_TYPE},
             }
         ],
-        "host_selection_retry_max_attempts": 5,
+        "host_selection_retry_max_attempts": 10,
         "retry_back_off": {
             "base_interval": duration(policy.base_interval_s),
             "max_interval": duration(policy.base_interval_s * 10),
