@@ -39,17 +39,8 @@ def _read_pid(path: Path) -> int | None:
 
 
 def _ports(settings: MeshSettings) -> list[int]:
-    return [
-        settings.gateway_port,
-        settings.gateway_admin_port,
-        settings.nats_port,
-        settings.cql_port,
-        settings.catalog_port,
-        settings.xds_port,
-        *(settings.service_base_port + i for i in range(6)),
-        *(settings.metrics_base_port + i for i in range(6)),
-        *(settings.worker_metrics_base_port + i for i in range(settings.ingest_workers + settings.forms_workers)),
-    ]
+    # Not the cluster ports (another machine's nodes may use them): the ones `down` must free.
+    return [p for p in settings.configured_ports() if p not in (settings.nats_cluster_port, settings.cql_storage_port)]
 
 
 def _listening(host: str, port: int) -> bool:

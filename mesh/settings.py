@@ -127,6 +127,24 @@ class MeshSettings(BaseSettings):
         """How many replicas of ``service`` the mesh runs."""
         return self.replica_counts.get(service, 1)
 
+    def configured_ports(self) -> list[int]:
+        """Every port these settings give a process (the first replica of each service's included)."""
+        services = 6
+        return [
+            self.gateway_port,
+            self.gateway_admin_port,
+            self.nats_port,
+            self.nats_cluster_port,
+            self.cql_port,
+            self.cql_storage_port,
+            self.catalog_port,
+            self.xds_port,
+            *([self.web_port] if self.web_port else []),
+            *(self.service_base_port + i for i in range(services)),
+            *(self.metrics_base_port + i for i in range(services)),
+            *(self.worker_metrics_base_port + i for i in range(self.ingest_workers + self.forms_workers)),
+        ]
+
     def node_host(self, index: int) -> str:
         """The address of cluster node ``index`` (0-based): host, host+1, ... (127.0.0.1, 127.0.0.2...)."""
         return str(ipaddress.IPv4Address(self.host) + index) if index else self.host

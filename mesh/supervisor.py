@@ -30,7 +30,7 @@ from gateway.envoy import Envoy
 from gateway.routes import RouteSpec
 from gateway.settings import EdgeAuth, GatewaySettings, StaticSite, Upstream, XdsSource
 from mesh.contracts import ServiceContract, load_all
-from mesh.deps.base import Dependency, ProcessSpec, free_port
+from mesh.deps.base import Dependency, ProcessSpec, free_port, reserve_ports
 from mesh.deps.cassandra import Cassandra, CassandraConfig
 from mesh.deps.nats import Nats, NatsConfig
 from mesh.deps.process import launch, terminate
@@ -178,6 +178,8 @@ class Supervisor:
         self.contracts = load_all()
         self._stopping = asyncio.Event()
         self._groups: list[list[Managed]] = []
+        # The configured ports: the free ones picked below (web, extra replicas) must not be one of them.
+        reserve_ports(settings.configured_ports())
         # Picked once, so a restarted static server comes back where Envoy expects it.
         self.web_port = settings.web_port or free_port(settings.host)
         self.replicas = self._plan_replicas()
@@ -584,13 +586,14 @@ class Supervisor:
         try:
             await self._start(item, self.settings.ready_timeout_s)
         except (RuntimeError, TimeoutError, OSError) as exc:
-            if not request.done():
-                request.set_exception(RuntimeError(f"{item.name} did not come back: {exc}"))
+            # Restarted like any crashed process from here on; whoever asked waits until it is routed to.
+            log.error("planned restart of %s failed: %s", item.name, exc)
+            print(f"chatmesh: planned restart of {item.name} failed: {exc}; restarting it", flush=True)
             if item.proc is not None and item.proc.returncode is None:
                 await terminate(item.proc, item.spec.stop_timeout_s)
-            return
-        if not request.done():
-            request.set_result(None)
+        finally:
+            if not request.done():
+                request.set_result(None)
 
     async def restart_replica(self, name: str) -> None:
         """Stop replica ``name`` gracefully (it drains), start it, wait until Envoy routes to it again."""

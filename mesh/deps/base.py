@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -51,6 +52,11 @@ class Dependency(Protocol):
 
 
 _handed_out: set[int] = set()
+
+
+def reserve_ports(ports: Iterable[int]) -> None:
+    """Ports :func:`free_port` must never hand out (configured ports of processes not started yet)."""
+    _handed_out.update(ports)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
