@@ -204,7 +204,13 @@ class Conversations:
     # -- conversations -------------------------------------------------------------
 
     async def create(
-        self, user_id: str, kind: int, peer_user_id: str, model: str, credentials: str
+        self,
+        user_id: str,
+        kind: int,
+        peer_user_id: str,
+        model: str,
+        credentials: str,
+        collections: Sequence[str] = (),
     ) -> tuple[ConversationView, bool]:
         """Create a conversation (the same one again for the same pair of users).
 
@@ -216,6 +222,8 @@ class Conversations:
         if kind == pb.CONVERSATION_KIND_DIRECT:
             if not peer_user_id:
                 raise InvalidArgument("peer_user_id", "required for a direct conversation")
+            if collections:
+                raise InvalidArgument("collections", "only an assistant conversation answers from collections")
             if peer_user_id == user_id:
                 raise ConversationWithSelf()
             if not await self._directory.exists(peer_user_id, credentials):
@@ -231,7 +239,8 @@ class Conversations:
             conversation_id, created, members = str(uuid.uuid4()), True, (user_id,)
         # Written on every call, idempotently: a create that crashed after claiming the
         # pair is completed by the next call.
-        await self._store.put_conversation(ConversationRecord(conversation_id, kind, members, model, now, 0))
+        record = ConversationRecord(conversation_id, kind, members, model, now, 0, tuple(collections))
+        await self._store.put_conversation(record)
         return await self.get(user_id, conversation_id), created
 
     async def get(self, user_id: str, conversation_id: str) -> ConversationView:
@@ -288,16 +297,26 @@ class Conversations:
         )
 
     async def append_assistant(
-        self, user_id: str, conversation_id: str, request_id: str, text: str
+        self, user_id: str, conversation_id: str, request_id: str, text: str, citations: Sequence[pb.Citation] = ()
     ) -> tuple[pb.Message, bool]:
-        """Store the assistant's finished reply once per request id and publish it."""
+        """Store the assistant's finished reply (a grounded one with its citations) once per request id; publish it."""
         live = await self._member(user_id, conversation_id)
         if live.record.kind != pb.CONVERSATION_KIND_ASSISTANT:
             raise NotAnAssistantConversation()
-        return await self._store_once(live, assistant_key(request_id), request_id, "", pb.AUTHOR_KIND_ASSISTANT, text)
+        stored = tuple(c.SerializeToString() for c in citations)
+        return await self._store_once(
+            live, assistant_key(request_id), request_id, "", pb.AUTHOR_KIND_ASSISTANT, text, stored
+        )
 
     async def _store_once(
-        self, live: _Live, key: str, client_message_id: str, author_user_id: str, author_kind: int, text: str
+        self,
+        live: _Live,
+        key: str,
+        client_message_id: str,
+        author_user_id: str,
+        author_kind: int,
+        text: str,
+        citations: tuple[bytes, ...] = (),
     ) -> tuple[pb.Message, bool]:
         """Store under ``key`` unless it is stored already; fan out either way. The message as sent."""
         conversation_id = live.record.conversation_id
@@ -337,6 +356,7 @@ class Conversations:
                 created_at=datetime.now(UTC),
                 edited_at=None,
                 deleted=False,
+                citations=citations,
             )
             body = message_pb(message)
             # Every member's recent-chats row moves to it in the same batch.
