@@ -111,6 +111,7 @@ from services.inference.settings import InferenceSettings
 from services.ingest.server import assemble as assemble_ingest
 from services.ingest.settings import IngestSettings
 from services.runtime.bus import NatsSettings
+from services.runtime.tokens import generate_key_pair
 
 #: Greedy decoding keeps counting: no early end-of-generation on either path.
 PROMPT = "Count from 1 to 1000, separated by commas: 1, 2, 3, 4, 5,"
@@ -579,10 +580,14 @@ async def run(args: argparse.Namespace, home: Path) -> None:
     users = Users(keys)
     history_port = free_port()  # the service needs it now; history starts for (d) only
     ingest_port = free_port()  # likewise, for (e)
+    # Reply stores through history's internal AppendAssistantMessage: inference's own service token.
+    service_private, service_public = home / "keys" / "service_token.pem", home / "keys" / "service_token.pub.pem"
+    generate_key_pair(service_private, service_public)
     async with nats_server(home) as nats:
         settings = InferenceSettings(
             port=0, nats=NatsSettings(url=nats.url), token_public_key_file=keys.public,
             history_target=f"127.0.0.1:{history_port}", ingest_target=f"127.0.0.1:{ingest_port}",
+            service_token_private_key_file=service_private, service_token_public_key_file=service_public,
             grounding_min_score=-1.0, shutdown_drain_s=0, shutdown_grace_s=1,
         )  # fmt: skip
         emit("n_ctx", settings.n_ctx)
@@ -609,7 +614,10 @@ async def run(args: argparse.Namespace, home: Path) -> None:
             await cancel_latency(stub, users, queued, args.cancel_rounds)
             await concurrency(stub, users, args.concurrency_rounds)
             async with cassandra_node(home) as cassandra:
-                extra = {"SENDS_PER_SECOND": "1000", "SEND_BURST": "1000"}
+                extra = {
+                    "SENDS_PER_SECOND": "1000", "SEND_BURST": "1000",
+                    "SERVICE_TOKEN_PUBLIC_KEY_FILE": str(service_public),
+                }  # fmt: skip
                 env = service_env("history", history_port, nats, cassandra, keys, extra)
                 async with (
                     service("history", home, env, history_port) as history,
