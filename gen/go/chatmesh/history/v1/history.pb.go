@@ -524,7 +524,9 @@ type Conversation struct {
 	// inference service's default).
 	Model string `protobuf:"bytes,8,opt,name=model,proto3" json:"model,omitempty"`
 	// For ASSISTANT conversations: the caller's collections (ingest) the assistant answers
-	// from when a Reply names none (CreateConversation's `collections`).
+	// from when a Reply names none (CreateConversation's `collections`). Set by
+	// CreateConversation and GetConversation; ListConversations leaves it empty, as it
+	// does `model`.
 	Collections   []string `protobuf:"bytes,9,rep,name=collections,proto3" json:"collections,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

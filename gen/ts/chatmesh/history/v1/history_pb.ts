@@ -286,7 +286,9 @@ export type Conversation = Message$1<"chatmesh.history.v1.Conversation"> & {
 
   /**
    * For ASSISTANT conversations: the caller's collections (ingest) the assistant answers
-   * from when a Reply names none (CreateConversation's `collections`).
+   * from when a Reply names none (CreateConversation's `collections`). Set by
+   * CreateConversation and GetConversation; ListConversations leaves it empty, as it
+   * does `model`.
    *
    * @generated from field: repeated string collections = 9;
    */
