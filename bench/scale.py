@@ -178,6 +178,7 @@ async def rolling(env: dict[str, str], target: str, steady_s: float) -> dict[str
         "stream_events_missing": check.missing,
         "stream_events_duplicated": check.duplicated,
         "stream_events_out_of_order": check.out_of_order,
+        "message_events_inverted": check.message_inversions,
         "ratio_rolling_vs_steady": round(rolling_rate / steady_rate, 4) if steady_rate else 0.0,
     }
 

@@ -1,15 +1,18 @@
 """Conversations: create, send, page, receipts, edit, delete. No gRPC here.
 
-Ordering: each conversation's messages get sequence 1, 2, 3... from one writer: a lock
-per conversation in this process, and the last sequence cached in memory (loaded from
-CQL on first use). One history replica owns a conversation at a time (the gateway
-routes by conversation when there are several).
+Ordering: each conversation's messages get sequence 1, 2, 3..., with no gap and no
+duplicate, however many history replicas write to it (any replica may take any send): each
+sequence is claimed with a lightweight transaction on the message row (services/history/
+claims.py). A lock per conversation in this process keeps one replica from racing itself,
+and the newest sequence it saw stays in memory, a lower bound: a lost claim says another
+replica is past it, and reads that need the newest sequence (the newest page, MarkRead past
+it) read it again.
 
 Durability: SendMessage answers only after the message is in CQL and every member's
-event is acked by JetStream. A failure after the CQL write answers UNAVAILABLE; the
-client's retry (same client_message_id) finds the stored message and publishes again,
-and JetStream's Nats-Msg-Id keeps the events single. The members' recent-chats rows move
-in the message's own logged batch: one request a send, and a retry has nothing to repair.
+event is acked by JetStream. A failure after the claim answers UNAVAILABLE; the client's
+retry (same client_message_id, on any replica) finds the stored message, writes its keys
+and members' rows again (idempotent; at the message's own write time, so nothing newer
+moves back) and publishes again, and JetStream's Nats-Msg-Id keeps the events single.
 
 Delivery reports (one per device per message) are folded per member and conversation and
 applied by one task, a few pointer writes per CQL request; their receipts are published
@@ -33,6 +36,7 @@ from datetime import UTC, datetime
 
 from chatmesh.events.v1 import events_pb2
 from chatmesh.history.v1 import history_pb2 as pb
+from services.history.claims import Draft, Newest, find_or_claim
 from services.history.directory import UserDirectory
 from services.history.errors import (
     BadPageToken,
@@ -47,7 +51,6 @@ from services.history.errors import (
     SendingTooFast,
 )
 from services.history.events import EventPublisher
-from services.history.ids import uuid7
 from services.history.protos import event, message_pb
 from services.history.store import (
     ConversationRecord,
@@ -72,7 +75,7 @@ class _Live:
     """What this replica keeps in memory about one conversation."""
 
     record: ConversationRecord
-    last_seq: int | None = None
+    newest: Newest = field(default_factory=Newest)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -196,10 +199,21 @@ class Conversations:
             raise NotAMember()
         return live
 
-    async def _last_seq(self, live: _Live) -> int:
-        if live.last_seq is None:
-            live.last_seq = await self._store.last_seq(live.record.conversation_id, live.record.last_seq_hint)
-        return live.last_seq
+    async def _last_seq(self, live: _Live, at_least: int = 0) -> int:
+        """The newest sequence: the one remembered if it is known and at least ``at_least``, else read again.
+
+        Other replicas store messages too: what this one remembers may be behind, never ahead.
+        """
+        known = live.newest.seq
+        if known is not None and known >= at_least:
+            return known
+        start = max(live.record.last_seq_hint, known or 0)
+        rows = await self._store.tail(live.record.conversation_id, start, 1)
+        if rows:
+            live.newest.saw(rows[0].seq, rows[0].created_at)
+        elif live.newest.seq is None:
+            live.newest.seq = 0
+        return live.newest.seq or 0
 
     # -- conversations -------------------------------------------------------------
 
@@ -319,57 +333,17 @@ class Conversations:
         citations: tuple[bytes, ...] = (),
     ) -> tuple[pb.Message, bool]:
         """Store under ``key`` unless it is stored already; fan out either way. The message as sent."""
-        conversation_id = live.record.conversation_id
-        async with live.lock:
-            existing = await self._store.seq_of(conversation_id, key)
-            if existing is not None:
-                message = await self._store.message(conversation_id, existing)
-                if message is None:  # pragma: no cover - the batch writes both or neither
-                    raise MessageNotFound(client_message_id)
-                if (message.author_user_id, message.author_kind, message.client_message_id) == (
-                    author_user_id,
-                    author_kind,
-                    client_message_id,
-                ):
-                    body = message_pb(message)
-                    body.delivery_state = pb.DELIVERY_STATE_SENT
-                    await self._publish_created(live, body)
-                    return body, True
-                # The key points at another message: an earlier attempt whose outcome was unknown
-                # (Cassandra died mid-batch) was applied late, by the batchlog, after that sequence
-                # went to someone else's message (which kept it: its writes are newer). The earlier
-                # attempt never took the sequence, so it is stored now, at the next one.
-                log.warning(
-                    "idempotency key found on another message; storing anew",
-                    extra={"conversation_id": conversation_id, "seq": existing},
-                )
-                live.last_seq = None
-            seq = await self._last_seq(live) + 1
-            message = MessageRecord(
-                conversation_id=conversation_id,
-                seq=seq,
-                message_id=uuid7(),
-                author_user_id=author_user_id,
-                author_kind=author_kind,
-                text=text,
-                client_message_id=client_message_id,
-                created_at=datetime.now(UTC),
-                edited_at=None,
-                deleted=False,
-                citations=citations,
-            )
+        draft = Draft(live.record.conversation_id, key, client_message_id, author_user_id, author_kind, text, citations)
+        async with live.lock:  # one claim at a time from this replica; other replicas are met in CQL
+            message, found = await find_or_claim(self._store, live.newest, live.record.last_seq_hint, draft)
             body = message_pb(message)
-            # Every member's recent-chats row moves to it in the same batch.
+            # Every member's recent-chats row moves to it (again, for a retry: its writer may have
+            # died before), with the author's read pointer.
             members = [(m, m == author_user_id) for m in live.record.member_ids]
-            try:
-                await self._store.insert_message(message, key, members, body.SerializeToString())
-            except BaseException:
-                live.last_seq = None  # unknown whether it landed: reload before the next send
-                raise
-            live.last_seq = seq
+            await self._store.link_message(message, key, members, body.SerializeToString())
             body.delivery_state = pb.DELIVERY_STATE_SENT
-            await self._publish_created(live, body)
-            return body, False
+            await self._publish_created(live, body)  # in sequence order, from this replica
+        return body, found
 
     async def _publish_created(self, live: _Live, body: pb.Message) -> None:
         """Publish MessageCreated to every member (idempotent: de-duplicated by JetStream)."""
@@ -381,19 +355,24 @@ class Conversations:
     ) -> MessagePage:
         """A page of messages by cursor; stable while new messages arrive."""
         live = await self._member(user_id, conversation_id)
-        last = await self._last_seq(live)
         if token:
             parts = _decode(token).split("|")
             if len(parts) != 3 or parts[0] != "m1" or parts[1] not in ("f", "b"):
                 raise BadPageToken()
             forward = parts[1] == "f"
             start = _seq_of_token(parts[2])
+            if not forward:
+                # Issued one below a stored sequence; a forged one far past the newest would walk
+                # down empty buckets.
+                start = min(start, await self._last_seq(live, start))
         elif forward:
             start = max(1, from_seq)
         else:
+            # The newest page must be the newest (another replica may have stored past what this one saw).
+            last = await self._last_seq(live, from_seq or MAX_SEQ)
             start = min(from_seq, last) if from_seq else last
         size = page_size or DEFAULT_PAGE
-        records = await self._store.page(conversation_id, start, size + 1, forward, last) if start >= 1 else []
+        records = await self._store.page(conversation_id, start, size + 1, forward) if start >= 1 else []
         page, more = records[:size], len(records) > size
         next_token = ""
         if more:
@@ -414,7 +393,7 @@ class Conversations:
     async def mark_read(self, user_id: str, conversation_id: str, seq: int) -> tuple[int, int]:
         """Move the user's read pointer forward; publish a receipt to every member if it moved."""
         live = await self._member(user_id, conversation_id)
-        last = await self._last_seq(live)
+        last = await self._last_seq(live, seq)  # a message another replica stored counts too
         target = min(seq, last)
         if target >= 1 and await self._store.advance_pointer("read_seq", user_id, conversation_id, target):
             receipt = event(
@@ -524,11 +503,14 @@ class Conversations:
         )  # fmt: skip
         async with live.lock:
             await self._store.update_message(message.conversation_id, message.seq, text, now, deleted)
-            if message.seq == await self._last_seq(live):
+            # A message before the newest one this replica saw is not anyone's last; otherwise
+            # each row is changed only if its last message still is this one (another replica
+            # may have stored a newer one).
+            if message.seq >= (live.newest.seq or 0):
                 preview = message_pb(changed).SerializeToString()
                 await asyncio.gather(
                     *(
-                        self._store.replace_last_message(m, message.conversation_id, preview)
+                        self._store.replace_last_message(m, message.conversation_id, message.seq, preview)
                         for m in live.record.member_ids
                     )
                 )

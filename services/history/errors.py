@@ -16,13 +16,22 @@
     │   └── MessageDeleted           edits of a tombstone
     ├── InvalidArgument
     │   └── BadPageToken
-    └── ResourceExhausted
-        └── SendingTooFast
+    ├── ResourceExhausted
+    │   └── SendingTooFast
+    └── Unavailable
+        └── ConversationBusy         a send lost its sequence claim to other replicas too often
 """
 
 from __future__ import annotations
 
-from services.runtime.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
+from services.runtime.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unavailable,
+)
 
 
 class ConversationNotFound(NotFound):
@@ -93,3 +102,10 @@ class SendingTooFast(ResourceExhausted):
 
     def __init__(self, retry_after_s: float) -> None:
         super().__init__("sending too fast; retry later", retry_after_s=retry_after_s)
+
+
+class ConversationBusy(Unavailable):
+    """Other replicas stored message after message while this send tried to claim a sequence."""
+
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__(f"conversation_id: conversation {conversation_id} is busy; retry")

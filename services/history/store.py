@@ -6,13 +6,20 @@ Tables:
 - ``direct_pairs``: the one conversation of a pair of users (LWT on creation).
 - ``messages``: partitioned by (conversation_id, bucket), bucket = seq // BUCKET_SIZE,
   clustered by seq descending: a page is one slice of one or two partitions, and no
-  partition grows past BUCKET_SIZE messages.
+  partition grows past BUCKET_SIZE messages. A message row is only ever created by a
+  lightweight transaction (``INSERT ... IF NOT EXISTS`` on its sequence, one row of one
+  partition: what Cassandra and ScyllaDB both allow): the claim of a sequence *is* the
+  durable message, so replicas writing the same conversation never share a sequence and
+  a writer that dies after claiming leaves a message, not a hole.
 - ``message_keys``: (conversation_id, "c:<sender user id>:<client_message_id>",
-  "a:<request_id>" or "m:<message_id>") ->
-  seq, written in the same logged batch as the message: a retried send finds the first
-  one, and edits and deletes find a message by id.
+  "a:<request_id>" or "m:<message_id>") -> seq. A send writes its idempotency key's
+  *tentative* sequence before claiming it, and both keys again once it holds it: a
+  retried send (on any replica, after a crash at any point) finds the first one, and
+  edits and deletes find a message by id.
 - ``conversations_by_user``: a user's conversations with last message, read and
-  delivered pointers: the recent-chats list is one partition read.
+  delivered pointers: the recent-chats list is one partition read. A send moves its
+  members' rows with the message's own write time (its ``created_at``, which grows with
+  the sequence), so rows written late, or out of order by two replicas, never move back.
 
 Columns added after a table's first release (``ADDED_COLUMNS``: a grounded reply's
 ``citations``, an assistant conversation's ``collections``) are in its CREATE TABLE and
@@ -164,21 +171,46 @@ def id_key(message_id: str) -> str:
     return f"m:{message_id}"
 
 
-_INSERT_MESSAGE = (
+_CLAIM_MESSAGE = (
     "INSERT INTO messages (conversation_id, bucket, seq, message_id, author_user_id, author_kind, text, "
-    "client_message_id, created_at, edited_at, deleted, citations) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, null, false, ?); "
+    "client_message_id, created_at, edited_at, deleted, citations) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, null, false, ?) "
+    "IF NOT EXISTS"
+)
+_PUT_KEY = "INSERT INTO message_keys (conversation_id, key, seq) VALUES (?, ?, ?)"
+_LINK_KEYS = (
     "INSERT INTO message_keys (conversation_id, key, seq) VALUES (?, ?, ?); "
     "INSERT INTO message_keys (conversation_id, key, seq) VALUES (?, ?, ?);"
 )
 _SET_HINT = "UPDATE conversations SET last_seq = ? WHERE conversation_id = ?;"
 _SET_LAST = (
-    "UPDATE conversations_by_user SET last_seq = ?, last_message = ?, last_activity = ? "
+    "UPDATE conversations_by_user USING TIMESTAMP ? SET last_seq = ?, last_message = ?, last_activity = ? "
     "WHERE user_id = ? AND conversation_id = ?;"
 )
 _SET_LAST_READ = (
-    "UPDATE conversations_by_user SET last_seq = ?, last_message = ?, last_activity = ?, read_seq = ? "
-    "WHERE user_id = ? AND conversation_id = ?;"
+    "UPDATE conversations_by_user USING TIMESTAMP ? SET last_seq = ?, last_message = ?, last_activity = ?, "
+    "read_seq = ? WHERE user_id = ? AND conversation_id = ?;"
 )
+_TAIL_COLUMNS = "seq, author_user_id, author_kind, client_message_id, created_at"
+
+
+@dataclass(frozen=True)
+class TailRecord:
+    """The identifying columns of one of a conversation's newest messages (no text)."""
+
+    seq: int
+    author_user_id: str
+    author_kind: int
+    client_message_id: str
+    created_at: datetime
+
+
+def write_time_us(created_at: datetime) -> int:
+    """The CQL write time (microseconds) of a message's members' rows: its ``created_at``, whole milliseconds.
+
+    ``created_at`` is stored in milliseconds and made to grow by at least one with each
+    sequence (see ``Conversations``), so later messages' rows always win over earlier ones'.
+    """
+    return int(created_at.timestamp() * 1000) * 1000
 
 
 class HistoryStore:
@@ -272,35 +304,65 @@ class HistoryStore:
 
     async def insert_message(
         self, message: MessageRecord, key: str, members: Sequence[tuple[str, bool]] = (), preview: bytes = b""
-    ) -> None:
-        """Store the message, its idempotency and id keys, and move the members' recent-chats rows: one logged batch.
+    ) -> MessageRecord | None:
+        """Store a message the way a send does: the key's tentative sequence, the claim, then the links.
 
-        ``members``: (user id, whether they wrote it; sending means having read up to one's own
-        message), each member's row getting this message as its last one with ``preview``. The
-        author's read pointer moves in the same plain write, not a lightweight transaction:
-        sends of a conversation are serialized, and the sequence written is the newest there
-        is, so no MarkRead can have set it higher. All of it or none lands, in one request.
+        Returns None if the message was stored, else the message that holds its sequence
+        (nothing else is written then).
+        """
+        await self.put_key(message.conversation_id, key, message.seq)
+        holder = await self.claim_message(message)
+        if holder is None:
+            await self.link_message(message, key, members, preview)
+        return holder
+
+    async def put_key(self, conversation_id: str, key: str, seq: int) -> None:
+        """Point ``key`` at ``seq`` (a send's tentative sequence, written before it claims it)."""
+        await self._cql.execute(_PUT_KEY, (_uuid(conversation_id), key, seq), prepare=True)
+
+    async def claim_message(self, message: MessageRecord) -> MessageRecord | None:
+        """Create the message row if its sequence is free (a lightweight transaction).
+
+        Returns None if this call created it, else the message holding the sequence (as the
+        transaction read it: settled, even if its writer's own transaction was left in flight).
+        An unknown outcome (a timeout) raises Unavailable: the sequence may or may not be ours.
         """
         cid = _uuid(message.conversation_id)
-        params: list[Any] = [
-            cid,
-            message.seq // BUCKET_SIZE,
-            message.seq,
-            message.message_id,
-            message.author_user_id,
-            message.author_kind,
-            message.text,
-            message.client_message_id,
-            message.created_at,
-            list(message.citations) or None,
-            cid,
-            key,
-            message.seq,
-            cid,
-            id_key(message.message_id),
-            message.seq,
-        ]
-        statements = [_INSERT_MESSAGE]
+        rows = await self._cql.execute(
+            _CLAIM_MESSAGE,
+            (
+                cid,
+                message.seq // BUCKET_SIZE,
+                message.seq,
+                message.message_id,
+                message.author_user_id,
+                message.author_kind,
+                message.text,
+                message.client_message_id,
+                message.created_at,
+                list(message.citations) or None,
+            ),
+            prepare=True,
+        )
+        if rows[0]["[applied]"]:
+            return None
+        return _message(message.conversation_id, rows[0])
+
+    async def link_message(
+        self, message: MessageRecord, key: str, members: Sequence[tuple[str, bool]] = (), preview: bytes = b""
+    ) -> None:
+        """Point the idempotency and id keys at a claimed message and move the members' rows: one logged batch.
+
+        Idempotent, so a retry of a send whose writer died after claiming runs it again.
+        ``members``: (user id, whether they wrote it; sending means having read up to one's own
+        message), each member's row getting this message as its last one with ``preview``. The
+        rows are written at :func:`write_time_us` of the message, not now: a newer message's
+        rows (written earlier by another replica, or before this late retry) stay.
+        """
+        cid = _uuid(message.conversation_id)
+        written = write_time_us(message.created_at)
+        params: list[Any] = [cid, key, message.seq, cid, id_key(message.message_id), message.seq]
+        statements = [_LINK_KEYS]
         if message.seq % BUCKET_SIZE == 0:
             # The hint only has to name the newest bucket (last_seq walks forward from it), so it
             # moves once a bucket, not once a message: one partition fewer in nearly every batch.
@@ -309,11 +371,40 @@ class HistoryStore:
         for member, read in members:
             if read:
                 statements.append(_SET_LAST_READ)
-                params.extend((message.seq, preview, message.created_at, message.seq, _uuid(member), cid))
+                params.extend((written, message.seq, preview, message.created_at, message.seq, _uuid(member), cid))
             else:
                 statements.append(_SET_LAST)
-                params.extend((message.seq, preview, message.created_at, _uuid(member), cid))
+                params.extend((written, message.seq, preview, message.created_at, _uuid(member), cid))
         await self._cql.execute("BEGIN BATCH " + " ".join(statements) + " APPLY BATCH", params, prepare=True)
+
+    async def tail(self, conversation_id: str, from_seq: int, limit: int) -> list[TailRecord]:
+        """The newest messages (up to ``limit``, newest first), found by walking buckets forward from ``from_seq``.
+
+        ``from_seq`` must be 0 or a stored sequence (a hint, or one seen taken). The rows of the
+        newest bucket, and of the one before when it has fewer: a sender's twin (the same
+        request on another replica) is looked for among them.
+        """
+        cid = _uuid(conversation_id)
+        query = f"SELECT {_TAIL_COLUMNS} FROM messages WHERE conversation_id = ? AND bucket = ? LIMIT ?"
+        bucket = max(0, from_seq) // BUCKET_SIZE
+        rows = await self._cql.execute(query, (cid, bucket, limit), prepare=True)
+        while rows and int(rows[0]["seq"]) % BUCKET_SIZE == BUCKET_SIZE - 1:
+            newer = await self._cql.execute(query, (cid, bucket + 1, limit), prepare=True)
+            if not newer:
+                break
+            bucket, rows = bucket + 1, newer
+        if len(rows) < limit and bucket > 0:
+            rows = rows + await self._cql.execute(query, (cid, bucket - 1, limit - len(rows)), prepare=True)
+        return [
+            TailRecord(
+                seq=int(r["seq"]),
+                author_user_id=r["author_user_id"] or "",
+                author_kind=int(r["author_kind"]),
+                client_message_id=r["client_message_id"] or "",
+                created_at=_utc(r["created_at"]) or datetime.now(UTC),
+            )
+            for r in rows
+        ]
 
     async def seq_of(self, conversation_id: str, key: str) -> int | None:
         """The sequence stored under a key (:func:`client_key`, :func:`id_key`), or None."""
@@ -333,15 +424,17 @@ class HistoryStore:
         )
         return _message(conversation_id, rows[0]) if rows else None
 
-    async def page(
-        self, conversation_id: str, start_seq: int, limit: int, forward: bool, last_seq: int
-    ) -> list[MessageRecord]:
-        """Up to ``limit`` messages from ``start_seq`` (inclusive) in the given direction."""
+    async def page(self, conversation_id: str, start_seq: int, limit: int, forward: bool) -> list[MessageRecord]:
+        """Up to ``limit`` messages from ``start_seq`` (inclusive) in the given direction.
+
+        Needs no last sequence (another replica may have written past what this one knows):
+        sequences have no holes, so forward the walk goes on to the next bucket only when this
+        one was read to its end, and backward it goes down to bucket 0.
+        """
         cid = _uuid(conversation_id)
         found: list[MessageRecord] = []
         bucket = start_seq // BUCKET_SIZE
-        last_bucket = last_seq // BUCKET_SIZE
-        while len(found) < limit and 0 <= bucket <= last_bucket:
+        while len(found) < limit and bucket >= 0:
             if forward:
                 query = (
                     f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND bucket = ? AND seq >= ? "
@@ -354,6 +447,8 @@ class HistoryStore:
                 )
             rows = await self._cql.execute(query, (cid, bucket, start_seq, limit - len(found)), prepare=True)
             found.extend(_message(conversation_id, row) for row in rows)
+            if forward and (not rows or int(rows[-1]["seq"]) % BUCKET_SIZE != BUCKET_SIZE - 1):
+                break  # the newest bucket (or past the last message)
             bucket += 1 if forward else -1
         return found
 
@@ -370,13 +465,19 @@ class HistoryStore:
 
     # -- per-user rows -------------------------------------------------------------
 
-    async def replace_last_message(self, user_id: str, conversation_id: str, last_message: bytes) -> None:
-        """Update the preview after an edit or delete of the last message."""
-        await self._cql.execute(
-            "UPDATE conversations_by_user SET last_message = ? WHERE user_id = ? AND conversation_id = ?",
-            (last_message, _uuid(user_id), _uuid(conversation_id)),
+    async def replace_last_message(self, user_id: str, conversation_id: str, seq: int, last_message: bytes) -> bool:
+        """Update the preview after an edit or delete of message ``seq``, if it still is the row's last one.
+
+        A lightweight transaction (edits are rare): another replica may have stored a newer
+        message meanwhile, whose preview must stay. False if the row's last message is another.
+        """
+        rows = await self._cql.execute(
+            "UPDATE conversations_by_user SET last_message = ? WHERE user_id = ? AND conversation_id = ? "
+            "IF last_seq = ?",
+            (last_message, _uuid(user_id), _uuid(conversation_id), seq),
             prepare=True,
         )
+        return bool(rows[0]["[applied]"])
 
     async def set_pointer(self, column: str, user_id: str, conversation_id: str, seq: int) -> None:
         """Write ``read_seq`` or ``delivered_seq`` (the caller knows it moves forward)."""
