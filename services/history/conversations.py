@@ -499,7 +499,7 @@ class Conversations:
         now = datetime.now(UTC)
         changed = MessageRecord(
             message.conversation_id, message.seq, message.message_id, message.author_user_id, message.author_kind,
-            text, message.client_message_id, message.created_at, now, deleted,
+            text, message.client_message_id, message.created_at, now, deleted, message.citations,
         )  # fmt: skip
         async with live.lock:
             await self._store.update_message(message.conversation_id, message.seq, text, now, deleted)
