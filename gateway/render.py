@@ -18,7 +18,15 @@ The HTTP filter chain, in order:
 What each timeout and connection limit protects: :mod:`gateway.limits`.
 
 Routes: gRPC paths by package (``routes.py``), then, when ``settings.web`` is set, a
-catch-all GET/HEAD route to the static site that serves the browser client.
+catch-all GET/HEAD route to the static site that serves the browser client. Retry-safe
+unary methods get exact routes with a retry policy (``routes.py``).
+
+Clusters: one static cluster per upstream, or, with ``settings.xds``, the service clusters
+from the mesh's xDS control plane over ADS (``dynamic_resources``: CDS, then EDS per
+cluster) and only the catalog, the static site and the control plane's own cluster static.
+Either way a service cluster is :func:`grpc_cluster_base` (HTTP/2, gRPC health checks,
+circuit breakers with a retry budget). Listeners, filters and routes are always rendered
+here from the typed settings.
 """
 
 from __future__ import annotations
@@ -42,7 +50,7 @@ from gateway.frames import LUA_FILTER, frame_check_filter
 from gateway.limits import client_address_detection, connection_manager_limits, overload_manager
 from gateway.local_reply import local_reply_config
 from gateway.routes import ROUTE_BUCKET_STAGE, RouteSpec, duration, render_routes
-from gateway.settings import GatewaySettings, StaticSite, Upstream
+from gateway.settings import CircuitBreakers, GatewaySettings, HealthCheck, StaticSite, Upstream, XdsSource
 
 CORS_ALLOW_METHODS = "GET, PUT, DELETE, POST, OPTIONS"
 CORS_ALLOW_HEADERS = (
@@ -154,6 +162,9 @@ def _connection_manager(settings: GatewaySettings, routes: list[RouteSpec]) -> d
         **connection_manager_limits(settings),
         "route_config": {
             "name": "gateway",
+            # Routes to xDS clusters are rendered before CDS brings them: a call meanwhile is
+            # UNAVAILABLE (no cluster) rather than the whole bootstrap refused.
+            "validate_clusters": settings.xds is None,
             "virtual_hosts": [
                 {
                     "name": "mesh",
@@ -180,8 +191,7 @@ def _connection_manager(settings: GatewaySettings, routes: list[RouteSpec]) -> d
     }
 
 
-def _health_checks(settings: GatewaySettings, upstream: Upstream) -> list[dict[str, Any]]:
-    check = settings.health_check
+def _health_checks(check: HealthCheck, health_service: str) -> list[dict[str, Any]]:
     if not check.enabled:
         return []
     return [
@@ -193,48 +203,141 @@ def _health_checks(settings: GatewaySettings, upstream: Upstream) -> list[dict[s
             "no_traffic_interval": duration(check.interval_s),
             "healthy_threshold": check.healthy_threshold,
             "unhealthy_threshold": check.unhealthy_threshold,
-            "grpc_health_check": {"service_name": upstream.health_service},
+            "grpc_health_check": {"service_name": health_service},
         }
     ]
 
 
+def _thresholds(breakers: CircuitBreakers) -> dict[str, Any]:
+    threshold: dict[str, Any] = {
+        "priority": "DEFAULT",
+        "max_connections": breakers.max_connections,
+        "max_pending_requests": breakers.max_pending_requests,
+        "max_requests": breakers.max_requests,
+        "max_retries": breakers.max_retries,
+    }
+    if breakers.retry_budget_percent is not None:
+        # With a budget Envoy ignores max_retries: retries may be this share of the calls in flight.
+        threshold["retry_budget"] = {
+            "budget_percent": {"value": breakers.retry_budget_percent},
+            "min_retry_concurrency": breakers.retry_min_concurrency,
+        }
+    return {"thresholds": [threshold]}
+
+
+def _http2_options() -> dict[str, Any]:
+    return {
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": _HTTP_OPTIONS_TYPE,
+            # gRPC needs HTTP/2 upstream; pings find a dead server under a quiet long stream.
+            "explicit_http_config": {
+                "http2_protocol_options": {"connection_keepalive": {"interval": "30s", "timeout": "5s"}}
+            },
+        }
+    }
+
+
+def grpc_cluster_base(
+    name: str,
+    health_service: str,
+    *,
+    health_check: HealthCheck,
+    circuit_breakers: CircuitBreakers,
+    connect_timeout_s: float,
+    lb_policy: str = "ROUND_ROBIN",
+) -> dict[str, Any]:
+    """What every gRPC service cluster has, static or from xDS: HTTP/2, health checks, limits.
+
+    The xDS control plane (:mod:`mesh.xds.resources`) builds its CDS clusters from this too,
+    so a cluster behaves the same whichever way Envoy learns of it.
+
+    Args:
+        name: cluster name.
+        health_service: full service name asked by the gRPC health check ("" the whole server).
+        health_check: active health check settings.
+        circuit_breakers: limits, and the retry budget.
+        connect_timeout_s: TCP connect timeout.
+        lb_policy: Envoy's load balancing policy.
+
+    Returns:
+        The cluster without ``type`` and endpoints.
+    """
+    return {
+        "name": name,
+        "connect_timeout": duration(connect_timeout_s),
+        "lb_policy": lb_policy,
+        "typed_extension_protocol_options": _http2_options(),
+        "circuit_breakers": _thresholds(circuit_breakers),
+        "health_checks": _health_checks(health_check, health_service),
+        "common_lb_config": {"healthy_panic_threshold": {"value": health_check.panic_threshold_percent}},
+    }
+
+
 def _cluster(settings: GatewaySettings, upstream: Upstream) -> dict[str, Any]:
-    breakers = settings.circuit_breakers
-    cluster: dict[str, Any] = {
-        "name": upstream.name,
-        "type": "STATIC" if _is_ip(upstream.host) else "STRICT_DNS",
-        "connect_timeout": duration(settings.connect_timeout_s),
-        "lb_policy": "ROUND_ROBIN",
-        "load_assignment": {
-            "cluster_name": upstream.name,
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket(upstream.host, upstream.port)}}]}],
-        },
-        "typed_extension_protocol_options": {
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                "@type": _HTTP_OPTIONS_TYPE,
-                # gRPC needs HTTP/2 upstream; pings find a dead server under a quiet long stream.
-                "explicit_http_config": {
-                    "http2_protocol_options": {"connection_keepalive": {"interval": "30s", "timeout": "5s"}}
-                },
-            }
-        },
-        "circuit_breakers": {
-            "thresholds": [
-                {
-                    "priority": "DEFAULT",
-                    "max_connections": breakers.max_connections,
-                    "max_pending_requests": breakers.max_pending_requests,
-                    "max_requests": breakers.max_requests,
-                    "max_retries": breakers.max_retries,
-                }
-            ]
-        },
-        "health_checks": _health_checks(settings, upstream),
-        "common_lb_config": {"healthy_panic_threshold": {"value": settings.health_check.panic_threshold_percent}},
+    cluster: dict[str, Any] = grpc_cluster_base(
+        upstream.name,
+        upstream.health_service,
+        health_check=settings.health_check,
+        circuit_breakers=settings.circuit_breakers,
+        connect_timeout_s=settings.connect_timeout_s,
+    )
+    cluster["type"] = "STATIC" if _is_ip(upstream.host) else "STRICT_DNS"
+    cluster["load_assignment"] = {
+        "cluster_name": upstream.name,
+        "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket(upstream.host, upstream.port)}}]}],
     }
     if cluster["type"] == "STRICT_DNS":
         cluster["dns_lookup_family"] = "V4_PREFERRED"
     return cluster
+
+
+def _xds_cluster(settings: GatewaySettings, source: XdsSource) -> dict[str, Any]:
+    """The static cluster of the xDS control plane: HTTP/2, and no health check of its own (the
+    ADS stream's reconnects are the check)."""
+    cluster: dict[str, Any] = {
+        "name": source.cluster_name,
+        "type": "STATIC" if _is_ip(source.host) else "STRICT_DNS",
+        "connect_timeout": duration(settings.connect_timeout_s),
+        "load_assignment": {
+            "cluster_name": source.cluster_name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket(source.host, source.port)}}]}],
+        },
+        "typed_extension_protocol_options": _http2_options(),
+    }
+    if cluster["type"] == "STRICT_DNS":
+        cluster["dns_lookup_family"] = "V4_PREFERRED"
+    return cluster
+
+
+def _dynamic_resources(source: XdsSource) -> dict[str, Any]:
+    """ADS over gRPC to the control plane; the clusters (CDS) and their endpoints (EDS) through it."""
+    return {
+        "ads_config": {
+            "api_type": "GRPC",
+            "transport_api_version": "V3",
+            "grpc_services": [
+                {
+                    "envoy_grpc": {
+                        "cluster_name": source.cluster_name,
+                        # Envoy's own back-off grows to 30 s: a control plane back after a short
+                        # outage would wait that long to be asked again.
+                        "retry_policy": {
+                            "retry_back_off": {
+                                "base_interval": duration(source.reconnect_base_s),
+                                "max_interval": duration(source.reconnect_max_s),
+                            }
+                        },
+                    }
+                }
+            ],
+            "set_node_on_first_message_only": True,
+        },
+        "cds_config": {
+            "ads": {},
+            "resource_api_version": "V3",
+            "initial_fetch_timeout": duration(source.initial_fetch_timeout_s),
+        },
+    }
 
 
 def _static_cluster(settings: GatewaySettings, site: StaticSite) -> dict[str, Any]:
@@ -283,8 +386,12 @@ def render(settings: GatewaySettings, routes: list[RouteSpec]) -> dict[str, Any]
     Raises:
         ValueError: the routes and settings disagree (unknown cluster, duplicate package...).
     """
-    upstreams = [*settings.upstreams, settings.catalog]
-    return {
+    # With xDS the service clusters come from the control plane; the catalog stays static.
+    upstreams = [settings.catalog] if settings.xds else [*settings.upstreams, settings.catalog]
+    clusters = [_cluster(settings, u) for u in upstreams]
+    clusters += [_static_cluster(settings, settings.web)] if settings.web else []
+    clusters += [_xds_cluster(settings, settings.xds)] if settings.xds else []
+    config: dict[str, Any] = {
         "admin": {
             # The admin interface can stop the server and dump its config: loopback only, always.
             "address": _socket("127.0.0.1", settings.admin_port),
@@ -307,11 +414,14 @@ def render(settings: GatewaySettings, routes: list[RouteSpec]) -> dict[str, Any]
                     ],
                 }
             ],
-            "clusters": [_cluster(settings, u) for u in upstreams]
-            + ([_static_cluster(settings, settings.web)] if settings.web else []),
+            "clusters": clusters,
         },
         "overload_manager": overload_manager(settings),
     }
+    if settings.xds:
+        config["node"] = {"id": settings.node_id, "cluster": "chatmesh-gateway"}
+        config["dynamic_resources"] = _dynamic_resources(settings.xds)
+    return config
 
 
 class _PlainDumper(yaml.SafeDumper):

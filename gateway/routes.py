@@ -7,7 +7,9 @@ with no total timeout (``0s``) and an idle timeout instead, because Envoy's defa
 timeout would cut long server streams. Methods whose access differs from their package's
 (public Login, internal AppendAssistantMessage...) get exact-path routes too: the token
 requirement and the rate-limit bucket are per route (see :mod:`gateway.edge`); an internal
-method's route answers PERMISSION_DENIED itself and reaches no service.
+method's route answers PERMISSION_DENIED itself and reaches no service. So do unary methods
+that are safe to repeat (``retry_safe_methods``): only their routes carry a retry policy
+(UNAVAILABLE, reset, refused stream, failed connect; another replica each try).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.edge import JWT_FILTER, RETRY_AFTER_HEADER, Access, client_rate_limits, edge_auth_on, jwt_route_config
 from gateway.frames import LUA_FILTER, frame_check_disabled
-from gateway.settings import CLUSTER_NAME_PATTERN, PACKAGE_PATTERN, GatewaySettings, RateLimit
+from gateway.settings import CLUSTER_NAME_PATTERN, PACKAGE_PATTERN, GatewaySettings, RateLimit, RetryPolicy
 
 REFLECTION_PREFIX = "grpc.reflection"
 HEALTH_PACKAGE = "grpc.health.v1"
@@ -38,6 +40,7 @@ _RATE_LIMIT_FILTER = "envoy.filters.http.local_ratelimit"
 _BUFFER_FILTER = "envoy.filters.http.buffer"
 _LOCAL_RATE_LIMIT_TYPE = "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"
 _BUFFER_PER_ROUTE_TYPE = "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute"
+_PREVIOUS_HOSTS_TYPE = "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
 
 
 class RouteSpec(BaseModel):
@@ -59,6 +62,9 @@ class RouteSpec(BaseModel):
             (ACCESS_OPTIONAL): a token that is sent must be valid.
         internal_methods: full paths of methods only services may call (ACCESS_INTERNAL): the
             gateway answers them PERMISSION_DENIED and never forwards them.
+        retry_safe_methods: full paths of unary methods that are safe to repeat (read-only, or
+            idempotent by a client id): each gets an exact route with the gateway's retry
+            policy. A streaming method here is an error: a stream is never retried.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -71,17 +77,25 @@ class RouteSpec(BaseModel):
     public_methods: list[str] = Field(default_factory=list, max_length=256)
     optional_auth_methods: list[str] = Field(default_factory=list, max_length=256)
     internal_methods: list[str] = Field(default_factory=list, max_length=256)
+    retry_safe_methods: list[str] = Field(default_factory=list, max_length=256)
 
     @model_validator(mode="after")
     def _methods_belong_to_the_package(self) -> Self:
         method = re.compile(rf"^/{re.escape(self.package)}\.([A-Za-z_][A-Za-z0-9_]*\.)*[A-Za-z_][A-Za-z0-9_]*/\w+$")
         bad = [
             m
-            for m in self.streaming_methods + self.client_streaming_methods + self.access_listed_methods()
+            for m in self.streaming_methods
+            + self.client_streaming_methods
+            + self.access_listed_methods()
+            + self.retry_safe_methods
             if not method.match(m)
         ]
         if bad:
             raise ValueError(f"not a method path of package {self.package}: {', '.join(bad)}")
+        streams = set(self.streaming_methods) | set(self.client_streaming_methods)
+        retried_streams = sorted(streams & set(self.retry_safe_methods))
+        if retried_streams:
+            raise ValueError(f"streaming methods are never retried: {', '.join(retried_streams)}")
         listed = self.access_listed_methods()
         twice = sorted({m for m in listed if listed.count(m) > 1})
         if twice:
@@ -131,6 +145,7 @@ class _Route:
     streaming: bool
     client_streaming: bool
     access: Access
+    retry: bool = False
 
 
 def resolve_routes(settings: GatewaySettings, routes: list[RouteSpec]) -> list[RouteSpec]:
@@ -163,11 +178,14 @@ def _flatten(specs: list[RouteSpec]) -> list[_Route]:
     exact: dict[str, _Route] = {}
     for spec in specs:
         streams = spec.streaming_methods + spec.client_streaming_methods
-        for path in dict.fromkeys(streams + spec.access_listed_methods()):
+        for path in dict.fromkeys(streams + spec.access_listed_methods() + spec.retry_safe_methods):
             if path in exact and exact[path].package != spec.package:
                 raise ValueError(f"method {path} is listed by two packages")
             client = path in spec.client_streaming_methods
-            exact[path] = _Route(path, spec.package, spec.cluster, True, path in streams, client, spec.access_of(path))
+            retry = path in spec.retry_safe_methods
+            exact[path] = _Route(
+                path, spec.package, spec.cluster, True, path in streams, client, spec.access_of(path), retry
+            )
     prefixes = [_Route(s.package, s.package, s.cluster, False, False, False, s.access) for s in specs]
     prefixes.sort(key=lambda r: len(r.package), reverse=True)
     return list(exact.values()) + prefixes
@@ -176,6 +194,30 @@ def _flatten(specs: list[RouteSpec]) -> list[_Route]:
 def duration(value: float) -> str:
     """A protobuf Duration in its JSON form: ``30s``, ``0.250s``."""
     return f"{int(value)}s" if float(value).is_integer() else f"{value:.3f}s"
+
+
+def retry_policy(policy: RetryPolicy) -> dict[str, Any]:
+    """Envoy's retry policy of a retry-safe unary route: another replica each time, with back-off.
+
+    The cluster's retry budget (circuit breakers) caps how many retries are in flight.
+    """
+    return {
+        "retry_on": policy.retry_on,
+        "num_retries": policy.num_retries,
+        "per_try_timeout": duration(policy.per_try_timeout_s),
+        # A retry picks another replica than the ones that failed, where there is one.
+        "retry_host_predicate": [
+            {
+                "name": "envoy.retry_host_predicates.previous_hosts",
+                "typed_config": {"@type": _PREVIOUS_HOSTS_TYPE},
+            }
+        ],
+        "host_selection_retry_max_attempts": 5,
+        "retry_back_off": {
+            "base_interval": duration(policy.base_interval_s),
+            "max_interval": duration(policy.base_interval_s * 10),
+        },
+    }
 
 
 def _rate_limit_config(limit: RateLimit, stat_prefix: str) -> dict[str, Any]:
@@ -245,6 +287,8 @@ def _render_route(settings: GatewaySettings, route: _Route) -> dict[str, Any]:
         action["timeout"] = unary
         # A shorter client deadline wins; no deadline or a longer one gets the unary timeout.
         action["max_stream_duration"] = {"max_stream_duration": unary, "grpc_timeout_header_max": unary}
+        if route.retry and settings.retries.enabled:
+            action["retry_policy"] = retry_policy(settings.retries)
     limits = client_rate_limits(settings, route.access)
     if limits:
         action["rate_limits"] = limits

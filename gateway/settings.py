@@ -115,7 +115,85 @@ class CircuitBreakers(BaseModel):
         default=1024, ge=1, le=1_000_000, description="Calls waiting for a connection or stream."
     )
     max_requests: int = Field(default=65_536, ge=1, le=10_000_000, description="Calls in flight, streams included.")
-    max_retries: int = Field(default=3, ge=0, le=1000, description="Retries in flight.")
+    max_retries: int = Field(
+        default=3, ge=0, le=1000, description="Retries in flight, where no retry budget is set (retry_budget_percent)."
+    )
+    retry_budget_percent: float | None = Field(
+        # Envoy's own budget default: retries ride on the traffic, so a failing replica under a
+        # load spike cannot double the load on the others.
+        default=20.0,
+        gt=0.0,
+        le=100.0,
+        description="Retries in flight as a share of the calls in flight (Envoy's retry budget); None uses the "
+        "fixed max_retries instead.",
+    )
+    retry_min_concurrency: int = Field(
+        default=3, ge=1, le=1000, description="Retries in flight always allowed by the budget, however quiet."
+    )
+
+
+class RetryPolicy(BaseModel):
+    """Envoy's retries of calls that are safe to repeat (read-only, or idempotent by a client id).
+
+    Only unary methods the contract marks retry-safe (``NO_SIDE_EFFECTS``, or the
+    ``(chatmesh.common.v1.retry_safe)`` option) get a retry policy; streams never do. Each
+    retry goes to another replica where there is one, and all of them together stay within
+    the cluster's retry budget (:class:`CircuitBreakers`).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = Field(default=True, description="False retries nothing at the gateway.")
+    num_retries: int = Field(default=2, ge=1, le=10, description="Retries after the first try.")
+    retry_on: str = Field(
+        default="unavailable,reset,connect-failure,refused-stream",
+        pattern=r"^[a-z0-9-]+(,[a-z0-9-]+)*$",
+        description="Envoy retry conditions: gRPC status UNAVAILABLE, a reset or refused stream, a failed connect.",
+    )
+    per_try_timeout_s: float = Field(
+        default=10.0,
+        ge=0.05,
+        le=3600.0,
+        description="Longest one try may take before Envoy gives up on it and tries again (the route timeout "
+        "still bounds the whole call).",
+    )
+    base_interval_s: float = Field(
+        default=0.025, ge=0.001, le=10.0, description="First back-off between tries (jittered, doubling)."
+    )
+
+
+class XdsSource(BaseModel):
+    """The mesh's xDS control plane (``python -m mesh.xds``): Envoy's service clusters and endpoints.
+
+    With one, the service clusters come from it over ADS (CDS, then EDS per cluster) instead
+    of being rendered as static clusters; listeners, routes and filters stay rendered here.
+    Envoy keeps the last configuration it got while the control plane is away, and
+    reconnects to it.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = Field(default="127.0.0.1", min_length=1, max_length=253, description="IP address or DNS name.")
+    port: int = Field(default=18000, ge=1, le=65535, description="Port of its gRPC (h2c) ADS server.")
+    cluster_name: str = Field(
+        default="xds_cluster", pattern=CLUSTER_NAME_PATTERN, description="Name of the static cluster that reaches it."
+    )
+    reconnect_base_s: float = Field(
+        default=0.25, ge=0.01, le=60.0, description="First wait before Envoy reconnects to a lost control plane."
+    )
+    reconnect_max_s: float = Field(
+        default=2.0,
+        ge=0.01,
+        le=300.0,
+        description="Longest wait between reconnection attempts (jittered back-off up to it): how late Envoy "
+        "may notice that the control plane is back.",
+    )
+    initial_fetch_timeout_s: float = Field(
+        default=15.0,
+        ge=0.0,
+        le=300.0,
+        description="How long Envoy waits at start for the clusters before opening its listener anyway (0: forever).",
+    )
 
 
 class EdgeAuth(BaseModel):
@@ -329,6 +407,20 @@ class GatewaySettings(BaseSettings):
     server_name: str = Field(
         default="chatmesh-gateway", min_length=1, max_length=64, description="Value of the server response header."
     )
+    xds: XdsSource | None = Field(
+        default=None,
+        description="The xDS control plane serving the service clusters (CDS/EDS); None renders them static from "
+        "`upstreams`.",
+    )
+    retries: RetryPolicy = Field(
+        default_factory=RetryPolicy, description="Retries of retry-safe unary methods (RouteSpec.retry_safe_methods)."
+    )
+    node_id: str = Field(
+        default="chatmesh-gateway",
+        min_length=1,
+        max_length=128,
+        description="Envoy's node id, as the xDS control plane sees it (one per gateway instance is clearest).",
+    )
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -344,6 +436,7 @@ class GatewaySettings(BaseSettings):
     @model_validator(mode="after")
     def _names_and_ports_are_distinct(self) -> Self:
         names = [u.name for u in self.upstreams] + [self.catalog.name] + ([self.web.name] if self.web else [])
+        names += [self.xds.cluster_name] if self.xds else []
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"upstream names must be unique (catalog included): {', '.join(duplicates)}")

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from typing import Any
 
+from google.protobuf import descriptor_pb2
+
+from chatmesh.common.v1 import access_pb2
 from services.runtime.access import method_access
 
 SERVICES = ("session", "history", "presence", "inference", "ingest", "forms")
@@ -34,6 +38,18 @@ class ServiceContract:
     """Paths of RPCs that take calls with or without a token (ACCESS_OPTIONAL)."""
     internal: tuple[str, ...] = ()
     """Paths of RPCs only services may call (ACCESS_INTERNAL): never routed from outside."""
+    retry_safe: tuple[str, ...] = ()
+    """Paths of unary RPCs safe to repeat (NO_SIDE_EFFECTS, or ``(chatmesh.common.v1.retry_safe)``):
+    the gateway retries them on another replica after UNAVAILABLE or a reset."""
+
+
+def is_retry_safe(method: Any) -> bool:
+    """True for a unary MethodDescriptor that is read-only or marked ``retry_safe`` in the contract."""
+    if method.client_streaming or method.server_streaming:
+        return False
+    options = method.GetOptions()
+    no_side_effects = options.idempotency_level == descriptor_pb2.MethodOptions.NO_SIDE_EFFECTS
+    return bool(no_side_effects or options.Extensions[access_pb2.retry_safe])
 
 
 def load(name: str) -> ServiceContract:
@@ -58,6 +74,7 @@ def load(name: str) -> ServiceContract:
         public=tuple(sorted(access.public)),
         optional_auth=tuple(sorted(access.optional)),
         internal=tuple(sorted(access.internal)),
+        retry_safe=tuple(sorted(f"/{service.full_name}/{m.name}" for m in service.methods if is_retry_safe(m))),
     )
 
 

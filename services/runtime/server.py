@@ -1,8 +1,14 @@
 """Building and running a service's gRPC server.
 
 ``create_server`` builds (tests call it on port 0 in-process); ``serve`` runs until
-SIGTERM/SIGINT, then drains: health NOT_SERVING, a pause for load balancers to notice,
-``server.stop(grace)``, then the service's own cleanup.
+SIGTERM/SIGINT, then drains: DRAINING in the registry and health NOT_SERVING, the
+``on_drain`` hooks, a pause for load balancers to notice (``shutdown_drain_s``),
+``server.stop(grace)``, deregistration, then the service's own cleanup.
+
+When the settings name a NATS (``settings.nats``) and ``settings.registry_enabled`` is on, the
+replica registers itself in the mesh's registry (:mod:`services.runtime.registry`) once it
+serves, so the xDS control plane gives Envoy its address. NATS unreachable at start or
+later changes nothing for the calls it serves: it keeps trying to register and heartbeat.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -36,6 +43,7 @@ from services.runtime.interceptors import (
 )
 from services.runtime.logs import configure_logging
 from services.runtime.metrics import RpcMetrics
+from services.runtime.registry import Registration, ReplicaRecord
 from services.runtime.revocation import RevocationList
 from services.runtime.settings import ServiceSettings, load_settings
 from services.runtime.tokens import TokenVerifier
@@ -80,16 +88,23 @@ class ServiceServer:
     """Ended at the start of ``stop()``: open streams are told to reconnect."""
     revocations: RevocationList | None = None
     """Followed from NATS while serving, when the settings name a NATS (``settings.nats``)."""
+    on_drain: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    """Run when draining starts, before the drain pause (tell server streams to reconnect elsewhere)."""
+    registration: Registration | None = None
+    """This replica's record in the registry, once registered."""
     _revocation_nats: Any = None
+    _registry_nats: Any = None
+    _registering: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Start serving and mark every service SERVING."""
+        """Start serving, mark every service SERVING, and register the replica (with a NATS)."""
         await self._follow_revocations()
         await self.server.start()
         for name in [*self.service_names, ""]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         for hook in self.on_start:
             await hook()
+        await self._register()
         log.info("serving", extra={"port": self.port, "services": ",".join(self.service_names)})
 
     async def __aenter__(self) -> ServiceServer:
@@ -101,16 +116,36 @@ class ServiceServer:
         await self.stop()
 
     async def stop(self) -> None:
-        """Drain and stop: NOT_SERVING, wait the drain time, streams told to reconnect, stop with grace, cleanups.
+        """Drain and stop: DRAINING and NOT_SERVING, the drain hooks, wait the drain time, streams told
+        to reconnect, stop with grace, deregister, run cleanups.
 
-        The drain time lets load balancers (Envoy, peers' channels) stop sending new calls
-        here before streams are ended, so their clients reconnect to another replica.
+        The drain time lets load balancers (Envoy through xDS, peers' channels through health)
+        stop sending new calls here before streams are ended, so their clients reconnect to
+        another replica.
         """
+        if self._registering is not None:
+            self._registering.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._registering
+            self._registering = None
+        if self.registration is not None:
+            await self.registration.set_health("DRAINING")
         await self.health.enter_graceful_shutdown()
+        for hook in self.on_drain:
+            try:
+                await hook()
+            except Exception:  # noqa: BLE001 - a failed hook must not keep the replica from stopping
+                log.exception("drain hook failed")
         if self.settings.shutdown_drain_s:
             await asyncio.sleep(self.settings.shutdown_drain_s)
         self.drain.begin()
         await self.server.stop(self.settings.shutdown_grace_s)
+        if self.registration is not None:
+            await self.registration.stop()
+            self.registration = None
+        if self._registry_nats is not None:
+            with contextlib.suppress(Exception):
+                await self._registry_nats.close()
         for cleanup in reversed(self.on_stop):
             try:
                 await cleanup()
@@ -123,6 +158,47 @@ class ServiceServer:
                 await self._revocation_nats.close()
         self.metrics.close()
         log.info("stopped")
+
+    def replica_record(self) -> ReplicaRecord:
+        """This replica as the registry lists it (SERVING, the bound port)."""
+        s = self.settings
+        return ReplicaRecord(
+            service=self.name,
+            replica=s.replica or self.name,
+            host=s.advertise_host or s.host,
+            port=self.port,
+            health="SERVING",
+            zone=s.zone,
+            started_at=time.time(),
+            ttl_s=s.registry_ttl_s,
+        )
+
+    async def _register(self) -> None:
+        nats_settings = getattr(self.settings, "nats", None)
+        if not self.settings.registry_enabled or nats_settings is None:
+            return
+        record = self.replica_record()
+        try:
+            self._registry_nats = await connect(nats_settings, f"{self.name}-registry")
+        except ChatmeshError:
+            log.warning("NATS unreachable at start: registering once it is")
+            self._registering = asyncio.create_task(self._register_later(record), name="registry-connect")
+            return
+        await self._start_registration(record)
+
+    async def _register_later(self, record: ReplicaRecord) -> None:
+        nats_settings = getattr(self.settings, "nats")  # noqa: B009 - checked by _register
+        while self._registry_nats is None:
+            await asyncio.sleep(1.0)
+            with contextlib.suppress(ChatmeshError):
+                self._registry_nats = await connect(nats_settings, f"{self.name}-registry")
+        await self._start_registration(record)
+
+    async def _start_registration(self, record: ReplicaRecord) -> None:
+        s = self.settings
+        registration = Registration(self._registry_nats.jetstream(), record, s.registry_ttl_s, s.registry_heartbeat_s)
+        await registration.start()
+        self.registration = registration
 
     async def _follow_revocations(self) -> None:
         nats_settings = getattr(self.settings, "nats", None)

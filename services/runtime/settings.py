@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal, Self, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
@@ -70,7 +70,15 @@ class ServiceSettings(BaseSettings):
     max_concurrent_streams: int = Field(1000, ge=1, le=100_000, description="HTTP/2 streams per connection.")
     keepalive_time_s: int = Field(30, ge=1, le=3600, description="Server-sent HTTP/2 pings on idle connections.")
     shutdown_drain_s: float = Field(
-        1.0, ge=0, le=60, description="Seconds health says NOT_SERVING before the server stops taking calls."
+        # Envoy learns of the drain from the registry within ~0.1 s (KV watch, then an EDS push
+        # within the control plane's 1 s) and sends the replica no new call after that; calls
+        # already on their way still arrive. 2 s covers both with room; calls in flight then
+        # get shutdown_grace_s more.
+        2.0,
+        ge=0,
+        le=60,
+        description="Seconds the replica says DRAINING (registry) and NOT_SERVING (health) before the server "
+        "stops taking calls: long enough for Envoy to stop routing new calls to it.",
     )
     trusted_proxies: list[str] = Field(
         default_factory=lambda: ["127.0.0.0/8", "::1/128"],
@@ -83,6 +91,45 @@ class ServiceSettings(BaseSettings):
         "service port is reachable by anyone but operators.",
     )
     shutdown_grace_s: float = Field(5.0, ge=0, le=300, description="Seconds calls in flight get to finish on stop.")
+    registry_enabled: bool = Field(
+        True,
+        description="Register this replica in the mesh's registry (the REGISTRY KV bucket the xDS control plane "
+        "follows) when the settings name a NATS; False keeps it out of discovery.",
+    )
+    replica: str = Field(
+        "",
+        max_length=100,
+        pattern=r"^$|^[A-Za-z0-9_=-][A-Za-z0-9_=/-]*$",
+        description="This replica's name, unique within its service (history-2); empty: the service's name.",
+    )
+    zone: str = Field(
+        "local", min_length=1, max_length=63, description="Locality zone of this replica, for zone-aware balancing."
+    )
+    advertise_host: str = Field(
+        "",
+        max_length=253,
+        description="Address other processes (Envoy) reach this replica at; empty: `host` (set it when host is "
+        "0.0.0.0).",
+    )
+    registry_ttl_s: float = Field(
+        3.0,
+        gt=0.2,
+        le=300,
+        description="Seconds without a heartbeat after which readers drop this replica (a SIGKILLed one leaves "
+        "discovery within this).",
+    )
+    registry_heartbeat_s: float = Field(
+        1.0, gt=0.05, le=100, description="Seconds between registry heartbeats; well under registry_ttl_s."
+    )
+
+    @model_validator(mode="after")
+    def _heartbeat_within_ttl(self) -> Self:
+        if self.registry_heartbeat_s * 2 > self.registry_ttl_s:
+            raise ValueError(
+                f"registry_heartbeat_s ({self.registry_heartbeat_s}) must be at most half of registry_ttl_s "
+                f"({self.registry_ttl_s}): one lost heartbeat must not drop a live replica"
+            )
+        return self
 
 
 S = TypeVar("S", bound=BaseSettings)

@@ -1,4 +1,5 @@
-"""Generate on the bundled SmolLM2 model: streaming, validation, model lookup, cancelling, the queue."""
+"""Generate on the bundled SmolLM2 model (streaming, validation, model lookup, cancelling, the queue); Embed on
+all-MiniLM-L6-v2 by default and on the chat model by name; ListModels."""
 
 from __future__ import annotations
 
@@ -112,25 +113,66 @@ async def test_cancel_by_request_id_ends_the_stream_with_finished_cancelled(make
     assert not again.was_running
 
 
-async def test_embed_returns_unit_vectors_of_the_model_dimension(make_caller: Callable[[], Caller]) -> None:
+def cosine(a: pb.Embedding, b: pb.Embedding) -> float:
+    """Cosine of two unit vectors: their dot product."""
+    return sum(x * y for x, y in zip(a.values, b.values, strict=True))
+
+
+async def test_embed_returns_unit_vectors_of_minilm_by_default(make_caller: Callable[[], Caller]) -> None:
     caller = make_caller()
-    reply = await caller.stub.Embed(pb.EmbedRequest(texts=["a cat", "a dog", "tax law"]), metadata=caller.auth)
-    assert reply.dimensions == 576 and len(reply.embeddings) == 3
+    texts = ["a cat sleeps on the sofa", "a dog naps on the couch", "the tax law changed in April"]
+    reply = await caller.stub.Embed(pb.EmbedRequest(texts=texts), metadata=caller.auth)
+    assert reply.model == "all-minilm-l6-v2"
+    assert reply.dimensions == 384 and len(reply.embeddings) == 3
     for embedding in reply.embeddings:
-        assert len(embedding.values) == 576
+        assert len(embedding.values) == 384
         assert sum(v * v for v in embedding.values) == pytest.approx(1.0, abs=1e-4)
-    assert reply.embeddings[0].values != reply.embeddings[2].values
+    cat, dog, tax = reply.embeddings
+    assert cosine(cat, dog) > cosine(cat, tax) + 0.3  # a sentence model: the pets are near, the law is far
 
 
-async def test_list_models_shows_the_bundled_model_with_its_defaults(make_caller: Callable[[], Caller]) -> None:
+async def test_embed_by_name_runs_the_chat_model_with_its_own_dimension(make_caller: Callable[[], Caller]) -> None:
+    caller = make_caller()
+    reply = await caller.stub.Embed(
+        pb.EmbedRequest(texts=["a cat", "tax law"], model="smollm2-135m-instruct-q4_1"), metadata=caller.auth
+    )
+    assert (reply.model, reply.dimensions) == ("smollm2-135m-instruct-q4_1", 576)
+    assert all(sum(v * v for v in e.values) == pytest.approx(1.0, abs=1e-4) for e in reply.embeddings)
+
+
+async def test_a_text_longer_than_minilm_context_is_invalid_argument_naming_it(
+    make_caller: Callable[[], Caller],
+) -> None:
+    caller = make_caller()
+    texts = ["short", "word " * 1000]  # about 1,000 tokens: MiniLM has 512 positions
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await caller.stub.Embed(pb.EmbedRequest(texts=texts), metadata=caller.auth)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (err.value.details() or "").startswith("texts[1]")
+
+
+async def test_the_embedding_model_cannot_generate(make_caller: Callable[[], Caller]) -> None:
+    caller = make_caller()
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await caller.stub.Generate(
+            pb.GenerateRequest(messages=CHAT, sampling=GREEDY, model="all-minilm-l6-v2"), metadata=caller.auth
+        ).read()
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert (err.value.details() or "").startswith("model:")
+
+
+async def test_list_models_shows_the_chat_model_and_the_embedding_model(make_caller: Callable[[], Caller]) -> None:
     caller = make_caller()
     models = (await caller.stub.ListModels(pb.ListModelsRequest(), metadata=caller.auth)).models
-    assert [m.name for m in models] == ["smollm2-135m-instruct-q4_1"]
-    model = models[0]
-    assert model.family == "llama" and model.quantization == "Q4_1" and model.context_length == 1024
-    assert model.can_generate and model.can_embed and model.embedding_dimensions == 576
-    assert model.default_for_generate and model.default_for_embed and model.size_bytes > 50_000_000
-    assert model.default_sampling.HasField("max_tokens")
+    assert [m.name for m in models] == ["all-minilm-l6-v2", "smollm2-135m-instruct-q4_1"]
+    minilm, chat = models
+    assert chat.family == "llama" and chat.quantization == "Q4_1" and chat.context_length == 1024
+    assert chat.can_generate and chat.can_embed and chat.embedding_dimensions == 576
+    assert chat.default_for_generate and not chat.default_for_embed and chat.size_bytes > 50_000_000
+    assert chat.default_sampling.HasField("max_tokens")
+    assert minilm.family == "bert" and minilm.quantization == "F32" and minilm.context_length == 512
+    assert not minilm.can_generate and minilm.can_embed and minilm.embedding_dimensions == 384
+    assert minilm.default_for_embed and not minilm.default_for_generate and not minilm.HasField("default_sampling")
 
 
 async def test_concurrent_generations_do_not_block_the_event_loop(make_caller: Callable[[], Caller]) -> None:

@@ -2920,13 +2920,13 @@ const file_chatmesh_forms_v1_forms_proto_rawDesc = "" +
 	"\x16CONSUMER_STATE_PENDING\x10\x01\x12\x17\n" +
 	"\x13CONSUMER_STATE_DONE\x10\x02\x12\x19\n" +
 	"\x15CONSUMER_STATE_FAILED\x10\x03\x12 \n" +
-	"\x1cCONSUMER_STATE_DEAD_LETTERED\x10\x042\xb5\t\n" +
+	"\x1cCONSUMER_STATE_DEAD_LETTERED\x10\x042\xb9\t\n" +
 	"\fFormsService\x12Y\n" +
 	"\n" +
 	"CreateForm\x12$.chatmesh.forms.v1.CreateFormRequest\x1a%.chatmesh.forms.v1.CreateFormResponse\x12Y\n" +
 	"\aGetForm\x12!.chatmesh.forms.v1.GetFormRequest\x1a\".chatmesh.forms.v1.GetFormResponse\"\a\x88\xb5\x18\x03\x90\x02\x01\x12[\n" +
-	"\tListForms\x12#.chatmesh.forms.v1.ListFormsRequest\x1a$.chatmesh.forms.v1.ListFormsResponse\"\x03\x90\x02\x01\x12S\n" +
-	"\x06Submit\x12 .chatmesh.forms.v1.SubmitRequest\x1a!.chatmesh.forms.v1.SubmitResponse\"\x04\x88\xb5\x18\x03\x12Y\n" +
+	"\tListForms\x12#.chatmesh.forms.v1.ListFormsRequest\x1a$.chatmesh.forms.v1.ListFormsResponse\"\x03\x90\x02\x01\x12W\n" +
+	"\x06Submit\x12 .chatmesh.forms.v1.SubmitRequest\x1a!.chatmesh.forms.v1.SubmitResponse\"\b\x88\xb5\x18\x03\x90\xb5\x18\x01\x12Y\n" +
 	"\n" +
 	"UpdateForm\x12$.chatmesh.forms.v1.UpdateFormRequest\x1a%.chatmesh.forms.v1.UpdateFormResponse\x12k\n" +
 	"\rGetSubmission\x12'.chatmesh.forms.v1.GetSubmissionRequest\x1a(.chatmesh.forms.v1.GetSubmissionResponse\"\a\x88\xb5\x18\x03\x90\x02\x01\x12s\n" +

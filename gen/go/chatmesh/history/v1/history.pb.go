@@ -1870,18 +1870,18 @@ const file_chatmesh_history_v1_history_proto_rawDesc = "" +
 	"\x1aDELIVERY_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13DELIVERY_STATE_SENT\x10\x01\x12\x1c\n" +
 	"\x18DELIVERY_STATE_DELIVERED\x10\x02\x12\x17\n" +
-	"\x13DELIVERY_STATE_READ\x10\x032\xdc\b\n" +
+	"\x13DELIVERY_STATE_READ\x10\x032\xf2\b\n" +
 	"\x0eHistoryService\x12u\n" +
-	"\x12CreateConversation\x12..chatmesh.history.v1.CreateConversationRequest\x1a/.chatmesh.history.v1.CreateConversationResponse\x12`\n" +
-	"\vSendMessage\x12'.chatmesh.history.v1.SendMessageRequest\x1a(.chatmesh.history.v1.SendMessageResponse\x12q\n" +
-	"\x0fGetConversation\x12+.chatmesh.history.v1.GetConversationRequest\x1a,.chatmesh.history.v1.GetConversationResponse\"\x03\x90\x02\x01\x12\x87\x01\n" +
-	"\x16AppendAssistantMessage\x122.chatmesh.history.v1.AppendAssistantMessageRequest\x1a3.chatmesh.history.v1.AppendAssistantMessageResponse\"\x04\x88\xb5\x18\x04\x12w\n" +
+	"\x12CreateConversation\x12..chatmesh.history.v1.CreateConversationRequest\x1a/.chatmesh.history.v1.CreateConversationResponse\x12f\n" +
+	"\vSendMessage\x12'.chatmesh.history.v1.SendMessageRequest\x1a(.chatmesh.history.v1.SendMessageResponse\"\x04\x90\xb5\x18\x01\x12q\n" +
+	"\x0fGetConversation\x12+.chatmesh.history.v1.GetConversationRequest\x1a,.chatmesh.history.v1.GetConversationResponse\"\x03\x90\x02\x01\x12\x8b\x01\n" +
+	"\x16AppendAssistantMessage\x122.chatmesh.history.v1.AppendAssistantMessageRequest\x1a3.chatmesh.history.v1.AppendAssistantMessageResponse\"\b\x88\xb5\x18\x04\x90\xb5\x18\x01\x12w\n" +
 	"\x11ListConversations\x12-.chatmesh.history.v1.ListConversationsRequest\x1a..chatmesh.history.v1.ListConversationsResponse\"\x03\x90\x02\x01\x12h\n" +
 	"\fListMessages\x12(.chatmesh.history.v1.ListMessagesRequest\x1a).chatmesh.history.v1.ListMessagesResponse\"\x03\x90\x02\x01\x12n\n" +
-	"\x0eFilterContacts\x12*.chatmesh.history.v1.FilterContactsRequest\x1a+.chatmesh.history.v1.FilterContactsResponse\"\x03\x90\x02\x01\x12W\n" +
-	"\bMarkRead\x12$.chatmesh.history.v1.MarkReadRequest\x1a%.chatmesh.history.v1.MarkReadResponse\x12`\n" +
-	"\vEditMessage\x12'.chatmesh.history.v1.EditMessageRequest\x1a(.chatmesh.history.v1.EditMessageResponse\x12f\n" +
-	"\rDeleteMessage\x12).chatmesh.history.v1.DeleteMessageRequest\x1a*.chatmesh.history.v1.DeleteMessageResponseB\xd8\x01\n" +
+	"\x0eFilterContacts\x12*.chatmesh.history.v1.FilterContactsRequest\x1a+.chatmesh.history.v1.FilterContactsResponse\"\x03\x90\x02\x01\x12]\n" +
+	"\bMarkRead\x12$.chatmesh.history.v1.MarkReadRequest\x1a%.chatmesh.history.v1.MarkReadResponse\"\x04\x90\xb5\x18\x01\x12`\n" +
+	"\vEditMessage\x12'.chatmesh.history.v1.EditMessageRequest\x1a(.chatmesh.history.v1.EditMessageResponse\x12l\n" +
+	"\rDeleteMessage\x12).chatmesh.history.v1.DeleteMessageRequest\x1a*.chatmesh.history.v1.DeleteMessageResponse\"\x04\x90\xb5\x18\x01B\xd8\x01\n" +
 	"\x17com.chatmesh.history.v1B\fHistoryProtoP\x01ZAgithub.com/chatmesh/chatmesh/gen/go/chatmesh/history/v1;historyv1\xa2\x02\x03CHX\xaa\x02\x13Chatmesh.History.V1\xca\x02\x13Chatmesh\\History\\V1\xe2\x02\x1fChatmesh\\History\\V1\\GPBMetadata\xea\x02\x15Chatmesh::History::V1b\x06proto3"
 
 var (

@@ -25,6 +25,7 @@ package inferencev1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	_ "github.com/chatmesh/chatmesh/gen/go/chatmesh/common/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -1699,7 +1700,7 @@ var File_chatmesh_inference_v1_inference_proto protoreflect.FileDescriptor
 
 const file_chatmesh_inference_v1_inference_proto_rawDesc = "" +
 	"\n" +
-	"%chatmesh/inference/v1/inference.proto\x12\x15chatmesh.inference.v1\x1a\x1bbuf/validate/validate.proto\"q\n" +
+	"%chatmesh/inference/v1/inference.proto\x12\x15chatmesh.inference.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fchatmesh/common/v1/access.proto\"q\n" +
 	"\vChatMessage\x12;\n" +
 	"\x04role\x18\x01 \x01(\x0e2\x1b.chatmesh.inference.v1.RoleB\n" +
 	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x04role\x12%\n" +
@@ -1841,11 +1842,11 @@ const file_chatmesh_inference_v1_inference_proto_rawDesc = "" +
 	"\x19FINISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12FINISH_REASON_STOP\x10\x01\x12\x18\n" +
 	"\x14FINISH_REASON_LENGTH\x10\x02\x12\x1b\n" +
-	"\x17FINISH_REASON_CANCELLED\x10\x032\xda\x03\n" +
+	"\x17FINISH_REASON_CANCELLED\x10\x032\xe0\x03\n" +
 	"\x10InferenceService\x12]\n" +
 	"\bGenerate\x12&.chatmesh.inference.v1.GenerateRequest\x1a'.chatmesh.inference.v1.GenerateResponse0\x01\x12T\n" +
-	"\x05Reply\x12#.chatmesh.inference.v1.ReplyRequest\x1a$.chatmesh.inference.v1.ReplyResponse0\x01\x12U\n" +
-	"\x06Cancel\x12$.chatmesh.inference.v1.CancelRequest\x1a%.chatmesh.inference.v1.CancelResponse\x12R\n" +
+	"\x05Reply\x12#.chatmesh.inference.v1.ReplyRequest\x1a$.chatmesh.inference.v1.ReplyResponse0\x01\x12[\n" +
+	"\x06Cancel\x12$.chatmesh.inference.v1.CancelRequest\x1a%.chatmesh.inference.v1.CancelResponse\"\x04\x90\xb5\x18\x01\x12R\n" +
 	"\x05Embed\x12#.chatmesh.inference.v1.EmbedRequest\x1a$.chatmesh.inference.v1.EmbedResponse\x12f\n" +
 	"\n" +
 	"ListModels\x12(.chatmesh.inference.v1.ListModelsRequest\x1a).chatmesh.inference.v1.ListModelsResponse\"\x03\x90\x02\x01B\xe8\x01\n" +

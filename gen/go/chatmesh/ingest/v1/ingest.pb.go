@@ -3755,7 +3755,7 @@ var File_chatmesh_ingest_v1_ingest_proto protoreflect.FileDescriptor
 
 const file_chatmesh_ingest_v1_ingest_proto_rawDesc = "" +
 	"\n" +
-	"\x1fchatmesh/ingest/v1/ingest.proto\x12\x12chatmesh.ingest.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fchatmesh/common/v1/common.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x97\x01\n" +
+	"\x1fchatmesh/ingest/v1/ingest.proto\x12\x12chatmesh.ingest.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fchatmesh/common/v1/access.proto\x1a\x1fchatmesh/common/v1/common.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x97\x01\n" +
 	"\fPayloadIndex\x12A\n" +
 	"\x03key\x18\x01 \x01(\tB/\xbaH,r*\x10\x01\x18\x80\x012#^[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*$R\x03key\x12D\n" +
 	"\x04type\x18\x02 \x01(\x0e2$.chatmesh.ingest.v1.PayloadIndexTypeB\n" +
@@ -4052,18 +4052,18 @@ const file_chatmesh_ingest_v1_ingest_proto_rawDesc = "" +
 	"\x13SOURCE_FORMAT_JSONL\x10\x01\x12\x15\n" +
 	"\x11SOURCE_FORMAT_CSV\x10\x02\x12\x19\n" +
 	"\x15SOURCE_FORMAT_PARQUET\x10\x03\x12\x16\n" +
-	"\x12SOURCE_FORMAT_TEXT\x10\x042\xb1\r\n" +
+	"\x12SOURCE_FORMAT_TEXT\x10\x042\xbd\r\n" +
 	"\rIngestService\x12m\n" +
 	"\x10CreateCollection\x12+.chatmesh.ingest.v1.CreateCollectionRequest\x1a,.chatmesh.ingest.v1.CreateCollectionResponse\x12o\n" +
 	"\x0fListCollections\x12*.chatmesh.ingest.v1.ListCollectionsRequest\x1a+.chatmesh.ingest.v1.ListCollectionsResponse\"\x03\x90\x02\x01\x12m\n" +
-	"\x10DeleteCollection\x12+.chatmesh.ingest.v1.DeleteCollectionRequest\x1a,.chatmesh.ingest.v1.DeleteCollectionResponse\x12O\n" +
-	"\x06Upsert\x12!.chatmesh.ingest.v1.UpsertRequest\x1a\".chatmesh.ingest.v1.UpsertResponse\x12c\n" +
+	"\x10DeleteCollection\x12+.chatmesh.ingest.v1.DeleteCollectionRequest\x1a,.chatmesh.ingest.v1.DeleteCollectionResponse\x12U\n" +
+	"\x06Upsert\x12!.chatmesh.ingest.v1.UpsertRequest\x1a\".chatmesh.ingest.v1.UpsertResponse\"\x04\x90\xb5\x18\x01\x12c\n" +
 	"\fStreamUpsert\x12'.chatmesh.ingest.v1.StreamUpsertRequest\x1a(.chatmesh.ingest.v1.StreamUpsertResponse(\x01\x12U\n" +
 	"\bStartJob\x12#.chatmesh.ingest.v1.StartJobRequest\x1a$.chatmesh.ingest.v1.StartJobResponse\x12\\\n" +
 	"\bWatchJob\x12#.chatmesh.ingest.v1.WatchJobRequest\x1a$.chatmesh.ingest.v1.WatchJobResponse\"\x03\x90\x02\x010\x01\x12T\n" +
 	"\x06GetJob\x12!.chatmesh.ingest.v1.GetJobRequest\x1a\".chatmesh.ingest.v1.GetJobResponse\"\x03\x90\x02\x01\x12Z\n" +
-	"\bListJobs\x12#.chatmesh.ingest.v1.ListJobsRequest\x1a$.chatmesh.ingest.v1.ListJobsResponse\"\x03\x90\x02\x01\x12X\n" +
-	"\tCancelJob\x12$.chatmesh.ingest.v1.CancelJobRequest\x1a%.chatmesh.ingest.v1.CancelJobResponse\x12T\n" +
+	"\bListJobs\x12#.chatmesh.ingest.v1.ListJobsRequest\x1a$.chatmesh.ingest.v1.ListJobsResponse\"\x03\x90\x02\x01\x12^\n" +
+	"\tCancelJob\x12$.chatmesh.ingest.v1.CancelJobRequest\x1a%.chatmesh.ingest.v1.CancelJobResponse\"\x04\x90\xb5\x18\x01\x12T\n" +
 	"\x06Search\x12!.chatmesh.ingest.v1.SearchRequest\x1a\".chatmesh.ingest.v1.SearchResponse\"\x03\x90\x02\x01\x12g\n" +
 	"\x0eCreateSnapshot\x12).chatmesh.ingest.v1.CreateSnapshotRequest\x1a*.chatmesh.ingest.v1.CreateSnapshotResponse\x12i\n" +
 	"\rListSnapshots\x12(.chatmesh.ingest.v1.ListSnapshotsRequest\x1a).chatmesh.ingest.v1.ListSnapshotsResponse\"\x03\x90\x02\x01\x12j\n" +

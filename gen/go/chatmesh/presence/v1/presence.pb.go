@@ -11,6 +11,7 @@ package presencev1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	_ "github.com/chatmesh/chatmesh/gen/go/chatmesh/common/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -761,7 +762,7 @@ var File_chatmesh_presence_v1_presence_proto protoreflect.FileDescriptor
 
 const file_chatmesh_presence_v1_presence_proto_rawDesc = "" +
 	"\n" +
-	"#chatmesh/presence/v1/presence.proto\x12\x14chatmesh.presence.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc3\x01\n" +
+	"#chatmesh/presence/v1/presence.proto\x12\x14chatmesh.presence.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fchatmesh/common/v1/access.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc3\x01\n" +
 	"\fUserPresence\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x129\n" +
 	"\x05state\x18\x02 \x01(\x0e2#.chatmesh.presence.v1.PresenceStateR\x05state\x12<\n" +
@@ -798,15 +799,15 @@ const file_chatmesh_presence_v1_presence_proto_rawDesc = "" +
 	"\x1aPRESENCE_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15PRESENCE_STATE_ONLINE\x10\x01\x12\x17\n" +
 	"\x13PRESENCE_STATE_AWAY\x10\x02\x12\x1a\n" +
-	"\x16PRESENCE_STATE_OFFLINE\x10\x032\xf2\x04\n" +
+	"\x16PRESENCE_STATE_OFFLINE\x10\x032\xf8\x04\n" +
 	"\x0fPresenceService\x12\\\n" +
 	"\tHeartbeat\x12&.chatmesh.presence.v1.HeartbeatRequest\x1a'.chatmesh.presence.v1.HeartbeatResponse\x12g\n" +
 	"\vGetPresence\x12(.chatmesh.presence.v1.GetPresenceRequest\x1a).chatmesh.presence.v1.GetPresenceResponse\"\x03\x90\x02\x01\x12j\n" +
 	"\rWatchPresence\x12*.chatmesh.presence.v1.WatchPresenceRequest\x1a+.chatmesh.presence.v1.WatchPresenceResponse0\x01\x12\\\n" +
 	"\tSetTyping\x12&.chatmesh.presence.v1.SetTypingRequest\x1a'.chatmesh.presence.v1.SetTypingResponse\x12d\n" +
 	"\n" +
-	"GetPrivacy\x12'.chatmesh.presence.v1.GetPrivacyRequest\x1a(.chatmesh.presence.v1.GetPrivacyResponse\"\x03\x90\x02\x01\x12h\n" +
-	"\rUpdatePrivacy\x12*.chatmesh.presence.v1.UpdatePrivacyRequest\x1a+.chatmesh.presence.v1.UpdatePrivacyResponseB\xe0\x01\n" +
+	"GetPrivacy\x12'.chatmesh.presence.v1.GetPrivacyRequest\x1a(.chatmesh.presence.v1.GetPrivacyResponse\"\x03\x90\x02\x01\x12n\n" +
+	"\rUpdatePrivacy\x12*.chatmesh.presence.v1.UpdatePrivacyRequest\x1a+.chatmesh.presence.v1.UpdatePrivacyResponse\"\x04\x90\xb5\x18\x01B\xe0\x01\n" +
 	"\x18com.chatmesh.presence.v1B\rPresenceProtoP\x01ZCgithub.com/chatmesh/chatmesh/gen/go/chatmesh/presence/v1;presencev1\xa2\x02\x03CPX\xaa\x02\x14Chatmesh.Presence.V1\xca\x02\x14Chatmesh\\Presence\\V1\xe2\x02 Chatmesh\\Presence\\V1\\GPBMetadata\xea\x02\x16Chatmesh::Presence::V1b\x06proto3"
 
 var (

@@ -19,3 +19,5 @@ ACCESS_OPTIONAL: Access
 ACCESS_INTERNAL: Access
 ACCESS_FIELD_NUMBER: _ClassVar[int]
 access: _descriptor.FieldDescriptor
+RETRY_SAFE_FIELD_NUMBER: _ClassVar[int]
+retry_safe: _descriptor.FieldDescriptor

@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
+from chatmesh.common.v1 import access_pb2 as chatmesh_dot_common_dot_v1_dot_access__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%chatmesh/inference/v1/inference.proto\x12\x15\x63hatmesh.inference.v1\x1a\x1b\x62uf/validate/validate.proto\"q\n\x0b\x43hatMessage\x12;\n\x04role\x18\x01 \x01(\x0e\x32\x1b.chatmesh.inference.v1.RoleB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00R\x04role\x12%\n\x07\x63ontent\x18\x02 \x01(\tB\x0b\xbaH\x08r\x06\x10\x01\x18\x80\x80\x02R\x07\x63ontent\"\xc7\x03\n\x0eSamplingParams\x12.\n\nmax_tokens\x18\x01 \x01(\rB\n\xbaH\x07*\x05\x18\x80 (\x01H\x00R\tmaxTokens\x88\x01\x01\x12\x36\n\x0btemperature\x18\x02 \x01(\x02\x42\x0f\xbaH\x0c\n\n\x1d\x00\x00\x00@-\x00\x00\x00\x00H\x01R\x0btemperature\x88\x01\x01\x12)\n\x05top_p\x18\x03 \x01(\x02\x42\x0f\xbaH\x0c\n\n\x1d\x00\x00\x80?%\x00\x00\x00\x00H\x02R\x04topP\x88\x01\x01\x12\"\n\x05top_k\x18\x04 \x01(\rB\x08\xbaH\x05*\x03\x18\xc8\x01H\x03R\x04topK\x88\x01\x01\x12)\n\x05min_p\x18\x05 \x01(\x02\x42\x0f\xbaH\x0c\n\n\x1d\x00\x00\x80?-\x00\x00\x00\x00H\x04R\x04minP\x88\x01\x01\x12;\n\x0erepeat_penalty\x18\x06 \x01(\x02\x42\x0f\xbaH\x0c\n\n\x1d\x00\x00\x00@-\x00\x00\x00?H\x05R\rrepeatPenalty\x88\x01\x01\x12\x17\n\x04seed\x18\x07 \x01(\rH\x06R\x04seed\x88\x01\x01\x12$\n\x04stop\x18\x08 \x03(\tB\x10\xbaH\r\x92\x01\n\x10\x08\"\x06r\x04\x10\x01\x18@R\x04stopB\r\n\x0b_max_tokensB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x08\n\x06_top_kB\x08\n\x06_min_pB\x11\n\x0f_repeat_penaltyB\x07\n\x05_seed\"\x8a\x01\n\x07Started\x12\x1d\n\nrequest_id\x18\x01 \x01(\tR\trequestId\x12\x14\n\x05model\x18\x02 \x01(\tR\x05model\x12%\n\x0equeue_position\x18\x03 \x01(\rR\rqueuePosition\x12#\n\rprompt_tokens\x18\x04 \x01(\rR\x0cpromptTokens\"L\n\x05Token\x12\x12\n\x04text\x18\x01 \x01(\tR\x04text\x12\x19\n\x08token_id\x18\x02 \x01(\rR\x07tokenId\x12\x14\n\x05index\x18\x03 \x01(\rR\x05index\"\x8f\x02\n\x05Usage\x12#\n\rprompt_tokens\x18\x01 \x01(\rR\x0cpromptTokens\x12+\n\x11\x63ompletion_tokens\x18\x02 \x01(\rR\x10\x63ompletionTokens\x12\x30\n\x14\x63\x61\x63hed_prompt_tokens\x18\x03 \x01(\rR\x12\x63\x61\x63hedPromptTokens\x12\x32\n\x16time_to_first_token_ms\x18\x04 \x01(\rR\x12timeToFirstTokenMs\x12*\n\x11tokens_per_second\x18\x05 \x01(\x02R\x0ftokensPerSecond\x12\"\n\rqueue_wait_ms\x18\x06 \x01(\rR\x0bqueueWaitMs\"\xce\x01\n\x08\x46inished\x12;\n\x06reason\x18\x01 \x01(\x0e\x32#.chatmesh.inference.v1.FinishReasonR\x06reason\x12\x32\n\x05usage\x18\x02 \x01(\x0b\x32\x1c.chatmesh.inference.v1.UsageR\x05usage\x12\x1f\n\x0bstop_string\x18\x03 \x01(\tR\nstopString\x12\x30\n\x14\x61ssistant_message_id\x18\x04 \x01(\tR\x12\x61ssistantMessageId\"\xc0\x02\n\x0fGenerateRequest\x12\x1e\n\x05model\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01R\x05model\x12#\n\x06prompt\x18\x02 \x01(\tB\x0b\xbaH\x08r\x06\x10\x01\x18\x80\x80\x04R\x06prompt\x12K\n\x08messages\x18\x03 \x03(\x0b\x32\".chatmesh.inference.v1.ChatMessageB\x0b\xbaH\x08\x92\x01\x05\x08\x01\x10\x80\x02R\x08messages\x12\x41\n\x08sampling\x18\x04 \x01(\x0b\x32%.chatmesh.inference.v1.SamplingParamsR\x08sampling\x12=\n\nrequest_id\x18\x05 \x01(\tB\x1e\xbaH\x1br\x16\x18@2\x12^[A-Za-z0-9._:-]+$\xd8\x01\x01R\trequestId:\x19\xbaH\x16\"\x14\n\x06prompt\n\x08messages\x10\x01\"\xcc\x01\n\x10GenerateResponse\x12:\n\x07started\x18\x01 \x01(\x0b\x32\x1e.chatmesh.inference.v1.StartedH\x00R\x07started\x12\x34\n\x05token\x18\x02 \x01(\x0b\x32\x1c.chatmesh.inference.v1.TokenH\x00R\x05token\x12=\n\x08\x66inished\x18\x03 \x01(\x0b\x32\x1f.chatmesh.inference.v1.FinishedH\x00R\x08\x66inishedB\x07\n\x05\x63hunk\"\xae\x02\n\x0cReplyRequest\x12\x31\n\x0f\x63onversation_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01R\x0e\x63onversationId\x12\x1e\n\x05model\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01R\x05model\x12\x41\n\x08sampling\x18\x03 \x01(\x0b\x32%.chatmesh.inference.v1.SamplingParamsR\x08sampling\x12=\n\nrequest_id\x18\x04 \x01(\tB\x1e\xbaH\x1br\x16\x18@2\x12^[A-Za-z0-9._:-]+$\xd8\x01\x01R\trequestId\x12I\n\x0b\x63ollections\x18\x05 \x03(\tB\'\xbaH$\x92\x01!\x10\x08\x18\x01\"\x1br\x19\x32\x17^[a-z][a-z0-9_-]{0,62}$R\x0b\x63ollections\"\xbd\x01\n\x08\x43itation\x12\x16\n\x06number\x18\x01 \x01(\rR\x06number\x12\x1e\n\ncollection\x18\x02 \x01(\tR\ncollection\x12\x19\n\x08point_id\x18\x03 \x01(\tR\x07pointId\x12\x16\n\x06source\x18\x04 \x01(\tR\x06source\x12\x16\n\x06offset\x18\x05 \x01(\x04R\x06offset\x12\x14\n\x05score\x18\x06 \x01(\x02R\x05score\x12\x18\n\x07passage\x18\x07 \x01(\tR\x07passage\"l\n\tCitations\x12=\n\tcitations\x18\x01 \x03(\x0b\x32\x1f.chatmesh.inference.v1.CitationR\tcitations\x12 \n\x0b\x63ollections\x18\x02 \x03(\tR\x0b\x63ollections\"\x8b\x02\n\rReplyResponse\x12:\n\x07started\x18\x01 \x01(\x0b\x32\x1e.chatmesh.inference.v1.StartedH\x00R\x07started\x12\x34\n\x05token\x18\x02 \x01(\x0b\x32\x1c.chatmesh.inference.v1.TokenH\x00R\x05token\x12=\n\x08\x66inished\x18\x03 \x01(\x0b\x32\x1f.chatmesh.inference.v1.FinishedH\x00R\x08\x66inished\x12@\n\tcitations\x18\x04 \x01(\x0b\x32 .chatmesh.inference.v1.CitationsH\x00R\tcitationsB\x07\n\x05\x63hunk\"9\n\rCancelRequest\x12(\n\nrequest_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\trequestId\"1\n\x0e\x43\x61ncelResponse\x12\x1f\n\x0bwas_running\x18\x01 \x01(\x08R\nwasRunning\"Z\n\x0c\x45mbedRequest\x12*\n\x05texts\x18\x01 \x03(\tB\x14\xbaH\x11\x92\x01\x0e\x08\x01\x10\x80\x02\"\x07r\x05\x10\x01\x18\x80@R\x05texts\x12\x1e\n\x05model\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01R\x05model\"#\n\tEmbedding\x12\x16\n\x06values\x18\x01 \x03(\x02R\x06values\"\xac\x01\n\rEmbedResponse\x12@\n\nembeddings\x18\x01 \x03(\x0b\x32 .chatmesh.inference.v1.EmbeddingR\nembeddings\x12\x1e\n\ndimensions\x18\x02 \x01(\rR\ndimensions\x12\x14\n\x05model\x18\x03 \x01(\tR\x05model\x12#\n\rprompt_tokens\x18\x04 \x01(\rR\x0cpromptTokens\"\x13\n\x11ListModelsRequest\"\xd8\x03\n\x05Model\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n\x06\x66\x61mily\x18\x02 \x01(\tR\x06\x66\x61mily\x12%\n\x0e\x63ontext_length\x18\x03 \x01(\rR\rcontextLength\x12\"\n\x0cquantization\x18\x04 \x01(\tR\x0cquantization\x12\x16\n\x06loaded\x18\x05 \x01(\x08R\x06loaded\x12!\n\x0c\x63\x61n_generate\x18\x06 \x01(\x08R\x0b\x63\x61nGenerate\x12\x1b\n\tcan_embed\x18\x07 \x01(\x08R\x08\x63\x61nEmbed\x12\x31\n\x14\x65mbedding_dimensions\x18\x08 \x01(\rR\x13\x65mbeddingDimensions\x12\x30\n\x14\x64\x65\x66\x61ult_for_generate\x18\t \x01(\x08R\x12\x64\x65\x66\x61ultForGenerate\x12*\n\x11\x64\x65\x66\x61ult_for_embed\x18\n \x01(\x08R\x0f\x64\x65\x66\x61ultForEmbed\x12\x1d\n\nsize_bytes\x18\x0b \x01(\x04R\tsizeBytes\x12P\n\x10\x64\x65\x66\x61ult_sampling\x18\x0c \x01(\x0b\x32%.chatmesh.inference.v1.SamplingParamsR\x0f\x64\x65\x66\x61ultSampling\"J\n\x12ListModelsResponse\x12\x34\n\x06models\x18\x01 \x03(\x0b\x32\x1c.chatmesh.inference.v1.ModelR\x06models*P\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\r\n\tROLE_USER\x10\x02\x12\x12\n\x0eROLE_ASSISTANT\x10\x03*|\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x03\x32\xda\x03\n\x10InferenceService\x12]\n\x08Generate\x12&.chatmesh.inference.v1.GenerateRequest\x1a\'.chatmesh.inference.v1.GenerateResponse0\x01\x12T\n\x05Reply\x12#.chatmesh.inference.v1.ReplyRequest\x1a$.chatmesh.inference.v1.ReplyResponse0\x01\x12U\n\x06\x43\x61ncel\x12$.chatmesh.inference.v1.CancelRequest\x1a%.chatmesh.inference.v1.CancelResponse\x12R\n\x05\x45mbed\x12#.chatmesh.inference.v1.EmbedRequest\x1a$.chatmesh.inference.v1.EmbedResponse\x12\x66\n\nListModels\x12(.chatmesh.inference.v1.ListModelsRequest\x1a).chatmesh.inference.v1.ListModelsResponse\"\x03\x90\x02\x01\x42\xe8\x01\n\x19\x63om.chatmesh.inference.v1B\x0eInferenceProtoP\x01ZEgithub.com/chatmesh/chatmesh/gen/go/chatmesh/inference/v1;inferencev1\xa2\x02\x03\x43IX\xaa\x02\x15\x43hatmesh.Inference.V1\xca\x02\x15\x43hatmesh\\Inference\\V1\xe2\x02!Chatmesh\\Inference\\V1\\GPBMetadata\xea\x02\x17\x43hatmesh::Inference::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%chatmesh/inference/v1/inference.proto\x12\x15\x63hatmesh.inference.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1f\x63hatmesh/common/v1/access.proto\"q\n\x0b\x43hatMessage\x12;\n\x04role\x18\x01 \x01(\x0e\x32\x1b.chatmesh.inference.v1.RoleB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00R\x04role\x12%\n\x07\x63ontent\x18\x02 \x01(\tB\x0b\xbaH\x08r\x06\x10\x01\x18\x80\x80\x02R\x07\x63ontent\"\xc7\x03\n\x0eSamplingParams\x12.\n\nmax_tokens\x18\x01 \x01(\rB\n\xbaH\x07*\x05\x18\x80 (\x01H\x00R\tmaxTokens\x88\x01\x01\x12\x36\n\x0btemperature\x18\x02 \x01(\x02\x42\x0f\xbaH\x0c\n\n\x1d\x00\x00\x00@-\x00\x00\x00\x00H\x01R\x0btemperature\x88\x01\x01\x12)\n\x05top_p\x18\x03 \x01(\x02\x42\x0f\xbaH\x0c\n\n\x1d\x00\x00\x80?%\x00\x00\x00\x00H\x02R\x04topP\x88\x01\x01\x12\"\n\x05top_k\x18\x04 \x01(\rB\x08\xbaH\x05*\x03\x18\xc8\x01H\x03R\x04topK\x88\x01\x01\x12)\n\x05min_p\x18\x05 \x01(\x02\x42\x0f\xbaH\x0c\n\n\x1d\x00\x00\x80?-\x00\x00\x00\x00H\x04R\x04minP\x88\x01\x01\x12;\n\x0erepeat_penalty\x18\x06 \x01(\x02\x42\x0f\xbaH\x0c\n\n\x1d\x00\x00\x00@-\x00\x00\x00?H\x05R\rrepeatPenalty\x88\x01\x01\x12\x17\n\x04seed\x18\x07 \x01(\rH\x06R\x04seed\x88\x01\x01\x12$\n\x04stop\x18\x08 \x03(\tB\x10\xbaH\r\x92\x01\n\x10\x08\"\x06r\x04\x10\x01\x18@R\x04stopB\r\n\x0b_max_tokensB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x08\n\x06_top_kB\x08\n\x06_min_pB\x11\n\x0f_repeat_penaltyB\x07\n\x05_seed\"\x8a\x01\n\x07Started\x12\x1d\n\nrequest_id\x18\x01 \x01(\tR\trequestId\x12\x14\n\x05model\x18\x02 \x01(\tR\x05model\x12%\n\x0equeue_position\x18\x03 \x01(\rR\rqueuePosition\x12#\n\rprompt_tokens\x18\x04 \x01(\rR\x0cpromptTokens\"L\n\x05Token\x12\x12\n\x04text\x18\x01 \x01(\tR\x04text\x12\x19\n\x08token_id\x18\x02 \x01(\rR\x07tokenId\x12\x14\n\x05index\x18\x03 \x01(\rR\x05index\"\x8f\x02\n\x05Usage\x12#\n\rprompt_tokens\x18\x01 \x01(\rR\x0cpromptTokens\x12+\n\x11\x63ompletion_tokens\x18\x02 \x01(\rR\x10\x63ompletionTokens\x12\x30\n\x14\x63\x61\x63hed_prompt_tokens\x18\x03 \x01(\rR\x12\x63\x61\x63hedPromptTokens\x12\x32\n\x16time_to_first_token_ms\x18\x04 \x01(\rR\x12timeToFirstTokenMs\x12*\n\x11tokens_per_second\x18\x05 \x01(\x02R\x0ftokensPerSecond\x12\"\n\rqueue_wait_ms\x18\x06 \x01(\rR\x0bqueueWaitMs\"\xce\x01\n\x08\x46inished\x12;\n\x06reason\x18\x01 \x01(\x0e\x32#.chatmesh.inference.v1.FinishReasonR\x06reason\x12\x32\n\x05usage\x18\x02 \x01(\x0b\x32\x1c.chatmesh.inference.v1.UsageR\x05usage\x12\x1f\n\x0bstop_string\x18\x03 \x01(\tR\nstopString\x12\x30\n\x14\x61ssistant_message_id\x18\x04 \x01(\tR\x12\x61ssistantMessageId\"\xc0\x02\n\x0fGenerateRequest\x12\x1e\n\x05model\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01R\x05model\x12#\n\x06prompt\x18\x02 \x01(\tB\x0b\xbaH\x08r\x06\x10\x01\x18\x80\x80\x04R\x06prompt\x12K\n\x08messages\x18\x03 \x03(\x0b\x32\".chatmesh.inference.v1.ChatMessageB\x0b\xbaH\x08\x92\x01\x05\x08\x01\x10\x80\x02R\x08messages\x12\x41\n\x08sampling\x18\x04 \x01(\x0b\x32%.chatmesh.inference.v1.SamplingParamsR\x08sampling\x12=\n\nrequest_id\x18\x05 \x01(\tB\x1e\xbaH\x1br\x16\x18@2\x12^[A-Za-z0-9._:-]+$\xd8\x01\x01R\trequestId:\x19\xbaH\x16\"\x14\n\x06prompt\n\x08messages\x10\x01\"\xcc\x01\n\x10GenerateResponse\x12:\n\x07started\x18\x01 \x01(\x0b\x32\x1e.chatmesh.inference.v1.StartedH\x00R\x07started\x12\x34\n\x05token\x18\x02 \x01(\x0b\x32\x1c.chatmesh.inference.v1.TokenH\x00R\x05token\x12=\n\x08\x66inished\x18\x03 \x01(\x0b\x32\x1f.chatmesh.inference.v1.FinishedH\x00R\x08\x66inishedB\x07\n\x05\x63hunk\"\xae\x02\n\x0cReplyRequest\x12\x31\n\x0f\x63onversation_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01R\x0e\x63onversationId\x12\x1e\n\x05model\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01R\x05model\x12\x41\n\x08sampling\x18\x03 \x01(\x0b\x32%.chatmesh.inference.v1.SamplingParamsR\x08sampling\x12=\n\nrequest_id\x18\x04 \x01(\tB\x1e\xbaH\x1br\x16\x18@2\x12^[A-Za-z0-9._:-]+$\xd8\x01\x01R\trequestId\x12I\n\x0b\x63ollections\x18\x05 \x03(\tB\'\xbaH$\x92\x01!\x10\x08\x18\x01\"\x1br\x19\x32\x17^[a-z][a-z0-9_-]{0,62}$R\x0b\x63ollections\"\xbd\x01\n\x08\x43itation\x12\x16\n\x06number\x18\x01 \x01(\rR\x06number\x12\x1e\n\ncollection\x18\x02 \x01(\tR\ncollection\x12\x19\n\x08point_id\x18\x03 \x01(\tR\x07pointId\x12\x16\n\x06source\x18\x04 \x01(\tR\x06source\x12\x16\n\x06offset\x18\x05 \x01(\x04R\x06offset\x12\x14\n\x05score\x18\x06 \x01(\x02R\x05score\x12\x18\n\x07passage\x18\x07 \x01(\tR\x07passage\"l\n\tCitations\x12=\n\tcitations\x18\x01 \x03(\x0b\x32\x1f.chatmesh.inference.v1.CitationR\tcitations\x12 \n\x0b\x63ollections\x18\x02 \x03(\tR\x0b\x63ollections\"\x8b\x02\n\rReplyResponse\x12:\n\x07started\x18\x01 \x01(\x0b\x32\x1e.chatmesh.inference.v1.StartedH\x00R\x07started\x12\x34\n\x05token\x18\x02 \x01(\x0b\x32\x1c.chatmesh.inference.v1.TokenH\x00R\x05token\x12=\n\x08\x66inished\x18\x03 \x01(\x0b\x32\x1f.chatmesh.inference.v1.FinishedH\x00R\x08\x66inished\x12@\n\tcitations\x18\x04 \x01(\x0b\x32 .chatmesh.inference.v1.CitationsH\x00R\tcitationsB\x07\n\x05\x63hunk\"9\n\rCancelRequest\x12(\n\nrequest_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\trequestId\"1\n\x0e\x43\x61ncelResponse\x12\x1f\n\x0bwas_running\x18\x01 \x01(\x08R\nwasRunning\"Z\n\x0c\x45mbedRequest\x12*\n\x05texts\x18\x01 \x03(\tB\x14\xbaH\x11\x92\x01\x0e\x08\x01\x10\x80\x02\"\x07r\x05\x10\x01\x18\x80@R\x05texts\x12\x1e\n\x05model\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01R\x05model\"#\n\tEmbedding\x12\x16\n\x06values\x18\x01 \x03(\x02R\x06values\"\xac\x01\n\rEmbedResponse\x12@\n\nembeddings\x18\x01 \x03(\x0b\x32 .chatmesh.inference.v1.EmbeddingR\nembeddings\x12\x1e\n\ndimensions\x18\x02 \x01(\rR\ndimensions\x12\x14\n\x05model\x18\x03 \x01(\tR\x05model\x12#\n\rprompt_tokens\x18\x04 \x01(\rR\x0cpromptTokens\"\x13\n\x11ListModelsRequest\"\xd8\x03\n\x05Model\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n\x06\x66\x61mily\x18\x02 \x01(\tR\x06\x66\x61mily\x12%\n\x0e\x63ontext_length\x18\x03 \x01(\rR\rcontextLength\x12\"\n\x0cquantization\x18\x04 \x01(\tR\x0cquantization\x12\x16\n\x06loaded\x18\x05 \x01(\x08R\x06loaded\x12!\n\x0c\x63\x61n_generate\x18\x06 \x01(\x08R\x0b\x63\x61nGenerate\x12\x1b\n\tcan_embed\x18\x07 \x01(\x08R\x08\x63\x61nEmbed\x12\x31\n\x14\x65mbedding_dimensions\x18\x08 \x01(\rR\x13\x65mbeddingDimensions\x12\x30\n\x14\x64\x65\x66\x61ult_for_generate\x18\t \x01(\x08R\x12\x64\x65\x66\x61ultForGenerate\x12*\n\x11\x64\x65\x66\x61ult_for_embed\x18\n \x01(\x08R\x0f\x64\x65\x66\x61ultForEmbed\x12\x1d\n\nsize_bytes\x18\x0b \x01(\x04R\tsizeBytes\x12P\n\x10\x64\x65\x66\x61ult_sampling\x18\x0c \x01(\x0b\x32%.chatmesh.inference.v1.SamplingParamsR\x0f\x64\x65\x66\x61ultSampling\"J\n\x12ListModelsResponse\x12\x34\n\x06models\x18\x01 \x03(\x0b\x32\x1c.chatmesh.inference.v1.ModelR\x06models*P\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\r\n\tROLE_USER\x10\x02\x12\x12\n\x0eROLE_ASSISTANT\x10\x03*|\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x03\x32\xe0\x03\n\x10InferenceService\x12]\n\x08Generate\x12&.chatmesh.inference.v1.GenerateRequest\x1a\'.chatmesh.inference.v1.GenerateResponse0\x01\x12T\n\x05Reply\x12#.chatmesh.inference.v1.ReplyRequest\x1a$.chatmesh.inference.v1.ReplyResponse0\x01\x12[\n\x06\x43\x61ncel\x12$.chatmesh.inference.v1.CancelRequest\x1a%.chatmesh.inference.v1.CancelResponse\"\x04\x90\xb5\x18\x01\x12R\n\x05\x45mbed\x12#.chatmesh.inference.v1.EmbedRequest\x1a$.chatmesh.inference.v1.EmbedResponse\x12\x66\n\nListModels\x12(.chatmesh.inference.v1.ListModelsRequest\x1a).chatmesh.inference.v1.ListModelsResponse\"\x03\x90\x02\x01\x42\xe8\x01\n\x19\x63om.chatmesh.inference.v1B\x0eInferenceProtoP\x01ZEgithub.com/chatmesh/chatmesh/gen/go/chatmesh/inference/v1;inferencev1\xa2\x02\x03\x43IX\xaa\x02\x15\x43hatmesh.Inference.V1\xca\x02\x15\x43hatmesh\\Inference\\V1\xe2\x02!Chatmesh\\Inference\\V1\\GPBMetadata\xea\x02\x17\x43hatmesh::Inference::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -75,52 +76,54 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EMBEDREQUEST'].fields_by_name['texts']._serialized_options = b'\272H\021\222\001\016\010\001\020\200\002\"\007r\005\020\001\030\200@'
   _globals['_EMBEDREQUEST'].fields_by_name['model']._loaded_options = None
   _globals['_EMBEDREQUEST'].fields_by_name['model']._serialized_options = b'\272H\005r\003\030\200\001'
+  _globals['_INFERENCESERVICE'].methods_by_name['Cancel']._loaded_options = None
+  _globals['_INFERENCESERVICE'].methods_by_name['Cancel']._serialized_options = b'\220\265\030\001'
   _globals['_INFERENCESERVICE'].methods_by_name['ListModels']._loaded_options = None
   _globals['_INFERENCESERVICE'].methods_by_name['ListModels']._serialized_options = b'\220\002\001'
-  _globals['_ROLE']._serialized_start=3761
-  _globals['_ROLE']._serialized_end=3841
-  _globals['_FINISHREASON']._serialized_start=3843
-  _globals['_FINISHREASON']._serialized_end=3967
-  _globals['_CHATMESSAGE']._serialized_start=93
-  _globals['_CHATMESSAGE']._serialized_end=206
-  _globals['_SAMPLINGPARAMS']._serialized_start=209
-  _globals['_SAMPLINGPARAMS']._serialized_end=664
-  _globals['_STARTED']._serialized_start=667
-  _globals['_STARTED']._serialized_end=805
-  _globals['_TOKEN']._serialized_start=807
-  _globals['_TOKEN']._serialized_end=883
-  _globals['_USAGE']._serialized_start=886
-  _globals['_USAGE']._serialized_end=1157
-  _globals['_FINISHED']._serialized_start=1160
-  _globals['_FINISHED']._serialized_end=1366
-  _globals['_GENERATEREQUEST']._serialized_start=1369
-  _globals['_GENERATEREQUEST']._serialized_end=1689
-  _globals['_GENERATERESPONSE']._serialized_start=1692
-  _globals['_GENERATERESPONSE']._serialized_end=1896
-  _globals['_REPLYREQUEST']._serialized_start=1899
-  _globals['_REPLYREQUEST']._serialized_end=2201
-  _globals['_CITATION']._serialized_start=2204
-  _globals['_CITATION']._serialized_end=2393
-  _globals['_CITATIONS']._serialized_start=2395
-  _globals['_CITATIONS']._serialized_end=2503
-  _globals['_REPLYRESPONSE']._serialized_start=2506
-  _globals['_REPLYRESPONSE']._serialized_end=2773
-  _globals['_CANCELREQUEST']._serialized_start=2775
-  _globals['_CANCELREQUEST']._serialized_end=2832
-  _globals['_CANCELRESPONSE']._serialized_start=2834
-  _globals['_CANCELRESPONSE']._serialized_end=2883
-  _globals['_EMBEDREQUEST']._serialized_start=2885
-  _globals['_EMBEDREQUEST']._serialized_end=2975
-  _globals['_EMBEDDING']._serialized_start=2977
-  _globals['_EMBEDDING']._serialized_end=3012
-  _globals['_EMBEDRESPONSE']._serialized_start=3015
-  _globals['_EMBEDRESPONSE']._serialized_end=3187
-  _globals['_LISTMODELSREQUEST']._serialized_start=3189
-  _globals['_LISTMODELSREQUEST']._serialized_end=3208
-  _globals['_MODEL']._serialized_start=3211
-  _globals['_MODEL']._serialized_end=3683
-  _globals['_LISTMODELSRESPONSE']._serialized_start=3685
-  _globals['_LISTMODELSRESPONSE']._serialized_end=3759
-  _globals['_INFERENCESERVICE']._serialized_start=3970
-  _globals['_INFERENCESERVICE']._serialized_end=4444
+  _globals['_ROLE']._serialized_start=3794
+  _globals['_ROLE']._serialized_end=3874
+  _globals['_FINISHREASON']._serialized_start=3876
+  _globals['_FINISHREASON']._serialized_end=4000
+  _globals['_CHATMESSAGE']._serialized_start=126
+  _globals['_CHATMESSAGE']._serialized_end=239
+  _globals['_SAMPLINGPARAMS']._serialized_start=242
+  _globals['_SAMPLINGPARAMS']._serialized_end=697
+  _globals['_STARTED']._serialized_start=700
+  _globals['_STARTED']._serialized_end=838
+  _globals['_TOKEN']._serialized_start=840
+  _globals['_TOKEN']._serialized_end=916
+  _globals['_USAGE']._serialized_start=919
+  _globals['_USAGE']._serialized_end=1190
+  _globals['_FINISHED']._serialized_start=1193
+  _globals['_FINISHED']._serialized_end=1399
+  _globals['_GENERATEREQUEST']._serialized_start=1402
+  _globals['_GENERATEREQUEST']._serialized_end=1722
+  _globals['_GENERATERESPONSE']._serialized_start=1725
+  _globals['_GENERATERESPONSE']._serialized_end=1929
+  _globals['_REPLYREQUEST']._serialized_start=1932
+  _globals['_REPLYREQUEST']._serialized_end=2234
+  _globals['_CITATION']._serialized_start=2237
+  _globals['_CITATION']._serialized_end=2426
+  _globals['_CITATIONS']._serialized_start=2428
+  _globals['_CITATIONS']._serialized_end=2536
+  _globals['_REPLYRESPONSE']._serialized_start=2539
+  _globals['_REPLYRESPONSE']._serialized_end=2806
+  _globals['_CANCELREQUEST']._serialized_start=2808
+  _globals['_CANCELREQUEST']._serialized_end=2865
+  _globals['_CANCELRESPONSE']._serialized_start=2867
+  _globals['_CANCELRESPONSE']._serialized_end=2916
+  _globals['_EMBEDREQUEST']._serialized_start=2918
+  _globals['_EMBEDREQUEST']._serialized_end=3008
+  _globals['_EMBEDDING']._serialized_start=3010
+  _globals['_EMBEDDING']._serialized_end=3045
+  _globals['_EMBEDRESPONSE']._serialized_start=3048
+  _globals['_EMBEDRESPONSE']._serialized_end=3220
+  _globals['_LISTMODELSREQUEST']._serialized_start=3222
+  _globals['_LISTMODELSREQUEST']._serialized_end=3241
+  _globals['_MODEL']._serialized_start=3244
+  _globals['_MODEL']._serialized_end=3716
+  _globals['_LISTMODELSRESPONSE']._serialized_start=3718
+  _globals['_LISTMODELSRESPONSE']._serialized_end=3792
+  _globals['_INFERENCESERVICE']._serialized_start=4003
+  _globals['_INFERENCESERVICE']._serialized_end=4483
 # @@protoc_insertion_point(module_scope)

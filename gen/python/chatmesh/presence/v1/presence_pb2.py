@@ -23,10 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
+from chatmesh.common.v1 import access_pb2 as chatmesh_dot_common_dot_v1_dot_access__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#chatmesh/presence/v1/presence.proto\x12\x14\x63hatmesh.presence.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc3\x01\n\x0cUserPresence\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x39\n\x05state\x18\x02 \x01(\x0e\x32#.chatmesh.presence.v1.PresenceStateR\x05state\x12<\n\x0clast_seen_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nlastSeenAt\x12!\n\x0c\x64\x65vice_count\x18\x04 \x01(\rR\x0b\x64\x65viceCount\"*\n\x10HeartbeatRequest\x12\x16\n\x06\x61\x63tive\x18\x01 \x01(\x08R\x06\x61\x63tive\"=\n\x11HeartbeatResponse\x12(\n\x10next_heartbeat_s\x18\x01 \x01(\rR\x0enextHeartbeatS\"E\n\x12GetPresenceRequest\x12/\n\x08user_ids\x18\x01 \x03(\tB\x14\xbaH\x11\x92\x01\x0e\x08\x01\x10\xf4\x03\x18\x01\"\x05r\x03\xb0\x01\x01R\x07userIds\"W\n\x13GetPresenceResponse\x12@\n\tpresences\x18\x01 \x03(\x0b\x32\".chatmesh.presence.v1.UserPresenceR\tpresences\"G\n\x14WatchPresenceRequest\x12/\n\x08user_ids\x18\x01 \x03(\tB\x14\xbaH\x11\x92\x01\x0e\x08\x01\x10\xf4\x03\x18\x01\"\x05r\x03\xb0\x01\x01R\x07userIds\"W\n\x15WatchPresenceResponse\x12>\n\x08presence\x18\x01 \x01(\x0b\x32\".chatmesh.presence.v1.UserPresenceR\x08presence\"]\n\x10SetTypingRequest\x12\x31\n\x0f\x63onversation_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01R\x0e\x63onversationId\x12\x16\n\x06typing\x18\x02 \x01(\x08R\x06typing\"7\n\x11SetTypingResponse\x12\"\n\rexpires_in_ms\x18\x01 \x01(\rR\x0b\x65xpiresInMs\"7\n\x0fPrivacySettings\x12$\n\x0ehide_last_seen\x18\x01 \x01(\x08R\x0chideLastSeen\"\x13\n\x11GetPrivacyRequest\"U\n\x12GetPrivacyResponse\x12?\n\x07privacy\x18\x01 \x01(\x0b\x32%.chatmesh.presence.v1.PrivacySettingsR\x07privacy\"_\n\x14UpdatePrivacyRequest\x12G\n\x07privacy\x18\x01 \x01(\x0b\x32%.chatmesh.presence.v1.PrivacySettingsB\x06\xbaH\x03\xc8\x01\x01R\x07privacy\"X\n\x15UpdatePrivacyResponse\x12?\n\x07privacy\x18\x01 \x01(\x0b\x32%.chatmesh.presence.v1.PrivacySettingsR\x07privacy*\x7f\n\rPresenceState\x12\x1e\n\x1aPRESENCE_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15PRESENCE_STATE_ONLINE\x10\x01\x12\x17\n\x13PRESENCE_STATE_AWAY\x10\x02\x12\x1a\n\x16PRESENCE_STATE_OFFLINE\x10\x03\x32\xf2\x04\n\x0fPresenceService\x12\\\n\tHeartbeat\x12&.chatmesh.presence.v1.HeartbeatRequest\x1a\'.chatmesh.presence.v1.HeartbeatResponse\x12g\n\x0bGetPresence\x12(.chatmesh.presence.v1.GetPresenceRequest\x1a).chatmesh.presence.v1.GetPresenceResponse\"\x03\x90\x02\x01\x12j\n\rWatchPresence\x12*.chatmesh.presence.v1.WatchPresenceRequest\x1a+.chatmesh.presence.v1.WatchPresenceResponse0\x01\x12\\\n\tSetTyping\x12&.chatmesh.presence.v1.SetTypingRequest\x1a\'.chatmesh.presence.v1.SetTypingResponse\x12\x64\n\nGetPrivacy\x12\'.chatmesh.presence.v1.GetPrivacyRequest\x1a(.chatmesh.presence.v1.GetPrivacyResponse\"\x03\x90\x02\x01\x12h\n\rUpdatePrivacy\x12*.chatmesh.presence.v1.UpdatePrivacyRequest\x1a+.chatmesh.presence.v1.UpdatePrivacyResponseB\xe0\x01\n\x18\x63om.chatmesh.presence.v1B\rPresenceProtoP\x01ZCgithub.com/chatmesh/chatmesh/gen/go/chatmesh/presence/v1;presencev1\xa2\x02\x03\x43PX\xaa\x02\x14\x43hatmesh.Presence.V1\xca\x02\x14\x43hatmesh\\Presence\\V1\xe2\x02 Chatmesh\\Presence\\V1\\GPBMetadata\xea\x02\x16\x43hatmesh::Presence::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#chatmesh/presence/v1/presence.proto\x12\x14\x63hatmesh.presence.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1f\x63hatmesh/common/v1/access.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc3\x01\n\x0cUserPresence\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x39\n\x05state\x18\x02 \x01(\x0e\x32#.chatmesh.presence.v1.PresenceStateR\x05state\x12<\n\x0clast_seen_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nlastSeenAt\x12!\n\x0c\x64\x65vice_count\x18\x04 \x01(\rR\x0b\x64\x65viceCount\"*\n\x10HeartbeatRequest\x12\x16\n\x06\x61\x63tive\x18\x01 \x01(\x08R\x06\x61\x63tive\"=\n\x11HeartbeatResponse\x12(\n\x10next_heartbeat_s\x18\x01 \x01(\rR\x0enextHeartbeatS\"E\n\x12GetPresenceRequest\x12/\n\x08user_ids\x18\x01 \x03(\tB\x14\xbaH\x11\x92\x01\x0e\x08\x01\x10\xf4\x03\x18\x01\"\x05r\x03\xb0\x01\x01R\x07userIds\"W\n\x13GetPresenceResponse\x12@\n\tpresences\x18\x01 \x03(\x0b\x32\".chatmesh.presence.v1.UserPresenceR\tpresences\"G\n\x14WatchPresenceRequest\x12/\n\x08user_ids\x18\x01 \x03(\tB\x14\xbaH\x11\x92\x01\x0e\x08\x01\x10\xf4\x03\x18\x01\"\x05r\x03\xb0\x01\x01R\x07userIds\"W\n\x15WatchPresenceResponse\x12>\n\x08presence\x18\x01 \x01(\x0b\x32\".chatmesh.presence.v1.UserPresenceR\x08presence\"]\n\x10SetTypingRequest\x12\x31\n\x0f\x63onversation_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01R\x0e\x63onversationId\x12\x16\n\x06typing\x18\x02 \x01(\x08R\x06typing\"7\n\x11SetTypingResponse\x12\"\n\rexpires_in_ms\x18\x01 \x01(\rR\x0b\x65xpiresInMs\"7\n\x0fPrivacySettings\x12$\n\x0ehide_last_seen\x18\x01 \x01(\x08R\x0chideLastSeen\"\x13\n\x11GetPrivacyRequest\"U\n\x12GetPrivacyResponse\x12?\n\x07privacy\x18\x01 \x01(\x0b\x32%.chatmesh.presence.v1.PrivacySettingsR\x07privacy\"_\n\x14UpdatePrivacyRequest\x12G\n\x07privacy\x18\x01 \x01(\x0b\x32%.chatmesh.presence.v1.PrivacySettingsB\x06\xbaH\x03\xc8\x01\x01R\x07privacy\"X\n\x15UpdatePrivacyResponse\x12?\n\x07privacy\x18\x01 \x01(\x0b\x32%.chatmesh.presence.v1.PrivacySettingsR\x07privacy*\x7f\n\rPresenceState\x12\x1e\n\x1aPRESENCE_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15PRESENCE_STATE_ONLINE\x10\x01\x12\x17\n\x13PRESENCE_STATE_AWAY\x10\x02\x12\x1a\n\x16PRESENCE_STATE_OFFLINE\x10\x03\x32\xf8\x04\n\x0fPresenceService\x12\\\n\tHeartbeat\x12&.chatmesh.presence.v1.HeartbeatRequest\x1a\'.chatmesh.presence.v1.HeartbeatResponse\x12g\n\x0bGetPresence\x12(.chatmesh.presence.v1.GetPresenceRequest\x1a).chatmesh.presence.v1.GetPresenceResponse\"\x03\x90\x02\x01\x12j\n\rWatchPresence\x12*.chatmesh.presence.v1.WatchPresenceRequest\x1a+.chatmesh.presence.v1.WatchPresenceResponse0\x01\x12\\\n\tSetTyping\x12&.chatmesh.presence.v1.SetTypingRequest\x1a\'.chatmesh.presence.v1.SetTypingResponse\x12\x64\n\nGetPrivacy\x12\'.chatmesh.presence.v1.GetPrivacyRequest\x1a(.chatmesh.presence.v1.GetPrivacyResponse\"\x03\x90\x02\x01\x12n\n\rUpdatePrivacy\x12*.chatmesh.presence.v1.UpdatePrivacyRequest\x1a+.chatmesh.presence.v1.UpdatePrivacyResponse\"\x04\x90\xb5\x18\x01\x42\xe0\x01\n\x18\x63om.chatmesh.presence.v1B\rPresenceProtoP\x01ZCgithub.com/chatmesh/chatmesh/gen/go/chatmesh/presence/v1;presencev1\xa2\x02\x03\x43PX\xaa\x02\x14\x43hatmesh.Presence.V1\xca\x02\x14\x43hatmesh\\Presence\\V1\xe2\x02 Chatmesh\\Presence\\V1\\GPBMetadata\xea\x02\x16\x43hatmesh::Presence::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,36 +47,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PRESENCESERVICE'].methods_by_name['GetPresence']._serialized_options = b'\220\002\001'
   _globals['_PRESENCESERVICE'].methods_by_name['GetPrivacy']._loaded_options = None
   _globals['_PRESENCESERVICE'].methods_by_name['GetPrivacy']._serialized_options = b'\220\002\001'
-  _globals['_PRESENCESTATE']._serialized_start=1254
-  _globals['_PRESENCESTATE']._serialized_end=1381
-  _globals['_USERPRESENCE']._serialized_start=124
-  _globals['_USERPRESENCE']._serialized_end=319
-  _globals['_HEARTBEATREQUEST']._serialized_start=321
-  _globals['_HEARTBEATREQUEST']._serialized_end=363
-  _globals['_HEARTBEATRESPONSE']._serialized_start=365
-  _globals['_HEARTBEATRESPONSE']._serialized_end=426
-  _globals['_GETPRESENCEREQUEST']._serialized_start=428
-  _globals['_GETPRESENCEREQUEST']._serialized_end=497
-  _globals['_GETPRESENCERESPONSE']._serialized_start=499
-  _globals['_GETPRESENCERESPONSE']._serialized_end=586
-  _globals['_WATCHPRESENCEREQUEST']._serialized_start=588
-  _globals['_WATCHPRESENCEREQUEST']._serialized_end=659
-  _globals['_WATCHPRESENCERESPONSE']._serialized_start=661
-  _globals['_WATCHPRESENCERESPONSE']._serialized_end=748
-  _globals['_SETTYPINGREQUEST']._serialized_start=750
-  _globals['_SETTYPINGREQUEST']._serialized_end=843
-  _globals['_SETTYPINGRESPONSE']._serialized_start=845
-  _globals['_SETTYPINGRESPONSE']._serialized_end=900
-  _globals['_PRIVACYSETTINGS']._serialized_start=902
-  _globals['_PRIVACYSETTINGS']._serialized_end=957
-  _globals['_GETPRIVACYREQUEST']._serialized_start=959
-  _globals['_GETPRIVACYREQUEST']._serialized_end=978
-  _globals['_GETPRIVACYRESPONSE']._serialized_start=980
-  _globals['_GETPRIVACYRESPONSE']._serialized_end=1065
-  _globals['_UPDATEPRIVACYREQUEST']._serialized_start=1067
-  _globals['_UPDATEPRIVACYREQUEST']._serialized_end=1162
-  _globals['_UPDATEPRIVACYRESPONSE']._serialized_start=1164
-  _globals['_UPDATEPRIVACYRESPONSE']._serialized_end=1252
-  _globals['_PRESENCESERVICE']._serialized_start=1384
-  _globals['_PRESENCESERVICE']._serialized_end=2010
+  _globals['_PRESENCESERVICE'].methods_by_name['UpdatePrivacy']._loaded_options = None
+  _globals['_PRESENCESERVICE'].methods_by_name['UpdatePrivacy']._serialized_options = b'\220\265\030\001'
+  _globals['_PRESENCESTATE']._serialized_start=1287
+  _globals['_PRESENCESTATE']._serialized_end=1414
+  _globals['_USERPRESENCE']._serialized_start=157
+  _globals['_USERPRESENCE']._serialized_end=352
+  _globals['_HEARTBEATREQUEST']._serialized_start=354
+  _globals['_HEARTBEATREQUEST']._serialized_end=396
+  _globals['_HEARTBEATRESPONSE']._serialized_start=398
+  _globals['_HEARTBEATRESPONSE']._serialized_end=459
+  _globals['_GETPRESENCEREQUEST']._serialized_start=461
+  _globals['_GETPRESENCEREQUEST']._serialized_end=530
+  _globals['_GETPRESENCERESPONSE']._serialized_start=532
+  _globals['_GETPRESENCERESPONSE']._serialized_end=619
+  _globals['_WATCHPRESENCEREQUEST']._serialized_start=621
+  _globals['_WATCHPRESENCEREQUEST']._serialized_end=692
+  _globals['_WATCHPRESENCERESPONSE']._serialized_start=694
+  _globals['_WATCHPRESENCERESPONSE']._serialized_end=781
+  _globals['_SETTYPINGREQUEST']._serialized_start=783
+  _globals['_SETTYPINGREQUEST']._serialized_end=876
+  _globals['_SETTYPINGRESPONSE']._serialized_start=878
+  _globals['_SETTYPINGRESPONSE']._serialized_end=933
+  _globals['_PRIVACYSETTINGS']._serialized_start=935
+  _globals['_PRIVACYSETTINGS']._serialized_end=990
+  _globals['_GETPRIVACYREQUEST']._serialized_start=992
+  _globals['_GETPRIVACYREQUEST']._serialized_end=1011
+  _globals['_GETPRIVACYRESPONSE']._serialized_start=1013
+  _globals['_GETPRIVACYRESPONSE']._serialized_end=1098
+  _globals['_UPDATEPRIVACYREQUEST']._serialized_start=1100
+  _globals['_UPDATEPRIVACYREQUEST']._serialized_end=1195
+  _globals['_UPDATEPRIVACYRESPONSE']._serialized_start=1197
+  _globals['_UPDATEPRIVACYRESPONSE']._serialized_end=1285
+  _globals['_PRESENCESERVICE']._serialized_start=1417
+  _globals['_PRESENCESERVICE']._serialized_end=2049
 # @@protoc_insertion_point(module_scope)
