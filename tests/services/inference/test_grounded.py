@@ -3,7 +3,11 @@
 One inference process answers the conversation and embeds for ingest, as in the mesh: ingest
 is started first with inference's port picked up front, then inference with ingest's. The
 collection holds a few made-up facts (nothing the model could know), so a citation names the
-passage that contains the fact or the test fails.
+passage that contains the fact or the test fails. Grounding runs with its defaults: the
+default embedding model (all-MiniLM-L6-v2) and its score threshold (0.3). Measured with it:
+a question about a fact scores 0.72 to 0.78 on its passage and below 0.13 on the others;
+"Why?" alone scores at most 0.07 on any (so only the follow-up query finds its passage), and
+the football question at most 0.09 (nothing relevant).
 """
 
 from __future__ import annotations
@@ -54,16 +58,20 @@ class Stack:
 
 @asynccontextmanager
 async def grounded_stack(
-    nats: Nats, token_keys: KeyPair, service_keys: KeyPair, history: ServiceServer, root: Path, min_score: float
+    nats: Nats,
+    token_keys: KeyPair,
+    service_keys: KeyPair,
+    history: ServiceServer,
+    root: Path,
 ) -> AsyncIterator[Stack]:
-    """Ingest, then inference (grounding at ``min_score``), wired to each other and to ``history``."""
+    """Ingest, then inference (default grounding: MiniLM's threshold), wired to each other and to ``history``."""
     port = free_port()
     keys = MeshKeys(token_keys, service_keys)
     async with running_ingest(ingest_settings(nats, keys, root, port)) as ingest:
         settings = inference_settings(
             nats, token_keys, port=port, history_target=f"127.0.0.1:{history.port}", ingest_target=ingest.target,
             queue_size=8, n_ctx=2048, service_token_private_key_file=service_keys.private,
-            service_token_public_key_file=service_keys.public, grounding_min_score=min_score,
+            service_token_public_key_file=service_keys.public,
         )  # fmt: skip
         app = await build(settings)
         async with (
@@ -122,7 +130,7 @@ async def test_a_grounded_reply_cites_the_passage_with_the_fact_and_the_stored_m
     nats_server: Nats, token_keys: KeyPair, service_keys: KeyPair, history_service: ServiceServer,
     signer: TokenSigner, tmp_path: Path,
 ) -> None:  # fmt: skip
-    async with grounded_stack(nats_server, token_keys, service_keys, history_service, tmp_path, -1.0) as stack:
+    async with grounded_stack(nats_server, token_keys, service_keys, history_service, tmp_path) as stack:
         user = str(uuid.uuid4())
         phone, laptop = Principal(user, str(uuid.uuid4()), "s1"), Principal(user, str(uuid.uuid4()), "s2")
         md = auth(signer, phone)
@@ -156,7 +164,7 @@ async def test_a_follow_up_searches_with_the_turn_before_and_the_cached_prefix_s
     nats_server: Nats, token_keys: KeyPair, service_keys: KeyPair, history_service: ServiceServer,
     signer: TokenSigner, tmp_path: Path,
 ) -> None:  # fmt: skip
-    async with grounded_stack(nats_server, token_keys, service_keys, history_service, tmp_path, -1.0) as stack:
+    async with grounded_stack(nats_server, token_keys, service_keys, history_service, tmp_path) as stack:
         md = auth(signer, Principal(str(uuid.uuid4()), str(uuid.uuid4()), "s"))
         await fill_collection(stack, md)
         # The conversation remembers its collections: the Replies below name none.
@@ -178,7 +186,7 @@ async def test_another_users_collection_is_refused(
     nats_server: Nats, token_keys: KeyPair, service_keys: KeyPair, history_service: ServiceServer,
     signer: TokenSigner, tmp_path: Path,
 ) -> None:  # fmt: skip
-    async with grounded_stack(nats_server, token_keys, service_keys, history_service, tmp_path, -1.0) as stack:
+    async with grounded_stack(nats_server, token_keys, service_keys, history_service, tmp_path) as stack:
         ann = auth(signer, Principal(str(uuid.uuid4()), str(uuid.uuid4()), "a"))
         bob = auth(signer, Principal(str(uuid.uuid4()), str(uuid.uuid4()), "b"))
         await fill_collection(stack, ann)
@@ -202,7 +210,7 @@ async def test_nothing_above_the_threshold_says_so_instead_of_inventing(
     nats_server: Nats, token_keys: KeyPair, service_keys: KeyPair, history_service: ServiceServer,
     signer: TokenSigner, tmp_path: Path,
 ) -> None:  # fmt: skip
-    async with grounded_stack(nats_server, token_keys, service_keys, history_service, tmp_path, 0.9999) as stack:
+    async with grounded_stack(nats_server, token_keys, service_keys, history_service, tmp_path) as stack:
         md = auth(signer, Principal(str(uuid.uuid4()), str(uuid.uuid4()), "s"))
         await fill_collection(stack, md)
         cid = await new_conversation(stack, md)
