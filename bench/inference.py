@@ -52,6 +52,17 @@ benchmark calls it over gRPC with access tokens signed by the key pair it trusts
     shorter than turn 20's ("question 1", "number 6" against "question 20", "number 133");
     ``ttft_turn20_over_turn1_same_text`` pairs each turn 20 with a fresh conversation asking
     exactly the same message right after it, so that the two differ only in the history.
+(e) KV reuse across grounded turns. An ingest service (embedded store, in this process) holds
+    one collection of 40 passages (sections of Python's language reference, ``pydoc_data``);
+    3 conversations (--grounded-conversations) of 10 grounded turns (--grounded-turns), one
+    turn at a time round-robin as in (d), each Reply naming the collection: it searches it as
+    the user and puts the best passages (``grounded_passages`` per turn, threshold off so
+    every turn carries them) into the latest user turn, after the history. Each turn 10 is
+    paired with turn 1 of a fresh grounded conversation right after it:
+    ``ttft_grounded_turn10_over_turn1`` (goal <= 1.5: turn 10 evaluates its passages and
+    question and the previous exchange, not the history before them) and
+    ``cached_prefix_tokens_grounded`` (turn 10's prompt tokens taken from the saved KV state;
+    with ``prompt_tokens_grounded_turn10`` beside it).
 
 Noise: ``load_avg_1m_start`` and ``load_avg_1m_end``, and ``other_cores`` (CPU the rest of
 the machine used, in cores, during (a)) say what the run shared the machine with.
@@ -79,6 +90,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from google.protobuf.struct_pb2 import Struct
 from llama_cpp import Llama
 
 from bench.harness import CpuMeter, Keys, make_keys, nats_server, scratch, service, service_env
@@ -87,13 +99,19 @@ from chatmesh.history.v1 import history_pb2 as hpb
 from chatmesh.history.v1 import history_pb2_grpc
 from chatmesh.inference.v1 import inference_pb2 as pb
 from chatmesh.inference.v1 import inference_pb2_grpc
+from chatmesh.ingest.v1 import ingest_pb2 as ipb
+from chatmesh.ingest.v1 import ingest_pb2_grpc
 from mesh.deps.base import free_port
 from mesh.deps.cassandra import TUNING_ENV, Cassandra, CassandraConfig
 from mesh.deps.process import running
+from services.inference.grounding import query_of
 from services.inference.models import context_options, open_llama
 from services.inference.server import build
 from services.inference.settings import InferenceSettings
+from services.ingest.server import assemble as assemble_ingest
+from services.ingest.settings import IngestSettings
 from services.runtime.bus import NatsSettings
+from services.runtime.tokens import generate_key_pair
 
 #: Greedy decoding keeps counting: no early end-of-generation on either path.
 PROMPT = "Count from 1 to 1000, separated by commas: 1, 2, 3, 4, 5,"
@@ -426,6 +444,133 @@ async def conversations(
     emit(f"ttft_turn{turns}_over_turn1", median(pairs))
 
 
+# -- (e) KV reuse across grounded turns ------------------------------------------------------
+
+GROUNDED_COLLECTION = "reference"
+GROUNDED_SECTIONS = 40
+GROUNDED_PASSAGE_CHARS = 400
+
+
+def reference_sections() -> list[tuple[str, str]]:
+    """(topic, its first paragraph-sized chunk) of Python's language reference as pydoc ships it."""
+    from pydoc_data.topics import topics  # noqa: PLC0415 - only (e) needs it
+
+    sections = []
+    for name in sorted(topics)[:GROUNDED_SECTIONS]:
+        text = " ".join(topics[name].split())[:GROUNDED_PASSAGE_CHARS]
+        sections.append((name, text))
+    return sections
+
+
+async def grounded_collection(ingest: ingest_pb2_grpc.IngestServiceStub, stub: InferenceStub, auth: Auth) -> None:
+    """The user's collection of reference sections, embedded with inference's default embedding model."""
+    models = (await stub.ListModels(pb.ListModelsRequest(), metadata=auth, timeout=10)).models
+    model = next(m for m in models if m.default_for_embed)
+    await ingest.CreateCollection(
+        ipb.CreateCollectionRequest(
+            name=GROUNDED_COLLECTION, vector_size=model.embedding_dimensions, distance=ipb.DISTANCE_COSINE,
+            embedding_model=model.name,
+        ),
+        metadata=auth, timeout=30,
+    )  # fmt: skip
+    documents = []
+    for name, text in reference_sections():
+        meta = Struct()
+        meta.update({"title": name})
+        documents.append(ipb.Document(text=text, metadata=meta))
+    await ingest.Upsert(
+        ipb.UpsertRequest(collection=GROUNDED_COLLECTION, documents=documents), metadata=auth, timeout=CALL_TIMEOUT_S
+    )
+
+
+async def grounded_turn(
+    inference: InferenceStub, history: history_pb2_grpc.HistoryServiceStub, auth: Auth, cid: str, text: str
+) -> tuple[float, StreamLog, int]:
+    """One grounded turn: (seconds to the first token, the stream, passages cited)."""
+    request = hpb.SendMessageRequest(conversation_id=cid, client_message_id=uuid.uuid4().hex, text=text)
+    await history.SendMessage(request, metadata=auth, timeout=10)
+    sent = time.perf_counter()
+    reply = pb.ReplyRequest(conversation_id=cid, sampling=sampling(REPLY_TOKENS), collections=[GROUNDED_COLLECTION])
+    cited: list[int] = []
+    log = await follow(_counting_citations(inference.Reply(reply, metadata=auth, timeout=CALL_TIMEOUT_S), cited))
+    assert log.token_times and log.finished is not None, "a grounded reply without tokens"
+    return log.token_times[0] - sent, log, sum(cited)
+
+
+async def _counting_citations(responses: Any, cited: list[int]) -> AsyncIterator[Any]:
+    async for chunk in responses:
+        if chunk.HasField("citations"):
+            cited.append(len(chunk.citations.citations))
+        yield chunk
+
+
+async def grounded_conversations(
+    inference: InferenceStub,
+    history: history_pb2_grpc.HistoryServiceStub,
+    ingest: ingest_pb2_grpc.IngestServiceStub,
+    users: Users,
+    count: int,
+    turns: int,
+) -> None:
+    """(e): ``count`` grounded conversations of ``turns`` turns, round-robin; each last turn paired with a fresh one."""
+    owner = users.new()
+    await grounded_collection(ingest, inference, owner)
+    create = hpb.CreateConversationRequest(kind=hpb.CONVERSATION_KIND_ASSISTANT)
+    cids = [
+        (await history.CreateConversation(create, metadata=owner, timeout=10)).conversation.conversation_id
+        for _ in range(2 * count + 1)
+    ]
+    names = [name for name, _ in reference_sections()]
+
+    def question(k: int, t: int) -> str:
+        return f"What does the Python language reference say about {names[(5 * k + 3 * t) % len(names)]}?"
+
+    assert query_of([question(0, 0)]) == question(0, 0)  # a standalone question: searched alone
+    await grounded_turn(inference, history, owner, cids[-1], question(count, 0))  # warm-up, not counted
+    first_s: list[float] = []
+    last: list[StreamLog] = []
+    last_s: list[float] = []
+    pairs: list[float] = []
+    cited: list[int] = []
+    for t in range(turns):
+        for k in range(count):
+            seconds, log, n = await grounded_turn(inference, history, owner, cids[k], question(k, t))
+            cited.append(n)
+            if t == 0:
+                first_s.append(seconds)
+            if t == turns - 1:
+                last.append(log)
+                last_s.append(seconds)
+                fresh_s, _, _ = await grounded_turn(inference, history, owner, cids[count + k], question(k, t))
+                first_s.append(fresh_s)
+                pairs.append(seconds / fresh_s)
+
+    def usage(name: str) -> float:
+        return median([float(getattr(log.finished.usage, name)) for log in last if log.finished is not None])
+
+    emit("grounded_conversations", count)
+    emit("grounded_passages", median([float(n) for n in cited]))
+    emit(f"prompt_tokens_grounded_turn{turns}", usage("prompt_tokens"))
+    emit("ttft_grounded_turn1_ms", median(first_s) * 1000)
+    emit(f"ttft_grounded_turn{turns}_ms", median(last_s) * 1000)
+    emit("cached_prefix_tokens_grounded", usage("cached_prompt_tokens"))
+    emit(f"ttft_grounded_turn{turns}_over_turn1", median(pairs))
+
+
+@contextlib.asynccontextmanager
+async def ingest_service(home: Path, port: int, nats_url: str, keys: Keys, inference_port: int) -> AsyncIterator[Any]:
+    """The ingest service in this process on ``port`` (embedded store under ``home/ingest``), a stub to it."""
+    settings = IngestSettings(
+        port=port, nats=NatsSettings(url=nats_url), bus_namespace=uuid.uuid4().hex[:12],
+        token_public_key_file=keys.public, inference_target=f"127.0.0.1:{inference_port}",
+        data_dir=home / "ingest", import_root=home / "ingest" / "import", snapshot_root=home / "ingest" / "snapshots",
+        shutdown_drain_s=0, shutdown_grace_s=1,
+    )  # fmt: skip
+    app = await assemble_ingest(settings)
+    async with app.server, grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        yield ingest_pb2_grpc.IngestServiceStub(channel)
+
+
 # -- the run -------------------------------------------------------------------------------
 
 
@@ -434,10 +579,16 @@ async def run(args: argparse.Namespace, home: Path) -> None:
     keys = make_keys(home)
     users = Users(keys)
     history_port = free_port()  # the service needs it now; history starts for (d) only
+    ingest_port = free_port()  # likewise, for (e)
+    # Reply stores through history's internal AppendAssistantMessage: inference's own service token.
+    service_private, service_public = home / "keys" / "service_token.pem", home / "keys" / "service_token.pub.pem"
+    generate_key_pair(service_private, service_public)
     async with nats_server(home) as nats:
         settings = InferenceSettings(
             port=0, nats=NatsSettings(url=nats.url), token_public_key_file=keys.public,
-            history_target=f"127.0.0.1:{history_port}", shutdown_drain_s=0, shutdown_grace_s=1,
+            history_target=f"127.0.0.1:{history_port}", ingest_target=f"127.0.0.1:{ingest_port}",
+            service_token_private_key_file=service_private, service_token_public_key_file=service_public,
+            grounding_min_score=-1.0, shutdown_drain_s=0, shutdown_grace_s=1,
         )  # fmt: skip
         emit("n_ctx", settings.n_ctx)
         emit("n_threads", settings.n_threads)
@@ -463,7 +614,10 @@ async def run(args: argparse.Namespace, home: Path) -> None:
             await cancel_latency(stub, users, queued, args.cancel_rounds)
             await concurrency(stub, users, args.concurrency_rounds)
             async with cassandra_node(home) as cassandra:
-                extra = {"SENDS_PER_SECOND": "1000", "SEND_BURST": "1000"}
+                extra = {
+                    "SENDS_PER_SECOND": "1000", "SEND_BURST": "1000",
+                    "SERVICE_TOKEN_PUBLIC_KEY_FILE": str(service_public),
+                }  # fmt: skip
                 env = service_env("history", history_port, nats, cassandra, keys, extra)
                 async with (
                     service("history", home, env, history_port) as history,
@@ -471,6 +625,10 @@ async def run(args: argparse.Namespace, home: Path) -> None:
                 ):
                     history_stub = history_pb2_grpc.HistoryServiceStub(history_channel)
                     await conversations(stub, history_stub, users, args.conversations, args.turns)
+                    async with ingest_service(home, ingest_port, nats.url, keys, app.port) as ingest:
+                        await grounded_conversations(
+                            stub, history_stub, ingest, users, args.grounded_conversations, args.grounded_turns
+                        )
     emit("load_avg_1m_end", os.getloadavg()[0])
     emit("ratio_stream_vs_inprocess", ratio)
 
@@ -492,6 +650,8 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency-rounds", type=int, default=2, help="alternating rounds of (c)")
     parser.add_argument("--conversations", type=int, default=6, help="conversations in (d)")
     parser.add_argument("--turns", type=int, default=20, help="turns of each conversation in (d)")
-    parser.add_argument("--limit-s", type=float, default=420, help="stop the run (everything) after this long")
+    parser.add_argument("--grounded-conversations", type=int, default=3, help="grounded conversations in (e)")
+    parser.add_argument("--grounded-turns", type=int, default=10, help="turns of each grounded conversation in (e)")
+    parser.add_argument("--limit-s", type=float, default=600, help="stop the run (everything) after this long")
     parser.add_argument("--keep", action="store_true", help="keep the run's directory (logs, data)")
     asyncio.run(main(parser.parse_args()))

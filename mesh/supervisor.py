@@ -251,6 +251,7 @@ class Supervisor:
             env[f"{prefix}SESSION_TARGET"] = self.target("session")
         if name == "inference":  # stores replies through history's internal AppendAssistantMessage
             env[f"{prefix}SERVICE_TOKEN_PRIVATE_KEY_FILE"] = str((s.key_dir / "service_token.pem").resolve())
+            env[f"{prefix}INGEST_TARGET"] = self.target("ingest")  # grounded replies search as the caller
         if name == "ingest":  # workers act for jobs' owners: service tokens, Embed, Upsert to the service
             ingest_dir = (s.state_dir / "ingest").resolve()
             env[f"{prefix}SERVICE_TOKEN_PRIVATE_KEY_FILE"] = str((s.key_dir / "service_token.pem").resolve())

@@ -68,6 +68,8 @@ class Draft:
     author_user_id: str
     author_kind: int
     text: str
+    citations: tuple[bytes, ...] = ()
+    """A grounded assistant reply's citations (serialized ``history.v1.Citation``), stored with it."""
 
     def made(self, message: MessageRecord | TailRecord) -> bool:
         """Whether ``message`` is this draft stored (same author and client id: the key's own message)."""
@@ -166,4 +168,5 @@ def _draft_at(draft: Draft, seq: int, newest: Newest) -> MessageRecord:
         created_at=created,
         edited_at=None,
         deleted=False,
+        citations=draft.citations,
     )

@@ -218,7 +218,13 @@ class Conversations:
     # -- conversations -------------------------------------------------------------
 
     async def create(
-        self, user_id: str, kind: int, peer_user_id: str, model: str, credentials: str
+        self,
+        user_id: str,
+        kind: int,
+        peer_user_id: str,
+        model: str,
+        credentials: str,
+        collections: Sequence[str] = (),
     ) -> tuple[ConversationView, bool]:
         """Create a conversation (the same one again for the same pair of users).
 
@@ -230,6 +236,8 @@ class Conversations:
         if kind == pb.CONVERSATION_KIND_DIRECT:
             if not peer_user_id:
                 raise InvalidArgument("peer_user_id", "required for a direct conversation")
+            if collections:
+                raise InvalidArgument("collections", "only an assistant conversation answers from collections")
             if peer_user_id == user_id:
                 raise ConversationWithSelf()
             if not await self._directory.exists(peer_user_id, credentials):
@@ -245,7 +253,8 @@ class Conversations:
             conversation_id, created, members = str(uuid.uuid4()), True, (user_id,)
         # Written on every call, idempotently: a create that crashed after claiming the
         # pair is completed by the next call.
-        await self._store.put_conversation(ConversationRecord(conversation_id, kind, members, model, now, 0))
+        record = ConversationRecord(conversation_id, kind, members, model, now, 0, tuple(collections))
+        await self._store.put_conversation(record)
         return await self.get(user_id, conversation_id), created
 
     async def get(self, user_id: str, conversation_id: str) -> ConversationView:
@@ -302,19 +311,29 @@ class Conversations:
         )
 
     async def append_assistant(
-        self, user_id: str, conversation_id: str, request_id: str, text: str
+        self, user_id: str, conversation_id: str, request_id: str, text: str, citations: Sequence[pb.Citation] = ()
     ) -> tuple[pb.Message, bool]:
-        """Store the assistant's finished reply once per request id and publish it."""
+        """Store the assistant's finished reply (a grounded one with its citations) once per request id; publish it."""
         live = await self._member(user_id, conversation_id)
         if live.record.kind != pb.CONVERSATION_KIND_ASSISTANT:
             raise NotAnAssistantConversation()
-        return await self._store_once(live, assistant_key(request_id), request_id, "", pb.AUTHOR_KIND_ASSISTANT, text)
+        stored = tuple(c.SerializeToString() for c in citations)
+        return await self._store_once(
+            live, assistant_key(request_id), request_id, "", pb.AUTHOR_KIND_ASSISTANT, text, stored
+        )
 
     async def _store_once(
-        self, live: _Live, key: str, client_message_id: str, author_user_id: str, author_kind: int, text: str
+        self,
+        live: _Live,
+        key: str,
+        client_message_id: str,
+        author_user_id: str,
+        author_kind: int,
+        text: str,
+        citations: tuple[bytes, ...] = (),
     ) -> tuple[pb.Message, bool]:
         """Store under ``key`` unless it is stored already; fan out either way. The message as sent."""
-        draft = Draft(live.record.conversation_id, key, client_message_id, author_user_id, author_kind, text)
+        draft = Draft(live.record.conversation_id, key, client_message_id, author_user_id, author_kind, text, citations)
         async with live.lock:  # one claim at a time from this replica; other replicas are met in CQL
             message, found = await find_or_claim(self._store, live.newest, live.record.last_seq_hint, draft)
             body = message_pb(message)
@@ -480,7 +499,7 @@ class Conversations:
         now = datetime.now(UTC)
         changed = MessageRecord(
             message.conversation_id, message.seq, message.message_id, message.author_user_id, message.author_kind,
-            text, message.client_message_id, message.created_at, now, deleted,
+            text, message.client_message_id, message.created_at, now, deleted, message.citations,
         )  # fmt: skip
         async with live.lock:
             await self._store.update_message(message.conversation_id, message.seq, text, now, deleted)

@@ -32,6 +32,7 @@ def message_pb(record: MessageRecord, delivery_state: int = pb.DELIVERY_STATE_UN
         created_at=timestamp(record.created_at),
         deleted=record.deleted,
         delivery_state=delivery_state,  # type: ignore[arg-type]
+        citations=[] if record.deleted else [pb.Citation.FromString(c) for c in record.citations],
     )
     if record.edited_at is not None:
         message.edited_at.CopyFrom(timestamp(record.edited_at))

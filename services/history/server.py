@@ -15,7 +15,7 @@ from services.history.directory import SessionDirectory
 from services.history.events import EventPublisher
 from services.history.servicer import HistoryServicer
 from services.history.settings import HistorySettings
-from services.history.store import SCHEMA, HistoryStore
+from services.history.store import SCHEMA, HistoryStore, add_columns
 from services.history.streams import STREAMS
 from services.runtime.bus import connect, ensure_stream
 from services.runtime.cql import CqlSession
@@ -31,6 +31,7 @@ log = logging.getLogger("chatmesh.history")
 async def build(settings: HistorySettings) -> ServiceServer:
     """Connect to CQL and NATS, declare the CHAT stream, and build the server."""
     cql = await CqlSession.connect(settings.cql, SCHEMA)
+    await add_columns(cql)
     nc = await connect(settings.nats, "history")
     js = nc.jetstream()
     for stream in STREAMS:

@@ -41,6 +41,7 @@ def _conversation_pb(view: ConversationView) -> pb.Conversation:
         created_at=timestamp(record.created_at),
         read_sequence=view.read_seq,
         model=record.model,
+        collections=record.collections,
     )
     if record.kind == pb.CONVERSATION_KIND_ASSISTANT:
         conversation.members.append(pb.Member(kind=pb.AUTHOR_KIND_ASSISTANT, display_name="assistant"))
@@ -60,7 +61,7 @@ class HistoryServicer(history_pb2_grpc.HistoryServiceServicer):
     ) -> pb.CreateConversationResponse:
         peer = canonical_uuid("peer_user_id", request.peer_user_id) if request.peer_user_id else ""
         view, created = await self._conversations.create(
-            _me(), request.kind, peer, request.model, _authorization(context) if peer else ""
+            _me(), request.kind, peer, request.model, _authorization(context) if peer else "", request.collections
         )
         return pb.CreateConversationResponse(conversation=_conversation_pb(view), created=created)
 
@@ -78,7 +79,7 @@ class HistoryServicer(history_pb2_grpc.HistoryServiceServicer):
         self, request: pb.AppendAssistantMessageRequest, context: Context
     ) -> pb.AppendAssistantMessageResponse:
         message, duplicate = await self._conversations.append_assistant(
-            _me(), _cid(request.conversation_id), request.request_id, request.text
+            _me(), _cid(request.conversation_id), request.request_id, request.text, request.citations
         )
         return pb.AppendAssistantMessageResponse(message=message, duplicate=duplicate)
 

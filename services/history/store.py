@@ -20,6 +20,10 @@ Tables:
   delivered pointers: the recent-chats list is one partition read. A send moves its
   members' rows with the message's own write time (its ``created_at``, which grows with
   the sequence), so rows written late, or out of order by two replicas, never move back.
+
+Columns added after a table's first release (``ADDED_COLUMNS``: a grounded reply's
+``citations``, an assistant conversation's ``collections``) are in its CREATE TABLE and
+added by :func:`add_columns` to a keyspace made before them.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from cassandra import InvalidRequest
 
 from services.runtime.cql import CqlSession
 
@@ -45,12 +51,12 @@ BUCKET_SIZE = 1000
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS conversations (
         conversation_id uuid PRIMARY KEY, kind int, member_ids list<uuid>, model text, created_at timestamp,
-        last_seq bigint)""",
+        last_seq bigint, collections list<text>)""",
     """CREATE TABLE IF NOT EXISTS direct_pairs (pair_key text PRIMARY KEY, conversation_id uuid)""",
     """CREATE TABLE IF NOT EXISTS messages (
         conversation_id uuid, bucket int, seq bigint, message_id text, author_user_id text, author_kind int,
         text text, client_message_id text, created_at timestamp, edited_at timestamp, deleted boolean,
-        PRIMARY KEY ((conversation_id, bucket), seq)) WITH CLUSTERING ORDER BY (seq DESC)""",
+        citations list<blob>, PRIMARY KEY ((conversation_id, bucket), seq)) WITH CLUSTERING ORDER BY (seq DESC)""",
     """CREATE TABLE IF NOT EXISTS message_keys (
         conversation_id uuid, key text, seq bigint, PRIMARY KEY ((conversation_id, key)))""",
     """CREATE TABLE IF NOT EXISTS conversations_by_user (
@@ -58,6 +64,20 @@ SCHEMA = (
         last_seq bigint, last_message blob, last_activity timestamp, read_seq bigint, delivered_seq bigint,
         PRIMARY KEY (user_id, conversation_id))""",
 )
+
+#: (table, column, type) added after the table's first release: a grounded reply's citations (each a
+#: serialized history.v1.Citation) and the collections an assistant conversation answers from.
+ADDED_COLUMNS = (("messages", "citations", "list<blob>"), ("conversations", "collections", "list<text>"))
+
+
+async def add_columns(cql: CqlSession) -> None:
+    """Add ``ADDED_COLUMNS`` to tables created before them (a column already there is left as is)."""
+    for table, column, kind in ADDED_COLUMNS:
+        try:
+            await cql.execute(f"ALTER TABLE {table} ADD {column} {kind}")
+        except InvalidRequest as exc:  # "conflicts with an existing column": made with it, or added before
+            if "conflict" not in str(exc) and "already" not in str(exc):
+                raise
 
 
 @dataclass(frozen=True)
@@ -70,6 +90,8 @@ class ConversationRecord:
     model: str
     created_at: datetime
     last_seq_hint: int
+    collections: tuple[str, ...] = ()
+    """Assistant conversations: the owner's collections a Reply answers from when it names none."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +108,8 @@ class MessageRecord:
     created_at: datetime
     edited_at: datetime | None
     deleted: bool
+    citations: tuple[bytes, ...] = ()
+    """A grounded assistant reply's citations, each a serialized ``history.v1.Citation``."""
 
 
 @dataclass(frozen=True)
@@ -123,11 +147,12 @@ def _message(conversation_id: str, row: dict[str, Any]) -> MessageRecord:
         created_at=_utc(row["created_at"]) or datetime.now(UTC),
         edited_at=_utc(row["edited_at"]),
         deleted=bool(row["deleted"]),
+        citations=tuple(row.get("citations") or ()),
     )
 
 
 _MESSAGE_COLUMNS = (
-    "seq, message_id, author_user_id, author_kind, text, client_message_id, created_at, edited_at, deleted"
+    "seq, message_id, author_user_id, author_kind, text, client_message_id, created_at, edited_at, deleted, citations"
 )
 
 
@@ -148,7 +173,7 @@ def id_key(message_id: str) -> str:
 
 _CLAIM_MESSAGE = (
     "INSERT INTO messages (conversation_id, bucket, seq, message_id, author_user_id, author_kind, text, "
-    "client_message_id, created_at, edited_at, deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, null, false) "
+    "client_message_id, created_at, edited_at, deleted, citations) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, null, false, ?) "
     "IF NOT EXISTS"
 )
 _PUT_KEY = "INSERT INTO message_keys (conversation_id, key, seq) VALUES (?, ?, ?)"
@@ -209,9 +234,16 @@ class HistoryStore:
         """Write the conversation and one recent-chats row per member (idempotent)."""
         members = [_uuid(m) for m in record.member_ids]
         await self._cql.execute(
-            "INSERT INTO conversations (conversation_id, kind, member_ids, model, created_at, last_seq) "
-            "VALUES (?, ?, ?, ?, ?, 0) IF NOT EXISTS",
-            (_uuid(record.conversation_id), record.kind, members, record.model, record.created_at),
+            "INSERT INTO conversations (conversation_id, kind, member_ids, model, created_at, last_seq, collections) "
+            "VALUES (?, ?, ?, ?, ?, 0, ?) IF NOT EXISTS",
+            (
+                _uuid(record.conversation_id),
+                record.kind,
+                members,
+                record.model,
+                record.created_at,
+                list(record.collections) or None,
+            ),
             prepare=True,
         )
         for member in members:
@@ -233,7 +265,8 @@ class HistoryStore:
     async def conversation(self, conversation_id: str) -> ConversationRecord | None:
         """The conversation, or None."""
         rows = await self._cql.execute(
-            "SELECT kind, member_ids, model, created_at, last_seq FROM conversations WHERE conversation_id = ?",
+            "SELECT kind, member_ids, model, created_at, last_seq, collections FROM conversations "
+            "WHERE conversation_id = ?",
             (_uuid(conversation_id),),
             prepare=True,
         )
@@ -247,6 +280,7 @@ class HistoryStore:
             model=row["model"] or "",
             created_at=_utc(row["created_at"]) or datetime.now(UTC),
             last_seq_hint=int(row["last_seq"] or 0),
+            collections=tuple(row.get("collections") or ()),
         )
 
     async def last_seq(self, conversation_id: str, hint: int) -> int:
@@ -306,6 +340,7 @@ class HistoryStore:
                 message.text,
                 message.client_message_id,
                 message.created_at,
+                list(message.citations) or None,
             ),
             prepare=True,
         )

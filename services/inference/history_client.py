@@ -9,6 +9,7 @@ history applies the caller's membership rule to it as before.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -16,6 +17,7 @@ import grpc
 from chatmesh.common.v1 import common_pb2
 from chatmesh.history.v1 import history_pb2, history_pb2_grpc
 from services.inference.errors import NotAnAssistantConversation
+from services.inference.grounding import Citation
 from services.runtime.channels import peer_channel
 from services.runtime.interceptors import ON_BEHALF_OF
 from services.runtime.peers import forwarded, relayed_error
@@ -47,6 +49,8 @@ class AssistantConversation:
     member_user_ids: tuple[str, ...]
     model: str
     """The model chosen when the conversation was created; empty for the default."""
+    collections: tuple[str, ...] = ()
+    """The owner's collections a Reply answers from when it names none."""
 
 
 class HistoryClient:
@@ -72,7 +76,9 @@ class HistoryClient:
         if reply.conversation.kind != history_pb2.CONVERSATION_KIND_ASSISTANT:
             raise NotAnAssistantConversation(conversation_id)
         users = tuple(m.user_id for m in reply.conversation.members if m.user_id)
-        return AssistantConversation(conversation_id, users, reply.conversation.model)
+        return AssistantConversation(
+            conversation_id, users, reply.conversation.model, tuple(reply.conversation.collections)
+        )
 
     async def newest_page(self, conversation_id: str, credentials: str, page_token: str = "") -> MessagePage:
         """One page of the conversation's messages, newest first (deleted and empty ones left out)."""
@@ -106,13 +112,29 @@ class HistoryClient:
         return (("authorization", f"Bearer {self._signer.token()}"), (ON_BEHALF_OF, user_id))
 
     async def store_reply(
-        self, conversation_id: str, request_id: str, text: str, user_id: str, credentials: str
+        self,
+        conversation_id: str,
+        request_id: str,
+        text: str,
+        user_id: str,
+        credentials: str,
+        citations: Sequence[Citation] = (),
     ) -> str:
-        """Store the assistant's reply for ``user_id`` (idempotent on ``request_id``); return the message id."""
+        """Store the assistant's reply (and a grounded one's citations) for ``user_id``; return the message id.
+
+        Idempotent on ``request_id``.
+        """
+        cited = [
+            history_pb2.Citation(
+                number=c.number, collection=c.collection, point_id=c.point_id, source=c.source,
+                offset=c.offset, score=c.score, passage=c.passage,
+            )
+            for c in citations
+        ]  # fmt: skip
         try:
             reply = await self._stub.AppendAssistantMessage(
                 history_pb2.AppendAssistantMessageRequest(
-                    conversation_id=conversation_id, request_id=request_id, text=text
+                    conversation_id=conversation_id, request_id=request_id, text=text, citations=cited
                 ),
                 metadata=self._acting_for(user_id, credentials),
                 timeout=self._timeout_s,

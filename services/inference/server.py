@@ -5,10 +5,11 @@ from __future__ import annotations
 from chatmesh.inference.v1 import inference_pb2, inference_pb2_grpc
 from services.inference.engine import GenerationEngine
 from services.inference.history_client import HistoryClient
+from services.inference.ingest_client import IngestSearch
 from services.inference.live import LiveTokens
 from services.inference.metrics import InferenceMetrics
 from services.inference.models import ModelRegistry
-from services.inference.reply import ReplyRunner
+from services.inference.reply import Grounding, ReplyRunner
 from services.inference.servicer import InferenceServicer
 from services.inference.settings import InferenceSettings
 from services.inference.streams import KV_BUCKETS, STREAMS
@@ -42,7 +43,11 @@ async def build(settings: InferenceSettings) -> ServiceServer:
     history = HistoryClient(
         settings.history_target, settings.history_timeout_s, settings.history_page_size, service_signer(settings)
     )
-    replies = ReplyRunner(engine, registry, history, LiveTokens(nc), settings.system_prompt)
+    search = IngestSearch(settings.ingest_target, settings.ingest_timeout_s)
+    grounding = Grounding(
+        search, settings.grounding_passages, settings.grounding_min_score, settings.grounding_passage_chars
+    )
+    replies = ReplyRunner(engine, registry, history, LiveTokens(nc), settings.system_prompt, grounding)
     app = create_server(
         "inference",
         settings,
@@ -58,6 +63,7 @@ async def build(settings: InferenceSettings) -> ServiceServer:
 
     app.on_stop.append(nc.drain)
     app.on_stop.append(history.close)
+    app.on_stop.append(search.close)
     app.on_stop.append(stop_models)
     return app
 

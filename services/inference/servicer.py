@@ -10,8 +10,9 @@ from chatmesh.inference.v1 import inference_pb2_grpc
 from services.inference.chat_template import ChatRole, ChatTurn
 from services.inference.embedding import embed
 from services.inference.engine import Admitted, Completed, GenerationEngine, Usage
+from services.inference.grounding import Citation
 from services.inference.models import ModelInfo, ModelRegistry
-from services.inference.reply import ReplyCompleted, ReplyRunner
+from services.inference.reply import Grounded, ReplyCompleted, ReplyRunner
 from services.inference.worker import FinishReason, Sampling, TokenOut
 from services.runtime.errors import InvalidArgument
 from services.runtime.interceptors import Context, current_principal
@@ -84,6 +85,17 @@ def _finished(done: Completed, message_id: str = "") -> pb.Finished:
     )
 
 
+def _citations(event: Grounded) -> pb.Citations:
+    return pb.Citations(citations=[_citation(c) for c in event.citations], collections=event.collections)
+
+
+def _citation(c: Citation) -> pb.Citation:
+    return pb.Citation(
+        number=c.number, collection=c.collection, point_id=c.point_id, source=c.source, offset=c.offset,
+        score=c.score, passage=c.passage,
+    )  # fmt: skip
+
+
 def _model_pb(info: ModelInfo) -> pb.Model:
     return pb.Model(
         name=info.name,
@@ -146,11 +158,14 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         user_id = current_principal().user_id
         sampling = sampling_of(request.sampling, self._registry.default_sampling())
         events = self._replies.reply(
-            user_id, _credentials(context), request.conversation_id, request.model, sampling, request.request_id
-        )
+            user_id, _credentials(context), request.conversation_id, request.model, sampling, request.request_id,
+            tuple(request.collections),
+        )  # fmt: skip
         async for event in events:
             if isinstance(event, Admitted):
                 yield pb.ReplyResponse(started=_started(event))
+            elif isinstance(event, Grounded):
+                yield pb.ReplyResponse(citations=_citations(event))
             elif isinstance(event, TokenOut):
                 yield pb.ReplyResponse(token=_token(event))
             elif isinstance(event, ReplyCompleted):

@@ -193,6 +193,27 @@ class InferenceSettings(ServiceSettings):
     )
     history_timeout_s: float = Field(5.0, gt=0, le=60, description="Deadline of one call to history.")
     history_page_size: int = Field(50, ge=1, le=200, description="Messages per ListMessages page when Reply reads.")
+    ingest_target: str = Field(
+        "127.0.0.1:50055",
+        min_length=1,
+        description="host:port of the ingest service: a grounded Reply (one with collections) searches them there "
+        "with the caller's own token, so a user grounds only on their own collections.",
+    )
+    ingest_timeout_s: float = Field(10.0, gt=0, le=120, description="Deadline of one Search call to ingest.")
+    grounding_passages: int = Field(
+        4, ge=1, le=16, description="Passages a grounded Reply puts into the prompt (the best of all its collections)."
+    )
+    grounding_min_score: float = Field(
+        0.3,
+        ge=-1,
+        le=1,
+        description="Lowest search score (cosine similarity) of a passage a grounded Reply may answer from; when none "
+        "reaches it, the reply says nothing relevant was found instead of generating. 0.3 suits all-MiniLM-L6-v2: "
+        "a passage that holds the answer scores 0.4 to 0.8, an unrelated one below 0.2.",
+    )
+    grounding_passage_chars: int = Field(
+        800, ge=100, le=2000, description="Characters of each passage put into the prompt and into its citation."
+    )
 
     @field_validator("models", "embedding_models")
     @classmethod

@@ -282,6 +282,9 @@ type Message struct {
 	Deleted bool `protobuf:"varint,10,opt,name=deleted,proto3" json:"deleted,omitempty"`
 	// Delivery state from the sender's point of view (set for the sender only).
 	DeliveryState DeliveryState `protobuf:"varint,11,opt,name=delivery_state,json=deliveryState,proto3,enum=chatmesh.history.v1.DeliveryState" json:"delivery_state,omitempty"`
+	// An assistant's grounded reply: the passages it answers from, as numbered in its
+	// text ("[1]"); empty for every other message.
+	Citations     []*Citation `protobuf:"bytes,12,rep,name=citations,proto3" json:"citations,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -393,6 +396,113 @@ func (x *Message) GetDeliveryState() DeliveryState {
 	return DeliveryState_DELIVERY_STATE_UNSPECIFIED
 }
 
+func (x *Message) GetCitations() []*Citation {
+	if x != nil {
+		return x.Citations
+	}
+	return nil
+}
+
+// A passage a grounded assistant reply cites (inference `Citation`, as stored).
+type Citation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Its number in the reply, from 1.
+	Number uint32 `protobuf:"varint,1,opt,name=number,proto3" json:"number,omitempty"`
+	// Name of the owner's collection (ingest) it was found in.
+	Collection string `protobuf:"bytes,2,opt,name=collection,proto3" json:"collection,omitempty"`
+	// The point's id in that collection.
+	PointId string `protobuf:"bytes,3,opt,name=point_id,json=pointId,proto3" json:"point_id,omitempty"`
+	// Its source's title or file; empty when unknown.
+	Source string `protobuf:"bytes,4,opt,name=source,proto3" json:"source,omitempty"`
+	// Where it sits in its source (an offset or passage number); 0 when unknown.
+	Offset uint64 `protobuf:"varint,5,opt,name=offset,proto3" json:"offset,omitempty"`
+	// Its search score.
+	Score float32 `protobuf:"fixed32,6,opt,name=score,proto3" json:"score,omitempty"`
+	// The passage's text, at most 2,000 characters.
+	Passage       string `protobuf:"bytes,7,opt,name=passage,proto3" json:"passage,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Citation) Reset() {
+	*x = Citation{}
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Citation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Citation) ProtoMessage() {}
+
+func (x *Citation) ProtoReflect() protoreflect.Message {
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Citation.ProtoReflect.Descriptor instead.
+func (*Citation) Descriptor() ([]byte, []int) {
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Citation) GetNumber() uint32 {
+	if x != nil {
+		return x.Number
+	}
+	return 0
+}
+
+func (x *Citation) GetCollection() string {
+	if x != nil {
+		return x.Collection
+	}
+	return ""
+}
+
+func (x *Citation) GetPointId() string {
+	if x != nil {
+		return x.PointId
+	}
+	return ""
+}
+
+func (x *Citation) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *Citation) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *Citation) GetScore() float32 {
+	if x != nil {
+		return x.Score
+	}
+	return 0
+}
+
+func (x *Citation) GetPassage() string {
+	if x != nil {
+		return x.Passage
+	}
+	return ""
+}
+
 // A conversation as the caller sees it.
 type Conversation struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -412,14 +522,19 @@ type Conversation struct {
 	ReadSequence uint64 `protobuf:"varint,7,opt,name=read_sequence,json=readSequence,proto3" json:"read_sequence,omitempty"`
 	// For ASSISTANT conversations: the model chosen at CreateConversation (empty: the
 	// inference service's default).
-	Model         string `protobuf:"bytes,8,opt,name=model,proto3" json:"model,omitempty"`
+	Model string `protobuf:"bytes,8,opt,name=model,proto3" json:"model,omitempty"`
+	// For ASSISTANT conversations: the caller's collections (ingest) the assistant answers
+	// from when a Reply names none (CreateConversation's `collections`). Set by
+	// CreateConversation and GetConversation; ListConversations leaves it empty, as it
+	// does `model`.
+	Collections   []string `protobuf:"bytes,9,rep,name=collections,proto3" json:"collections,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Conversation) Reset() {
 	*x = Conversation{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[2]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -431,7 +546,7 @@ func (x *Conversation) String() string {
 func (*Conversation) ProtoMessage() {}
 
 func (x *Conversation) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[2]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -444,7 +559,7 @@ func (x *Conversation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Conversation.ProtoReflect.Descriptor instead.
 func (*Conversation) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{2}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Conversation) GetConversationId() string {
@@ -503,6 +618,13 @@ func (x *Conversation) GetModel() string {
 	return ""
 }
 
+func (x *Conversation) GetCollections() []string {
+	if x != nil {
+		return x.Collections
+	}
+	return nil
+}
+
 // CreateConversation creates a conversation.
 type CreateConversationRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -511,14 +633,18 @@ type CreateConversationRequest struct {
 	// For DIRECT: the other user's UUID. Must be empty for ASSISTANT.
 	PeerUserId string `protobuf:"bytes,2,opt,name=peer_user_id,json=peerUserId,proto3" json:"peer_user_id,omitempty"`
 	// For ASSISTANT: the model to talk to (inference ListModels); empty for the default.
-	Model         string `protobuf:"bytes,3,opt,name=model,proto3" json:"model,omitempty"`
+	Model string `protobuf:"bytes,3,opt,name=model,proto3" json:"model,omitempty"`
+	// For ASSISTANT: names of the caller's collections (ingest) to answer from, at most 8,
+	// each once (remembered as `Conversation.collections`; not checked here: inference
+	// searches them as the caller). Must be empty for DIRECT.
+	Collections   []string `protobuf:"bytes,4,rep,name=collections,proto3" json:"collections,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateConversationRequest) Reset() {
 	*x = CreateConversationRequest{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[3]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -530,7 +656,7 @@ func (x *CreateConversationRequest) String() string {
 func (*CreateConversationRequest) ProtoMessage() {}
 
 func (x *CreateConversationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[3]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -543,7 +669,7 @@ func (x *CreateConversationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateConversationRequest.ProtoReflect.Descriptor instead.
 func (*CreateConversationRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{3}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CreateConversationRequest) GetKind() ConversationKind {
@@ -567,6 +693,13 @@ func (x *CreateConversationRequest) GetModel() string {
 	return ""
 }
 
+func (x *CreateConversationRequest) GetCollections() []string {
+	if x != nil {
+		return x.Collections
+	}
+	return nil
+}
+
 // The conversation (new, or the existing one for the same pair).
 type CreateConversationResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -580,7 +713,7 @@ type CreateConversationResponse struct {
 
 func (x *CreateConversationResponse) Reset() {
 	*x = CreateConversationResponse{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[4]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -592,7 +725,7 @@ func (x *CreateConversationResponse) String() string {
 func (*CreateConversationResponse) ProtoMessage() {}
 
 func (x *CreateConversationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[4]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -605,7 +738,7 @@ func (x *CreateConversationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateConversationResponse.ProtoReflect.Descriptor instead.
 func (*CreateConversationResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{4}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CreateConversationResponse) GetConversation() *Conversation {
@@ -633,7 +766,7 @@ type GetConversationRequest struct {
 
 func (x *GetConversationRequest) Reset() {
 	*x = GetConversationRequest{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[5]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -645,7 +778,7 @@ func (x *GetConversationRequest) String() string {
 func (*GetConversationRequest) ProtoMessage() {}
 
 func (x *GetConversationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[5]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -658,7 +791,7 @@ func (x *GetConversationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConversationRequest.ProtoReflect.Descriptor instead.
 func (*GetConversationRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{5}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetConversationRequest) GetConversationId() string {
@@ -679,7 +812,7 @@ type GetConversationResponse struct {
 
 func (x *GetConversationResponse) Reset() {
 	*x = GetConversationResponse{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[6]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -691,7 +824,7 @@ func (x *GetConversationResponse) String() string {
 func (*GetConversationResponse) ProtoMessage() {}
 
 func (x *GetConversationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[6]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -704,7 +837,7 @@ func (x *GetConversationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConversationResponse.ProtoReflect.Descriptor instead.
 func (*GetConversationResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{6}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetConversationResponse) GetConversation() *Conversation {
@@ -730,7 +863,7 @@ type SendMessageRequest struct {
 
 func (x *SendMessageRequest) Reset() {
 	*x = SendMessageRequest{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[7]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -742,7 +875,7 @@ func (x *SendMessageRequest) String() string {
 func (*SendMessageRequest) ProtoMessage() {}
 
 func (x *SendMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[7]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -755,7 +888,7 @@ func (x *SendMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendMessageRequest.ProtoReflect.Descriptor instead.
 func (*SendMessageRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{7}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SendMessageRequest) GetConversationId() string {
@@ -792,7 +925,7 @@ type SendMessageResponse struct {
 
 func (x *SendMessageResponse) Reset() {
 	*x = SendMessageResponse{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[8]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -804,7 +937,7 @@ func (x *SendMessageResponse) String() string {
 func (*SendMessageResponse) ProtoMessage() {}
 
 func (x *SendMessageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[8]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -817,7 +950,7 @@ func (x *SendMessageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendMessageResponse.ProtoReflect.Descriptor instead.
 func (*SendMessageResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{8}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SendMessageResponse) GetMessage() *Message {
@@ -843,14 +976,16 @@ type AppendAssistantMessageRequest struct {
 	// id stores the reply once.
 	RequestId string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// The reply, 1 to 16,000 characters.
-	Text          string `protobuf:"bytes,3,opt,name=text,proto3" json:"text,omitempty"`
+	Text string `protobuf:"bytes,3,opt,name=text,proto3" json:"text,omitempty"`
+	// A grounded reply's citations, at most 16 (stored with it, `Message.citations`).
+	Citations     []*Citation `protobuf:"bytes,4,rep,name=citations,proto3" json:"citations,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AppendAssistantMessageRequest) Reset() {
 	*x = AppendAssistantMessageRequest{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[9]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -862,7 +997,7 @@ func (x *AppendAssistantMessageRequest) String() string {
 func (*AppendAssistantMessageRequest) ProtoMessage() {}
 
 func (x *AppendAssistantMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[9]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -875,7 +1010,7 @@ func (x *AppendAssistantMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendAssistantMessageRequest.ProtoReflect.Descriptor instead.
 func (*AppendAssistantMessageRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{9}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AppendAssistantMessageRequest) GetConversationId() string {
@@ -899,6 +1034,13 @@ func (x *AppendAssistantMessageRequest) GetText() string {
 	return ""
 }
 
+func (x *AppendAssistantMessageRequest) GetCitations() []*Citation {
+	if x != nil {
+		return x.Citations
+	}
+	return nil
+}
+
 // The stored reply.
 type AppendAssistantMessageResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -912,7 +1054,7 @@ type AppendAssistantMessageResponse struct {
 
 func (x *AppendAssistantMessageResponse) Reset() {
 	*x = AppendAssistantMessageResponse{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[10]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -924,7 +1066,7 @@ func (x *AppendAssistantMessageResponse) String() string {
 func (*AppendAssistantMessageResponse) ProtoMessage() {}
 
 func (x *AppendAssistantMessageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[10]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -937,7 +1079,7 @@ func (x *AppendAssistantMessageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendAssistantMessageResponse.ProtoReflect.Descriptor instead.
 func (*AppendAssistantMessageResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{10}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AppendAssistantMessageResponse) GetMessage() *Message {
@@ -965,7 +1107,7 @@ type ListConversationsRequest struct {
 
 func (x *ListConversationsRequest) Reset() {
 	*x = ListConversationsRequest{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[11]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -977,7 +1119,7 @@ func (x *ListConversationsRequest) String() string {
 func (*ListConversationsRequest) ProtoMessage() {}
 
 func (x *ListConversationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[11]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -990,7 +1132,7 @@ func (x *ListConversationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConversationsRequest.ProtoReflect.Descriptor instead.
 func (*ListConversationsRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{11}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListConversationsRequest) GetPage() *v1.PageRequest {
@@ -1013,7 +1155,7 @@ type ListConversationsResponse struct {
 
 func (x *ListConversationsResponse) Reset() {
 	*x = ListConversationsResponse{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[12]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1025,7 +1167,7 @@ func (x *ListConversationsResponse) String() string {
 func (*ListConversationsResponse) ProtoMessage() {}
 
 func (x *ListConversationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[12]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1038,7 +1180,7 @@ func (x *ListConversationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConversationsResponse.ProtoReflect.Descriptor instead.
 func (*ListConversationsResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{12}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListConversationsResponse) GetConversations() []*Conversation {
@@ -1074,7 +1216,7 @@ type ListMessagesRequest struct {
 
 func (x *ListMessagesRequest) Reset() {
 	*x = ListMessagesRequest{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[13]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1086,7 +1228,7 @@ func (x *ListMessagesRequest) String() string {
 func (*ListMessagesRequest) ProtoMessage() {}
 
 func (x *ListMessagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[13]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1099,7 +1241,7 @@ func (x *ListMessagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMessagesRequest.ProtoReflect.Descriptor instead.
 func (*ListMessagesRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{13}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListMessagesRequest) GetConversationId() string {
@@ -1143,7 +1285,7 @@ type ListMessagesResponse struct {
 
 func (x *ListMessagesResponse) Reset() {
 	*x = ListMessagesResponse{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[14]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1155,7 +1297,7 @@ func (x *ListMessagesResponse) String() string {
 func (*ListMessagesResponse) ProtoMessage() {}
 
 func (x *ListMessagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[14]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1168,7 +1310,7 @@ func (x *ListMessagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMessagesResponse.ProtoReflect.Descriptor instead.
 func (*ListMessagesResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{14}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListMessagesResponse) GetMessages() []*Message {
@@ -1198,7 +1340,7 @@ type MarkReadRequest struct {
 
 func (x *MarkReadRequest) Reset() {
 	*x = MarkReadRequest{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[15]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1210,7 +1352,7 @@ func (x *MarkReadRequest) String() string {
 func (*MarkReadRequest) ProtoMessage() {}
 
 func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[15]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1223,7 +1365,7 @@ func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadRequest.ProtoReflect.Descriptor instead.
 func (*MarkReadRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{15}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *MarkReadRequest) GetConversationId() string {
@@ -1253,7 +1395,7 @@ type MarkReadResponse struct {
 
 func (x *MarkReadResponse) Reset() {
 	*x = MarkReadResponse{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[16]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1265,7 +1407,7 @@ func (x *MarkReadResponse) String() string {
 func (*MarkReadResponse) ProtoMessage() {}
 
 func (x *MarkReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[16]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1278,7 +1420,7 @@ func (x *MarkReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadResponse.ProtoReflect.Descriptor instead.
 func (*MarkReadResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{16}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MarkReadResponse) GetReadSequence() uint64 {
@@ -1310,7 +1452,7 @@ type EditMessageRequest struct {
 
 func (x *EditMessageRequest) Reset() {
 	*x = EditMessageRequest{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[17]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1322,7 +1464,7 @@ func (x *EditMessageRequest) String() string {
 func (*EditMessageRequest) ProtoMessage() {}
 
 func (x *EditMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[17]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1335,7 +1477,7 @@ func (x *EditMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EditMessageRequest.ProtoReflect.Descriptor instead.
 func (*EditMessageRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{17}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *EditMessageRequest) GetConversationId() string {
@@ -1370,7 +1512,7 @@ type EditMessageResponse struct {
 
 func (x *EditMessageResponse) Reset() {
 	*x = EditMessageResponse{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[18]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1382,7 +1524,7 @@ func (x *EditMessageResponse) String() string {
 func (*EditMessageResponse) ProtoMessage() {}
 
 func (x *EditMessageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[18]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1395,7 +1537,7 @@ func (x *EditMessageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EditMessageResponse.ProtoReflect.Descriptor instead.
 func (*EditMessageResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{18}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *EditMessageResponse) GetMessage() *Message {
@@ -1418,7 +1560,7 @@ type DeleteMessageRequest struct {
 
 func (x *DeleteMessageRequest) Reset() {
 	*x = DeleteMessageRequest{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[19]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1430,7 +1572,7 @@ func (x *DeleteMessageRequest) String() string {
 func (*DeleteMessageRequest) ProtoMessage() {}
 
 func (x *DeleteMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[19]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1443,7 +1585,7 @@ func (x *DeleteMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMessageRequest.ProtoReflect.Descriptor instead.
 func (*DeleteMessageRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{19}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DeleteMessageRequest) GetConversationId() string {
@@ -1471,7 +1613,7 @@ type DeleteMessageResponse struct {
 
 func (x *DeleteMessageResponse) Reset() {
 	*x = DeleteMessageResponse{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[20]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1483,7 +1625,7 @@ func (x *DeleteMessageResponse) String() string {
 func (*DeleteMessageResponse) ProtoMessage() {}
 
 func (x *DeleteMessageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[20]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1496,7 +1638,7 @@ func (x *DeleteMessageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMessageResponse.ProtoReflect.Descriptor instead.
 func (*DeleteMessageResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{20}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DeleteMessageResponse) GetMessage() *Message {
@@ -1517,7 +1659,7 @@ type FilterContactsRequest struct {
 
 func (x *FilterContactsRequest) Reset() {
 	*x = FilterContactsRequest{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[21]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1529,7 +1671,7 @@ func (x *FilterContactsRequest) String() string {
 func (*FilterContactsRequest) ProtoMessage() {}
 
 func (x *FilterContactsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[21]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1542,7 +1684,7 @@ func (x *FilterContactsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FilterContactsRequest.ProtoReflect.Descriptor instead.
 func (*FilterContactsRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{21}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *FilterContactsRequest) GetUserIds() []string {
@@ -1564,7 +1706,7 @@ type FilterContactsResponse struct {
 
 func (x *FilterContactsResponse) Reset() {
 	*x = FilterContactsResponse{}
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[22]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1576,7 +1718,7 @@ func (x *FilterContactsResponse) String() string {
 func (*FilterContactsResponse) ProtoMessage() {}
 
 func (x *FilterContactsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_history_v1_history_proto_msgTypes[22]
+	mi := &file_chatmesh_history_v1_history_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1589,7 +1731,7 @@ func (x *FilterContactsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FilterContactsResponse.ProtoReflect.Descriptor instead.
 func (*FilterContactsResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{22}
+	return file_chatmesh_history_v1_history_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *FilterContactsResponse) GetUserIds() []string {
@@ -1607,7 +1749,7 @@ const file_chatmesh_history_v1_history_proto_rawDesc = "" +
 	"\x06Member\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x123\n" +
-	"\x04kind\x18\x03 \x01(\x0e2\x1f.chatmesh.history.v1.AuthorKindR\x04kind\"\xee\x03\n" +
+	"\x04kind\x18\x03 \x01(\x0e2\x1f.chatmesh.history.v1.AuthorKindR\x04kind\"\xab\x04\n" +
 	"\aMessage\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12'\n" +
@@ -1623,7 +1765,18 @@ const file_chatmesh_history_v1_history_proto_rawDesc = "" +
 	"\tedited_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\beditedAt\x12\x18\n" +
 	"\adeleted\x18\n" +
 	" \x01(\bR\adeleted\x12I\n" +
-	"\x0edelivery_state\x18\v \x01(\x0e2\".chatmesh.history.v1.DeliveryStateR\rdeliveryState\"\x83\x03\n" +
+	"\x0edelivery_state\x18\v \x01(\x0e2\".chatmesh.history.v1.DeliveryStateR\rdeliveryState\x12;\n" +
+	"\tcitations\x18\f \x03(\v2\x1d.chatmesh.history.v1.CitationR\tcitations\"\xbd\x01\n" +
+	"\bCitation\x12\x16\n" +
+	"\x06number\x18\x01 \x01(\rR\x06number\x12\x1e\n" +
+	"\n" +
+	"collection\x18\x02 \x01(\tR\n" +
+	"collection\x12\x19\n" +
+	"\bpoint_id\x18\x03 \x01(\tR\apointId\x12\x16\n" +
+	"\x06source\x18\x04 \x01(\tR\x06source\x12\x16\n" +
+	"\x06offset\x18\x05 \x01(\x04R\x06offset\x12\x14\n" +
+	"\x05score\x18\x06 \x01(\x02R\x05score\x12\x18\n" +
+	"\apassage\x18\a \x01(\tR\apassage\"\xa5\x03\n" +
 	"\fConversation\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x129\n" +
 	"\x04kind\x18\x02 \x01(\x0e2%.chatmesh.history.v1.ConversationKindR\x04kind\x125\n" +
@@ -1633,13 +1786,15 @@ const file_chatmesh_history_v1_history_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12#\n" +
 	"\rread_sequence\x18\a \x01(\x04R\freadSequence\x12\x14\n" +
-	"\x05model\x18\b \x01(\tR\x05model\"\xb1\x01\n" +
+	"\x05model\x18\b \x01(\tR\x05model\x12 \n" +
+	"\vcollections\x18\t \x03(\tR\vcollections\"\xfc\x01\n" +
 	"\x19CreateConversationRequest\x12E\n" +
 	"\x04kind\x18\x01 \x01(\x0e2%.chatmesh.history.v1.ConversationKindB\n" +
 	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x04kind\x12-\n" +
 	"\fpeer_user_id\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\n" +
 	"peerUserId\x12\x1e\n" +
-	"\x05model\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\x05model\"}\n" +
+	"\x05model\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\x05model\x12I\n" +
+	"\vcollections\x18\x04 \x03(\tB'\xbaH$\x92\x01!\x10\b\x18\x01\"\x1br\x192\x17^[a-z][a-z0-9_-]{0,62}$R\vcollections\"}\n" +
 	"\x1aCreateConversationResponse\x12E\n" +
 	"\fconversation\x18\x01 \x01(\v2!.chatmesh.history.v1.ConversationR\fconversation\x12\x18\n" +
 	"\acreated\x18\x02 \x01(\bR\acreated\"K\n" +
@@ -1654,13 +1809,14 @@ const file_chatmesh_history_v1_history_proto_rawDesc = "" +
 	"\xbaH\ar\x05\x10\x01\x18\xa0\x1fR\x04text\"k\n" +
 	"\x13SendMessageResponse\x126\n" +
 	"\amessage\x18\x01 \x01(\v2\x1c.chatmesh.history.v1.MessageR\amessage\x12\x1c\n" +
-	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"\x9c\x01\n" +
+	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"\xe3\x01\n" +
 	"\x1dAppendAssistantMessageRequest\x121\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0econversationId\x12(\n" +
 	"\n" +
 	"request_id\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\trequestId\x12\x1e\n" +
 	"\x04text\x18\x03 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\x80}R\x04text\"v\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80}R\x04text\x12E\n" +
+	"\tcitations\x18\x04 \x03(\v2\x1d.chatmesh.history.v1.CitationB\b\xbaH\x05\x92\x01\x02\x10\x10R\tcitations\"v\n" +
 	"\x1eAppendAssistantMessageResponse\x126\n" +
 	"\amessage\x18\x01 \x01(\v2\x1c.chatmesh.history.v1.MessageR\amessage\x12\x1c\n" +
 	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"O\n" +
@@ -1741,88 +1897,91 @@ func file_chatmesh_history_v1_history_proto_rawDescGZIP() []byte {
 }
 
 var file_chatmesh_history_v1_history_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_chatmesh_history_v1_history_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_chatmesh_history_v1_history_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_chatmesh_history_v1_history_proto_goTypes = []any{
 	(ConversationKind)(0),                  // 0: chatmesh.history.v1.ConversationKind
 	(AuthorKind)(0),                        // 1: chatmesh.history.v1.AuthorKind
 	(DeliveryState)(0),                     // 2: chatmesh.history.v1.DeliveryState
 	(*Member)(nil),                         // 3: chatmesh.history.v1.Member
 	(*Message)(nil),                        // 4: chatmesh.history.v1.Message
-	(*Conversation)(nil),                   // 5: chatmesh.history.v1.Conversation
-	(*CreateConversationRequest)(nil),      // 6: chatmesh.history.v1.CreateConversationRequest
-	(*CreateConversationResponse)(nil),     // 7: chatmesh.history.v1.CreateConversationResponse
-	(*GetConversationRequest)(nil),         // 8: chatmesh.history.v1.GetConversationRequest
-	(*GetConversationResponse)(nil),        // 9: chatmesh.history.v1.GetConversationResponse
-	(*SendMessageRequest)(nil),             // 10: chatmesh.history.v1.SendMessageRequest
-	(*SendMessageResponse)(nil),            // 11: chatmesh.history.v1.SendMessageResponse
-	(*AppendAssistantMessageRequest)(nil),  // 12: chatmesh.history.v1.AppendAssistantMessageRequest
-	(*AppendAssistantMessageResponse)(nil), // 13: chatmesh.history.v1.AppendAssistantMessageResponse
-	(*ListConversationsRequest)(nil),       // 14: chatmesh.history.v1.ListConversationsRequest
-	(*ListConversationsResponse)(nil),      // 15: chatmesh.history.v1.ListConversationsResponse
-	(*ListMessagesRequest)(nil),            // 16: chatmesh.history.v1.ListMessagesRequest
-	(*ListMessagesResponse)(nil),           // 17: chatmesh.history.v1.ListMessagesResponse
-	(*MarkReadRequest)(nil),                // 18: chatmesh.history.v1.MarkReadRequest
-	(*MarkReadResponse)(nil),               // 19: chatmesh.history.v1.MarkReadResponse
-	(*EditMessageRequest)(nil),             // 20: chatmesh.history.v1.EditMessageRequest
-	(*EditMessageResponse)(nil),            // 21: chatmesh.history.v1.EditMessageResponse
-	(*DeleteMessageRequest)(nil),           // 22: chatmesh.history.v1.DeleteMessageRequest
-	(*DeleteMessageResponse)(nil),          // 23: chatmesh.history.v1.DeleteMessageResponse
-	(*FilterContactsRequest)(nil),          // 24: chatmesh.history.v1.FilterContactsRequest
-	(*FilterContactsResponse)(nil),         // 25: chatmesh.history.v1.FilterContactsResponse
-	(*timestamppb.Timestamp)(nil),          // 26: google.protobuf.Timestamp
-	(*v1.PageRequest)(nil),                 // 27: chatmesh.common.v1.PageRequest
-	(*v1.PageResponse)(nil),                // 28: chatmesh.common.v1.PageResponse
-	(v1.Direction)(0),                      // 29: chatmesh.common.v1.Direction
+	(*Citation)(nil),                       // 5: chatmesh.history.v1.Citation
+	(*Conversation)(nil),                   // 6: chatmesh.history.v1.Conversation
+	(*CreateConversationRequest)(nil),      // 7: chatmesh.history.v1.CreateConversationRequest
+	(*CreateConversationResponse)(nil),     // 8: chatmesh.history.v1.CreateConversationResponse
+	(*GetConversationRequest)(nil),         // 9: chatmesh.history.v1.GetConversationRequest
+	(*GetConversationResponse)(nil),        // 10: chatmesh.history.v1.GetConversationResponse
+	(*SendMessageRequest)(nil),             // 11: chatmesh.history.v1.SendMessageRequest
+	(*SendMessageResponse)(nil),            // 12: chatmesh.history.v1.SendMessageResponse
+	(*AppendAssistantMessageRequest)(nil),  // 13: chatmesh.history.v1.AppendAssistantMessageRequest
+	(*AppendAssistantMessageResponse)(nil), // 14: chatmesh.history.v1.AppendAssistantMessageResponse
+	(*ListConversationsRequest)(nil),       // 15: chatmesh.history.v1.ListConversationsRequest
+	(*ListConversationsResponse)(nil),      // 16: chatmesh.history.v1.ListConversationsResponse
+	(*ListMessagesRequest)(nil),            // 17: chatmesh.history.v1.ListMessagesRequest
+	(*ListMessagesResponse)(nil),           // 18: chatmesh.history.v1.ListMessagesResponse
+	(*MarkReadRequest)(nil),                // 19: chatmesh.history.v1.MarkReadRequest
+	(*MarkReadResponse)(nil),               // 20: chatmesh.history.v1.MarkReadResponse
+	(*EditMessageRequest)(nil),             // 21: chatmesh.history.v1.EditMessageRequest
+	(*EditMessageResponse)(nil),            // 22: chatmesh.history.v1.EditMessageResponse
+	(*DeleteMessageRequest)(nil),           // 23: chatmesh.history.v1.DeleteMessageRequest
+	(*DeleteMessageResponse)(nil),          // 24: chatmesh.history.v1.DeleteMessageResponse
+	(*FilterContactsRequest)(nil),          // 25: chatmesh.history.v1.FilterContactsRequest
+	(*FilterContactsResponse)(nil),         // 26: chatmesh.history.v1.FilterContactsResponse
+	(*timestamppb.Timestamp)(nil),          // 27: google.protobuf.Timestamp
+	(*v1.PageRequest)(nil),                 // 28: chatmesh.common.v1.PageRequest
+	(*v1.PageResponse)(nil),                // 29: chatmesh.common.v1.PageResponse
+	(v1.Direction)(0),                      // 30: chatmesh.common.v1.Direction
 }
 var file_chatmesh_history_v1_history_proto_depIdxs = []int32{
 	1,  // 0: chatmesh.history.v1.Member.kind:type_name -> chatmesh.history.v1.AuthorKind
 	1,  // 1: chatmesh.history.v1.Message.author_kind:type_name -> chatmesh.history.v1.AuthorKind
-	26, // 2: chatmesh.history.v1.Message.created_at:type_name -> google.protobuf.Timestamp
-	26, // 3: chatmesh.history.v1.Message.edited_at:type_name -> google.protobuf.Timestamp
+	27, // 2: chatmesh.history.v1.Message.created_at:type_name -> google.protobuf.Timestamp
+	27, // 3: chatmesh.history.v1.Message.edited_at:type_name -> google.protobuf.Timestamp
 	2,  // 4: chatmesh.history.v1.Message.delivery_state:type_name -> chatmesh.history.v1.DeliveryState
-	0,  // 5: chatmesh.history.v1.Conversation.kind:type_name -> chatmesh.history.v1.ConversationKind
-	3,  // 6: chatmesh.history.v1.Conversation.members:type_name -> chatmesh.history.v1.Member
-	4,  // 7: chatmesh.history.v1.Conversation.last_message:type_name -> chatmesh.history.v1.Message
-	26, // 8: chatmesh.history.v1.Conversation.created_at:type_name -> google.protobuf.Timestamp
-	0,  // 9: chatmesh.history.v1.CreateConversationRequest.kind:type_name -> chatmesh.history.v1.ConversationKind
-	5,  // 10: chatmesh.history.v1.CreateConversationResponse.conversation:type_name -> chatmesh.history.v1.Conversation
-	5,  // 11: chatmesh.history.v1.GetConversationResponse.conversation:type_name -> chatmesh.history.v1.Conversation
-	4,  // 12: chatmesh.history.v1.SendMessageResponse.message:type_name -> chatmesh.history.v1.Message
-	4,  // 13: chatmesh.history.v1.AppendAssistantMessageResponse.message:type_name -> chatmesh.history.v1.Message
-	27, // 14: chatmesh.history.v1.ListConversationsRequest.page:type_name -> chatmesh.common.v1.PageRequest
-	5,  // 15: chatmesh.history.v1.ListConversationsResponse.conversations:type_name -> chatmesh.history.v1.Conversation
-	28, // 16: chatmesh.history.v1.ListConversationsResponse.page:type_name -> chatmesh.common.v1.PageResponse
-	27, // 17: chatmesh.history.v1.ListMessagesRequest.page:type_name -> chatmesh.common.v1.PageRequest
-	29, // 18: chatmesh.history.v1.ListMessagesRequest.direction:type_name -> chatmesh.common.v1.Direction
-	4,  // 19: chatmesh.history.v1.ListMessagesResponse.messages:type_name -> chatmesh.history.v1.Message
-	28, // 20: chatmesh.history.v1.ListMessagesResponse.page:type_name -> chatmesh.common.v1.PageResponse
-	4,  // 21: chatmesh.history.v1.EditMessageResponse.message:type_name -> chatmesh.history.v1.Message
-	4,  // 22: chatmesh.history.v1.DeleteMessageResponse.message:type_name -> chatmesh.history.v1.Message
-	6,  // 23: chatmesh.history.v1.HistoryService.CreateConversation:input_type -> chatmesh.history.v1.CreateConversationRequest
-	10, // 24: chatmesh.history.v1.HistoryService.SendMessage:input_type -> chatmesh.history.v1.SendMessageRequest
-	8,  // 25: chatmesh.history.v1.HistoryService.GetConversation:input_type -> chatmesh.history.v1.GetConversationRequest
-	12, // 26: chatmesh.history.v1.HistoryService.AppendAssistantMessage:input_type -> chatmesh.history.v1.AppendAssistantMessageRequest
-	14, // 27: chatmesh.history.v1.HistoryService.ListConversations:input_type -> chatmesh.history.v1.ListConversationsRequest
-	16, // 28: chatmesh.history.v1.HistoryService.ListMessages:input_type -> chatmesh.history.v1.ListMessagesRequest
-	24, // 29: chatmesh.history.v1.HistoryService.FilterContacts:input_type -> chatmesh.history.v1.FilterContactsRequest
-	18, // 30: chatmesh.history.v1.HistoryService.MarkRead:input_type -> chatmesh.history.v1.MarkReadRequest
-	20, // 31: chatmesh.history.v1.HistoryService.EditMessage:input_type -> chatmesh.history.v1.EditMessageRequest
-	22, // 32: chatmesh.history.v1.HistoryService.DeleteMessage:input_type -> chatmesh.history.v1.DeleteMessageRequest
-	7,  // 33: chatmesh.history.v1.HistoryService.CreateConversation:output_type -> chatmesh.history.v1.CreateConversationResponse
-	11, // 34: chatmesh.history.v1.HistoryService.SendMessage:output_type -> chatmesh.history.v1.SendMessageResponse
-	9,  // 35: chatmesh.history.v1.HistoryService.GetConversation:output_type -> chatmesh.history.v1.GetConversationResponse
-	13, // 36: chatmesh.history.v1.HistoryService.AppendAssistantMessage:output_type -> chatmesh.history.v1.AppendAssistantMessageResponse
-	15, // 37: chatmesh.history.v1.HistoryService.ListConversations:output_type -> chatmesh.history.v1.ListConversationsResponse
-	17, // 38: chatmesh.history.v1.HistoryService.ListMessages:output_type -> chatmesh.history.v1.ListMessagesResponse
-	25, // 39: chatmesh.history.v1.HistoryService.FilterContacts:output_type -> chatmesh.history.v1.FilterContactsResponse
-	19, // 40: chatmesh.history.v1.HistoryService.MarkRead:output_type -> chatmesh.history.v1.MarkReadResponse
-	21, // 41: chatmesh.history.v1.HistoryService.EditMessage:output_type -> chatmesh.history.v1.EditMessageResponse
-	23, // 42: chatmesh.history.v1.HistoryService.DeleteMessage:output_type -> chatmesh.history.v1.DeleteMessageResponse
-	33, // [33:43] is the sub-list for method output_type
-	23, // [23:33] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	5,  // 5: chatmesh.history.v1.Message.citations:type_name -> chatmesh.history.v1.Citation
+	0,  // 6: chatmesh.history.v1.Conversation.kind:type_name -> chatmesh.history.v1.ConversationKind
+	3,  // 7: chatmesh.history.v1.Conversation.members:type_name -> chatmesh.history.v1.Member
+	4,  // 8: chatmesh.history.v1.Conversation.last_message:type_name -> chatmesh.history.v1.Message
+	27, // 9: chatmesh.history.v1.Conversation.created_at:type_name -> google.protobuf.Timestamp
+	0,  // 10: chatmesh.history.v1.CreateConversationRequest.kind:type_name -> chatmesh.history.v1.ConversationKind
+	6,  // 11: chatmesh.history.v1.CreateConversationResponse.conversation:type_name -> chatmesh.history.v1.Conversation
+	6,  // 12: chatmesh.history.v1.GetConversationResponse.conversation:type_name -> chatmesh.history.v1.Conversation
+	4,  // 13: chatmesh.history.v1.SendMessageResponse.message:type_name -> chatmesh.history.v1.Message
+	5,  // 14: chatmesh.history.v1.AppendAssistantMessageRequest.citations:type_name -> chatmesh.history.v1.Citation
+	4,  // 15: chatmesh.history.v1.AppendAssistantMessageResponse.message:type_name -> chatmesh.history.v1.Message
+	28, // 16: chatmesh.history.v1.ListConversationsRequest.page:type_name -> chatmesh.common.v1.PageRequest
+	6,  // 17: chatmesh.history.v1.ListConversationsResponse.conversations:type_name -> chatmesh.history.v1.Conversation
+	29, // 18: chatmesh.history.v1.ListConversationsResponse.page:type_name -> chatmesh.common.v1.PageResponse
+	28, // 19: chatmesh.history.v1.ListMessagesRequest.page:type_name -> chatmesh.common.v1.PageRequest
+	30, // 20: chatmesh.history.v1.ListMessagesRequest.direction:type_name -> chatmesh.common.v1.Direction
+	4,  // 21: chatmesh.history.v1.ListMessagesResponse.messages:type_name -> chatmesh.history.v1.Message
+	29, // 22: chatmesh.history.v1.ListMessagesResponse.page:type_name -> chatmesh.common.v1.PageResponse
+	4,  // 23: chatmesh.history.v1.EditMessageResponse.message:type_name -> chatmesh.history.v1.Message
+	4,  // 24: chatmesh.history.v1.DeleteMessageResponse.message:type_name -> chatmesh.history.v1.Message
+	7,  // 25: chatmesh.history.v1.HistoryService.CreateConversation:input_type -> chatmesh.history.v1.CreateConversationRequest
+	11, // 26: chatmesh.history.v1.HistoryService.SendMessage:input_type -> chatmesh.history.v1.SendMessageRequest
+	9,  // 27: chatmesh.history.v1.HistoryService.GetConversation:input_type -> chatmesh.history.v1.GetConversationRequest
+	13, // 28: chatmesh.history.v1.HistoryService.AppendAssistantMessage:input_type -> chatmesh.history.v1.AppendAssistantMessageRequest
+	15, // 29: chatmesh.history.v1.HistoryService.ListConversations:input_type -> chatmesh.history.v1.ListConversationsRequest
+	17, // 30: chatmesh.history.v1.HistoryService.ListMessages:input_type -> chatmesh.history.v1.ListMessagesRequest
+	25, // 31: chatmesh.history.v1.HistoryService.FilterContacts:input_type -> chatmesh.history.v1.FilterContactsRequest
+	19, // 32: chatmesh.history.v1.HistoryService.MarkRead:input_type -> chatmesh.history.v1.MarkReadRequest
+	21, // 33: chatmesh.history.v1.HistoryService.EditMessage:input_type -> chatmesh.history.v1.EditMessageRequest
+	23, // 34: chatmesh.history.v1.HistoryService.DeleteMessage:input_type -> chatmesh.history.v1.DeleteMessageRequest
+	8,  // 35: chatmesh.history.v1.HistoryService.CreateConversation:output_type -> chatmesh.history.v1.CreateConversationResponse
+	12, // 36: chatmesh.history.v1.HistoryService.SendMessage:output_type -> chatmesh.history.v1.SendMessageResponse
+	10, // 37: chatmesh.history.v1.HistoryService.GetConversation:output_type -> chatmesh.history.v1.GetConversationResponse
+	14, // 38: chatmesh.history.v1.HistoryService.AppendAssistantMessage:output_type -> chatmesh.history.v1.AppendAssistantMessageResponse
+	16, // 39: chatmesh.history.v1.HistoryService.ListConversations:output_type -> chatmesh.history.v1.ListConversationsResponse
+	18, // 40: chatmesh.history.v1.HistoryService.ListMessages:output_type -> chatmesh.history.v1.ListMessagesResponse
+	26, // 41: chatmesh.history.v1.HistoryService.FilterContacts:output_type -> chatmesh.history.v1.FilterContactsResponse
+	20, // 42: chatmesh.history.v1.HistoryService.MarkRead:output_type -> chatmesh.history.v1.MarkReadResponse
+	22, // 43: chatmesh.history.v1.HistoryService.EditMessage:output_type -> chatmesh.history.v1.EditMessageResponse
+	24, // 44: chatmesh.history.v1.HistoryService.DeleteMessage:output_type -> chatmesh.history.v1.DeleteMessageResponse
+	35, // [35:45] is the sub-list for method output_type
+	25, // [25:35] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_chatmesh_history_v1_history_proto_init() }
@@ -1836,7 +1995,7 @@ func file_chatmesh_history_v1_history_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chatmesh_history_v1_history_proto_rawDesc), len(file_chatmesh_history_v1_history_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   23,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

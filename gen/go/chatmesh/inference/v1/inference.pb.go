@@ -4,7 +4,9 @@
 //
 // Streams: Generate and Reply answer with a stream of chunks: exactly one `Started`,
 // then zero or more `Token`s, then exactly one `Finished`, then the stream ends with
-// status OK. An error ends the stream with a non-OK status and no `Finished`.
+// status OK. An error ends the stream with a non-OK status and no `Finished`. A
+// grounded Reply (one with collections) sends one `Citations` right after `Started`,
+// before the first `Token`.
 //
 // Cancelling: a generation stops at once when its caller goes away (cancels the call,
 // its deadline passes, the connection drops): that caller's client sees CANCELLED or
@@ -838,7 +840,11 @@ type ReplyRequest struct {
 	// Sampling parameters; unset fields take the model's defaults.
 	Sampling *SamplingParams `protobuf:"bytes,3,opt,name=sampling,proto3" json:"sampling,omitempty"`
 	// Optional client-chosen id for Cancel (see GenerateRequest.request_id).
-	RequestId     string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Names of the caller's collections (ingest) to answer from, at most 8, each once;
+	// empty: the collections the conversation remembers (none: a plain reply). Another
+	// user's or an unknown collection is NOT_FOUND naming `collections[i]`.
+	Collections   []string `protobuf:"bytes,5,rep,name=collections,proto3" json:"collections,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -901,8 +907,174 @@ func (x *ReplyRequest) GetRequestId() string {
 	return ""
 }
 
-// One chunk of a Reply stream: Started, then Tokens, then Finished (which carries the
-// stored message's id).
+func (x *ReplyRequest) GetCollections() []string {
+	if x != nil {
+		return x.Collections
+	}
+	return nil
+}
+
+// Where a grounded reply's facts come from: one passage found by ingest's Search.
+type Citation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Its number in the prompt, from 1: the reply refers to it as "[1]", "[2]"...
+	Number uint32 `protobuf:"varint,1,opt,name=number,proto3" json:"number,omitempty"`
+	// Name of the caller's collection it was found in.
+	Collection string `protobuf:"bytes,2,opt,name=collection,proto3" json:"collection,omitempty"`
+	// The point's id in that collection (a UUID, or an unsigned integer in decimal).
+	PointId string `protobuf:"bytes,3,opt,name=point_id,json=pointId,proto3" json:"point_id,omitempty"`
+	// The passage's source: its payload's "title", else "source" (a file's name or
+	// path), else "file"; empty when the payload names none.
+	Source string `protobuf:"bytes,4,opt,name=source,proto3" json:"source,omitempty"`
+	// Where the passage sits in its source: the payload's "offset" when it has one,
+	// else its "passage" number (passages of one document count 0, 1, 2...; of a file
+	// 1, 2, 3...); 0 when neither is there.
+	Offset uint64 `protobuf:"varint,5,opt,name=offset,proto3" json:"offset,omitempty"`
+	// Its search score (cosine similarity for COSINE collections: higher is closer).
+	Score float32 `protobuf:"fixed32,6,opt,name=score,proto3" json:"score,omitempty"`
+	// The passage's text (the payload's "text"), at most 2,000 characters.
+	Passage       string `protobuf:"bytes,7,opt,name=passage,proto3" json:"passage,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Citation) Reset() {
+	*x = Citation{}
+	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Citation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Citation) ProtoMessage() {}
+
+func (x *Citation) ProtoReflect() protoreflect.Message {
+	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Citation.ProtoReflect.Descriptor instead.
+func (*Citation) Descriptor() ([]byte, []int) {
+	return file_chatmesh_inference_v1_inference_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Citation) GetNumber() uint32 {
+	if x != nil {
+		return x.Number
+	}
+	return 0
+}
+
+func (x *Citation) GetCollection() string {
+	if x != nil {
+		return x.Collection
+	}
+	return ""
+}
+
+func (x *Citation) GetPointId() string {
+	if x != nil {
+		return x.PointId
+	}
+	return ""
+}
+
+func (x *Citation) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *Citation) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *Citation) GetScore() float32 {
+	if x != nil {
+		return x.Score
+	}
+	return 0
+}
+
+func (x *Citation) GetPassage() string {
+	if x != nil {
+		return x.Passage
+	}
+	return ""
+}
+
+// The passages a grounded reply answers from, best first. Empty when nothing scored at
+// least the server's threshold: the reply then says that nothing relevant was found.
+type Citations struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The passages, as numbered in the prompt.
+	Citations []*Citation `protobuf:"bytes,1,rep,name=citations,proto3" json:"citations,omitempty"`
+	// The collections searched.
+	Collections   []string `protobuf:"bytes,2,rep,name=collections,proto3" json:"collections,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Citations) Reset() {
+	*x = Citations{}
+	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Citations) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Citations) ProtoMessage() {}
+
+func (x *Citations) ProtoReflect() protoreflect.Message {
+	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Citations.ProtoReflect.Descriptor instead.
+func (*Citations) Descriptor() ([]byte, []int) {
+	return file_chatmesh_inference_v1_inference_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Citations) GetCitations() []*Citation {
+	if x != nil {
+		return x.Citations
+	}
+	return nil
+}
+
+func (x *Citations) GetCollections() []string {
+	if x != nil {
+		return x.Collections
+	}
+	return nil
+}
+
+// One chunk of a Reply stream: Started, then (grounded replies only) Citations, then
+// Tokens, then Finished (which carries the stored message's id).
 type ReplyResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The chunk.
@@ -912,6 +1084,7 @@ type ReplyResponse struct {
 	//	*ReplyResponse_Started
 	//	*ReplyResponse_Token
 	//	*ReplyResponse_Finished
+	//	*ReplyResponse_Citations
 	Chunk         isReplyResponse_Chunk `protobuf_oneof:"chunk"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -919,7 +1092,7 @@ type ReplyResponse struct {
 
 func (x *ReplyResponse) Reset() {
 	*x = ReplyResponse{}
-	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[9]
+	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -931,7 +1104,7 @@ func (x *ReplyResponse) String() string {
 func (*ReplyResponse) ProtoMessage() {}
 
 func (x *ReplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[9]
+	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -944,7 +1117,7 @@ func (x *ReplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplyResponse.ProtoReflect.Descriptor instead.
 func (*ReplyResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_inference_v1_inference_proto_rawDescGZIP(), []int{9}
+	return file_chatmesh_inference_v1_inference_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ReplyResponse) GetChunk() isReplyResponse_Chunk {
@@ -981,6 +1154,15 @@ func (x *ReplyResponse) GetFinished() *Finished {
 	return nil
 }
 
+func (x *ReplyResponse) GetCitations() *Citations {
+	if x != nil {
+		if x, ok := x.Chunk.(*ReplyResponse_Citations); ok {
+			return x.Citations
+		}
+	}
+	return nil
+}
+
 type isReplyResponse_Chunk interface {
 	isReplyResponse_Chunk()
 }
@@ -1000,11 +1182,19 @@ type ReplyResponse_Finished struct {
 	Finished *Finished `protobuf:"bytes,3,opt,name=finished,proto3,oneof"`
 }
 
+type ReplyResponse_Citations struct {
+	// Grounded replies: the passages searched out, sent once, after `Started` and
+	// before the first `Token`.
+	Citations *Citations `protobuf:"bytes,4,opt,name=citations,proto3,oneof"`
+}
+
 func (*ReplyResponse_Started) isReplyResponse_Chunk() {}
 
 func (*ReplyResponse_Token) isReplyResponse_Chunk() {}
 
 func (*ReplyResponse_Finished) isReplyResponse_Chunk() {}
+
+func (*ReplyResponse_Citations) isReplyResponse_Chunk() {}
 
 // Cancel stops one of the caller's requests.
 type CancelRequest struct {
@@ -1017,7 +1207,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[10]
+	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1029,7 +1219,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[10]
+	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1042,7 +1232,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_inference_v1_inference_proto_rawDescGZIP(), []int{10}
+	return file_chatmesh_inference_v1_inference_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CancelRequest) GetRequestId() string {
@@ -1065,7 +1255,7 @@ type CancelResponse struct {
 
 func (x *CancelResponse) Reset() {
 	*x = CancelResponse{}
-	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[11]
+	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1077,7 +1267,7 @@ func (x *CancelResponse) String() string {
 func (*CancelResponse) ProtoMessage() {}
 
 func (x *CancelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[11]
+	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1090,7 +1280,7 @@ func (x *CancelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
 func (*CancelResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_inference_v1_inference_proto_rawDescGZIP(), []int{11}
+	return file_chatmesh_inference_v1_inference_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CancelResponse) GetWasRunning() bool {
@@ -1114,7 +1304,7 @@ type EmbedRequest struct {
 
 func (x *EmbedRequest) Reset() {
 	*x = EmbedRequest{}
-	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[12]
+	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1126,7 +1316,7 @@ func (x *EmbedRequest) String() string {
 func (*EmbedRequest) ProtoMessage() {}
 
 func (x *EmbedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[12]
+	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1139,7 +1329,7 @@ func (x *EmbedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmbedRequest.ProtoReflect.Descriptor instead.
 func (*EmbedRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_inference_v1_inference_proto_rawDescGZIP(), []int{12}
+	return file_chatmesh_inference_v1_inference_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *EmbedRequest) GetTexts() []string {
@@ -1168,7 +1358,7 @@ type Embedding struct {
 
 func (x *Embedding) Reset() {
 	*x = Embedding{}
-	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[13]
+	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1180,7 +1370,7 @@ func (x *Embedding) String() string {
 func (*Embedding) ProtoMessage() {}
 
 func (x *Embedding) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[13]
+	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1193,7 +1383,7 @@ func (x *Embedding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Embedding.ProtoReflect.Descriptor instead.
 func (*Embedding) Descriptor() ([]byte, []int) {
-	return file_chatmesh_inference_v1_inference_proto_rawDescGZIP(), []int{13}
+	return file_chatmesh_inference_v1_inference_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Embedding) GetValues() []float32 {
@@ -1220,7 +1410,7 @@ type EmbedResponse struct {
 
 func (x *EmbedResponse) Reset() {
 	*x = EmbedResponse{}
-	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[14]
+	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1232,7 +1422,7 @@ func (x *EmbedResponse) String() string {
 func (*EmbedResponse) ProtoMessage() {}
 
 func (x *EmbedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[14]
+	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1245,7 +1435,7 @@ func (x *EmbedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmbedResponse.ProtoReflect.Descriptor instead.
 func (*EmbedResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_inference_v1_inference_proto_rawDescGZIP(), []int{14}
+	return file_chatmesh_inference_v1_inference_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *EmbedResponse) GetEmbeddings() []*Embedding {
@@ -1285,7 +1475,7 @@ type ListModelsRequest struct {
 
 func (x *ListModelsRequest) Reset() {
 	*x = ListModelsRequest{}
-	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[15]
+	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1297,7 +1487,7 @@ func (x *ListModelsRequest) String() string {
 func (*ListModelsRequest) ProtoMessage() {}
 
 func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[15]
+	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1310,7 +1500,7 @@ func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsRequest.ProtoReflect.Descriptor instead.
 func (*ListModelsRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_inference_v1_inference_proto_rawDescGZIP(), []int{15}
+	return file_chatmesh_inference_v1_inference_proto_rawDescGZIP(), []int{17}
 }
 
 // A model the service can run.
@@ -1348,7 +1538,7 @@ type Model struct {
 
 func (x *Model) Reset() {
 	*x = Model{}
-	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[16]
+	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1360,7 +1550,7 @@ func (x *Model) String() string {
 func (*Model) ProtoMessage() {}
 
 func (x *Model) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[16]
+	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1373,7 +1563,7 @@ func (x *Model) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Model.ProtoReflect.Descriptor instead.
 func (*Model) Descriptor() ([]byte, []int) {
-	return file_chatmesh_inference_v1_inference_proto_rawDescGZIP(), []int{16}
+	return file_chatmesh_inference_v1_inference_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Model) GetName() string {
@@ -1471,7 +1661,7 @@ type ListModelsResponse struct {
 
 func (x *ListModelsResponse) Reset() {
 	*x = ListModelsResponse{}
-	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[17]
+	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1483,7 +1673,7 @@ func (x *ListModelsResponse) String() string {
 func (*ListModelsResponse) ProtoMessage() {}
 
 func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[17]
+	mi := &file_chatmesh_inference_v1_inference_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1496,7 +1686,7 @@ func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsResponse.ProtoReflect.Descriptor instead.
 func (*ListModelsResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_inference_v1_inference_proto_rawDescGZIP(), []int{17}
+	return file_chatmesh_inference_v1_inference_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListModelsResponse) GetModels() []*Model {
@@ -1578,17 +1768,32 @@ const file_chatmesh_inference_v1_inference_proto_rawDesc = "" +
 	"\astarted\x18\x01 \x01(\v2\x1e.chatmesh.inference.v1.StartedH\x00R\astarted\x124\n" +
 	"\x05token\x18\x02 \x01(\v2\x1c.chatmesh.inference.v1.TokenH\x00R\x05token\x12=\n" +
 	"\bfinished\x18\x03 \x01(\v2\x1f.chatmesh.inference.v1.FinishedH\x00R\bfinishedB\a\n" +
-	"\x05chunk\"\xe3\x01\n" +
+	"\x05chunk\"\xae\x02\n" +
 	"\fReplyRequest\x121\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0econversationId\x12\x1e\n" +
 	"\x05model\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\x05model\x12A\n" +
 	"\bsampling\x18\x03 \x01(\v2%.chatmesh.inference.v1.SamplingParamsR\bsampling\x12=\n" +
 	"\n" +
-	"request_id\x18\x04 \x01(\tB\x1e\xbaH\x1b\xd8\x01\x01r\x16\x18@2\x12^[A-Za-z0-9._:-]+$R\trequestId\"\xc9\x01\n" +
+	"request_id\x18\x04 \x01(\tB\x1e\xbaH\x1b\xd8\x01\x01r\x16\x18@2\x12^[A-Za-z0-9._:-]+$R\trequestId\x12I\n" +
+	"\vcollections\x18\x05 \x03(\tB'\xbaH$\x92\x01!\x10\b\x18\x01\"\x1br\x192\x17^[a-z][a-z0-9_-]{0,62}$R\vcollections\"\xbd\x01\n" +
+	"\bCitation\x12\x16\n" +
+	"\x06number\x18\x01 \x01(\rR\x06number\x12\x1e\n" +
+	"\n" +
+	"collection\x18\x02 \x01(\tR\n" +
+	"collection\x12\x19\n" +
+	"\bpoint_id\x18\x03 \x01(\tR\apointId\x12\x16\n" +
+	"\x06source\x18\x04 \x01(\tR\x06source\x12\x16\n" +
+	"\x06offset\x18\x05 \x01(\x04R\x06offset\x12\x14\n" +
+	"\x05score\x18\x06 \x01(\x02R\x05score\x12\x18\n" +
+	"\apassage\x18\a \x01(\tR\apassage\"l\n" +
+	"\tCitations\x12=\n" +
+	"\tcitations\x18\x01 \x03(\v2\x1f.chatmesh.inference.v1.CitationR\tcitations\x12 \n" +
+	"\vcollections\x18\x02 \x03(\tR\vcollections\"\x8b\x02\n" +
 	"\rReplyResponse\x12:\n" +
 	"\astarted\x18\x01 \x01(\v2\x1e.chatmesh.inference.v1.StartedH\x00R\astarted\x124\n" +
 	"\x05token\x18\x02 \x01(\v2\x1c.chatmesh.inference.v1.TokenH\x00R\x05token\x12=\n" +
-	"\bfinished\x18\x03 \x01(\v2\x1f.chatmesh.inference.v1.FinishedH\x00R\bfinishedB\a\n" +
+	"\bfinished\x18\x03 \x01(\v2\x1f.chatmesh.inference.v1.FinishedH\x00R\bfinished\x12@\n" +
+	"\tcitations\x18\x04 \x01(\v2 .chatmesh.inference.v1.CitationsH\x00R\tcitationsB\a\n" +
 	"\x05chunk\"9\n" +
 	"\rCancelRequest\x12(\n" +
 	"\n" +
@@ -1660,7 +1865,7 @@ func file_chatmesh_inference_v1_inference_proto_rawDescGZIP() []byte {
 }
 
 var file_chatmesh_inference_v1_inference_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_chatmesh_inference_v1_inference_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_chatmesh_inference_v1_inference_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_chatmesh_inference_v1_inference_proto_goTypes = []any{
 	(Role)(0),                  // 0: chatmesh.inference.v1.Role
 	(FinishReason)(0),          // 1: chatmesh.inference.v1.FinishReason
@@ -1673,15 +1878,17 @@ var file_chatmesh_inference_v1_inference_proto_goTypes = []any{
 	(*GenerateRequest)(nil),    // 8: chatmesh.inference.v1.GenerateRequest
 	(*GenerateResponse)(nil),   // 9: chatmesh.inference.v1.GenerateResponse
 	(*ReplyRequest)(nil),       // 10: chatmesh.inference.v1.ReplyRequest
-	(*ReplyResponse)(nil),      // 11: chatmesh.inference.v1.ReplyResponse
-	(*CancelRequest)(nil),      // 12: chatmesh.inference.v1.CancelRequest
-	(*CancelResponse)(nil),     // 13: chatmesh.inference.v1.CancelResponse
-	(*EmbedRequest)(nil),       // 14: chatmesh.inference.v1.EmbedRequest
-	(*Embedding)(nil),          // 15: chatmesh.inference.v1.Embedding
-	(*EmbedResponse)(nil),      // 16: chatmesh.inference.v1.EmbedResponse
-	(*ListModelsRequest)(nil),  // 17: chatmesh.inference.v1.ListModelsRequest
-	(*Model)(nil),              // 18: chatmesh.inference.v1.Model
-	(*ListModelsResponse)(nil), // 19: chatmesh.inference.v1.ListModelsResponse
+	(*Citation)(nil),           // 11: chatmesh.inference.v1.Citation
+	(*Citations)(nil),          // 12: chatmesh.inference.v1.Citations
+	(*ReplyResponse)(nil),      // 13: chatmesh.inference.v1.ReplyResponse
+	(*CancelRequest)(nil),      // 14: chatmesh.inference.v1.CancelRequest
+	(*CancelResponse)(nil),     // 15: chatmesh.inference.v1.CancelResponse
+	(*EmbedRequest)(nil),       // 16: chatmesh.inference.v1.EmbedRequest
+	(*Embedding)(nil),          // 17: chatmesh.inference.v1.Embedding
+	(*EmbedResponse)(nil),      // 18: chatmesh.inference.v1.EmbedResponse
+	(*ListModelsRequest)(nil),  // 19: chatmesh.inference.v1.ListModelsRequest
+	(*Model)(nil),              // 20: chatmesh.inference.v1.Model
+	(*ListModelsResponse)(nil), // 21: chatmesh.inference.v1.ListModelsResponse
 }
 var file_chatmesh_inference_v1_inference_proto_depIdxs = []int32{
 	0,  // 0: chatmesh.inference.v1.ChatMessage.role:type_name -> chatmesh.inference.v1.Role
@@ -1693,27 +1900,29 @@ var file_chatmesh_inference_v1_inference_proto_depIdxs = []int32{
 	5,  // 6: chatmesh.inference.v1.GenerateResponse.token:type_name -> chatmesh.inference.v1.Token
 	7,  // 7: chatmesh.inference.v1.GenerateResponse.finished:type_name -> chatmesh.inference.v1.Finished
 	3,  // 8: chatmesh.inference.v1.ReplyRequest.sampling:type_name -> chatmesh.inference.v1.SamplingParams
-	4,  // 9: chatmesh.inference.v1.ReplyResponse.started:type_name -> chatmesh.inference.v1.Started
-	5,  // 10: chatmesh.inference.v1.ReplyResponse.token:type_name -> chatmesh.inference.v1.Token
-	7,  // 11: chatmesh.inference.v1.ReplyResponse.finished:type_name -> chatmesh.inference.v1.Finished
-	15, // 12: chatmesh.inference.v1.EmbedResponse.embeddings:type_name -> chatmesh.inference.v1.Embedding
-	3,  // 13: chatmesh.inference.v1.Model.default_sampling:type_name -> chatmesh.inference.v1.SamplingParams
-	18, // 14: chatmesh.inference.v1.ListModelsResponse.models:type_name -> chatmesh.inference.v1.Model
-	8,  // 15: chatmesh.inference.v1.InferenceService.Generate:input_type -> chatmesh.inference.v1.GenerateRequest
-	10, // 16: chatmesh.inference.v1.InferenceService.Reply:input_type -> chatmesh.inference.v1.ReplyRequest
-	12, // 17: chatmesh.inference.v1.InferenceService.Cancel:input_type -> chatmesh.inference.v1.CancelRequest
-	14, // 18: chatmesh.inference.v1.InferenceService.Embed:input_type -> chatmesh.inference.v1.EmbedRequest
-	17, // 19: chatmesh.inference.v1.InferenceService.ListModels:input_type -> chatmesh.inference.v1.ListModelsRequest
-	9,  // 20: chatmesh.inference.v1.InferenceService.Generate:output_type -> chatmesh.inference.v1.GenerateResponse
-	11, // 21: chatmesh.inference.v1.InferenceService.Reply:output_type -> chatmesh.inference.v1.ReplyResponse
-	13, // 22: chatmesh.inference.v1.InferenceService.Cancel:output_type -> chatmesh.inference.v1.CancelResponse
-	16, // 23: chatmesh.inference.v1.InferenceService.Embed:output_type -> chatmesh.inference.v1.EmbedResponse
-	19, // 24: chatmesh.inference.v1.InferenceService.ListModels:output_type -> chatmesh.inference.v1.ListModelsResponse
-	20, // [20:25] is the sub-list for method output_type
-	15, // [15:20] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	11, // 9: chatmesh.inference.v1.Citations.citations:type_name -> chatmesh.inference.v1.Citation
+	4,  // 10: chatmesh.inference.v1.ReplyResponse.started:type_name -> chatmesh.inference.v1.Started
+	5,  // 11: chatmesh.inference.v1.ReplyResponse.token:type_name -> chatmesh.inference.v1.Token
+	7,  // 12: chatmesh.inference.v1.ReplyResponse.finished:type_name -> chatmesh.inference.v1.Finished
+	12, // 13: chatmesh.inference.v1.ReplyResponse.citations:type_name -> chatmesh.inference.v1.Citations
+	17, // 14: chatmesh.inference.v1.EmbedResponse.embeddings:type_name -> chatmesh.inference.v1.Embedding
+	3,  // 15: chatmesh.inference.v1.Model.default_sampling:type_name -> chatmesh.inference.v1.SamplingParams
+	20, // 16: chatmesh.inference.v1.ListModelsResponse.models:type_name -> chatmesh.inference.v1.Model
+	8,  // 17: chatmesh.inference.v1.InferenceService.Generate:input_type -> chatmesh.inference.v1.GenerateRequest
+	10, // 18: chatmesh.inference.v1.InferenceService.Reply:input_type -> chatmesh.inference.v1.ReplyRequest
+	14, // 19: chatmesh.inference.v1.InferenceService.Cancel:input_type -> chatmesh.inference.v1.CancelRequest
+	16, // 20: chatmesh.inference.v1.InferenceService.Embed:input_type -> chatmesh.inference.v1.EmbedRequest
+	19, // 21: chatmesh.inference.v1.InferenceService.ListModels:input_type -> chatmesh.inference.v1.ListModelsRequest
+	9,  // 22: chatmesh.inference.v1.InferenceService.Generate:output_type -> chatmesh.inference.v1.GenerateResponse
+	13, // 23: chatmesh.inference.v1.InferenceService.Reply:output_type -> chatmesh.inference.v1.ReplyResponse
+	15, // 24: chatmesh.inference.v1.InferenceService.Cancel:output_type -> chatmesh.inference.v1.CancelResponse
+	18, // 25: chatmesh.inference.v1.InferenceService.Embed:output_type -> chatmesh.inference.v1.EmbedResponse
+	21, // 26: chatmesh.inference.v1.InferenceService.ListModels:output_type -> chatmesh.inference.v1.ListModelsResponse
+	22, // [22:27] is the sub-list for method output_type
+	17, // [17:22] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_chatmesh_inference_v1_inference_proto_init() }
@@ -1727,10 +1936,11 @@ func file_chatmesh_inference_v1_inference_proto_init() {
 		(*GenerateResponse_Token)(nil),
 		(*GenerateResponse_Finished)(nil),
 	}
-	file_chatmesh_inference_v1_inference_proto_msgTypes[9].OneofWrappers = []any{
+	file_chatmesh_inference_v1_inference_proto_msgTypes[11].OneofWrappers = []any{
 		(*ReplyResponse_Started)(nil),
 		(*ReplyResponse_Token)(nil),
 		(*ReplyResponse_Finished)(nil),
+		(*ReplyResponse_Citations)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1738,7 +1948,7 @@ func file_chatmesh_inference_v1_inference_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chatmesh_inference_v1_inference_proto_rawDesc), len(file_chatmesh_inference_v1_inference_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   18,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -4,7 +4,9 @@
 //
 // Streams: Generate and Reply answer with a stream of chunks: exactly one `Started`,
 // then zero or more `Token`s, then exactly one `Finished`, then the stream ends with
-// status OK. An error ends the stream with a non-OK status and no `Finished`.
+// status OK. An error ends the stream with a non-OK status and no `Finished`. A
+// grounded Reply (one with collections) sends one `Citations` right after `Started`,
+// before the first `Token`.
 //
 // Cancelling: a generation stops at once when its caller goes away (cancels the call,
 // its deadline passes, the connection drops): that caller's client sees CANCELLED or
@@ -72,6 +74,18 @@ type InferenceServiceClient interface {
 	// generate), ALREADY_EXISTS (`request_id` in use), RESOURCE_EXHAUSTED (the queue is
 	// full; trailing metadata `retry-after-ms`), CANCELLED (the caller cancelled the
 	// call), UNAVAILABLE (history is unreachable, or the service is draining).
+	//
+	// Grounded replies: with collections (the request's `collections`, else the ones the
+	// conversation remembers, history `Conversation.collections`) Reply first searches
+	// them through ingest's Search *as the caller* (a user grounds only on their own
+	// collections: another user's collection is NOT_FOUND naming `collections[i]`),
+	// with the latest user turn as the query (and the turn before it when the latest
+	// reads as a follow-up). The best passages go into the prompt after the
+	// conversation's history, inside the latest user turn, so the conversation's cached
+	// prefix stays valid from turn to turn; the stream carries them as `Citations`, and
+	// the stored reply keeps them (history `Message.citations`). When no passage scores
+	// at least the server's threshold, the reply says that nothing relevant was found
+	// (no generation) and cites nothing. UNAVAILABLE also when ingest is unreachable.
 	Reply(ctx context.Context, in *ReplyRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReplyResponse], error)
 	// Stops one of the caller's queued or running Generate or Reply requests by its
 	// request id. Its stream ends with a `Finished` (FINISH_REASON_CANCELLED) and status
@@ -197,6 +211,18 @@ type InferenceServiceServer interface {
 	// generate), ALREADY_EXISTS (`request_id` in use), RESOURCE_EXHAUSTED (the queue is
 	// full; trailing metadata `retry-after-ms`), CANCELLED (the caller cancelled the
 	// call), UNAVAILABLE (history is unreachable, or the service is draining).
+	//
+	// Grounded replies: with collections (the request's `collections`, else the ones the
+	// conversation remembers, history `Conversation.collections`) Reply first searches
+	// them through ingest's Search *as the caller* (a user grounds only on their own
+	// collections: another user's collection is NOT_FOUND naming `collections[i]`),
+	// with the latest user turn as the query (and the turn before it when the latest
+	// reads as a follow-up). The best passages go into the prompt after the
+	// conversation's history, inside the latest user turn, so the conversation's cached
+	// prefix stays valid from turn to turn; the stream carries them as `Citations`, and
+	// the stored reply keeps them (history `Message.citations`). When no passage scores
+	// at least the server's threshold, the reply says that nothing relevant was found
+	// (no generation) and cites nothing. UNAVAILABLE also when ingest is unreachable.
 	Reply(*ReplyRequest, grpc.ServerStreamingServer[ReplyResponse]) error
 	// Stops one of the caller's queued or running Generate or Reply requests by its
 	// request id. Its stream ends with a `Finished` (FINISH_REASON_CANCELLED) and status

@@ -53,7 +53,7 @@ class Member(_message.Message):
     def __init__(self, user_id: _Optional[str] = ..., display_name: _Optional[str] = ..., kind: _Optional[_Union[AuthorKind, str]] = ...) -> None: ...
 
 class Message(_message.Message):
-    __slots__ = ("message_id", "conversation_id", "sequence", "author_user_id", "author_kind", "text", "client_message_id", "created_at", "edited_at", "deleted", "delivery_state")
+    __slots__ = ("message_id", "conversation_id", "sequence", "author_user_id", "author_kind", "text", "client_message_id", "created_at", "edited_at", "deleted", "delivery_state", "citations")
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
@@ -65,6 +65,7 @@ class Message(_message.Message):
     EDITED_AT_FIELD_NUMBER: _ClassVar[int]
     DELETED_FIELD_NUMBER: _ClassVar[int]
     DELIVERY_STATE_FIELD_NUMBER: _ClassVar[int]
+    CITATIONS_FIELD_NUMBER: _ClassVar[int]
     message_id: str
     conversation_id: str
     sequence: int
@@ -76,10 +77,29 @@ class Message(_message.Message):
     edited_at: _timestamp_pb2.Timestamp
     deleted: bool
     delivery_state: DeliveryState
-    def __init__(self, message_id: _Optional[str] = ..., conversation_id: _Optional[str] = ..., sequence: _Optional[int] = ..., author_user_id: _Optional[str] = ..., author_kind: _Optional[_Union[AuthorKind, str]] = ..., text: _Optional[str] = ..., client_message_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., edited_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deleted: _Optional[bool] = ..., delivery_state: _Optional[_Union[DeliveryState, str]] = ...) -> None: ...
+    citations: _containers.RepeatedCompositeFieldContainer[Citation]
+    def __init__(self, message_id: _Optional[str] = ..., conversation_id: _Optional[str] = ..., sequence: _Optional[int] = ..., author_user_id: _Optional[str] = ..., author_kind: _Optional[_Union[AuthorKind, str]] = ..., text: _Optional[str] = ..., client_message_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., edited_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deleted: _Optional[bool] = ..., delivery_state: _Optional[_Union[DeliveryState, str]] = ..., citations: _Optional[_Iterable[_Union[Citation, _Mapping]]] = ...) -> None: ...
+
+class Citation(_message.Message):
+    __slots__ = ("number", "collection", "point_id", "source", "offset", "score", "passage")
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    POINT_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    PASSAGE_FIELD_NUMBER: _ClassVar[int]
+    number: int
+    collection: str
+    point_id: str
+    source: str
+    offset: int
+    score: float
+    passage: str
+    def __init__(self, number: _Optional[int] = ..., collection: _Optional[str] = ..., point_id: _Optional[str] = ..., source: _Optional[str] = ..., offset: _Optional[int] = ..., score: _Optional[float] = ..., passage: _Optional[str] = ...) -> None: ...
 
 class Conversation(_message.Message):
-    __slots__ = ("conversation_id", "kind", "members", "last_message", "unread_count", "created_at", "read_sequence", "model")
+    __slots__ = ("conversation_id", "kind", "members", "last_message", "unread_count", "created_at", "read_sequence", "model", "collections")
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
@@ -88,6 +108,7 @@ class Conversation(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     READ_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
     conversation_id: str
     kind: ConversationKind
     members: _containers.RepeatedCompositeFieldContainer[Member]
@@ -96,17 +117,20 @@ class Conversation(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     read_sequence: int
     model: str
-    def __init__(self, conversation_id: _Optional[str] = ..., kind: _Optional[_Union[ConversationKind, str]] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., last_message: _Optional[_Union[Message, _Mapping]] = ..., unread_count: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., read_sequence: _Optional[int] = ..., model: _Optional[str] = ...) -> None: ...
+    collections: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, conversation_id: _Optional[str] = ..., kind: _Optional[_Union[ConversationKind, str]] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., last_message: _Optional[_Union[Message, _Mapping]] = ..., unread_count: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., read_sequence: _Optional[int] = ..., model: _Optional[str] = ..., collections: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CreateConversationRequest(_message.Message):
-    __slots__ = ("kind", "peer_user_id", "model")
+    __slots__ = ("kind", "peer_user_id", "model", "collections")
     KIND_FIELD_NUMBER: _ClassVar[int]
     PEER_USER_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
     kind: ConversationKind
     peer_user_id: str
     model: str
-    def __init__(self, kind: _Optional[_Union[ConversationKind, str]] = ..., peer_user_id: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
+    collections: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, kind: _Optional[_Union[ConversationKind, str]] = ..., peer_user_id: _Optional[str] = ..., model: _Optional[str] = ..., collections: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CreateConversationResponse(_message.Message):
     __slots__ = ("conversation", "created")
@@ -147,14 +171,16 @@ class SendMessageResponse(_message.Message):
     def __init__(self, message: _Optional[_Union[Message, _Mapping]] = ..., duplicate: _Optional[bool] = ...) -> None: ...
 
 class AppendAssistantMessageRequest(_message.Message):
-    __slots__ = ("conversation_id", "request_id", "text")
+    __slots__ = ("conversation_id", "request_id", "text", "citations")
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
+    CITATIONS_FIELD_NUMBER: _ClassVar[int]
     conversation_id: str
     request_id: str
     text: str
-    def __init__(self, conversation_id: _Optional[str] = ..., request_id: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
+    citations: _containers.RepeatedCompositeFieldContainer[Citation]
+    def __init__(self, conversation_id: _Optional[str] = ..., request_id: _Optional[str] = ..., text: _Optional[str] = ..., citations: _Optional[_Iterable[_Union[Citation, _Mapping]]] = ...) -> None: ...
 
 class AppendAssistantMessageResponse(_message.Message):
     __slots__ = ("message", "duplicate")

@@ -134,26 +134,56 @@ class GenerateResponse(_message.Message):
     def __init__(self, started: _Optional[_Union[Started, _Mapping]] = ..., token: _Optional[_Union[Token, _Mapping]] = ..., finished: _Optional[_Union[Finished, _Mapping]] = ...) -> None: ...
 
 class ReplyRequest(_message.Message):
-    __slots__ = ("conversation_id", "model", "sampling", "request_id")
+    __slots__ = ("conversation_id", "model", "sampling", "request_id", "collections")
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     SAMPLING_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
     conversation_id: str
     model: str
     sampling: SamplingParams
     request_id: str
-    def __init__(self, conversation_id: _Optional[str] = ..., model: _Optional[str] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    collections: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, conversation_id: _Optional[str] = ..., model: _Optional[str] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., request_id: _Optional[str] = ..., collections: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Citation(_message.Message):
+    __slots__ = ("number", "collection", "point_id", "source", "offset", "score", "passage")
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    POINT_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    PASSAGE_FIELD_NUMBER: _ClassVar[int]
+    number: int
+    collection: str
+    point_id: str
+    source: str
+    offset: int
+    score: float
+    passage: str
+    def __init__(self, number: _Optional[int] = ..., collection: _Optional[str] = ..., point_id: _Optional[str] = ..., source: _Optional[str] = ..., offset: _Optional[int] = ..., score: _Optional[float] = ..., passage: _Optional[str] = ...) -> None: ...
+
+class Citations(_message.Message):
+    __slots__ = ("citations", "collections")
+    CITATIONS_FIELD_NUMBER: _ClassVar[int]
+    COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
+    citations: _containers.RepeatedCompositeFieldContainer[Citation]
+    collections: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, citations: _Optional[_Iterable[_Union[Citation, _Mapping]]] = ..., collections: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ReplyResponse(_message.Message):
-    __slots__ = ("started", "token", "finished")
+    __slots__ = ("started", "token", "finished", "citations")
     STARTED_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
+    CITATIONS_FIELD_NUMBER: _ClassVar[int]
     started: Started
     token: Token
     finished: Finished
-    def __init__(self, started: _Optional[_Union[Started, _Mapping]] = ..., token: _Optional[_Union[Token, _Mapping]] = ..., finished: _Optional[_Union[Finished, _Mapping]] = ...) -> None: ...
+    citations: Citations
+    def __init__(self, started: _Optional[_Union[Started, _Mapping]] = ..., token: _Optional[_Union[Token, _Mapping]] = ..., finished: _Optional[_Union[Finished, _Mapping]] = ..., citations: _Optional[_Union[Citations, _Mapping]] = ...) -> None: ...
 
 class CancelRequest(_message.Message):
     __slots__ = ("request_id",)

@@ -98,6 +98,18 @@ class InferenceServiceServicer:
         generate), ALREADY_EXISTS (`request_id` in use), RESOURCE_EXHAUSTED (the queue is
         full; trailing metadata `retry-after-ms`), CANCELLED (the caller cancelled the
         call), UNAVAILABLE (history is unreachable, or the service is draining).
+
+        Grounded replies: with collections (the request's `collections`, else the ones the
+        conversation remembers, history `Conversation.collections`) Reply first searches
+        them through ingest's Search *as the caller* (a user grounds only on their own
+        collections: another user's collection is NOT_FOUND naming `collections[i]`),
+        with the latest user turn as the query (and the turn before it when the latest
+        reads as a follow-up). The best passages go into the prompt after the
+        conversation's history, inside the latest user turn, so the conversation's cached
+        prefix stays valid from turn to turn; the stream carries them as `Citations`, and
+        the stored reply keeps them (history `Message.citations`). When no passage scores
+        at least the server's threshold, the reply says that nothing relevant was found
+        (no generation) and cites nothing. UNAVAILABLE also when ingest is unreachable.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -20,7 +20,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file chatmesh/history/v1/history.proto.
  */
 export const file_chatmesh_history_v1_history: GenFile = /*@__PURE__*/
-  fileDesc("CiFjaGF0bWVzaC9oaXN0b3J5L3YxL2hpc3RvcnkucHJvdG8SE2NoYXRtZXNoLmhpc3RvcnkudjEiXgoGTWVtYmVyEg8KB3VzZXJfaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEi0KBGtpbmQYAyABKA4yHy5jaGF0bWVzaC5oaXN0b3J5LnYxLkF1dGhvcktpbmQi6wIKB01lc3NhZ2USEgoKbWVzc2FnZV9pZBgBIAEoCRIXCg9jb252ZXJzYXRpb25faWQYAiABKAkSEAoIc2VxdWVuY2UYAyABKAQSFgoOYXV0aG9yX3VzZXJfaWQYBCABKAkSNAoLYXV0aG9yX2tpbmQYBSABKA4yHy5jaGF0bWVzaC5oaXN0b3J5LnYxLkF1dGhvcktpbmQSDAoEdGV4dBgGIAEoCRIZChFjbGllbnRfbWVzc2FnZV9pZBgHIAEoCRIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCgllZGl0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2RlbGV0ZWQYCiABKAgSOgoOZGVsaXZlcnlfc3RhdGUYCyABKA4yIi5jaGF0bWVzaC5oaXN0b3J5LnYxLkRlbGl2ZXJ5U3RhdGUiqgIKDENvbnZlcnNhdGlvbhIXCg9jb252ZXJzYXRpb25faWQYASABKAkSMwoEa2luZBgCIAEoDjIlLmNoYXRtZXNoLmhpc3RvcnkudjEuQ29udmVyc2F0aW9uS2luZBIsCgdtZW1iZXJzGAMgAygLMhsuY2hhdG1lc2guaGlzdG9yeS52MS5NZW1iZXISMgoMbGFzdF9tZXNzYWdlGAQgASgLMhwuY2hhdG1lc2guaGlzdG9yeS52MS5NZXNzYWdlEhQKDHVucmVhZF9jb3VudBgFIAEoBBIuCgpjcmVhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1yZWFkX3NlcXVlbmNlGAcgASgEEg0KBW1vZGVsGAggASgJIpgBChlDcmVhdGVDb252ZXJzYXRpb25SZXF1ZXN0Ej8KBGtpbmQYASABKA4yJS5jaGF0bWVzaC5oaXN0b3J5LnYxLkNvbnZlcnNhdGlvbktpbmRCCrpIB4IBBBABIAASIQoMcGVlcl91c2VyX2lkGAIgASgJQgu6SAjYAQFyA7ABARIXCgVtb2RlbBgDIAEoCUIIukgFcgMYgAEiZgoaQ3JlYXRlQ29udmVyc2F0aW9uUmVzcG9uc2USNwoMY29udmVyc2F0aW9uGAEgASgLMiEuY2hhdG1lc2guaGlzdG9yeS52MS5Db252ZXJzYXRpb24SDwoHY3JlYXRlZBgCIAEoCCI7ChZHZXRDb252ZXJzYXRpb25SZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQEiUgoXR2V0Q29udmVyc2F0aW9uUmVzcG9uc2USNwoMY29udmVyc2F0aW9uGAEgASgLMiEuY2hhdG1lc2guaGlzdG9yeS52MS5Db252ZXJzYXRpb24idwoSU2VuZE1lc3NhZ2VSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQESJAoRY2xpZW50X21lc3NhZ2VfaWQYAiABKAlCCbpIBnIEEAEYQBIYCgR0ZXh0GAMgASgJQgq6SAdyBRABGKAfIlcKE1NlbmRNZXNzYWdlUmVzcG9uc2USLQoHbWVzc2FnZRgBIAEoCzIcLmNoYXRtZXNoLmhpc3RvcnkudjEuTWVzc2FnZRIRCglkdXBsaWNhdGUYAiABKAgiewodQXBwZW5kQXNzaXN0YW50TWVzc2FnZVJlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgi6SAVyA7ABARIdCgpyZXF1ZXN0X2lkGAIgASgJQgm6SAZyBBABGEASGAoEdGV4dBgDIAEoCUIKukgHcgUQARiAfSJiCh5BcHBlbmRBc3Npc3RhbnRNZXNzYWdlUmVzcG9uc2USLQoHbWVzc2FnZRgBIAEoCzIcLmNoYXRtZXNoLmhpc3RvcnkudjEuTWVzc2FnZRIRCglkdXBsaWNhdGUYAiABKAgiSQoYTGlzdENvbnZlcnNhdGlvbnNSZXF1ZXN0Ei0KBHBhZ2UYASABKAsyHy5jaGF0bWVzaC5jb21tb24udjEuUGFnZVJlcXVlc3QihQEKGUxpc3RDb252ZXJzYXRpb25zUmVzcG9uc2USOAoNY29udmVyc2F0aW9ucxgBIAMoCzIhLmNoYXRtZXNoLmhpc3RvcnkudjEuQ29udmVyc2F0aW9uEi4KBHBhZ2UYAiABKAsyIC5jaGF0bWVzaC5jb21tb24udjEuUGFnZVJlc3BvbnNlIroBChNMaXN0TWVzc2FnZXNSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQESLQoEcGFnZRgCIAEoCzIfLmNoYXRtZXNoLmNvbW1vbi52MS5QYWdlUmVxdWVzdBI6CglkaXJlY3Rpb24YAyABKA4yHS5jaGF0bWVzaC5jb21tb24udjEuRGlyZWN0aW9uQgi6SAWCAQIQARIVCg1mcm9tX3NlcXVlbmNlGAQgASgEInYKFExpc3RNZXNzYWdlc1Jlc3BvbnNlEi4KCG1lc3NhZ2VzGAEgAygLMhwuY2hhdG1lc2guaGlzdG9yeS52MS5NZXNzYWdlEi4KBHBhZ2UYAiABKAsyIC5jaGF0bWVzaC5jb21tb24udjEuUGFnZVJlc3BvbnNlIk8KD01hcmtSZWFkUmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCLpIBXIDsAEBEhkKCHNlcXVlbmNlGAIgASgEQge6SAQyAigBIj8KEE1hcmtSZWFkUmVzcG9uc2USFQoNcmVhZF9zZXF1ZW5jZRgBIAEoBBIUCgx1bnJlYWRfY291bnQYAiABKAQicAoSRWRpdE1lc3NhZ2VSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQESHQoKbWVzc2FnZV9pZBgCIAEoCUIJukgGcgQQARhAEhgKBHRleHQYAyABKAlCCrpIB3IFEAEYoB8iRAoTRWRpdE1lc3NhZ2VSZXNwb25zZRItCgdtZXNzYWdlGAEgASgLMhwuY2hhdG1lc2guaGlzdG9yeS52MS5NZXNzYWdlIlgKFERlbGV0ZU1lc3NhZ2VSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQESHQoKbWVzc2FnZV9pZBgCIAEoCUIJukgGcgQQARhAIkYKFURlbGV0ZU1lc3NhZ2VSZXNwb25zZRItCgdtZXNzYWdlGAEgASgLMhwuY2hhdG1lc2guaGlzdG9yeS52MS5NZXNzYWdlIj0KFUZpbHRlckNvbnRhY3RzUmVxdWVzdBIkCgh1c2VyX2lkcxgBIAMoCUISukgPkgEMCAEQ9AMiBXIDsAEBIioKFkZpbHRlckNvbnRhY3RzUmVzcG9uc2USEAoIdXNlcl9pZHMYASADKAkqdAoQQ29udmVyc2F0aW9uS2luZBIhCh1DT05WRVJTQVRJT05fS0lORF9VTlNQRUNJRklFRBAAEhwKGENPTlZFUlNBVElPTl9LSU5EX0RJUkVDVBABEh8KG0NPTlZFUlNBVElPTl9LSU5EX0FTU0lTVEFOVBACKloKCkF1dGhvcktpbmQSGwoXQVVUSE9SX0tJTkRfVU5TUEVDSUZJRUQQABIUChBBVVRIT1JfS0lORF9VU0VSEAESGQoVQVVUSE9SX0tJTkRfQVNTSVNUQU5UEAIqfwoNRGVsaXZlcnlTdGF0ZRIeChpERUxJVkVSWV9TVEFURV9VTlNQRUNJRklFRBAAEhcKE0RFTElWRVJZX1NUQVRFX1NFTlQQARIcChhERUxJVkVSWV9TVEFURV9ERUxJVkVSRUQQAhIXChNERUxJVkVSWV9TVEFURV9SRUFEEAMy8ggKDkhpc3RvcnlTZXJ2aWNlEnUKEkNyZWF0ZUNvbnZlcnNhdGlvbhIuLmNoYXRtZXNoLmhpc3RvcnkudjEuQ3JlYXRlQ29udmVyc2F0aW9uUmVxdWVzdBovLmNoYXRtZXNoLmhpc3RvcnkudjEuQ3JlYXRlQ29udmVyc2F0aW9uUmVzcG9uc2USZgoLU2VuZE1lc3NhZ2USJy5jaGF0bWVzaC5oaXN0b3J5LnYxLlNlbmRNZXNzYWdlUmVxdWVzdBooLmNoYXRtZXNoLmhpc3RvcnkudjEuU2VuZE1lc3NhZ2VSZXNwb25zZSIEkLUYARJxCg9HZXRDb252ZXJzYXRpb24SKy5jaGF0bWVzaC5oaXN0b3J5LnYxLkdldENvbnZlcnNhdGlvblJlcXVlc3QaLC5jaGF0bWVzaC5oaXN0b3J5LnYxLkdldENvbnZlcnNhdGlvblJlc3BvbnNlIgOQAgESiwEKFkFwcGVuZEFzc2lzdGFudE1lc3NhZ2USMi5jaGF0bWVzaC5oaXN0b3J5LnYxLkFwcGVuZEFzc2lzdGFudE1lc3NhZ2VSZXF1ZXN0GjMuY2hhdG1lc2guaGlzdG9yeS52MS5BcHBlbmRBc3Npc3RhbnRNZXNzYWdlUmVzcG9uc2UiCIi1GASQtRgBEncKEUxpc3RDb252ZXJzYXRpb25zEi0uY2hhdG1lc2guaGlzdG9yeS52MS5MaXN0Q29udmVyc2F0aW9uc1JlcXVlc3QaLi5jaGF0bWVzaC5oaXN0b3J5LnYxLkxpc3RDb252ZXJzYXRpb25zUmVzcG9uc2UiA5ACARJoCgxMaXN0TWVzc2FnZXMSKC5jaGF0bWVzaC5oaXN0b3J5LnYxLkxpc3RNZXNzYWdlc1JlcXVlc3QaKS5jaGF0bWVzaC5oaXN0b3J5LnYxLkxpc3RNZXNzYWdlc1Jlc3BvbnNlIgOQAgESbgoORmlsdGVyQ29udGFjdHMSKi5jaGF0bWVzaC5oaXN0b3J5LnYxLkZpbHRlckNvbnRhY3RzUmVxdWVzdBorLmNoYXRtZXNoLmhpc3RvcnkudjEuRmlsdGVyQ29udGFjdHNSZXNwb25zZSIDkAIBEl0KCE1hcmtSZWFkEiQuY2hhdG1lc2guaGlzdG9yeS52MS5NYXJrUmVhZFJlcXVlc3QaJS5jaGF0bWVzaC5oaXN0b3J5LnYxLk1hcmtSZWFkUmVzcG9uc2UiBJC1GAESYAoLRWRpdE1lc3NhZ2USJy5jaGF0bWVzaC5oaXN0b3J5LnYxLkVkaXRNZXNzYWdlUmVxdWVzdBooLmNoYXRtZXNoLmhpc3RvcnkudjEuRWRpdE1lc3NhZ2VSZXNwb25zZRJsCg1EZWxldGVNZXNzYWdlEikuY2hhdG1lc2guaGlzdG9yeS52MS5EZWxldGVNZXNzYWdlUmVxdWVzdBoqLmNoYXRtZXNoLmhpc3RvcnkudjEuRGVsZXRlTWVzc2FnZVJlc3BvbnNlIgSQtRgBQtgBChdjb20uY2hhdG1lc2guaGlzdG9yeS52MUIMSGlzdG9yeVByb3RvUAFaQWdpdGh1Yi5jb20vY2hhdG1lc2gvY2hhdG1lc2gvZ2VuL2dvL2NoYXRtZXNoL2hpc3RvcnkvdjE7aGlzdG9yeXYxogIDQ0hYqgITQ2hhdG1lc2guSGlzdG9yeS5WMcoCE0NoYXRtZXNoXEhpc3RvcnlcVjHiAh9DaGF0bWVzaFxIaXN0b3J5XFYxXEdQQk1ldGFkYXRh6gIVQ2hhdG1lc2g6Okhpc3Rvcnk6OlYxYgZwcm90bzM", [file_buf_validate_validate, file_chatmesh_common_v1_access, file_chatmesh_common_v1_common, file_google_protobuf_timestamp]);
+  fileDesc("CiFjaGF0bWVzaC9oaXN0b3J5L3YxL2hpc3RvcnkucHJvdG8SE2NoYXRtZXNoLmhpc3RvcnkudjEiXgoGTWVtYmVyEg8KB3VzZXJfaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEi0KBGtpbmQYAyABKA4yHy5jaGF0bWVzaC5oaXN0b3J5LnYxLkF1dGhvcktpbmQinQMKB01lc3NhZ2USEgoKbWVzc2FnZV9pZBgBIAEoCRIXCg9jb252ZXJzYXRpb25faWQYAiABKAkSEAoIc2VxdWVuY2UYAyABKAQSFgoOYXV0aG9yX3VzZXJfaWQYBCABKAkSNAoLYXV0aG9yX2tpbmQYBSABKA4yHy5jaGF0bWVzaC5oaXN0b3J5LnYxLkF1dGhvcktpbmQSDAoEdGV4dBgGIAEoCRIZChFjbGllbnRfbWVzc2FnZV9pZBgHIAEoCRIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCgllZGl0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2RlbGV0ZWQYCiABKAgSOgoOZGVsaXZlcnlfc3RhdGUYCyABKA4yIi5jaGF0bWVzaC5oaXN0b3J5LnYxLkRlbGl2ZXJ5U3RhdGUSMAoJY2l0YXRpb25zGAwgAygLMh0uY2hhdG1lc2guaGlzdG9yeS52MS5DaXRhdGlvbiKAAQoIQ2l0YXRpb24SDgoGbnVtYmVyGAEgASgNEhIKCmNvbGxlY3Rpb24YAiABKAkSEAoIcG9pbnRfaWQYAyABKAkSDgoGc291cmNlGAQgASgJEg4KBm9mZnNldBgFIAEoBBINCgVzY29yZRgGIAEoAhIPCgdwYXNzYWdlGAcgASgJIr8CCgxDb252ZXJzYXRpb24SFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEjMKBGtpbmQYAiABKA4yJS5jaGF0bWVzaC5oaXN0b3J5LnYxLkNvbnZlcnNhdGlvbktpbmQSLAoHbWVtYmVycxgDIAMoCzIbLmNoYXRtZXNoLmhpc3RvcnkudjEuTWVtYmVyEjIKDGxhc3RfbWVzc2FnZRgEIAEoCzIcLmNoYXRtZXNoLmhpc3RvcnkudjEuTWVzc2FnZRIUCgx1bnJlYWRfY291bnQYBSABKAQSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNcmVhZF9zZXF1ZW5jZRgHIAEoBBINCgVtb2RlbBgIIAEoCRITCgtjb2xsZWN0aW9ucxgJIAMoCSLWAQoZQ3JlYXRlQ29udmVyc2F0aW9uUmVxdWVzdBI/CgRraW5kGAEgASgOMiUuY2hhdG1lc2guaGlzdG9yeS52MS5Db252ZXJzYXRpb25LaW5kQgq6SAeCAQQQASAAEiEKDHBlZXJfdXNlcl9pZBgCIAEoCUILukgI2AEBcgOwAQESFwoFbW9kZWwYAyABKAlCCLpIBXIDGIABEjwKC2NvbGxlY3Rpb25zGAQgAygJQie6SCSSASEQCBgBIhtyGTIXXlthLXpdW2EtejAtOV8tXXswLDYyfSQiZgoaQ3JlYXRlQ29udmVyc2F0aW9uUmVzcG9uc2USNwoMY29udmVyc2F0aW9uGAEgASgLMiEuY2hhdG1lc2guaGlzdG9yeS52MS5Db252ZXJzYXRpb24SDwoHY3JlYXRlZBgCIAEoCCI7ChZHZXRDb252ZXJzYXRpb25SZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQEiUgoXR2V0Q29udmVyc2F0aW9uUmVzcG9uc2USNwoMY29udmVyc2F0aW9uGAEgASgLMiEuY2hhdG1lc2guaGlzdG9yeS52MS5Db252ZXJzYXRpb24idwoSU2VuZE1lc3NhZ2VSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQESJAoRY2xpZW50X21lc3NhZ2VfaWQYAiABKAlCCbpIBnIEEAEYQBIYCgR0ZXh0GAMgASgJQgq6SAdyBRABGKAfIlcKE1NlbmRNZXNzYWdlUmVzcG9uc2USLQoHbWVzc2FnZRgBIAEoCzIcLmNoYXRtZXNoLmhpc3RvcnkudjEuTWVzc2FnZRIRCglkdXBsaWNhdGUYAiABKAgitwEKHUFwcGVuZEFzc2lzdGFudE1lc3NhZ2VSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQESHQoKcmVxdWVzdF9pZBgCIAEoCUIJukgGcgQQARhAEhgKBHRleHQYAyABKAlCCrpIB3IFEAEYgH0SOgoJY2l0YXRpb25zGAQgAygLMh0uY2hhdG1lc2guaGlzdG9yeS52MS5DaXRhdGlvbkIIukgFkgECEBAiYgoeQXBwZW5kQXNzaXN0YW50TWVzc2FnZVJlc3BvbnNlEi0KB21lc3NhZ2UYASABKAsyHC5jaGF0bWVzaC5oaXN0b3J5LnYxLk1lc3NhZ2USEQoJZHVwbGljYXRlGAIgASgIIkkKGExpc3RDb252ZXJzYXRpb25zUmVxdWVzdBItCgRwYWdlGAEgASgLMh8uY2hhdG1lc2guY29tbW9uLnYxLlBhZ2VSZXF1ZXN0IoUBChlMaXN0Q29udmVyc2F0aW9uc1Jlc3BvbnNlEjgKDWNvbnZlcnNhdGlvbnMYASADKAsyIS5jaGF0bWVzaC5oaXN0b3J5LnYxLkNvbnZlcnNhdGlvbhIuCgRwYWdlGAIgASgLMiAuY2hhdG1lc2guY29tbW9uLnYxLlBhZ2VSZXNwb25zZSK6AQoTTGlzdE1lc3NhZ2VzUmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCLpIBXIDsAEBEi0KBHBhZ2UYAiABKAsyHy5jaGF0bWVzaC5jb21tb24udjEuUGFnZVJlcXVlc3QSOgoJZGlyZWN0aW9uGAMgASgOMh0uY2hhdG1lc2guY29tbW9uLnYxLkRpcmVjdGlvbkIIukgFggECEAESFQoNZnJvbV9zZXF1ZW5jZRgEIAEoBCJ2ChRMaXN0TWVzc2FnZXNSZXNwb25zZRIuCghtZXNzYWdlcxgBIAMoCzIcLmNoYXRtZXNoLmhpc3RvcnkudjEuTWVzc2FnZRIuCgRwYWdlGAIgASgLMiAuY2hhdG1lc2guY29tbW9uLnYxLlBhZ2VSZXNwb25zZSJPCg9NYXJrUmVhZFJlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgi6SAVyA7ABARIZCghzZXF1ZW5jZRgCIAEoBEIHukgEMgIoASI/ChBNYXJrUmVhZFJlc3BvbnNlEhUKDXJlYWRfc2VxdWVuY2UYASABKAQSFAoMdW5yZWFkX2NvdW50GAIgASgEInAKEkVkaXRNZXNzYWdlUmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCLpIBXIDsAEBEh0KCm1lc3NhZ2VfaWQYAiABKAlCCbpIBnIEEAEYQBIYCgR0ZXh0GAMgASgJQgq6SAdyBRABGKAfIkQKE0VkaXRNZXNzYWdlUmVzcG9uc2USLQoHbWVzc2FnZRgBIAEoCzIcLmNoYXRtZXNoLmhpc3RvcnkudjEuTWVzc2FnZSJYChREZWxldGVNZXNzYWdlUmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCLpIBXIDsAEBEh0KCm1lc3NhZ2VfaWQYAiABKAlCCbpIBnIEEAEYQCJGChVEZWxldGVNZXNzYWdlUmVzcG9uc2USLQoHbWVzc2FnZRgBIAEoCzIcLmNoYXRtZXNoLmhpc3RvcnkudjEuTWVzc2FnZSI9ChVGaWx0ZXJDb250YWN0c1JlcXVlc3QSJAoIdXNlcl9pZHMYASADKAlCErpID5IBDAgBEPQDIgVyA7ABASIqChZGaWx0ZXJDb250YWN0c1Jlc3BvbnNlEhAKCHVzZXJfaWRzGAEgAygJKnQKEENvbnZlcnNhdGlvbktpbmQSIQodQ09OVkVSU0FUSU9OX0tJTkRfVU5TUEVDSUZJRUQQABIcChhDT05WRVJTQVRJT05fS0lORF9ESVJFQ1QQARIfChtDT05WRVJTQVRJT05fS0lORF9BU1NJU1RBTlQQAipaCgpBdXRob3JLaW5kEhsKF0FVVEhPUl9LSU5EX1VOU1BFQ0lGSUVEEAASFAoQQVVUSE9SX0tJTkRfVVNFUhABEhkKFUFVVEhPUl9LSU5EX0FTU0lTVEFOVBACKn8KDURlbGl2ZXJ5U3RhdGUSHgoaREVMSVZFUllfU1RBVEVfVU5TUEVDSUZJRUQQABIXChNERUxJVkVSWV9TVEFURV9TRU5UEAESHAoYREVMSVZFUllfU1RBVEVfREVMSVZFUkVEEAISFwoTREVMSVZFUllfU1RBVEVfUkVBRBADMvIICg5IaXN0b3J5U2VydmljZRJ1ChJDcmVhdGVDb252ZXJzYXRpb24SLi5jaGF0bWVzaC5oaXN0b3J5LnYxLkNyZWF0ZUNvbnZlcnNhdGlvblJlcXVlc3QaLy5jaGF0bWVzaC5oaXN0b3J5LnYxLkNyZWF0ZUNvbnZlcnNhdGlvblJlc3BvbnNlEmYKC1NlbmRNZXNzYWdlEicuY2hhdG1lc2guaGlzdG9yeS52MS5TZW5kTWVzc2FnZVJlcXVlc3QaKC5jaGF0bWVzaC5oaXN0b3J5LnYxLlNlbmRNZXNzYWdlUmVzcG9uc2UiBJC1GAEScQoPR2V0Q29udmVyc2F0aW9uEisuY2hhdG1lc2guaGlzdG9yeS52MS5HZXRDb252ZXJzYXRpb25SZXF1ZXN0GiwuY2hhdG1lc2guaGlzdG9yeS52MS5HZXRDb252ZXJzYXRpb25SZXNwb25zZSIDkAIBEosBChZBcHBlbmRBc3Npc3RhbnRNZXNzYWdlEjIuY2hhdG1lc2guaGlzdG9yeS52MS5BcHBlbmRBc3Npc3RhbnRNZXNzYWdlUmVxdWVzdBozLmNoYXRtZXNoLmhpc3RvcnkudjEuQXBwZW5kQXNzaXN0YW50TWVzc2FnZVJlc3BvbnNlIgiItRgEkLUYARJ3ChFMaXN0Q29udmVyc2F0aW9ucxItLmNoYXRtZXNoLmhpc3RvcnkudjEuTGlzdENvbnZlcnNhdGlvbnNSZXF1ZXN0Gi4uY2hhdG1lc2guaGlzdG9yeS52MS5MaXN0Q29udmVyc2F0aW9uc1Jlc3BvbnNlIgOQAgESaAoMTGlzdE1lc3NhZ2VzEiguY2hhdG1lc2guaGlzdG9yeS52MS5MaXN0TWVzc2FnZXNSZXF1ZXN0GikuY2hhdG1lc2guaGlzdG9yeS52MS5MaXN0TWVzc2FnZXNSZXNwb25zZSIDkAIBEm4KDkZpbHRlckNvbnRhY3RzEiouY2hhdG1lc2guaGlzdG9yeS52MS5GaWx0ZXJDb250YWN0c1JlcXVlc3QaKy5jaGF0bWVzaC5oaXN0b3J5LnYxLkZpbHRlckNvbnRhY3RzUmVzcG9uc2UiA5ACARJdCghNYXJrUmVhZBIkLmNoYXRtZXNoLmhpc3RvcnkudjEuTWFya1JlYWRSZXF1ZXN0GiUuY2hhdG1lc2guaGlzdG9yeS52MS5NYXJrUmVhZFJlc3BvbnNlIgSQtRgBEmAKC0VkaXRNZXNzYWdlEicuY2hhdG1lc2guaGlzdG9yeS52MS5FZGl0TWVzc2FnZVJlcXVlc3QaKC5jaGF0bWVzaC5oaXN0b3J5LnYxLkVkaXRNZXNzYWdlUmVzcG9uc2USbAoNRGVsZXRlTWVzc2FnZRIpLmNoYXRtZXNoLmhpc3RvcnkudjEuRGVsZXRlTWVzc2FnZVJlcXVlc3QaKi5jaGF0bWVzaC5oaXN0b3J5LnYxLkRlbGV0ZU1lc3NhZ2VSZXNwb25zZSIEkLUYAULYAQoXY29tLmNoYXRtZXNoLmhpc3RvcnkudjFCDEhpc3RvcnlQcm90b1ABWkFnaXRodWIuY29tL2NoYXRtZXNoL2NoYXRtZXNoL2dlbi9nby9jaGF0bWVzaC9oaXN0b3J5L3YxO2hpc3Rvcnl2MaICA0NIWKoCE0NoYXRtZXNoLkhpc3RvcnkuVjHKAhNDaGF0bWVzaFxIaXN0b3J5XFYx4gIfQ2hhdG1lc2hcSGlzdG9yeVxWMVxHUEJNZXRhZGF0YeoCFUNoYXRtZXNoOjpIaXN0b3J5OjpWMWIGcHJvdG8z", [file_buf_validate_validate, file_chatmesh_common_v1_access, file_chatmesh_common_v1_common, file_google_protobuf_timestamp]);
 
 /**
  * A member of a conversation.
@@ -141,6 +141,14 @@ export type Message = Message$1<"chatmesh.history.v1.Message"> & {
    * @generated from field: chatmesh.history.v1.DeliveryState delivery_state = 11;
    */
   deliveryState: DeliveryState;
+
+  /**
+   * An assistant's grounded reply: the passages it answers from, as numbered in its
+   * text ("[1]"); empty for every other message.
+   *
+   * @generated from field: repeated chatmesh.history.v1.Citation citations = 12;
+   */
+  citations: Citation[];
 };
 
 /**
@@ -149,6 +157,69 @@ export type Message = Message$1<"chatmesh.history.v1.Message"> & {
  */
 export const MessageSchema: GenMessage<Message> = /*@__PURE__*/
   messageDesc(file_chatmesh_history_v1_history, 1);
+
+/**
+ * A passage a grounded assistant reply cites (inference `Citation`, as stored).
+ *
+ * @generated from message chatmesh.history.v1.Citation
+ */
+export type Citation = Message$1<"chatmesh.history.v1.Citation"> & {
+  /**
+   * Its number in the reply, from 1.
+   *
+   * @generated from field: uint32 number = 1;
+   */
+  number: number;
+
+  /**
+   * Name of the owner's collection (ingest) it was found in.
+   *
+   * @generated from field: string collection = 2;
+   */
+  collection: string;
+
+  /**
+   * The point's id in that collection.
+   *
+   * @generated from field: string point_id = 3;
+   */
+  pointId: string;
+
+  /**
+   * Its source's title or file; empty when unknown.
+   *
+   * @generated from field: string source = 4;
+   */
+  source: string;
+
+  /**
+   * Where it sits in its source (an offset or passage number); 0 when unknown.
+   *
+   * @generated from field: uint64 offset = 5;
+   */
+  offset: bigint;
+
+  /**
+   * Its search score.
+   *
+   * @generated from field: float score = 6;
+   */
+  score: number;
+
+  /**
+   * The passage's text, at most 2,000 characters.
+   *
+   * @generated from field: string passage = 7;
+   */
+  passage: string;
+};
+
+/**
+ * Describes the message chatmesh.history.v1.Citation.
+ * Use `create(CitationSchema)` to create a new message.
+ */
+export const CitationSchema: GenMessage<Citation> = /*@__PURE__*/
+  messageDesc(file_chatmesh_history_v1_history, 2);
 
 /**
  * A conversation as the caller sees it.
@@ -212,6 +283,16 @@ export type Conversation = Message$1<"chatmesh.history.v1.Conversation"> & {
    * @generated from field: string model = 8;
    */
   model: string;
+
+  /**
+   * For ASSISTANT conversations: the caller's collections (ingest) the assistant answers
+   * from when a Reply names none (CreateConversation's `collections`). Set by
+   * CreateConversation and GetConversation; ListConversations leaves it empty, as it
+   * does `model`.
+   *
+   * @generated from field: repeated string collections = 9;
+   */
+  collections: string[];
 };
 
 /**
@@ -219,7 +300,7 @@ export type Conversation = Message$1<"chatmesh.history.v1.Conversation"> & {
  * Use `create(ConversationSchema)` to create a new message.
  */
 export const ConversationSchema: GenMessage<Conversation> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 2);
+  messageDesc(file_chatmesh_history_v1_history, 3);
 
 /**
  * CreateConversation creates a conversation.
@@ -247,6 +328,15 @@ export type CreateConversationRequest = Message$1<"chatmesh.history.v1.CreateCon
    * @generated from field: string model = 3;
    */
   model: string;
+
+  /**
+   * For ASSISTANT: names of the caller's collections (ingest) to answer from, at most 8,
+   * each once (remembered as `Conversation.collections`; not checked here: inference
+   * searches them as the caller). Must be empty for DIRECT.
+   *
+   * @generated from field: repeated string collections = 4;
+   */
+  collections: string[];
 };
 
 /**
@@ -254,7 +344,7 @@ export type CreateConversationRequest = Message$1<"chatmesh.history.v1.CreateCon
  * Use `create(CreateConversationRequestSchema)` to create a new message.
  */
 export const CreateConversationRequestSchema: GenMessage<CreateConversationRequest> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 3);
+  messageDesc(file_chatmesh_history_v1_history, 4);
 
 /**
  * The conversation (new, or the existing one for the same pair).
@@ -282,7 +372,7 @@ export type CreateConversationResponse = Message$1<"chatmesh.history.v1.CreateCo
  * Use `create(CreateConversationResponseSchema)` to create a new message.
  */
 export const CreateConversationResponseSchema: GenMessage<CreateConversationResponse> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 4);
+  messageDesc(file_chatmesh_history_v1_history, 5);
 
 /**
  * GetConversation reads one conversation.
@@ -303,7 +393,7 @@ export type GetConversationRequest = Message$1<"chatmesh.history.v1.GetConversat
  * Use `create(GetConversationRequestSchema)` to create a new message.
  */
 export const GetConversationRequestSchema: GenMessage<GetConversationRequest> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 5);
+  messageDesc(file_chatmesh_history_v1_history, 6);
 
 /**
  * The conversation as the caller sees it.
@@ -324,7 +414,7 @@ export type GetConversationResponse = Message$1<"chatmesh.history.v1.GetConversa
  * Use `create(GetConversationResponseSchema)` to create a new message.
  */
 export const GetConversationResponseSchema: GenMessage<GetConversationResponse> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 6);
+  messageDesc(file_chatmesh_history_v1_history, 7);
 
 /**
  * SendMessage sends a message.
@@ -360,7 +450,7 @@ export type SendMessageRequest = Message$1<"chatmesh.history.v1.SendMessageReque
  * Use `create(SendMessageRequestSchema)` to create a new message.
  */
 export const SendMessageRequestSchema: GenMessage<SendMessageRequest> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 7);
+  messageDesc(file_chatmesh_history_v1_history, 8);
 
 /**
  * The stored message.
@@ -388,7 +478,7 @@ export type SendMessageResponse = Message$1<"chatmesh.history.v1.SendMessageResp
  * Use `create(SendMessageResponseSchema)` to create a new message.
  */
 export const SendMessageResponseSchema: GenMessage<SendMessageResponse> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 8);
+  messageDesc(file_chatmesh_history_v1_history, 9);
 
 /**
  * AppendAssistantMessage stores an assistant reply.
@@ -417,6 +507,13 @@ export type AppendAssistantMessageRequest = Message$1<"chatmesh.history.v1.Appen
    * @generated from field: string text = 3;
    */
   text: string;
+
+  /**
+   * A grounded reply's citations, at most 16 (stored with it, `Message.citations`).
+   *
+   * @generated from field: repeated chatmesh.history.v1.Citation citations = 4;
+   */
+  citations: Citation[];
 };
 
 /**
@@ -424,7 +521,7 @@ export type AppendAssistantMessageRequest = Message$1<"chatmesh.history.v1.Appen
  * Use `create(AppendAssistantMessageRequestSchema)` to create a new message.
  */
 export const AppendAssistantMessageRequestSchema: GenMessage<AppendAssistantMessageRequest> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 9);
+  messageDesc(file_chatmesh_history_v1_history, 10);
 
 /**
  * The stored reply.
@@ -452,7 +549,7 @@ export type AppendAssistantMessageResponse = Message$1<"chatmesh.history.v1.Appe
  * Use `create(AppendAssistantMessageResponseSchema)` to create a new message.
  */
 export const AppendAssistantMessageResponseSchema: GenMessage<AppendAssistantMessageResponse> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 10);
+  messageDesc(file_chatmesh_history_v1_history, 11);
 
 /**
  * ListConversations lists the caller's conversations.
@@ -473,7 +570,7 @@ export type ListConversationsRequest = Message$1<"chatmesh.history.v1.ListConver
  * Use `create(ListConversationsRequestSchema)` to create a new message.
  */
 export const ListConversationsRequestSchema: GenMessage<ListConversationsRequest> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 11);
+  messageDesc(file_chatmesh_history_v1_history, 12);
 
 /**
  * A page of conversations.
@@ -501,7 +598,7 @@ export type ListConversationsResponse = Message$1<"chatmesh.history.v1.ListConve
  * Use `create(ListConversationsResponseSchema)` to create a new message.
  */
 export const ListConversationsResponseSchema: GenMessage<ListConversationsResponse> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 12);
+  messageDesc(file_chatmesh_history_v1_history, 13);
 
 /**
  * ListMessages pages through a conversation.
@@ -545,7 +642,7 @@ export type ListMessagesRequest = Message$1<"chatmesh.history.v1.ListMessagesReq
  * Use `create(ListMessagesRequestSchema)` to create a new message.
  */
 export const ListMessagesRequestSchema: GenMessage<ListMessagesRequest> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 13);
+  messageDesc(file_chatmesh_history_v1_history, 14);
 
 /**
  * A page of messages.
@@ -573,7 +670,7 @@ export type ListMessagesResponse = Message$1<"chatmesh.history.v1.ListMessagesRe
  * Use `create(ListMessagesResponseSchema)` to create a new message.
  */
 export const ListMessagesResponseSchema: GenMessage<ListMessagesResponse> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 14);
+  messageDesc(file_chatmesh_history_v1_history, 15);
 
 /**
  * MarkRead moves the caller's read pointer.
@@ -601,7 +698,7 @@ export type MarkReadRequest = Message$1<"chatmesh.history.v1.MarkReadRequest"> &
  * Use `create(MarkReadRequestSchema)` to create a new message.
  */
 export const MarkReadRequestSchema: GenMessage<MarkReadRequest> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 15);
+  messageDesc(file_chatmesh_history_v1_history, 16);
 
 /**
  * The read pointer after the call.
@@ -629,7 +726,7 @@ export type MarkReadResponse = Message$1<"chatmesh.history.v1.MarkReadResponse">
  * Use `create(MarkReadResponseSchema)` to create a new message.
  */
 export const MarkReadResponseSchema: GenMessage<MarkReadResponse> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 16);
+  messageDesc(file_chatmesh_history_v1_history, 17);
 
 /**
  * EditMessage replaces a message's text.
@@ -664,7 +761,7 @@ export type EditMessageRequest = Message$1<"chatmesh.history.v1.EditMessageReque
  * Use `create(EditMessageRequestSchema)` to create a new message.
  */
 export const EditMessageRequestSchema: GenMessage<EditMessageRequest> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 17);
+  messageDesc(file_chatmesh_history_v1_history, 18);
 
 /**
  * The edited message.
@@ -685,7 +782,7 @@ export type EditMessageResponse = Message$1<"chatmesh.history.v1.EditMessageResp
  * Use `create(EditMessageResponseSchema)` to create a new message.
  */
 export const EditMessageResponseSchema: GenMessage<EditMessageResponse> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 18);
+  messageDesc(file_chatmesh_history_v1_history, 19);
 
 /**
  * DeleteMessage leaves a tombstone.
@@ -713,7 +810,7 @@ export type DeleteMessageRequest = Message$1<"chatmesh.history.v1.DeleteMessageR
  * Use `create(DeleteMessageRequestSchema)` to create a new message.
  */
 export const DeleteMessageRequestSchema: GenMessage<DeleteMessageRequest> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 19);
+  messageDesc(file_chatmesh_history_v1_history, 20);
 
 /**
  * The tombstone.
@@ -734,7 +831,7 @@ export type DeleteMessageResponse = Message$1<"chatmesh.history.v1.DeleteMessage
  * Use `create(DeleteMessageResponseSchema)` to create a new message.
  */
 export const DeleteMessageResponseSchema: GenMessage<DeleteMessageResponse> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 20);
+  messageDesc(file_chatmesh_history_v1_history, 21);
 
 /**
  * FilterContacts asks which users share a conversation with the caller.
@@ -755,7 +852,7 @@ export type FilterContactsRequest = Message$1<"chatmesh.history.v1.FilterContact
  * Use `create(FilterContactsRequestSchema)` to create a new message.
  */
 export const FilterContactsRequestSchema: GenMessage<FilterContactsRequest> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 21);
+  messageDesc(file_chatmesh_history_v1_history, 22);
 
 /**
  * The caller's contacts among the users asked about.
@@ -777,7 +874,7 @@ export type FilterContactsResponse = Message$1<"chatmesh.history.v1.FilterContac
  * Use `create(FilterContactsResponseSchema)` to create a new message.
  */
 export const FilterContactsResponseSchema: GenMessage<FilterContactsResponse> = /*@__PURE__*/
-  messageDesc(file_chatmesh_history_v1_history, 22);
+  messageDesc(file_chatmesh_history_v1_history, 23);
 
 /**
  * What kind of conversation.

@@ -4,7 +4,9 @@
 //
 // Streams: Generate and Reply answer with a stream of chunks: exactly one `Started`,
 // then zero or more `Token`s, then exactly one `Finished`, then the stream ends with
-// status OK. An error ends the stream with a non-OK status and no `Finished`.
+// status OK. An error ends the stream with a non-OK status and no `Finished`. A
+// grounded Reply (one with collections) sends one `Citations` right after `Started`,
+// before the first `Token`.
 //
 // Cancelling: a generation stops at once when its caller goes away (cancels the call,
 // its deadline passes, the connection drops): that caller's client sees CANCELLED or
@@ -27,7 +29,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chatmesh/inference/v1/inference.proto.
  */
 export const file_chatmesh_inference_v1_inference: GenFile = /*@__PURE__*/
-  fileDesc("CiVjaGF0bWVzaC9pbmZlcmVuY2UvdjEvaW5mZXJlbmNlLnByb3RvEhVjaGF0bWVzaC5pbmZlcmVuY2UudjEiYgoLQ2hhdE1lc3NhZ2USNQoEcm9sZRgBIAEoDjIbLmNoYXRtZXNoLmluZmVyZW5jZS52MS5Sb2xlQgq6SAeCAQQQASAAEhwKB2NvbnRlbnQYAiABKAlCC7pICHIGEAEYgIACIoIDCg5TYW1wbGluZ1BhcmFtcxIjCgptYXhfdG9rZW5zGAEgASgNQgq6SAcqBRiAICgBSACIAQESKQoLdGVtcGVyYXR1cmUYAiABKAJCD7pIDAoKHQAAAEAtAAAAAEgBiAEBEiMKBXRvcF9wGAMgASgCQg+6SAwKCh0AAIA/JQAAAABIAogBARIcCgV0b3BfaxgEIAEoDUIIukgFKgMYyAFIA4gBARIjCgVtaW5fcBgFIAEoAkIPukgMCgodAACAPy0AAAAASASIAQESLAoOcmVwZWF0X3BlbmFsdHkYBiABKAJCD7pIDAoKHQAAAEAtAAAAP0gFiAEBEhEKBHNlZWQYByABKA1IBogBARIeCgRzdG9wGAggAygJQhC6SA2SAQoQCCIGcgQQARhAQg0KC19tYXhfdG9rZW5zQg4KDF90ZW1wZXJhdHVyZUIICgZfdG9wX3BCCAoGX3RvcF9rQggKBl9taW5fcEIRCg9fcmVwZWF0X3BlbmFsdHlCBwoFX3NlZWQiWwoHU3RhcnRlZBISCgpyZXF1ZXN0X2lkGAEgASgJEg0KBW1vZGVsGAIgASgJEhYKDnF1ZXVlX3Bvc2l0aW9uGAMgASgNEhUKDXByb21wdF90b2tlbnMYBCABKA0iNgoFVG9rZW4SDAoEdGV4dBgBIAEoCRIQCgh0b2tlbl9pZBgCIAEoDRINCgVpbmRleBgDIAEoDSKpAQoFVXNhZ2USFQoNcHJvbXB0X3Rva2VucxgBIAEoDRIZChFjb21wbGV0aW9uX3Rva2VucxgCIAEoDRIcChRjYWNoZWRfcHJvbXB0X3Rva2VucxgDIAEoDRIeChZ0aW1lX3RvX2ZpcnN0X3Rva2VuX21zGAQgASgNEhkKEXRva2Vuc19wZXJfc2Vjb25kGAUgASgCEhUKDXF1ZXVlX3dhaXRfbXMYBiABKA0inwEKCEZpbmlzaGVkEjMKBnJlYXNvbhgBIAEoDjIjLmNoYXRtZXNoLmluZmVyZW5jZS52MS5GaW5pc2hSZWFzb24SKwoFdXNhZ2UYAiABKAsyHC5jaGF0bWVzaC5pbmZlcmVuY2UudjEuVXNhZ2USEwoLc3RvcF9zdHJpbmcYAyABKAkSHAoUYXNzaXN0YW50X21lc3NhZ2VfaWQYBCABKAkikgIKD0dlbmVyYXRlUmVxdWVzdBIXCgVtb2RlbBgBIAEoCUIIukgFcgMYgAESGwoGcHJvbXB0GAIgASgJQgu6SAhyBhABGICABBJBCghtZXNzYWdlcxgDIAMoCzIiLmNoYXRtZXNoLmluZmVyZW5jZS52MS5DaGF0TWVzc2FnZUILukgIkgEFCAEQgAISNwoIc2FtcGxpbmcYBCABKAsyJS5jaGF0bWVzaC5pbmZlcmVuY2UudjEuU2FtcGxpbmdQYXJhbXMSMgoKcmVxdWVzdF9pZBgFIAEoCUIeukgb2AEBchYYQDISXltBLVphLXowLTkuXzotXSskOhm6SBYiFAoGcHJvbXB0CghtZXNzYWdlcxABIrIBChBHZW5lcmF0ZVJlc3BvbnNlEjEKB3N0YXJ0ZWQYASABKAsyHi5jaGF0bWVzaC5pbmZlcmVuY2UudjEuU3RhcnRlZEgAEi0KBXRva2VuGAIgASgLMhwuY2hhdG1lc2guaW5mZXJlbmNlLnYxLlRva2VuSAASMwoIZmluaXNoZWQYAyABKAsyHy5jaGF0bWVzaC5pbmZlcmVuY2UudjEuRmluaXNoZWRIAEIHCgVjaHVuayK3AQoMUmVwbHlSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQESFwoFbW9kZWwYAiABKAlCCLpIBXIDGIABEjcKCHNhbXBsaW5nGAMgASgLMiUuY2hhdG1lc2guaW5mZXJlbmNlLnYxLlNhbXBsaW5nUGFyYW1zEjIKCnJlcXVlc3RfaWQYBCABKAlCHrpIG9gBAXIWGEAyEl5bQS1aYS16MC05Ll86LV0rJCKvAQoNUmVwbHlSZXNwb25zZRIxCgdzdGFydGVkGAEgASgLMh4uY2hhdG1lc2guaW5mZXJlbmNlLnYxLlN0YXJ0ZWRIABItCgV0b2tlbhgCIAEoCzIcLmNoYXRtZXNoLmluZmVyZW5jZS52MS5Ub2tlbkgAEjMKCGZpbmlzaGVkGAMgASgLMh8uY2hhdG1lc2guaW5mZXJlbmNlLnYxLkZpbmlzaGVkSABCBwoFY2h1bmsiLgoNQ2FuY2VsUmVxdWVzdBIdCgpyZXF1ZXN0X2lkGAEgASgJQgm6SAZyBBABGEAiJQoOQ2FuY2VsUmVzcG9uc2USEwoLd2FzX3J1bm5pbmcYASABKAgiTAoMRW1iZWRSZXF1ZXN0EiMKBXRleHRzGAEgAygJQhS6SBGSAQ4IARCAAiIHcgUQARiAQBIXCgVtb2RlbBgCIAEoCUIIukgFcgMYgAEiGwoJRW1iZWRkaW5nEg4KBnZhbHVlcxgBIAMoAiJ/Cg1FbWJlZFJlc3BvbnNlEjQKCmVtYmVkZGluZ3MYASADKAsyIC5jaGF0bWVzaC5pbmZlcmVuY2UudjEuRW1iZWRkaW5nEhIKCmRpbWVuc2lvbnMYAiABKA0SDQoFbW9kZWwYAyABKAkSFQoNcHJvbXB0X3Rva2VucxgEIAEoDSITChFMaXN0TW9kZWxzUmVxdWVzdCK4AgoFTW9kZWwSDAoEbmFtZRgBIAEoCRIOCgZmYW1pbHkYAiABKAkSFgoOY29udGV4dF9sZW5ndGgYAyABKA0SFAoMcXVhbnRpemF0aW9uGAQgASgJEg4KBmxvYWRlZBgFIAEoCBIUCgxjYW5fZ2VuZXJhdGUYBiABKAgSEQoJY2FuX2VtYmVkGAcgASgIEhwKFGVtYmVkZGluZ19kaW1lbnNpb25zGAggASgNEhwKFGRlZmF1bHRfZm9yX2dlbmVyYXRlGAkgASgIEhkKEWRlZmF1bHRfZm9yX2VtYmVkGAogASgIEhIKCnNpemVfYnl0ZXMYCyABKAQSPwoQZGVmYXVsdF9zYW1wbGluZxgMIAEoCzIlLmNoYXRtZXNoLmluZmVyZW5jZS52MS5TYW1wbGluZ1BhcmFtcyJCChJMaXN0TW9kZWxzUmVzcG9uc2USLAoGbW9kZWxzGAEgAygLMhwuY2hhdG1lc2guaW5mZXJlbmNlLnYxLk1vZGVsKlAKBFJvbGUSFAoQUk9MRV9VTlNQRUNJRklFRBAAEg8KC1JPTEVfU1lTVEVNEAESDQoJUk9MRV9VU0VSEAISEgoOUk9MRV9BU1NJU1RBTlQQAyp8CgxGaW5pc2hSZWFzb24SHQoZRklOSVNIX1JFQVNPTl9VTlNQRUNJRklFRBAAEhYKEkZJTklTSF9SRUFTT05fU1RPUBABEhgKFEZJTklTSF9SRUFTT05fTEVOR1RIEAISGwoXRklOSVNIX1JFQVNPTl9DQU5DRUxMRUQQAzLgAwoQSW5mZXJlbmNlU2VydmljZRJdCghHZW5lcmF0ZRImLmNoYXRtZXNoLmluZmVyZW5jZS52MS5HZW5lcmF0ZVJlcXVlc3QaJy5jaGF0bWVzaC5pbmZlcmVuY2UudjEuR2VuZXJhdGVSZXNwb25zZTABElQKBVJlcGx5EiMuY2hhdG1lc2guaW5mZXJlbmNlLnYxLlJlcGx5UmVxdWVzdBokLmNoYXRtZXNoLmluZmVyZW5jZS52MS5SZXBseVJlc3BvbnNlMAESWwoGQ2FuY2VsEiQuY2hhdG1lc2guaW5mZXJlbmNlLnYxLkNhbmNlbFJlcXVlc3QaJS5jaGF0bWVzaC5pbmZlcmVuY2UudjEuQ2FuY2VsUmVzcG9uc2UiBJC1GAESUgoFRW1iZWQSIy5jaGF0bWVzaC5pbmZlcmVuY2UudjEuRW1iZWRSZXF1ZXN0GiQuY2hhdG1lc2guaW5mZXJlbmNlLnYxLkVtYmVkUmVzcG9uc2USZgoKTGlzdE1vZGVscxIoLmNoYXRtZXNoLmluZmVyZW5jZS52MS5MaXN0TW9kZWxzUmVxdWVzdBopLmNoYXRtZXNoLmluZmVyZW5jZS52MS5MaXN0TW9kZWxzUmVzcG9uc2UiA5ACAULoAQoZY29tLmNoYXRtZXNoLmluZmVyZW5jZS52MUIOSW5mZXJlbmNlUHJvdG9QAVpFZ2l0aHViLmNvbS9jaGF0bWVzaC9jaGF0bWVzaC9nZW4vZ28vY2hhdG1lc2gvaW5mZXJlbmNlL3YxO2luZmVyZW5jZXYxogIDQ0lYqgIVQ2hhdG1lc2guSW5mZXJlbmNlLlYxygIVQ2hhdG1lc2hcSW5mZXJlbmNlXFYx4gIhQ2hhdG1lc2hcSW5mZXJlbmNlXFYxXEdQQk1ldGFkYXRh6gIXQ2hhdG1lc2g6OkluZmVyZW5jZTo6VjFiBnByb3RvMw", [file_buf_validate_validate, file_chatmesh_common_v1_access]);
+  fileDesc("CiVjaGF0bWVzaC9pbmZlcmVuY2UvdjEvaW5mZXJlbmNlLnByb3RvEhVjaGF0bWVzaC5pbmZlcmVuY2UudjEiYgoLQ2hhdE1lc3NhZ2USNQoEcm9sZRgBIAEoDjIbLmNoYXRtZXNoLmluZmVyZW5jZS52MS5Sb2xlQgq6SAeCAQQQASAAEhwKB2NvbnRlbnQYAiABKAlCC7pICHIGEAEYgIACIoIDCg5TYW1wbGluZ1BhcmFtcxIjCgptYXhfdG9rZW5zGAEgASgNQgq6SAcqBRiAICgBSACIAQESKQoLdGVtcGVyYXR1cmUYAiABKAJCD7pIDAoKHQAAAEAtAAAAAEgBiAEBEiMKBXRvcF9wGAMgASgCQg+6SAwKCh0AAIA/JQAAAABIAogBARIcCgV0b3BfaxgEIAEoDUIIukgFKgMYyAFIA4gBARIjCgVtaW5fcBgFIAEoAkIPukgMCgodAACAPy0AAAAASASIAQESLAoOcmVwZWF0X3BlbmFsdHkYBiABKAJCD7pIDAoKHQAAAEAtAAAAP0gFiAEBEhEKBHNlZWQYByABKA1IBogBARIeCgRzdG9wGAggAygJQhC6SA2SAQoQCCIGcgQQARhAQg0KC19tYXhfdG9rZW5zQg4KDF90ZW1wZXJhdHVyZUIICgZfdG9wX3BCCAoGX3RvcF9rQggKBl9taW5fcEIRCg9fcmVwZWF0X3BlbmFsdHlCBwoFX3NlZWQiWwoHU3RhcnRlZBISCgpyZXF1ZXN0X2lkGAEgASgJEg0KBW1vZGVsGAIgASgJEhYKDnF1ZXVlX3Bvc2l0aW9uGAMgASgNEhUKDXByb21wdF90b2tlbnMYBCABKA0iNgoFVG9rZW4SDAoEdGV4dBgBIAEoCRIQCgh0b2tlbl9pZBgCIAEoDRINCgVpbmRleBgDIAEoDSKpAQoFVXNhZ2USFQoNcHJvbXB0X3Rva2VucxgBIAEoDRIZChFjb21wbGV0aW9uX3Rva2VucxgCIAEoDRIcChRjYWNoZWRfcHJvbXB0X3Rva2VucxgDIAEoDRIeChZ0aW1lX3RvX2ZpcnN0X3Rva2VuX21zGAQgASgNEhkKEXRva2Vuc19wZXJfc2Vjb25kGAUgASgCEhUKDXF1ZXVlX3dhaXRfbXMYBiABKA0inwEKCEZpbmlzaGVkEjMKBnJlYXNvbhgBIAEoDjIjLmNoYXRtZXNoLmluZmVyZW5jZS52MS5GaW5pc2hSZWFzb24SKwoFdXNhZ2UYAiABKAsyHC5jaGF0bWVzaC5pbmZlcmVuY2UudjEuVXNhZ2USEwoLc3RvcF9zdHJpbmcYAyABKAkSHAoUYXNzaXN0YW50X21lc3NhZ2VfaWQYBCABKAkikgIKD0dlbmVyYXRlUmVxdWVzdBIXCgVtb2RlbBgBIAEoCUIIukgFcgMYgAESGwoGcHJvbXB0GAIgASgJQgu6SAhyBhABGICABBJBCghtZXNzYWdlcxgDIAMoCzIiLmNoYXRtZXNoLmluZmVyZW5jZS52MS5DaGF0TWVzc2FnZUILukgIkgEFCAEQgAISNwoIc2FtcGxpbmcYBCABKAsyJS5jaGF0bWVzaC5pbmZlcmVuY2UudjEuU2FtcGxpbmdQYXJhbXMSMgoKcmVxdWVzdF9pZBgFIAEoCUIeukgb2AEBchYYQDISXltBLVphLXowLTkuXzotXSskOhm6SBYiFAoGcHJvbXB0CghtZXNzYWdlcxABIrIBChBHZW5lcmF0ZVJlc3BvbnNlEjEKB3N0YXJ0ZWQYASABKAsyHi5jaGF0bWVzaC5pbmZlcmVuY2UudjEuU3RhcnRlZEgAEi0KBXRva2VuGAIgASgLMhwuY2hhdG1lc2guaW5mZXJlbmNlLnYxLlRva2VuSAASMwoIZmluaXNoZWQYAyABKAsyHy5jaGF0bWVzaC5pbmZlcmVuY2UudjEuRmluaXNoZWRIAEIHCgVjaHVuayL1AQoMUmVwbHlSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQESFwoFbW9kZWwYAiABKAlCCLpIBXIDGIABEjcKCHNhbXBsaW5nGAMgASgLMiUuY2hhdG1lc2guaW5mZXJlbmNlLnYxLlNhbXBsaW5nUGFyYW1zEjIKCnJlcXVlc3RfaWQYBCABKAlCHrpIG9gBAXIWGEAyEl5bQS1aYS16MC05Ll86LV0rJBI8Cgtjb2xsZWN0aW9ucxgFIAMoCUInukgkkgEhEAgYASIbchkyF15bYS16XVthLXowLTlfLV17MCw2Mn0kIoABCghDaXRhdGlvbhIOCgZudW1iZXIYASABKA0SEgoKY29sbGVjdGlvbhgCIAEoCRIQCghwb2ludF9pZBgDIAEoCRIOCgZzb3VyY2UYBCABKAkSDgoGb2Zmc2V0GAUgASgEEg0KBXNjb3JlGAYgASgCEg8KB3Bhc3NhZ2UYByABKAkiVAoJQ2l0YXRpb25zEjIKCWNpdGF0aW9ucxgBIAMoCzIfLmNoYXRtZXNoLmluZmVyZW5jZS52MS5DaXRhdGlvbhITCgtjb2xsZWN0aW9ucxgCIAMoCSLmAQoNUmVwbHlSZXNwb25zZRIxCgdzdGFydGVkGAEgASgLMh4uY2hhdG1lc2guaW5mZXJlbmNlLnYxLlN0YXJ0ZWRIABItCgV0b2tlbhgCIAEoCzIcLmNoYXRtZXNoLmluZmVyZW5jZS52MS5Ub2tlbkgAEjMKCGZpbmlzaGVkGAMgASgLMh8uY2hhdG1lc2guaW5mZXJlbmNlLnYxLkZpbmlzaGVkSAASNQoJY2l0YXRpb25zGAQgASgLMiAuY2hhdG1lc2guaW5mZXJlbmNlLnYxLkNpdGF0aW9uc0gAQgcKBWNodW5rIi4KDUNhbmNlbFJlcXVlc3QSHQoKcmVxdWVzdF9pZBgBIAEoCUIJukgGcgQQARhAIiUKDkNhbmNlbFJlc3BvbnNlEhMKC3dhc19ydW5uaW5nGAEgASgIIkwKDEVtYmVkUmVxdWVzdBIjCgV0ZXh0cxgBIAMoCUIUukgRkgEOCAEQgAIiB3IFEAEYgEASFwoFbW9kZWwYAiABKAlCCLpIBXIDGIABIhsKCUVtYmVkZGluZxIOCgZ2YWx1ZXMYASADKAIifwoNRW1iZWRSZXNwb25zZRI0CgplbWJlZGRpbmdzGAEgAygLMiAuY2hhdG1lc2guaW5mZXJlbmNlLnYxLkVtYmVkZGluZxISCgpkaW1lbnNpb25zGAIgASgNEg0KBW1vZGVsGAMgASgJEhUKDXByb21wdF90b2tlbnMYBCABKA0iEwoRTGlzdE1vZGVsc1JlcXVlc3QiuAIKBU1vZGVsEgwKBG5hbWUYASABKAkSDgoGZmFtaWx5GAIgASgJEhYKDmNvbnRleHRfbGVuZ3RoGAMgASgNEhQKDHF1YW50aXphdGlvbhgEIAEoCRIOCgZsb2FkZWQYBSABKAgSFAoMY2FuX2dlbmVyYXRlGAYgASgIEhEKCWNhbl9lbWJlZBgHIAEoCBIcChRlbWJlZGRpbmdfZGltZW5zaW9ucxgIIAEoDRIcChRkZWZhdWx0X2Zvcl9nZW5lcmF0ZRgJIAEoCBIZChFkZWZhdWx0X2Zvcl9lbWJlZBgKIAEoCBISCgpzaXplX2J5dGVzGAsgASgEEj8KEGRlZmF1bHRfc2FtcGxpbmcYDCABKAsyJS5jaGF0bWVzaC5pbmZlcmVuY2UudjEuU2FtcGxpbmdQYXJhbXMiQgoSTGlzdE1vZGVsc1Jlc3BvbnNlEiwKBm1vZGVscxgBIAMoCzIcLmNoYXRtZXNoLmluZmVyZW5jZS52MS5Nb2RlbCpQCgRSb2xlEhQKEFJPTEVfVU5TUEVDSUZJRUQQABIPCgtST0xFX1NZU1RFTRABEg0KCVJPTEVfVVNFUhACEhIKDlJPTEVfQVNTSVNUQU5UEAMqfAoMRmluaXNoUmVhc29uEh0KGUZJTklTSF9SRUFTT05fVU5TUEVDSUZJRUQQABIWChJGSU5JU0hfUkVBU09OX1NUT1AQARIYChRGSU5JU0hfUkVBU09OX0xFTkdUSBACEhsKF0ZJTklTSF9SRUFTT05fQ0FOQ0VMTEVEEAMy4AMKEEluZmVyZW5jZVNlcnZpY2USXQoIR2VuZXJhdGUSJi5jaGF0bWVzaC5pbmZlcmVuY2UudjEuR2VuZXJhdGVSZXF1ZXN0GicuY2hhdG1lc2guaW5mZXJlbmNlLnYxLkdlbmVyYXRlUmVzcG9uc2UwARJUCgVSZXBseRIjLmNoYXRtZXNoLmluZmVyZW5jZS52MS5SZXBseVJlcXVlc3QaJC5jaGF0bWVzaC5pbmZlcmVuY2UudjEuUmVwbHlSZXNwb25zZTABElsKBkNhbmNlbBIkLmNoYXRtZXNoLmluZmVyZW5jZS52MS5DYW5jZWxSZXF1ZXN0GiUuY2hhdG1lc2guaW5mZXJlbmNlLnYxLkNhbmNlbFJlc3BvbnNlIgSQtRgBElIKBUVtYmVkEiMuY2hhdG1lc2guaW5mZXJlbmNlLnYxLkVtYmVkUmVxdWVzdBokLmNoYXRtZXNoLmluZmVyZW5jZS52MS5FbWJlZFJlc3BvbnNlEmYKCkxpc3RNb2RlbHMSKC5jaGF0bWVzaC5pbmZlcmVuY2UudjEuTGlzdE1vZGVsc1JlcXVlc3QaKS5jaGF0bWVzaC5pbmZlcmVuY2UudjEuTGlzdE1vZGVsc1Jlc3BvbnNlIgOQAgFC6AEKGWNvbS5jaGF0bWVzaC5pbmZlcmVuY2UudjFCDkluZmVyZW5jZVByb3RvUAFaRWdpdGh1Yi5jb20vY2hhdG1lc2gvY2hhdG1lc2gvZ2VuL2dvL2NoYXRtZXNoL2luZmVyZW5jZS92MTtpbmZlcmVuY2V2MaICA0NJWKoCFUNoYXRtZXNoLkluZmVyZW5jZS5WMcoCFUNoYXRtZXNoXEluZmVyZW5jZVxWMeICIUNoYXRtZXNoXEluZmVyZW5jZVxWMVxHUEJNZXRhZGF0YeoCF0NoYXRtZXNoOjpJbmZlcmVuY2U6OlYxYgZwcm90bzM", [file_buf_validate_validate, file_chatmesh_common_v1_access]);
 
 /**
  * One message of a chat for Generate.
@@ -452,6 +454,15 @@ export type ReplyRequest = Message<"chatmesh.inference.v1.ReplyRequest"> & {
    * @generated from field: string request_id = 4;
    */
   requestId: string;
+
+  /**
+   * Names of the caller's collections (ingest) to answer from, at most 8, each once;
+   * empty: the collections the conversation remembers (none: a plain reply). Another
+   * user's or an unknown collection is NOT_FOUND naming `collections[i]`.
+   *
+   * @generated from field: repeated string collections = 5;
+   */
+  collections: string[];
 };
 
 /**
@@ -462,8 +473,103 @@ export const ReplyRequestSchema: GenMessage<ReplyRequest> = /*@__PURE__*/
   messageDesc(file_chatmesh_inference_v1_inference, 8);
 
 /**
- * One chunk of a Reply stream: Started, then Tokens, then Finished (which carries the
- * stored message's id).
+ * Where a grounded reply's facts come from: one passage found by ingest's Search.
+ *
+ * @generated from message chatmesh.inference.v1.Citation
+ */
+export type Citation = Message<"chatmesh.inference.v1.Citation"> & {
+  /**
+   * Its number in the prompt, from 1: the reply refers to it as "[1]", "[2]"...
+   *
+   * @generated from field: uint32 number = 1;
+   */
+  number: number;
+
+  /**
+   * Name of the caller's collection it was found in.
+   *
+   * @generated from field: string collection = 2;
+   */
+  collection: string;
+
+  /**
+   * The point's id in that collection (a UUID, or an unsigned integer in decimal).
+   *
+   * @generated from field: string point_id = 3;
+   */
+  pointId: string;
+
+  /**
+   * The passage's source: its payload's "title", else "source" (a file's name or
+   * path), else "file"; empty when the payload names none.
+   *
+   * @generated from field: string source = 4;
+   */
+  source: string;
+
+  /**
+   * Where the passage sits in its source: the payload's "offset" when it has one,
+   * else its "passage" number (passages of one document count 0, 1, 2...; of a file
+   * 1, 2, 3...); 0 when neither is there.
+   *
+   * @generated from field: uint64 offset = 5;
+   */
+  offset: bigint;
+
+  /**
+   * Its search score (cosine similarity for COSINE collections: higher is closer).
+   *
+   * @generated from field: float score = 6;
+   */
+  score: number;
+
+  /**
+   * The passage's text (the payload's "text"), at most 2,000 characters.
+   *
+   * @generated from field: string passage = 7;
+   */
+  passage: string;
+};
+
+/**
+ * Describes the message chatmesh.inference.v1.Citation.
+ * Use `create(CitationSchema)` to create a new message.
+ */
+export const CitationSchema: GenMessage<Citation> = /*@__PURE__*/
+  messageDesc(file_chatmesh_inference_v1_inference, 9);
+
+/**
+ * The passages a grounded reply answers from, best first. Empty when nothing scored at
+ * least the server's threshold: the reply then says that nothing relevant was found.
+ *
+ * @generated from message chatmesh.inference.v1.Citations
+ */
+export type Citations = Message<"chatmesh.inference.v1.Citations"> & {
+  /**
+   * The passages, as numbered in the prompt.
+   *
+   * @generated from field: repeated chatmesh.inference.v1.Citation citations = 1;
+   */
+  citations: Citation[];
+
+  /**
+   * The collections searched.
+   *
+   * @generated from field: repeated string collections = 2;
+   */
+  collections: string[];
+};
+
+/**
+ * Describes the message chatmesh.inference.v1.Citations.
+ * Use `create(CitationsSchema)` to create a new message.
+ */
+export const CitationsSchema: GenMessage<Citations> = /*@__PURE__*/
+  messageDesc(file_chatmesh_inference_v1_inference, 10);
+
+/**
+ * One chunk of a Reply stream: Started, then (grounded replies only) Citations, then
+ * Tokens, then Finished (which carries the stored message's id).
  *
  * @generated from message chatmesh.inference.v1.ReplyResponse
  */
@@ -497,6 +603,15 @@ export type ReplyResponse = Message<"chatmesh.inference.v1.ReplyResponse"> & {
      */
     value: Finished;
     case: "finished";
+  } | {
+    /**
+     * Grounded replies: the passages searched out, sent once, after `Started` and
+     * before the first `Token`.
+     *
+     * @generated from field: chatmesh.inference.v1.Citations citations = 4;
+     */
+    value: Citations;
+    case: "citations";
   } | { case: undefined; value?: undefined };
 };
 
@@ -505,7 +620,7 @@ export type ReplyResponse = Message<"chatmesh.inference.v1.ReplyResponse"> & {
  * Use `create(ReplyResponseSchema)` to create a new message.
  */
 export const ReplyResponseSchema: GenMessage<ReplyResponse> = /*@__PURE__*/
-  messageDesc(file_chatmesh_inference_v1_inference, 9);
+  messageDesc(file_chatmesh_inference_v1_inference, 11);
 
 /**
  * Cancel stops one of the caller's requests.
@@ -526,7 +641,7 @@ export type CancelRequest = Message<"chatmesh.inference.v1.CancelRequest"> & {
  * Use `create(CancelRequestSchema)` to create a new message.
  */
 export const CancelRequestSchema: GenMessage<CancelRequest> = /*@__PURE__*/
-  messageDesc(file_chatmesh_inference_v1_inference, 10);
+  messageDesc(file_chatmesh_inference_v1_inference, 12);
 
 /**
  * Cancel's answer.
@@ -549,7 +664,7 @@ export type CancelResponse = Message<"chatmesh.inference.v1.CancelResponse"> & {
  * Use `create(CancelResponseSchema)` to create a new message.
  */
 export const CancelResponseSchema: GenMessage<CancelResponse> = /*@__PURE__*/
-  messageDesc(file_chatmesh_inference_v1_inference, 11);
+  messageDesc(file_chatmesh_inference_v1_inference, 13);
 
 /**
  * Embed embeds a batch of texts.
@@ -578,7 +693,7 @@ export type EmbedRequest = Message<"chatmesh.inference.v1.EmbedRequest"> & {
  * Use `create(EmbedRequestSchema)` to create a new message.
  */
 export const EmbedRequestSchema: GenMessage<EmbedRequest> = /*@__PURE__*/
-  messageDesc(file_chatmesh_inference_v1_inference, 12);
+  messageDesc(file_chatmesh_inference_v1_inference, 14);
 
 /**
  * One embedding vector.
@@ -600,7 +715,7 @@ export type Embedding = Message<"chatmesh.inference.v1.Embedding"> & {
  * Use `create(EmbeddingSchema)` to create a new message.
  */
 export const EmbeddingSchema: GenMessage<Embedding> = /*@__PURE__*/
-  messageDesc(file_chatmesh_inference_v1_inference, 13);
+  messageDesc(file_chatmesh_inference_v1_inference, 15);
 
 /**
  * The embeddings, one per text.
@@ -642,7 +757,7 @@ export type EmbedResponse = Message<"chatmesh.inference.v1.EmbedResponse"> & {
  * Use `create(EmbedResponseSchema)` to create a new message.
  */
 export const EmbedResponseSchema: GenMessage<EmbedResponse> = /*@__PURE__*/
-  messageDesc(file_chatmesh_inference_v1_inference, 14);
+  messageDesc(file_chatmesh_inference_v1_inference, 16);
 
 /**
  * ListModels lists the models.
@@ -657,7 +772,7 @@ export type ListModelsRequest = Message<"chatmesh.inference.v1.ListModelsRequest
  * Use `create(ListModelsRequestSchema)` to create a new message.
  */
 export const ListModelsRequestSchema: GenMessage<ListModelsRequest> = /*@__PURE__*/
-  messageDesc(file_chatmesh_inference_v1_inference, 15);
+  messageDesc(file_chatmesh_inference_v1_inference, 17);
 
 /**
  * A model the service can run.
@@ -757,7 +872,7 @@ export type Model = Message<"chatmesh.inference.v1.Model"> & {
  * Use `create(ModelSchema)` to create a new message.
  */
 export const ModelSchema: GenMessage<Model> = /*@__PURE__*/
-  messageDesc(file_chatmesh_inference_v1_inference, 16);
+  messageDesc(file_chatmesh_inference_v1_inference, 18);
 
 /**
  * The models.
@@ -778,7 +893,7 @@ export type ListModelsResponse = Message<"chatmesh.inference.v1.ListModelsRespon
  * Use `create(ListModelsResponseSchema)` to create a new message.
  */
 export const ListModelsResponseSchema: GenMessage<ListModelsResponse> = /*@__PURE__*/
-  messageDesc(file_chatmesh_inference_v1_inference, 17);
+  messageDesc(file_chatmesh_inference_v1_inference, 19);
 
 /**
  * Who speaks a chat message.
@@ -904,6 +1019,18 @@ export const InferenceService: GenService<{
    * generate), ALREADY_EXISTS (`request_id` in use), RESOURCE_EXHAUSTED (the queue is
    * full; trailing metadata `retry-after-ms`), CANCELLED (the caller cancelled the
    * call), UNAVAILABLE (history is unreachable, or the service is draining).
+   *
+   * Grounded replies: with collections (the request's `collections`, else the ones the
+   * conversation remembers, history `Conversation.collections`) Reply first searches
+   * them through ingest's Search *as the caller* (a user grounds only on their own
+   * collections: another user's collection is NOT_FOUND naming `collections[i]`),
+   * with the latest user turn as the query (and the turn before it when the latest
+   * reads as a follow-up). The best passages go into the prompt after the
+   * conversation's history, inside the latest user turn, so the conversation's cached
+   * prefix stays valid from turn to turn; the stream carries them as `Citations`, and
+   * the stored reply keeps them (history `Message.citations`). When no passage scores
+   * at least the server's threshold, the reply says that nothing relevant was found
+   * (no generation) and cites nothing. UNAVAILABLE also when ingest is unreachable.
    *
    * @generated from rpc chatmesh.inference.v1.InferenceService.Reply
    */
