@@ -94,7 +94,7 @@ check-generated: generate ## Fail if gen/ differs from what proto/ generates
 lint: $(STAMP_PY) $(PROTODEPS) ## ruff, mypy, buf lint, buf breaking against main
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy services mesh gateway bench tools sdk/python/src
+	$(VENV)/bin/mypy services mesh gateway bench tools deploy sdk/python/src
 	$(BUF) lint
 	$(BUF) format --diff --exit-code proto
 	./tools/buf-breaking.sh main

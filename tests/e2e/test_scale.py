@@ -74,8 +74,6 @@ def _failures(load: SteadyLoad, start: float, end: float) -> list[str]:
     return [f"{c.method}: {c.code.name} {c.details}" for c in failed]
 
 
-
-
 async def test_a_killed_history_replica_costs_no_call_and_no_event(replicated_mesh: LiveMesh) -> None:
     load = SteadyLoad(replicated_mesh.gateway_target, users=6)
     await load.setup()
