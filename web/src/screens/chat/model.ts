@@ -8,7 +8,7 @@ import {
   type Member,
   type Message,
 } from "@chatmesh/sdk/chatmesh/history/v1/history_pb.js";
-import { millis } from "./api.js";
+import { millis } from "../../api.js";
 
 export type Tick = "pending" | "sent" | "delivered" | "read";
 
