@@ -23,7 +23,7 @@ export function LiveChart({ title, testid, times, series }: { title: string; tes
     const opts: uPlot.Options = {
       width: WIDTH,
       height: HEIGHT,
-      legend: { show: true },
+      legend: { show: false }, // the newest values are written out below the chart
       cursor: { show: false },
       scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.15)] } },
       axes: [{ size: 28 }, { size: 44 }],
