@@ -13,8 +13,8 @@ import { SessionService, type Tokens } from "@chatmesh/sdk/chatmesh/session/v1/s
 import { HistoryService } from "@chatmesh/sdk/chatmesh/history/v1/history_pb.js";
 import { PresenceService } from "@chatmesh/sdk/chatmesh/presence/v1/presence_pb.js";
 import { InferenceService } from "@chatmesh/sdk/chatmesh/inference/v1/inference_pb.js";
-import { IngestService } from "@chatmesh/sdk/chatmesh/ingest/v1/ingest_pb.js";
-import { FormsService } from "@chatmesh/sdk/chatmesh/forms/v1/forms_pb.js";
+import type { DescService } from "@bufbuild/protobuf";
+import type { Transport } from "@connectrpc/connect";
 import { BinaryReader } from "@bufbuild/protobuf/wire";
 
 const AUTH_KEY = "chatmesh.auth";
@@ -97,8 +97,9 @@ export class Api {
   readonly history: Client<typeof HistoryService>;
   readonly presence: Client<typeof PresenceService>;
   readonly inference: Client<typeof InferenceService>;
-  readonly ingest: Client<typeof IngestService>;
-  readonly forms: Client<typeof FormsService>;
+  /** gRPC-web to the gateway, with the access token added: for the clients the screens make. */
+  readonly transport: Transport;
+  private readonly clients = new Map<string, unknown>();
   private refreshTimer: number | undefined;
 
   constructor(baseUrl: string) {
@@ -112,10 +113,22 @@ export class Api {
     this.history = createClient(HistoryService, transport);
     this.presence = createClient(PresenceService, transport);
     this.inference = createClient(InferenceService, transport);
-    this.ingest = createClient(IngestService, transport);
-    this.forms = createClient(FormsService, transport);
+    this.transport = transport;
     this.auth.onChange(() => this.scheduleRefresh());
     this.scheduleRefresh();
+  }
+
+  /**
+   * A client of ``service`` on this transport, made once. The documents and forms screens
+   * are loaded only when opened, and so are their services' descriptors, through this.
+   */
+  client<T extends DescService>(service: T): Client<T> {
+    let c = this.clients.get(service.typeName) as Client<T> | undefined;
+    if (!c) {
+      c = createClient(service, this.transport);
+      this.clients.set(service.typeName, c);
+    }
+    return c;
   }
 
   /** Runs a call; on UNAUTHENTICATED refreshes the tokens once and tries again. */

@@ -3,7 +3,6 @@
 // tokens the tabs share.
 
 import "./style.css";
-import "uplot/dist/uPlot.min.css";
 import { render } from "preact";
 import { Api } from "./api.js";
 import { App } from "./shell.js";

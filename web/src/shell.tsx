@@ -9,10 +9,14 @@ import type { Api, Auth } from "./api.js";
 import { ApiContext } from "./ui.js";
 import { ChatApp } from "./screens/chat/chat.js";
 import { loginView } from "./screens/login.js";
-import { DocumentsScreen } from "./screens/documents/DocumentsScreen.js";
-import { FormsScreen } from "./screens/forms/FormsScreen.js";
-import { PublicFormPage } from "./screens/forms/PublicFormPage.js";
-import { OperationsScreen } from "./screens/operations/OperationsScreen.js";
+import { lazyScreen } from "./ui.js";
+
+// Each screen past the chat is its own chunk, loaded when first opened (with its
+// services' descriptors and, for operations, the charting library).
+const DocumentsScreen = lazyScreen(() => import("./screens/documents/DocumentsScreen.js").then((m) => m.DocumentsScreen));
+const FormsScreen = lazyScreen(() => import("./screens/forms/FormsScreen.js").then((m) => m.FormsScreen));
+const PublicFormPage = lazyScreen(() => import("./screens/forms/PublicFormPage.js").then((m) => m.PublicFormPage));
+const OperationsScreen = lazyScreen(() => import("./screens/operations/OperationsScreen.js").then((m) => m.OperationsScreen));
 
 export function App({ api }: { api: Api }) {
   return (

@@ -1,7 +1,7 @@
 // Small pieces every Preact screen shares: an error line, timestamps, a polling hook.
 
-import { createContext } from "preact";
-import { useContext, useEffect, useRef } from "preact/hooks";
+import { createContext, type ComponentType } from "preact";
+import { useContext, useEffect, useRef, useState } from "preact/hooks";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { type Api, millis } from "./api.js";
 
@@ -59,4 +59,34 @@ export function usePoll(tick: () => Promise<void> | void, ms: number, deps: unkn
     };
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [ms, ...deps]);
+}
+
+/**
+ * A component loaded on first use (a dynamic import: its own chunk); "Loading…" until then.
+ * The module is fetched once and shared by every later use.
+ */
+export function lazyScreen<P extends object>(load: () => Promise<ComponentType<P>>): ComponentType<P> {
+  let loaded: ComponentType<P> | null = null;
+  let pending: Promise<ComponentType<P>> | null = null;
+  return function Lazy(props: P) {
+    const [, setReady] = useState(0);
+    const [failed, setFailed] = useState("");
+    useEffect(() => {
+      if (loaded) return;
+      pending ??= load();
+      pending.then(
+        (c) => {
+          loaded = c;
+          setReady((n) => n + 1);
+        },
+        (e: unknown) => {
+          pending = null;
+          setFailed(`This screen could not be loaded (${String(e)}). Reload the page.`);
+        },
+      );
+    }, []);
+    if (failed) return <ErrorLine text={failed} />;
+    const C = loaded;
+    return C ? <C {...props} /> : <p class="muted">Loading…</p>;
+  };
 }

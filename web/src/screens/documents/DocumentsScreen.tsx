@@ -4,6 +4,7 @@
 
 import { useEffect, useRef, useState } from "preact/hooks";
 import {
+  IngestService,
   Distance,
   JobState,
   type Collection,
@@ -11,7 +12,7 @@ import {
   type ScoredPoint,
   type Snapshot,
 } from "@chatmesh/sdk/chatmesh/ingest/v1/ingest_pb.js";
-import { describeError, errorText } from "../../api.js";
+import { type Api, describeError, errorText } from "../../api.js";
 import { ErrorLine, bytes, useApi, usePoll, when } from "../../ui.js";
 import { parseFile } from "./files.js";
 
@@ -25,7 +26,7 @@ export function DocumentsScreen() {
 
   const load = async () => {
     try {
-      const reply = await api.call(() => api.ingest.listCollections({ page: { pageSize: 100 } }));
+      const reply = await api.call(() => ingestClient(api).listCollections({ page: { pageSize: 100 } }));
       setCollections(reply.collections);
       setSelected((s) => s || reply.collections[0]?.name || "");
     } catch (e) {
@@ -94,7 +95,7 @@ function NewCollection({ onCreated }: { onCreated: (c: Collection) => void }) {
       const model = models.models.find((m) => m.defaultForEmbed) ?? models.models.find((m) => m.canEmbed);
       if (!model) throw new Error("The server has no embedding model.");
       const reply = await api.call(() =>
-        api.ingest.createCollection({
+        ingestClient(api).createCollection({
           name: n,
           vectorSize: model.embeddingDimensions,
           distance: Distance.COSINE,
@@ -174,12 +175,12 @@ function Uploads({ collection, reload }: { collection: string; reload: () => Pro
     const controller = new AbortController();
     watching.current.set(key, controller);
     try {
-      for await (const r of api.ingest.watchJob({ jobId }, { signal: controller.signal })) {
+      for await (const r of ingestClient(api).watchJob({ jobId }, { signal: controller.signal })) {
         if (r.progress) update(key, { progress: r.progress });
         if (r.progress && TERMINAL.has(r.progress.state)) break;
       }
       // The job's last word, with the failures it recorded.
-      const job = await api.call(() => api.ingest.getJob({ jobId }));
+      const job = await api.call(() => ingestClient(api).getJob({ jobId }));
       const failures = job.job?.failures.map((f) => `passage ${f.position}: ${f.reason}`) ?? [];
       if (job.job?.progress) update(key, { progress: job.job.progress, error: job.job.error || failures.slice(0, 3).join("; ") });
       void reload();
@@ -201,7 +202,7 @@ function Uploads({ collection, reload }: { collection: string; reload: () => Pro
           continue;
         }
         const reply = await api.call(() =>
-          api.ingest.startJob({
+          ingestClient(api).startJob({
             collection,
             batchSize: 64,
             source: {
@@ -242,7 +243,7 @@ function Uploads({ collection, reload }: { collection: string; reload: () => Pro
 
   const cancel = async (u: Upload) => {
     try {
-      const reply = await api.call(() => api.ingest.cancelJob({ jobId: u.jobId }));
+      const reply = await api.call(() => ingestClient(api).cancelJob({ jobId: u.jobId }));
       if (reply.job?.progress) update(u.key, { progress: reply.job.progress });
     } catch (e) {
       update(u.key, { error: describeError("upload", e) });
@@ -323,7 +324,7 @@ function Search({ collection }: { collection: string }) {
     setBusy(true);
     setError("");
     try {
-      const reply = await api.call(() => api.ingest.search({ collection, text: query.trim(), limit: 5 }));
+      const reply = await api.call(() => ingestClient(api).search({ collection, text: query.trim(), limit: 5 }));
       setResults(reply.points);
     } catch (err) {
       setError(describeError("search", err));
@@ -372,7 +373,7 @@ function Snapshots({ collection, reload }: { collection: string; reload: () => P
   const [busy, setBusy] = useState(false);
   const load = async () => {
     try {
-      const reply = await api.call(() => api.ingest.listSnapshots({ collection, page: { pageSize: 20 } }));
+      const reply = await api.call(() => ingestClient(api).listSnapshots({ collection, page: { pageSize: 20 } }));
       setSnapshots(reply.snapshots);
     } catch (e) {
       setError(describeError("snapshot", e));
@@ -398,14 +399,14 @@ function Snapshots({ collection, reload }: { collection: string; reload: () => P
   const create = () =>
     run(async () => {
       const reply = await api.call(() =>
-        api.ingest.createSnapshot({ collection, target: { kind: { case: "local", value: {} } } }),
+        ingestClient(api).createSnapshot({ collection, target: { kind: { case: "local", value: {} } } }),
         );
       return `Snapshot taken: ${String(reply.snapshot?.pointsCount ?? 0n)} passages.`;
     });
   const restore = (s: Snapshot) =>
     run(async () => {
       const reply = await api.call(() =>
-        api.ingest.restoreSnapshot({ snapshotId: s.snapshotId, collection, replaceExisting: true }),
+        ingestClient(api).restoreSnapshot({ snapshotId: s.snapshotId, collection, replaceExisting: true }),
       );
       return `Restored: ${String(reply.collection?.pointsCount ?? 0n)} passages, as of ${when(s.createdAt)}.`;
     });
@@ -461,4 +462,8 @@ function Snapshots({ collection, reload }: { collection: string; reload: () => P
       </table>
     </div>
   );
+}
+
+function ingestClient(api: Api) {
+  return api.client(IngestService);
 }

@@ -5,6 +5,7 @@
 import { useState } from "preact/hooks";
 import { useLocation } from "preact-iso";
 import {
+  FormsService,
   ConsumerState,
   FieldType,
   type DeadLetter,
@@ -13,7 +14,7 @@ import {
 } from "@chatmesh/sdk/chatmesh/forms/v1/forms_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { FieldSchema } from "@chatmesh/sdk/chatmesh/forms/v1/forms_pb.js";
-import { describeError } from "../../api.js";
+import { type Api, describeError } from "../../api.js";
 import { ErrorLine, useApi, usePoll, when } from "../../ui.js";
 import { LENGTH_TYPES, TYPES, VALUE_TYPES, showValue, typeLabel } from "./fields.js";
 
@@ -24,7 +25,7 @@ export function FormsScreen({ id }: { id?: string }) {
   const [error, setError] = useState("");
   usePoll(async () => {
     try {
-      const reply = await api.call(() => api.forms.listForms({ page: { pageSize: 100 } }));
+      const reply = await api.call(() => formsClient(api).listForms({ page: { pageSize: 100 } }));
       setForms(reply.forms);
     } catch (e) {
       setError(describeError("load", e));
@@ -161,7 +162,7 @@ function Builder({ onCreated }: { onCreated: (f: Form) => void }) {
     setRowError(null);
     try {
       const reply = await api.call(() =>
-        api.forms.createForm({
+        formsClient(api).createForm({
           name: name.trim(),
           title: title.trim(),
           description: description.trim(),
@@ -309,8 +310,8 @@ function FormView({ form }: { form: Form }) {
   const load = async () => {
     try {
       const [subs, dead] = await Promise.all([
-        api.call(() => api.forms.listSubmissions({ formId: form.formId, page: { pageSize: 50 } })),
-        api.call(() => api.forms.listDeadLetters({ formId: form.formId, page: { pageSize: 50 } })),
+        api.call(() => formsClient(api).listSubmissions({ formId: form.formId, page: { pageSize: 50 } })),
+        api.call(() => formsClient(api).listDeadLetters({ formId: form.formId, page: { pageSize: 50 } })),
       ]);
       setSubmissions(subs.submissions);
       setLetters(dead.deadLetters);
@@ -323,7 +324,7 @@ function FormView({ form }: { form: Form }) {
   const redrive = async (ids: string[]) => {
     setNote("");
     try {
-      const reply = await api.call(() => api.forms.redrive({ deadLetterIds: ids }));
+      const reply = await api.call(() => formsClient(api).redrive({ deadLetterIds: ids }));
       setNote(`Sent back: ${String(reply.redrivenCount)}.`);
       await load();
     } catch (e) {
@@ -435,4 +436,8 @@ function FormView({ form }: { form: Form }) {
       </table>
     </section>
   );
+}
+
+function formsClient(api: Api) {
+  return api.client(FormsService);
 }

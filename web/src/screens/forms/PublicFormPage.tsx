@@ -5,8 +5,8 @@
 
 import { useEffect, useRef, useState } from "preact/hooks";
 import { Code } from "@connectrpc/connect";
-import { FieldType, type Field, type Form } from "@chatmesh/sdk/chatmesh/forms/v1/forms_pb.js";
-import { codeOf, describeError, fieldViolations, valueKey } from "../../api.js";
+import { FieldType, FormsService, type Field, type Form } from "@chatmesh/sdk/chatmesh/forms/v1/forms_pb.js";
+import { type Api, codeOf, describeError, fieldViolations, valueKey } from "../../api.js";
 import { uuid } from "../chat/model.js";
 import { ErrorLine, useApi, usePoll } from "../../ui.js";
 import { type Raw, sentence, toValue } from "./fields.js";
@@ -17,7 +17,7 @@ export function PublicFormPage({ formId }: { formId: string }) {
   const [error, setError] = useState("");
   useEffect(() => {
     api
-      .call(() => api.forms.getForm({ formId }))
+      .call(() => formsClient(api).getForm({ formId }))
       .then((r) => setForm(r.form ?? null))
       .catch((e) =>
         setError(
@@ -68,7 +68,7 @@ function FillForm({ form }: { form: Form }) {
     setBusy(true);
     try {
       const reply = await api.call(() =>
-        api.forms.submit({
+        formsClient(api).submit({
           formId: form.formId,
           idempotencyKey: key.current,
           values: out as Record<string, NonNullable<(typeof out)[string]>>,
@@ -184,7 +184,7 @@ function Submitted({ form, submissionId }: { form: Form; submissionId: string })
   usePoll(
     async () => {
       if (processed) return;
-      const r = await api.forms.getSubmission({ submissionId });
+      const r = await formsClient(api).getSubmission({ submissionId });
       if (r.status?.processed) setProcessed(true);
     },
     1_500,
@@ -199,4 +199,8 @@ function Submitted({ form, submissionId }: { form: Form; submissionId: string })
       </p>
     </div>
   );
+}
+
+function formsClient(api: Api) {
+  return api.client(FormsService);
 }

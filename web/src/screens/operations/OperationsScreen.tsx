@@ -8,9 +8,9 @@
 //   /metrics), so this chart is the signed-in user's jobs (ListJobs): what the user can see.
 
 import { useState } from "preact/hooks";
-import { JobState } from "@chatmesh/sdk/chatmesh/ingest/v1/ingest_pb.js";
-import type { ConsumerStatistics } from "@chatmesh/sdk/chatmesh/forms/v1/forms_pb.js";
-import { describeError } from "../../api.js";
+import { IngestService, JobState } from "@chatmesh/sdk/chatmesh/ingest/v1/ingest_pb.js";
+import { FormsService, type ConsumerStatistics } from "@chatmesh/sdk/chatmesh/forms/v1/forms_pb.js";
+import { type Api, describeError } from "../../api.js";
 import { ErrorLine, useApi, usePoll } from "../../ui.js";
 import { LiveChart, type Series } from "./LiveChart.js";
 
@@ -34,8 +34,8 @@ export function OperationsScreen() {
   usePoll(async () => {
     try {
       const [stats, jobs] = await Promise.all([
-        api.call(() => api.forms.consumerStats({})),
-        api.call(() => api.ingest.listJobs({ page: { pageSize: 100 } })),
+        api.call(() => formsClient(api).consumerStats({})),
+        api.call(() => ingestClient(api).listJobs({ page: { pageSize: 100 } })),
       ]);
       let inFlight = 0;
       let waiting = 0;
@@ -144,4 +144,12 @@ export function OperationsScreen() {
       </p>
     </div>
   );
+}
+
+function ingestClient(api: Api) {
+  return api.client(IngestService);
+}
+
+function formsClient(api: Api) {
+  return api.client(FormsService);
 }
