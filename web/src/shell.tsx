@@ -65,12 +65,18 @@ const SCREENS = [
 function Shell({ api, auth }: { api: Api; auth: Auth }) {
   const { path, route } = useLocation();
   const chatHost = useRef<HTMLDivElement>(null);
+  const chat = useRef<ChatApp | null>(null);
   const onChats = path === "/" || path.startsWith("/chats");
   useEffect(() => {
-    const chat = new ChatApp(api, auth, () => undefined);
-    if (chatHost.current) chat.mount(chatHost.current);
-    return () => chat.destroy();
+    const app = new ChatApp(api, auth, () => undefined);
+    chat.current = app;
+    if (chatHost.current) app.mount(chatHost.current);
+    return () => {
+      app.destroy();
+      chat.current = null;
+    };
   }, [api, auth.userId, auth.deviceId]);
+  useEffect(() => chat.current?.setShown(onChats), [onChats]);
   const current = SCREENS.find((s) => (s.path === "/" ? onChats : path.startsWith(s.path)));
   return (
     <div class="shell">

@@ -50,6 +50,8 @@ export class ChatApp {
   /** Replies that have ended (stored, stopped or failed): late tokens of theirs start no bubble. */
   private readonly endedReplies = new Set<string>();
   private lastTypingSent = 0;
+  /** False while the shell shows another screen: nothing counts as read then. */
+  private shown = true;
   private markingRead = false;
   private renderQueued = false;
   private clock: number;
@@ -124,6 +126,16 @@ export class ChatApp {
     // The chats first, so the stream opens watching their members' presence (a later
     // change of that list reopens the stream); read again once live, for the gap between.
     void this.loadConversations().finally(() => this.stream.start());
+  }
+
+  /** The shell shows this screen (true) or another one (false). */
+  setShown(shown: boolean): void {
+    if (shown === this.shown) return;
+    this.shown = shown;
+    if (shown) {
+      this.render(true);
+      this.markReadSoon();
+    }
   }
 
   destroy(): void {
@@ -511,7 +523,7 @@ export class ChatApp {
 
   private markReadSoon(): void {
     const id = this.openId;
-    if (!id || this.markingRead || document.visibilityState !== "visible") return;
+    if (!id || this.markingRead || !this.shown || document.visibilityState !== "visible") return;
     const conv = this.conversations.get(id);
     const thread = this.threads.get(id);
     if (!conv || !thread?.loaded) return;
@@ -565,7 +577,7 @@ export class ChatApp {
           const mine = view.authorUserId === this.me && !view.fromAssistant;
           // Only news counts: a replayed event the recent-chats read already has does not.
           const news = !conv.lastMessage || view.sequence > conv.lastMessage.sequence;
-          const seen = m.conversationId === this.openId && document.visibilityState === "visible";
+          const seen = m.conversationId === this.openId && document.visibilityState === "visible" && this.shown;
           if (!mine && news && !seen && view.sequence > conv.readSequence) conv.unread += 1n;
           this.touch(m.conversationId, view);
           this.typing.get(m.conversationId)?.delete(view.authorUserId);

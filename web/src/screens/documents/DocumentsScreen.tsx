@@ -167,6 +167,29 @@ function Uploads({ collection, reload }: { collection: string; reload: () => Pro
   const input = useRef<HTMLInputElement>(null);
   const watching = useRef(new Map<string, AbortController>());
   useEffect(() => () => watching.current.forEach((c) => c.abort()), []);
+  // Jobs still running from before (the page was left, or reloaded) are shown and followed too.
+  useEffect(() => {
+    void api
+      .call(() => ingestClient(api).listJobs({ collection, page: { pageSize: 10 } }))
+      .then((reply) => {
+        const running = reply.jobs.filter((j) => j.progress && !TERMINAL.has(j.progress.state));
+        if (running.length === 0) return;
+        setUploads((us) => [
+          ...us,
+          ...running.map((j) => ({
+            key: `job-${j.jobId}`,
+            file: `upload started ${when(j.createdAt)}`,
+            jobId: j.jobId,
+            progress: j.progress ?? null,
+            total: Number(j.progress?.pointsTotal ?? 0n),
+            skipped: [],
+            error: "",
+          })),
+        ]);
+        for (const j of running) void watch(`job-${j.jobId}`, j.jobId);
+      })
+      .catch(() => undefined);
+  }, [collection]);
 
   const update = (key: string, patch: Partial<Upload>) =>
     setUploads((us) => us.map((u) => (u.key === key ? { ...u, ...patch } : u)));
