@@ -455,7 +455,15 @@ export class ChatApp {
     const requestId = `web-${uuid()}`;
     const controller = new AbortController();
     this.replyAbort = controller;
-    thread.streaming = { requestId, text: "", mine: true, stopped: false, stopping: false, done: false };
+    thread.streaming = {
+      requestId,
+      text: "",
+      mine: true,
+      stopped: false,
+      stopping: false,
+      done: false,
+      after: newestSequence(thread),
+    };
     this.render(true);
     let storedId = "";
     try {
@@ -647,6 +655,7 @@ export class ChatApp {
             stopped: false,
             stopping: false,
             done: false,
+            after: newestSequence(thread),
           };
         }
         thread.streaming.text += tok.text;
@@ -757,7 +766,10 @@ export class ChatApp {
     const s = thread.streaming;
     // A finished reply's bubble is gone once the stored message shows; one with no text
     // at all is never drawn (nothing to show, and it would sit empty under the reply).
-    const showStreaming = s && !(s.done && !s.stopped && s.text.trim() === "");
+    // Nor is one whose reply is stored and shown already (the stored message can come on the
+    // Connect stream before the Reply stream ends): one copy of the reply, never two.
+    const stored = s && !s.stopped && ordered(thread).some((m) => m.fromAssistant && m.sequence > s.after);
+    const showStreaming = s && !stored && !(s.done && !s.stopped && s.text.trim() === "");
     if (s && showStreaming) {
       const label = s.stopped ? "stopped" : s.done ? "" : "…";
       rows.push(
@@ -770,7 +782,7 @@ export class ChatApp {
       );
     }
     box.replaceChildren(...rows);
-    e.stop.hidden = !(s && s.mine && !s.done && !s.stopped && !s.stopping);
+    e.stop.hidden = !(s && !stored && s.mine && !s.done && !s.stopped && !s.stopping);
     if (this.stickToBottom || atBottom) box.scrollTop = box.scrollHeight;
     this.stickToBottom = false;
   }

@@ -37,6 +37,8 @@ export interface Streaming {
   /** Stop was pressed; the stream has not ended yet. */
   stopping: boolean;
   done: boolean;
+  /** The thread's newest sequence when it began: an assistant message past it is this reply, stored. */
+  after: bigint;
 }
 
 export interface Thread {
