@@ -373,7 +373,7 @@ function FormView({ form }: { form: Form }) {
                     title={c.lastError || `${c.deliveries} deliveries`}
                   >
                     {c.consumer}: {CONSUMER_WORDS[c.state] ?? "?"}
-                    {c.required ? "" : " (not needed for processed)"}
+                    {c.required ? "" : " (optional)"}
                   </span>
                 ))}
                 {s.screening?.flagged && <span class="chip state-failed">flagged: {s.screening.flaggedKeys.join(", ")}</span>}
