@@ -12,6 +12,8 @@ export default defineConfig({
     alias: [{ find: /^@chatmesh\/sdk\//, replacement: `${sdk}/` }],
     dedupe: ["@bufbuild/protobuf"],
   },
+  // JSX is Preact's (automatic runtime), as tsconfig.json says for the type check.
+  oxc: { jsx: { runtime: "automatic", importSource: "preact" } },
   server: {
     fs: { allow: [".", sdk] },
   },

@@ -13,6 +13,9 @@ import { SessionService, type Tokens } from "@chatmesh/sdk/chatmesh/session/v1/s
 import { HistoryService } from "@chatmesh/sdk/chatmesh/history/v1/history_pb.js";
 import { PresenceService } from "@chatmesh/sdk/chatmesh/presence/v1/presence_pb.js";
 import { InferenceService } from "@chatmesh/sdk/chatmesh/inference/v1/inference_pb.js";
+import type { DescService } from "@bufbuild/protobuf";
+import type { Transport } from "@connectrpc/connect";
+import { BinaryReader } from "@bufbuild/protobuf/wire";
 
 const AUTH_KEY = "chatmesh.auth";
 // Refresh this long before the access token expires (tokens live 15 minutes).
@@ -94,6 +97,9 @@ export class Api {
   readonly history: Client<typeof HistoryService>;
   readonly presence: Client<typeof PresenceService>;
   readonly inference: Client<typeof InferenceService>;
+  /** gRPC-web to the gateway, with the access token added: for the clients the screens make. */
+  readonly transport: Transport;
+  private readonly clients = new Map<string, unknown>();
   private refreshTimer: number | undefined;
 
   constructor(baseUrl: string) {
@@ -107,8 +113,22 @@ export class Api {
     this.history = createClient(HistoryService, transport);
     this.presence = createClient(PresenceService, transport);
     this.inference = createClient(InferenceService, transport);
+    this.transport = transport;
     this.auth.onChange(() => this.scheduleRefresh());
     this.scheduleRefresh();
+  }
+
+  /**
+   * A client of ``service`` on this transport, made once. The documents and forms screens
+   * are loaded only when opened, and so are their services' descriptors, through this.
+   */
+  client<T extends DescService>(service: T): Client<T> {
+    let c = this.clients.get(service.typeName) as Client<T> | undefined;
+    if (!c) {
+      c = createClient(service, this.transport);
+      this.clients.set(service.typeName, c);
+    }
+    return c;
   }
 
   /** Runs a call; on UNAUTHENTICATED refreshes the tokens once and tries again. */
@@ -183,7 +203,22 @@ export function retryAfterMs(e: unknown): number | undefined {
   return Number.isFinite(ms) ? ms : undefined;
 }
 
-export type Action = "register" | "login" | "send" | "lookup" | "create" | "reply" | "load" | "other";
+export type Action =
+  | "register"
+  | "login"
+  | "send"
+  | "lookup"
+  | "create"
+  | "reply"
+  | "load"
+  | "collection"
+  | "upload"
+  | "search"
+  | "snapshot"
+  | "form"
+  | "submit"
+  | "redrive"
+  | "other";
 
 /** What to tell the person about a failed call, by what they were doing. */
 export function describeError(action: Action, e: unknown): string {
@@ -192,6 +227,9 @@ export function describeError(action: Action, e: unknown): string {
   switch (err.code) {
     case Code.AlreadyExists:
       if (action === "register") return "That username is taken. Choose another one.";
+      if (action === "collection") return "You already have a collection of that name.";
+      if (action === "form") return "You already have a form of that name.";
+      if (action === "snapshot") return "That collection exists already.";
       return `Already exists: ${detail}`;
     case Code.Unauthenticated:
       if (action === "login") return "Wrong username or password.";
@@ -202,6 +240,9 @@ export function describeError(action: Action, e: unknown): string {
       if (action === "login") return `Too many failed attempts.${when}`;
       if (action === "send") return `You are sending messages too fast.${when}`;
       if (action === "reply") return `The assistant is busy.${when}`;
+      if (action === "upload") return `You have as many uploads running as allowed, or the server is busy.${when}`;
+      if (action === "submit") return `Too many submissions from here.${when}`;
+      if (action === "collection") return `You have as many collections as allowed.${when}`;
       return `Too many requests.${when}`;
     }
     case Code.InvalidArgument:
@@ -212,12 +253,17 @@ export function describeError(action: Action, e: unknown): string {
       return `Not accepted: ${detail}`;
     case Code.NotFound:
       if (action === "lookup" || action === "create") return "There is no user with that name.";
+      if (action === "submit" || action === "form") return "There is no such form (the link may be wrong or the form deleted).";
       return `Not found: ${detail}`;
     case Code.PermissionDenied:
-      return "You are not a member of that conversation.";
+      if (action === "form" || action === "redrive") return "Only the form's owner may do that.";
+      if (action === "snapshot") return `The server does not allow that snapshot target: ${detail}`;
+      if (["send", "create", "load", "reply"].includes(action)) return "You are not a member of that conversation.";
+      return `Not allowed: ${detail}`;
     case Code.FailedPrecondition:
       if (action === "create") return "You cannot start a chat with yourself.";
       if (action === "reply") return `The assistant cannot answer now: ${detail}`;
+      if (action === "collection") return `That collection is busy: ${detail}`;
       return detail;
     case Code.Unavailable:
     case Code.Unknown:
@@ -232,4 +278,53 @@ export function describeError(action: Action, e: unknown): string {
     default:
       return detail || String(e);
   }
+}
+
+/** One broken value of a Submit: the field's key and what is wrong with it, in words. */
+export interface FieldViolation {
+  field: string;
+  description: string;
+}
+
+/**
+ * The field violations of an INVALID_ARGUMENT answer (google.rpc.BadRequest in the
+ * `grpc-status-details-bin` trailer). BadRequest is two strings deep, so it is read with
+ * the wire reader rather than a generated type the contracts do not ship.
+ */
+export function fieldViolations(e: unknown): FieldViolation[] {
+  const err = ConnectError.from(e);
+  const out: FieldViolation[] = [];
+  for (const detail of err.details) {
+    if (!("type" in detail) || detail.type !== "google.rpc.BadRequest") continue;
+    const reader = new BinaryReader(detail.value);
+    while (reader.pos < reader.len) {
+      const [field, wire] = reader.tag();
+      if (field !== 1) {
+        reader.skip(wire);
+        continue;
+      }
+      const inner = new BinaryReader(reader.bytes());
+      const v: FieldViolation = { field: "", description: "" };
+      while (inner.pos < inner.len) {
+        const [f, w] = inner.tag();
+        if (f === 1) v.field = inner.string();
+        else if (f === 2) v.description = inner.string();
+        else inner.skip(w);
+      }
+      out.push(v);
+    }
+  }
+  return out;
+}
+
+/** The value key a violation names: `values["email"]` -> `email`; anything else -> "". */
+export function valueKey(field: string): string {
+  const m = /^values\["([a-z][a-z0-9_]*)"\]/.exec(field);
+  return m ? m[1] : "";
+}
+
+/** describeError for failed calls; the message itself for the client's own errors (a bad file). */
+export function errorText(action: Action, e: unknown): string {
+  if (e instanceof ConnectError) return describeError(action, e);
+  return e instanceof Error ? e.message : String(e);
 }

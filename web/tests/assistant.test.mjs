@@ -21,6 +21,24 @@ after(async () => {
   await browser?.close();
 });
 
+/**
+ * Counts, from now on, the times a streaming bubble appears while a stored assistant reply
+ * with more than `stored` replies already on the page is shown (window.__bubblesAfterStored).
+ */
+async function recordBubblesAfterStored(page) {
+  await page.evaluate(() => {
+    const before = document.querySelectorAll(".msg.assistant:not(.streaming)").length;
+    window.__bubblesAfterStored = 0;
+    let had = false;
+    new MutationObserver(() => {
+      const stored = document.querySelectorAll(".msg.assistant:not(.streaming)").length > before;
+      const bubble = !!document.querySelector('[data-testid="assistant-streaming"]');
+      if (stored && bubble && !had) window.__bubblesAfterStored += 1;
+      had = stored && bubble;
+    }).observe(document.body, { subtree: true, childList: true, characterData: true });
+  });
+}
+
 /** Records every length the streaming bubble's text takes, from now on. */
 async function recordStreamLengths(page) {
   await page.evaluate((selector) => {
@@ -43,6 +61,8 @@ test("the assistant's reply streams in token by token and is stored", async () =
   await waitConnected(tab);
   await openChat(tab, "Assistant");
   await recordStreamLengths(tab);
+  await recordBubblesAfterStored(page);
+  await recordBubblesAfterStored(tab);
 
   await send(page, "Tell me about lighthouses in two sentences.");
   await message(page, "Tell me about lighthouses").waitFor();
@@ -57,9 +77,18 @@ test("the assistant's reply streams in token by token and is stored", async () =
   assert.ok(lengths.length >= 3, `the reply should arrive in steps, saw lengths ${lengths}`);
   assert.deepEqual([...lengths].sort((a, b) => a - b), lengths, "the streamed text only grows");
   await shot(page, "21-assistant-reply-stored");
+  // The reply's last tokens may come on the Connect stream after the stored message: no
+  // bubble (empty or not) opens again under the finished reply.
+  await page.waitForTimeout(3_500);
+  assert.equal(await page.getByTestId("assistant-streaming").count(), 0, "a bubble was left under the finished reply");
+  assert.equal(await page.evaluate(() => window.__bubblesAfterStored), 0, "a bubble showed under the stored reply");
 
   await message(tab, "Tell me about lighthouses").waitFor();
   await tab.locator(".msg.assistant:not(.streaming)").filter({ hasText: stored.slice(0, 20) }).waitFor();
+  await tab.getByTestId("assistant-streaming").waitFor({ state: "detached", timeout: 30_000 });
+  await tab.waitForTimeout(3_500);
+  assert.equal(await tab.getByTestId("assistant-streaming").count(), 0, "the other tab kept a bubble under the finished reply");
+  assert.equal(await tab.evaluate(() => window.__bubblesAfterStored), 0, "the other tab showed a bubble under the stored reply");
   const seenByTab = await tab.evaluate(() => window.__streamLengths);
   assert.ok(seenByTab.length >= 2, `the other tab should see the tokens live, saw lengths ${seenByTab}`);
   await shot(tab, "21b-assistant-reply-in-second-tab");

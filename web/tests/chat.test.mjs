@@ -16,6 +16,7 @@ import {
   shot,
   startChat,
   uniqueName,
+  userId,
   waitConnected,
 } from "./harness.mjs";
 
@@ -40,6 +41,11 @@ describe("two people chat in the browser", () => {
     await register(ann.page, annName);
     await register(bob.page, bobName);
     await shot(ann.page, "01-ann-registered");
+    // The sidebar names the person; the account's UUID is nowhere on the page.
+    assert.equal(((await ann.page.getByTestId("me").textContent()) ?? "").trim(), annName);
+    const id = await userId(ann.page);
+    assert.match(id, /^[0-9a-f-]{36}$/);
+    assert.ok(!((await ann.page.locator("body").innerText()) ?? "").includes(id), "the user id is shown");
 
     const other = await person(browser, "stranger");
     try {

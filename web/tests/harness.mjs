@@ -75,8 +75,36 @@ export async function waitConnected(page, timeout = 30_000) {
   await page.locator('[data-testid="connection-state"][data-state="connected"]').waitFor({ timeout });
 }
 
+/** The signed-in account's id (kept on the name as data, never shown). */
 export async function userId(page) {
-  return (await page.getByTestId("my-user-id").textContent()).trim();
+  return (await page.getByTestId("me").getAttribute("data-user-id")).trim();
+}
+
+/** Goes to a screen from the top navigation ("documents", "forms", "operations", "chats"). */
+export async function nav(page, screen) {
+  await page.getByTestId(`nav-${screen}`).click();
+}
+
+/**
+ * Records every value an attribute of the elements matching `selector` takes, from now on,
+ * in window[key] (a list per element index).
+ */
+export async function recordAttribute(page, selector, attribute, key) {
+  await page.evaluate(
+    ({ selector, attribute, key }) => {
+      window[key] = [];
+      const look = () => {
+        document.querySelectorAll(selector).forEach((el, i) => {
+          const seen = (window[key][i] ??= []);
+          const v = el.getAttribute(attribute);
+          if (v !== null && seen[seen.length - 1] !== v) seen.push(v);
+        });
+      };
+      new MutationObserver(look).observe(document.body, { subtree: true, childList: true, attributes: true });
+      look();
+    },
+    { selector, attribute, key },
+  );
 }
 
 /** Opens (or creates) the direct chat with `peer` from the sidebar's new-chat box. */

@@ -1,5 +1,8 @@
 // The chat screen: recent chats, one open conversation, the composer, the assistant, and
-// everything the Connect stream says about them.
+// everything the Connect stream says about them. It is the one screen still built with the
+// hand-made DOM layer (dom.ts): it holds no routing, and its state lives in this class,
+// which the Preact shell mounts once and keeps alive while other screens are shown (so the
+// Connect stream and a reply being streamed survive a visit to Documents).
 
 import { Code } from "@connectrpc/connect";
 import { ConversationKind, type Conversation } from "@chatmesh/sdk/chatmesh/history/v1/history_pb.js";
@@ -7,7 +10,7 @@ import { Direction } from "@chatmesh/sdk/chatmesh/common/v1/common_pb.js";
 import type { Event } from "@chatmesh/sdk/chatmesh/events/v1/events_pb.js";
 import { PresenceState, type UserPresence } from "@chatmesh/sdk/chatmesh/presence/v1/presence_pb.js";
 import { FinishReason } from "@chatmesh/sdk/chatmesh/inference/v1/inference_pb.js";
-import { type Action, type Api, type Auth, codeOf, describeError, millis } from "./api.js";
+import { type Action, type Api, type Auth, codeOf, describeError, millis } from "../../api.js";
 import { EventStream, type ConnectionState } from "./events.js";
 import {
   conversationView,
@@ -24,7 +27,7 @@ import {
   type ConversationView,
   type Thread,
 } from "./model.js";
-import { h } from "./dom.js";
+import { h } from "../../dom.js";
 
 const PAGE_SIZE = 30;
 const TYPING_REPEAT_MS = 3_000;
@@ -44,12 +47,18 @@ export class ChatApp {
   private connection: ConnectionState = "connecting";
   private readonly stream: EventStream;
   private replyAbort: AbortController | null = null;
+  /** Replies that have ended (stored, stopped or failed): late tokens of theirs start no bubble. */
+  private readonly endedReplies = new Set<string>();
   private lastTypingSent = 0;
+  /** False while the shell shows another screen: nothing counts as read then. */
+  private shown = true;
   private markingRead = false;
   private renderQueued = false;
   private clock: number;
   private readonly root: HTMLElement;
   private readonly els: {
+    me: HTMLElement;
+    collections: HTMLElement;
     conn: HTMLElement;
     list: HTMLElement;
     error: HTMLElement;
@@ -71,6 +80,15 @@ export class ChatApp {
   ) {
     this.me = auth.userId;
     this.els = {
+      // The display name (the username until LookupUsers answers), never the account's UUID.
+      me: h("strong", { "data-testid": "me", "data-user-id": auth.userId }, auth.username),
+      // Where "ask with documents" will pick collections once Reply takes them (the
+      // contracts have no grounded replies yet): shown in the assistant chat only.
+      collections: h(
+        "div",
+        { class: "collections-picker", "data-testid": "assistant-collections", hidden: "" },
+        "Answer from documents: not available yet (grounded replies are not in the contracts).",
+      ),
       conn: h("span", { class: "conn", "data-testid": "connection-state" }),
       list: h("ul", { class: "conversations", "data-testid": "conversations" }),
       error: h("div", { class: "error", role: "alert", "data-testid": "error" }),
@@ -104,9 +122,20 @@ export class ChatApp {
   mount(parent: HTMLElement): void {
     parent.replaceChildren(this.root);
     this.render();
+    void this.loadMyName();
     // The chats first, so the stream opens watching their members' presence (a later
     // change of that list reopens the stream); read again once live, for the gap between.
     void this.loadConversations().finally(() => this.stream.start());
+  }
+
+  /** The shell shows this screen (true) or another one (false). */
+  setShown(shown: boolean): void {
+    if (shown === this.shown) return;
+    this.shown = shown;
+    if (shown) {
+      this.render(true);
+      this.markReadSoon();
+    }
   }
 
   destroy(): void {
@@ -136,14 +165,7 @@ export class ChatApp {
     assistant.addEventListener("click", () => void this.openAssistant());
     const logout = h("button", { type: "button", class: "link", "data-testid": "logout" }, "Log out");
     logout.addEventListener("click", () => void this.logout());
-    const me = h(
-      "div",
-      { class: "me" },
-      h("strong", { "data-testid": "me" }, this.auth.username),
-      e.conn,
-      logout,
-      h("div", { class: "my-id" }, "id ", h("code", { "data-testid": "my-user-id" }, this.me)),
-    );
+    const me = h("div", { class: "me" }, e.me, e.conn, logout);
     const sidebar = h("aside", { class: "sidebar" }, me, newChatForm, assistant, e.list);
 
     e.older.addEventListener("click", () => void this.loadOlder());
@@ -165,6 +187,7 @@ export class ChatApp {
     e.stop.addEventListener("click", () => void this.stopReply());
     e.chat.append(
       h("header", {}, e.title, e.presence, e.typing),
+      e.collections,
       e.messages,
       h("div", { class: "assistant-bar" }, e.stop),
       e.composer,
@@ -174,6 +197,16 @@ export class ChatApp {
   }
 
   // -- loading ----------------------------------------------------------------------
+
+  private async loadMyName(): Promise<void> {
+    try {
+      const reply = await this.api.call(() => this.api.session.lookupUsers({ userIds: [this.me] }));
+      const mine = reply.users.find((u) => u.userId === this.me);
+      if (mine) this.els.me.textContent = mine.displayName || mine.username || this.auth.username;
+    } catch {
+      // The username from login stays.
+    }
+  }
 
   private async onLive(resumed: boolean): Promise<void> {
     // A reopened stream's predecessor reports the device gone when it ends, which may land
@@ -422,7 +455,15 @@ export class ChatApp {
     const requestId = `web-${uuid()}`;
     const controller = new AbortController();
     this.replyAbort = controller;
-    thread.streaming = { requestId, text: "", mine: true, stopped: false, stopping: false, done: false };
+    thread.streaming = {
+      requestId,
+      text: "",
+      mine: true,
+      stopped: false,
+      stopping: false,
+      done: false,
+      after: newestSequence(thread),
+    };
     this.render(true);
     let storedId = "";
     try {
@@ -446,6 +487,7 @@ export class ChatApp {
       else this.showError("reply", e);
     } finally {
       this.replyAbort = null;
+      this.endedReplies.add(requestId);
       thread.streaming.done = true;
       if (!thread.streaming.stopped) {
         // The stored reply replaces the streamed text (it also comes on the stream).
@@ -489,7 +531,7 @@ export class ChatApp {
 
   private markReadSoon(): void {
     const id = this.openId;
-    if (!id || this.markingRead || document.visibilityState !== "visible") return;
+    if (!id || this.markingRead || !this.shown || document.visibilityState !== "visible") return;
     const conv = this.conversations.get(id);
     const thread = this.threads.get(id);
     if (!conv || !thread?.loaded) return;
@@ -543,11 +585,14 @@ export class ChatApp {
           const mine = view.authorUserId === this.me && !view.fromAssistant;
           // Only news counts: a replayed event the recent-chats read already has does not.
           const news = !conv.lastMessage || view.sequence > conv.lastMessage.sequence;
-          const seen = m.conversationId === this.openId && document.visibilityState === "visible";
+          const seen = m.conversationId === this.openId && document.visibilityState === "visible" && this.shown;
           if (!mine && news && !seen && view.sequence > conv.readSequence) conv.unread += 1n;
           this.touch(m.conversationId, view);
           this.typing.get(m.conversationId)?.delete(view.authorUserId);
-          if (view.fromAssistant && thread.streaming && !thread.streaming.mine) thread.streaming = null;
+          if (view.fromAssistant && thread.streaming && !thread.streaming.mine) {
+            this.endedReplies.add(thread.streaming.requestId);
+            thread.streaming = null;
+          }
           if (m.conversationId === this.openId) this.markReadSoon();
         }
         break;
@@ -599,6 +644,9 @@ export class ChatApp {
         const tok = k.value;
         const thread = this.thread(tok.conversationId);
         if (thread.streaming?.mine && thread.streaming.requestId === tok.requestId) break;
+        // The reply is stored (or stopped) and shown already: its last tokens, which can come
+        // on the Connect stream after that, must not open an empty bubble under it.
+        if (this.endedReplies.has(tok.requestId)) break;
         if (!thread.streaming || thread.streaming.requestId !== tok.requestId) {
           thread.streaming = {
             requestId: tok.requestId,
@@ -607,6 +655,7 @@ export class ChatApp {
             stopped: false,
             stopping: false,
             done: false,
+            after: newestSequence(thread),
           };
         }
         thread.streaming.text += tok.text;
@@ -616,6 +665,7 @@ export class ChatApp {
           // The stored reply arrives as MessageCreated; a cancelled one never does.
           window.setTimeout(() => {
             if (thread.streaming === s) {
+              this.endedReplies.add(s.requestId);
               thread.streaming = null;
               this.render();
             }
@@ -684,6 +734,7 @@ export class ChatApp {
     const conv = this.openId ? this.conversations.get(this.openId) : undefined;
     e.chat.classList.toggle("empty", !conv);
     if (!conv) return;
+    e.collections.hidden = conv.kind !== ConversationKind.ASSISTANT;
     const thread = this.thread(conv.id);
     e.title.textContent = this.title(conv);
     this.renderPresence(conv);
@@ -713,7 +764,13 @@ export class ChatApp {
       );
     }
     const s = thread.streaming;
-    if (s) {
+    // A finished reply's bubble is gone once the stored message shows; one with no text
+    // at all is never drawn (nothing to show, and it would sit empty under the reply).
+    // Nor is one whose reply is stored and shown already (the stored message can come on the
+    // Connect stream before the Reply stream ends): one copy of the reply, never two.
+    const stored = s && !s.stopped && ordered(thread).some((m) => m.fromAssistant && m.sequence > s.after);
+    const showStreaming = s && !stored && !(s.done && !s.stopped && s.text.trim() === "");
+    if (s && showStreaming) {
       const label = s.stopped ? "stopped" : s.done ? "" : "…";
       rows.push(
         h(
@@ -725,7 +782,7 @@ export class ChatApp {
       );
     }
     box.replaceChildren(...rows);
-    e.stop.hidden = !(s && s.mine && !s.done && !s.stopped && !s.stopping);
+    e.stop.hidden = !(s && !stored && s.mine && !s.done && !s.stopped && !s.stopping);
     if (this.stickToBottom || atBottom) box.scrollTop = box.scrollHeight;
     this.stickToBottom = false;
   }

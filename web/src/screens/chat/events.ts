@@ -4,7 +4,7 @@
 
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Event } from "@chatmesh/sdk/chatmesh/events/v1/events_pb.js";
-import type { Api } from "./api.js";
+import type { Api } from "../../api.js";
 
 export type ConnectionState = "connecting" | "connected" | "reconnecting" | "offline";
 

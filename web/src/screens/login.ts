@@ -1,7 +1,7 @@
 // Register and log in.
 
-import { type Api, authFrom, describeError } from "./api.js";
-import { h } from "./dom.js";
+import { type Api, authFrom, describeError } from "../api.js";
+import { h } from "../dom.js";
 
 export function loginView(api: Api): HTMLElement {
   const username = h("input", {

@@ -8,7 +8,7 @@ import {
   type Member,
   type Message,
 } from "@chatmesh/sdk/chatmesh/history/v1/history_pb.js";
-import { millis } from "./api.js";
+import { millis } from "../../api.js";
 
 export type Tick = "pending" | "sent" | "delivered" | "read";
 
@@ -37,6 +37,8 @@ export interface Streaming {
   /** Stop was pressed; the stream has not ended yet. */
   stopping: boolean;
   done: boolean;
+  /** The thread's newest sequence when it began: an assistant message past it is this reply, stored. */
+  after: bigint;
 }
 
 export interface Thread {
