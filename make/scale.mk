@@ -13,4 +13,4 @@ scale: ## Start or stop replicas of a running mesh: make scale REPLICAS="presenc
 
 .PHONY: bench-scale
 bench-scale: setup ## Scale-out: discovery time of new replicas, rolling restart of every service under load
-	$(PY) -m bench.scale
+	PYTHONPATH=$(PYTHONPATH):$(CURDIR)/sdk/python/src $(PY) -m bench.scale
