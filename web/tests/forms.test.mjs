@@ -13,7 +13,7 @@ import { launch, nav, person, recordAttribute, register, shot, uniqueName } from
 
 const STATE_DIR = process.env.CHATMESH_MESH_STATE_DIR ?? "";
 // The mesh must let the sheets consumer give up after a few quick tries (its own default,
-// ten tries over about seven minutes, is too long for a test): tests/web/conftest.py
+// ten tries over about seven minutes, is too long for a test): tests/conftest_mesh.py
 // starts the mesh with CHATMESH_FORMS_CONSUMERS='{"sheets": {"max_deliveries": 2}}'.
 const overrides = JSON.parse(process.env.CHATMESH_FORMS_CONSUMERS || "{}");
 const SHEETS_GIVE_UP_FAST = (overrides.sheets?.max_deliveries ?? 10) <= 3;
