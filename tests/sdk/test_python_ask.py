@@ -88,6 +88,13 @@ async def test_ask_cites_the_document_that_holds_the_answer_as_it_streams_and_on
         assert follow.citations[0].source == "cat.md"
         assert len(await stored(client, answer.conversation_id)) == 4
 
+        # A question the handbook says nothing about: grounded, nothing cited, and the reply says so.
+        unrelated = client.ask("How many moons does Jupiter have?", collections=["handbook"], max_tokens=16)
+        said = await unrelated.collect()
+        assert unrelated.grounded and unrelated.citations == () and "relevant" in said
+        (_, empty) = await stored(client, unrelated.conversation_id)
+        assert empty.text == said and not empty.citations
+
 
 @pytest.mark.e2e
 async def test_asking_on_another_users_collection_is_not_found_and_nothing_is_answered(live_mesh: LiveMesh) -> None:
