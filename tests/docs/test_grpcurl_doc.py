@@ -127,13 +127,33 @@ def test_presence_shows_the_user_online_after_a_heartbeat(ran: list[Block]) -> N
 
 
 def test_the_assistant_streams_tokens_and_stores_the_reply(ran: list[Block]) -> None:
-    out = block(ran, "InferenceService/Reply").output
+    out = block(ran, "Name three colours.").output
     assert out.count('"started"') == 1 and out.count('"finished"') == 1
     assert out.count('"token"') >= 1
     assert re.search(r'"assistantMessageId": "[0-9a-f-]{36}"', out)
     generated = block(ran, "InferenceService/Generate").output
     assert generated.count('"token"') >= 1 and '"finished"' in generated
     assert '"canGenerate": true' in generated  # ListModels
+
+
+def test_a_grounded_reply_streams_citations_of_the_passage_before_its_tokens_and_stores_them(
+    ran: list[Block],
+) -> None:
+    out = block(ran, "question-cat").output
+    assert '"kind": "CONVERSATION_KIND_ASSISTANT"' in out and '"handbook"' in out  # the conversation remembers it
+    started, citations, first_token = (out.find(f'"{kind}": {{') for kind in ("started", "citations", "token"))
+    assert -1 < started < citations < first_token, "one citations chunk after started, before the first token"
+    assert out.count('"citations": {') == 1 and out.count('"finished"') == 1
+    assert re.search(r'"assistantMessageId": "[0-9a-f-]{36}"', out)
+    cited = out[citations:first_token]
+    first = re.search(
+        r'"number": 1,\s+"collection": "handbook",\s+"pointId": "[0-9a-f-]{36}",\s+"source": "(\S+)"', cited
+    )
+    assert first is not None and first.group(1) == "cat.md"  # the document that holds the answer
+    assert '"passage": "The office cat is called Biscuit; she sleeps on the second-floor printer."' in cited
+    stored = block(ran, "question-handbook").output  # ListMessages, then Bob's refused Reply
+    assert re.search(r'"citations": \[\s+\{\s+"number": 1,', stored) and stored.count("\ncat.md\n") == 1
+    assert "Code: NotFound" in stored and "collections[0]" in stored and "grpcurl exited 69" in stored
 
 
 def test_errors_show_their_status_code(ran: list[Block]) -> None:

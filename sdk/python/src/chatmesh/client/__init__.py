@@ -11,9 +11,15 @@ Example::
 
         await client.ingest("notes", ["The gateway is Envoy."], create=True)
         hits = await client.search("notes", "Which proxy is the gateway?")
+        answer = client.ask("Which proxy is the gateway?", collections=["notes"])
+        async for text in answer:
+            print(text, end="")
+        print([(c.number, c.source) for c in answer.citations])
         await client.submit_form(form_id, {"email": "ann@example.com"})
 """
 
+from chatmesh.client.ask import Answer
+from chatmesh.client.citations import Citation, citations_of
 from chatmesh.client.client import Account, Client
 from chatmesh.client.documents import Document, IngestProgress, IngestResult, JobFailed, Point, SearchHit
 from chatmesh.client.forms import field_errors
@@ -23,7 +29,9 @@ from chatmesh.client.tokens import Tokens
 
 __all__ = [
     "Account",
+    "Answer",
     "AssistantReply",
+    "Citation",
     "Client",
     "Document",
     "EventStream",
@@ -34,5 +42,6 @@ __all__ = [
     "RetryPolicy",
     "SearchHit",
     "Tokens",
+    "citations_of",
     "field_errors",
 ]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
 import grpc
 
+from chatmesh.client.ask import Answer
+from chatmesh.client.citations import Citation
 from chatmesh.client.documents import DistanceName, MatchValue, SearchHit
 from chatmesh.client.forms import FieldValueLike, field_values
 from chatmesh.client.ingest import IngestStub
@@ -243,10 +245,18 @@ class Client:
         )
         return answer.conversation
 
-    async def assistant_conversation(self, model: str = "") -> history_pb2.Conversation:
-        """A new conversation with the assistant (``model``: empty for the default)."""
+    async def assistant_conversation(
+        self, model: str = "", *, collections: Sequence[str] = ()
+    ) -> history_pb2.Conversation:
+        """A new conversation with the assistant (``model``: empty for the default).
+
+        ``collections``: the caller's collections (at most 8) its replies answer from when
+        a reply names none; the conversation remembers them (``Conversation.collections``).
+        """
         answer: history_pb2.CreateConversationResponse = await self._history.CreateConversation(
-            history_pb2.CreateConversationRequest(kind=history_pb2.CONVERSATION_KIND_ASSISTANT, model=model)
+            history_pb2.CreateConversationRequest(
+                kind=history_pb2.CONVERSATION_KIND_ASSISTANT, model=model, collections=names(collections)
+            )
         )
         return answer.conversation
 
@@ -303,12 +313,16 @@ class Client:
         max_tokens: int | None = None,
         sampling: inference_pb2.SamplingParams | None = None,
         request_id: str | None = None,
+        collections: Sequence[str] = (),
+        on_citations: Callable[[tuple[Citation, ...]], None] | None = None,
     ) -> AssistantReply:
         """The assistant's reply in an assistant conversation, streamed as it is generated.
 
         ``async for text in client.reply(conversation_id)`` prints it token by token; the
         finished reply is stored in the conversation. ``max_tokens`` overrides
-        ``sampling.max_tokens``.
+        ``sampling.max_tokens``. ``collections`` (the caller's, at most 8; empty: the ones
+        the conversation remembers) makes it a grounded reply: ``reply.citations`` are set
+        before the first token, and ``on_citations`` is called with them.
         """
         params = inference_pb2.SamplingParams()
         if sampling is not None:
@@ -316,9 +330,66 @@ class Client:
         if max_tokens is not None:
             params.max_tokens = max_tokens
         request = inference_pb2.ReplyRequest(
-            conversation_id=conversation_id, model=model, sampling=params, request_id=request_id or str(uuid.uuid4())
+            conversation_id=conversation_id,
+            model=model,
+            sampling=params,
+            request_id=request_id or str(uuid.uuid4()),
+            collections=names(collections),
         )
-        return AssistantReply(lambda: self._inference, self._keeper, self._retry, self._rng, request)
+        return AssistantReply(lambda: self._inference, self._keeper, self._retry, self._rng, request, on_citations)
+
+    def ask(
+        self,
+        question: str,
+        *,
+        collections: Sequence[str] = (),
+        conversation_id: str | None = None,
+        model: str = "",
+        max_tokens: int | None = None,
+        sampling: inference_pb2.SamplingParams | None = None,
+        request_id: str | None = None,
+        on_citations: Callable[[tuple[Citation, ...]], None] | None = None,
+    ) -> Answer:
+        """Ask the assistant ``question``, answered from ``collections`` with citations, streamed.
+
+        ``async for text in client.ask("Which proxy is the gateway?", collections=["notes"])``
+        creates an assistant conversation that remembers the collections (or, with
+        ``conversation_id``, goes on in that one: a follow-up), sends the question, then
+        streams the grounded reply; ``answer.citations`` hold the passages it cites (set
+        before its first token; ``on_citations`` is called with them as they arrive) and
+        ``answer.conversation_id`` the conversation to ask the next question in. Without
+        collections, the reply answers from the ones the conversation remembers, or from
+        none (a plain reply). Nothing is sent until the answer is iterated.
+
+        Args:
+            question: The user's turn, 1 to 4,000 characters.
+            collections: Names of the caller's collections, at most 8.
+            conversation_id: An assistant conversation of the caller's to go on in.
+            model, max_tokens, sampling, request_id: As for :meth:`reply`.
+            on_citations: Called with the citations when they arrive.
+
+        Raises:
+            TypeError: ``collections`` is a single string, not a list of names.
+        """
+        wanted = names(collections)
+        rid = request_id or str(uuid.uuid4())
+
+        async def prepare() -> tuple[str, history_pb2.Message]:
+            chat = conversation_id or (await self.assistant_conversation(model, collections=wanted)).conversation_id
+            return chat, await self.send_message(chat, question)
+
+        def reply_for(chat: str) -> AssistantReply:
+            return self.reply(
+                chat,
+                model=model,
+                max_tokens=max_tokens,
+                sampling=sampling,
+                request_id=rid,
+                collections=wanted,
+                on_citations=on_citations,
+            )
+
+        return Answer(prepare, reply_for, rid)
 
     # -- documents: collections, ingestion, search ---------------------------------------------------
 
@@ -451,3 +522,10 @@ class Client:
 
     def _saw(self, sequence: int) -> None:
         self._last_sequence = max(self._last_sequence, sequence)
+
+
+def names(collections: Sequence[str]) -> list[str]:
+    """Collection names as a list; a lone string is refused (it would read as one name a letter)."""
+    if isinstance(collections, str):
+        raise TypeError(f"collections: a list of names, not one string (collections=[{collections!r}])")
+    return list(collections)

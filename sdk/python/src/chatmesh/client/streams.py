@@ -5,8 +5,9 @@ a reset, the server going away, or nothing at all for ``idle_timeout_s`` while t
 sends a KeepAlive every 25 s) it reconnects with back-off from the last sequence it saw,
 so the server replays the gap and no event is lost or repeated.
 
-:class:`AssistantReply` streams ``inference.Reply`` token by token. It is retried only
-before its first chunk: after that the reply is running, and a retry would start another.
+:class:`AssistantReply` streams ``inference.Reply`` token by token, and a grounded reply's
+citations before its first token. It is retried only before its first chunk: after that
+the reply is running, and a retry would start another.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from types import TracebackType
 
 import grpc
 
+from chatmesh.client.citations import Citation, citations_of
 from chatmesh.client.retry import RetryPolicy
 from chatmesh.client.tokens import TokenKeeper
 from chatmesh.inference.v1 import inference_pb2, inference_pb2_grpc
@@ -181,6 +183,13 @@ class AssistantReply:
     ``async for text in reply`` yields each token's text as it is generated; afterwards
     ``started`` (request id, model, queue position), ``finished`` (finish reason, usage,
     the stored message's id) and ``text`` (the whole reply) are set. Iterate it once.
+
+    A grounded reply (one with collections) also has ``citations``: the passages it
+    answers from, numbered as its text refers to them ("[1]"). They arrive before the
+    first token, so they are set by the time the first text is yielded, and
+    ``on_citations`` (when given) is called with them as they arrive; ``grounded`` then
+    turns True and ``searched`` names the collections searched. A grounded reply with no
+    citations found nothing relevant: its text says so.
     """
 
     def __init__(
@@ -190,6 +199,7 @@ class AssistantReply:
         retry: RetryPolicy,
         rng: random.Random,
         request: inference_pb2.ReplyRequest,
+        on_citations: Callable[[tuple[Citation, ...]], None] | None = None,
     ) -> None:
         self._inference = inference
         self._keeper = keeper
@@ -200,6 +210,10 @@ class AssistantReply:
         self._iterated = False
         self.started: inference_pb2.Started | None = None
         self.finished: inference_pb2.Finished | None = None
+        self.citations: tuple[Citation, ...] = ()
+        self.searched: tuple[str, ...] = ()
+        self.grounded = False
+        self._on_citations = on_citations
 
     @property
     def request_id(self) -> str:
@@ -249,6 +263,12 @@ class AssistantReply:
                     elif kind == "token" and chunk.token.text:
                         self._parts.append(chunk.token.text)
                         yield chunk.token.text
+                    elif kind == "citations":
+                        self.citations = citations_of(chunk.citations.citations)
+                        self.searched = tuple(chunk.citations.collections)
+                        self.grounded = True
+                        if self._on_citations is not None:
+                            self._on_citations(self.citations)
                     elif kind == "finished":
                         self.finished = chunk.finished
                 return
