@@ -352,7 +352,7 @@ class RegistryView:
                         # Live replicas write every second: a watch silent for this long has
                         # lost its server (a NATS restart); watching again re-reads every key.
                         try:
-                            entry = await watcher.updates(timeout=self._idle_rewatch_s)
+                            entry = await watcher.updates(timeout=self._idle_rewatch_s)  # type: ignore[no-untyped-call]
                         except NatsTimeoutError:
                             break
                         if entry is None:  # the current entries are all in
@@ -364,7 +364,7 @@ class RegistryView:
                             break
                 finally:
                     with contextlib.suppress(Exception):
-                        await watcher.stop()
+                        await watcher.stop()  # type: ignore[no-untyped-call]
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - NATS down or restarting: keep what we have, retry

@@ -95,6 +95,7 @@ class ServiceServer:
     _revocation_nats: Any = None
     _registry_nats: Any = None
     _registering: asyncio.Task[None] | None = None
+    _revocations_connecting: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Start serving, mark every service SERVING, and register the replica (with a NATS)."""
@@ -151,6 +152,10 @@ class ServiceServer:
                 await cleanup()
             except Exception:  # noqa: BLE001 - one failed cleanup must not skip the others
                 log.exception("cleanup failed")
+        if self._revocations_connecting is not None:
+            self._revocations_connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._revocations_connecting
         if self.revocations is not None:
             await self.revocations.close()
         if self._revocation_nats is not None:
@@ -177,21 +182,22 @@ class ServiceServer:
         nats_settings = getattr(self.settings, "nats", None)
         if not self.settings.registry_enabled or nats_settings is None:
             return
-        record = self.replica_record()
+        registering = asyncio.create_task(self._connect_and_register(self.replica_record()), name="registry-connect")
         try:
-            self._registry_nats = await connect(nats_settings, f"{self.name}-registry")
-        except ChatmeshError:
+            # Registered before start() returns when NATS answers; else in the background (a
+            # first connect to a NATS that is down waits for it: nats-py reconnects forever).
+            await asyncio.wait_for(asyncio.shield(registering), nats_settings.connect_timeout_s)
+        except TimeoutError:
             log.warning("NATS unreachable at start: registering once it is")
-            self._registering = asyncio.create_task(self._register_later(record), name="registry-connect")
-            return
-        await self._start_registration(record)
+            self._registering = registering
 
-    async def _register_later(self, record: ReplicaRecord) -> None:
+    async def _connect_and_register(self, record: ReplicaRecord) -> None:
         nats_settings = getattr(self.settings, "nats")  # noqa: B009 - checked by _register
         while self._registry_nats is None:
-            await asyncio.sleep(1.0)
-            with contextlib.suppress(ChatmeshError):
+            try:
                 self._registry_nats = await connect(nats_settings, f"{self.name}-registry")
+            except ChatmeshError:
+                await asyncio.sleep(1.0)
         await self._start_registration(record)
 
     async def _start_registration(self, record: ReplicaRecord) -> None:
@@ -204,12 +210,24 @@ class ServiceServer:
         nats_settings = getattr(self.settings, "nats", None)
         if self.revocations is None or nats_settings is None:
             return
+        revocations = self.revocations
+
+        async def follow() -> None:
+            while self._revocation_nats is None:
+                try:
+                    self._revocation_nats = await connect(nats_settings, f"{self.name}-revocations")
+                except ChatmeshError:
+                    await asyncio.sleep(1.0)
+            revocations.follow(self._revocation_nats)
+
+        following = asyncio.create_task(follow(), name="revocations-connect")
         try:
-            self._revocation_nats = await connect(nats_settings, f"{self.name}-revocations")
-        except ChatmeshError:
+            # nats-py retries a first connect forever (reconnects are unlimited): bound the wait.
+            await asyncio.wait_for(asyncio.shield(following), nats_settings.connect_timeout_s)
+        except TimeoutError:
             log.warning("NATS unreachable at start: revoked sessions are not followed until it is")
+            self._revocations_connecting = following
             return
-        self.revocations.follow(self._revocation_nats)
         if not await self.revocations.wait_ready(5.0):
             log.warning("the revocation list did not load within 5s; following it in the background")
 

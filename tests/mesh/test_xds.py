@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import nats
 from grpc_health.v1 import health_pb2
 from pydantic_settings import SettingsConfigDict
 
@@ -31,10 +32,11 @@ from gateway.envoy import Envoy
 from gateway.routes import RouteSpec
 from gateway.settings import ClientRateLimits, GatewaySettings, HealthCheck, Upstream, XdsSource
 from mesh.deps.base import free_port
-from mesh.deps.nats import Nats
+from mesh.deps.nats import Nats, NatsConfig
 from mesh.deps.process import running
-from mesh.xds.probe import HostStats, cluster_hosts
+from mesh.xds.probe import HostStats, cluster_hosts, wait_first_request
 from services.runtime.bus import NatsSettings
+from services.runtime.registry import BUCKET, ReplicaRecord
 from services.runtime.server import ServiceBinding, ServiceServer, create_server
 from services.runtime.settings import ServiceSettings
 
@@ -244,6 +246,9 @@ async def test_a_started_replica_is_routed_within_a_second_of_serving(nats_serve
             print(f"serving_to_healthy_in_envoy_ms={took * 1000:.0f}")
             assert took < 1.0
             assert await mesh.call(SAFE) == grpc.StatusCode.OK
+            # The benchmark's probe sees that first call reach the replica.
+            routed = await wait_first_request(mesh.admin_port, mesh.cluster, address(replica), timeout_s=2.0)
+            assert routed <= time.monotonic()
         finally:
             await replica.stop()
 
@@ -347,6 +352,36 @@ async def test_a_retry_safe_call_is_retried_on_another_replica_and_an_unsafe_one
     assert met_failing > 0
     assert safe == [grpc.StatusCode.OK] * 20
     assert grpc.StatusCode.UNAVAILABLE in unsafe  # not retried: the failing replica's answer reaches the caller
+
+
+async def test_a_replica_serves_without_nats_and_registers_once_nats_is_up(tmp_path: Path) -> None:
+    port = free_port()
+    replica = build_replica(f"echo-{uuid.uuid4().hex[:8]}", f"nats://127.0.0.1:{port}")
+    started = time.monotonic()
+    await replica.start()
+    try:
+        assert time.monotonic() - started < 6  # one failed connect, not a hang
+        assert replica.registration is None
+        async with grpc.aio.insecure_channel(address(replica)) as channel:
+            echo = channel.unary_unary(SAFE, Request.SerializeToString, Reply.FromString)
+            assert (await echo(Request(), timeout=5)).status == Reply.SERVING
+        async with running(Nats(NatsConfig(home=tmp_path / "nats", port=port)), ready_timeout_s=30):
+            deadline = time.monotonic() + 10
+            while replica.registration is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            assert replica.registration is not None
+            nc = await nats.connect(f"nats://127.0.0.1:{port}")
+            try:
+                kv = await nc.jetstream().key_value(BUCKET)
+                entry = await kv.get(replica.registration.record.key)
+                assert entry.value is not None
+                assert ReplicaRecord.model_validate_json(entry.value).port == replica.port
+            finally:
+                await nc.close()
+            await replica.stop()
+    finally:
+        if replica.registration is not None:
+            await replica.stop()
 
 
 async def _replica_main(cluster: str, nats_url: str) -> None:
