@@ -27,11 +27,9 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -43,6 +41,7 @@ from bench.harness import scratch
 from bench.stats import percentile
 from chatmesh.client import Client
 from chatmesh.presence.v1 import presence_pb2, presence_pb2_grpc
+from mesh.xds.probe import wait_first_request
 from tests.conftest_mesh import mesh_environment
 from tests.e2e.scale_load import PASSWORD, SteadyLoad
 
@@ -76,14 +75,6 @@ def _ask(state: Path, request: dict[str, str]) -> dict[str, object]:
     return dict(answer)
 
 
-def _routed(admin: str, cluster: str, address: str) -> int:
-    """Requests Envoy has sent to ``address`` in ``cluster`` (0 while it does not know the host)."""
-    with urllib.request.urlopen(f"{admin}/clusters", timeout=2) as response:  # noqa: S310 - our loopback admin
-        text = response.read().decode()
-    match = re.search(rf"^{re.escape(cluster)}::{re.escape(address)}::rq_total::(\d+)$", text, re.MULTILINE)
-    return int(match.group(1)) if match else 0
-
-
 @contextlib.asynccontextmanager
 async def presence_calls(
     target: str, token: str, concurrency: int = 4, pause_s: float = 0.03
@@ -115,7 +106,7 @@ async def presence_calls(
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def discovery(state: Path, target: str, admin: str, joins: int) -> tuple[list[float], Counter[str]]:
+async def discovery(state: Path, target: str, admin_port: int, joins: int) -> tuple[list[float], Counter[str]]:
     """Milliseconds from a new presence replica's SERVING to its first routed request, ``joins`` times."""
     async with Client(target) as client:
         account = await client.register(f"scale{uuid.uuid4().hex[:12]}", PASSWORD, "bench")
@@ -126,12 +117,9 @@ async def discovery(state: Path, target: str, admin: str, joins: int) -> tuple[l
         for _ in range(joins):
             added = await asyncio.to_thread(_ask, state, {"op": "add", "service": "presence"})
             serving_at = float(added["serving_at"])  # type: ignore[arg-type]
-            address = f"127.0.0.1:{added['port']}"
-            while await asyncio.to_thread(_routed, admin, "presence", address) == 0:
-                if time.time() - serving_at > 30:
-                    raise RuntimeError(f"no request reached {address} within 30 s")
-                await asyncio.sleep(0.005)
-            samples.append((time.time() - serving_at) * 1000)
+            routed = await wait_first_request(admin_port, "presence", f"127.0.0.1:{added['port']}", 30, poll_s=0.005)
+            routed_at = time.time() - (time.monotonic() - routed)
+            samples.append((routed_at - serving_at) * 1000)
             await asyncio.to_thread(_ask, state, {"op": "remove", "service": "presence"})
     return samples, codes
 
@@ -202,8 +190,8 @@ async def main(args: argparse.Namespace) -> None:
             print(f"replicas={args.replicas.replace(',', ';')}")
             print(f"up_s={time.monotonic() - started:.1f}")
             target = f"127.0.0.1:{env['CHATMESH_MESH_GATEWAY_PORT']}"
-            admin = f"http://127.0.0.1:{env['CHATMESH_MESH_GATEWAY_ADMIN_PORT']}"
-            samples, codes = await discovery(state, target, admin, args.joins)
+            admin_port = int(env["CHATMESH_MESH_GATEWAY_ADMIN_PORT"])
+            samples, codes = await discovery(state, target, admin_port, args.joins)
             print(f"joins={len(samples)}")
             print(f"discovery_p50_ms={percentile(samples, 0.5):.1f}")
             print(f"discovery_p99_ms={percentile(samples, 0.99):.1f}")

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from mesh.xds.probe import parse_clusters
 from tests.conftest_mesh import ROOT, LiveMesh, mesh_environment
 from tests.e2e.scale_load import SteadyLoad
 
@@ -52,11 +53,9 @@ def _pid(mesh: LiveMesh, name: str) -> int:
 
 def _hosts(mesh: LiveMesh, cluster: str) -> dict[str, str]:
     """Envoy's hosts of ``cluster``: address -> health flags."""
-    admin = f"http://127.0.0.1:{mesh.env['CHATMESH_MESH_GATEWAY_ADMIN_PORT']}/clusters"
-    with urllib.request.urlopen(admin, timeout=2) as response:  # noqa: S310 - loopback admin
-        text = response.read().decode()
-    pattern = rf"^{re.escape(cluster)}::(\d+\.\d+\.\d+\.\d+:\d+)::health_flags::(.*)$"
-    return {m.group(1): m.group(2) for m in re.finditer(pattern, text, re.MULTILINE)}
+    port = int(mesh.env["CHATMESH_MESH_GATEWAY_ADMIN_PORT"])
+    hosts = parse_clusters(urllib.request.urlopen(f"http://127.0.0.1:{port}/clusters", timeout=2).read().decode())
+    return {address: host.health_flags for address, host in hosts.get(cluster, {}).items()}
 
 
 async def _mesh_command(mesh: LiveMesh, *args: str) -> str:
