@@ -280,15 +280,17 @@ def _outlier_detection() -> dict[str, Any]:
     A SIGKILLed replica refuses connections before any health check or TTL notices, and
     least-request favours it (it has no call in flight): without ejection a retry could land on
     it again. Two connect failures in a row (local-origin errors) eject it for 5 s, doubling
-    while it stays dead; answers a replica gives eject nothing (gRPC statuses ride on HTTP 200,
-    and success-rate ejection is off), and the last replica of a cluster is never ejected (at
-    most half of them are).
+    while it stays dead; answers a replica gives eject nothing (Envoy counts a gRPC UNAVAILABLE
+    as a 5xx: those ejections are off, as is success-rate ejection), and the last replica of a
+    cluster is never ejected (at most half of them are).
     """
     return {
         "split_external_local_origin_errors": True,
         "consecutive_local_origin_failure": 2,
         "enforcing_consecutive_local_origin_failure": 100,
         "enforcing_local_origin_success_rate": 0,
+        "enforcing_consecutive_5xx": 0,
+        "enforcing_consecutive_gateway_failure": 0,
         "enforcing_success_rate": 0,
         "interval": "1s",
         "base_ejection_time": "5s",

@@ -15,10 +15,18 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     # Registers HttpProtocolOptions, which clusters carry packed in an Any.
     import envoy_data_plane.envoy.extensions.upstreams.http.v3  # noqa: F401
-    from envoy_data_plane.envoy.config.cluster.v3 import Cluster
+    from envoy_data_plane.envoy.config.cluster.v3 import Cluster, OutlierDetection
     from envoy_data_plane.envoy.config.endpoint.v3 import ClusterLoadAssignment
     from envoy_data_plane.envoy.service.discovery.v3 import DiscoveryRequest, DiscoveryResponse
     from envoy_data_plane.google.protobuf import Any as AnyMessage
     from envoy_data_plane.google.rpc import Status
 
-__all__ = ["AnyMessage", "Cluster", "ClusterLoadAssignment", "DiscoveryRequest", "DiscoveryResponse", "Status"]
+__all__ = [
+    "AnyMessage",
+    "Cluster",
+    "ClusterLoadAssignment",
+    "OutlierDetection",
+    "DiscoveryRequest",
+    "DiscoveryResponse",
+    "Status",
+]

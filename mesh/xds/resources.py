@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.render import grpc_cluster_base
-from mesh.xds.envoy_types import AnyMessage, Cluster, ClusterLoadAssignment
+from mesh.xds.envoy_types import AnyMessage, Cluster, ClusterLoadAssignment, OutlierDetection
 from mesh.xds.settings import XdsSettings
 from services.runtime.registry import ReplicaRecord
 
@@ -54,7 +54,15 @@ def cluster(settings: XdsSettings, name: str, health_service: str) -> Cluster:
     # Envoy merges host health changes for up to 1 s (its default) before the worker threads
     # see them: a new replica that passed its first health check would wait for that.
     base["common_lb_config"]["update_merge_window"] = "0s"
-    return Cluster.from_dict(base)
+    # betterproto2's from_dict misreads field names with digits ("consecutive_5xx"): set those after.
+    outlier = dict(base.pop("outlier_detection", {}))
+    digits = {key: outlier.pop(key) for key in list(outlier) if any(ch.isdigit() for ch in key)}
+    built = Cluster.from_dict(base)
+    if outlier or digits:
+        built.outlier_detection = OutlierDetection.from_dict(outlier)
+        for key, value in digits.items():
+            setattr(built.outlier_detection, key, value)
+    return built
 
 
 def load_assignment(name: str, replicas: Iterable[ReplicaRecord]) -> ClusterLoadAssignment:
