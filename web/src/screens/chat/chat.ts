@@ -2,7 +2,9 @@
 // everything the Connect stream says about them. It is the one screen still built with the
 // hand-made DOM layer (dom.ts): it holds no routing, and its state lives in this class,
 // which the Preact shell mounts once and keeps alive while other screens are shown (so the
-// Connect stream and a reply being streamed survive a visit to Documents).
+// Connect stream and a reply being streamed survive a visit to Documents). "Ask with
+// documents": the assistant chat picks collections (ListCollections) for ReplyRequest.collections,
+// and a grounded reply shows its citations as numbered chips that open to the passage.
 
 import { Code } from "@connectrpc/connect";
 import { ConversationKind, type Conversation } from "@chatmesh/sdk/chatmesh/history/v1/history_pb.js";

@@ -40,7 +40,7 @@ export interface CitationView {
   passage: string;
 }
 
-export function citationView(c: Omit<CitationView, never>): CitationView {
+export function citationView(c: CitationView): CitationView {
   return {
     number: c.number,
     collection: c.collection,
