@@ -21,6 +21,7 @@ from services.ingest.embedder import InferenceEmbedder
 from services.ingest.jobs import JobLimits, Jobs
 from services.ingest.kvtable import KvTable
 from services.ingest.metrics import IngestMetrics
+from services.ingest.queuestats import QueueStatsReader
 from services.ingest.records import CollectionRecord, JobRecord, SnapshotRecord
 from services.ingest.search import Searcher
 from services.ingest.servicer import IngestDomain, IngestServicer
@@ -136,7 +137,7 @@ async def assemble(settings: IngestSettings) -> IngestApp:
         cleanups.append(nc.drain)
         names = IngestNames(settings.bus_namespace)
         queue = WorkQueue(nc, names, settings.job_ack_wait_s, settings.nats.publish_timeout_s)
-        await queue.declare(settings.job_retention_s)
+        await queue.declare(settings.job_retention_s, settings.worker_seen_ttl_s)
         js = nc.jetstream()
         collection_table = await KvTable.open(js, names.collections_bucket, CollectionRecord)
         job_table = await KvTable.open(js, names.jobs_bucket, JobRecord)
@@ -189,6 +190,7 @@ async def assemble(settings: IngestSettings) -> IngestApp:
             metrics=IngestMetrics(CollectorRegistry()),
             snapshot_min_interval_s=settings.snapshot_min_interval_s,
             uploads=uploads,
+            queue_stats=QueueStatsReader(js, names, job_table, await js.key_value(names.workers_bucket)),
         )
         binding = ServiceBinding(
             SERVICE_NAME, ingest_pb2_grpc.add_IngestServiceServicer_to_server, IngestServicer(domain)

@@ -14,6 +14,7 @@ from services.ingest.collections import Collections, CollectionView, NewCollecti
 from services.ingest.embedder import Caller
 from services.ingest.jobs import Jobs, SourceAsk
 from services.ingest.metrics import IngestMetrics
+from services.ingest.queuestats import QueueStatsReader
 from services.ingest.records import JobRecord, SnapshotRecord, SourceFormatName
 from services.ingest.search import SearchAsk, Searcher
 from services.ingest.snapshots import Snapshots, SnapshotTargets, checked_schedule
@@ -115,6 +116,7 @@ class IngestDomain:
     metrics: IngestMetrics
     snapshot_min_interval_s: int
     uploads: Uploads
+    queue_stats: QueueStatsReader
 
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
@@ -254,6 +256,20 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
 
     async def CancelJob(self, request: pb.CancelJobRequest, context: Context) -> pb.CancelJobResponse:
         return pb.CancelJobResponse(job=job_pb(await self._d.jobs.cancel(current_principal().user_id, request.job_id)))
+
+    async def GetQueueStats(self, request: pb.GetQueueStatsRequest, context: Context) -> pb.GetQueueStatsResponse:
+        stats = await self._d.queue_stats.read(current_principal().user_id)
+        return pb.GetQueueStatsResponse(
+            pending_items=stats.pending_items,
+            in_flight_items=stats.in_flight_items,
+            redelivered_items=stats.redelivered_items,
+            jobs_in_flight=stats.jobs_in_flight,
+            my_jobs_in_flight=stats.my_jobs_in_flight,
+            workers_seen=stats.workers_seen,
+            points_per_second=stats.points_per_second,
+            my_points_per_second=stats.my_points_per_second,
+            sampled_at=protos.timestamp(stats.sampled_at),
+        )
 
     async def Search(self, request: pb.SearchRequest, context: Context) -> pb.SearchResponse:
         hits = await self._d.searcher.search(

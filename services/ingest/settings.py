@@ -152,6 +152,13 @@ class IngestSettings(ServiceSettings):
         4, ge=1, le=64, description="Work items one worker process runs at once (across jobs, fairly by owner)."
     )
     worker_poll_s: float = Field(0.5, gt=0, le=30, description="How often an idle worker looks for work.")
+    worker_seen_ttl_s: float = Field(
+        15.0,
+        ge=3,
+        le=600,
+        description="A worker counts as seen (GetQueueStats `workers_seen`) this long after it last reported in; "
+        "workers report in every third of it.",
+    )
     import_root: Path = Field(
         Path(".chatmesh/ingest/import"),
         description="Directory that `source.path` is relative to; nothing outside it can be read.",

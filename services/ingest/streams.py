@@ -15,6 +15,9 @@ redelivered halfway through publishing cannot queue an item twice.
 
 Three KV buckets hold the records: collections (key ``<owner>.<name>``), jobs (key
 ``<owner>.<job>``, the progress that WatchJob streams) and snapshots (``<owner>.<snapshot>``).
+A fourth, workers (key: a worker's name, forgotten ``worker_seen_ttl_s`` after its last
+write), is where workers report in (GetQueueStats counts them; see
+:mod:`services.ingest.queuestats`).
 """
 
 from __future__ import annotations
@@ -83,6 +86,11 @@ class IngestNames:
         """KV bucket of snapshot records."""
         return f"ingest{self._suffix}_snapshots"
 
+    @property
+    def workers_bucket(self) -> str:
+        """KV bucket where workers report in (one key a worker, expiring)."""
+        return f"ingest{self._suffix}_workers"
+
     def stream_config(self) -> StreamConfig:
         """The INGEST work-queue stream."""
         return StreamConfig(
@@ -97,10 +105,12 @@ class IngestNames:
             max_msg_size=1024 * 1024,
         )
 
-    def kv_configs(self, job_retention_s: int) -> tuple[KeyValueConfig, ...]:
-        """The three record buckets (jobs expire ``job_retention_s`` after their last update)."""
+    def kv_configs(self, job_retention_s: int, worker_seen_ttl_s: float = 15.0) -> tuple[KeyValueConfig, ...]:
+        """The three record buckets (jobs expire ``job_retention_s`` after their last update),
+        and the workers bucket (keys expire ``worker_seen_ttl_s`` after their last write)."""
         return (
             KeyValueConfig(bucket=self.collections_bucket, history=1, storage=StorageType.FILE),
             KeyValueConfig(bucket=self.jobs_bucket, history=1, storage=StorageType.FILE, ttl=job_retention_s),
             KeyValueConfig(bucket=self.snapshots_bucket, history=1, storage=StorageType.FILE),
+            KeyValueConfig(bucket=self.workers_bucket, history=1, storage=StorageType.MEMORY, ttl=worker_seen_ttl_s),
         )

@@ -42,6 +42,7 @@ from services.ingest.items import ItemRunner, PermanentFailure, RunnerSettings, 
 from services.ingest.kvtable import KvTable
 from services.ingest.metrics import WorkerMetrics
 from services.ingest.protos import point_id_pb, struct_of
+from services.ingest.queuestats import report_in
 from services.ingest.records import JobRecord
 from services.ingest.server import make_store, service_signer
 from services.ingest.settings import IngestSettings
@@ -267,8 +268,11 @@ async def run_worker(settings: IngestSettings, name: str, stop: asyncio.Event) -
     nc = await connect(settings.nats, name)
     names = IngestNames(settings.bus_namespace)
     queue = WorkQueue(nc, names, settings.job_ack_wait_s, settings.nats.publish_timeout_s)
-    await queue.declare(settings.job_retention_s)
+    await queue.declare(settings.job_retention_s, settings.worker_seen_ttl_s)
     table = await KvTable.open(nc.jetstream(), names.jobs_bucket, JobRecord)
+    reporting = asyncio.create_task(
+        report_in(await nc.jetstream().key_value(names.workers_bucket), name, settings.worker_seen_ttl_s / 3, stop)
+    )
     embedder = InferenceEmbedder(
         settings.inference_target, settings.inference_timeout_s, signer, settings.embed_batch_texts
     )
@@ -307,6 +311,8 @@ async def run_worker(settings: IngestSettings, name: str, stop: asyncio.Event) -
     try:
         await worker.run(stop)
     finally:
+        stop.set()
+        await reporting
         if isinstance(sink, ServiceSink):
             await sink.close()
         if store is not None:

@@ -78,10 +78,10 @@ class WorkQueue:
         """The JetStream context."""
         return self._js
 
-    async def declare(self, job_retention_s: int) -> None:
+    async def declare(self, job_retention_s: int, worker_seen_ttl_s: float = 15.0) -> None:
         """The stream, the KV buckets and the planner consumer (idempotent)."""
         await ensure_stream(self._js, self.names.stream_config())
-        for config in self.names.kv_configs(job_retention_s):
+        for config in self.names.kv_configs(job_retention_s, worker_seen_ttl_s):
             await ensure_kv(self._js, config)
         await self._js.add_consumer(
             self.names.stream,

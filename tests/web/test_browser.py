@@ -46,7 +46,7 @@ def _prerequisites() -> None:
 
 
 def test_there_are_browser_scenarios() -> None:
-    expected = {"chat", "assistant", "documents", "forms", "operations"}
+    expected = {"chat", "assistant", "grounded", "documents", "forms", "operations"}
     assert {f"{name}.test.mjs" for name in expected} <= set(SCENARIOS), SCENARIOS
 
 

@@ -2,7 +2,9 @@
 // everything the Connect stream says about them. It is the one screen still built with the
 // hand-made DOM layer (dom.ts): it holds no routing, and its state lives in this class,
 // which the Preact shell mounts once and keeps alive while other screens are shown (so the
-// Connect stream and a reply being streamed survive a visit to Documents).
+// Connect stream and a reply being streamed survive a visit to Documents). "Ask with
+// documents": the assistant chat picks collections (ListCollections) for ReplyRequest.collections,
+// and a grounded reply shows its citations as numbered chips that open to the passage.
 
 import { Code } from "@connectrpc/connect";
 import { ConversationKind, type Conversation } from "@chatmesh/sdk/chatmesh/history/v1/history_pb.js";
@@ -10,9 +12,11 @@ import { Direction } from "@chatmesh/sdk/chatmesh/common/v1/common_pb.js";
 import type { Event } from "@chatmesh/sdk/chatmesh/events/v1/events_pb.js";
 import { PresenceState, type UserPresence } from "@chatmesh/sdk/chatmesh/presence/v1/presence_pb.js";
 import { FinishReason } from "@chatmesh/sdk/chatmesh/inference/v1/inference_pb.js";
+import { IngestService } from "@chatmesh/sdk/chatmesh/ingest/v1/ingest_pb.js";
 import { type Action, type Api, type Auth, codeOf, describeError, millis } from "../../api.js";
 import { EventStream, type ConnectionState } from "./events.js";
 import {
+  citationView,
   conversationView,
   messageView,
   newThread,
@@ -24,6 +28,7 @@ import {
   titleOf,
   upsert,
   uuid,
+  type CitationView,
   type ConversationView,
   type Thread,
 } from "./model.js";
@@ -33,6 +38,10 @@ const PAGE_SIZE = 30;
 const TYPING_REPEAT_MS = 3_000;
 // Longest assistant reply, in tokens (the service's default is 256).
 const REPLY_MAX_TOKENS = 512;
+// Collections one reply may answer from (ReplyRequest.collections).
+const MAX_REPLY_COLLECTIONS = 8;
+// Where the collections picked for each assistant chat are kept (this browser only).
+const CHOSEN_KEY = "chatmesh.assistant-collections";
 const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export class ChatApp {
@@ -50,6 +59,13 @@ export class ChatApp {
   /** Replies that have ended (stored, stopped or failed): late tokens of theirs start no bubble. */
   private readonly endedReplies = new Set<string>();
   private lastTypingSent = 0;
+  /** The caller's collections (ListCollections), null until read. */
+  private myCollections: string[] | null = null;
+  private collectionsError = "";
+  /** The collections picked per assistant conversation ("ask with documents"). */
+  private readonly chosen = new Map<string, Set<string>>(loadChosen());
+  /** Citation chips opened to their passage: `${message key}#${number}`. */
+  private readonly openCitations = new Set<string>();
   /** False while the shell shows another screen: nothing counts as read then. */
   private shown = true;
   private markingRead = false;
@@ -82,13 +98,9 @@ export class ChatApp {
     this.els = {
       // The display name (the username until LookupUsers answers), never the account's UUID.
       me: h("strong", { "data-testid": "me", "data-user-id": auth.userId }, auth.username),
-      // Where "ask with documents" will pick collections once Reply takes them (the
-      // contracts have no grounded replies yet): shown in the assistant chat only.
-      collections: h(
-        "div",
-        { class: "collections-picker", "data-testid": "assistant-collections", hidden: "" },
-        "Answer from documents: not available yet (grounded replies are not in the contracts).",
-      ),
+      // "Ask with documents": the caller's collections, picked per assistant chat; replies
+      // then go with ReplyRequest.collections. Shown in the assistant chat only.
+      collections: h("div", { class: "collections-picker", "data-testid": "assistant-collections", hidden: "" }),
       conn: h("span", { class: "conn", "data-testid": "connection-state" }),
       list: h("ul", { class: "conversations", "data-testid": "conversations" }),
       error: h("div", { class: "error", role: "alert", "data-testid": "error" }),
@@ -133,6 +145,8 @@ export class ChatApp {
     if (shown === this.shown) return;
     this.shown = shown;
     if (shown) {
+      // Collections made on the Documents screen meanwhile show in the picker.
+      if (this.myCollections !== null) void this.loadCollections();
       this.render(true);
       this.markReadSoon();
     }
@@ -312,11 +326,126 @@ export class ChatApp {
     this.els.input.value = "";
     this.clearError();
     this.render(true);
+    if (this.conversations.get(id)?.kind === ConversationKind.ASSISTANT) void this.loadCollections();
     const thread = this.thread(id);
     if (!thread.loaded) await this.loadNewest(id);
     this.render(true);
     this.markReadSoon();
     this.els.input.focus();
+  }
+
+  // -- ask with documents -------------------------------------------------------------
+
+  /** Reads the caller's collections for the picker (ingest ListCollections). */
+  private async loadCollections(): Promise<void> {
+    try {
+      const names: string[] = [];
+      let pageToken = "";
+      do {
+        const reply = await this.api.call(() =>
+          this.api.client(IngestService).listCollections({ page: { pageSize: 100, pageToken } }),
+        );
+        names.push(...reply.collections.map((c) => c.name));
+        pageToken = reply.page?.nextPageToken ?? "";
+      } while (pageToken);
+      this.myCollections = names.sort();
+      this.collectionsError = "";
+    } catch (e) {
+      this.collectionsError = describeError("load", e);
+    }
+    this.render();
+  }
+
+  /** The collections a reply in this conversation answers from: picked ones that still exist. */
+  private chosenFor(conversationId: string): string[] {
+    const picked = [...(this.chosen.get(conversationId) ?? [])];
+    const known = this.myCollections;
+    return (known ? picked.filter((n) => known.includes(n)) : picked).slice(0, MAX_REPLY_COLLECTIONS);
+  }
+
+  private toggleCollection(conversationId: string, name: string, on: boolean): void {
+    const set = this.chosen.get(conversationId) ?? new Set<string>();
+    if (on && set.size >= MAX_REPLY_COLLECTIONS) {
+      this.setError(`A reply answers from at most ${MAX_REPLY_COLLECTIONS} collections.`);
+    } else if (on) set.add(name);
+    else set.delete(name);
+    this.chosen.set(conversationId, set);
+    saveChosen(this.chosen);
+    this.render();
+  }
+
+  private renderPicker(conversationId: string): void {
+    const el = this.els.collections;
+    const label = h("span", { class: "label" }, "Answer from documents:");
+    if (this.collectionsError) {
+      el.replaceChildren(label, h("span", { class: "hint" }, this.collectionsError));
+      return;
+    }
+    if (this.myCollections === null) {
+      el.replaceChildren(label, h("span", { class: "hint" }, "reading your collections…"));
+      return;
+    }
+    if (this.myCollections.length === 0) {
+      el.replaceChildren(label, h("span", { class: "hint", "data-testid": "no-collections" }, "no collections yet (add documents on the Documents screen)"));
+      return;
+    }
+    const picked = new Set(this.chosenFor(conversationId));
+    const choices = this.myCollections.map((name) => {
+      const box = h("input", { type: "checkbox", "data-testid": "collection-choice", "data-name": name });
+      box.checked = picked.has(name);
+      box.addEventListener("change", () => this.toggleCollection(conversationId, name, box.checked));
+      return h("label", { class: `choice${box.checked ? " on" : ""}` }, box, name);
+    });
+    const state = h(
+      "span",
+      { class: "hint", "data-testid": "grounding-state" },
+      picked.size ? `replies cite ${[...picked].join(", ")}` : "off: the assistant answers on its own",
+    );
+    el.replaceChildren(label, ...choices, state);
+  }
+
+  /** Numbered chips under a grounded reply; a chip opens its passage, with source and score. */
+  private citationsOf(key: string, citations: CitationView[]): HTMLElement | string {
+    if (citations.length === 0) return "";
+    const chips = citations.map((c) => {
+      const id = `${key}#${c.number}`;
+      const open = this.openCitations.has(id);
+      const chip = h(
+        "button",
+        {
+          type: "button",
+          class: `citation${open ? " open" : ""}`,
+          "data-testid": "citation",
+          "data-number": String(c.number),
+          "data-source": c.source,
+          "aria-expanded": String(open),
+          title: `${citationSource(c)} · score ${c.score.toFixed(2)}`,
+        },
+        h("span", { class: "n" }, `[${c.number}]`),
+        ` ${c.source || c.collection}`,
+      );
+      chip.addEventListener("click", () => {
+        if (this.openCitations.has(id)) this.openCitations.delete(id);
+        else this.openCitations.add(id);
+        this.render();
+      });
+      return chip;
+    });
+    const passages = citations
+      .filter((c) => this.openCitations.has(`${key}#${c.number}`))
+      .map((c) =>
+        h(
+          "blockquote",
+          { class: "citation-passage", "data-testid": "citation-passage", "data-number": String(c.number) },
+          h(
+            "div",
+            { class: "citation-source", "data-testid": "citation-source" },
+            `[${c.number}] ${citationSource(c)} · score ${c.score.toFixed(2)}`,
+          ),
+          h("div", { class: "citation-text", "data-testid": "citation-text" }, c.passage),
+        ),
+      );
+    return h("div", { class: "citations", "data-testid": "citations" }, h("div", { class: "chips" }, ...chips), ...passages);
   }
 
   private async resolveUser(name: string): Promise<string | null> {
@@ -424,6 +553,7 @@ export class ChatApp {
       edited: false,
       pending: true,
       delivery: 0,
+      citations: [],
     };
     thread.messages.set(optimistic.key, optimistic);
     this.els.input.value = "";
@@ -463,17 +593,21 @@ export class ChatApp {
       stopping: false,
       done: false,
       after: newestSequence(thread),
+      citations: [],
     };
     this.render(true);
     let storedId = "";
     try {
       const stream = this.api.inference.reply(
-        { conversationId: id, requestId, sampling: { maxTokens: REPLY_MAX_TOKENS } },
+        { conversationId: id, requestId, sampling: { maxTokens: REPLY_MAX_TOKENS }, collections: this.chosenFor(id) },
         { signal: controller.signal },
       );
       for await (const chunk of stream) {
         if (chunk.chunk.case === "token") {
           thread.streaming.text += chunk.chunk.value.text;
+          this.render();
+        } else if (chunk.chunk.case === "citations") {
+          thread.streaming.citations = chunk.chunk.value.citations.map(citationView);
           this.render();
         } else if (chunk.chunk.case === "finished") {
           const f = chunk.chunk.value;
@@ -656,6 +790,7 @@ export class ChatApp {
             stopping: false,
             done: false,
             after: newestSequence(thread),
+            citations: [],
           };
         }
         thread.streaming.text += tok.text;
@@ -735,6 +870,7 @@ export class ChatApp {
     e.chat.classList.toggle("empty", !conv);
     if (!conv) return;
     e.collections.hidden = conv.kind !== ConversationKind.ASSISTANT;
+    if (conv.kind === ConversationKind.ASSISTANT) this.renderPicker(conv.id);
     const thread = this.thread(conv.id);
     e.title.textContent = this.title(conv);
     this.renderPresence(conv);
@@ -759,6 +895,7 @@ export class ChatApp {
             "data-state": tick ?? "",
           },
           h("span", { class: "text", "data-testid": "message-text" }, m.deleted ? "message deleted" : m.text),
+          m.deleted ? "" : this.citationsOf(m.key, m.citations),
           meta,
         ),
       );
@@ -777,6 +914,7 @@ export class ChatApp {
           "div",
           { class: "msg theirs assistant streaming", "data-testid": "assistant-streaming", "data-stopped": String(s.stopped) },
           h("span", { class: "text" }, s.text),
+          this.citationsOf(`r:${s.requestId}`, s.citations),
           h("span", { class: "meta", "data-testid": s.stopped ? "assistant-stopped" : "assistant-status" }, label),
         ),
       );
@@ -857,4 +995,31 @@ function presenceClass(p: UserPresence | undefined): string {
   if (p?.state === PresenceState.ONLINE) return "online";
   if (p?.state === PresenceState.AWAY) return "away";
   return "offline";
+}
+
+/** "notes › topics.md · passage 2": where a cited passage comes from. */
+function citationSource(c: CitationView): string {
+  const where = c.offset > 0n ? ` · passage ${c.offset}` : "";
+  return `${c.collection} › ${c.source || "untitled"}${where}`;
+}
+
+function loadChosen(): [string, Set<string>][] {
+  try {
+    const raw = JSON.parse(window.localStorage.getItem(CHOSEN_KEY) ?? "{}") as Record<string, unknown>;
+    return Object.entries(raw)
+      .filter((e): e is [string, string[]] => Array.isArray(e[1]))
+      .map(([id, names]) => [id, new Set(names.filter((n) => typeof n === "string"))]);
+  } catch {
+    return [];
+  }
+}
+
+function saveChosen(chosen: Map<string, Set<string>>): void {
+  const out: Record<string, string[]> = {};
+  for (const [id, names] of chosen) if (names.size) out[id] = [...names];
+  try {
+    window.localStorage.setItem(CHOSEN_KEY, JSON.stringify(out));
+  } catch {
+    // Private mode: the choice lasts for this page only.
+  }
 }

@@ -25,6 +25,31 @@ export interface MessageView {
   edited: boolean;
   pending: boolean;
   delivery: DeliveryState;
+  /** A grounded reply's passages (history `Message.citations`); empty otherwise. */
+  citations: CitationView[];
+}
+
+/** One passage a grounded reply cites (inference `Citation` while streaming, history's once stored). */
+export interface CitationView {
+  number: number;
+  collection: string;
+  pointId: string;
+  source: string;
+  offset: bigint;
+  score: number;
+  passage: string;
+}
+
+export function citationView(c: CitationView): CitationView {
+  return {
+    number: c.number,
+    collection: c.collection,
+    pointId: c.pointId,
+    source: c.source,
+    offset: c.offset,
+    score: c.score,
+    passage: c.passage,
+  };
 }
 
 export interface Streaming {
@@ -39,6 +64,8 @@ export interface Streaming {
   done: boolean;
   /** The thread's newest sequence when it began: an assistant message past it is this reply, stored. */
   after: bigint;
+  /** The reply's citations (the Reply stream's `Citations` chunk, before the first token). */
+  citations: CitationView[];
 }
 
 export interface Thread {
@@ -76,6 +103,7 @@ export function messageView(m: Message, pending = false): MessageView {
     edited: m.editedAt !== undefined,
     pending,
     delivery: m.deliveryState,
+    citations: m.citations.map(citationView),
   };
 }
 

@@ -3,12 +3,14 @@
 // - Forms consumers (ConsumerStats, mesh-wide): each consumer's backlog (not yet delivered
 //   + delivered and not yet acknowledged) and its rate (acknowledged per minute), plus its
 //   dead letters in the table.
-// - Ingest: jobs in flight and the points they still have to write. The contracts have no
-//   RPC for the INGEST work queue's own counters (those are only on the ingest service's
-//   /metrics), so this chart is the signed-in user's jobs (ListJobs): what the user can see.
+// - Ingest work queue (GetQueueStats, mesh-wide: counts only, what any signed-in user may
+//   see): chunks waiting for a worker, in flight, redelivered; jobs in flight (all users and
+//   the caller's own), workers seen, points written per second.
+// - Ingest, the signed-in user's own jobs (ListJobs): jobs in flight and the passages they
+//   still have to write.
 
 import { useState } from "preact/hooks";
-import { IngestService, JobState } from "@chatmesh/sdk/chatmesh/ingest/v1/ingest_pb.js";
+import { IngestService, JobState, type GetQueueStatsResponse } from "@chatmesh/sdk/chatmesh/ingest/v1/ingest_pb.js";
 import { FormsService, type ConsumerStatistics } from "@chatmesh/sdk/chatmesh/forms/v1/forms_pb.js";
 import { type Api, describeError } from "../../api.js";
 import { ErrorLine, useApi, usePoll } from "../../ui.js";
@@ -23,6 +25,8 @@ interface Sample {
   jobsInFlight: number;
   pointsWaiting: number;
   pointsPerSecond: number;
+  /** The INGEST work queue, mesh-wide; null when GetQueueStats failed this round. */
+  queue: GetQueueStatsResponse | null;
 }
 
 const COLORS = ["#2d6cdf", "#d9480f", "#2b8a3e", "#8a5cf5", "#c2255c", "#0b7285"];
@@ -31,11 +35,23 @@ export function OperationsScreen() {
   const api = useApi();
   const [samples, setSamples] = useState<Sample[]>([]);
   const [error, setError] = useState("");
+  const [queueError, setQueueError] = useState("");
   usePoll(async () => {
     try {
-      const [stats, jobs] = await Promise.all([
+      const [stats, jobs, queue] = await Promise.all([
         api.call(() => formsClient(api).consumerStats({})),
         api.call(() => ingestClient(api).listJobs({ page: { pageSize: 100 } })),
+        // The queue's chart gaps (rather than the whole screen failing) when it does not answer.
+        api.call(() => ingestClient(api).getQueueStats({})).then(
+          (q) => {
+            setQueueError("");
+            return q;
+          },
+          (e: unknown) => {
+            setQueueError(`Ingest work queue: ${describeError("load", e)}`);
+            return null;
+          },
+        ),
       ]);
       let inFlight = 0;
       let waiting = 0;
@@ -54,6 +70,7 @@ export function OperationsScreen() {
         jobsInFlight: inFlight,
         pointsWaiting: waiting,
         pointsPerSecond: rate,
+        queue,
       };
       setSamples((s) => [...s.slice(-(WINDOW - 1)), sample]);
       setError("");
@@ -73,10 +90,17 @@ export function OperationsScreen() {
         return c ? pick(c) : null;
       }),
     }));
+  const queueSeries = (label: string, color: string, pick: (q: GetQueueStatsResponse) => number): Series => ({
+    label,
+    color,
+    values: samples.map((s) => (s.queue ? pick(s.queue) : null)),
+  });
   const last = samples[samples.length - 1];
+  const q = last?.queue;
   return (
     <div class="operations" data-testid="operations" data-samples={samples.length}>
       <ErrorLine text={error} />
+      <ErrorLine text={queueError} />
       <div class="charts">
         <LiveChart
           title="Forms: backlog per consumer (submissions)"
@@ -89,6 +113,35 @@ export function OperationsScreen() {
           testid="chart-consumer-rate"
           times={times}
           series={perConsumer((c) => c.processedPerMinute)}
+        />
+        <LiveChart
+          title="Ingest work queue: chunks (all users)"
+          testid="chart-queue-backlog"
+          times={times}
+          series={[
+            queueSeries("waiting", COLORS[1], (x) => Number(x.pendingItems)),
+            queueSeries("in flight", COLORS[0], (x) => Number(x.inFlightItems)),
+            queueSeries("redelivered", COLORS[4], (x) => Number(x.redeliveredItems)),
+          ]}
+        />
+        <LiveChart
+          title="Ingest: jobs in flight and workers (all users)"
+          testid="chart-queue-jobs"
+          times={times}
+          series={[
+            queueSeries("jobs", COLORS[3], (x) => x.jobsInFlight),
+            queueSeries("yours", COLORS[2], (x) => x.myJobsInFlight),
+            queueSeries("workers", COLORS[5], (x) => x.workersSeen),
+          ]}
+        />
+        <LiveChart
+          title="Ingest: points written per second"
+          testid="chart-queue-rate"
+          times={times}
+          series={[
+            queueSeries("all users", COLORS[0], (x) => x.pointsPerSecond),
+            queueSeries("yours", COLORS[2], (x) => x.myPointsPerSecond),
+          ]}
         />
         <LiveChart
           title="Ingest: your jobs in flight"
@@ -139,6 +192,12 @@ export function OperationsScreen() {
           })}
         </tbody>
       </table>
+      <p class="muted" data-testid="queue-now">
+        {q
+          ? `Ingest work queue: ${q.pendingItems} chunks waiting, ${q.inFlightItems} in flight, ${q.redeliveredItems} redelivered; ` +
+            `${q.jobsInFlight} jobs in flight (${q.myJobsInFlight} yours), ${q.workersSeen} workers, ${q.pointsPerSecond.toFixed(1)} points/s.`
+          : "Ingest work queue: reading…"}
+      </p>
       <p class="muted" data-testid="jobs-now">
         {last ? `${last.jobsInFlight} of your ingest jobs in flight, ${last.pointsWaiting} passages to go.` : "Reading…"}
       </p>

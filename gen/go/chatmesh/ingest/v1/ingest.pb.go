@@ -2120,6 +2120,166 @@ func (x *WatchJobResponse) GetProgress() *JobProgress {
 	return nil
 }
 
+// GetQueueStats reads the work queue's backlog (no fields: it is the same for everyone
+// but the caller's own counts).
+type GetQueueStatsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetQueueStatsRequest) Reset() {
+	*x = GetQueueStatsRequest{}
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetQueueStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetQueueStatsRequest) ProtoMessage() {}
+
+func (x *GetQueueStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetQueueStatsRequest.ProtoReflect.Descriptor instead.
+func (*GetQueueStatsRequest) Descriptor() ([]byte, []int) {
+	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{26}
+}
+
+// The INGEST work queue as JetStream counts it over the planner and every job's
+// consumer, with the jobs, workers and rate behind it. Counts only: what any signed-in
+// user may see of other users' work.
+type GetQueueStatsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Work items (file plans and chunks of jobs) waiting for a worker (the consumers'
+	// num_pending, summed).
+	PendingItems uint64 `protobuf:"varint,1,opt,name=pending_items,json=pendingItems,proto3" json:"pending_items,omitempty"`
+	// Work items handed to a worker and not yet acknowledged (num_ack_pending, summed).
+	InFlightItems uint64 `protobuf:"varint,2,opt,name=in_flight_items,json=inFlightItems,proto3" json:"in_flight_items,omitempty"`
+	// Work items being handed out again after a worker failed or vanished
+	// (num_redelivered, summed).
+	RedeliveredItems uint64 `protobuf:"varint,3,opt,name=redelivered_items,json=redeliveredItems,proto3" json:"redelivered_items,omitempty"`
+	// Jobs queued or running, all users together (jobs with a consumer open).
+	JobsInFlight uint32 `protobuf:"varint,4,opt,name=jobs_in_flight,json=jobsInFlight,proto3" json:"jobs_in_flight,omitempty"`
+	// Of those, the caller's own.
+	MyJobsInFlight uint32 `protobuf:"varint,5,opt,name=my_jobs_in_flight,json=myJobsInFlight,proto3" json:"my_jobs_in_flight,omitempty"`
+	// Workers that have reported in within the last few seconds.
+	WorkersSeen uint32 `protobuf:"varint,6,opt,name=workers_seen,json=workersSeen,proto3" json:"workers_seen,omitempty"`
+	// Points written per second over the last few seconds, all running jobs together.
+	PointsPerSecond float32 `protobuf:"fixed32,7,opt,name=points_per_second,json=pointsPerSecond,proto3" json:"points_per_second,omitempty"`
+	// Of that, the caller's own jobs'.
+	MyPointsPerSecond float32 `protobuf:"fixed32,8,opt,name=my_points_per_second,json=myPointsPerSecond,proto3" json:"my_points_per_second,omitempty"`
+	// When these numbers were read.
+	SampledAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=sampled_at,json=sampledAt,proto3" json:"sampled_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetQueueStatsResponse) Reset() {
+	*x = GetQueueStatsResponse{}
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetQueueStatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetQueueStatsResponse) ProtoMessage() {}
+
+func (x *GetQueueStatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetQueueStatsResponse.ProtoReflect.Descriptor instead.
+func (*GetQueueStatsResponse) Descriptor() ([]byte, []int) {
+	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *GetQueueStatsResponse) GetPendingItems() uint64 {
+	if x != nil {
+		return x.PendingItems
+	}
+	return 0
+}
+
+func (x *GetQueueStatsResponse) GetInFlightItems() uint64 {
+	if x != nil {
+		return x.InFlightItems
+	}
+	return 0
+}
+
+func (x *GetQueueStatsResponse) GetRedeliveredItems() uint64 {
+	if x != nil {
+		return x.RedeliveredItems
+	}
+	return 0
+}
+
+func (x *GetQueueStatsResponse) GetJobsInFlight() uint32 {
+	if x != nil {
+		return x.JobsInFlight
+	}
+	return 0
+}
+
+func (x *GetQueueStatsResponse) GetMyJobsInFlight() uint32 {
+	if x != nil {
+		return x.MyJobsInFlight
+	}
+	return 0
+}
+
+func (x *GetQueueStatsResponse) GetWorkersSeen() uint32 {
+	if x != nil {
+		return x.WorkersSeen
+	}
+	return 0
+}
+
+func (x *GetQueueStatsResponse) GetPointsPerSecond() float32 {
+	if x != nil {
+		return x.PointsPerSecond
+	}
+	return 0
+}
+
+func (x *GetQueueStatsResponse) GetMyPointsPerSecond() float32 {
+	if x != nil {
+		return x.MyPointsPerSecond
+	}
+	return 0
+}
+
+func (x *GetQueueStatsResponse) GetSampledAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SampledAt
+	}
+	return nil
+}
+
 // GetJob reads a job.
 type GetJobRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2131,7 +2291,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[26]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2143,7 +2303,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[26]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2156,7 +2316,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{26}
+	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetJobRequest) GetJobId() string {
@@ -2177,7 +2337,7 @@ type GetJobResponse struct {
 
 func (x *GetJobResponse) Reset() {
 	*x = GetJobResponse{}
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[27]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2189,7 +2349,7 @@ func (x *GetJobResponse) String() string {
 func (*GetJobResponse) ProtoMessage() {}
 
 func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[27]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2202,7 +2362,7 @@ func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobResponse.ProtoReflect.Descriptor instead.
 func (*GetJobResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{27}
+	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetJobResponse) GetJob() *Job {
@@ -2225,7 +2385,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[28]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2237,7 +2397,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[28]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2250,7 +2410,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{28}
+	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListJobsRequest) GetCollection() string {
@@ -2280,7 +2440,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[29]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2292,7 +2452,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[29]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2305,7 +2465,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{29}
+	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -2333,7 +2493,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[30]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2345,7 +2505,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[30]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2358,7 +2518,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{30}
+	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CancelJobRequest) GetJobId() string {
@@ -2379,7 +2539,7 @@ type CancelJobResponse struct {
 
 func (x *CancelJobResponse) Reset() {
 	*x = CancelJobResponse{}
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[31]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2391,7 +2551,7 @@ func (x *CancelJobResponse) String() string {
 func (*CancelJobResponse) ProtoMessage() {}
 
 func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[31]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2404,7 +2564,7 @@ func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobResponse.ProtoReflect.Descriptor instead.
 func (*CancelJobResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{31}
+	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CancelJobResponse) GetJob() *Job {
@@ -2433,7 +2593,7 @@ type PayloadMatch struct {
 
 func (x *PayloadMatch) Reset() {
 	*x = PayloadMatch{}
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[32]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2445,7 +2605,7 @@ func (x *PayloadMatch) String() string {
 func (*PayloadMatch) ProtoMessage() {}
 
 func (x *PayloadMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[32]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2458,7 +2618,7 @@ func (x *PayloadMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayloadMatch.ProtoReflect.Descriptor instead.
 func (*PayloadMatch) Descriptor() ([]byte, []int) {
-	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{32}
+	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *PayloadMatch) GetKey() string {
@@ -2553,7 +2713,7 @@ type SearchRequest struct {
 
 func (x *SearchRequest) Reset() {
 	*x = SearchRequest{}
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[33]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2565,7 +2725,7 @@ func (x *SearchRequest) String() string {
 func (*SearchRequest) ProtoMessage() {}
 
 func (x *SearchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[33]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2578,7 +2738,7 @@ func (x *SearchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchRequest.ProtoReflect.Descriptor instead.
 func (*SearchRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{33}
+	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SearchRequest) GetCollection() string {
@@ -2647,7 +2807,7 @@ type ScoredPoint struct {
 
 func (x *ScoredPoint) Reset() {
 	*x = ScoredPoint{}
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[34]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2659,7 +2819,7 @@ func (x *ScoredPoint) String() string {
 func (*ScoredPoint) ProtoMessage() {}
 
 func (x *ScoredPoint) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[34]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2672,7 +2832,7 @@ func (x *ScoredPoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScoredPoint.ProtoReflect.Descriptor instead.
 func (*ScoredPoint) Descriptor() ([]byte, []int) {
-	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{34}
+	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ScoredPoint) GetId() *PointId {
@@ -2714,7 +2874,7 @@ type SearchResponse struct {
 
 func (x *SearchResponse) Reset() {
 	*x = SearchResponse{}
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[35]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2726,7 +2886,7 @@ func (x *SearchResponse) String() string {
 func (*SearchResponse) ProtoMessage() {}
 
 func (x *SearchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[35]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2739,7 +2899,7 @@ func (x *SearchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchResponse.ProtoReflect.Descriptor instead.
 func (*SearchResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{35}
+	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *SearchResponse) GetPoints() []*ScoredPoint {
@@ -2761,7 +2921,7 @@ type LocalDirectory struct {
 
 func (x *LocalDirectory) Reset() {
 	*x = LocalDirectory{}
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[36]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2773,7 +2933,7 @@ func (x *LocalDirectory) String() string {
 func (*LocalDirectory) ProtoMessage() {}
 
 func (x *LocalDirectory) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[36]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2786,7 +2946,7 @@ func (x *LocalDirectory) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalDirectory.ProtoReflect.Descriptor instead.
 func (*LocalDirectory) Descriptor() ([]byte, []int) {
-	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{36}
+	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *LocalDirectory) GetPath() string {
@@ -2812,7 +2972,7 @@ type S3Bucket struct {
 
 func (x *S3Bucket) Reset() {
 	*x = S3Bucket{}
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[37]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2824,7 +2984,7 @@ func (x *S3Bucket) String() string {
 func (*S3Bucket) ProtoMessage() {}
 
 func (x *S3Bucket) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[37]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2837,7 +2997,7 @@ func (x *S3Bucket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use S3Bucket.ProtoReflect.Descriptor instead.
 func (*S3Bucket) Descriptor() ([]byte, []int) {
-	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{37}
+	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *S3Bucket) GetEndpoint() string {
@@ -2877,7 +3037,7 @@ type SnapshotTarget struct {
 
 func (x *SnapshotTarget) Reset() {
 	*x = SnapshotTarget{}
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[38]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2889,7 +3049,7 @@ func (x *SnapshotTarget) String() string {
 func (*SnapshotTarget) ProtoMessage() {}
 
 func (x *SnapshotTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[38]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2902,7 +3062,7 @@ func (x *SnapshotTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotTarget.ProtoReflect.Descriptor instead.
 func (*SnapshotTarget) Descriptor() ([]byte, []int) {
-	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{38}
+	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SnapshotTarget) GetKind() isSnapshotTarget_Kind {
@@ -2981,7 +3141,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[39]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2993,7 +3153,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[39]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3006,7 +3166,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{39}
+	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Snapshot) GetSnapshotId() string {
@@ -3106,7 +3266,7 @@ type CreateSnapshotRequest struct {
 
 func (x *CreateSnapshotRequest) Reset() {
 	*x = CreateSnapshotRequest{}
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[40]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3118,7 +3278,7 @@ func (x *CreateSnapshotRequest) String() string {
 func (*CreateSnapshotRequest) ProtoMessage() {}
 
 func (x *CreateSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[40]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3131,7 +3291,7 @@ func (x *CreateSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*CreateSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{40}
+	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CreateSnapshotRequest) GetCollection() string {
@@ -3159,7 +3319,7 @@ type CreateSnapshotResponse struct {
 
 func (x *CreateSnapshotResponse) Reset() {
 	*x = CreateSnapshotResponse{}
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[41]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3171,7 +3331,7 @@ func (x *CreateSnapshotResponse) String() string {
 func (*CreateSnapshotResponse) ProtoMessage() {}
 
 func (x *CreateSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[41]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3184,7 +3344,7 @@ func (x *CreateSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*CreateSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{41}
+	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *CreateSnapshotResponse) GetSnapshot() *Snapshot {
@@ -3207,7 +3367,7 @@ type ListSnapshotsRequest struct {
 
 func (x *ListSnapshotsRequest) Reset() {
 	*x = ListSnapshotsRequest{}
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[42]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3219,7 +3379,7 @@ func (x *ListSnapshotsRequest) String() string {
 func (*ListSnapshotsRequest) ProtoMessage() {}
 
 func (x *ListSnapshotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[42]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3232,7 +3392,7 @@ func (x *ListSnapshotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSnapshotsRequest.ProtoReflect.Descriptor instead.
 func (*ListSnapshotsRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{42}
+	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListSnapshotsRequest) GetCollection() string {
@@ -3262,7 +3422,7 @@ type ListSnapshotsResponse struct {
 
 func (x *ListSnapshotsResponse) Reset() {
 	*x = ListSnapshotsResponse{}
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[43]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3274,7 +3434,7 @@ func (x *ListSnapshotsResponse) String() string {
 func (*ListSnapshotsResponse) ProtoMessage() {}
 
 func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[43]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3287,7 +3447,7 @@ func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSnapshotsResponse.ProtoReflect.Descriptor instead.
 func (*ListSnapshotsResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{43}
+	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListSnapshotsResponse) GetSnapshots() []*Snapshot {
@@ -3320,7 +3480,7 @@ type RestoreSnapshotRequest struct {
 
 func (x *RestoreSnapshotRequest) Reset() {
 	*x = RestoreSnapshotRequest{}
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[44]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3332,7 +3492,7 @@ func (x *RestoreSnapshotRequest) String() string {
 func (*RestoreSnapshotRequest) ProtoMessage() {}
 
 func (x *RestoreSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[44]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3345,7 +3505,7 @@ func (x *RestoreSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*RestoreSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{44}
+	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RestoreSnapshotRequest) GetSnapshotId() string {
@@ -3380,7 +3540,7 @@ type RestoreSnapshotResponse struct {
 
 func (x *RestoreSnapshotResponse) Reset() {
 	*x = RestoreSnapshotResponse{}
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[45]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3392,7 +3552,7 @@ func (x *RestoreSnapshotResponse) String() string {
 func (*RestoreSnapshotResponse) ProtoMessage() {}
 
 func (x *RestoreSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[45]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3405,7 +3565,7 @@ func (x *RestoreSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*RestoreSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{45}
+	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RestoreSnapshotResponse) GetCollection() *Collection {
@@ -3426,7 +3586,7 @@ type DeleteSnapshotRequest struct {
 
 func (x *DeleteSnapshotRequest) Reset() {
 	*x = DeleteSnapshotRequest{}
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[46]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3438,7 +3598,7 @@ func (x *DeleteSnapshotRequest) String() string {
 func (*DeleteSnapshotRequest) ProtoMessage() {}
 
 func (x *DeleteSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[46]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3451,7 +3611,7 @@ func (x *DeleteSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{46}
+	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *DeleteSnapshotRequest) GetSnapshotId() string {
@@ -3470,7 +3630,7 @@ type DeleteSnapshotResponse struct {
 
 func (x *DeleteSnapshotResponse) Reset() {
 	*x = DeleteSnapshotResponse{}
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[47]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3482,7 +3642,7 @@ func (x *DeleteSnapshotResponse) String() string {
 func (*DeleteSnapshotResponse) ProtoMessage() {}
 
 func (x *DeleteSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[47]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3495,7 +3655,7 @@ func (x *DeleteSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{47}
+	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{49}
 }
 
 // SetSnapshotSchedule sets or clears a collection's snapshot schedule.
@@ -3511,7 +3671,7 @@ type SetSnapshotScheduleRequest struct {
 
 func (x *SetSnapshotScheduleRequest) Reset() {
 	*x = SetSnapshotScheduleRequest{}
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[48]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3523,7 +3683,7 @@ func (x *SetSnapshotScheduleRequest) String() string {
 func (*SetSnapshotScheduleRequest) ProtoMessage() {}
 
 func (x *SetSnapshotScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[48]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3536,7 +3696,7 @@ func (x *SetSnapshotScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSnapshotScheduleRequest.ProtoReflect.Descriptor instead.
 func (*SetSnapshotScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{48}
+	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *SetSnapshotScheduleRequest) GetCollection() string {
@@ -3564,7 +3724,7 @@ type SetSnapshotScheduleResponse struct {
 
 func (x *SetSnapshotScheduleResponse) Reset() {
 	*x = SetSnapshotScheduleResponse{}
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[49]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3576,7 +3736,7 @@ func (x *SetSnapshotScheduleResponse) String() string {
 func (*SetSnapshotScheduleResponse) ProtoMessage() {}
 
 func (x *SetSnapshotScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[49]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3589,7 +3749,7 @@ func (x *SetSnapshotScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSnapshotScheduleResponse.ProtoReflect.Descriptor instead.
 func (*SetSnapshotScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{49}
+	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *SetSnapshotScheduleResponse) GetCollection() *Collection {
@@ -3615,7 +3775,7 @@ type UploadSourceRequest struct {
 
 func (x *UploadSourceRequest) Reset() {
 	*x = UploadSourceRequest{}
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[50]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3627,7 +3787,7 @@ func (x *UploadSourceRequest) String() string {
 func (*UploadSourceRequest) ProtoMessage() {}
 
 func (x *UploadSourceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[50]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3640,7 +3800,7 @@ func (x *UploadSourceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadSourceRequest.ProtoReflect.Descriptor instead.
 func (*UploadSourceRequest) Descriptor() ([]byte, []int) {
-	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{50}
+	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *UploadSourceRequest) GetPart() isUploadSourceRequest_Part {
@@ -3702,7 +3862,7 @@ type UploadSourceResponse struct {
 
 func (x *UploadSourceResponse) Reset() {
 	*x = UploadSourceResponse{}
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[51]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3714,7 +3874,7 @@ func (x *UploadSourceResponse) String() string {
 func (*UploadSourceResponse) ProtoMessage() {}
 
 func (x *UploadSourceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[51]
+	mi := &file_chatmesh_ingest_v1_ingest_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3727,7 +3887,7 @@ func (x *UploadSourceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadSourceResponse.ProtoReflect.Descriptor instead.
 func (*UploadSourceResponse) Descriptor() ([]byte, []int) {
-	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{51}
+	return file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *UploadSourceResponse) GetUploadId() string {
@@ -3900,7 +4060,19 @@ const file_chatmesh_ingest_v1_ingest_proto_rawDesc = "" +
 	"\x0fWatchJobRequest\x12\x1f\n" +
 	"\x06job_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x05jobId\"O\n" +
 	"\x10WatchJobResponse\x12;\n" +
-	"\bprogress\x18\x01 \x01(\v2\x1f.chatmesh.ingest.v1.JobProgressR\bprogress\"0\n" +
+	"\bprogress\x18\x01 \x01(\v2\x1f.chatmesh.ingest.v1.JobProgressR\bprogress\"\x16\n" +
+	"\x14GetQueueStatsRequest\"\x9d\x03\n" +
+	"\x15GetQueueStatsResponse\x12#\n" +
+	"\rpending_items\x18\x01 \x01(\x04R\fpendingItems\x12&\n" +
+	"\x0fin_flight_items\x18\x02 \x01(\x04R\rinFlightItems\x12+\n" +
+	"\x11redelivered_items\x18\x03 \x01(\x04R\x10redeliveredItems\x12$\n" +
+	"\x0ejobs_in_flight\x18\x04 \x01(\rR\fjobsInFlight\x12)\n" +
+	"\x11my_jobs_in_flight\x18\x05 \x01(\rR\x0emyJobsInFlight\x12!\n" +
+	"\fworkers_seen\x18\x06 \x01(\rR\vworkersSeen\x12*\n" +
+	"\x11points_per_second\x18\a \x01(\x02R\x0fpointsPerSecond\x12/\n" +
+	"\x14my_points_per_second\x18\b \x01(\x02R\x11myPointsPerSecond\x129\n" +
+	"\n" +
+	"sampled_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tsampledAt\"0\n" +
 	"\rGetJobRequest\x12\x1f\n" +
 	"\x06job_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x05jobId\";\n" +
 	"\x0eGetJobResponse\x12)\n" +
@@ -4052,7 +4224,7 @@ const file_chatmesh_ingest_v1_ingest_proto_rawDesc = "" +
 	"\x13SOURCE_FORMAT_JSONL\x10\x01\x12\x15\n" +
 	"\x11SOURCE_FORMAT_CSV\x10\x02\x12\x19\n" +
 	"\x15SOURCE_FORMAT_PARQUET\x10\x03\x12\x16\n" +
-	"\x12SOURCE_FORMAT_TEXT\x10\x042\xbd\r\n" +
+	"\x12SOURCE_FORMAT_TEXT\x10\x042\xa8\x0e\n" +
 	"\rIngestService\x12m\n" +
 	"\x10CreateCollection\x12+.chatmesh.ingest.v1.CreateCollectionRequest\x1a,.chatmesh.ingest.v1.CreateCollectionResponse\x12o\n" +
 	"\x0fListCollections\x12*.chatmesh.ingest.v1.ListCollectionsRequest\x1a+.chatmesh.ingest.v1.ListCollectionsResponse\"\x03\x90\x02\x01\x12m\n" +
@@ -4063,7 +4235,8 @@ const file_chatmesh_ingest_v1_ingest_proto_rawDesc = "" +
 	"\bWatchJob\x12#.chatmesh.ingest.v1.WatchJobRequest\x1a$.chatmesh.ingest.v1.WatchJobResponse\"\x03\x90\x02\x010\x01\x12T\n" +
 	"\x06GetJob\x12!.chatmesh.ingest.v1.GetJobRequest\x1a\".chatmesh.ingest.v1.GetJobResponse\"\x03\x90\x02\x01\x12Z\n" +
 	"\bListJobs\x12#.chatmesh.ingest.v1.ListJobsRequest\x1a$.chatmesh.ingest.v1.ListJobsResponse\"\x03\x90\x02\x01\x12^\n" +
-	"\tCancelJob\x12$.chatmesh.ingest.v1.CancelJobRequest\x1a%.chatmesh.ingest.v1.CancelJobResponse\"\x04\x90\xb5\x18\x01\x12T\n" +
+	"\tCancelJob\x12$.chatmesh.ingest.v1.CancelJobRequest\x1a%.chatmesh.ingest.v1.CancelJobResponse\"\x04\x90\xb5\x18\x01\x12i\n" +
+	"\rGetQueueStats\x12(.chatmesh.ingest.v1.GetQueueStatsRequest\x1a).chatmesh.ingest.v1.GetQueueStatsResponse\"\x03\x90\x02\x01\x12T\n" +
 	"\x06Search\x12!.chatmesh.ingest.v1.SearchRequest\x1a\".chatmesh.ingest.v1.SearchResponse\"\x03\x90\x02\x01\x12g\n" +
 	"\x0eCreateSnapshot\x12).chatmesh.ingest.v1.CreateSnapshotRequest\x1a*.chatmesh.ingest.v1.CreateSnapshotResponse\x12i\n" +
 	"\rListSnapshots\x12(.chatmesh.ingest.v1.ListSnapshotsRequest\x1a).chatmesh.ingest.v1.ListSnapshotsResponse\"\x03\x90\x02\x01\x12j\n" +
@@ -4086,7 +4259,7 @@ func file_chatmesh_ingest_v1_ingest_proto_rawDescGZIP() []byte {
 }
 
 var file_chatmesh_ingest_v1_ingest_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_chatmesh_ingest_v1_ingest_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
+var file_chatmesh_ingest_v1_ingest_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
 var file_chatmesh_ingest_v1_ingest_proto_goTypes = []any{
 	(Distance)(0),                       // 0: chatmesh.ingest.v1.Distance
 	(JobState)(0),                       // 1: chatmesh.ingest.v1.JobState
@@ -4118,55 +4291,57 @@ var file_chatmesh_ingest_v1_ingest_proto_goTypes = []any{
 	(*StartJobResponse)(nil),            // 27: chatmesh.ingest.v1.StartJobResponse
 	(*WatchJobRequest)(nil),             // 28: chatmesh.ingest.v1.WatchJobRequest
 	(*WatchJobResponse)(nil),            // 29: chatmesh.ingest.v1.WatchJobResponse
-	(*GetJobRequest)(nil),               // 30: chatmesh.ingest.v1.GetJobRequest
-	(*GetJobResponse)(nil),              // 31: chatmesh.ingest.v1.GetJobResponse
-	(*ListJobsRequest)(nil),             // 32: chatmesh.ingest.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),            // 33: chatmesh.ingest.v1.ListJobsResponse
-	(*CancelJobRequest)(nil),            // 34: chatmesh.ingest.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),           // 35: chatmesh.ingest.v1.CancelJobResponse
-	(*PayloadMatch)(nil),                // 36: chatmesh.ingest.v1.PayloadMatch
-	(*SearchRequest)(nil),               // 37: chatmesh.ingest.v1.SearchRequest
-	(*ScoredPoint)(nil),                 // 38: chatmesh.ingest.v1.ScoredPoint
-	(*SearchResponse)(nil),              // 39: chatmesh.ingest.v1.SearchResponse
-	(*LocalDirectory)(nil),              // 40: chatmesh.ingest.v1.LocalDirectory
-	(*S3Bucket)(nil),                    // 41: chatmesh.ingest.v1.S3Bucket
-	(*SnapshotTarget)(nil),              // 42: chatmesh.ingest.v1.SnapshotTarget
-	(*Snapshot)(nil),                    // 43: chatmesh.ingest.v1.Snapshot
-	(*CreateSnapshotRequest)(nil),       // 44: chatmesh.ingest.v1.CreateSnapshotRequest
-	(*CreateSnapshotResponse)(nil),      // 45: chatmesh.ingest.v1.CreateSnapshotResponse
-	(*ListSnapshotsRequest)(nil),        // 46: chatmesh.ingest.v1.ListSnapshotsRequest
-	(*ListSnapshotsResponse)(nil),       // 47: chatmesh.ingest.v1.ListSnapshotsResponse
-	(*RestoreSnapshotRequest)(nil),      // 48: chatmesh.ingest.v1.RestoreSnapshotRequest
-	(*RestoreSnapshotResponse)(nil),     // 49: chatmesh.ingest.v1.RestoreSnapshotResponse
-	(*DeleteSnapshotRequest)(nil),       // 50: chatmesh.ingest.v1.DeleteSnapshotRequest
-	(*DeleteSnapshotResponse)(nil),      // 51: chatmesh.ingest.v1.DeleteSnapshotResponse
-	(*SetSnapshotScheduleRequest)(nil),  // 52: chatmesh.ingest.v1.SetSnapshotScheduleRequest
-	(*SetSnapshotScheduleResponse)(nil), // 53: chatmesh.ingest.v1.SetSnapshotScheduleResponse
-	(*UploadSourceRequest)(nil),         // 54: chatmesh.ingest.v1.UploadSourceRequest
-	(*UploadSourceResponse)(nil),        // 55: chatmesh.ingest.v1.UploadSourceResponse
-	(*timestamppb.Timestamp)(nil),       // 56: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),             // 57: google.protobuf.Struct
-	(*v1.PageRequest)(nil),              // 58: chatmesh.common.v1.PageRequest
-	(*v1.PageResponse)(nil),             // 59: chatmesh.common.v1.PageResponse
+	(*GetQueueStatsRequest)(nil),        // 30: chatmesh.ingest.v1.GetQueueStatsRequest
+	(*GetQueueStatsResponse)(nil),       // 31: chatmesh.ingest.v1.GetQueueStatsResponse
+	(*GetJobRequest)(nil),               // 32: chatmesh.ingest.v1.GetJobRequest
+	(*GetJobResponse)(nil),              // 33: chatmesh.ingest.v1.GetJobResponse
+	(*ListJobsRequest)(nil),             // 34: chatmesh.ingest.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),            // 35: chatmesh.ingest.v1.ListJobsResponse
+	(*CancelJobRequest)(nil),            // 36: chatmesh.ingest.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),           // 37: chatmesh.ingest.v1.CancelJobResponse
+	(*PayloadMatch)(nil),                // 38: chatmesh.ingest.v1.PayloadMatch
+	(*SearchRequest)(nil),               // 39: chatmesh.ingest.v1.SearchRequest
+	(*ScoredPoint)(nil),                 // 40: chatmesh.ingest.v1.ScoredPoint
+	(*SearchResponse)(nil),              // 41: chatmesh.ingest.v1.SearchResponse
+	(*LocalDirectory)(nil),              // 42: chatmesh.ingest.v1.LocalDirectory
+	(*S3Bucket)(nil),                    // 43: chatmesh.ingest.v1.S3Bucket
+	(*SnapshotTarget)(nil),              // 44: chatmesh.ingest.v1.SnapshotTarget
+	(*Snapshot)(nil),                    // 45: chatmesh.ingest.v1.Snapshot
+	(*CreateSnapshotRequest)(nil),       // 46: chatmesh.ingest.v1.CreateSnapshotRequest
+	(*CreateSnapshotResponse)(nil),      // 47: chatmesh.ingest.v1.CreateSnapshotResponse
+	(*ListSnapshotsRequest)(nil),        // 48: chatmesh.ingest.v1.ListSnapshotsRequest
+	(*ListSnapshotsResponse)(nil),       // 49: chatmesh.ingest.v1.ListSnapshotsResponse
+	(*RestoreSnapshotRequest)(nil),      // 50: chatmesh.ingest.v1.RestoreSnapshotRequest
+	(*RestoreSnapshotResponse)(nil),     // 51: chatmesh.ingest.v1.RestoreSnapshotResponse
+	(*DeleteSnapshotRequest)(nil),       // 52: chatmesh.ingest.v1.DeleteSnapshotRequest
+	(*DeleteSnapshotResponse)(nil),      // 53: chatmesh.ingest.v1.DeleteSnapshotResponse
+	(*SetSnapshotScheduleRequest)(nil),  // 54: chatmesh.ingest.v1.SetSnapshotScheduleRequest
+	(*SetSnapshotScheduleResponse)(nil), // 55: chatmesh.ingest.v1.SetSnapshotScheduleResponse
+	(*UploadSourceRequest)(nil),         // 56: chatmesh.ingest.v1.UploadSourceRequest
+	(*UploadSourceResponse)(nil),        // 57: chatmesh.ingest.v1.UploadSourceResponse
+	(*timestamppb.Timestamp)(nil),       // 58: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),             // 59: google.protobuf.Struct
+	(*v1.PageRequest)(nil),              // 60: chatmesh.common.v1.PageRequest
+	(*v1.PageResponse)(nil),             // 61: chatmesh.common.v1.PageResponse
 }
 var file_chatmesh_ingest_v1_ingest_proto_depIdxs = []int32{
 	2,  // 0: chatmesh.ingest.v1.PayloadIndex.type:type_name -> chatmesh.ingest.v1.PayloadIndexType
-	42, // 1: chatmesh.ingest.v1.SnapshotSchedule.target:type_name -> chatmesh.ingest.v1.SnapshotTarget
+	44, // 1: chatmesh.ingest.v1.SnapshotSchedule.target:type_name -> chatmesh.ingest.v1.SnapshotTarget
 	0,  // 2: chatmesh.ingest.v1.Collection.distance:type_name -> chatmesh.ingest.v1.Distance
-	56, // 3: chatmesh.ingest.v1.Collection.created_at:type_name -> google.protobuf.Timestamp
+	58, // 3: chatmesh.ingest.v1.Collection.created_at:type_name -> google.protobuf.Timestamp
 	4,  // 4: chatmesh.ingest.v1.Collection.payload_indexes:type_name -> chatmesh.ingest.v1.PayloadIndex
 	5,  // 5: chatmesh.ingest.v1.Collection.snapshot_schedule:type_name -> chatmesh.ingest.v1.SnapshotSchedule
 	7,  // 6: chatmesh.ingest.v1.Point.id:type_name -> chatmesh.ingest.v1.PointId
-	57, // 7: chatmesh.ingest.v1.Point.payload:type_name -> google.protobuf.Struct
+	59, // 7: chatmesh.ingest.v1.Point.payload:type_name -> google.protobuf.Struct
 	7,  // 8: chatmesh.ingest.v1.Document.id:type_name -> chatmesh.ingest.v1.PointId
-	57, // 9: chatmesh.ingest.v1.Document.metadata:type_name -> google.protobuf.Struct
+	59, // 9: chatmesh.ingest.v1.Document.metadata:type_name -> google.protobuf.Struct
 	0,  // 10: chatmesh.ingest.v1.CreateCollectionRequest.distance:type_name -> chatmesh.ingest.v1.Distance
 	4,  // 11: chatmesh.ingest.v1.CreateCollectionRequest.payload_indexes:type_name -> chatmesh.ingest.v1.PayloadIndex
 	5,  // 12: chatmesh.ingest.v1.CreateCollectionRequest.snapshot_schedule:type_name -> chatmesh.ingest.v1.SnapshotSchedule
 	6,  // 13: chatmesh.ingest.v1.CreateCollectionResponse.collection:type_name -> chatmesh.ingest.v1.Collection
-	58, // 14: chatmesh.ingest.v1.ListCollectionsRequest.page:type_name -> chatmesh.common.v1.PageRequest
+	60, // 14: chatmesh.ingest.v1.ListCollectionsRequest.page:type_name -> chatmesh.common.v1.PageRequest
 	6,  // 15: chatmesh.ingest.v1.ListCollectionsResponse.collections:type_name -> chatmesh.ingest.v1.Collection
-	59, // 16: chatmesh.ingest.v1.ListCollectionsResponse.page:type_name -> chatmesh.common.v1.PageResponse
+	61, // 16: chatmesh.ingest.v1.ListCollectionsResponse.page:type_name -> chatmesh.common.v1.PageResponse
 	8,  // 17: chatmesh.ingest.v1.UpsertRequest.points:type_name -> chatmesh.ingest.v1.Point
 	9,  // 18: chatmesh.ingest.v1.UpsertRequest.documents:type_name -> chatmesh.ingest.v1.Document
 	8,  // 19: chatmesh.ingest.v1.StreamUpsertRequest.points:type_name -> chatmesh.ingest.v1.Point
@@ -4176,76 +4351,79 @@ var file_chatmesh_ingest_v1_ingest_proto_depIdxs = []int32{
 	21, // 23: chatmesh.ingest.v1.JobSource.s3:type_name -> chatmesh.ingest.v1.S3Object
 	3,  // 24: chatmesh.ingest.v1.JobSource.format:type_name -> chatmesh.ingest.v1.SourceFormat
 	1,  // 25: chatmesh.ingest.v1.JobProgress.state:type_name -> chatmesh.ingest.v1.JobState
-	56, // 26: chatmesh.ingest.v1.JobProgress.updated_at:type_name -> google.protobuf.Timestamp
+	58, // 26: chatmesh.ingest.v1.JobProgress.updated_at:type_name -> google.protobuf.Timestamp
 	23, // 27: chatmesh.ingest.v1.Job.progress:type_name -> chatmesh.ingest.v1.JobProgress
-	56, // 28: chatmesh.ingest.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	56, // 29: chatmesh.ingest.v1.Job.started_at:type_name -> google.protobuf.Timestamp
-	56, // 30: chatmesh.ingest.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
+	58, // 28: chatmesh.ingest.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	58, // 29: chatmesh.ingest.v1.Job.started_at:type_name -> google.protobuf.Timestamp
+	58, // 30: chatmesh.ingest.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
 	24, // 31: chatmesh.ingest.v1.Job.failures:type_name -> chatmesh.ingest.v1.ItemFailure
 	22, // 32: chatmesh.ingest.v1.StartJobRequest.source:type_name -> chatmesh.ingest.v1.JobSource
 	25, // 33: chatmesh.ingest.v1.StartJobResponse.job:type_name -> chatmesh.ingest.v1.Job
 	23, // 34: chatmesh.ingest.v1.WatchJobResponse.progress:type_name -> chatmesh.ingest.v1.JobProgress
-	25, // 35: chatmesh.ingest.v1.GetJobResponse.job:type_name -> chatmesh.ingest.v1.Job
-	58, // 36: chatmesh.ingest.v1.ListJobsRequest.page:type_name -> chatmesh.common.v1.PageRequest
-	25, // 37: chatmesh.ingest.v1.ListJobsResponse.jobs:type_name -> chatmesh.ingest.v1.Job
-	59, // 38: chatmesh.ingest.v1.ListJobsResponse.page:type_name -> chatmesh.common.v1.PageResponse
-	25, // 39: chatmesh.ingest.v1.CancelJobResponse.job:type_name -> chatmesh.ingest.v1.Job
-	36, // 40: chatmesh.ingest.v1.SearchRequest.filter:type_name -> chatmesh.ingest.v1.PayloadMatch
-	7,  // 41: chatmesh.ingest.v1.ScoredPoint.id:type_name -> chatmesh.ingest.v1.PointId
-	57, // 42: chatmesh.ingest.v1.ScoredPoint.payload:type_name -> google.protobuf.Struct
-	38, // 43: chatmesh.ingest.v1.SearchResponse.points:type_name -> chatmesh.ingest.v1.ScoredPoint
-	40, // 44: chatmesh.ingest.v1.SnapshotTarget.local:type_name -> chatmesh.ingest.v1.LocalDirectory
-	41, // 45: chatmesh.ingest.v1.SnapshotTarget.s3:type_name -> chatmesh.ingest.v1.S3Bucket
-	42, // 46: chatmesh.ingest.v1.Snapshot.target:type_name -> chatmesh.ingest.v1.SnapshotTarget
-	0,  // 47: chatmesh.ingest.v1.Snapshot.distance:type_name -> chatmesh.ingest.v1.Distance
-	56, // 48: chatmesh.ingest.v1.Snapshot.created_at:type_name -> google.protobuf.Timestamp
-	42, // 49: chatmesh.ingest.v1.CreateSnapshotRequest.target:type_name -> chatmesh.ingest.v1.SnapshotTarget
-	43, // 50: chatmesh.ingest.v1.CreateSnapshotResponse.snapshot:type_name -> chatmesh.ingest.v1.Snapshot
-	58, // 51: chatmesh.ingest.v1.ListSnapshotsRequest.page:type_name -> chatmesh.common.v1.PageRequest
-	43, // 52: chatmesh.ingest.v1.ListSnapshotsResponse.snapshots:type_name -> chatmesh.ingest.v1.Snapshot
-	59, // 53: chatmesh.ingest.v1.ListSnapshotsResponse.page:type_name -> chatmesh.common.v1.PageResponse
-	6,  // 54: chatmesh.ingest.v1.RestoreSnapshotResponse.collection:type_name -> chatmesh.ingest.v1.Collection
-	5,  // 55: chatmesh.ingest.v1.SetSnapshotScheduleRequest.schedule:type_name -> chatmesh.ingest.v1.SnapshotSchedule
-	6,  // 56: chatmesh.ingest.v1.SetSnapshotScheduleResponse.collection:type_name -> chatmesh.ingest.v1.Collection
-	10, // 57: chatmesh.ingest.v1.IngestService.CreateCollection:input_type -> chatmesh.ingest.v1.CreateCollectionRequest
-	12, // 58: chatmesh.ingest.v1.IngestService.ListCollections:input_type -> chatmesh.ingest.v1.ListCollectionsRequest
-	14, // 59: chatmesh.ingest.v1.IngestService.DeleteCollection:input_type -> chatmesh.ingest.v1.DeleteCollectionRequest
-	16, // 60: chatmesh.ingest.v1.IngestService.Upsert:input_type -> chatmesh.ingest.v1.UpsertRequest
-	18, // 61: chatmesh.ingest.v1.IngestService.StreamUpsert:input_type -> chatmesh.ingest.v1.StreamUpsertRequest
-	26, // 62: chatmesh.ingest.v1.IngestService.StartJob:input_type -> chatmesh.ingest.v1.StartJobRequest
-	28, // 63: chatmesh.ingest.v1.IngestService.WatchJob:input_type -> chatmesh.ingest.v1.WatchJobRequest
-	30, // 64: chatmesh.ingest.v1.IngestService.GetJob:input_type -> chatmesh.ingest.v1.GetJobRequest
-	32, // 65: chatmesh.ingest.v1.IngestService.ListJobs:input_type -> chatmesh.ingest.v1.ListJobsRequest
-	34, // 66: chatmesh.ingest.v1.IngestService.CancelJob:input_type -> chatmesh.ingest.v1.CancelJobRequest
-	37, // 67: chatmesh.ingest.v1.IngestService.Search:input_type -> chatmesh.ingest.v1.SearchRequest
-	44, // 68: chatmesh.ingest.v1.IngestService.CreateSnapshot:input_type -> chatmesh.ingest.v1.CreateSnapshotRequest
-	46, // 69: chatmesh.ingest.v1.IngestService.ListSnapshots:input_type -> chatmesh.ingest.v1.ListSnapshotsRequest
-	48, // 70: chatmesh.ingest.v1.IngestService.RestoreSnapshot:input_type -> chatmesh.ingest.v1.RestoreSnapshotRequest
-	50, // 71: chatmesh.ingest.v1.IngestService.DeleteSnapshot:input_type -> chatmesh.ingest.v1.DeleteSnapshotRequest
-	52, // 72: chatmesh.ingest.v1.IngestService.SetSnapshotSchedule:input_type -> chatmesh.ingest.v1.SetSnapshotScheduleRequest
-	54, // 73: chatmesh.ingest.v1.IngestService.UploadSource:input_type -> chatmesh.ingest.v1.UploadSourceRequest
-	11, // 74: chatmesh.ingest.v1.IngestService.CreateCollection:output_type -> chatmesh.ingest.v1.CreateCollectionResponse
-	13, // 75: chatmesh.ingest.v1.IngestService.ListCollections:output_type -> chatmesh.ingest.v1.ListCollectionsResponse
-	15, // 76: chatmesh.ingest.v1.IngestService.DeleteCollection:output_type -> chatmesh.ingest.v1.DeleteCollectionResponse
-	17, // 77: chatmesh.ingest.v1.IngestService.Upsert:output_type -> chatmesh.ingest.v1.UpsertResponse
-	19, // 78: chatmesh.ingest.v1.IngestService.StreamUpsert:output_type -> chatmesh.ingest.v1.StreamUpsertResponse
-	27, // 79: chatmesh.ingest.v1.IngestService.StartJob:output_type -> chatmesh.ingest.v1.StartJobResponse
-	29, // 80: chatmesh.ingest.v1.IngestService.WatchJob:output_type -> chatmesh.ingest.v1.WatchJobResponse
-	31, // 81: chatmesh.ingest.v1.IngestService.GetJob:output_type -> chatmesh.ingest.v1.GetJobResponse
-	33, // 82: chatmesh.ingest.v1.IngestService.ListJobs:output_type -> chatmesh.ingest.v1.ListJobsResponse
-	35, // 83: chatmesh.ingest.v1.IngestService.CancelJob:output_type -> chatmesh.ingest.v1.CancelJobResponse
-	39, // 84: chatmesh.ingest.v1.IngestService.Search:output_type -> chatmesh.ingest.v1.SearchResponse
-	45, // 85: chatmesh.ingest.v1.IngestService.CreateSnapshot:output_type -> chatmesh.ingest.v1.CreateSnapshotResponse
-	47, // 86: chatmesh.ingest.v1.IngestService.ListSnapshots:output_type -> chatmesh.ingest.v1.ListSnapshotsResponse
-	49, // 87: chatmesh.ingest.v1.IngestService.RestoreSnapshot:output_type -> chatmesh.ingest.v1.RestoreSnapshotResponse
-	51, // 88: chatmesh.ingest.v1.IngestService.DeleteSnapshot:output_type -> chatmesh.ingest.v1.DeleteSnapshotResponse
-	53, // 89: chatmesh.ingest.v1.IngestService.SetSnapshotSchedule:output_type -> chatmesh.ingest.v1.SetSnapshotScheduleResponse
-	55, // 90: chatmesh.ingest.v1.IngestService.UploadSource:output_type -> chatmesh.ingest.v1.UploadSourceResponse
-	74, // [74:91] is the sub-list for method output_type
-	57, // [57:74] is the sub-list for method input_type
-	57, // [57:57] is the sub-list for extension type_name
-	57, // [57:57] is the sub-list for extension extendee
-	0,  // [0:57] is the sub-list for field type_name
+	58, // 35: chatmesh.ingest.v1.GetQueueStatsResponse.sampled_at:type_name -> google.protobuf.Timestamp
+	25, // 36: chatmesh.ingest.v1.GetJobResponse.job:type_name -> chatmesh.ingest.v1.Job
+	60, // 37: chatmesh.ingest.v1.ListJobsRequest.page:type_name -> chatmesh.common.v1.PageRequest
+	25, // 38: chatmesh.ingest.v1.ListJobsResponse.jobs:type_name -> chatmesh.ingest.v1.Job
+	61, // 39: chatmesh.ingest.v1.ListJobsResponse.page:type_name -> chatmesh.common.v1.PageResponse
+	25, // 40: chatmesh.ingest.v1.CancelJobResponse.job:type_name -> chatmesh.ingest.v1.Job
+	38, // 41: chatmesh.ingest.v1.SearchRequest.filter:type_name -> chatmesh.ingest.v1.PayloadMatch
+	7,  // 42: chatmesh.ingest.v1.ScoredPoint.id:type_name -> chatmesh.ingest.v1.PointId
+	59, // 43: chatmesh.ingest.v1.ScoredPoint.payload:type_name -> google.protobuf.Struct
+	40, // 44: chatmesh.ingest.v1.SearchResponse.points:type_name -> chatmesh.ingest.v1.ScoredPoint
+	42, // 45: chatmesh.ingest.v1.SnapshotTarget.local:type_name -> chatmesh.ingest.v1.LocalDirectory
+	43, // 46: chatmesh.ingest.v1.SnapshotTarget.s3:type_name -> chatmesh.ingest.v1.S3Bucket
+	44, // 47: chatmesh.ingest.v1.Snapshot.target:type_name -> chatmesh.ingest.v1.SnapshotTarget
+	0,  // 48: chatmesh.ingest.v1.Snapshot.distance:type_name -> chatmesh.ingest.v1.Distance
+	58, // 49: chatmesh.ingest.v1.Snapshot.created_at:type_name -> google.protobuf.Timestamp
+	44, // 50: chatmesh.ingest.v1.CreateSnapshotRequest.target:type_name -> chatmesh.ingest.v1.SnapshotTarget
+	45, // 51: chatmesh.ingest.v1.CreateSnapshotResponse.snapshot:type_name -> chatmesh.ingest.v1.Snapshot
+	60, // 52: chatmesh.ingest.v1.ListSnapshotsRequest.page:type_name -> chatmesh.common.v1.PageRequest
+	45, // 53: chatmesh.ingest.v1.ListSnapshotsResponse.snapshots:type_name -> chatmesh.ingest.v1.Snapshot
+	61, // 54: chatmesh.ingest.v1.ListSnapshotsResponse.page:type_name -> chatmesh.common.v1.PageResponse
+	6,  // 55: chatmesh.ingest.v1.RestoreSnapshotResponse.collection:type_name -> chatmesh.ingest.v1.Collection
+	5,  // 56: chatmesh.ingest.v1.SetSnapshotScheduleRequest.schedule:type_name -> chatmesh.ingest.v1.SnapshotSchedule
+	6,  // 57: chatmesh.ingest.v1.SetSnapshotScheduleResponse.collection:type_name -> chatmesh.ingest.v1.Collection
+	10, // 58: chatmesh.ingest.v1.IngestService.CreateCollection:input_type -> chatmesh.ingest.v1.CreateCollectionRequest
+	12, // 59: chatmesh.ingest.v1.IngestService.ListCollections:input_type -> chatmesh.ingest.v1.ListCollectionsRequest
+	14, // 60: chatmesh.ingest.v1.IngestService.DeleteCollection:input_type -> chatmesh.ingest.v1.DeleteCollectionRequest
+	16, // 61: chatmesh.ingest.v1.IngestService.Upsert:input_type -> chatmesh.ingest.v1.UpsertRequest
+	18, // 62: chatmesh.ingest.v1.IngestService.StreamUpsert:input_type -> chatmesh.ingest.v1.StreamUpsertRequest
+	26, // 63: chatmesh.ingest.v1.IngestService.StartJob:input_type -> chatmesh.ingest.v1.StartJobRequest
+	28, // 64: chatmesh.ingest.v1.IngestService.WatchJob:input_type -> chatmesh.ingest.v1.WatchJobRequest
+	32, // 65: chatmesh.ingest.v1.IngestService.GetJob:input_type -> chatmesh.ingest.v1.GetJobRequest
+	34, // 66: chatmesh.ingest.v1.IngestService.ListJobs:input_type -> chatmesh.ingest.v1.ListJobsRequest
+	36, // 67: chatmesh.ingest.v1.IngestService.CancelJob:input_type -> chatmesh.ingest.v1.CancelJobRequest
+	30, // 68: chatmesh.ingest.v1.IngestService.GetQueueStats:input_type -> chatmesh.ingest.v1.GetQueueStatsRequest
+	39, // 69: chatmesh.ingest.v1.IngestService.Search:input_type -> chatmesh.ingest.v1.SearchRequest
+	46, // 70: chatmesh.ingest.v1.IngestService.CreateSnapshot:input_type -> chatmesh.ingest.v1.CreateSnapshotRequest
+	48, // 71: chatmesh.ingest.v1.IngestService.ListSnapshots:input_type -> chatmesh.ingest.v1.ListSnapshotsRequest
+	50, // 72: chatmesh.ingest.v1.IngestService.RestoreSnapshot:input_type -> chatmesh.ingest.v1.RestoreSnapshotRequest
+	52, // 73: chatmesh.ingest.v1.IngestService.DeleteSnapshot:input_type -> chatmesh.ingest.v1.DeleteSnapshotRequest
+	54, // 74: chatmesh.ingest.v1.IngestService.SetSnapshotSchedule:input_type -> chatmesh.ingest.v1.SetSnapshotScheduleRequest
+	56, // 75: chatmesh.ingest.v1.IngestService.UploadSource:input_type -> chatmesh.ingest.v1.UploadSourceRequest
+	11, // 76: chatmesh.ingest.v1.IngestService.CreateCollection:output_type -> chatmesh.ingest.v1.CreateCollectionResponse
+	13, // 77: chatmesh.ingest.v1.IngestService.ListCollections:output_type -> chatmesh.ingest.v1.ListCollectionsResponse
+	15, // 78: chatmesh.ingest.v1.IngestService.DeleteCollection:output_type -> chatmesh.ingest.v1.DeleteCollectionResponse
+	17, // 79: chatmesh.ingest.v1.IngestService.Upsert:output_type -> chatmesh.ingest.v1.UpsertResponse
+	19, // 80: chatmesh.ingest.v1.IngestService.StreamUpsert:output_type -> chatmesh.ingest.v1.StreamUpsertResponse
+	27, // 81: chatmesh.ingest.v1.IngestService.StartJob:output_type -> chatmesh.ingest.v1.StartJobResponse
+	29, // 82: chatmesh.ingest.v1.IngestService.WatchJob:output_type -> chatmesh.ingest.v1.WatchJobResponse
+	33, // 83: chatmesh.ingest.v1.IngestService.GetJob:output_type -> chatmesh.ingest.v1.GetJobResponse
+	35, // 84: chatmesh.ingest.v1.IngestService.ListJobs:output_type -> chatmesh.ingest.v1.ListJobsResponse
+	37, // 85: chatmesh.ingest.v1.IngestService.CancelJob:output_type -> chatmesh.ingest.v1.CancelJobResponse
+	31, // 86: chatmesh.ingest.v1.IngestService.GetQueueStats:output_type -> chatmesh.ingest.v1.GetQueueStatsResponse
+	41, // 87: chatmesh.ingest.v1.IngestService.Search:output_type -> chatmesh.ingest.v1.SearchResponse
+	47, // 88: chatmesh.ingest.v1.IngestService.CreateSnapshot:output_type -> chatmesh.ingest.v1.CreateSnapshotResponse
+	49, // 89: chatmesh.ingest.v1.IngestService.ListSnapshots:output_type -> chatmesh.ingest.v1.ListSnapshotsResponse
+	51, // 90: chatmesh.ingest.v1.IngestService.RestoreSnapshot:output_type -> chatmesh.ingest.v1.RestoreSnapshotResponse
+	53, // 91: chatmesh.ingest.v1.IngestService.DeleteSnapshot:output_type -> chatmesh.ingest.v1.DeleteSnapshotResponse
+	55, // 92: chatmesh.ingest.v1.IngestService.SetSnapshotSchedule:output_type -> chatmesh.ingest.v1.SetSnapshotScheduleResponse
+	57, // 93: chatmesh.ingest.v1.IngestService.UploadSource:output_type -> chatmesh.ingest.v1.UploadSourceResponse
+	76, // [76:94] is the sub-list for method output_type
+	58, // [58:76] is the sub-list for method input_type
+	58, // [58:58] is the sub-list for extension type_name
+	58, // [58:58] is the sub-list for extension extendee
+	0,  // [0:58] is the sub-list for field type_name
 }
 
 func init() { file_chatmesh_ingest_v1_ingest_proto_init() }
@@ -4263,17 +4441,17 @@ func file_chatmesh_ingest_v1_ingest_proto_init() {
 		(*JobSource_S3)(nil),
 		(*JobSource_UploadId)(nil),
 	}
-	file_chatmesh_ingest_v1_ingest_proto_msgTypes[32].OneofWrappers = []any{
+	file_chatmesh_ingest_v1_ingest_proto_msgTypes[34].OneofWrappers = []any{
 		(*PayloadMatch_StringValue)(nil),
 		(*PayloadMatch_IntegerValue)(nil),
 		(*PayloadMatch_BoolValue)(nil),
 	}
-	file_chatmesh_ingest_v1_ingest_proto_msgTypes[33].OneofWrappers = []any{}
-	file_chatmesh_ingest_v1_ingest_proto_msgTypes[38].OneofWrappers = []any{
+	file_chatmesh_ingest_v1_ingest_proto_msgTypes[35].OneofWrappers = []any{}
+	file_chatmesh_ingest_v1_ingest_proto_msgTypes[40].OneofWrappers = []any{
 		(*SnapshotTarget_Local)(nil),
 		(*SnapshotTarget_S3)(nil),
 	}
-	file_chatmesh_ingest_v1_ingest_proto_msgTypes[50].OneofWrappers = []any{
+	file_chatmesh_ingest_v1_ingest_proto_msgTypes[52].OneofWrappers = []any{
 		(*UploadSourceRequest_FileName)(nil),
 		(*UploadSourceRequest_Chunk)(nil),
 	}
@@ -4283,7 +4461,7 @@ func file_chatmesh_ingest_v1_ingest_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chatmesh_ingest_v1_ingest_proto_rawDesc), len(file_chatmesh_ingest_v1_ingest_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   52,
+			NumMessages:   54,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -53,6 +53,7 @@ const (
 	IngestService_GetJob_FullMethodName              = "/chatmesh.ingest.v1.IngestService/GetJob"
 	IngestService_ListJobs_FullMethodName            = "/chatmesh.ingest.v1.IngestService/ListJobs"
 	IngestService_CancelJob_FullMethodName           = "/chatmesh.ingest.v1.IngestService/CancelJob"
+	IngestService_GetQueueStats_FullMethodName       = "/chatmesh.ingest.v1.IngestService/GetQueueStats"
 	IngestService_Search_FullMethodName              = "/chatmesh.ingest.v1.IngestService/Search"
 	IngestService_CreateSnapshot_FullMethodName      = "/chatmesh.ingest.v1.IngestService/CreateSnapshot"
 	IngestService_ListSnapshots_FullMethodName       = "/chatmesh.ingest.v1.IngestService/ListSnapshots"
@@ -128,6 +129,11 @@ type IngestServiceClient interface {
 	// finish, points already written stay. Idempotent: a job that has already ended is
 	// returned unchanged. Errors: INVALID_ARGUMENT, NOT_FOUND.
 	CancelJob(ctx context.Context, in *CancelJobRequest, opts ...grpc.CallOption) (*CancelJobResponse, error)
+	// The INGEST work queue's backlog now, mesh-wide, for an operations view (safe for
+	// any signed-in user: counts only, never another user's job ids, owners or
+	// collections; the caller's own share is counted apart). Errors: UNAVAILABLE (the
+	// work queue, NATS, does not answer).
+	GetQueueStats(ctx context.Context, in *GetQueueStatsRequest, opts ...grpc.CallOption) (*GetQueueStatsResponse, error)
 	// Nearest points to a vector, or to a text embedded with the collection's embedding
 	// model, optionally filtered by payload values. Errors: INVALID_ARGUMENT (field
 	// named; `vector` of the wrong length), NOT_FOUND (collection), FAILED_PRECONDITION
@@ -295,6 +301,16 @@ func (c *ingestServiceClient) CancelJob(ctx context.Context, in *CancelJobReques
 	return out, nil
 }
 
+func (c *ingestServiceClient) GetQueueStats(ctx context.Context, in *GetQueueStatsRequest, opts ...grpc.CallOption) (*GetQueueStatsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetQueueStatsResponse)
+	err := c.cc.Invoke(ctx, IngestService_GetQueueStats_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *ingestServiceClient) Search(ctx context.Context, in *SearchRequest, opts ...grpc.CallOption) (*SearchResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(SearchResponse)
@@ -434,6 +450,11 @@ type IngestServiceServer interface {
 	// finish, points already written stay. Idempotent: a job that has already ended is
 	// returned unchanged. Errors: INVALID_ARGUMENT, NOT_FOUND.
 	CancelJob(context.Context, *CancelJobRequest) (*CancelJobResponse, error)
+	// The INGEST work queue's backlog now, mesh-wide, for an operations view (safe for
+	// any signed-in user: counts only, never another user's job ids, owners or
+	// collections; the caller's own share is counted apart). Errors: UNAVAILABLE (the
+	// work queue, NATS, does not answer).
+	GetQueueStats(context.Context, *GetQueueStatsRequest) (*GetQueueStatsResponse, error)
 	// Nearest points to a vector, or to a text embedded with the collection's embedding
 	// model, optionally filtered by payload values. Errors: INVALID_ARGUMENT (field
 	// named; `vector` of the wrong length), NOT_FOUND (collection), FAILED_PRECONDITION
@@ -518,6 +539,9 @@ func (UnimplementedIngestServiceServer) ListJobs(context.Context, *ListJobsReque
 }
 func (UnimplementedIngestServiceServer) CancelJob(context.Context, *CancelJobRequest) (*CancelJobResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CancelJob not implemented")
+}
+func (UnimplementedIngestServiceServer) GetQueueStats(context.Context, *GetQueueStatsRequest) (*GetQueueStatsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetQueueStats not implemented")
 }
 func (UnimplementedIngestServiceServer) Search(context.Context, *SearchRequest) (*SearchResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Search not implemented")
@@ -723,6 +747,24 @@ func _IngestService_CancelJob_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _IngestService_GetQueueStats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetQueueStatsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IngestServiceServer).GetQueueStats(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IngestService_GetQueueStats_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IngestServiceServer).GetQueueStats(ctx, req.(*GetQueueStatsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _IngestService_Search_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(SearchRequest)
 	if err := dec(in); err != nil {
@@ -876,6 +918,10 @@ var IngestService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelJob",
 			Handler:    _IngestService_CancelJob_Handler,
+		},
+		{
+			MethodName: "GetQueueStats",
+			Handler:    _IngestService_GetQueueStats_Handler,
 		},
 		{
 			MethodName: "Search",

@@ -342,6 +342,32 @@ class WatchJobResponse(_message.Message):
     progress: JobProgress
     def __init__(self, progress: _Optional[_Union[JobProgress, _Mapping]] = ...) -> None: ...
 
+class GetQueueStatsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetQueueStatsResponse(_message.Message):
+    __slots__ = ("pending_items", "in_flight_items", "redelivered_items", "jobs_in_flight", "my_jobs_in_flight", "workers_seen", "points_per_second", "my_points_per_second", "sampled_at")
+    PENDING_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    REDELIVERED_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    JOBS_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    MY_JOBS_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_SEEN_FIELD_NUMBER: _ClassVar[int]
+    POINTS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    MY_POINTS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    SAMPLED_AT_FIELD_NUMBER: _ClassVar[int]
+    pending_items: int
+    in_flight_items: int
+    redelivered_items: int
+    jobs_in_flight: int
+    my_jobs_in_flight: int
+    workers_seen: int
+    points_per_second: float
+    my_points_per_second: float
+    sampled_at: _timestamp_pb2.Timestamp
+    def __init__(self, pending_items: _Optional[int] = ..., in_flight_items: _Optional[int] = ..., redelivered_items: _Optional[int] = ..., jobs_in_flight: _Optional[int] = ..., my_jobs_in_flight: _Optional[int] = ..., workers_seen: _Optional[int] = ..., points_per_second: _Optional[float] = ..., my_points_per_second: _Optional[float] = ..., sampled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
 class GetJobRequest(_message.Message):
     __slots__ = ("job_id",)
     JOB_ID_FIELD_NUMBER: _ClassVar[int]

@@ -86,6 +86,11 @@ class IngestServiceStub:
                 request_serializer=chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.CancelJobRequest.SerializeToString,
                 response_deserializer=chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.CancelJobResponse.FromString,
                 _registered_method=True)
+        self.GetQueueStats = channel.unary_unary(
+                '/chatmesh.ingest.v1.IngestService/GetQueueStats',
+                request_serializer=chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.GetQueueStatsRequest.SerializeToString,
+                response_deserializer=chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.GetQueueStatsResponse.FromString,
+                _registered_method=True)
         self.Search = channel.unary_unary(
                 '/chatmesh.ingest.v1.IngestService/Search',
                 request_serializer=chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.SearchRequest.SerializeToString,
@@ -237,6 +242,16 @@ class IngestServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetQueueStats(self, request, context):
+        """The INGEST work queue's backlog now, mesh-wide, for an operations view (safe for
+        any signed-in user: counts only, never another user's job ids, owners or
+        collections; the caller's own share is counted apart). Errors: UNAVAILABLE (the
+        work queue, NATS, does not answer).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Search(self, request, context):
         """Nearest points to a vector, or to a text embedded with the collection's embedding
         model, optionally filtered by payload values. Errors: INVALID_ARGUMENT (field
@@ -369,6 +384,11 @@ def add_IngestServiceServicer_to_server(servicer, server):
                     servicer.CancelJob,
                     request_deserializer=chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.CancelJobRequest.FromString,
                     response_serializer=chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.CancelJobResponse.SerializeToString,
+            ),
+            'GetQueueStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetQueueStats,
+                    request_deserializer=chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.GetQueueStatsRequest.FromString,
+                    response_serializer=chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.GetQueueStatsResponse.SerializeToString,
             ),
             'Search': grpc.unary_unary_rpc_method_handler(
                     servicer.Search,
@@ -678,6 +698,33 @@ class IngestService:
             '/chatmesh.ingest.v1.IngestService/CancelJob',
             chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.CancelJobRequest.SerializeToString,
             chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.CancelJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetQueueStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatmesh.ingest.v1.IngestService/GetQueueStats',
+            chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.GetQueueStatsRequest.SerializeToString,
+            chatmesh_dot_ingest_dot_v1_dot_ingest__pb2.GetQueueStatsResponse.FromString,
             options,
             channel_credentials,
             insecure,
