@@ -18,7 +18,8 @@ from tests.chaos.conftest import start_mesh, stop_mesh
 from tests.chaos.faults import assert_books_balance, kill_and_recover, settle_and_report
 from tests.chaos.load import CHANNEL_OPTIONS, Load
 
-#: Processes killed, in this order: every service and worker, then the dependencies and the gateway.
+#: Processes killed, in this order: every service and worker, the catalog, the static server and the xDS
+#: control plane, then the dependencies and the gateway.
 FAULTS = [
     "history",
     "session",
@@ -30,6 +31,7 @@ FAULTS = [
     "ingest-worker-1",
     "catalog",
     "web",
+    "xds",
     "nats",
     "cassandra",
     "envoy",
