@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import subprocess
 import sys
@@ -41,6 +40,7 @@ from bench.harness import scratch
 from bench.stats import percentile
 from chatmesh.client import Client
 from chatmesh.presence.v1 import presence_pb2, presence_pb2_grpc
+from mesh.control import ask_supervisor
 from mesh.xds.probe import wait_first_request
 from tests.conftest_mesh import mesh_environment
 from tests.e2e.scale_load import PASSWORD, SteadyLoad
@@ -57,22 +57,10 @@ def _mesh(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.C
 
 def _ask(state: Path, request: dict[str, str]) -> dict[str, object]:
     """One request to the supervisor's control socket (what `python -m mesh scale` sends)."""
-    import socket
-
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(300)
-        sock.connect(str(state / "run" / "control.sock"))
-        sock.sendall(json.dumps(request).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(65_536)
-            if not chunk:
-                break
-            data += chunk
-    answer = json.loads(data)
+    answer = ask_supervisor(state / "run", request, timeout_s=300)
     if not answer.get("ok"):
         raise RuntimeError(f"supervisor: {answer.get('error')}")
-    return dict(answer)
+    return answer
 
 
 @contextlib.asynccontextmanager

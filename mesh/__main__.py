@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import signal
@@ -14,11 +13,11 @@ import sys
 import time
 from pathlib import Path
 
+from mesh.control import ask_supervisor
 from mesh.settings import MeshSettings
 from services.runtime.tokens import generate_key_pair
 
 SUPERVISOR_PID = "supervisor.pid"
-CONTROL_SOCKET = "control.sock"  # mesh.supervisor.CONTROL_SOCKET (not imported: it pulls in grpc)
 
 
 def _alive(pid: int) -> bool:
@@ -135,18 +134,7 @@ def cmd_status(settings: MeshSettings) -> int:
 
 def _ask_supervisor(settings: MeshSettings, request: dict[str, str]) -> dict[str, object]:
     """Send one request to the running supervisor's control socket; its answer."""
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(settings.ready_timeout_s + 120)
-        sock.connect(str(settings.run_dir / CONTROL_SOCKET))
-        sock.sendall(json.dumps(request).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(65_536)
-            if not chunk:
-                break
-            data += chunk
-    answer = json.loads(data or b"{}")
-    return answer if isinstance(answer, dict) else {}
+    return ask_supervisor(settings.run_dir, request, settings.ready_timeout_s + 120)
 
 
 def cmd_restart(settings: MeshSettings, services: list[str]) -> int:

@@ -13,6 +13,7 @@ from typing import Any
 from google.protobuf import descriptor_pb2
 
 from chatmesh.common.v1 import access_pb2
+from gateway.routes import RouteSpec
 from services.runtime.access import method_access
 
 SERVICES = ("session", "history", "presence", "inference", "ingest", "forms")
@@ -81,3 +82,24 @@ def load(name: str) -> ServiceContract:
 def load_all() -> list[ServiceContract]:
     """Every chatmesh service's contract, in start order."""
     return [load(name) for name in SERVICES]
+
+
+def route_specs(contracts: list[ServiceContract]) -> list[RouteSpec]:
+    """The gateway's route of each contract's package: streaming, access and retry-safe methods.
+
+    One source for every Envoy the project renders (`make up`, the Kubernetes bootstrap, tests),
+    so none of them drifts (the Kubernetes one had lost the retry policies).
+    """
+    return [
+        RouteSpec(
+            package=c.package,
+            cluster=c.name,
+            streaming_methods=list(c.server_streaming),
+            client_streaming_methods=list(c.client_streaming),
+            public_methods=list(c.public),
+            optional_auth_methods=list(c.optional_auth),
+            internal_methods=list(c.internal),
+            retry_safe_methods=list(c.retry_safe),
+        )
+        for c in contracts
+    ]

@@ -29,7 +29,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from gateway.envoy import Envoy
 from gateway.routes import RouteSpec
 from gateway.settings import EdgeAuth, GatewaySettings, StaticSite, Upstream, XdsSource
-from mesh.contracts import ServiceContract, load_all
+from mesh.contracts import ServiceContract, load_all, route_specs
+from mesh.control import CONTROL_SOCKET
 from mesh.deps.base import Dependency, ProcessSpec, free_port, reserve_ports
 from mesh.deps.cassandra import Cassandra, CassandraConfig
 from mesh.deps.nats import Nats, NatsConfig
@@ -43,8 +44,6 @@ ROOT = Path(__file__).resolve().parent.parent
 CATALOG = "catalog"
 WEB = "web"
 XDS = "xds"
-#: The supervisor's control socket in the run directory (``python -m mesh restart``).
-CONTROL_SOCKET = "control.sock"
 
 
 @dataclass(frozen=True)
@@ -313,19 +312,7 @@ class Supervisor:
 
     def routes(self) -> list[RouteSpec]:
         """One route per service package, from the contracts."""
-        return [
-            RouteSpec(
-                package=c.package,
-                cluster=c.name,
-                streaming_methods=list(c.server_streaming),
-                client_streaming_methods=list(c.client_streaming),
-                public_methods=list(c.public),
-                optional_auth_methods=list(c.optional_auth),
-                internal_methods=list(c.internal),
-                retry_safe_methods=list(c.retry_safe),
-            )
-            for c in self.contracts
-        ]
+        return route_specs(self.contracts)
 
     async def prepare(self) -> None:
         """Install and configure the dependencies, write keys; build the start plan."""

@@ -36,7 +36,7 @@ from gateway.edge import jwks
 from gateway.render import render
 from gateway.routes import RouteSpec
 from gateway.settings import EdgeAuth, GatewaySettings, StaticSite, Upstream
-from mesh.contracts import ServiceContract, load_all
+from mesh.contracts import ServiceContract, load_all, route_specs
 from services.runtime.tokens import generate_key_pair
 
 HERE = Path(__file__).resolve().parent
@@ -99,18 +99,7 @@ def gateway_settings(contracts: list[ServiceContract], key_dir: Path) -> Gateway
 
 def routes(contracts: list[ServiceContract]) -> list[RouteSpec]:
     """One RouteSpec per contract package, as the local supervisor builds them."""
-    return [
-        RouteSpec(
-            package=c.package,
-            cluster=c.name,
-            streaming_methods=list(c.server_streaming),
-            client_streaming_methods=list(c.client_streaming),
-            public_methods=list(c.public),
-            optional_auth_methods=list(c.optional_auth),
-            internal_methods=list(c.internal),
-        )
-        for c in contracts
-    ]
+    return route_specs(contracts)
 
 
 def _xds_cluster() -> dict[str, Any]:

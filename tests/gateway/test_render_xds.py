@@ -12,7 +12,7 @@ from gateway.envoy import Envoy
 from gateway.render import render
 from gateway.routes import RouteSpec
 from gateway.settings import CircuitBreakers, GatewaySettings, HealthCheck, RetryPolicy, Upstream, XdsSource
-from mesh.contracts import load_all
+from mesh.contracts import load_all, route_specs
 from mesh.xds.resources import cluster
 from mesh.xds.settings import XdsSettings
 
@@ -24,19 +24,7 @@ CONNECT = "/chatmesh.session.v1.SessionService/Connect"
 
 def mesh_routes() -> list[RouteSpec]:
     """The mesh's routes from its contracts, as the supervisor builds them (with retry_safe)."""
-    return [
-        RouteSpec(
-            package=c.package,
-            cluster=c.name,
-            streaming_methods=list(c.server_streaming),
-            client_streaming_methods=list(c.client_streaming),
-            public_methods=list(c.public),
-            optional_auth_methods=list(c.optional_auth),
-            internal_methods=list(c.internal),
-            retry_safe_methods=list(c.retry_safe),
-        )
-        for c in load_all()
-    ]
+    return route_specs(load_all())
 
 
 def routes_by_name(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
