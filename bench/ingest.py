@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import shutil
 import socket
 import statistics
@@ -29,6 +30,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -36,7 +38,17 @@ import numpy as np
 import qdrant_edge as qe
 from qdrant_client import QdrantClient, models
 
-from bench.harness import Keys, gateway, make_keys, nats_server, scratch, service, service_env
+from bench.harness import (
+    CpuMeter,
+    Keys,
+    dependency_pids,
+    gateway,
+    make_keys,
+    nats_server,
+    scratch,
+    service,
+    service_env,
+)
 from bench.stats import emit
 from chatmesh.inference.v1 import inference_pb2, inference_pb2_grpc
 from chatmesh.ingest.v1 import ingest_pb2 as pb
@@ -143,33 +155,48 @@ def direct_server(qdrant: Qdrant, vectors: np.ndarray, batch: int, parallelism: 
     return rate
 
 
-def direct_edge(home: Path, vectors: np.ndarray, batch: int) -> float:
-    """Qdrant Edge in this process: the same batches; points per second."""
+def direct_edge(home: Path, vectors: np.ndarray, batch: int, threads: int = 1) -> float:
+    """Qdrant Edge in this process, the same batches from ``threads`` threads; points per second."""
     path = home / f"edge-{uuid.uuid4().hex[:8]}"
     shard = qe.EdgeShard.create(
         str(path), qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=vectors.shape[1], distance=qe.Distance.Cosine))
     )
     rows = vectors.tolist()
-    started = time.perf_counter()
-    for start in range(0, len(rows), batch):
-        shard.update(
-            qe.UpdateOperation.upsert_points(
-                [qe.Point(i, rows[i], {}) for i in range(start, min(start + batch, len(rows)))]
+    starts = list(range(0, len(rows), batch))
+
+    def write(mine: list[int]) -> None:
+        for start in mine:
+            shard.update(
+                qe.UpdateOperation.upsert_points(
+                    [qe.Point(i, rows[i], {}) for i in range(start, min(start + batch, len(rows)))]
+                )
             )
-        )
+
+    started = time.perf_counter()
+    if threads == 1:
+        write(starts)
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(write, [starts[k::threads] for k in range(threads)]))
     rate = len(rows) / (time.perf_counter() - started)
+    assert shard.count(qe.CountRequest(exact=True)) == len(rows)
     shard.close()
     shutil.rmtree(path, ignore_errors=True)
     return rate
 
 
 @contextlib.asynccontextmanager
-async def ingest_behind_gateway(home: Path, env: dict[str, str], port: int) -> AsyncIterator[str]:
-    """The ingest service as a process, and Envoy in front of it; yields the gateway's target."""
+async def ingest_behind_gateway(
+    home: Path, env: dict[str, str], port: int
+) -> AsyncIterator[tuple[str, dict[str, int]]]:
+    """The ingest service as a process, and Envoy in front of it; yields the gateway's target and the pids."""
     gateway_home = home / f"gateway-{port}"
     (gateway_home / "logs").mkdir(parents=True, exist_ok=True)
     async with service("ingest", home, env, port) as svc, gateway(gateway_home, [svc]) as gw:
-        yield f"127.0.0.1:{gw.port}"
+        pids = {"ingest": svc.proc.pid, "client": os.getpid()}
+        pids.update({k: v for k, v in dependency_pids(home).items() if k != "envoy"})
+        pids.update({k: v for k, v in dependency_pids(gateway_home).items() if k == "envoy"})
+        yield f"127.0.0.1:{gw.port}", pids
 
 
 async def create(
@@ -197,52 +224,78 @@ async def main(args: argparse.Namespace) -> None:
         async with nats_server(home) as nats, running(qdrant, ready_timeout_s=60):
             ours: list[float] = []
             direct: list[float] = []
-            server_port = free_port()
-            env = ingest_env(server_port, nats, keys, service_keys, home / "server", QDRANT_URL=qdrant.url)
-            async with ingest_behind_gateway(home, env, server_port) as target:
-                channel = grpc.aio.insecure_channel(target, options=[("grpc.max_send_message_length", 64 << 20)])
-                stub = ingest_pb2_grpc.IngestServiceStub(channel)
-                for round_number in range(args.rounds):
-                    name = f"load{round_number}"
-                    await create(stub, auth, name, 100)
-                    ours.append(await through_gateway(stub, auth, requests_of(name, vectors, 100, 0), args.parallelism))
-                    direct.append(await asyncio.to_thread(direct_server, qdrant, vectors, 100, args.parallelism))
-                    print(
-                        f"# round {round_number}: server {ours[-1]:.0f} direct {direct[-1]:.0f} points/s",
-                        file=sys.stderr,
-                    )
-                await create(stub, auth, "wide", 1536)
-                wide_rate = await through_gateway(stub, auth, requests_of("wide", wide, 100, 0), args.parallelism)
-                await channel.close()
+            wide_rate = 0.0
+            if "server" in args.parts:
+                server_port = free_port()
+                env = ingest_env(server_port, nats, keys, service_keys, home / "server", QDRANT_URL=qdrant.url)
+                async with ingest_behind_gateway(home, env, server_port) as (target, _):
+                    channel = grpc.aio.insecure_channel(target, options=[("grpc.max_send_message_length", 64 << 20)])
+                    stub = ingest_pb2_grpc.IngestServiceStub(channel)
+                    for round_number in range(args.rounds):
+                        name = f"load{round_number}"
+                        await create(stub, auth, name, 100)
+                        requests = requests_of(name, vectors, 100, 0)
+                        ours.append(await through_gateway(stub, auth, requests, args.parallelism))
+                        direct.append(await asyncio.to_thread(direct_server, qdrant, vectors, 100, args.parallelism))
+                        print(
+                            f"# round {round_number}: server {ours[-1]:.0f} direct {direct[-1]:.0f} points/s",
+                            file=sys.stderr,
+                        )
+                    await create(stub, auth, "wide", 1536)
+                    wide_rate = await through_gateway(stub, auth, requests_of("wide", wide, 100, 0), args.parallelism)
+                    await channel.close()
             embedded: list[float] = []
             edge: list[float] = []
-            embedded_port = free_port()
-            env = ingest_env(embedded_port, nats, keys, service_keys, home / "embedded")
-            async with ingest_behind_gateway(home, env, embedded_port) as target:
-                channel = grpc.aio.insecure_channel(target)
-                stub = ingest_pb2_grpc.IngestServiceStub(channel)
-                for round_number in range(args.rounds):
-                    name = f"load{round_number}"
-                    await create(stub, auth, name, 100)
-                    embedded.append(
-                        await through_gateway(stub, auth, requests_of(name, vectors, 100, 0), args.parallelism)
-                    )
-                    edge.append(await asyncio.to_thread(direct_edge, home, vectors, 100))
-                await channel.close()
-            docs_rate, tokens_rate, alone_rate = await documents(home, nats, keys, service_keys, auth, args)
+            if "embedded" in args.parts:
+                embedded_port = free_port()
+                env = ingest_env(embedded_port, nats, keys, service_keys, home / "embedded")
+                async with ingest_behind_gateway(home, env, embedded_port) as (target, pids):
+                    channel = grpc.aio.insecure_channel(target)
+                    stub = ingest_pb2_grpc.IngestServiceStub(channel)
+                    for round_number in range(args.rounds):
+                        name = f"load{round_number}"
+                        await create(stub, auth, name, 100)
+                        requests = requests_of(name, vectors, 100, 0)
+                        meter = CpuMeter(pids, loops=("ingest",))
+                        meter.start()
+                        embedded.append(await through_gateway(stub, auth, requests, args.parallelism))
+                        cores = meter.stop()
+                        print(
+                            "# embedded round cores: "
+                            + " ".join(f"{k}={v:.2f}" for k, v in sorted(cores.items()) if k not in ("ours",)),
+                            file=sys.stderr,
+                        )
+                        # The baseline: the better of one caller and ``parallelism`` threads calling Edge.
+                        alone = await asyncio.to_thread(direct_edge, home, vectors, 100, 1)
+                        threads = await asyncio.to_thread(direct_edge, home, vectors, 100, args.parallelism)
+                        edge.append(max(alone, threads))
+                        print(
+                            f"# round {round_number}: embedded {embedded[-1]:.0f} edge direct {alone:.0f} "
+                            f"(one thread) {threads:.0f} ({args.parallelism} threads) points/s",
+                            file=sys.stderr,
+                        )
+                    await channel.close()
+            if "documents" in args.parts:
+                docs_rate, tokens_rate, alone_rate = await documents(home, nats, keys, service_keys, auth, args)
     # The baselines' own figures, as comments (stderr): the ratios below are made of them.
     for key, values in (("direct", direct), ("embedded", embedded), ("edge_direct", edge)):
-        print(
-            f"# {key}_points_per_s={statistics.median(values):.4g} rounds={[round(v) for v in values]}", file=sys.stderr
-        )
-    print(f"# points_per_s rounds={[round(v) for v in ours]}", file=sys.stderr)
-    emit("points_per_s", statistics.median(ours))
-    emit("points_per_s_1536", wide_rate)
-    emit("ratio_embedded_vs_direct", statistics.median(embedded) / statistics.median(edge))
-    emit("docs_per_s", docs_rate)
-    emit("embed_tokens_per_s", tokens_rate)
-    emit("embed_alone_tokens_per_s", alone_rate)
-    emit("ratio_vs_direct", statistics.median(ours) / statistics.median(direct))
+        if values:
+            print(
+                f"# {key}_points_per_s={statistics.median(values):.4g} rounds={[round(v) for v in values]}",
+                file=sys.stderr,
+            )
+    if ours:
+        print(f"# points_per_s rounds={[round(v) for v in ours]}", file=sys.stderr)
+        emit("points_per_s", statistics.median(ours))
+        emit("points_per_s_1536", wide_rate)
+    if embedded:
+        emit("ratio_embedded_vs_direct", statistics.median(embedded) / statistics.median(edge))
+    if "documents" in args.parts:
+        emit("docs_per_s", docs_rate)
+        emit("embed_tokens_per_s", tokens_rate)
+        emit("embed_alone_tokens_per_s", alone_rate)
+    if ours:
+        emit("ratio_vs_direct", statistics.median(ours) / statistics.median(direct))
 
 
 async def documents(
@@ -260,7 +313,7 @@ async def documents(
     async with service("inference", home, inference_env, inference_port) as inference:
         port = free_port()
         env = ingest_env(port, nats, keys, service_keys, home / "docs", INFERENCE_TARGET=inference.target)
-        async with ingest_behind_gateway(home, env, port) as target:
+        async with ingest_behind_gateway(home, env, port) as (target, _):
             channel = grpc.aio.insecure_channel(target)
             stub = ingest_pb2_grpc.IngestServiceStub(channel)
             embed = inference_pb2_grpc.InferenceServiceStub(grpc.aio.insecure_channel(inference.target))
@@ -298,4 +351,10 @@ if __name__ == "__main__":
     cli.add_argument("--parallelism", type=int, default=4, help="batches in flight, ours and the baseline's")
     cli.add_argument("--rounds", type=int, default=2, help="alternating rounds of ours and the baselines")
     cli.add_argument("--keep", action="store_true", help="keep the scratch directory (logs, data)")
+    cli.add_argument(
+        "--parts",
+        type=lambda text: set(text.split(",")),
+        default={"server", "embedded", "documents"},
+        help="which parts to run, comma-separated (server,embedded,documents; default all)",
+    )
     asyncio.run(main(cli.parse_args()))

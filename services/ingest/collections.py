@@ -3,6 +3,14 @@
 A record (KV, key ``<owner>.<name>``) says where the store keeps the points (``store_name``,
 ``c<uuid>``: users' names never reach the store, so two users' "notes" never meet) and how
 they are compared. Another user's name is simply not found.
+
+Writes look records up through a small cache (:meth:`Collections.for_writes`): a batch of
+points costs one store call, and a KV round trip for every batch cost a fifth of the
+service's CPU under load. What a write reads of a record (store name, size, model) never
+changes while the record lives; a deleted, re-created or restored collection gets a new
+store name, so a stale entry can only point at a store collection that is gone: the store
+says so, and the write looks the record up afresh (:meth:`Collections.forget`). Entries also
+expire after ``WRITE_CACHE_S``, for the replica that missed a delete whose store cleanup failed.
 """
 
 from __future__ import annotations
@@ -21,6 +29,8 @@ from services.ingest.store.base import CollectionSpec, DistanceName, IndexKind, 
 from services.runtime.errors import InvalidArgument, ResourceExhausted
 
 DEFAULT_PAGE = 50
+WRITE_CACHE_S = 2.0
+WRITE_CACHE_ENTRIES = 4096
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,7 @@ class Collections:
         self._max_per_user = max_per_user
         self._retry_after_s = retry_after_s
         self.active_job: ActiveJobLookup | None = None
+        self._for_writes: dict[str, tuple[CollectionRecord, float]] = {}
 
     @property
     def store(self) -> VectorStore:
@@ -80,6 +91,29 @@ class Collections:
         if record is None:
             raise CollectionNotFound(name)
         return record
+
+    async def for_writes(self, owner: str, name: str) -> tuple[CollectionRecord, bool]:
+        """(``owner``'s collection ``name``, whether it came from the cache) for a write.
+
+        Raises:
+            CollectionNotFound: no such collection (looked up in the KV).
+        """
+        key = collection_key(owner, name)
+        cached = self._for_writes.get(key)
+        now = time.monotonic()
+        if cached is not None and now - cached[1] < WRITE_CACHE_S:
+            return cached[0], True
+        record = await self.get(owner, name)
+        if len(self._for_writes) >= WRITE_CACHE_ENTRIES:
+            self._for_writes = {k: v for k, v in self._for_writes.items() if now - v[1] < WRITE_CACHE_S}
+            if len(self._for_writes) >= WRITE_CACHE_ENTRIES:
+                self._for_writes.clear()
+        self._for_writes[key] = (record, now)
+        return record, False
+
+    def forget(self, owner: str, name: str) -> None:
+        """Drop the cached record of ``owner``'s ``name`` (its store collection was not found)."""
+        self._for_writes.pop(collection_key(owner, name), None)
 
     async def create(self, caller: Caller, new: NewCollection) -> CollectionView:
         """Create an empty collection for ``caller``.
@@ -149,6 +183,7 @@ class Collections:
             if job_id:
                 raise CollectionBusy(name, job_id)
         await self._table.delete(record.key)
+        self._for_writes.pop(record.key, None)
         await self._store.delete_collection(record.store_name)
 
     async def set_schedule(self, owner: str, name: str, schedule: ScheduleRecord | None) -> CollectionRecord:
@@ -168,6 +203,7 @@ class Collections:
         """Point ``record``'s key at a new store collection (a restore); returns the record replaced."""
         old = await self._table.get(record.key)
         await self._table.put(record.key, record)
+        self._for_writes.pop(record.key, None)
         return old
 
     async def all_records(self) -> list[CollectionRecord]:

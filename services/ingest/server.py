@@ -34,6 +34,7 @@ from services.ingest.store.server import ServerOptions, ServerStore
 from services.ingest.streams import IngestNames
 from services.ingest.uploads import Uploads
 from services.ingest.upserts import Upserter, UserGate
+from services.ingest.wire import decode_upsert
 from services.ingest.workqueue import WorkQueue
 from services.runtime.bus import connect
 from services.runtime.errors import ChatmeshError
@@ -193,7 +194,10 @@ async def assemble(settings: IngestSettings) -> IngestApp:
             queue_stats=QueueStatsReader(js, names, job_table, await js.key_value(names.workers_bucket)),
         )
         binding = ServiceBinding(
-            SERVICE_NAME, ingest_pb2_grpc.add_IngestServiceServicer_to_server, IngestServicer(domain)
+            SERVICE_NAME,
+            ingest_pb2_grpc.add_IngestServiceServicer_to_server,
+            IngestServicer(domain),
+            request_decoders={f"/{SERVICE_NAME}/Upsert": decode_upsert},
         )
         server = create_server("ingest", settings, [binding])
         metrics = domain.metrics = IngestMetrics(server.metrics.registry)

@@ -20,6 +20,7 @@ from services.ingest.search import SearchAsk, Searcher
 from services.ingest.snapshots import Snapshots, SnapshotTargets, checked_schedule
 from services.ingest.uploads import Uploads
 from services.ingest.upserts import Upserter
+from services.ingest.wire import PointBatch
 from services.runtime.errors import InvalidArgument
 from services.runtime.interceptors import Context, current_principal
 
@@ -169,7 +170,10 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     async def Upsert(self, request: pb.UpsertRequest, context: Context) -> pb.UpsertResponse:
         caller = _caller(context)
         started = time.perf_counter()
-        if request.documents:
+        if isinstance(request, PointBatch):  # the common bulk case, decoded by services.ingest.wire
+            written = await self._d.upserter.batch(caller, request)
+            via = "upsert"
+        elif request.documents:
             written = await self._d.upserter.documents(
                 caller, request.collection, [protos.document_input(d) for d in request.documents]
             )

@@ -10,17 +10,23 @@ store thread and connection from the others.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 from services.ingest.collections import Collections
 from services.ingest.embedder import Caller, InferenceEmbedder
-from services.ingest.errors import NoEmbeddingModel
+from services.ingest.errors import CollectionNotFound, NoEmbeddingModel
 from services.ingest.points import DocumentInput, PointInput, checked_documents, checked_points, passages_of
+from services.ingest.records import CollectionRecord
 from services.ingest.store.base import StoredPoint
-from services.runtime.errors import FailedPrecondition, ResourceExhausted
+from services.ingest.wire import PointBatch
+from services.runtime.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 
 STORE_BATCH = 256
+_NO_PAYLOAD: dict[str, Any] = {}
 
 
 class UserGate:
@@ -91,11 +97,64 @@ class Upserter:
             ResourceExhausted: the caller has too many batches in flight.
             StoreUnavailable: the store failed.
         """
-        record = await self._collections.get(caller.user_id, name)
-        stored = checked_points(points, record.vector_size, self._max_payload, field)
-        async with self._gate.slot(caller.user_id):
-            await self._write(record.store_name, stored)
-        return Written(len(stored), 0)
+
+        async def write(record: CollectionRecord) -> Written:
+            stored = checked_points(points, record.vector_size, self._max_payload, field)
+            async with self._gate.slot(caller.user_id):
+                await self._write(record.store_name, stored)
+            return Written(len(stored), 0)
+
+        return await self._into(caller, name, write)
+
+    async def batch(self, caller: Caller, batch: PointBatch) -> Written:
+        """Write a batch decoded from the wire (services.ingest.wire): the same checks as :meth:`points`.
+
+        Raises:
+            The same as :meth:`points`, with the same field names.
+        """
+
+        async def write(record: CollectionRecord) -> Written:
+            dimension = batch.vectors.shape[1]
+            if dimension != record.vector_size:
+                raise InvalidArgument(
+                    "points[0].vector", f"has {dimension} floats, the collection takes {record.vector_size}"
+                )
+            for i, payload in enumerate(batch.payloads):
+                if payload is not None and payload[1] > self._max_payload:
+                    raise InvalidArgument(
+                        f"points[{i}].payload", f"is {payload[1]} bytes serialised, more than {self._max_payload}"
+                    )
+            finite = np.isfinite(batch.vectors).all(axis=1)
+            if not finite.all():
+                raise InvalidArgument(f"points[{int(np.argmin(finite))}].vector", "holds NaN or infinity")
+            rows = batch.vectors.tolist()
+            stored = [
+                StoredPoint(key, rows[i], payload[0] if payload is not None else _NO_PAYLOAD)
+                for i, (key, payload) in enumerate(zip(batch.ids, batch.payloads, strict=True))
+            ]
+            async with self._gate.slot(caller.user_id):
+                await self._write(record.store_name, stored)
+            return Written(len(stored), 0)
+
+        return await self._into(caller, batch.collection, write)
+
+    async def _into(
+        self, caller: Caller, name: str, write: Callable[[CollectionRecord], Awaitable[Written]]
+    ) -> Written:
+        """``write`` into ``caller``'s collection ``name``, found through the write cache.
+
+        A cached record whose store collection is gone (deleted, re-created or restored
+        elsewhere) is looked up again and the write redone against what the KV says now.
+        """
+        record, cached = await self._collections.for_writes(caller.user_id, name)
+        try:
+            return await write(record)
+        except CollectionNotFound:
+            if not cached:
+                raise
+        self._collections.forget(caller.user_id, name)
+        record, _ = await self._collections.for_writes(caller.user_id, name)
+        return await write(record)
 
     async def documents(self, caller: Caller, name: str, documents: Sequence[DocumentInput]) -> Written:
         """Split ``documents`` into passages, embed them with the collection's model and write them.

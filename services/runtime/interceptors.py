@@ -29,7 +29,7 @@ import functools
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, TypeAlias
 
 import grpc
@@ -117,6 +117,16 @@ class Layer:
         return call(request, context)
 
 
+class Prevalidated:
+    """A request a method's own decoder built and checked against the contract's rules.
+
+    ValidationLayer passes it through unchanged: its decoder (``ServiceBinding.request_decoders``)
+    checked what protovalidate would, or handed the call the ordinary message instead.
+    """
+
+    __slots__ = ()
+
+
 _END = object()
 
 
@@ -174,7 +184,7 @@ class Incoming:
 
 
 def _message_name(decode: Callable[[bytes], Any]) -> str:
-    owner = getattr(decode, "__self__", None)
+    owner = getattr(decode, "__self__", decode)  # FromString's class, or a decoder with a DESCRIPTOR
     descriptor = getattr(owner, "DESCRIPTOR", None)
     return str(descriptor.full_name) if descriptor is not None else "request"
 
@@ -186,9 +196,15 @@ def _identity(raw: bytes) -> bytes:
 class RuntimeInterceptor(grpc.aio.ServerInterceptor):
     """Runs ``layers`` (outermost first) around every RPC's behavior, from the call's headers on."""
 
-    def __init__(self, layers: Sequence[Layer], first_message_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        layers: Sequence[Layer],
+        first_message_timeout_s: float = 5.0,
+        decoders: Mapping[str, Callable[[bytes], Any]] | None = None,
+    ) -> None:
         self._layers = tuple(layers)
         self._first_s = first_message_timeout_s
+        self._decoders = dict(decoders or {})
         self._wrapped: dict[str, Handler] = {}
 
     async def intercept_service(
@@ -225,7 +241,7 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         behavior: Callable[..., Any] = (
             handler.unary_unary or handler.stream_unary or handler.unary_stream or handler.stream_stream  # type: ignore[assignment]
         )
-        decode = handler.request_deserializer or _identity
+        decode = self._decoders.get(method) or handler.request_deserializer or _identity
         single = bool(handler.unary_unary or handler.unary_stream)
         first_s = self._first_s
         if handler.unary_unary or handler.stream_unary:
@@ -651,6 +667,8 @@ class ValidationLayer(Layer):
             if not request.single:
                 return _validated(request.messages())
             request = await request.one()
+        if isinstance(request, Prevalidated):
+            return request
         if hasattr(request, "DESCRIPTOR"):
             validate(request)
             return request

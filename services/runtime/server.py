@@ -18,7 +18,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -66,6 +66,9 @@ class ServiceBinding:
     #: Server streams that run to their end when the server drains (generations); every other
     #: stream is told to reconnect (DrainLayer).
     finishing_methods: Collection[str] = ()
+    #: Request decoders that replace a method's generated one (full method name to decoder):
+    #: a decoder returns the ordinary message, or a ``Prevalidated`` it checked itself.
+    request_decoders: Mapping[str, Callable[[bytes], Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -312,6 +315,7 @@ def create_server(
                     ValidationLayer(),
                 ],
                 first_message_timeout_s=settings.first_message_timeout_s,
+                decoders={m: d for b in bindings for m, d in b.request_decoders.items()},
             )
         ],
         options=[

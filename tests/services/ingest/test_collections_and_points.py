@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import math
 import random
+import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -14,6 +16,7 @@ from google.protobuf import struct_pb2
 from chatmesh.inference.v1 import inference_pb2, inference_pb2_grpc
 from chatmesh.ingest.v1 import ingest_pb2 as pb
 from mesh.deps.nats import Nats
+from mesh.deps.qdrant import Qdrant
 from services.runtime.server import ServiceServer
 from tests.conftest_ingest import IngestHandle, MeshKeys, User, ingest_settings, new_user, running_ingest
 
@@ -301,3 +304,39 @@ async def test_per_user_quotas_answer_resource_exhausted_with_a_retry_hint(
         else:
             raise AssertionError("a third collection was created")
         await create(ingest, bob, "a")  # another user's quota is their own
+
+
+async def test_a_replica_that_wrote_before_never_writes_into_a_collection_deleted_or_recreated_on_another(
+    nats_server: Nats, mesh_keys: MeshKeys, ingest_inference: ServiceServer, qdrant_server: Qdrant, tmp_path: Path
+) -> None:
+    """Two replicas on one Qdrant server: what B remembers of a collection for its writes goes stale
+    when A deletes or re-creates it, and B's writes follow what A did."""
+    namespace = uuid.uuid4().hex[:12]
+    settings = [
+        ingest_settings(
+            nats_server, mesh_keys, tmp_path / name, ingest_inference.port, qdrant_url=qdrant_server.url,
+            bus_namespace=namespace,
+        )
+        for name in ("a", "b")
+    ]  # fmt: skip
+    async with running_ingest(settings[0]) as a, running_ingest(settings[1]) as b:
+        ann = new_user(mesh_keys)
+        wide = pb.UpsertRequest(collection="notes", points=[point(i) for i in range(4)])
+        await create(a, ann, "notes")
+        assert (await b.stub.Upsert(wide, metadata=ann.metadata)).points_upserted == 4
+        await a.stub.DeleteCollection(pb.DeleteCollectionRequest(name="notes"), metadata=ann.metadata)
+        code, details = await code_of(b.stub.Upsert(wide, metadata=ann.metadata))
+        assert code == grpc.StatusCode.NOT_FOUND and "notes" in details
+
+        await create(a, ann, "notes")
+        assert (await b.stub.Upsert(wide, metadata=ann.metadata)).points_upserted == 4
+        await a.stub.DeleteCollection(pb.DeleteCollectionRequest(name="notes"), metadata=ann.metadata)
+        await a.stub.CreateCollection(
+            pb.CreateCollectionRequest(name="notes", vector_size=DIM // 2, distance=pb.DISTANCE_COSINE),
+            metadata=ann.metadata,
+        )
+        code, details = await code_of(b.stub.Upsert(wide, metadata=ann.metadata))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and f"takes {DIM // 2}" in details
+        narrow = pb.UpsertRequest(collection="notes", points=[point(9, DIM // 2)])
+        assert (await b.stub.Upsert(narrow, metadata=ann.metadata)).points_upserted == 1
+        assert await count(a, ann, "notes") == 1  # the new collection holds only what fits it
