@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import itertools
 import os
 import sys
@@ -246,6 +247,57 @@ async def raw_baseline(url: str, payloads: list[bytes], clients: int, each: int)
         await nc.close()
 
 
+class GcPauses:
+    """The client's garbage-collector pauses (a pause stalls every call in flight: it is in the latencies)."""
+
+    def __init__(self) -> None:
+        self.max_s = 0.0
+        self.total_s = 0.0
+        self.full = 0
+        self._started = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        pause = time.perf_counter() - self._started
+        self.max_s = max(self.max_s, pause)
+        self.total_s += pause
+        self.full += info.get("generation") == 2
+
+    def reset(self) -> None:
+        self.max_s = self.total_s = 0.0
+        self.full = 0
+
+
+class Spies:
+    """py-spy recording the forms service and the worker during one phase (``--py-spy``; not a requirement)."""
+
+    def __init__(self, py_spy: str, out: Path, pids: dict[str, int]) -> None:
+        self._py_spy, self._out, self._pids = py_spy, out, pids
+        self._procs: list[asyncio.subprocess.Process] = []
+
+    async def start(self, phase: str) -> None:
+        if not self._py_spy:
+            return
+        self._out.mkdir(parents=True, exist_ok=True)
+        for name in ("forms", "worker"):
+            self._procs.append(
+                await asyncio.create_subprocess_exec(
+                    self._py_spy, "record", "--pid", str(self._pids[name]), "--format", "raw", "--rate", "100",
+                    "--nonblocking", "--output", str(self._out / f"{phase}-{name}.txt"),
+                    stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+                )
+            )  # fmt: skip
+
+    async def stop(self) -> None:
+        for proc in self._procs:
+            proc.send_signal(2)
+            await proc.wait()
+        self._procs = []
+
+
 async def main(args: argparse.Namespace) -> None:
     """Start everything, run the phases, print the figures, stop everything."""
     began = time.perf_counter()
@@ -315,18 +367,28 @@ async def main(args: argparse.Namespace) -> None:
         note("warmup_jit_cores", jit)
         note("warmup_drain_s", await drain(admin, owner, 120))
 
+        spies = Spies(args.py_spy, Path(args.profile_dir).resolve(), pids)
+
+        pauses = GcPauses()
+
         # (a) closed loop
         clients.errors.clear()
+        pauses.reset()
+        await spies.start("closed")
         meter = CpuMeter(pids, loops=("forms", "worker", "client"))
         meter.start()
         latencies, wall = await clients.closed_loop(args.clients, args.submits)
         cpu = meter.stop()
+        await spies.stop()
         closed = {
             "avg_ms": sum(latencies) / max(1, len(latencies)) * 1000,
             "p50_ms": percentile(latencies, 0.5) * 1000,
             "p99_ms": percentile(latencies, 0.99) * 1000,
             "submits_per_s": len(latencies) / wall,
         }
+        note("closed_client_gc_max_ms", pauses.max_s * 1000)
+        note("closed_client_gc_total_ms", pauses.total_s * 1000)
+        note("closed_client_gc_full", pauses.full)
         note("closed_ok", len(latencies))
         note("closed_errors", sum(clients.errors.values()))
         note("closed_error_codes", ",".join(f"{k}:{v}" for k, v in sorted(clients.errors.items())) or "-")
@@ -337,15 +399,21 @@ async def main(args: argparse.Namespace) -> None:
 
         # (b) open loop
         clients.errors.clear()
+        pauses.reset()
+        await spies.start("open")
         meter = CpuMeter(pids, loops=("forms", "worker", "client"))
         meter.start()
         open_latencies, answered, lag = await clients.open_loop(args.rate, args.duration)
+        await spies.stop()
         note("open_drain_s", await drain(admin, owner, 300))
         cpu = meter.stop()
         note("open_ok", len(open_latencies))
         note("open_errors", sum(clients.errors.values()))
         note("open_error_codes", ",".join(f"{k}:{v}" for k, v in sorted(clients.errors.items())) or "-")
         note("open_sender_lag_max_ms", lag * 1000)
+        note("open_client_gc_max_ms", pauses.max_s * 1000)
+        note("open_client_gc_total_ms", pauses.total_s * 1000)
+        note("open_client_gc_full", pauses.full)
         note("open_p50_ms", percentile(open_latencies, 0.5) * 1000)
         for name in ("forms", "worker", "envoy", "nats", "cassandra", "client", "other", "machine"):
             note(f"open_cpu_cores_{name}", cpu.get(name, 0.0))
@@ -383,5 +451,7 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=500.0, help="open loop: submissions per second")
     parser.add_argument("--duration", type=float, default=30.0, help="open loop: seconds")
     parser.add_argument("--warmup-limit", type=float, default=90.0, help="seconds of warm-up rounds at most")
+    parser.add_argument("--py-spy", default="", help="path of py-spy: profile the service and the worker per phase")
+    parser.add_argument("--profile-dir", default="forms-profiles", help="where py-spy writes collapsed stacks")
     parser.add_argument("--keep", action="store_true", help="keep the run's directory (logs, data) for a look after")
     asyncio.run(main(parser.parse_args()))
