@@ -49,7 +49,7 @@ from services.runtime.bus import AckedPublisher
 
 log = logging.getLogger("chatmesh.forms.commits")
 
-HOLD_S = 2.0
+HOLD_S = 5.0
 """Longest a delivery's acknowledgement is held waiting for this process's other consumers."""
 BOOK_SIZE = 200_000
 """Submissions whose local commits are remembered (oldest forgotten first: a read then)."""
