@@ -292,6 +292,10 @@ class GcPauses:
         self.max_s = self.total_s = 0.0
         self.full = 0
 
+    def seen(self) -> dict[str, float | int]:
+        """The pauses since the last reset: longest and total (ms), full collections."""
+        return {"max_ms": self.max_s * 1000, "total_ms": self.total_s * 1000, "full": self.full}
+
 
 class Spies:
     """py-spy recording the forms service and the worker during one phase (``--py-spy``; not a requirement)."""
@@ -395,13 +399,14 @@ async def main(args: argparse.Namespace) -> None:
 
         # (a) closed loop
         clients.errors.clear()
-        pauses.reset()
         await spies.start("closed")
         meter = CpuMeter(pids, loops=("forms", "worker", "client"))
         with collector_off():
+            pauses.reset()  # what the phase itself saw (not collector_off's own collections)
             meter.start()
             latencies, wall = await clients.closed_loop(args.clients, args.submits)
             cpu = meter.stop()
+            gc_seen = pauses.seen()
         await spies.stop()
         closed = {
             "avg_ms": sum(latencies) / max(1, len(latencies)) * 1000,
@@ -409,9 +414,8 @@ async def main(args: argparse.Namespace) -> None:
             "p99_ms": percentile(latencies, 0.99) * 1000,
             "submits_per_s": len(latencies) / wall,
         }
-        note("closed_client_gc_max_ms", pauses.max_s * 1000)
-        note("closed_client_gc_total_ms", pauses.total_s * 1000)
-        note("closed_client_gc_full", pauses.full)
+        for key, value in gc_seen.items():
+            note(f"closed_client_gc_{key}", value)
         note("closed_ok", len(latencies))
         note("closed_errors", sum(clients.errors.values()))
         note("closed_error_codes", ",".join(f"{k}:{v}" for k, v in sorted(clients.errors.items())) or "-")
@@ -422,12 +426,13 @@ async def main(args: argparse.Namespace) -> None:
 
         # (b) open loop
         clients.errors.clear()
-        pauses.reset()
         await spies.start("open")
         meter = CpuMeter(pids, loops=("forms", "worker", "client"))
         meter.start()
         with collector_off():
+            pauses.reset()
             open_latencies, answered, lag = await clients.open_loop(args.rate, args.duration)
+            gc_seen = pauses.seen()
         await spies.stop()
         note("open_drain_s", await drain(admin, owner, 300))
         cpu = meter.stop()
@@ -435,9 +440,8 @@ async def main(args: argparse.Namespace) -> None:
         note("open_errors", sum(clients.errors.values()))
         note("open_error_codes", ",".join(f"{k}:{v}" for k, v in sorted(clients.errors.items())) or "-")
         note("open_sender_lag_max_ms", lag * 1000)
-        note("open_client_gc_max_ms", pauses.max_s * 1000)
-        note("open_client_gc_total_ms", pauses.total_s * 1000)
-        note("open_client_gc_full", pauses.full)
+        for key, value in gc_seen.items():
+            note(f"open_client_gc_{key}", value)
         note("open_p50_ms", percentile(open_latencies, 0.5) * 1000)
         for name in ("forms", "worker", "envoy", "nats", "cassandra", "client", "other", "machine"):
             note(f"open_cpu_cores_{name}", cpu.get(name, 0.0))

@@ -208,7 +208,11 @@ class CommitBook:
 
     async def _check_held(self, due_before: float) -> None:
         """Read the statuses of the held deliveries due, announce what is complete, acknowledge them."""
-        sids = [sid for sid, held in self._held.items() if held[0].due <= due_before]
+        sids = []
+        for sid, held in self._held.items():  # first held first: in the order they fall due
+            if held[0].due > due_before:
+                break
+            sids.append(sid)
         if not sids:
             return
         required = await self._directory.required()

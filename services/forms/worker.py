@@ -47,6 +47,7 @@ class FormsWorker:
 
     runners: list[ConsumerRunner]
     metrics_port: int
+    book: CommitBook | None = None
     _stops: list[object] = field(default_factory=list)
     _http: WSGIServer | None = None
 
@@ -106,7 +107,7 @@ async def start_worker(settings: FormsSettings, registry: ConsumerRegistry | Non
         )
         if spec.enabled and spec.required:
             book.local.add(spec.name)
-    worker = FormsWorker(runners, 0)
+    worker = FormsWorker(runners, 0, book)
     # Stopped in reverse: the book's held deliveries are checked before NATS and CQL close.
     worker._stops += [cql.close, nc.close, book.stop]  # not drain: pull requests in flight would hold it 30 s
     await book.start()
