@@ -26,6 +26,10 @@ settle (bench.harness.warm_until_jit_settles), then until the consumers' backlog
     concurrent publishers x SUBMITS each, to a stream of their own. Last line:
     ``ratio_vs_raw_jetstream`` = (a)'s submits_per_s over the raw publishes per second.
 
+The client's garbage collector is off during (a), (b) and (d) (see ``collector_off``: its
+pauses stalled every call in flight and were counted as latency); stderr shows what pauses
+remain. ``--py-spy PATH`` records the service's and the worker's stacks per phase.
+
 stdout has exactly those lines; the rest (CPU per process, rates, errors, set-up times)
 goes to stderr as ``# key=value``.
 """
