@@ -26,6 +26,10 @@ settle (bench.harness.warm_until_jit_settles), then until the consumers' backlog
     concurrent publishers x SUBMITS each, to a stream of their own. Last line:
     ``ratio_vs_raw_jetstream`` = (a)'s submits_per_s over the raw publishes per second.
 
+The client's garbage collector is off during (a), (b) and (d) (see ``collector_off``: its
+pauses stalled every call in flight and were counted as latency); stderr shows what pauses
+remain. ``--py-spy PATH`` records the service's and the worker's stacks per phase.
+
 stdout has exactly those lines; the rest (CPU per process, rates, errors, set-up times)
 goes to stderr as ``# key=value``.
 """
@@ -35,13 +39,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import itertools
 import os
+import resource
 import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from datetime import UTC
 from pathlib import Path
 
@@ -246,6 +252,82 @@ async def raw_baseline(url: str, payloads: list[bytes], clients: int, each: int)
         await nc.close()
 
 
+@contextlib.contextmanager
+def collector_off() -> Iterator[None]:
+    """The client's garbage collector off for one measured phase (collected before and after).
+
+    The client is one Python process standing in for a thousand devices: with the collector
+    on, its pauses (full passes over every call in flight: up to 2.4 s each, 10 s in all
+    during the open loop, measured) stalled every call at once and were counted as the
+    service's latency, and the open loop's sender fell seconds behind its schedule. The
+    garbage of one phase (its calls' reference cycles) fits in memory.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.unfreeze()
+        gc.collect()
+
+
+class GcPauses:
+    """The client's garbage-collector pauses (a pause stalls every call in flight: it is in the latencies)."""
+
+    def __init__(self) -> None:
+        self.max_s = 0.0
+        self.total_s = 0.0
+        self.full = 0
+        self._started = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        pause = time.perf_counter() - self._started
+        self.max_s = max(self.max_s, pause)
+        self.total_s += pause
+        self.full += info.get("generation") == 2
+
+    def reset(self) -> None:
+        self.max_s = self.total_s = 0.0
+        self.full = 0
+
+    def seen(self) -> dict[str, float | int]:
+        """The pauses since the last reset: longest and total (ms), full collections."""
+        return {"max_ms": self.max_s * 1000, "total_ms": self.total_s * 1000, "full": self.full}
+
+
+class Spies:
+    """py-spy recording the forms service and the worker during one phase (``--py-spy``; not a requirement)."""
+
+    def __init__(self, py_spy: str, out: Path, pids: dict[str, int]) -> None:
+        self._py_spy, self._out, self._pids = py_spy, out, pids
+        self._procs: list[asyncio.subprocess.Process] = []
+
+    async def start(self, phase: str) -> None:
+        if not self._py_spy:
+            return
+        self._out.mkdir(parents=True, exist_ok=True)
+        for name in ("forms", "worker"):
+            self._procs.append(
+                await asyncio.create_subprocess_exec(
+                    self._py_spy, "record", "--pid", str(self._pids[name]), "--format", "raw", "--rate", "100",
+                    "--nonblocking", "--output", str(self._out / f"{phase}-{name}.txt"),
+                    stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+                )
+            )  # fmt: skip
+
+    async def stop(self) -> None:
+        for proc in self._procs:
+            proc.send_signal(2)
+            await proc.wait()
+        self._procs = []
+
+
 async def main(args: argparse.Namespace) -> None:
     """Start everything, run the phases, print the figures, stop everything."""
     began = time.perf_counter()
@@ -315,18 +397,29 @@ async def main(args: argparse.Namespace) -> None:
         note("warmup_jit_cores", jit)
         note("warmup_drain_s", await drain(admin, owner, 120))
 
+        spies = Spies(args.py_spy, Path(args.profile_dir).resolve(), pids)
+
+        pauses = GcPauses()
+
         # (a) closed loop
         clients.errors.clear()
+        await spies.start("closed")
         meter = CpuMeter(pids, loops=("forms", "worker", "client"))
-        meter.start()
-        latencies, wall = await clients.closed_loop(args.clients, args.submits)
-        cpu = meter.stop()
+        with collector_off():
+            pauses.reset()  # what the phase itself saw (not collector_off's own collections)
+            meter.start()
+            latencies, wall = await clients.closed_loop(args.clients, args.submits)
+            cpu = meter.stop()
+            gc_seen = pauses.seen()
+        await spies.stop()
         closed = {
             "avg_ms": sum(latencies) / max(1, len(latencies)) * 1000,
             "p50_ms": percentile(latencies, 0.5) * 1000,
             "p99_ms": percentile(latencies, 0.99) * 1000,
             "submits_per_s": len(latencies) / wall,
         }
+        for key, value in gc_seen.items():
+            note(f"closed_client_gc_{key}", value)
         note("closed_ok", len(latencies))
         note("closed_errors", sum(clients.errors.values()))
         note("closed_error_codes", ",".join(f"{k}:{v}" for k, v in sorted(clients.errors.items())) or "-")
@@ -337,15 +430,22 @@ async def main(args: argparse.Namespace) -> None:
 
         # (b) open loop
         clients.errors.clear()
+        await spies.start("open")
         meter = CpuMeter(pids, loops=("forms", "worker", "client"))
         meter.start()
-        open_latencies, answered, lag = await clients.open_loop(args.rate, args.duration)
+        with collector_off():
+            pauses.reset()
+            open_latencies, answered, lag = await clients.open_loop(args.rate, args.duration)
+            gc_seen = pauses.seen()
+        await spies.stop()
         note("open_drain_s", await drain(admin, owner, 300))
         cpu = meter.stop()
         note("open_ok", len(open_latencies))
         note("open_errors", sum(clients.errors.values()))
         note("open_error_codes", ",".join(f"{k}:{v}" for k, v in sorted(clients.errors.items())) or "-")
         note("open_sender_lag_max_ms", lag * 1000)
+        for key, value in gc_seen.items():
+            note(f"open_client_gc_{key}", value)
         note("open_p50_ms", percentile(open_latencies, 0.5) * 1000)
         for name in ("forms", "worker", "envoy", "nats", "cassandra", "client", "other", "machine"):
             note(f"open_cpu_cores_{name}", cpu.get(name, 0.0))
@@ -363,7 +463,9 @@ async def main(args: argparse.Namespace) -> None:
                            values=values(i), idempotency_key=uuid.uuid4().hex).SerializeToString()
             for i in range(100)
         ]  # fmt: skip
-        raw = await raw_baseline(nats_dep.url, payloads, args.clients, args.submits)
+        with collector_off():  # as for (a): the same client process, the same conditions
+            raw = await raw_baseline(nats_dep.url, payloads, args.clients, args.submits)
+        note("client_max_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         note("raw_jetstream_per_s", raw)
         note("total_s", time.perf_counter() - began)
         await asyncio.sleep(0)
@@ -383,5 +485,7 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=500.0, help="open loop: submissions per second")
     parser.add_argument("--duration", type=float, default=30.0, help="open loop: seconds")
     parser.add_argument("--warmup-limit", type=float, default=90.0, help="seconds of warm-up rounds at most")
+    parser.add_argument("--py-spy", default="", help="path of py-spy: profile the service and the worker per phase")
+    parser.add_argument("--profile-dir", default="forms-profiles", help="where py-spy writes collapsed stacks")
     parser.add_argument("--keep", action="store_true", help="keep the run's directory (logs, data) for a look after")
     asyncio.run(main(parser.parse_args()))

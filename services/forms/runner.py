@@ -5,11 +5,14 @@ For each batch, in this order (each step durable before the next):
 1. ``handle(batch)``: the plug-in's effect (idempotent by submission id).
 2. Failures past ``max_deliveries`` are published to FORMS_DLQ (acked by JetStream).
 3. The consumer's status rows (done, failed, dead-lettered) are written to CQL.
-4. A required consumer checks, for its done submissions, whether every required consumer
-   is done now; those are announced on ``forms.processed.<id>`` (de-duplicated by id, so
-   two consumers finishing at once announce once).
-5. Done and dead-lettered deliveries are acknowledged; failed ones are NAKed with the
-   back-off as delay. Then one core-NATS notice wakes WatchSubmission streams.
+4. A required consumer finds out, for its done submissions, whether every required
+   consumer is done now (services/forms/commits.py: from what this process committed, or
+   from the status rows); those are announced on ``forms.processed.<id>`` (de-duplicated
+   by id, so two consumers finishing at once announce once).
+5. Done and dead-lettered deliveries are acknowledged (a required consumer's done ones
+   that wait for another consumer of this process may be held until it commits, see
+   commits.py); failed ones are NAKed with the back-off as delay. Then one core-NATS
+   notice wakes WatchSubmission streams.
 
 A crash anywhere before 5 redelivers the batch after ``ack_wait_s``; every step is an
 upsert or de-duplicated, so the redelivery changes nothing that was already done. A
@@ -33,12 +36,13 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from chatmesh.forms.v1 import forms_pb2 as pb
+from services.forms.commits import CommitBook
 from services.forms.consumers.base import Consumer, ConsumerSpec, Delivery, Done, Failed, Outcome
 from services.forms.deadletters import DeadLetters, short_error
 from services.forms.directory import MARKER, ConsumerDirectory
 from services.forms.metrics import WorkerMetrics
 from services.forms.store import FormStore, StatusWrite
-from services.forms.streams import FORMS_STREAM, STATUS_CHANGED_SUBJECT, processed_subject, redrive_subjects
+from services.forms.streams import FORMS_STREAM, STATUS_CHANGED_SUBJECT, redrive_subjects
 from services.runtime.bus import AckedPublisher
 
 log = logging.getLogger("chatmesh.forms.runner")
@@ -99,6 +103,7 @@ class ConsumerRunner:
         publisher: AckedPublisher,
         metrics: WorkerMetrics,
         publish_timeout_s: float,
+        book: CommitBook,
     ) -> None:
         self.plugin = plugin
         self.spec = spec
@@ -110,6 +115,9 @@ class ConsumerRunner:
         self._publisher = publisher
         self._metrics = metrics
         self._timeout_s = publish_timeout_s
+        self._book = book
+        # Held acknowledgements count against max_ack_pending: hold at most half of it.
+        self._max_held = max(1000, spec.batch_size * plugin.parallel_batches * 8) // 2
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
 
@@ -232,9 +240,10 @@ class ConsumerRunner:
             if d.submission.submission_id
         ]
         await self._store.put_statuses(writes)
+        to_ack = [msg for msg, _ in done]
         if done and self.spec.required:
-            await self._announce_processed([d.submission for _, d in done])
-        for msg, _ in done:
+            to_ack = await self._book.committed(name, [(m, d.submission) for m, d in done], now, self._max_held)
+        for msg in to_ack:
             await msg.ack()
         for msg, _, _ in buried:
             await msg.ack()
@@ -253,33 +262,3 @@ class ConsumerRunner:
     def _backoff(self, deliveries: int) -> float:
         steps = self.plugin.backoff_s or (1.0,)
         return steps[min(deliveries, len(steps)) - 1]
-
-    async def _announce_processed(self, submissions: Sequence[pb.Submission]) -> None:
-        required = await self._directory.required()
-        states = await self._store.states([s.submission_id for s in submissions])
-        messages = []
-        for submission in submissions:
-            processed_at = processed_time(states.get(submission.submission_id), required)
-            if processed_at is None:
-                continue
-            headers = {
-                "Nats-Msg-Id": f"processed:{submission.submission_id}",
-                "Chatmesh-Processed-At": str(int(processed_at.timestamp() * 1000)),
-            }
-            messages.append((processed_subject(submission.submission_id), submission.SerializeToString(), headers))
-        if messages:
-            await self._publisher.publish(messages, self._timeout_s)
-
-
-def processed_time(states: dict[str, tuple[int, datetime | None]] | None, required: frozenset[str]) -> datetime | None:
-    """When the last required consumer committed, or None while any required one is not done."""
-    if states is None or not required:
-        return None
-    latest: datetime | None = None
-    for name in required:
-        state, at = states.get(name, (pb.CONSUMER_STATE_PENDING, None))
-        if state != pb.CONSUMER_STATE_DONE:
-            return None
-        if at is not None and (latest is None or at > latest):
-            latest = at
-    return latest

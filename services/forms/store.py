@@ -17,9 +17,10 @@ Tables:
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -146,6 +147,27 @@ _SCREEN_UPDATE = (
 )
 
 
+PARTITION_BATCH_ROWS = 100
+"""Most rows of one partition written in one unlogged batch."""
+PARTITION_BATCH_BYTES = 96 * 1024
+"""Most bytes of values in one such batch (under the node's 128 KiB batch warning)."""
+
+
+def _partition_chunks(
+    rows: Sequence[tuple[Any, ...]], size_of: Callable[[tuple[Any, ...]], int]
+) -> Iterator[Sequence[tuple[Any, ...]]]:
+    """``rows`` of one partition cut into batches of at most PARTITION_BATCH_ROWS rows and _BYTES bytes."""
+    start, used = 0, 0
+    for i, row in enumerate(rows):
+        size = size_of(row) + 64
+        if i > start and (i - start >= PARTITION_BATCH_ROWS or used + size > PARTITION_BATCH_BYTES):
+            yield rows[start:i]
+            start, used = i, 0
+        used += size
+    if start < len(rows):
+        yield rows[start:]
+
+
 def submission_created_ms(submission: pb.Submission) -> int:
     """When Submit accepted ``submission``, in unix milliseconds."""
     return submission.created_at.seconds * 1000 + submission.created_at.nanos // 1_000_000
@@ -258,14 +280,17 @@ class FormStore:
     # -- submissions -----------------------------------------------------------------
 
     async def put_submissions(self, submissions: Sequence[pb.Submission], statuses: Sequence[StatusWrite]) -> None:
-        """Store submissions (idempotent by id: the same message writes the same row) and statuses."""
-        rows = []
-        buckets: set[tuple[str, int]] = set()
+        """Store submissions (idempotent by id: the same message writes the same row) and statuses.
+
+        The rows of one partition (a form's day) go in unlogged single-partition batches
+        (one mutation each, at most ``PARTITION_BATCH_ROWS`` rows or ``PARTITION_BATCH_BYTES``),
+        all sent at once with the buckets' rows.
+        """
+        by_partition: dict[tuple[str, int], list[tuple[Any, ...]]] = {}
         for s in submissions:
             created_ms = submission_created_ms(s)
             bucket = bucket_of(created_ms)
-            buckets.add((s.form_id, bucket))
-            rows.append(
+            by_partition.setdefault((s.form_id, bucket), []).append(
                 (
                     as_uuid(s.form_id),
                     bucket,
@@ -277,18 +302,32 @@ class FormStore:
                     datetime.fromtimestamp(created_ms / 1000, UTC),
                 )
             )
-        await self._cql.execute_many(_SUBMISSION_INSERT, rows)
-        await self._cql.execute_many(_BUCKET_INSERT, [(as_uuid(f), b) for f, b in buckets])
+        writes = [
+            self._cql.execute_many(_SUBMISSION_INSERT, chunk, partitions_per_request=len(chunk))
+            for rows in by_partition.values()
+            for chunk in _partition_chunks(rows, lambda row: len(row[6]) + len(row[5]) + len(row[4]))
+        ]
+        writes.append(self._cql.execute_many(_BUCKET_INSERT, [(as_uuid(f), b) for f, b in by_partition]))
+        await asyncio.gather(*writes)
         await self.put_statuses(statuses)
 
     async def mark_screened(self, verdicts: Sequence[tuple[pb.Submission, bool, list[str]]]) -> None:
-        """Record the screening verdict of each submission on its stored row (an upsert: order-free)."""
-        await self._cql.execute_many(
-            _SCREEN_UPDATE,
-            [
-                (flagged, keys, as_uuid(s.form_id), bucket_of(submission_created_ms(s)), as_uuid(s.submission_id))
-                for s, flagged, keys in verdicts
-            ],
+        """Record the screening verdict of each submission on its stored row (an upsert: order-free).
+
+        One unlogged single-partition batch per form and day (bounded like put_submissions').
+        """
+        by_partition: dict[tuple[str, int], list[tuple[Any, ...]]] = {}
+        for s, flagged, keys in verdicts:
+            bucket = bucket_of(submission_created_ms(s))
+            by_partition.setdefault((s.form_id, bucket), []).append(
+                (flagged, keys, as_uuid(s.form_id), bucket, as_uuid(s.submission_id))
+            )
+        await asyncio.gather(
+            *(
+                self._cql.execute_many(_SCREEN_UPDATE, chunk, partitions_per_request=len(chunk))
+                for rows in by_partition.values()
+                for chunk in _partition_chunks(rows, lambda row: sum(len(k) for k in row[1]))
+            )
         )
 
     async def submission_buckets(self, form_id: str, before: int | None) -> list[int]:

@@ -13,7 +13,8 @@ submission with headers naming the consumer, its last error and its delivery cou
 
 Core NATS (never stored): ``forms_defs.changed`` (a form id: drop it from caches) and
 ``forms_status.changed`` (submission ids whose status rows just changed, one message per
-consumer batch: wakes WatchSubmission streams).
+consumer batch: wakes WatchSubmission streams), ``forms_workers.alive`` (each worker
+process's heartbeat, every second: see services/forms/commits.py).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ SUBMIT_SUBJECTS = "forms.submit.>"
 PROCESSED_SUBJECTS = "forms.processed.>"
 DEFS_CHANGED_SUBJECT = "forms_defs.changed"
 STATUS_CHANGED_SUBJECT = "forms_status.changed"
+WORKERS_ALIVE_SUBJECT = "forms_workers.alive"
 
 #: Largest message in FORMS (a submission is at most FormsSettings.max_submission_bytes).
 MAX_MESSAGE_BYTES = 256 * 1024

@@ -17,6 +17,7 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, start_http_server
 
+from services.forms.commits import CommitBook
 from services.forms.consumers import default_registry
 from services.forms.consumers.base import ConsumerContext, ConsumerRegistry
 from services.forms.deadletters import DeadLetters
@@ -46,6 +47,7 @@ class FormsWorker:
 
     runners: list[ConsumerRunner]
     metrics_port: int
+    book: CommitBook | None = None
     _stops: list[object] = field(default_factory=list)
     _http: WSGIServer | None = None
 
@@ -91,6 +93,7 @@ async def start_worker(settings: FormsSettings, registry: ConsumerRegistry | Non
     metrics_registry = CollectorRegistry(auto_describe=True)
     metrics = WorkerMetrics(metrics_registry)
     context = ConsumerContext(settings, store, definitions, nc, ObjectStore(settings.s3))
+    book = CommitBook(nc, store, directory, publisher, settings.nats.publish_timeout_s)
     runners = []
     for spec in registry.specs(settings):
         plugin = spec.cls(context)
@@ -99,11 +102,15 @@ async def start_worker(settings: FormsSettings, registry: ConsumerRegistry | Non
             spec = dataclasses.replace(spec, batch_size=plugin.batch_size)  # a plug-in may size itself from settings
         runners.append(
             ConsumerRunner(
-                plugin, spec, nc, store, dead, directory, publisher, metrics, settings.nats.publish_timeout_s
+                plugin, spec, nc, store, dead, directory, publisher, metrics, settings.nats.publish_timeout_s, book
             )
         )
-    worker = FormsWorker(runners, 0)
-    worker._stops += [cql.close, nc.close]  # not drain: pull requests in flight would hold it 30 s
+        if spec.enabled and spec.required:
+            book.local.add(spec.name)
+    worker = FormsWorker(runners, 0, book)
+    # Stopped in reverse: the book's held deliveries are checked before NATS and CQL close.
+    worker._stops += [cql.close, nc.close, book.stop]  # not drain: pull requests in flight would hold it 30 s
+    await book.start()
     for runner in runners:
         await runner.start()
     if settings.metrics_port:
