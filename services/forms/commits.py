@@ -137,9 +137,17 @@ class CommitBook:
         return self._held_by_consumer.get(consumer, 0)
 
     async def committed(
-        self, consumer: str, done: Sequence[tuple[Msg, pb.Submission]], at: datetime, max_held: int
+        self,
+        consumer: str,
+        done: Sequence[tuple[Msg, pb.Submission]],
+        at: datetime,
+        max_held: int,
+        ack_wait_s: float = float("inf"),
     ) -> list[Msg]:
         """``consumer`` durably committed ``done`` at ``at``: announce what is processed now.
+
+        A delivery is held at most half of ``ack_wait_s`` (the consumer's), so JetStream never
+        gives a held one to another worker.
 
         Returns:
             The messages to acknowledge now (the rest are held; the book acknowledges them).
@@ -166,7 +174,7 @@ class CommitBook:
             else:
                 unknown.append(submission)
                 to_ack.append(msg)
-        due = time.monotonic() + self.hold_s
+        due = time.monotonic() + min(self.hold_s, ack_wait_s / 2)
         for msg, submission in hold:  # before any await: the last commit may come while this one reads
             self._held.setdefault(submission.submission_id, []).append(_Held(msg, submission, consumer, due))
             self._held_by_consumer[consumer] = self.held(consumer) + 1

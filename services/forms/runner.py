@@ -242,7 +242,9 @@ class ConsumerRunner:
         await self._store.put_statuses(writes)
         to_ack = [msg for msg, _ in done]
         if done and self.spec.required:
-            to_ack = await self._book.committed(name, [(m, d.submission) for m, d in done], now, self._max_held)
+            to_ack = await self._book.committed(
+                name, [(m, d.submission) for m, d in done], now, self._max_held, self.spec.ack_wait_s
+            )
         for msg in to_ack:
             await msg.ack()
         for msg, _, _ in buried:
