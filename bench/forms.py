@@ -188,6 +188,31 @@ class Clients:
         return latencies, answered, lag
 
 
+async def forms_worker(stack: contextlib.AsyncExitStack, env: dict[str, str], home: Path) -> asyncio.subprocess.Process:
+    """The forms worker with the service's ``env``, stopped with ``stack``; returns once it serves metrics."""
+    worker_port = free_port()
+    worker_env = {**env, "CHATMESH_FORMS_PORT": "0", "CHATMESH_FORMS_METRICS_PORT": str(worker_port),
+                  "CHATMESH_FORMS_WORKER_NAME": "forms-worker-1"}  # fmt: skip
+    spec = ProcessSpec(
+        name="forms-worker",
+        argv=[sys.executable, "-m", "services.forms.worker"],
+        env=worker_env,
+        cwd=Path(__file__).resolve().parent.parent,
+        log_path=home / "logs" / "forms-worker.log",
+    )
+    worker = await launch(spec)
+    stack.push_async_callback(terminate, worker, 15.0)
+    for _ in range(600):
+        try:
+            await asyncio.to_thread(
+                lambda: urllib.request.urlopen(f"http://127.0.0.1:{worker_port}/metrics", timeout=1).read()
+            )
+            break
+        except OSError:
+            await asyncio.sleep(0.1)
+    return worker
+
+
 async def backlog(admin: forms_pb2_grpc.FormsServiceStub, auth: tuple[tuple[str, str]]) -> int:
     """Submissions not yet finished by some consumer."""
     stats = await admin.ConsumerStats(fpb.ConsumerStatsRequest(), metadata=auth)
@@ -349,26 +374,7 @@ async def main(args: argparse.Namespace) -> None:
         }
         env = service_env("forms", port, nats_dep, cassandra, keys, extra)
         forms = await stack.enter_async_context(service("forms", home, env, port))
-        worker_port = free_port()
-        worker_env = {**env, "CHATMESH_FORMS_PORT": "0", "CHATMESH_FORMS_METRICS_PORT": str(worker_port),
-                      "CHATMESH_FORMS_WORKER_NAME": "forms-worker-1"}  # fmt: skip
-        spec = ProcessSpec(
-            name="forms-worker",
-            argv=[sys.executable, "-m", "services.forms.worker"],
-            env=worker_env,
-            cwd=Path(__file__).resolve().parent.parent,
-            log_path=home / "logs" / "forms-worker.log",
-        )
-        worker = await launch(spec)
-        stack.push_async_callback(terminate, worker, 15.0)
-        for _ in range(600):
-            try:
-                await asyncio.to_thread(
-                    lambda: urllib.request.urlopen(f"http://127.0.0.1:{worker_port}/metrics", timeout=1).read()
-                )
-                break
-            except OSError:
-                await asyncio.sleep(0.1)
+        worker = await forms_worker(stack, env, home)
         gw = await stack.enter_async_context(gateway(home, [forms]))
         note("startup_s", time.perf_counter() - began)
 

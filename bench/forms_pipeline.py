@@ -24,14 +24,13 @@ import contextlib
 import os
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 import nats
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from bench.forms import FIELDS, values
+from bench.forms import FIELDS, forms_worker, values
 from bench.harness import (
     CpuMeter,
     cassandra_node,
@@ -45,8 +44,7 @@ from bench.harness import (
 )
 from bench.stats import percentile
 from chatmesh.forms.v1 import forms_pb2 as fpb
-from mesh.deps.base import ProcessSpec, free_port
-from mesh.deps.process import launch, terminate
+from mesh.deps.base import free_port
 from services.forms.ids import uuid7
 from services.forms.store import SCHEMA, FormStore
 from services.forms.streams import FORMS_STREAM, STREAMS, submit_subject
@@ -129,28 +127,9 @@ async def main(args: argparse.Namespace) -> None:
             fpb.Form(form_id=form_id, owner_user_id=owner, name="contact", title="Contact us", version=1,
                      fields=FIELDS, created_at=created)
         )  # fmt: skip
-        worker_port = free_port()
         env = service_env("forms", free_port(), nats_dep, cassandra, keys,
                           {"SHEETS__DIRECTORY": str(home / "sheets"), "CQL__KEYSPACE": "chatmesh"})  # fmt: skip
-        env.update({"CHATMESH_FORMS_PORT": "0", "CHATMESH_FORMS_METRICS_PORT": str(worker_port),
-                    "CHATMESH_FORMS_WORKER_NAME": "forms-worker-1"})  # fmt: skip
-        spec = ProcessSpec(
-            name="forms-worker",
-            argv=[sys.executable, "-m", "services.forms.worker"],
-            env=env,
-            cwd=Path(__file__).resolve().parent.parent,
-            log_path=home / "logs" / "forms-worker.log",
-        )
-        worker = await launch(spec)
-        stack.push_async_callback(terminate, worker, 15.0)
-        for _ in range(600):
-            try:
-                await asyncio.to_thread(
-                    lambda: urllib.request.urlopen(f"http://127.0.0.1:{worker_port}/metrics", timeout=1).read()
-                )
-                break
-            except OSError:
-                await asyncio.sleep(0.1)
+        worker = await forms_worker(stack, env, home)
         note("startup_s", time.perf_counter() - began)
         publisher = AckedPublisher(nc)
         users = [str(uuid.uuid4()) for _ in range(1000)]
