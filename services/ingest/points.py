@@ -88,23 +88,33 @@ def checked_points(
 ) -> list[StoredPoint]:
     """``points`` as store points, or InvalidArgument naming the first bad one (``points[3].vector``)."""
     for i, point in enumerate(points):
-        if len(point.vector) != vector_size:
-            raise InvalidArgument(
-                f"{field}[{i}].vector", f"has {len(point.vector)} floats, the collection takes {vector_size}"
-            )
-        if point.payload_bytes > max_payload_bytes:
-            raise InvalidArgument(
-                f"{field}[{i}].payload", f"is {point.payload_bytes} bytes serialised, more than {max_payload_bytes}"
-            )
+        check_vector_length(f"{field}[{i}].vector", len(point.vector), vector_size)
+        check_payload_size(f"{field}[{i}].payload", point.payload_bytes, max_payload_bytes)
     if points:
         matrix = np.asarray([p.vector for p in points], dtype=np.float32)
-        finite = np.isfinite(matrix).all(axis=1)
-        if not finite.all():
-            first = int(np.argmin(finite))
-            raise InvalidArgument(f"{field}[{first}].vector", "holds NaN or infinity")
+        check_finite(matrix, field)
         rows = matrix.tolist()
         return [StoredPoint(p.id, rows[i], p.payload) for i, p in enumerate(points)]
     return []
+
+
+def check_vector_length(field: str, length: int, vector_size: int) -> None:
+    """InvalidArgument naming ``field`` unless a vector of ``length`` fits a collection of ``vector_size``."""
+    if length != vector_size:
+        raise InvalidArgument(field, f"has {length} floats, the collection takes {vector_size}")
+
+
+def check_payload_size(field: str, size: int, max_payload_bytes: int) -> None:
+    """InvalidArgument naming ``field`` if a payload of ``size`` serialised bytes is too large."""
+    if size > max_payload_bytes:
+        raise InvalidArgument(field, f"is {size} bytes serialised, more than {max_payload_bytes}")
+
+
+def check_finite(matrix: np.ndarray, field: str = "points") -> None:
+    """InvalidArgument naming the first row of ``matrix`` (``points[3].vector``) with a NaN or infinity."""
+    finite = np.isfinite(matrix).all(axis=1)
+    if not finite.all():
+        raise InvalidArgument(f"{field}[{int(np.argmin(finite))}].vector", "holds NaN or infinity")
 
 
 def checked_documents(documents: Sequence[DocumentInput], max_payload_bytes: int, field: str = "documents") -> None:

@@ -14,16 +14,23 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from services.ingest.collections import Collections
 from services.ingest.embedder import Caller, InferenceEmbedder
 from services.ingest.errors import CollectionNotFound, NoEmbeddingModel
-from services.ingest.points import DocumentInput, PointInput, checked_documents, checked_points, passages_of
+from services.ingest.points import (
+    DocumentInput,
+    PointInput,
+    check_finite,
+    check_payload_size,
+    check_vector_length,
+    checked_documents,
+    checked_points,
+    passages_of,
+)
 from services.ingest.records import CollectionRecord
 from services.ingest.store.base import StoredPoint
 from services.ingest.wire import PointBatch
-from services.runtime.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from services.runtime.errors import FailedPrecondition, ResourceExhausted
 
 STORE_BATCH = 256
 _NO_PAYLOAD: dict[str, Any] = {}
@@ -114,19 +121,12 @@ class Upserter:
         """
 
         async def write(record: CollectionRecord) -> Written:
-            dimension = batch.vectors.shape[1]
-            if dimension != record.vector_size:
-                raise InvalidArgument(
-                    "points[0].vector", f"has {dimension} floats, the collection takes {record.vector_size}"
-                )
+            # Every point has the same length here (wire.py): the first one names a mismatch.
+            check_vector_length("points[0].vector", batch.vectors.shape[1], record.vector_size)
             for i, payload in enumerate(batch.payloads):
-                if payload is not None and payload[1] > self._max_payload:
-                    raise InvalidArgument(
-                        f"points[{i}].payload", f"is {payload[1]} bytes serialised, more than {self._max_payload}"
-                    )
-            finite = np.isfinite(batch.vectors).all(axis=1)
-            if not finite.all():
-                raise InvalidArgument(f"points[{int(np.argmin(finite))}].vector", "holds NaN or infinity")
+                if payload is not None:
+                    check_payload_size(f"points[{i}].payload", payload[1], self._max_payload)
+            check_finite(batch.vectors)
             rows = batch.vectors.tolist()
             stored = [
                 StoredPoint(key, rows[i], payload[0] if payload is not None else _NO_PAYLOAD)
