@@ -68,6 +68,16 @@ class ServiceSettings(BaseSettings):
         "DEADLINE_EXCEEDED (a client that sends headers and nothing holds no slot for long).",
     )
     max_concurrent_streams: int = Field(1000, ge=1, le=100_000, description="HTTP/2 streams per connection.")
+    max_pending_calls: int = Field(
+        10_000,
+        ge=100,
+        le=100_000,
+        description="Calls that have arrived but the server has not taken up yet (a burst faster than it "
+        "accepts them) wait in grpc core's queue, up to this many; past it core drops new calls at random "
+        "as CANCELLED before any layer sees them, and refuses all at twice this. (Core's default, 1,000, "
+        "dropped other users' calls under one client's burst of thousands: the per-caller shares above "
+        "can only refuse the flooding caller once its calls are taken up.)",
+    )
     keepalive_time_s: int = Field(30, ge=1, le=3600, description="Server-sent HTTP/2 pings on idle connections.")
     shutdown_drain_s: float = Field(
         # Envoy learns of the drain from the registry within ~0.1 s (KV watch, then an EDS push

@@ -87,10 +87,10 @@ async def test_thousands_of_silent_calls_end_by_themselves_and_another_user_is_n
     assert failures == []
     # Every silent call ended by itself, none with a false OK: timed out waiting for its message,
     # or refused at once as over its caller's share (the attacker's user, or its client address).
-    # Some of a burst of thousands of new calls end CANCELLED within a fraction of a second:
-    # grpc core's own backlog shedding (random early drop of calls still waiting for the
-    # application past grpc.server.max_pending_requests, 1,000), before any service code runs.
-    ended = {grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED}
+    # None ends CANCELLED: with grpc core's default backlog (1,000 calls not yet taken up by the
+    # server) a burst of thousands was dropped at random, the victim's calls with it; the
+    # runtime sets that backlog (max_pending_calls) above such a burst.
+    ended = {grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
     assert set(endings) <= ended, endings
     assert sum(endings.values()) == SILENT_CALLS
     assert endings[grpc.StatusCode.RESOURCE_EXHAUSTED] > 0
