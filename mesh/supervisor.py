@@ -36,6 +36,7 @@ from mesh.deps.cassandra import Cassandra, CassandraConfig
 from mesh.deps.nats import Nats, NatsConfig
 from mesh.deps.process import launch, terminate
 from mesh.settings import MeshSettings
+from services.runtime.tasks import cancel_and_wait
 from services.runtime.tokens import generate_key_pair
 
 log = logging.getLogger("chatmesh.mesh")
@@ -532,9 +533,7 @@ class Supervisor:
         try:
             await self._stopping.wait()
         finally:
-            for watcher in self._watchers:
-                watcher.cancel()
-            await asyncio.gather(*self._watchers, return_exceptions=True)
+            await cancel_and_wait(self._watchers)
 
     async def _keep_running(self, item: Managed) -> None:
         """Wait for ``item`` to exit and start it again, with back-off, until the mesh stops."""

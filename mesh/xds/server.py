@@ -26,6 +26,7 @@ from services.runtime.errors import ChatmeshError
 from services.runtime.logs import configure_logging
 from services.runtime.registry import RegistryView, ReplicaTable
 from services.runtime.settings import load_settings
+from services.runtime.tasks import cancel_and_wait
 
 log = logging.getLogger("chatmesh.xds")
 
@@ -76,10 +77,7 @@ class ControlPlane:
 
     async def stop(self, grace_s: float = 1.0) -> None:
         """Stop serving (Envoy keeps its configuration) and stop following the source."""
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace_s)
         if self._source is not None:

@@ -46,6 +46,7 @@ from services.forms.directory import ConsumerDirectory
 from services.forms.store import FormStore
 from services.forms.streams import WORKERS_ALIVE_SUBJECT, processed_subject
 from services.runtime.bus import AckedPublisher
+from services.runtime.tasks import cancel_and_wait
 
 log = logging.getLogger("chatmesh.forms.commits")
 
@@ -249,11 +250,7 @@ class CommitBook:
 
     async def stop(self) -> None:
         """Check every held delivery now (read, announce, acknowledge), stop the heartbeat."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         if self._subscription is not None:
             with contextlib.suppress(Exception):
                 await self._subscription.unsubscribe()

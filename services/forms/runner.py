@@ -44,6 +44,7 @@ from services.forms.metrics import WorkerMetrics
 from services.forms.store import FormStore, StatusWrite
 from services.forms.streams import FORMS_STREAM, STATUS_CHANGED_SUBJECT, redrive_subjects
 from services.runtime.bus import AckedPublisher
+from services.runtime.tasks import cancel_and_wait
 
 log = logging.getLogger("chatmesh.forms.runner")
 
@@ -136,11 +137,7 @@ class ConsumerRunner:
     async def stop(self) -> None:
         """Finish the batches in hand, close the plug-in."""
         self._stopping.set()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         if self.spec.enabled:
             await self.plugin.close()
 

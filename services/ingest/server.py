@@ -7,7 +7,6 @@ not answer), the work queue's backlog for /metrics, and the snapshot scheduler.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from services.runtime.bus import connect
 from services.runtime.errors import ChatmeshError
 from services.runtime.objectstore import ObjectStore
 from services.runtime.server import ServiceBinding, ServiceServer, create_server, run
+from services.runtime.tasks import cancel_and_wait
 from services.runtime.tokens import ServiceTokenSigner
 
 log = logging.getLogger("chatmesh.ingest")
@@ -221,11 +221,7 @@ async def assemble(settings: IngestSettings) -> IngestApp:
         )
 
     async def stop_tasks() -> None:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(tasks)
 
     server.on_start.append(start_tasks)
     # ServiceServer runs on_stop last-in first-out: tasks, then the embedder, store and NATS.

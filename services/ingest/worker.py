@@ -58,6 +58,7 @@ from services.runtime.logs import configure_logging
 from services.runtime.objectstore import ObjectStore
 from services.runtime.peers import retry_after_s
 from services.runtime.settings import load_settings
+from services.runtime.tasks import cancel_and_wait
 from services.runtime.tokens import ServiceTokenSigner
 
 log = logging.getLogger("chatmesh.ingest.worker")
@@ -245,9 +246,7 @@ class Worker:
             if not started:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self._poll_s)
-        for task in list(self._running):
-            task.cancel()
-        await asyncio.gather(*self._running, return_exceptions=True)
+        await cancel_and_wait(list(self._running))
         # A pull subscription whose consumer is gone (its job ended) would hold up a drain.
         for sub in self._subs.values():
             with contextlib.suppress(Exception):

@@ -25,6 +25,7 @@ from services.presence.tracker import PresenceTracker
 from services.presence.typing_relay import TypingSignal
 from services.runtime.errors import Unavailable
 from services.runtime.subjects import HEARTBEAT_SUBJECT, live_subject, presence_changed_subject
+from services.runtime.tasks import cancel_and_wait
 
 log = logging.getLogger("chatmesh.presence.events")
 
@@ -110,9 +111,7 @@ class HeartbeatListener:
                     await lane.join()
         except TimeoutError:
             log.warning("device heartbeats left unfolded on stop")
-        for worker in self._workers:
-            worker.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
+        await cancel_and_wait(self._workers)
         self._workers = []
 
     async def _on_message(self, msg: Any) -> None:

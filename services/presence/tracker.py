@@ -22,7 +22,6 @@ Knows nothing of gRPC; NATS and CQL are behind the ports below.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import time
@@ -36,6 +35,7 @@ from services.presence.folder import DeviceRecord, Presence, PresenceFolder
 from services.presence.ring import ReplicaRing
 from services.presence.watches import WatchIndex
 from services.runtime.ratelimit import RateLimiter
+from services.runtime.tasks import cancel_and_wait
 
 log = logging.getLogger("chatmesh.presence")
 
@@ -174,11 +174,7 @@ class PresenceTracker:
 
     async def stop(self) -> None:
         """Stop the loops, save the last seen of this replica's connected users, deregister."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
         now = time.time()
         # If every replica stops, the bucket's entries age out: CQL must know when they were last seen.

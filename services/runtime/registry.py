@@ -34,6 +34,7 @@ from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.runtime.bus import ensure_kv
+from services.runtime.tasks import cancel_and_wait
 
 log = logging.getLogger("chatmesh.registry")
 
@@ -124,9 +125,7 @@ class Registration:
     async def stop(self) -> None:
         """Stop heartbeating and delete the record (best effort: else it ages out within its TTL)."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task])
             self._task = None
         try:
             async with asyncio.timeout(self._heartbeat_s + 1.0):
@@ -320,11 +319,7 @@ class RegistryView:
 
     async def close(self) -> None:
         """Stop following."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []
 
     def apply(self, key: str, value: bytes | None, operation: str | None) -> None:
