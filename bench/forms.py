@@ -1,12 +1,13 @@
 """make bench-forms: Submit through the gateway with every consumer running, against raw JetStream publishes.
 
 What runs: a fresh nats-server (JetStream, the mesh's 1 s fsync interval) and Cassandra
-(throughput tuning), the forms service (``python -m services.forms``) and one forms worker
-(``python -m services.forms.worker``: store, sheets, screen and confirm) as their own
-processes with the environment mesh/supervisor.py gives them (per-user submit limits
-raised out of the way), and Envoy in front (the production rendering; its rate limiter
-given a bucket the benchmark cannot drain). The client is this process: grpc.aio over h2c
-to the gateway, CLIENTS users each with their own access token.
+(throughput tuning), the forms service (``python -m services.forms``) and a forms worker
+(``python -m services.forms.worker``: store, sheets, screen and confirm; ``--workers N`` for
+more, one consumer group) as their own processes with the environment mesh/supervisor.py
+gives them (per-user submit limits raised out of the way), and Envoy in front (the
+production rendering; its rate limiter given a bucket the benchmark cannot drain). The
+client is this process: grpc.aio over h2c to the gateway, CLIENTS users each with their own
+access token.
 
 Warm-up (not counted): rounds of the closed-loop load until Cassandra's JIT compilers
 settle (bench.harness.warm_until_jit_settles), then until the consumers' backlogs drain.
@@ -188,17 +189,19 @@ class Clients:
         return latencies, answered, lag
 
 
-async def forms_worker(stack: contextlib.AsyncExitStack, env: dict[str, str], home: Path) -> asyncio.subprocess.Process:
-    """The forms worker with the service's ``env``, stopped with ``stack``; returns once it serves metrics."""
+async def forms_worker(
+    stack: contextlib.AsyncExitStack, env: dict[str, str], home: Path, number: int = 1
+) -> asyncio.subprocess.Process:
+    """Forms worker ``number`` with the service's ``env``, stopped with ``stack``; returns once it serves metrics."""
     worker_port = free_port()
     worker_env = {**env, "CHATMESH_FORMS_PORT": "0", "CHATMESH_FORMS_METRICS_PORT": str(worker_port),
-                  "CHATMESH_FORMS_WORKER_NAME": "forms-worker-1"}  # fmt: skip
+                  "CHATMESH_FORMS_WORKER_NAME": f"forms-worker-{number}"}  # fmt: skip
     spec = ProcessSpec(
-        name="forms-worker",
+        name=f"forms-worker-{number}",
         argv=[sys.executable, "-m", "services.forms.worker"],
         env=worker_env,
         cwd=Path(__file__).resolve().parent.parent,
-        log_path=home / "logs" / "forms-worker.log",
+        log_path=home / "logs" / f"forms-worker-{number}.log",
     )
     worker = await launch(spec)
     stack.push_async_callback(terminate, worker, 15.0)
@@ -374,7 +377,7 @@ async def main(args: argparse.Namespace) -> None:
         }
         env = service_env("forms", port, nats_dep, cassandra, keys, extra)
         forms = await stack.enter_async_context(service("forms", home, env, port))
-        worker = await forms_worker(stack, env, home)
+        workers = [await forms_worker(stack, env, home, n) for n in range(1, args.workers + 1)]
         gw = await stack.enter_async_context(gateway(home, [forms]))
         note("startup_s", time.perf_counter() - began)
 
@@ -391,7 +394,9 @@ async def main(args: argparse.Namespace) -> None:
                 break
             await asyncio.sleep(0.2)
 
-        pids: dict[str, int] = {"forms": forms.proc.pid, "worker": worker.pid, "client": os.getpid()}
+        pids: dict[str, int] = {"forms": forms.proc.pid, "worker": workers[0].pid, "client": os.getpid()}
+        pids.update({f"worker{n}": w.pid for n, w in enumerate(workers[1:], start=2)})
+        others = [f"worker{n}" for n in range(2, len(workers) + 1)]
         pids.update(dependency_pids(home))
         rounds = itertools.count(1)
 
@@ -429,8 +434,8 @@ async def main(args: argparse.Namespace) -> None:
         note("closed_ok", len(latencies))
         note("closed_errors", sum(clients.errors.values()))
         note("closed_error_codes", ",".join(f"{k}:{v}" for k, v in sorted(clients.errors.items())) or "-")
-        for name in ("forms", "forms_loop", "worker", "worker_loop", "envoy", "nats", "cassandra", "client",
-                     "client_loop", "other", "machine"):  # fmt: skip
+        for name in ("forms", "forms_loop", "worker", "worker_loop", *others, "envoy", "nats", "cassandra",
+                     "client", "client_loop", "other", "machine"):  # fmt: skip
             note(f"closed_cpu_cores_{name}", cpu.get(name, 0.0))
         note("closed_drain_s", await drain(admin, owner, 300))
 
@@ -453,7 +458,7 @@ async def main(args: argparse.Namespace) -> None:
         for key, value in gc_seen.items():
             note(f"open_client_gc_{key}", value)
         note("open_p50_ms", percentile(open_latencies, 0.5) * 1000)
-        for name in ("forms", "worker", "envoy", "nats", "cassandra", "client", "other", "machine"):
+        for name in ("forms", "worker", *others, "envoy", "nats", "cassandra", "client", "other", "machine"):
             note(f"open_cpu_cores_{name}", cpu.get(name, 0.0))
 
         # (c) processed
@@ -490,6 +495,7 @@ if __name__ == "__main__":
     parser.add_argument("--submits", type=int, default=5, help="submissions each client makes, one after another")
     parser.add_argument("--rate", type=float, default=500.0, help="open loop: submissions per second")
     parser.add_argument("--duration", type=float, default=30.0, help="open loop: seconds")
+    parser.add_argument("--workers", type=int, default=1, help="forms worker processes (one consumer group)")
     parser.add_argument("--warmup-limit", type=float, default=90.0, help="seconds of warm-up rounds at most")
     parser.add_argument("--py-spy", default="", help="path of py-spy: profile the service and the worker per phase")
     parser.add_argument("--profile-dir", default="forms-profiles", help="where py-spy writes collapsed stacks")
