@@ -12,6 +12,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -190,3 +193,26 @@ def sheet_filenames(index: int) -> tuple[str, str]:
     """The XLSX and CSV names of the ``index``-th file of a form (from 0)."""
     suffix = "" if index == 0 else f"-{index + 1}"
     return f"sheet{suffix}.xlsx", f"sheet{suffix}.csv"
+
+
+def render_files(
+    title: str, columns: Sequence[Column], rows: Sequence[Row], formats: Sequence[str]
+) -> dict[str, bytes]:
+    """One file's contents per format (``xlsx``, ``csv``): what a render process is handed to do."""
+    files: dict[str, bytes] = {}
+    if "xlsx" in formats:
+        files["xlsx"] = render_xlsx(title, columns, rows)
+    if "csv" in formats:
+        files["csv"] = render_csv(columns, rows)
+    return files
+
+
+def exit_with_parent(parent_pid: int) -> None:
+    """In a render process: end it once the worker that started it is gone (even SIGKILLed)."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
