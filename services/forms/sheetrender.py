@@ -12,10 +12,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import multiprocessing
 import os
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -205,6 +207,16 @@ def render_files(
     if "csv" in formats:
         files["csv"] = render_csv(columns, rows)
     return files
+
+
+def render_pool() -> ProcessPoolExecutor:
+    """One render process, spawned (not forked: a worker runs threads), ended with its parent."""
+    return ProcessPoolExecutor(
+        max_workers=1,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=exit_with_parent,
+        initargs=(os.getpid(),),
+    )
 
 
 def exit_with_parent(parent_pid: int) -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import multiprocessing
 import os
 import time
 from collections.abc import Sequence
@@ -41,8 +40,8 @@ from services.forms.sheetrender import (
     columns_of,
     decode_part,
     encode_part,
-    exit_with_parent,
     render_files,
+    render_pool,
     row_of,
     sheet_filenames,
 )
@@ -92,14 +91,9 @@ class SheetsConsumer(Consumer):
         self._pool: ProcessPoolExecutor | None = None
 
     def _render_pool(self) -> ProcessPoolExecutor:
-        """The render process (spawned, not forked: this process runs threads), started on first use."""
+        """The render process, started on first use."""
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                max_workers=1,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=exit_with_parent,
-                initargs=(os.getpid(),),
-            )
+            self._pool = render_pool()
         return self._pool
 
     def _drop_pool(self) -> None:
