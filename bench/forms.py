@@ -222,6 +222,11 @@ async def backlog(admin: forms_pb2_grpc.FormsServiceStub, auth: tuple[tuple[str,
     return sum(c.pending + c.ack_pending for c in stats.consumers)
 
 
+def children(cpu: dict[str, float]) -> list[str]:
+    """The names of the workers' render processes' CPU figures (``worker_children``...)."""
+    return sorted(name for name in cpu if name.endswith("_children"))
+
+
 async def drain(admin: forms_pb2_grpc.FormsServiceStub, auth: tuple[tuple[str, str]], limit_s: float) -> float:
     """Wait until every consumer caught up; the seconds it took."""
     started = time.perf_counter()
@@ -230,9 +235,9 @@ async def drain(admin: forms_pb2_grpc.FormsServiceStub, auth: tuple[tuple[str, s
     return time.perf_counter() - started
 
 
-async def processed_latencies(cql: CqlSession, answered: dict[str, float]) -> tuple[list[float], int]:
-    """Per submission, the last required commit minus the answer's time (s); and how many are not processed."""
-    latencies: list[float] = []
+async def processed_latencies(cql: CqlSession, answered: dict[str, float]) -> tuple[list[tuple[float, float]], int]:
+    """Per submission, (the answer's time, the last required commit minus it (s)); and how many are not processed."""
+    latencies: list[tuple[float, float]] = []
     missing = 0
     ids = list(answered)
     for start in range(0, len(ids), 100):
@@ -252,7 +257,7 @@ async def processed_latencies(cql: CqlSession, answered: dict[str, float]) -> tu
             if len(commits) < len(REQUIRED):
                 missing += 1
                 continue
-            latencies.append(max(commits.values()) - answered[sid])
+            latencies.append((answered[sid], max(commits.values()) - answered[sid]))
     return latencies, missing
 
 
@@ -415,7 +420,9 @@ async def main(args: argparse.Namespace) -> None:
         # (a) closed loop
         clients.errors.clear()
         await spies.start("closed")
-        meter = CpuMeter(pids, loops=("forms", "worker", "client"))
+        meter = CpuMeter(
+            pids, loops=("forms", "worker", "client"), children=[n for n in pids if n.startswith("worker")]
+        )
         with collector_off():
             pauses.reset()  # what the phase itself saw (not collector_off's own collections)
             meter.start()
@@ -434,15 +441,17 @@ async def main(args: argparse.Namespace) -> None:
         note("closed_ok", len(latencies))
         note("closed_errors", sum(clients.errors.values()))
         note("closed_error_codes", ",".join(f"{k}:{v}" for k, v in sorted(clients.errors.items())) or "-")
-        for name in ("forms", "forms_loop", "worker", "worker_loop", *others, "envoy", "nats", "cassandra",
-                     "client", "client_loop", "other", "machine"):  # fmt: skip
+        for name in ("forms", "forms_loop", "worker", "worker_loop", *others, *children(cpu), "envoy", "nats",
+                     "cassandra", "client", "client_loop", "other", "machine"):  # fmt: skip
             note(f"closed_cpu_cores_{name}", cpu.get(name, 0.0))
         note("closed_drain_s", await drain(admin, owner, 300))
 
         # (b) open loop
         clients.errors.clear()
         await spies.start("open")
-        meter = CpuMeter(pids, loops=("forms", "worker", "client"))
+        meter = CpuMeter(
+            pids, loops=("forms", "worker", "client"), children=[n for n in pids if n.startswith("worker")]
+        )
         meter.start()
         with collector_off():
             pauses.reset()
@@ -458,15 +467,25 @@ async def main(args: argparse.Namespace) -> None:
         for key, value in gc_seen.items():
             note(f"open_client_gc_{key}", value)
         note("open_p50_ms", percentile(open_latencies, 0.5) * 1000)
-        for name in ("forms", "worker", *others, "envoy", "nats", "cassandra", "client", "other", "machine"):
+        for name in ("forms", "worker", *others, *children(cpu), "envoy", "nats", "cassandra", "client", "other",
+                     "machine"):  # fmt: skip
             note(f"open_cpu_cores_{name}", cpu.get(name, 0.0))
 
         # (c) processed
         cql = await CqlSession.connect(CqlSettings(hosts=[cassandra.config.host], port=cassandra.config.native_port))
         stack.push_async_callback(cql.close)
-        processed, missing = await processed_latencies(cql, answered)
+        timed, missing = await processed_latencies(cql, answered)
+        processed = [latency for _, latency in timed]
         note("processed_missing", missing)
         note("processed_p50_ms", percentile(processed, 0.5) * 1000)
+        # How "processed" moved through the phase: a growing backlog climbs, a stall is a bump.
+        first = min((at for at, _ in timed), default=0.0)
+        buckets: dict[int, list[float]] = {}
+        for at, latency in timed:
+            buckets.setdefault(int((at - first) // 5), []).append(latency)
+        note(
+            "processed_p50_ms_per_5s", ",".join(f"{percentile(b, 0.5) * 1000:.0f}" for _, b in sorted(buckets.items()))
+        )
 
         # (d) raw JetStream
         payloads = [

@@ -12,8 +12,9 @@ limits ``processed_p99_ms``: whether one worker and Cassandra keep up with the o
 stdout: ``processed_p50_ms`` / ``processed_p99_ms`` (publish to the ``forms.processed``
 announcement, as a core-NATS subscriber hears it), ``drain_per_s`` (submissions over the
 seconds until every backlog was empty) and ``<process>_cpu_ms_per_submission`` for
-worker, cassandra (``cassandra_jit``: its JIT compilers' share of it) and nats; stderr
-has ``other`` (the machine's CPU outside these processes, in cores) and set-up times.
+worker (``worker_children``: its render process), cassandra (``cassandra_jit``: its JIT
+compilers' share of it) and nats; stderr has ``other`` (the machine's CPU outside these
+processes, in cores) and set-up times.
 """
 
 from __future__ import annotations
@@ -164,7 +165,7 @@ async def main(args: argparse.Namespace) -> None:
             heard.append(time.time() - (s.created_at.seconds + s.created_at.nanos / 1e9))
 
         listener = await nc.subscribe("forms.processed.>", cb=on_processed)
-        meter = CpuMeter(pids, loops=("worker",))
+        meter = CpuMeter(pids, loops=("worker",), children=("worker",))
         meter.start()
         jit_before = jit_compiler_cpu_s(pids["cassandra"])
         started = time.perf_counter()
@@ -193,7 +194,7 @@ async def main(args: argparse.Namespace) -> None:
     print(f"processed_heard={len(heard)}", flush=True)
     print(f"drain_per_s={args.submissions / wall:.4g}", flush=True)
     cpu["cassandra_jit"] = jit
-    for name in ("worker", "cassandra", "cassandra_jit", "nats"):
+    for name in ("worker", "worker_children", "cassandra", "cassandra_jit", "nats"):
         print(f"{name}_cpu_ms_per_submission={cpu.get(name, 0.0) * wall / args.submissions * 1000:.4g}", flush=True)
 
 

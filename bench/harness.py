@@ -269,6 +269,16 @@ def _main_thread_cpu_s(pid: int) -> float:
     return _cpu_s(Path(f"/proc/{pid}/task/{pid}/stat"))
 
 
+def _children_cpu_s(pid: int) -> float:
+    """CPU seconds so far of the live child processes of ``pid`` (a worker's render process)."""
+    total = 0.0
+    with contextlib.suppress(OSError):
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            with contextlib.suppress(OSError):
+                total += _process_cpu_s(int(child))
+    return total
+
+
 def jit_compiler_cpu_s(pid: int) -> float:
     """CPU seconds the JVM ``pid``'s JIT compiler threads (C1, C2) used so far."""
     total = 0.0
@@ -324,12 +334,15 @@ class CpuMeter:
     ``other`` is what the machine spent outside the named processes: other tenants' noise.
     For the names in ``loops`` (Python processes), ``<name>_loop`` is the main thread alone: the
     event loop, where the interpreter lock is held; the rest is the process's other threads
-    (the CQL driver's I/O thread, grpc's and nats' helpers).
+    (the CQL driver's I/O thread, grpc's and nats' helpers). For the names in ``children``,
+    ``<name>_children`` is the CPU of the processes it started (the forms worker's render
+    process), counted as ours, not as ``other``.
     """
 
-    def __init__(self, pids: dict[str, int], loops: Iterable[str] = ()) -> None:
+    def __init__(self, pids: dict[str, int], loops: Iterable[str] = (), children: Iterable[str] = ()) -> None:
         self._pids = pids
         self._loops = {f"{name}_loop": pids[name] for name in loops if name in pids}
+        self._children = {f"{name}_children": pids[name] for name in children if name in pids}
         self._start: dict[str, float] = {}
         self._wall = 0.0
         self.seconds = 0.0
@@ -343,6 +356,7 @@ class CpuMeter:
     def _read(self) -> dict[str, float]:
         reading = {name: _process_cpu_s(pid) for name, pid in self._pids.items()}
         reading.update({name: _main_thread_cpu_s(pid) for name, pid in self._loops.items()})
+        reading.update({name: _children_cpu_s(pid) for name, pid in self._children.items()})
         reading["machine"] = _machine_busy_s()
         return reading
 
@@ -351,6 +365,6 @@ class CpuMeter:
         wall = self.seconds = max(1e-9, time.monotonic() - self._wall)
         now = self._read()
         cores = {name: (now[name] - self._start[name]) / wall for name in now}
-        cores["other"] = cores["machine"] - sum(cores[name] for name in self._pids)
+        cores["other"] = cores["machine"] - sum(cores[name] for name in [*self._pids, *self._children])
         cores["ours"] = cores["machine"] - cores["other"]
         return cores

@@ -66,6 +66,13 @@ class FormsSettings(ServiceSettings):
 
     model_config = SettingsConfigDict(env_prefix="CHATMESH_FORMS_")
 
+    worker_gc_young_threshold: int = Field(
+        50_000,
+        ge=100,
+        le=1_000_000,
+        description="gc_young_threshold for the worker processes: with the interpreter's 700 a worker at "
+        "500 submissions/s paused in full collections every 1-3 s (see services/runtime/collector.py).",
+    )
     port: int = Field(50056, ge=0, le=65535, description="gRPC port; 0 picks a free one (tests).")
     max_concurrent_streams: int = Field(
         10_000,

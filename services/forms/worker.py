@@ -29,6 +29,7 @@ from services.forms.settings import FormsSettings
 from services.forms.store import SCHEMA, FormStore
 from services.forms.streams import DEFS_CHANGED_SUBJECT, STREAMS
 from services.runtime.bus import AckedPublisher, connect, ensure_stream
+from services.runtime.collector import tune_collector
 from services.runtime.cql import CqlSession
 from services.runtime.errors import ChatmeshError
 from services.runtime.logs import configure_logging
@@ -135,6 +136,7 @@ def main() -> None:
     """Run the worker until SIGTERM."""
     settings = load_settings(FormsSettings)
     configure_logging(settings.worker_name, settings.log_level)
+    tune_collector(settings.worker_gc_young_threshold)
     try:
         asyncio.run(_serve(settings))
     except ChatmeshError as exc:  # NATS or CQL unreachable at start

@@ -53,6 +53,7 @@ from services.ingest.uploads import Uploads
 from services.ingest.workqueue import WorkQueue
 from services.runtime.bus import connect
 from services.runtime.channels import peer_channel
+from services.runtime.collector import tune_collector
 from services.runtime.interceptors import ON_BEHALF_OF
 from services.runtime.logs import configure_logging
 from services.runtime.objectstore import ObjectStore
@@ -328,6 +329,7 @@ def main() -> None:
     settings = load_settings(IngestSettings)
     name = settings.worker_name or f"ingest-worker-{os.getpid()}"
     configure_logging(name, settings.log_level)
+    tune_collector(settings.gc_young_threshold)
 
     async def serve() -> None:
         stop = asyncio.Event()

@@ -30,6 +30,7 @@ from grpc_reflection.v1alpha import reflection
 from services.runtime.access import method_access
 from services.runtime.bus import connect
 from services.runtime.clients import parse_networks
+from services.runtime.collector import tune_collector
 from services.runtime.errors import ChatmeshError
 from services.runtime.interceptors import (
     AuthLayer,
@@ -378,6 +379,7 @@ def run(name: str, settings_cls: type[SettingsT], build: Callable[[SettingsT], A
     """The ``main`` of every service: load settings, configure logs, serve until SIGTERM."""
     settings = load_settings(settings_cls)
     configure_logging(name, settings.log_level)
+    tune_collector(settings.gc_young_threshold)
     try:
         asyncio.run(serve(lambda: build(settings)))
     except ChatmeshError as exc:  # a dependency unreachable at start, a missing key file...

@@ -78,6 +78,14 @@ class ServiceSettings(BaseSettings):
         "dropped other users' calls under one client's burst of thousands: the per-caller shares above "
         "can only refuse the flooding caller once its calls are taken up.)",
     )
+    gc_young_threshold: int = Field(
+        700,
+        ge=100,
+        le=1_000_000,
+        description="Net container allocations between two young garbage collections (the interpreter's "
+        "default: a gRPC service's per-call garbage is best collected small and often; see "
+        "services/runtime/collector.py).",
+    )
     keepalive_time_s: int = Field(30, ge=1, le=3600, description="Server-sent HTTP/2 pings on idle connections.")
     shutdown_drain_s: float = Field(
         # Envoy learns of the drain from the registry within ~0.1 s (KV watch, then an EDS push
