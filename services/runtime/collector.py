@@ -16,8 +16,8 @@ summed over the run):
   50,000 (collections of 30,000 objects, up to 350 ms each);
 - the forms worker uses 50,000 (``worker_gc_young_threshold``). Its deliveries, batches and
   held acknowledgements live a second or more, so with 700 they were promoted and full
-  collections of the whole heap came every 1-3 s, 200-600 ms each: 21-26 s of pauses in the
-  run, "processed" p99 12-22 s; with 50,000, 2 s of pauses and "processed" p99 about 1 s.
+  collections of the whole heap came every 1-3 s, 200-600 ms each: 21-26 s of pauses in a
+  run ("processed" p99 12-22 s); with 50,000, 2 s (p99 1,012 ms in that run).
 """
 
 from __future__ import annotations
