@@ -48,7 +48,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Iterator, Sequence
 from datetime import UTC
 from pathlib import Path
 
@@ -222,11 +222,6 @@ async def backlog(admin: forms_pb2_grpc.FormsServiceStub, auth: tuple[tuple[str,
     return sum(c.pending + c.ack_pending for c in stats.consumers)
 
 
-def children(cpu: dict[str, float]) -> list[str]:
-    """The names of the workers' render processes' CPU figures (``worker_children``...)."""
-    return sorted(name for name in cpu if name.endswith("_children"))
-
-
 async def drain(admin: forms_pb2_grpc.FormsServiceStub, auth: tuple[tuple[str, str]], limit_s: float) -> float:
     """Wait until every consumer caught up; the seconds it took."""
     started = time.perf_counter()
@@ -259,6 +254,15 @@ async def processed_latencies(cql: CqlSession, answered: dict[str, float]) -> tu
                 continue
             latencies.append((answered[sid], max(commits.values()) - answered[sid]))
     return latencies, missing
+
+
+def p50_per_interval(timed: Sequence[tuple[float, float]], interval_s: float) -> list[float]:
+    """The median latency of each ``interval_s`` of answers, in order: a backlog climbs, a stall is a bump."""
+    first = min((at for at, _ in timed), default=0.0)
+    buckets: dict[int, list[float]] = {}
+    for at, latency in timed:
+        buckets.setdefault(int((at - first) // interval_s), []).append(latency)
+    return [percentile(b, 0.5) for _, b in sorted(buckets.items())]
 
 
 async def raw_baseline(url: str, payloads: list[bytes], clients: int, each: int) -> float:
@@ -402,6 +406,7 @@ async def main(args: argparse.Namespace) -> None:
         pids: dict[str, int] = {"forms": forms.proc.pid, "worker": workers[0].pid, "client": os.getpid()}
         pids.update({f"worker{n}": w.pid for n, w in enumerate(workers[1:], start=2)})
         others = [f"worker{n}" for n in range(2, len(workers) + 1)]
+        renders = [f"{name}_children" for name in ("worker", *others)]  # each worker's render process
         pids.update(dependency_pids(home))
         rounds = itertools.count(1)
 
@@ -420,9 +425,7 @@ async def main(args: argparse.Namespace) -> None:
         # (a) closed loop
         clients.errors.clear()
         await spies.start("closed")
-        meter = CpuMeter(
-            pids, loops=("forms", "worker", "client"), children=[n for n in pids if n.startswith("worker")]
-        )
+        meter = CpuMeter(pids, loops=("forms", "worker", "client"), children=("worker", *others))
         with collector_off():
             pauses.reset()  # what the phase itself saw (not collector_off's own collections)
             meter.start()
@@ -441,7 +444,7 @@ async def main(args: argparse.Namespace) -> None:
         note("closed_ok", len(latencies))
         note("closed_errors", sum(clients.errors.values()))
         note("closed_error_codes", ",".join(f"{k}:{v}" for k, v in sorted(clients.errors.items())) or "-")
-        for name in ("forms", "forms_loop", "worker", "worker_loop", *others, *children(cpu), "envoy", "nats",
+        for name in ("forms", "forms_loop", "worker", "worker_loop", *others, *renders, "envoy", "nats",
                      "cassandra", "client", "client_loop", "other", "machine"):  # fmt: skip
             note(f"closed_cpu_cores_{name}", cpu.get(name, 0.0))
         note("closed_drain_s", await drain(admin, owner, 300))
@@ -449,9 +452,7 @@ async def main(args: argparse.Namespace) -> None:
         # (b) open loop
         clients.errors.clear()
         await spies.start("open")
-        meter = CpuMeter(
-            pids, loops=("forms", "worker", "client"), children=[n for n in pids if n.startswith("worker")]
-        )
+        meter = CpuMeter(pids, loops=("forms", "worker", "client"), children=("worker", *others))
         meter.start()
         with collector_off():
             pauses.reset()
@@ -467,7 +468,7 @@ async def main(args: argparse.Namespace) -> None:
         for key, value in gc_seen.items():
             note(f"open_client_gc_{key}", value)
         note("open_p50_ms", percentile(open_latencies, 0.5) * 1000)
-        for name in ("forms", "worker", *others, *children(cpu), "envoy", "nats", "cassandra", "client", "other",
+        for name in ("forms", "worker", *others, *renders, "envoy", "nats", "cassandra", "client", "other",
                      "machine"):  # fmt: skip
             note(f"open_cpu_cores_{name}", cpu.get(name, 0.0))
 
@@ -478,14 +479,7 @@ async def main(args: argparse.Namespace) -> None:
         processed = [latency for _, latency in timed]
         note("processed_missing", missing)
         note("processed_p50_ms", percentile(processed, 0.5) * 1000)
-        # How "processed" moved through the phase: a growing backlog climbs, a stall is a bump.
-        first = min((at for at, _ in timed), default=0.0)
-        buckets: dict[int, list[float]] = {}
-        for at, latency in timed:
-            buckets.setdefault(int((at - first) // 5), []).append(latency)
-        note(
-            "processed_p50_ms_per_5s", ",".join(f"{percentile(b, 0.5) * 1000:.0f}" for _, b in sorted(buckets.items()))
-        )
+        note("processed_p50_ms_per_5s", ",".join(f"{p * 1000:.0f}" for p in p50_per_interval(timed, 5.0)))
 
         # (d) raw JetStream
         payloads = [

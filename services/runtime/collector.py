@@ -10,10 +10,11 @@ How often young objects are collected (``young_threshold``: net container alloca
 a setting per kind of process, measured under ``make bench-forms`` (pauses of 10 ms or more
 summed over the run):
 
-- a gRPC service keeps the interpreter's 700. grpc.aio leaves a small cycle per call (its
-  handler lookup's closure, the call's details and metadata, about 13 objects), best
-  collected small and often: the forms service paused 0.6 s in all with 700 and 5.0 s with
-  50,000 (collections of 30,000 objects, up to 350 ms each);
+- a gRPC service (and the ingest worker, not measured otherwise) keeps the interpreter's
+  700. grpc.aio leaves a small cycle per call (its handler lookup's closure, the call's
+  details and metadata, about 13 objects), best collected small and often: the forms
+  service paused 0.6 s in all with 700 and 5.0 s with 50,000 (collections of 30,000
+  objects, up to 350 ms each);
 - the forms worker uses 50,000 (``worker_gc_young_threshold``). Its deliveries, batches and
   held acknowledgements live a second or more, so with 700 they were promoted and full
   collections of the whole heap came every 1-3 s, 200-600 ms each: 21-26 s of pauses in a
@@ -32,14 +33,13 @@ log = logging.getLogger("chatmesh.gc")
 SLOW_PAUSE_S = 0.1
 """Collections at least this long are logged."""
 
-_started: list[float] = []
+_started = [0.0]
+"""When the collection under way began (a callback sees "start" before "stop")."""
 
 
 def _watch(phase: str, info: dict[str, Any]) -> None:
     if phase == "start":
-        _started[:] = [time.perf_counter()]
-        return
-    if not _started:
+        _started[0] = time.perf_counter()
         return
     paused = time.perf_counter() - _started[0]
     if paused >= SLOW_PAUSE_S:
