@@ -32,7 +32,8 @@ pauses stalled every call in flight and were counted as latency); stderr shows w
 remain. ``--py-spy PATH`` records the service's and the worker's stacks per phase.
 
 stdout has exactly those lines; the rest (CPU per process, rates, errors, set-up times)
-goes to stderr as ``# key=value``.
+goes to stderr as ``# key=value``, among them what a submission costs in CPU per process
+and the cores the closed loop's 2,000/s goal would take at that cost (``cpu_per_submit``).
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ from services.history.streams import STREAMS as CHAT_STREAMS
 from services.runtime.cql import CqlSession, CqlSettings
 
 SEED_AVG_MS = 1858
+GOAL_SUBMITS_PER_S = 2000
+"""The closed loop's goal in throughput: avg_ms <= 500 with 1,000 clients is 2,000/s (Little's law)."""
 CHANNELS = 8
 REQUIRED = ("store", "sheets", "screen")
 
@@ -365,6 +368,30 @@ class Spies:
         self._procs = []
 
 
+def cpu_per_submit(cores: dict[str, float], submits_per_s: float, goal: bool = True) -> dict[str, float]:
+    """What a submission costs in CPU, and the cores the closed loop's goal would take at that cost.
+
+    ``cpu_ms_per_submit_<name>`` for every process measured (cores over submissions per
+    second); ``_mesh`` is everything but the client (the service, worker, render process,
+    Envoy, NATS and Cassandra: what a deployment runs); ``cores_for_goal_mesh`` is that cost
+    at GOAL_SUBMITS_PER_S, and ``_with_client`` adds this client's share (on one machine
+    the load generator competes for the same cores). A linear estimate from a saturated
+    machine: what the goal needs in cores, not a promise that more cores scale perfectly.
+    Without ``goal`` (the open loop, whose goals are latencies) only the costs.
+    """
+    rate = max(1e-9, submits_per_s)
+    skip = {"machine", "other", "ours"}
+    figures = {f"cpu_ms_per_submit_{name}": value / rate * 1000
+               for name, value in cores.items() if name not in skip and not name.endswith("_loop")}  # fmt: skip
+    ours = cores.get("ours", 0.0)
+    mesh = ours - cores.get("client", 0.0)
+    figures["cpu_ms_per_submit_mesh"] = mesh / rate * 1000
+    if goal:
+        figures["cores_for_goal_mesh"] = mesh / rate * GOAL_SUBMITS_PER_S
+        figures["cores_for_goal_with_client"] = ours / rate * GOAL_SUBMITS_PER_S
+    return figures
+
+
 async def main(args: argparse.Namespace) -> None:
     """Start everything, run the phases, print the figures, stop everything."""
     began = time.perf_counter()
@@ -426,9 +453,11 @@ async def main(args: argparse.Namespace) -> None:
         clients.errors.clear()
         await spies.start("closed")
         meter = CpuMeter(pids, loops=("forms", "worker", "client"), children=("worker", *others))
+        through = CpuMeter(pids, children=("worker", *others))  # until the backlogs drained: the work done
         with collector_off():
             pauses.reset()  # what the phase itself saw (not collector_off's own collections)
             meter.start()
+            through.start()
             latencies, wall = await clients.closed_loop(args.clients, args.submits)
             cpu = meter.stop()
             gc_seen = pauses.seen()
@@ -448,6 +477,9 @@ async def main(args: argparse.Namespace) -> None:
                      "cassandra", "client", "client_loop", "other", "machine"):  # fmt: skip
             note(f"closed_cpu_cores_{name}", cpu.get(name, 0.0))
         note("closed_drain_s", await drain(admin, owner, 300))
+        done = through.stop()
+        for key, value in cpu_per_submit(done, len(latencies) / through.seconds).items():
+            note(f"closed_{key}", value)
 
         # (b) open loop
         clients.errors.clear()
@@ -471,6 +503,9 @@ async def main(args: argparse.Namespace) -> None:
         for name in ("forms", "worker", *others, *renders, "envoy", "nats", "cassandra", "client", "other",
                      "machine"):  # fmt: skip
             note(f"open_cpu_cores_{name}", cpu.get(name, 0.0))
+
+        for key, value in cpu_per_submit(cpu, len(open_latencies) / max(1e-9, meter.seconds), goal=False).items():
+            note(f"open_{key}", value)
 
         # (c) processed
         cql = await CqlSession.connect(CqlSettings(hosts=[cassandra.config.host], port=cassandra.config.native_port))

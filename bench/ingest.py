@@ -245,13 +245,22 @@ async def main(args: argparse.Namespace) -> None:
                             + " ".join(f"{k}={v:.2f}" for k, v in sorted(cores.items()) if k not in ("ours",)),
                             file=sys.stderr,
                         )
+                        # The service is the embedded store's only writer, one event loop: its time
+                        # per batch bounds the rate whatever the cores (1000 / it = batches/s at most).
+                        ms = 1000 / (embedded[-1] / 100)  # per batch, at one core
+                        print(
+                            f"# embedded round ms per batch: ingest_loop={cores['ingest_loop'] * ms:.2f} "
+                            f"ingest={cores['ingest'] * ms:.2f} mesh={(cores['ours'] - cores['client']) * ms:.2f}",
+                            file=sys.stderr,
+                        )
                         # The baseline: the better of one caller and ``parallelism`` threads calling Edge.
                         alone = await asyncio.to_thread(direct_edge, home, vectors, 100, 1)
                         threads = await asyncio.to_thread(direct_edge, home, vectors, 100, args.parallelism)
                         edge.append(max(alone, threads))
                         print(
                             f"# round {round_number}: embedded {embedded[-1]:.0f} edge direct {alone:.0f} "
-                            f"(one thread) {threads:.0f} ({args.parallelism} threads) points/s",
+                            f"(one thread) {threads:.0f} ({args.parallelism} threads) points/s; "
+                            f"Edge alone {100_000 / edge[-1]:.2f} ms per batch of 100",
                             file=sys.stderr,
                         )
                     await channel.close()
