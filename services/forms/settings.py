@@ -59,6 +59,20 @@ class SheetsSettings(BaseModel):
     max_rows_per_sheet: int = Field(
         1_000_000, ge=100, le=1_048_575, description="Rows of one workbook/CSV; more go to the next file (-2, -3...)."
     )
+    compact_fan_in: int = Field(
+        16,
+        ge=2,
+        le=1000,
+        description="Parts of one level merged into one part of the next once a form has this many: its part "
+        "count stays near this times its levels (every batch lists them), and a row is rewritten once a level.",
+    )
+    forget_idle_s: float = Field(
+        900.0,
+        ge=0.0,
+        le=86_400,
+        description="A form's rows leave this process's memory once rendered and untouched this long "
+        "(read back from its parts when rows come again).",
+    )
 
 
 class FormsSettings(ServiceSettings):

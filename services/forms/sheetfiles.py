@@ -2,7 +2,8 @@
 
 Per form (``<form_id>/``): ``parts/<name>.jsonl``, one immutable file per committed batch
 (its rows, each with its submission id: the batch commit records which submissions it
-holds), and the rendered spreadsheets (``sheet.xlsx``, ``sheet.csv``, then ``sheet-2...``
+holds; merged parts, ``merged<level>-...``, hold the rows of the parts they replaced), and
+the rendered spreadsheets (``sheet.xlsx``, ``sheet.csv``, then ``sheet-2...``
 past the row limit). Every write replaces a whole file at once: a local file is written
 aside, fsynced and renamed; an S3 object is one PUT. No gRPC here.
 """
@@ -35,6 +36,10 @@ class SheetFiles(Protocol):
 
     async def write_part(self, form_id: str, name: str, data: bytes) -> None:
         """Commit one part (all of it or nothing)."""
+        ...
+
+    async def delete_part(self, form_id: str, name: str) -> None:
+        """Delete one part (merged into another); no error if it is gone already."""
         ...
 
     async def write_file(self, form_id: str, filename: str, data: bytes) -> None:
@@ -88,6 +93,9 @@ class LocalSheetFiles:
     async def write_part(self, form_id: str, name: str, data: bytes) -> None:
         await asyncio.to_thread(_write_atomically, self._form(form_id) / "parts" / name, data)
 
+    async def delete_part(self, form_id: str, name: str) -> None:
+        await asyncio.to_thread((self._form(form_id) / "parts" / name).unlink, missing_ok=True)
+
     async def write_file(self, form_id: str, filename: str, data: bytes) -> None:
         await asyncio.to_thread(_write_atomically, self._form(form_id) / filename, data)
 
@@ -122,6 +130,9 @@ class S3SheetFiles:
 
     async def write_part(self, form_id: str, name: str, data: bytes) -> None:
         await self._bucket.put_bytes(self._key(form_id, f"parts/{name}"), data, "application/x-ndjson")
+
+    async def delete_part(self, form_id: str, name: str) -> None:
+        await self._bucket.delete(self._key(form_id, f"parts/{name}"))
 
     async def write_file(self, form_id: str, filename: str, data: bytes) -> None:
         content_type = (

@@ -18,7 +18,18 @@ share of a core however big the form grows. Rendering runs in a process of its o
 copy of the rows taken under the lock: neither the lock nor the worker's interpreter is held
 while it works, so commits (this consumer's and the others' in the worker) go on meanwhile
 (held for a render, they waited seconds behind it: "processed" took 8 s at its p99).
-Each process keeps the rows of the forms it wrote in memory (read back from the parts after a restart).
+Each process keeps the rows of the forms it wrote in memory (read back from the parts after a
+restart), and forgets a form rendered and untouched for ``forget_idle_s``.
+
+Parts are compacted like an LSM tree's levels, so that the listing every batch makes stays
+short however long a form lives: a batch's part is level 0; once a form has
+``compact_fan_in`` parts of one level, this process writes their rows as one part of the next
+level (``merged<level>-...``), then deletes them. The merged part is written before anything
+is deleted, so every row is always in some listed part; a crash between leaves a row in two
+parts, and rows are keyed by submission id wherever parts are read, so it is still one row.
+Two processes compacting the same parts at once end up the same way. A part that vanishes
+between a listing and its reading (merged away by another process) sends the reader back to
+list again, where the merged part is.
 """
 
 from __future__ import annotations
@@ -45,19 +56,38 @@ from services.forms.sheetrender import (
     row_of,
     sheet_filenames,
 )
+from services.runtime.errors import NotFound, Unavailable
 
 log = logging.getLogger("chatmesh.forms.sheets")
+
+_LISTINGS = 5
+"""Listings of a form's parts one refresh makes at most while parts vanish under it."""
+
+
+MERGED = "merged"
+"""Name prefix of a compacted part: ``merged<level>-<first submission id>-<worker>-<pid>-<ns>.jsonl``."""
+
+
+def part_level(name: str) -> int:
+    """A part's compaction level from its name: 0 for a batch's part."""
+    if name.startswith(MERGED):
+        digits = name[len(MERGED) :].split("-", 1)[0]
+        if digits.isdigit():
+            return int(digits)
+    return 0
 
 
 @dataclass
 class _FormRows:
     """What this process knows of one form's committed rows."""
 
-    parts: set[str] = field(default_factory=set)
+    parts: dict[str, list[str]] = field(default_factory=dict)
+    """Each part read or written, with the submission ids it holds."""
     rows: dict[str, Row] = field(default_factory=dict)
     dirty: bool = True
     rendered_at: float = -1e9
     render_s: float = 0.0
+    touched_at: float = field(default_factory=time.monotonic)
 
 
 def make_sheet_files(context: ConsumerContext) -> SheetFiles:
@@ -122,14 +152,27 @@ class SheetsConsumer(Consumer):
     async def _refresh(self, form_id: str) -> _FormRows:
         """Read the form's parts this process has not seen (another process's, or its own before a restart)."""
         state = self._forms.setdefault(form_id, _FormRows())
-        for name in await self.files.list_parts(form_id):
-            if name in state.parts:
-                continue
-            for row in decode_part(await self.files.read_part(form_id, name)):
-                state.rows.setdefault(row.submission_id, row)
-            state.parts.add(name)
-            state.dirty = True
-        return state
+        state.touched_at = time.monotonic()
+        for _ in range(_LISTINGS):
+            vanished = False
+            for name in await self.files.list_parts(form_id):
+                if name in state.parts:
+                    continue
+                try:
+                    data = await self.files.read_part(form_id, name)
+                except (NotFound, FileNotFoundError):
+                    vanished = True  # merged away since the listing: the merged part is in the next one
+                    continue
+                ids = []
+                for row in decode_part(data):
+                    if row.submission_id not in state.rows:
+                        state.rows[row.submission_id] = row
+                        state.dirty = True  # a merged part of rows already here changes nothing
+                    ids.append(row.submission_id)
+                state.parts[name] = ids
+            if not vanished:
+                return state
+        raise Unavailable(f"the sheet parts of form {form_id} kept changing while being read")
 
     async def handle(self, batch: Sequence[Delivery]) -> Sequence[Outcome]:
         by_form: dict[str, list[Row]] = {}
@@ -143,10 +186,41 @@ class SheetsConsumer(Consumer):
                     continue  # a redelivery of rows a part already holds
                 name = f"{min(new)}-{self._worker}-{os.getpid()}-{time.time_ns()}.jsonl"
                 await self.files.write_part(form_id, name, encode_part(new.values()))
-                state.parts.add(name)
+                state.parts[name] = list(new)
                 state.rows.update(new)
                 state.dirty = True
         return [DONE] * len(batch)
+
+    async def compact(self, form_id: str) -> int:
+        """Merge every level that holds ``compact_fan_in`` parts into one part of the next; parts deleted."""
+        fan_in = self.context.settings.sheets.compact_fan_in
+        deleted = 0
+        while True:
+            async with self._lock:
+                state = self._forms.get(form_id)
+                if state is None:
+                    return deleted
+                levels: dict[int, list[str]] = {}
+                for name in state.parts:
+                    levels.setdefault(part_level(name), []).append(name)
+                full = sorted(level for level, names in levels.items() if len(names) >= fan_in)
+                if not full:
+                    return deleted
+                level = full[0]
+                merging = sorted(levels[level])
+                ids = sorted({i for name in merging for i in state.parts[name]})
+                rows = [state.rows[i] for i in ids]
+            # Encoded in the render process (a merge of high levels is megabytes of JSON), lock released.
+            data = await asyncio.get_running_loop().run_in_executor(self._render_pool(), encode_part, rows)
+            merged = f"{MERGED}{level + 1}-{ids[0]}-{self._worker}-{os.getpid()}-{time.time_ns()}.jsonl"
+            await self.files.write_part(form_id, merged, data)
+            async with self._lock:
+                state.parts[merged] = ids
+                for name in merging:
+                    state.parts.pop(name, None)
+            for name in merging:  # only now: every row of theirs is in a listed part
+                await self.files.delete_part(form_id, name)
+                deleted += 1
 
     async def render(self, form_id: str) -> None:
         """Write the form's spreadsheets from every committed row (one row per submission, in order)."""
@@ -184,9 +258,21 @@ class SheetsConsumer(Consumer):
             await asyncio.sleep(max(0.05, interval / 4))
             now = time.monotonic()
             for form_id, state in list(self._forms.items()):
+                try:
+                    await self.compact(form_id)
+                except Exception:  # noqa: BLE001 - nothing is lost: the parts are merged next round
+                    log.exception("sheet parts compaction failed", extra={"form_id": form_id})
                 if state.dirty and now - state.rendered_at >= max(interval, state.render_s / share):
                     try:
                         await self.render(form_id)
                     except Exception:  # noqa: BLE001 - the rows are committed; the next round renders again
                         state.dirty = True
                         log.exception("sheet render failed", extra={"form_id": form_id})
+                self._forget_if_idle(form_id, time.monotonic())
+
+    def _forget_if_idle(self, form_id: str, now: float) -> None:
+        """Drop a form's rows from memory once rendered and untouched for ``forget_idle_s``."""
+        state = self._forms.get(form_id)
+        idle = self.context.settings.sheets.forget_idle_s
+        if state is not None and not state.dirty and now - state.touched_at >= idle and not self._lock.locked():
+            del self._forms[form_id]
