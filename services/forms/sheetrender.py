@@ -209,14 +209,26 @@ def render_files(
     return files
 
 
+RENDER_NICENESS = 10
+"""How much lower the render process's CPU priority is than its worker's (``nice``): on a busy
+machine the consumers' commits go first and a spreadsheet is refreshed a little later
+(its rows are committed in their parts already; rendering is background work)."""
+
+
 def render_pool() -> ProcessPoolExecutor:
-    """One render process, spawned (not forked: a worker runs threads), ended with its parent."""
+    """One render process, spawned (not forked: a worker runs threads), ended with its parent, niced."""
     return ProcessPoolExecutor(
         max_workers=1,
         mp_context=multiprocessing.get_context("spawn"),
-        initializer=exit_with_parent,
-        initargs=(os.getpid(),),
+        initializer=start_render_process,
+        initargs=(os.getpid(), RENDER_NICENESS),
     )
+
+
+def start_render_process(parent_pid: int, niceness: int) -> None:
+    """In a render process: lower its priority by ``niceness``, and end it with its worker."""
+    os.nice(niceness)
+    exit_with_parent(parent_pid)
 
 
 def exit_with_parent(parent_pid: int) -> None:

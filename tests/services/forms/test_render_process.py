@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from chatmesh.forms.v1 import forms_pb2 as fpb
-from services.forms.sheetrender import Column, Row, render_csv, render_files, render_pool
+from services.forms.sheetrender import RENDER_NICENESS, Column, Row, render_csv, render_files, render_pool
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -53,6 +53,15 @@ def test_the_render_process_writes_what_rendering_in_place_writes() -> None:
     assert files["csv"] == render_csv(columns, rows)
     assert files["xlsx"][:2] == b"PK" and len(files["xlsx"]) > 10_000  # a zip: a workbook with the rows
     assert set(csv_only) == {"csv"}
+
+
+def test_the_render_process_yields_the_cpu_to_its_worker() -> None:
+    pool = render_pool()
+    try:
+        theirs = pool.submit(os.getpriority, os.PRIO_PROCESS, 0).result(timeout=60)
+    finally:
+        pool.shutdown()
+    assert theirs == min(19, os.getpriority(os.PRIO_PROCESS, 0) + RENDER_NICENESS)  # 19: the lowest
 
 
 def test_the_render_process_ends_when_its_worker_is_killed() -> None:
