@@ -504,7 +504,7 @@ async def main(args: argparse.Namespace) -> None:
                      "machine"):  # fmt: skip
             note(f"open_cpu_cores_{name}", cpu.get(name, 0.0))
 
-        for key, value in cpu_per_submit(cpu, len(open_latencies) / max(1e-9, meter.seconds), goal=False).items():
+        for key, value in cpu_per_submit(cpu, len(open_latencies) / meter.seconds, goal=False).items():
             note(f"open_{key}", value)
 
         # (c) processed

@@ -245,9 +245,9 @@ async def main(args: argparse.Namespace) -> None:
                             + " ".join(f"{k}={v:.2f}" for k, v in sorted(cores.items()) if k not in ("ours",)),
                             file=sys.stderr,
                         )
-                        # The service is the embedded store's only writer, one event loop: its time
-                        # per batch bounds the rate whatever the cores (1000 / it = batches/s at most).
-                        ms = 1000 / (embedded[-1] / 100)  # per batch, at one core
+                        # The service is the embedded store's only writer, one event loop: its time per
+                        # batch bounds the rate whatever the cores (at most 1,000 / it batches a second).
+                        ms = 1000 / (embedded[-1] / 100)  # wall ms per batch: cores x this = CPU ms per batch
                         print(
                             f"# embedded round ms per batch: ingest_loop={cores['ingest_loop'] * ms:.2f} "
                             f"ingest={cores['ingest'] * ms:.2f} mesh={(cores['ours'] - cores['client']) * ms:.2f}",

@@ -191,21 +191,20 @@ class SheetsConsumer(Consumer):
                 state.dirty = True
         return [DONE] * len(batch)
 
-    async def compact(self, form_id: str) -> int:
+    async def compact(self, form_id: str) -> None:
         """Merge every level that holds ``compact_fan_in`` parts into one part of the next; parts deleted."""
         fan_in = self.context.settings.sheets.compact_fan_in
-        deleted = 0
         while True:
             async with self._lock:
                 state = self._forms.get(form_id)
                 if state is None:
-                    return deleted
+                    return
                 levels: dict[int, list[str]] = {}
                 for name in state.parts:
                     levels.setdefault(part_level(name), []).append(name)
                 full = sorted(level for level, names in levels.items() if len(names) >= fan_in)
                 if not full:
-                    return deleted
+                    return
                 level = full[0]
                 merging = sorted(levels[level])
                 ids = sorted({i for name in merging for i in state.parts[name]})
@@ -220,7 +219,6 @@ class SheetsConsumer(Consumer):
                     state.parts.pop(name, None)
             for name in merging:  # only now: every row of theirs is in a listed part
                 await self.files.delete_part(form_id, name)
-                deleted += 1
 
     async def render(self, form_id: str) -> None:
         """Write the form's spreadsheets from every committed row (one row per submission, in order)."""
@@ -271,8 +269,12 @@ class SheetsConsumer(Consumer):
                 self._forget_if_idle(form_id, time.monotonic())
 
     def _forget_if_idle(self, form_id: str, now: float) -> None:
-        """Drop a form's rows from memory once rendered and untouched for ``forget_idle_s``."""
+        """Drop a form's rows from memory once rendered and untouched for ``forget_idle_s``.
+
+        A batch or merge still holding the dropped record finishes on it; the next refresh reads
+        the form's parts afresh, theirs among them.
+        """
         state = self._forms.get(form_id)
-        idle = self.context.settings.sheets.forget_idle_s
-        if state is not None and not state.dirty and now - state.touched_at >= idle and not self._lock.locked():
+        idle_s = self.context.settings.sheets.forget_idle_s
+        if state is not None and not state.dirty and now - state.touched_at >= idle_s:
             del self._forms[form_id]
